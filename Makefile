@@ -1,0 +1,155 @@
+# ketenbus build. `make` builds into build/, `make test` runs every Check suite,
+# `make demo` plays the seed story on loopback. `make deps` installs the Debian
+# packages everything needs (apt-get, as root; quick when all are present).
+#
+#   make [SANITIZE=1]        build (SANITIZE=1: ASan+UBSan, into build/san/)
+#   make test [SANITIZE=1]   unit and integration tests
+#   make demo                the seed story, end to end
+#   make install PREFIX=/usr/local DESTDIR=
+#   make fuzz | bench | soak separate long runs (see README)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+# Debian 12 packages for building, testing and the demo.
+DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev \
+            libprotobuf-c-dev protobuf-c-compiler libleveldb-dev libssl-dev \
+            libyaml-dev libjson-c-dev check libsubunit-dev python3 valgrind
+
+ifeq ($(SANITIZE),1)
+BUILD    := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT      := -O1
+else
+BUILD    := build
+SANFLAGS :=
+OPT      := -O2
+endif
+
+# LevelDB in Debian 12 ships no .pc file: use it when present, else plain -lleveldb.
+PC_MODS   := libzmq libczmq libprotobuf-c libcrypto yaml-0.1 json-c
+PC_CFLAGS  = $(shell pkg-config --cflags $(PC_MODS) 2>/dev/null)
+PC_LIBS    = $(shell pkg-config --libs $(PC_MODS) 2>/dev/null) \
+             $(shell pkg-config --libs leveldb 2>/dev/null || echo -lleveldb)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+CC      ?= cc
+WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Werror
+CFLAGS  ?= $(OPT) -g
+CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Iinclude -Ilib -I$(BUILD)/gen \
+                -Ibroker -Iadapters/sdk $(PC_CFLAGS)
+ALL_CFLAGS = $(CPPFLAGS_ALL) $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread
+ALL_LDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
+
+GEN_C   := $(BUILD)/gen/ketenbus.pb-c.c
+GEN_H   := $(BUILD)/gen/ketenbus.pb-c.h
+
+LIB_SRC    := $(wildcard lib/*.c)
+SDK_SRC    := $(wildcard adapters/sdk/*.c)
+BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
+CLI_SRC    := $(wildcard ops/cli/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_OBJ    := $(call obj,$(LIB_SRC)) $(BUILD)/obj/gen/ketenbus.pb-c.o
+SDK_OBJ    := $(call obj,$(SDK_SRC))
+BROKER_OBJ := $(call obj,$(BROKER_SRC))
+CLI_OBJ    := $(call obj,$(CLI_SRC))
+
+UNIT_SRC   := $(wildcard tests/unit/check_*.c)
+INTEG_SRC  := $(wildcard tests/integration/check_*.c)
+TEST_HELP  := $(call obj,$(wildcard tests/support/*.c))
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+INTEG_BIN  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
+
+BINS := $(BUILD)/ketenbusd $(BUILD)/ketenbus
+LIBS := $(BUILD)/libketenbus.a $(BUILD)/libketenbus.so $(BUILD)/libkbinternal.a
+
+.PHONY: all deps test unit integration demo install clean fuzz bench soak check-deps
+.DEFAULT_GOAL := all
+
+all: deps $(BINS) $(LIBS) $(BUILD)/ketenbus.pc
+
+# Installs only what is missing; needs root (or sudo) only then.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "make deps: missing$$missing; run 'make deps' as root" >&2; exit 1; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(GEN_C) $(GEN_H): proto/ketenbus.proto | deps
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen proto/ketenbus.proto
+
+$(BUILD)/obj/gen/ketenbus.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(SANFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# libketenbus: the adapter SDK with the shared code it needs.
+$(BUILD)/libketenbus.a: $(LIB_OBJ) $(SDK_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libketenbus.so: $(LIB_OBJ) $(SDK_OBJ)
+	$(CC) -shared -Wl,-soname,libketenbus.so.0 -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
+
+# Everything but main()s, for the tests and the tools.
+$(BUILD)/libkbinternal.a: $(LIB_OBJ) $(SDK_OBJ) $(BROKER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/ketenbusd: $(BUILD)/obj/broker/main.o $(BUILD)/libkbinternal.a
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
+
+$(BUILD)/ketenbus: $(CLI_OBJ) $(BUILD)/libkbinternal.a
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/tests/%: tests/integration/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/ketenbus.pc: Makefile
+	@mkdir -p $(BUILD)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: ketenbus' 'Description: adapter SDK of the ketenbus information-exchange bus' \
+	  'Version: 0.1.0' 'Requires.private: libzmq libczmq libprotobuf-c libcrypto json-c yaml-0.1' \
+	  'Libs: -L$${libdir} -lketenbus' 'Libs.private: -lleveldb -pthread' 'Cflags: -I$${includedir}' > $@
+
+test: all $(UNIT_BIN) $(INTEG_BIN)
+	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
+
+unit: all $(UNIT_BIN)
+	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN)
+
+integration: all $(INTEG_BIN)
+	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(INTEG_BIN)
+
+demo: all
+	@KB_BUILD=$(abspath $(BUILD)) ops/demo/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 0755 $(BUILD)/ketenbusd $(BUILD)/ketenbus $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(BUILD)/libketenbus.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(BUILD)/libketenbus.so $(DESTDIR)$(PREFIX)/lib/libketenbus.so.0
+	ln -sf libketenbus.so.0 $(DESTDIR)$(PREFIX)/lib/libketenbus.so
+	install -m 0644 include/ketenbus.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 $(BUILD)/ketenbus.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf build

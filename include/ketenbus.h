@@ -1,0 +1,218 @@
+/*
+ * ketenbus.h - the adapter SDK of ketenbus (libketenbus).
+ *
+ * An agency's case system uses this library to exchange signals and
+ * referrals with the other agencies of the chain through the ketenbus broker.
+ * The SDK connects with the agency's CURVE key, builds, numbers (UUIDv7) and
+ * signs (Ed25519) every envelope, keeps a durable local outbox so that a
+ * submission succeeds while the broker is down, and filters redelivered
+ * messages.
+ *
+ * Conventions:
+ * - Functions that can fail return KETENBUS_OK (0) or a negative KETENBUS_E*
+ *   code; ketenbus_strerror() gives static text for a code and
+ *   ketenbus_last_error() the detail of the last failure on this thread
+ *   (also after a constructor returned NULL).
+ * - Objects are created with *_new() and freed with *_destroy(&p), which
+ *   accepts NULL and sets *p to NULL.
+ * - A returned `const char *` is borrowed from the object; a returned
+ *   `char *` belongs to the caller, who frees it with free().
+ * - A client is used from one thread at a time. The library never exits,
+ *   aborts or prints; it reports through return codes and the log callback.
+ * - Messages travel as JSON in the SDK's text interfaces: field names are the
+ *   proto field names of proto/ketenbus.proto, documented in docs/JSON.md.
+ */
+#ifndef KETENBUS_H
+#define KETENBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KETENBUS_VERSION_MAJOR 0
+#define KETENBUS_VERSION_MINOR 1
+#define KETENBUS_VERSION_PATCH 0
+
+/* Return codes. */
+enum {
+    KETENBUS_OK = 0,
+    KETENBUS_EINVAL = -1,    /* bad argument from the caller */
+    KETENBUS_ENOMEM = -2,    /* out of memory */
+    KETENBUS_EIO = -3,       /* file or local storage failure */
+    KETENBUS_EPROTO = -4,    /* malformed data (from a peer, a file, JSON) */
+    KETENBUS_ECRYPTO = -5,   /* key, signature or cipher failure */
+    KETENBUS_ETIMEDOUT = -6, /* nothing happened within the timeout */
+    KETENBUS_EREJECTED = -7, /* the broker refused the message (see receipt) */
+    KETENBUS_ENOTFOUND = -8, /* no such file, key, agency or field */
+    KETENBUS_ECONFIG = -9,   /* invalid configuration */
+    KETENBUS_ENET = -10,     /* ZeroMQ transport failure */
+    KETENBUS_ETOOBIG = -11,  /* over a size limit */
+    KETENBUS_EVERSION = -12, /* unsupported protocol version */
+    KETENBUS_EPENDING = -13  /* stored in the outbox, no receipt yet */
+};
+
+/* Static text for a return code; never NULL. */
+const char *ketenbus_strerror(int rc);
+
+/* Detail of the last failure on this thread ("" if none); borrowed, valid
+ * until the next failing call on this thread. */
+const char *ketenbus_last_error(void);
+
+/* ------------------------------------------------------------- messages */
+
+/* Message kinds (same numbers as ketenbus.Kind in the proto). */
+typedef enum {
+    KETENBUS_KIND_SIGNAL = 1,
+    KETENBUS_KIND_REFERRAL = 2,
+    KETENBUS_KIND_REFERRAL_UPDATE = 3,
+    KETENBUS_KIND_MATCH_NOTICE = 4,
+    KETENBUS_KIND_EXPIRY_NOTICE = 5
+} ketenbus_kind_t;
+
+/* An envelope with its payload: one signal, referral, update or notice. */
+typedef struct ketenbus_msg ketenbus_msg_t;
+
+/* A new, empty message of the given kind; NULL on a bad kind or no memory. */
+ketenbus_msg_t *ketenbus_msg_new(ketenbus_kind_t kind);
+
+/* Parse a message from its JSON form (docs/JSON.md). On success *out is a new
+ * message for the caller. Returns KETENBUS_EPROTO with the offending field
+ * named in ketenbus_last_error() for bad JSON, unknown fields or values. */
+int ketenbus_msg_from_json(const char *json, ketenbus_msg_t **out);
+
+/* The JSON form of the message (one line); caller frees. NULL on no memory. */
+char *ketenbus_msg_to_json(const ketenbus_msg_t *msg);
+
+void ketenbus_msg_destroy(ketenbus_msg_t **p);
+
+/* Set one field by its JSON path, with the value written as in JSON text
+ * form, e.g. ("purpose", "child_protection"), ("signal.minor", "true"),
+ * ("signal.observed.municipality", "GM0344"). For a repeated field the value
+ * is appended. Returns KETENBUS_ENOTFOUND for an unknown path and
+ * KETENBUS_EPROTO for a value that does not fit the field. */
+int ketenbus_msg_set(ketenbus_msg_t *msg, const char *path, const char *value);
+
+/* The field's value in JSON text form (strings unquoted); caller frees.
+ * NULL if the path is unknown or the field is not set. */
+char *ketenbus_msg_get(const ketenbus_msg_t *msg, const char *path);
+
+ketenbus_kind_t ketenbus_msg_kind(const ketenbus_msg_t *msg);
+
+/* Message id as canonical UUID text; "" until the message is submitted. */
+const char *ketenbus_msg_id(const ketenbus_msg_t *msg);
+
+/* Sending agency id; "" until submitted. */
+const char *ketenbus_msg_sender(const ketenbus_msg_t *msg);
+
+/* Payload paths the broker withheld from this recipient (0 if none). */
+size_t ketenbus_msg_withheld_count(const ketenbus_msg_t *msg);
+const char *ketenbus_msg_withheld(const ketenbus_msg_t *msg, size_t i);
+
+/* -------------------------------------------------------------- client */
+
+/* Outcome of one submission, filled by ketenbus_client_submit(). */
+typedef enum {
+    KETENBUS_OUTCOME_NONE = 0,      /* no receipt yet: the message waits in the outbox */
+    KETENBUS_OUTCOME_ACCEPTED = 1,  /* durable at the broker */
+    KETENBUS_OUTCOME_DUPLICATE = 2, /* the broker had accepted this id before */
+    KETENBUS_OUTCOME_REJECTED = 3   /* refused: code and reason say why */
+} ketenbus_outcome_t;
+
+typedef struct {
+    ketenbus_outcome_t outcome; /* what the broker decided */
+    int code;                   /* ketenbus.RejectCode of the proto, 0 if none */
+    uint64_t audit_index;       /* position of the broker's "received" audit record */
+    char message_id[37];        /* UUID text of the submitted message */
+    char reason[256];           /* human-readable reason of a rejection */
+    char rule_id[64];           /* rule that refused it, if any */
+    char recipients[256];       /* comma-separated agencies it was queued for */
+} ketenbus_receipt_t;
+
+typedef struct ketenbus_client_opts ketenbus_client_opts_t;
+typedef struct ketenbus_client ketenbus_client_t;
+
+/* Log callback: level is 0 error, 1 warning, 2 info, 3 debug; line is one
+ * key=value line without a newline. */
+typedef void (ketenbus_log_fn)(int level, const char *line, void *arg);
+
+/* Called for each delivered message during ketenbus_client_poll(). The
+ * message is borrowed for the call. Return 0 once the message is stored
+ * durably on the agency's side: the SDK then acknowledges it. Any other
+ * value leaves it unacknowledged; the broker redelivers it later. */
+typedef int (ketenbus_handler_fn)(ketenbus_client_t *client, const ketenbus_msg_t *msg, void *arg);
+
+ketenbus_client_opts_t *ketenbus_client_opts_new(void);
+void ketenbus_client_opts_destroy(ketenbus_client_opts_t **p);
+
+/* Required: the agency id, and the directory with its keys as written by
+ * `ketenbus keygen` (ID.curve_secret and ID.sign.pem). */
+int ketenbus_client_opts_set_agency(ketenbus_client_opts_t *o, const char *agency, const char *key_dir);
+/* Required: broker endpoint ("tcp://host:port") and its public CURVE
+ * certificate file (broker.curve from `ketenbus keygen --broker`). */
+int ketenbus_client_opts_set_broker(ketenbus_client_opts_t *o, const char *endpoint, const char *broker_cert);
+/* Required: directory for the durable outbox and receive state (created). */
+int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *dir);
+/* Optional: deliveries the broker may send ahead of acknowledgement (default 64). */
+int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit);
+/* Optional: liveness ping interval in milliseconds (default 1000). */
+int ketenbus_client_opts_set_ping_interval(ketenbus_client_opts_t *o, unsigned ms);
+/* Optional: log callback (default: silent). */
+int ketenbus_client_opts_set_log(ketenbus_client_opts_t *o, ketenbus_log_fn *fn, void *arg);
+
+/* A connected client, or NULL with ketenbus_last_error() set. Connecting
+ * does not wait for the broker: it may be down. Messages left in the outbox
+ * by an earlier run are sent again when the broker answers. */
+ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts);
+
+/* Close the connection. Unsent messages stay in the outbox for next time. */
+void ketenbus_client_destroy(ketenbus_client_t **p);
+
+/* Submit one message. The SDK sets sender, message id and created time,
+ * signs the envelope and stores it durably in the outbox before it returns
+ * anything but an argument error. It then waits up to timeout_ms (0: not at
+ * all) for the broker's receipt, filling *receipt if it is not NULL.
+ * Returns KETENBUS_OK when accepted (or duplicate), KETENBUS_EREJECTED when
+ * refused (the receipt says why), KETENBUS_EPENDING when no receipt came in
+ * time (the message is safe in the outbox and goes out on reconnect).
+ * msg stays the caller's; its id and sender are readable afterwards. */
+int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms);
+
+/* Set the callback for deliveries (NULL: use ketenbus_client_recv()). */
+void ketenbus_client_set_handler(ketenbus_client_t *c, ketenbus_handler_fn *fn, void *arg);
+
+/* Do network work for up to timeout_ms: (re)connect, send outbox entries,
+ * read receipts and deliveries, call the handler. Returns KETENBUS_OK or a
+ * transport error. */
+int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms);
+
+/* Take the next delivered message, waiting up to timeout_ms. On
+ * KETENBUS_OK *out is the caller's; acknowledge it with ketenbus_client_ack()
+ * once stored. Returns KETENBUS_ETIMEDOUT if none arrived. Redelivered
+ * messages that were acknowledged before are dropped silently. */
+int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout_ms);
+
+/* Acknowledge a message from ketenbus_client_recv(): the broker removes it
+ * from this agency's queue. */
+int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg);
+
+/* Messages in the outbox without a receipt. */
+size_t ketenbus_client_outbox_size(const ketenbus_client_t *c);
+
+/* Wait up to timeout_ms until every outbox entry has a receipt. Returns
+ * KETENBUS_OK or KETENBUS_ETIMEDOUT. */
+int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms);
+
+/* Receipt of the last outbox entry that got one during poll (for scripts that
+ * submit with timeout 0 and flush later); NULL if none yet. */
+const ketenbus_receipt_t *ketenbus_client_last_receipt(const ketenbus_client_t *c);
+
+/* True once the broker has welcomed this client on the current connection. */
+int ketenbus_client_is_connected(const ketenbus_client_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,65 @@
+/*
+ * kb_codec.h - Frame and Envelope encoding, decoding and validation.
+ *
+ * Everything received from a peer passes through kb_frame_decode() (size
+ * limit before unpacking, NULL from protobuf-c handled, version checked) and
+ * every envelope through kb_envelope_validate() (required fields, enum
+ * ranges, lengths, UTF-8) before any other module looks at it.
+ *
+ * Ownership rule for the whole project: every protobuf-c message held in
+ * memory is in "unpacked" form, i.e. every member is malloc'd (or a default
+ * value pointer) and the whole tree is freed with
+ * protobuf_c_message_free_unpacked(msg, NULL). Code that builds or edits a
+ * message (SDK, broker redaction) allocates members with malloc/strdup.
+ */
+#ifndef KB_CODEC_H
+#define KB_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ketenbus.pb-c.h"
+
+#define KB_PROTOCOL_VERSION 1u
+
+/* Limits on what a peer may send (named, never bare numbers). */
+#define KB_FRAME_MAX_DEFAULT   (1024u * 1024u) /* default max frame bytes */
+#define KB_ID_LEN              16u   /* message and correlation ids */
+#define KB_SUBJECT_KEY_LEN     32u   /* HMAC-SHA256 pseudonym */
+#define KB_AGENCY_ID_MAX       32u   /* agency id length */
+#define KB_MAX_RECIPIENTS      64u
+#define KB_MAX_SUBJECT_KEYS    32u
+#define KB_MAX_INDICATORS      32u
+#define KB_SHORT_TEXT_MAX      256u  /* officer, basis, references, paths */
+#define KB_TEXT_MAX            (64u * 1024u) /* narratives and reasons */
+#define KB_MAX_SEALS           64u
+#define KB_SALT_LEN            16u
+#define KB_DIGEST_LEN          32u
+#define KB_SIGNATURE_LEN       64u
+#define KB_MAX_BATCH           1024u /* envelopes per Submit, tags per Ack, ... */
+
+/* Decode one frame of len bytes. Refuses frames over max_len (KB_ETOOBIG),
+ * bytes that are not a Frame or have no body (KB_EPROTO) and versions other
+ * than KB_PROTOCOL_VERSION (KB_EVERSION). On KB_OK *out is the caller's. */
+int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame **out);
+
+/* Encode a frame (its version is set to KB_PROTOCOL_VERSION). On KB_OK
+ * *buf (malloc'd, caller frees) holds *len bytes. */
+int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len);
+
+/* Check an envelope received from a sender: ids of the right length, known
+ * enum values, kind matching the payload, required fields present, counts
+ * and lengths within the limits above, valid UTF-8. On failure returns
+ * KB_EPROTO and writes a reason naming the field into why. */
+int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len);
+
+/* Deep copy of an envelope (through pack/unpack). NULL on no memory. */
+Ketenbus__Envelope *kb_envelope_dup(const Ketenbus__Envelope *e);
+
+/* Short lowercase name of a kind ("signal", "referral", ...). */
+const char *kb_kind_name(int kind);
+
+/* True if s[0..len) is valid UTF-8 without NUL bytes. */
+int kb_utf8_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * kb_keys.h - the key files a chain needs, written by `ketenbus keygen`.
+ *
+ * For a name N (an agency id, or "broker") in directory D:
+ *   D/N.curve          CURVE public certificate (ZPL, as CZMQ zcert writes it)
+ *   D/N.curve_secret   CURVE secret certificate              mode 0600
+ *   D/N.sign.pem       Ed25519 private key, PKCS#8 PEM       mode 0600
+ *   D/N.sign.pub.pem   Ed25519 public key, SubjectPublicKeyInfo PEM
+ *   D/N.storage.key    32 random bytes for AES-256-GCM at rest (broker only) 0600
+ * Existing files are never overwritten (KB_EIO naming the file). Secrets are
+ * wiped from memory with OPENSSL_cleanse after use.
+ */
+#ifndef KB_KEYS_H
+#define KB_KEYS_H
+
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#define KB_Z85_KEY_LEN 40u   /* a CURVE key in Z85 text, without NUL */
+
+/* Write the key set for name into dir (created 0700 if missing); with_storage
+ * adds N.storage.key. */
+int kb_keys_generate(const char *dir, const char *name, int with_storage);
+
+/* Read the Z85 public key from a public or secret certificate file. */
+int kb_keys_load_curve_public(const char *cert_path, char public_z85[KB_Z85_KEY_LEN + 1]);
+
+/* Read both keys from a secret certificate file (D/N.curve_secret). */
+int kb_keys_load_curve_secret(const char *cert_path, char public_z85[KB_Z85_KEY_LEN + 1],
+                              char secret_z85[KB_Z85_KEY_LEN + 1]);
+
+/* Ed25519 keys from PEM; NULL with kb_last_error() set. Free with EVP_PKEY_free. */
+EVP_PKEY *kb_keys_load_sign_private(const char *pem_path);
+EVP_PKEY *kb_keys_load_sign_public(const char *pem_path);
+
+/* The 32-byte storage key. */
+int kb_keys_load_storage(const char *path, uint8_t key[32]);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * kb_util.h - small shared helpers: clock, UUIDv7 ids, hex, files.
+ */
+#ifndef KB_UTIL_H
+#define KB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* UTC microseconds since the epoch. */
+int64_t kb_now_us(void);
+
+/* Monotonic milliseconds, for timeouts. */
+int64_t kb_mono_ms(void);
+
+/* A new time-ordered UUIDv7 (RFC 9562) from the clock and OpenSSL's RNG. */
+int kb_uuid7(uint8_t out[16]);
+
+/* Canonical text form, 36 chars plus NUL. */
+void kb_uuid_format(const uint8_t id[16], char out[37]);
+
+/* Parse canonical text (case-insensitive); KB_EPROTO if malformed. */
+int kb_uuid_parse(const char *text, uint8_t out[16]);
+
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void kb_hex(const uint8_t *in, size_t len, char *out);
+
+/* Parse exactly out_len bytes of hex; KB_EPROTO if malformed. */
+int kb_unhex(const char *text, uint8_t *out, size_t out_len);
+
+/* RFC 3339 UTC text with microseconds ("2026-11-23T10:00:00.000000Z"). */
+void kb_time_format(int64_t us, char out[32]);
+
+/* Parse RFC 3339 ("...Z" or with offset, optional fraction); KB_EPROTO. */
+int kb_time_parse(const char *text, int64_t *us);
+
+/* Read a whole file (at most max_len bytes, else KB_ETOOBIG); *buf is
+ * NUL-terminated and the caller's. */
+int kb_file_read(const char *path, size_t max_len, char **buf, size_t *len);
+
+/* Write a file atomically (temp file, fsync, rename) with the given mode. */
+int kb_file_write(const char *path, const void *buf, size_t len, unsigned mode);
+
+/* mkdir -p with the given mode for created directories. */
+int kb_mkdirs(const char *path, unsigned mode);
+
+/* snprintf that reports truncation as KB_ETOOBIG. */
+int kb_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
