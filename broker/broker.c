@@ -1,0 +1,477 @@
+/*
+ * broker.c - ketenbusd's event loop.
+ *
+ * One turn: wait for frames, answer ZAP requests, drain up to KB_DRAIN_MAX
+ * frames from the ROUTER (SUBMIT and ACK stage their changes in one batch),
+ * expire old entries when due, commit the batch with one fsync, send the
+ * receipts, then hand out deliveries (their "delivered" audit records are
+ * written without a sync of their own: they reach the disk with the next
+ * synced batch, and a delivery lost in a crash is simply repeated).
+ * If a synced commit fails, nothing of the turn is acknowledged: every
+ * waiting client gets ERROR_CODE_INTERNAL, counters are reread from disk and
+ * sessions restart, so adapters resend from their outboxes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <zmq.h>
+
+#include "broker.h"
+#include "kb_error.h"
+#include "kb_keys.h"
+#include "kb_log.h"
+#include "kb_util.h"
+
+#define KB_SNDHWM          100000 /* frames queued per peer before sends fail */
+#define KB_FRAME_SLACK     (1u << 20) /* over max_message_bytes: still answered, beyond: dropped by libzmq */
+#define KB_HEARTBEAT_MS    2000   /* ZMTP heartbeat interval */
+#define KB_MAX_CREDIT      100000u /* most deliveries an adapter may have granted */
+#define KB_POLL_MAX_MS     250    /* longest wait, so expiry and timeouts run */
+
+static int s_key_path(char *buf, size_t len, const char *dir, const char *file)
+{
+    if (kb_fmt(buf, len, "%s/%s", dir, file) != KB_OK)
+        return kb_error_set(KB_ETOOBIG, "path too long: %s/%s", dir, file);
+    return KB_OK;
+}
+
+kb_broker_t *kb_broker_new(const char *conf_path)
+{
+    kb_broker_t *b = calloc(1, sizeof *b);
+    if (!b) {
+        kb_error_set(KB_ENOMEM, "broker: out of memory");
+        return NULL;
+    }
+    char path[4096];
+    uint8_t storage_key[32];
+    b->conf_path = strdup(conf_path);
+    b->sessions = calloc(KB_MAX_SESSIONS, sizeof *b->sessions);
+    b->batch = kb_batch_new();
+    if (!b->conf_path || !b->sessions || !b->batch) {
+        kb_error_set(KB_ENOMEM, "broker: out of memory");
+        goto fail;
+    }
+    b->conf = kb_conf_load(conf_path);
+    if (!b->conf)
+        goto fail;
+    if (s_key_path(path, sizeof path, b->conf->key_dir, "broker.sign.pem") != KB_OK ||
+        !(b->sign_key = kb_keys_load_sign_private(path)))
+        goto fail;
+    if (s_key_path(path, sizeof path, b->conf->key_dir, "broker.storage.key") != KB_OK ||
+        kb_keys_load_storage(path, storage_key) != KB_OK)
+        goto fail;
+    b->store = kb_store_open(b->conf->data_dir, storage_key);
+    OPENSSL_cleanse(storage_key, sizeof storage_key);
+    if (!b->store)
+        goto fail;
+    return b;
+fail:
+    kb_broker_destroy(&b);
+    return NULL;
+}
+
+static void s_out_clear(kb_broker_t *b)
+{
+    for (size_t i = 0; i < b->n_out; i++)
+        free(b->out[i].frame);
+    b->n_out = 0;
+}
+
+void kb_broker_destroy(kb_broker_t **p)
+{
+    if (!p || !*p)
+        return;
+    kb_broker_t *b = *p;
+    if (b->sessions && b->store && b->batch) {
+        for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
+            session_close(b, &b->sessions[i], "broker stopping");
+        if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
+            kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
+    }
+    if (b->router)
+        zmq_close(b->router);
+    if (b->zap)
+        zmq_close(b->zap);
+    if (b->zctx)
+        zmq_ctx_term(b->zctx);
+    s_out_clear(b);
+    free(b->out);
+    free(b->batch_ids);
+    free(b->batch_senders);
+    kb_store_destroy(&b->store);
+    kb_batch_destroy(&b->batch);
+    EVP_PKEY_free(b->sign_key);
+    kb_conf_destroy(&b->conf);
+    free(b->sessions);
+    free(b->conf_path);
+    free(b);
+    *p = NULL;
+}
+
+static int s_zmq_err(const char *what)
+{
+    return kb_error_set(KB_ENET, "%s: %s", what, zmq_strerror(zmq_errno()));
+}
+
+int kb_broker_start(kb_broker_t *b)
+{
+    char path[4096], pub[KB_Z85_KEY_LEN + 1], sec[KB_Z85_KEY_LEN + 1];
+    if (s_key_path(path, sizeof path, b->conf->key_dir, "broker.curve_secret") != KB_OK ||
+        kb_keys_load_curve_secret(path, pub, sec) != KB_OK)
+        return KB_ECRYPTO;
+    b->zctx = zmq_ctx_new();
+    if (!b->zctx)
+        return s_zmq_err("zmq_ctx_new");
+    /* the ZAP handler must be bound before any CURVE socket binds */
+    b->zap = zmq_socket(b->zctx, ZMQ_REP);
+    if (!b->zap || zmq_bind(b->zap, "inproc://zeromq.zap.01") != 0) {
+        OPENSSL_cleanse(sec, sizeof sec);
+        return s_zmq_err("bind ZAP handler");
+    }
+    b->router = zmq_socket(b->zctx, ZMQ_ROUTER);
+    if (!b->router) {
+        OPENSSL_cleanse(sec, sizeof sec);
+        return s_zmq_err("zmq_socket");
+    }
+    int one = 1, zero = 0, hwm = KB_SNDHWM, hb = KB_HEARTBEAT_MS, hbt = KB_HEARTBEAT_MS * 3;
+    int64_t maxsize = (int64_t)b->conf->max_message_bytes + KB_FRAME_SLACK;
+    int rc = zmq_setsockopt(b->router, ZMQ_CURVE_SERVER, &one, sizeof one);
+    rc |= zmq_setsockopt(b->router, ZMQ_CURVE_SECRETKEY, sec, KB_Z85_KEY_LEN);
+    OPENSSL_cleanse(sec, sizeof sec);
+    rc |= zmq_setsockopt(b->router, ZMQ_ZAP_DOMAIN, "ketenbus", 8);
+    rc |= zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    rc |= zmq_setsockopt(b->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    rc |= zmq_setsockopt(b->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    rc |= zmq_setsockopt(b->router, ZMQ_LINGER, &zero, sizeof zero);
+    rc |= zmq_setsockopt(b->router, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
+    rc |= zmq_setsockopt(b->router, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    rc |= zmq_setsockopt(b->router, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+    rc |= zmq_setsockopt(b->zap, ZMQ_LINGER, &zero, sizeof zero);
+    if (rc != 0)
+        return s_zmq_err("socket options");
+    if (zmq_bind(b->router, b->conf->listen) != 0)
+        return kb_error_set(KB_ENET, "bind %s: %s", b->conf->listen, zmq_strerror(zmq_errno()));
+    size_t len = sizeof b->endpoint;
+    if (zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, b->endpoint, &len) != 0)
+        return s_zmq_err("ZMQ_LAST_ENDPOINT");
+    b->started_ms = kb_mono_ms();
+    b->next_expiry_ms = b->started_ms;
+    audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
+    if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
+        return KB_EIO;
+    kb_log(KB_LOG_INFO, "started", "endpoint=%s agencies=%zu rules=%zu config_sha256=%s audit_size=%llu",
+           b->endpoint, b->conf->n_agencies, b->conf->n_rules, b->conf->sha256,
+           (unsigned long long)kb_store_audit_size(b->store));
+    return KB_OK;
+}
+
+int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f)
+{
+    if (b->n_out == b->cap_out) {
+        size_t cap = b->cap_out ? b->cap_out * 2 : 64;
+        kb_outgoing_t *p = realloc(b->out, cap * sizeof *p);
+        if (!p)
+            return kb_error_set(KB_ENOMEM, "broker: out of memory");
+        b->out = p;
+        b->cap_out = cap;
+    }
+    kb_outgoing_t *o = &b->out[b->n_out];
+    int rc = kb_frame_encode(f, &o->frame, &o->frame_len);
+    if (rc != KB_OK)
+        return rc;
+    memcpy(o->rid, rid, rid_len);
+    o->rid_len = rid_len;
+    b->n_out++;
+    return KB_OK;
+}
+
+static int s_error(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t request_id, int code,
+                   const char *message)
+{
+    Ketenbus__Error err;
+    ketenbus__error__init(&err);
+    err.code = (Ketenbus__ErrorCode)code;
+    err.message = (char *)message;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.request_id = request_id;
+    f.body_case = KETENBUS__FRAME__BODY_ERROR;
+    f.error = &err;
+    return broker_reply(b, rid, rid_len, &f);
+}
+
+static void s_flush(kb_broker_t *b)
+{
+    for (size_t i = 0; i < b->n_out; i++) {
+        kb_outgoing_t *o = &b->out[i];
+        if (zmq_send(b->router, o->rid, o->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(b->router, o->frame, o->frame_len, ZMQ_DONTWAIT) < 0) {
+            int e = zmq_errno();
+            kb_session_t *s = session_find(b, o->rid, o->rid_len);
+            kb_log(KB_LOG_WARN, "send_failed", "agency=%s error=\"%s\"", s ? s->agency : "-", zmq_strerror(e));
+            /* the peer is gone or stuck: end its session; its deliveries
+             * are sent again when it says HELLO */
+            if (s)
+                session_close(b, s, "peer unreachable");
+        }
+    }
+    s_out_clear(b);
+}
+
+/* After a failed synced commit nothing staged this turn may be confirmed. */
+static void s_abort_turn(kb_broker_t *b)
+{
+    kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
+    kb_batch_clear(b->batch);
+    if (kb_store_reload(b->store) != KB_OK)
+        kb_log(KB_LOG_ERROR, "reload_counters_failed", "detail=\"%s\"", kb_last_error());
+    size_t n = b->n_out;
+    kb_outgoing_t *old = b->out;
+    b->out = NULL;
+    b->n_out = b->cap_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        s_error(b, old[i].rid, old[i].rid_len, 0, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL,
+                "the broker could not store this turn; send again");
+        free(old[i].frame);
+    }
+    free(old);
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len) {
+            free(s->inflight);
+            memset(s, 0, sizeof *s);
+        }
+    }
+    b->n_sessions = 0;
+    kb_batch_clear(b->batch); /* drop the disconnect records staged above */
+}
+
+static void s_refuse_frame(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, uint64_t req,
+                           int err_code, const char *reason)
+{
+    kb_log(KB_LOG_WARN, "frame_refused", "agency=%s reason=\"%s\"", agency, reason);
+    Ketenbus__AuditRecord r;
+    audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, NULL);
+    r.agency = (char *)agency;
+    r.code = err_code == KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE ? KETENBUS__REJECT_CODE__REJECT_TOO_LARGE
+                                                                   : KETENBUS__REJECT_CODE__REJECT_MALFORMED;
+    r.reason = (char *)reason;
+    audit_append(b, &r, NULL);
+    s_error(b, rid, rid_len, req, err_code, reason);
+}
+
+static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
+{
+    Ketenbus__Welcome w;
+    ketenbus__welcome__init(&w);
+    w.broker_id = b->conf->broker_id;
+    w.agency = s->agency;
+    w.broker_time_us = kb_now_us();
+    w.policy_version = b->conf->sha256;
+    w.max_message_bytes = (uint32_t)b->conf->max_message_bytes;
+    w.ping_interval_ms = (uint32_t)(b->conf->session_timeout_us / 1000 / 3);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.request_id = req;
+    f.body_case = KETENBUS__FRAME__BODY_WELCOME;
+    f.welcome = &w;
+    return broker_reply(b, s->rid, s->rid_len, &f);
+}
+
+/* Handle one frame from rid, authenticated as agency. */
+static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, const uint8_t *data,
+                      size_t len)
+{
+    Ketenbus__Frame *f = NULL;
+    char reason[256];
+    int rc = kb_frame_decode(data, len, b->conf->max_message_bytes, &f);
+    if (rc == KB_ETOOBIG) {
+        snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len,
+                 b->conf->max_message_bytes);
+        s_refuse_frame(b, rid, rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE, reason);
+        return KB_OK;
+    }
+    if (rc == KB_EVERSION) {
+        snprintf(reason, sizeof reason, "protocol version %u is not supported (this broker speaks %u)",
+                 f ? f->version : 0, KB_PROTOCOL_VERSION);
+        s_refuse_frame(b, rid, rid_len, agency, f ? f->request_id : 0,
+                       KETENBUS__ERROR_CODE__ERROR_CODE_UNSUPPORTED_VERSION, reason);
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+        return KB_OK;
+    }
+    if (rc != KB_OK) {
+        snprintf(reason, sizeof reason, "malformed frame of %zu bytes: %s", len, kb_last_error());
+        s_refuse_frame(b, rid, rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED, reason);
+        return KB_OK;
+    }
+    kb_session_t *s = session_find(b, rid, rid_len);
+    if (s && strcmp(s->agency, agency) != 0)
+        s = NULL; /* cannot happen with ZAP, but never trust a reused routing id */
+    if (s)
+        s->last_seen_ms = kb_mono_ms();
+    uint64_t req = f->request_id;
+    switch (f->body_case) {
+    case KETENBUS__FRAME__BODY_HELLO:
+        s = session_open(b, rid, rid_len, agency);
+        if (!s) {
+            rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL, kb_last_error());
+            break;
+        }
+        s->last_seen_ms = kb_mono_ms();
+        s->credit = f->hello->credit < KB_MAX_CREDIT ? f->hello->credit : KB_MAX_CREDIT;
+        kb_log(KB_LOG_INFO, "session_opened", "agency=%s adapter=\"%.64s\" credit=%llu", agency,
+               f->hello->adapter_name, (unsigned long long)s->credit);
+        audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECTED, agency, NULL, f->hello->adapter_name);
+        rc = s_welcome(b, s, req);
+        break;
+    case KETENBUS__FRAME__BODY_SUBMIT:
+    case KETENBUS__FRAME__BODY_ACK:
+    case KETENBUS__FRAME__BODY_CREDIT:
+    case KETENBUS__FRAME__BODY_PING:
+        if (!s) {
+            rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION,
+                         "no session: send HELLO first");
+            break;
+        }
+        if (f->body_case == KETENBUS__FRAME__BODY_SUBMIT) {
+            rc = route_submit(b, s, req, f->submit, data, len);
+        } else if (f->body_case == KETENBUS__FRAME__BODY_ACK) {
+            rc = deliver_ack(b, s, f->ack);
+        } else if (f->body_case == KETENBUS__FRAME__BODY_CREDIT) {
+            uint64_t c = s->credit + f->credit->credit;
+            s->credit = c < KB_MAX_CREDIT ? c : KB_MAX_CREDIT;
+        } else {
+            Ketenbus__Pong pong;
+            ketenbus__pong__init(&pong);
+            pong.time_us = f->ping->time_us;
+            pong.queued = kb_store_queue_depth(b->store, s->agency);
+            pong.uptime_s = (uint64_t)(kb_mono_ms() - b->started_ms) / 1000;
+            Ketenbus__Frame pf;
+            ketenbus__frame__init(&pf);
+            pf.request_id = req;
+            pf.body_case = KETENBUS__FRAME__BODY_PONG;
+            pf.pong = &pong;
+            rc = broker_reply(b, rid, rid_len, &pf);
+        }
+        break;
+    case KETENBUS__FRAME__BODY_ERROR:
+        kb_log(KB_LOG_WARN, "peer_error", "agency=%s code=%d message=\"%.200s\"", agency, f->error->code,
+               f->error->message);
+        break;
+    default:
+        rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED,
+                     "adapters may not send this command");
+        break;
+    }
+    ketenbus__frame__free_unpacked(f, NULL);
+    return rc;
+}
+
+/* Read one message from the router: [routing id][frame]. KB_ETIMEDOUT if none. */
+static int s_read_one(kb_broker_t *b)
+{
+    zmq_msg_t rid, body;
+    zmq_msg_init(&rid);
+    if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&rid);
+        return zmq_errno() == EAGAIN ? KB_ETIMEDOUT : s_zmq_err("recv");
+    }
+    int parts = 1, rc = KB_OK;
+    int more = zmq_msg_more(&rid);
+    zmq_msg_init(&body);
+    if (more) {
+        zmq_msg_recv(&body, b->router, 0);
+        parts++;
+        more = zmq_msg_more(&body);
+        /* a DEALER sends single-part messages; drop any extra parts */
+        while (more) {
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            zmq_msg_recv(&extra, b->router, 0);
+            more = zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+            parts++;
+        }
+    }
+    const char *agency = parts >= 2 ? zmq_msg_gets(&body, "User-Id") : NULL;
+    size_t rid_len = zmq_msg_size(&rid);
+    if (!agency || !*agency || rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
+        kb_log(KB_LOG_WARN, "frame_dropped", "reason=\"no authenticated agency\"");
+    } else if (parts != 2) {
+        s_refuse_frame(b, zmq_msg_data(&rid), rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED,
+                       "expected a single-part message");
+    } else {
+        rc = s_dispatch(b, zmq_msg_data(&rid), rid_len, agency, zmq_msg_data(&body), zmq_msg_size(&body));
+    }
+    zmq_msg_close(&body);
+    zmq_msg_close(&rid);
+    return rc;
+}
+
+static int s_turn(kb_broker_t *b)
+{
+    int rc = KB_OK;
+    b->n_batch_ids = 0;
+    for (unsigned i = 0; i < KB_DRAIN_MAX; i++) {
+        rc = s_read_one(b);
+        if (rc == KB_ETIMEDOUT) {
+            rc = KB_OK;
+            break;
+        }
+        if (rc != KB_OK)
+            break;
+    }
+    int64_t now_ms = kb_mono_ms();
+    if (rc == KB_OK && now_ms >= b->next_expiry_ms) {
+        session_expire_idle(b, now_ms);
+        rc = deliver_expire(b, kb_now_us());
+        b->next_expiry_ms = now_ms + KB_EXPIRY_PERIOD_MS;
+    }
+    if (rc == KB_OK)
+        rc = kb_store_commit(b->store, b->batch, 1);
+    if (rc != KB_OK) {
+        s_abort_turn(b);
+        s_flush(b);
+        return KB_OK; /* keep serving: the next turn may succeed */
+    }
+    s_flush(b);
+    rc = deliver_pump(b);
+    if (rc == KB_OK)
+        rc = kb_store_commit(b->store, b->batch, 0);
+    if (rc != KB_OK) {
+        s_abort_turn(b);
+        s_flush(b);
+        return KB_OK;
+    }
+    s_flush(b);
+    return KB_OK;
+}
+
+int kb_broker_run(kb_broker_t *b, volatile int *stop)
+{
+    b->stop = stop;
+    while (!*stop) {
+        zmq_pollitem_t items[2] = {{b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 2, KB_POLL_MAX_MS);
+        if (n < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            return s_zmq_err("poll");
+        }
+        if (items[1].revents & ZMQ_POLLIN) {
+            int rc = zap_handle(b);
+            if (rc != KB_OK)
+                kb_log(KB_LOG_ERROR, "zap_failed", "detail=\"%s\"", kb_last_error());
+        }
+        int rc = s_turn(b);
+        if (rc != KB_OK)
+            return rc;
+    }
+    kb_log(KB_LOG_INFO, "stopping", "accepted=%llu rejected=%llu delivered=%llu",
+           (unsigned long long)b->stat_accepted, (unsigned long long)b->stat_rejected,
+           (unsigned long long)b->stat_delivered);
+    return KB_OK;
+}

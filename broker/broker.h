@@ -1,0 +1,123 @@
+/*
+ * broker.h - internal structures of ketenbusd.
+ *
+ * One thread owns the ROUTER socket, the ZAP socket and the store. Each turn
+ * of the loop (broker.c) drains the frames that are waiting, lets route.c
+ * and deliver.c stage their changes in one batch, commits that batch with a
+ * single synced write (group commit), and only then sends the receipts and
+ * deliveries: RECEIPT ACCEPTED always follows the fsync that made it true.
+ */
+#ifndef KB_BROKER_H
+#define KB_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "conf.h"
+#include "kb_codec.h"
+#include "ketenbus.pb-c.h"
+#include "store.h"
+
+#define KB_ROUTING_ID_MAX   256u   /* ZeroMQ routing ids are at most 255 bytes */
+#define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
+#define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
+#define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
+#define KB_EXPIRY_PERIOD_MS 1000   /* how often queues are checked for expiry */
+#define KB_CLOCK_SKEW_US    (300LL * 1000000) /* created_us may be this far ahead */
+
+/* A delivery sent and not yet acknowledged. */
+typedef struct {
+    uint64_t tag;                   /* queue sequence = delivery tag */
+    uint8_t message_id[16];         /* for the audit record of the ACK */
+    char sender[KB_AGENCY_ID_MAX + 1]; /* sending agency */
+    int kind;                       /* message kind */
+} kb_inflight_t;
+
+/* An adapter's session, opened by HELLO, keyed by its ZeroMQ routing id. */
+typedef struct {
+    uint8_t rid[KB_ROUTING_ID_MAX]; /* routing id of the connection */
+    size_t rid_len;                 /* its length; 0 = free slot */
+    char agency[KB_AGENCY_ID_MAX + 1]; /* agency from the ZAP handshake */
+    uint64_t credit;                /* deliveries it can still take */
+    uint64_t cursor;                /* next queue sequence to look at */
+    kb_inflight_t *inflight;        /* delivered, unacknowledged (ascending tags) */
+    size_t n_inflight;              /* their count */
+    size_t cap_inflight;            /* allocated */
+    int64_t last_seen_ms;           /* monotonic time of its last frame */
+    int active;                     /* 1 if deliveries for the agency go here */
+} kb_session_t;
+
+/* A reply waiting for the commit that makes it true. */
+typedef struct {
+    uint8_t rid[KB_ROUTING_ID_MAX]; /* destination routing id */
+    size_t rid_len;                 /* its length */
+    uint8_t *frame;                 /* encoded Frame (owned) */
+    size_t frame_len;               /* its length */
+} kb_outgoing_t;
+
+typedef struct kb_broker {
+    kb_conf_t *conf;                /* configuration in force (owned) */
+    char *conf_path;                /* file to reload from */
+    kb_store_t *store;              /* durable state */
+    kb_batch_t *batch;              /* changes staged this turn */
+    void *zctx;                     /* ZeroMQ context */
+    void *router;                   /* adapters connect here (CURVE server) */
+    void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
+    char endpoint[256];             /* bound endpoint, after start */
+    EVP_PKEY *sign_key;             /* broker's Ed25519 key, signs notices */
+    kb_session_t *sessions;         /* session table, KB_MAX_SESSIONS slots */
+    size_t n_sessions;              /* sessions in use */
+    kb_outgoing_t *out;             /* replies to send after the commit */
+    size_t n_out;                   /* their count */
+    size_t cap_out;                 /* allocated */
+    uint8_t (*batch_ids)[16];       /* message ids accepted this turn, for duplicates */
+    char (*batch_senders)[KB_AGENCY_ID_MAX + 1]; /* their senders */
+    size_t n_batch_ids;             /* count */
+    size_t cap_batch_ids;           /* allocated */
+    int64_t started_ms;             /* monotonic start time */
+    int64_t next_expiry_ms;         /* next expiry check */
+    volatile int *stop;             /* set by the signal handler */
+    uint64_t stat_accepted;         /* envelopes accepted since start */
+    uint64_t stat_rejected;         /* envelopes rejected since start */
+    uint64_t stat_delivered;        /* deliveries sent since start */
+} kb_broker_t;
+
+/* broker.c */
+kb_broker_t *kb_broker_new(const char *conf_path);
+void kb_broker_destroy(kb_broker_t **p);
+int kb_broker_start(kb_broker_t *b);
+int kb_broker_run(kb_broker_t *b, volatile int *stop);
+/* Queue an encoded reply frame for rid (sent after the commit). */
+int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f);
+
+/* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
+int zap_handle(kb_broker_t *b);
+
+/* session.c */
+kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len);
+kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency);
+void session_close(kb_broker_t *b, kb_session_t *s, const char *why);
+kb_session_t *session_active(kb_broker_t *b, const char *agency);
+int session_inflight_add(kb_session_t *s, const kb_inflight_t *d);
+/* Remove tag; copies the entry to *out when found, else KB_ENOTFOUND. */
+int session_inflight_remove(kb_session_t *s, uint64_t tag, kb_inflight_t *out);
+int session_inflight_has(const kb_session_t *s, uint64_t tag);
+void session_expire_idle(kb_broker_t *b, int64_t now_ms);
+
+/* audit.c: build and stage audit records. */
+Ketenbus__AuditRecord *audit_record_for(Ketenbus__AuditRecord *r, int event, const Ketenbus__Envelope *e);
+int audit_append(kb_broker_t *b, Ketenbus__AuditRecord *r, uint64_t *index);
+int audit_event(kb_broker_t *b, int event, const char *agency, const char *counterpart, const char *reason);
+
+/* route.c: handle a SUBMIT frame from an authenticated session. */
+int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus__Submit *sub,
+                 const uint8_t *raw, size_t raw_len);
+
+/* deliver.c */
+int deliver_pump(kb_broker_t *b);
+int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack);
+int deliver_expire(kb_broker_t *b, int64_t now_us);
+
+#endif

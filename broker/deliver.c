@@ -1,0 +1,288 @@
+/*
+ * deliver.c - deliveries, acknowledgements and expiry.
+ *
+ * A queue entry leaves the queue only on ACK (from the agency's session that
+ * received it) or on expiry. Deliveries go out in queue order, within the
+ * credit the adapter granted, and only from committed entries. An entry in
+ * flight is never expired: the adapter may be storing it right now.
+ * Expiry tells the sender with an EXPIRY_NOTICE signed by the broker.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "kb_error.h"
+#include "kb_log.h"
+#include "kb_seal.h"
+#include "kb_util.h"
+
+/* Deliveries collected for one session during a queue scan. */
+typedef struct {
+    kb_broker_t *b;                 /* the broker */
+    kb_session_t *s;                /* the receiving session */
+    Ketenbus__Delivery *items;      /* deliveries (envelopes owned) */
+    Ketenbus__Delivery **ptrs;      /* pointers for the Deliver message */
+    size_t n;                       /* collected */
+    uint64_t last_seq;              /* last sequence looked at */
+    int looked;                     /* 1 if any entry was looked at */
+    int rc;                         /* first error */
+} s_pump_t;
+
+static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
+{
+    s_pump_t *p = arg;
+    p->last_seq = seq;
+    p->looked = 1;
+    Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, q->envelope.len, q->envelope.data);
+    if (!e) {
+        kb_log(KB_LOG_ERROR, "queue_corrupt", "agency=%s tag=%llu", p->s->agency, (unsigned long long)seq);
+        return 0;
+    }
+    kb_inflight_t d = {.tag = seq, .kind = (int)q->kind};
+    if (q->message_id.len == 16)
+        memcpy(d.message_id, q->message_id.data, 16);
+    snprintf(d.sender, sizeof d.sender, "%s", q->sender);
+    int rc = session_inflight_add(p->s, &d);
+    if (rc == KB_OK) {
+        Ketenbus__AuditRecord r;
+        audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, e);
+        r.counterpart = p->s->agency;
+        r.tag = seq;
+        rc = audit_append(p->b, &r, NULL);
+    }
+    if (rc != KB_OK) {
+        ketenbus__envelope__free_unpacked(e, NULL);
+        p->rc = rc;
+        return 1;
+    }
+    Ketenbus__Delivery *dl = &p->items[p->n];
+    ketenbus__delivery__init(dl);
+    dl->tag = seq;
+    dl->envelope = e;
+    p->ptrs[p->n++] = dl;
+    p->s->credit--;
+    return p->s->credit == 0;
+}
+
+static int s_pump_session(kb_broker_t *b, kb_session_t *s)
+{
+    s_pump_t p = {.b = b, .s = s};
+    size_t max = s->credit < KB_DELIVER_BATCH ? (size_t)s->credit : KB_DELIVER_BATCH;
+    p.items = calloc(max, sizeof *p.items);
+    p.ptrs = calloc(max, sizeof *p.ptrs);
+    if (!p.items || !p.ptrs) {
+        free(p.items);
+        free(p.ptrs);
+        return kb_error_set(KB_ENOMEM, "deliver: out of memory");
+    }
+    int rc = kb_store_queue_scan(b->store, s->agency, s->cursor, max, s_collect, &p);
+    if (rc == KB_ECRYPTO) {
+        kb_log(KB_LOG_ERROR, "queue_unreadable", "agency=%s detail=\"%s\"", s->agency, kb_last_error());
+        rc = KB_OK;
+    }
+    if (p.looked)
+        s->cursor = p.last_seq + 1;
+    if (rc == KB_OK)
+        rc = p.rc;
+    if (rc == KB_OK && p.n > 0) {
+        Ketenbus__Deliver dv;
+        ketenbus__deliver__init(&dv);
+        dv.n_deliveries = p.n;
+        dv.deliveries = p.ptrs;
+        Ketenbus__Frame f;
+        ketenbus__frame__init(&f);
+        f.body_case = KETENBUS__FRAME__BODY_DELIVER;
+        f.deliver = &dv;
+        rc = broker_reply(b, s->rid, s->rid_len, &f);
+        b->stat_delivered += p.n;
+    }
+    for (size_t i = 0; i < p.n; i++)
+        ketenbus__envelope__free_unpacked(p.items[i].envelope, NULL);
+    free(p.items);
+    free(p.ptrs);
+    return rc;
+}
+
+int deliver_pump(kb_broker_t *b)
+{
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len == 0 || !s->active || s->credit == 0)
+            continue;
+        /* nothing new since the cursor: skip the seek */
+        if (kb_store_queue_depth(b->store, s->agency) == 0)
+            continue;
+        int rc = s_pump_session(b, s);
+        if (rc != KB_OK)
+            return rc;
+    }
+    return KB_OK;
+}
+
+int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack)
+{
+    for (size_t i = 0; i < ack->n_tags; i++) {
+        kb_inflight_t d;
+        if (session_inflight_remove(s, ack->tags[i], &d) != KB_OK) {
+            /* a stale or foreign tag: harmless, but worth a line */
+            kb_log(KB_LOG_DEBUG, "ack_unknown", "agency=%s tag=%llu", s->agency, (unsigned long long)ack->tags[i]);
+            continue;
+        }
+        int rc = kb_store_queue_del(b->store, b->batch, s->agency, d.tag);
+        if (rc != KB_OK)
+            return rc;
+        Ketenbus__AuditRecord r;
+        audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ACKNOWLEDGED, NULL);
+        r.agency = d.sender;
+        r.counterpart = s->agency;
+        r.message_id.data = d.message_id;
+        r.message_id.len = 16;
+        r.kind = (Ketenbus__Kind)d.kind;
+        r.tag = d.tag;
+        rc = audit_append(b, &r, NULL);
+        if (rc != KB_OK)
+            return rc;
+    }
+    return KB_OK;
+}
+
+/* ------------------------------------------------------------ expiry */
+
+typedef struct {
+    kb_broker_t *b;        /* the broker */
+    const char *agency;    /* whose queue */
+    int64_t now_us;        /* expiry reference time */
+    size_t expired;        /* entries expired */
+    int rc;                /* first error */
+} s_expire_t;
+
+static int s_notify_sender(kb_broker_t *b, const Ketenbus__Envelope *orig, const char *recipient, int64_t now_us)
+{
+    Ketenbus__Envelope *n = malloc(sizeof *n);
+    if (!n)
+        return kb_error_set(KB_ENOMEM, "expiry: out of memory");
+    ketenbus__envelope__init(n);
+    int rc = KB_ENOMEM;
+    n->message_id.data = malloc(16);
+    n->sender = strdup(b->conf->broker_id);
+    n->recipients = calloc(1, sizeof *n->recipients);
+    n->legal_basis = malloc(sizeof *n->legal_basis);
+    n->notice = malloc(sizeof *n->notice);
+    if (!n->message_id.data || !n->sender || !n->recipients || !n->legal_basis || !n->notice)
+        goto done;
+    n->message_id.len = 16;
+    if ((rc = kb_uuid7(n->message_id.data)) != KB_OK)
+        goto done;
+    rc = KB_ENOMEM;
+    n->recipients[0] = strdup(orig->sender);
+    if (!n->recipients[0])
+        goto done;
+    n->n_recipients = 1;
+    n->kind = KETENBUS__KIND__KIND_EXPIRY_NOTICE;
+    n->purpose = orig->purpose;
+    n->handling = KETENBUS__HANDLING__HANDLING_H0;
+    ketenbus__legal_basis__init(n->legal_basis);
+    n->legal_basis->basis = strdup("delivery report to the sender");
+    n->legal_basis->consent = KETENBUS__CONSENT__CONSENT_NOT_REQUIRED;
+    n->created_us = now_us;
+    n->correlation_id.data = malloc(16);
+    ketenbus__notice__init(n->notice);
+    n->payload_case = KETENBUS__ENVELOPE__PAYLOAD_NOTICE;
+    n->notice->type = KETENBUS__NOTICE_TYPE__NOTICE_TYPE_EXPIRED;
+    n->notice->about_message_id.data = malloc(16);
+    n->notice->agencies = calloc(1, sizeof *n->notice->agencies);
+    char text[256];
+    snprintf(text, sizeof text, "%s was not acknowledged by %s before it expired", kb_kind_name(orig->kind),
+             recipient);
+    n->notice->text = strdup(text);
+    if (!n->legal_basis->basis || !n->correlation_id.data || !n->notice->about_message_id.data ||
+        !n->notice->agencies || !n->notice->text)
+        goto done;
+    memcpy(n->correlation_id.data, orig->message_id.data, 16);
+    n->correlation_id.len = 16;
+    memcpy(n->notice->about_message_id.data, orig->message_id.data, 16);
+    n->notice->about_message_id.len = 16;
+    n->notice->agencies[0] = strdup(recipient);
+    if (!n->notice->agencies[0])
+        goto done;
+    n->notice->n_agencies = 1;
+    if ((rc = kb_seal_sign(n, b->sign_key)) != KB_OK)
+        goto done;
+    size_t len = ketenbus__envelope__get_packed_size(n);
+    uint8_t *packed = malloc(len);
+    rc = KB_ENOMEM;
+    if (!packed)
+        goto done;
+    ketenbus__envelope__pack(n, packed);
+    Ketenbus__QueueEntry q;
+    ketenbus__queue_entry__init(&q);
+    q.envelope.data = packed;
+    q.envelope.len = len;
+    q.expires_us = now_us + b->conf->message_ttl_us;
+    q.message_id = n->message_id;
+    q.sender = n->sender;
+    q.kind = n->kind;
+    uint64_t tag;
+    rc = kb_store_queue_put(b->store, b->batch, orig->sender, &q, &tag);
+    free(packed);
+done:
+    ketenbus__envelope__free_unpacked(n, NULL);
+    return rc;
+}
+
+static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
+{
+    s_expire_t *x = arg;
+    if (q->expires_us > x->now_us)
+        return 1; /* entries expire in queue order */
+    kb_session_t *s = session_active(x->b, x->agency);
+    if (s && session_inflight_has(s, seq))
+        return 0;
+    Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, q->envelope.len, q->envelope.data);
+    int rc = kb_store_queue_del(x->b->store, x->b->batch, x->agency, seq);
+    if (rc == KB_OK) {
+        Ketenbus__AuditRecord r;
+        audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, e);
+        r.agency = q->sender;
+        r.counterpart = (char *)x->agency;
+        r.message_id = q->message_id;
+        r.kind = q->kind;
+        r.tag = seq;
+        r.reason = (char *)"not acknowledged before its expiry; sender notified";
+        rc = audit_append(x->b, &r, NULL);
+    }
+    /* no notice about a notice: the sender of a notice is the broker */
+    if (rc == KB_OK && e && e->kind != KETENBUS__KIND__KIND_EXPIRY_NOTICE &&
+        e->kind != KETENBUS__KIND__KIND_MATCH_NOTICE && kb_conf_agency(x->b->conf, q->sender))
+        rc = s_notify_sender(x->b, e, x->agency, x->now_us);
+    if (e)
+        ketenbus__envelope__free_unpacked(e, NULL);
+    if (rc != KB_OK) {
+        x->rc = rc;
+        return 1;
+    }
+    char idtext[37] = "-";
+    if (q->message_id.len == 16)
+        kb_uuid_format(q->message_id.data, idtext);
+    kb_log(KB_LOG_INFO, "expired", "sender=%s recipient=%s message=%s", q->sender, x->agency, idtext);
+    x->expired++;
+    return 0;
+}
+
+int deliver_expire(kb_broker_t *b, int64_t now_us)
+{
+    for (size_t i = 0; i < b->conf->n_agencies; i++) {
+        const char *agency = b->conf->agencies[i].id;
+        if (kb_store_queue_depth(b->store, agency) == 0)
+            continue;
+        s_expire_t x = {.b = b, .agency = agency, .now_us = now_us};
+        int rc = kb_store_queue_scan(b->store, agency, 0, KB_DELIVER_BATCH, s_expire_one, &x);
+        if (rc == KB_ECRYPTO)
+            rc = KB_OK; /* logged by the pump; the entry stays for an operator */
+        if (rc == KB_OK)
+            rc = x.rc;
+        if (rc != KB_OK)
+            return rc;
+    }
+    return KB_OK;
+}

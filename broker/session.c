@@ -1,0 +1,141 @@
+/*
+ * session.c - adapter sessions of the broker.
+ *
+ * A session starts with HELLO on a connection whose agency the ZAP handshake
+ * established, and ends on timeout (no frame for session_timeout), when the
+ * same agency opens a newer session, or at broker stop. Deliveries for an
+ * agency go to its newest session only; tags still in flight on an ended
+ * session are simply delivered again to the next one (the SDK drops ids it
+ * has already acknowledged).
+ */
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker.h"
+#include "kb_error.h"
+#include "kb_log.h"
+
+kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len)
+{
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len == rid_len && rid_len > 0 && memcmp(s->rid, rid, rid_len) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+kb_session_t *session_active(kb_broker_t *b, const char *agency)
+{
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len > 0 && s->active && strcmp(s->agency, agency) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+void session_close(kb_broker_t *b, kb_session_t *s, const char *why)
+{
+    if (!s || s->rid_len == 0)
+        return;
+    kb_log(KB_LOG_INFO, "session_closed", "agency=%s inflight=%zu reason=\"%s\"", s->agency, s->n_inflight, why);
+    audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DISCONNECTED, s->agency, NULL, why);
+    free(s->inflight);
+    memset(s, 0, sizeof *s);
+    b->n_sessions--;
+}
+
+kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency)
+{
+    if (rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
+        kb_error_set(KB_EINVAL, "session: bad routing id");
+        return NULL;
+    }
+    kb_session_t *s = session_find(b, rid, rid_len);
+    if (s) {
+        /* a second HELLO on the same connection restarts the session */
+        free(s->inflight);
+        s->inflight = NULL;
+        s->n_inflight = s->cap_inflight = 0;
+    } else {
+        for (size_t i = 0; i < KB_MAX_SESSIONS && !s; i++)
+            if (b->sessions[i].rid_len == 0)
+                s = &b->sessions[i];
+        if (!s) {
+            kb_error_set(KB_ETOOBIG, "session: all %u session slots in use", KB_MAX_SESSIONS);
+            return NULL;
+        }
+        memcpy(s->rid, rid, rid_len);
+        s->rid_len = rid_len;
+        b->n_sessions++;
+    }
+    /* the newest session of an agency receives its deliveries */
+    kb_session_t *old = session_active(b, agency);
+    if (old && old != s)
+        session_close(b, old, "replaced by a newer session of the same agency");
+    snprintf(s->agency, sizeof s->agency, "%s", agency);
+    s->credit = 0;
+    s->cursor = 0;
+    s->active = 1;
+    return s;
+}
+
+static kb_inflight_t *s_inflight_find(const kb_session_t *s, uint64_t tag)
+{
+    size_t lo = 0, hi = s->n_inflight;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->inflight[mid].tag < tag)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n_inflight && s->inflight[lo].tag == tag ? &s->inflight[lo] : NULL;
+}
+
+int session_inflight_add(kb_session_t *s, const kb_inflight_t *d)
+{
+    if (s->n_inflight > 0 && s->inflight[s->n_inflight - 1].tag >= d->tag)
+        return kb_error_set(KB_EINVAL, "session: tags must ascend");
+    if (s->n_inflight == s->cap_inflight) {
+        size_t cap = s->cap_inflight ? s->cap_inflight * 2 : 64;
+        kb_inflight_t *p = realloc(s->inflight, cap * sizeof *p);
+        if (!p)
+            return kb_error_set(KB_ENOMEM, "session: out of memory");
+        s->inflight = p;
+        s->cap_inflight = cap;
+    }
+    /* tags are handed out in ascending order, so appending keeps it sorted */
+    s->inflight[s->n_inflight++] = *d;
+    return KB_OK;
+}
+
+int session_inflight_has(const kb_session_t *s, uint64_t tag)
+{
+    return s_inflight_find(s, tag) != NULL;
+}
+
+int session_inflight_remove(kb_session_t *s, uint64_t tag, kb_inflight_t *out)
+{
+    kb_inflight_t *p = s_inflight_find(s, tag);
+    if (!p)
+        return KB_ENOTFOUND;
+    if (out)
+        *out = *p;
+    size_t i = (size_t)(p - s->inflight);
+    memmove(p, p + 1, (s->n_inflight - i - 1) * sizeof *p);
+    s->n_inflight--;
+    return KB_OK;
+}
+
+void session_expire_idle(kb_broker_t *b, int64_t now_ms)
+{
+    int64_t limit_ms = b->conf->session_timeout_us / 1000;
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len > 0 && now_ms - s->last_seen_ms > limit_ms)
+            session_close(b, s, "no frame within session_timeout");
+    }
+}

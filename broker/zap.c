@@ -1,0 +1,96 @@
+/*
+ * zap.c - ZeroMQ authentication (ZAP, RFC 27) for the broker's ROUTER.
+ *
+ * libzmq asks this handler about every CURVE handshake. A client key listed
+ * for an agency in the chain configuration is accepted with the agency id as
+ * User-Id, which the broker reads from every received message afterwards:
+ * the sender of a message is who the key says, never what the frame claims.
+ * Any other key is refused (status 400), logged and audited.
+ */
+#include <string.h>
+
+#include <zmq.h>
+
+#include "broker.h"
+#include "kb_error.h"
+#include "kb_log.h"
+
+#define KB_ZAP_FRAMES 7 /* version, request id, domain, address, identity, mechanism, key */
+
+static int s_send(void *sock, const void *data, size_t len, int more)
+{
+    return zmq_send(sock, data, len, more ? ZMQ_SNDMORE : 0) < 0 ? KB_ENET : KB_OK;
+}
+
+static void s_reply(void *sock, const zmq_msg_t *req_id, const char *code, const char *text, const char *user)
+{
+    s_send(sock, "1.0", 3, 1);
+    s_send(sock, zmq_msg_data((zmq_msg_t *)req_id), zmq_msg_size((zmq_msg_t *)req_id), 1);
+    s_send(sock, code, strlen(code), 1);
+    s_send(sock, text, strlen(text), 1);
+    s_send(sock, user, strlen(user), 1);
+    s_send(sock, "", 0, 0);
+}
+
+static int s_handle_one(kb_broker_t *b)
+{
+    zmq_msg_t parts[KB_ZAP_FRAMES + 1];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, b->zap, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&m);
+            for (int i = 0; i < n && i < KB_ZAP_FRAMES + 1; i++)
+                zmq_msg_close(&parts[i]);
+            return n == 0 ? KB_ETIMEDOUT : KB_ENET;
+        }
+        more = zmq_msg_more(&m);
+        if (n < KB_ZAP_FRAMES + 1)
+            parts[n] = m;
+        else
+            zmq_msg_close(&m);
+        n++;
+    }
+    if (n < 6) {
+        kb_log(KB_LOG_WARN, "zap_malformed", "frames=%d", n);
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&parts[i]);
+        return KB_OK;
+    }
+    const char *mech = zmq_msg_data(&parts[5]);
+    size_t mech_len = zmq_msg_size(&parts[5]);
+    char address[64] = "";
+    size_t al = zmq_msg_size(&parts[3]);
+    snprintf(address, sizeof address, "%.*s", (int)(al < 63 ? al : 63), (const char *)zmq_msg_data(&parts[3]));
+    if (n == 7 && mech_len == 5 && memcmp(mech, "CURVE", 5) == 0 && zmq_msg_size(&parts[6]) == 32) {
+        char z85[KB_Z85_KEY_LEN + 1];
+        zmq_z85_encode(z85, zmq_msg_data(&parts[6]), 32);
+        const kb_agency_t *a = kb_conf_agency_by_curve(b->conf, z85);
+        if (a) {
+            s_reply(b->zap, &parts[1], "200", "OK", a->id);
+            kb_log(KB_LOG_DEBUG, "zap_accepted", "agency=%s address=%s", a->id, address);
+        } else {
+            s_reply(b->zap, &parts[1], "400", "unknown key", "");
+            kb_log(KB_LOG_WARN, "connect_refused", "reason=\"CURVE key not in the chain\" key=%s address=%s", z85,
+                   address);
+            char reason[128];
+            snprintf(reason, sizeof reason, "CURVE key %s not in the chain (from %s)", z85, address);
+            audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "", NULL, reason);
+        }
+    } else {
+        s_reply(b->zap, &parts[1], "400", "CURVE required", "");
+        kb_log(KB_LOG_WARN, "connect_refused", "reason=\"not CURVE\" address=%s", address);
+    }
+    for (int i = 0; i < n && i < KB_ZAP_FRAMES + 1; i++)
+        zmq_msg_close(&parts[i]);
+    return KB_OK;
+}
+
+int zap_handle(kb_broker_t *b)
+{
+    int rc;
+    while ((rc = s_handle_one(b)) == KB_OK)
+        ;
+    return rc == KB_ETIMEDOUT ? KB_OK : rc;
+}
