@@ -1,0 +1,833 @@
+/*
+ * client.c - ketenbus_client_t: the adapter's side of the protocol.
+ *
+ * One DEALER socket with CURVE (the agency's key pair, the broker's public
+ * key). The client is driven by the caller's thread through poll, submit,
+ * recv and flush; nothing runs in the background. Session life:
+ *   not welcomed --HELLO--> welcomed (WELCOME) --silence or NO_SESSION--> not welcomed
+ * On every WELCOME all outbox entries are sent again, in order: the broker
+ * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
+ * receipt costs nothing. Deliveries whose ids were acknowledged before are
+ * acknowledged again and dropped (effectively once).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <zmq.h>
+
+#include "kb_codec.h"
+#include "kb_error.h"
+#include "kb_keys.h"
+#include "kb_log.h"
+#include "kb_seal.h"
+#include "kb_util.h"
+#include "sdk_internal.h"
+
+#define KB_DEFAULT_CREDIT     64u
+#define KB_DEFAULT_PING_MS    1000u
+#define KB_HELLO_RETRY_MS     500
+#define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
+#define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
+#define KB_SILENCE_PINGS      3      /* missed pings before the session is presumed gone */
+#define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
+
+struct ketenbus_client_opts {
+    char *agency;            /* agency id */
+    char *key_dir;           /* directory with its keys */
+    char *endpoint;          /* broker endpoint */
+    char *broker_cert;       /* broker's public CURVE certificate file */
+    char *state_dir;         /* outbox and receive state */
+    unsigned credit;         /* deliveries granted ahead */
+    unsigned ping_ms;        /* ping interval */
+    ketenbus_log_fn *log;    /* log callback */
+    void *log_arg;           /* its argument */
+};
+
+struct ketenbus_client {
+    ketenbus_client_opts_t o;         /* copy of the options */
+    void *zctx;                       /* ZeroMQ context */
+    void *dealer;                     /* connection to the broker */
+    EVP_PKEY *sign_key;               /* agency's Ed25519 key */
+    kb_outbox_t *outbox;              /* durable state */
+    int welcomed;                     /* session open on this connection */
+    int resend;                       /* outbox must be (re)sent */
+    int64_t last_hello_ms;            /* when HELLO was last sent */
+    int64_t last_ping_ms;             /* when PING was last sent */
+    int64_t last_rx_ms;               /* when a frame last arrived */
+    unsigned ping_ms;                 /* ping interval in force */
+    uint64_t next_request;            /* request id counter */
+    ketenbus_msg_t **inbox;           /* received, not yet taken by recv */
+    size_t n_inbox;                   /* count */
+    size_t cap_inbox;                 /* allocated */
+    uint64_t *ack_tags;               /* tags to acknowledge */
+    uint8_t (*ack_ids)[16];           /* their ids, to record as seen */
+    size_t n_ack;                     /* count */
+    size_t cap_ack;                   /* allocated */
+    uint64_t *dup_tags;               /* redelivered tags to acknowledge (already seen) */
+    size_t n_dup;                     /* count */
+    size_t cap_dup;                   /* allocated */
+    ketenbus_receipt_t ring[KB_RECEIPT_RING]; /* recent receipts */
+    uint8_t ring_ids[KB_RECEIPT_RING][16];    /* their ids */
+    size_t ring_next;                 /* next slot */
+    size_t ring_count;                /* filled slots */
+    const ketenbus_receipt_t *last_receipt; /* most recent */
+    ketenbus_handler_fn *handler;     /* delivery callback */
+    void *handler_arg;                /* its argument */
+};
+
+/* ------------------------------------------------------------ options */
+
+ketenbus_client_opts_t *ketenbus_client_opts_new(void)
+{
+    ketenbus_client_opts_t *o = calloc(1, sizeof *o);
+    if (!o) {
+        kb_error_set(KB_ENOMEM, "options: out of memory");
+        return NULL;
+    }
+    o->credit = KB_DEFAULT_CREDIT;
+    o->ping_ms = KB_DEFAULT_PING_MS;
+    return o;
+}
+
+static void s_opts_free(ketenbus_client_opts_t *o)
+{
+    free(o->agency);
+    free(o->key_dir);
+    free(o->endpoint);
+    free(o->broker_cert);
+    free(o->state_dir);
+}
+
+void ketenbus_client_opts_destroy(ketenbus_client_opts_t **p)
+{
+    if (!p || !*p)
+        return;
+    s_opts_free(*p);
+    free(*p);
+    *p = NULL;
+}
+
+static int s_set(char **field, const char *value, const char *what)
+{
+    if (!value || !*value)
+        return kb_error_set(KB_EINVAL, "options: %s is empty", what);
+    char *copy = strdup(value);
+    if (!copy)
+        return kb_error_set(KB_ENOMEM, "options: out of memory");
+    free(*field);
+    *field = copy;
+    return KB_OK;
+}
+
+int ketenbus_client_opts_set_agency(ketenbus_client_opts_t *o, const char *agency, const char *key_dir)
+{
+    if (!o)
+        return kb_error_set(KB_EINVAL, "options: NULL");
+    int rc = s_set(&o->agency, agency, "agency");
+    return rc == KB_OK ? s_set(&o->key_dir, key_dir, "key directory") : rc;
+}
+
+int ketenbus_client_opts_set_broker(ketenbus_client_opts_t *o, const char *endpoint, const char *broker_cert)
+{
+    if (!o)
+        return kb_error_set(KB_EINVAL, "options: NULL");
+    int rc = s_set(&o->endpoint, endpoint, "broker endpoint");
+    return rc == KB_OK ? s_set(&o->broker_cert, broker_cert, "broker certificate") : rc;
+}
+
+int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *dir)
+{
+    if (!o)
+        return kb_error_set(KB_EINVAL, "options: NULL");
+    return s_set(&o->state_dir, dir, "state directory");
+}
+
+int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit)
+{
+    if (!o || credit == 0 || credit > 100000)
+        return kb_error_set(KB_EINVAL, "options: credit must be 1..100000");
+    o->credit = credit;
+    return KB_OK;
+}
+
+int ketenbus_client_opts_set_ping_interval(ketenbus_client_opts_t *o, unsigned ms)
+{
+    if (!o || ms < 50 || ms > 600000)
+        return kb_error_set(KB_EINVAL, "options: ping interval must be 50..600000 ms");
+    o->ping_ms = ms;
+    return KB_OK;
+}
+
+int ketenbus_client_opts_set_log(ketenbus_client_opts_t *o, ketenbus_log_fn *fn, void *arg)
+{
+    if (!o)
+        return kb_error_set(KB_EINVAL, "options: NULL");
+    o->log = fn;
+    o->log_arg = arg;
+    return KB_OK;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void s_log(ketenbus_client_t *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void s_log(ketenbus_client_t *c, int level, const char *fmt, ...)
+{
+    if (!c->o.log)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->o.log(level, line, c->o.log_arg);
+}
+
+static int s_send(ketenbus_client_t *c, Ketenbus__Frame *f)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (f->request_id == 0)
+        f->request_id = ++c->next_request;
+    int rc = kb_frame_encode(f, &buf, &len);
+    if (rc != KB_OK)
+        return rc;
+    int n = zmq_send(c->dealer, buf, len, ZMQ_DONTWAIT);
+    free(buf);
+    if (n < 0) {
+        /* EAGAIN: not connected (ZMQ_IMMEDIATE) or the pipe is full */
+        return kb_error_set(zmq_errno() == EAGAIN ? KB_EPENDING : KB_ENET, "send: %s", zmq_strerror(zmq_errno()));
+    }
+    return KB_OK;
+}
+
+static int s_send_hello(ketenbus_client_t *c)
+{
+    Ketenbus__Hello h;
+    ketenbus__hello__init(&h);
+    h.adapter_name = c->o.agency;
+    h.software = (char *)"libketenbus 0.1.0";
+    h.credit = c->o.credit;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_HELLO;
+    f.hello = &h;
+    c->last_hello_ms = kb_mono_ms();
+    return s_send(c, &f);
+}
+
+/* Send outbox entries from index `from`, in SUBMIT frames of up to KB_RESEND_BATCH. */
+static int s_send_outbox(ketenbus_client_t *c, size_t from)
+{
+    size_t n = kb_outbox_size(c->outbox);
+    while (from < n) {
+        size_t k = n - from < KB_RESEND_BATCH ? n - from : KB_RESEND_BATCH;
+        Ketenbus__Envelope *envs[KB_RESEND_BATCH];
+        size_t got = 0;
+        for (size_t i = 0; i < k; i++) {
+            const kb_outbox_entry_t *e = kb_outbox_at(c->outbox, from + i);
+            envs[got] = ketenbus__envelope__unpack(NULL, e->len, e->bytes);
+            if (envs[got])
+                got++;
+        }
+        Ketenbus__Submit sub;
+        ketenbus__submit__init(&sub);
+        sub.n_envelopes = got;
+        sub.envelopes = envs;
+        Ketenbus__Frame f;
+        ketenbus__frame__init(&f);
+        f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
+        f.submit = &sub;
+        int rc = s_send(c, &f);
+        for (size_t i = 0; i < got; i++)
+            ketenbus__envelope__free_unpacked(envs[i], NULL);
+        if (rc != KB_OK)
+            return rc;
+        from += k;
+    }
+    return KB_OK;
+}
+
+static int s_grow(void **p, size_t *cap, size_t need, size_t item)
+{
+    if (need <= *cap)
+        return KB_OK;
+    size_t n = *cap ? *cap * 2 : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * item);
+    if (!q)
+        return kb_error_set(KB_ENOMEM, "client: out of memory");
+    *p = q;
+    *cap = n;
+    return KB_OK;
+}
+
+/* Send the acknowledgements collected so far: record ids as seen first
+ * (one synced write), then ACK and return the credit. */
+static int s_flush_acks(ketenbus_client_t *c)
+{
+    if (c->n_ack == 0 && c->n_dup == 0)
+        return KB_OK;
+    if (!c->welcomed)
+        return KB_OK; /* tags belong to the session; redelivery will come */
+    int rc = kb_outbox_mark_seen(c->outbox, c->ack_ids, c->n_ack);
+    if (rc != KB_OK)
+        return rc;
+    size_t n = c->n_ack + c->n_dup;
+    uint64_t *tags = malloc(n * sizeof *tags);
+    if (!tags)
+        return kb_error_set(KB_ENOMEM, "client: out of memory");
+    memcpy(tags, c->ack_tags, c->n_ack * sizeof *tags);
+    if (c->n_dup)
+        memcpy(tags + c->n_ack, c->dup_tags, c->n_dup * sizeof *tags);
+    Ketenbus__Ack ack;
+    ketenbus__ack__init(&ack);
+    ack.n_tags = n;
+    ack.tags = tags;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_ACK;
+    f.ack = &ack;
+    rc = s_send(c, &f);
+    if (rc == KB_OK) {
+        Ketenbus__Credit cr;
+        ketenbus__credit__init(&cr);
+        cr.credit = (uint32_t)n;
+        Ketenbus__Frame g;
+        ketenbus__frame__init(&g);
+        g.body_case = KETENBUS__FRAME__BODY_CREDIT;
+        g.credit = &cr;
+        rc = s_send(c, &g);
+    }
+    free(tags);
+    /* if sending failed the broker redelivers; the ids are recorded as seen,
+     * so the redelivery is acknowledged and dropped then */
+    c->n_ack = 0;
+    c->n_dup = 0;
+    return rc == KB_EPENDING ? KB_OK : rc;
+}
+
+static int s_queue_ack(ketenbus_client_t *c, uint64_t tag, const uint8_t id[16])
+{
+    if (s_grow((void **)&c->ack_tags, &c->cap_ack, c->n_ack + 1, sizeof *c->ack_tags) != KB_OK)
+        return KB_ENOMEM;
+    /* ack_ids shares cap_ack: grow it to the same capacity */
+    uint8_t(*ids)[16] = realloc(c->ack_ids, c->cap_ack * sizeof *ids);
+    if (!ids)
+        return kb_error_set(KB_ENOMEM, "client: out of memory");
+    c->ack_ids = ids;
+    c->ack_tags[c->n_ack] = tag;
+    memcpy(c->ack_ids[c->n_ack], id, 16);
+    c->n_ack++;
+    return KB_OK;
+}
+
+static void s_fill_receipt(ketenbus_receipt_t *r, const Ketenbus__ReceiptEntry *e)
+{
+    memset(r, 0, sizeof *r);
+    r->outcome = (ketenbus_outcome_t)e->outcome;
+    r->code = (int)e->code;
+    r->audit_index = e->audit_index;
+    if (e->message_id.len == 16)
+        kb_uuid_format(e->message_id.data, r->message_id);
+    snprintf(r->reason, sizeof r->reason, "%s", e->reason ? e->reason : "");
+    snprintf(r->rule_id, sizeof r->rule_id, "%s", e->rule_id ? e->rule_id : "");
+    size_t o = 0;
+    for (size_t i = 0; i < e->n_recipients; i++) {
+        int n = snprintf(r->recipients + o, sizeof r->recipients - o, "%s%s", i ? "," : "", e->recipients[i]);
+        if (n < 0 || (size_t)n >= sizeof r->recipients - o)
+            break;
+        o += (size_t)n;
+    }
+    if (e->n_refused > 0 && e->outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED && r->reason[0] == '\0') {
+        size_t ro = (size_t)snprintf(r->reason, sizeof r->reason, "not sent to:");
+        for (size_t i = 0; i < e->n_refused && ro < sizeof r->reason; i++)
+            ro += (size_t)snprintf(r->reason + ro, sizeof r->reason - ro, " %s", e->refused[i]);
+    }
+}
+
+static void s_on_receipt(ketenbus_client_t *c, const Ketenbus__Receipt *rc)
+{
+    for (size_t i = 0; i < rc->n_entries; i++) {
+        const Ketenbus__ReceiptEntry *e = rc->entries[i];
+        if (e->message_id.len != 16)
+            continue;
+        if (kb_outbox_remove(c->outbox, e->message_id.data) != KB_OK)
+            continue; /* a receipt for something already answered */
+        size_t slot = c->ring_next;
+        s_fill_receipt(&c->ring[slot], e);
+        memcpy(c->ring_ids[slot], e->message_id.data, 16);
+        c->last_receipt = &c->ring[slot];
+        c->ring_next = (slot + 1) % KB_RECEIPT_RING;
+        if (c->ring_count < KB_RECEIPT_RING)
+            c->ring_count++;
+        s_log(c, e->outcome == KETENBUS__OUTCOME__OUTCOME_REJECTED ? 1 : 3,
+              "event=receipt message=%s outcome=%d audit=%llu reason=\"%s\"", c->ring[slot].message_id,
+              (int)e->outcome, (unsigned long long)e->audit_index, c->ring[slot].reason);
+    }
+}
+
+static const ketenbus_receipt_t *s_find_receipt(const ketenbus_client_t *c, const uint8_t id[16])
+{
+    for (size_t k = 0; k < c->ring_count; k++) {
+        size_t slot = (c->ring_next + KB_RECEIPT_RING - 1 - k) % KB_RECEIPT_RING;
+        if (memcmp(c->ring_ids[slot], id, 16) == 0)
+            return &c->ring[slot];
+    }
+    return NULL;
+}
+
+static int s_inbox_has(const ketenbus_client_t *c, const uint8_t id[16])
+{
+    for (size_t i = 0; i < c->n_inbox; i++)
+        if (memcmp(c->inbox[i]->env->message_id.data, id, 16) == 0)
+            return 1;
+    return 0;
+}
+
+static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
+{
+    for (size_t i = 0; i < d->n_deliveries; i++) {
+        Ketenbus__Delivery *dl = d->deliveries[i];
+        Ketenbus__Envelope *e = dl->envelope;
+        if (!e || e->message_id.len != 16) {
+            s_log(c, 1, "event=delivery_dropped tag=%llu reason=\"no message id\"", (unsigned long long)dl->tag);
+            continue;
+        }
+        if (kb_outbox_seen(c->outbox, e->message_id.data) || s_inbox_has(c, e->message_id.data)) {
+            if (kb_outbox_seen(c->outbox, e->message_id.data)) {
+                if (s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + 1, sizeof *c->dup_tags) != KB_OK)
+                    return KB_ENOMEM;
+                c->dup_tags[c->n_dup++] = dl->tag;
+            }
+            continue;
+        }
+        dl->envelope = NULL; /* ownership moves to the message */
+        ketenbus_msg_t *m = msg_wrap(e);
+        if (!m)
+            return KB_ENOMEM;
+        m->tag = dl->tag;
+        m->received = 1;
+        if (c->handler) {
+            int keep = c->handler(c, m, c->handler_arg);
+            int rc = keep == 0 ? s_queue_ack(c, m->tag, m->env->message_id.data) : KB_OK;
+            ketenbus_msg_destroy(&m);
+            if (rc != KB_OK)
+                return rc;
+        } else {
+            if (s_grow((void **)&c->inbox, &c->cap_inbox, c->n_inbox + 1, sizeof *c->inbox) != KB_OK) {
+                ketenbus_msg_destroy(&m);
+                return KB_ENOMEM;
+            }
+            c->inbox[c->n_inbox++] = m;
+        }
+    }
+    return KB_OK;
+}
+
+static void s_unwelcome(ketenbus_client_t *c, const char *why)
+{
+    if (c->welcomed)
+        s_log(c, 1, "event=session_lost reason=\"%s\"", why);
+    c->welcomed = 0;
+    c->last_hello_ms = 0;
+    /* deliveries not yet acknowledged come again in the next session */
+    for (size_t i = 0; i < c->n_inbox; i++)
+        ketenbus_msg_destroy(&c->inbox[i]);
+    c->n_inbox = 0;
+    c->n_ack = 0;
+    c->n_dup = 0;
+}
+
+static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
+{
+    Ketenbus__Frame *f = NULL;
+    int rc = kb_frame_decode(buf, len, KB_FRAME_MAX, &f);
+    if (rc != KB_OK) {
+        s_log(c, 0, "event=bad_frame detail=\"%s\"", kb_last_error());
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+        return KB_OK; /* never crash on what the peer sends */
+    }
+    c->last_rx_ms = kb_mono_ms();
+    rc = KB_OK;
+    switch (f->body_case) {
+    case KETENBUS__FRAME__BODY_WELCOME:
+        c->welcomed = 1;
+        c->resend = 1;
+        c->last_ping_ms = c->last_rx_ms;
+        if (f->welcome->ping_interval_ms > 0 && f->welcome->ping_interval_ms < c->o.ping_ms)
+            c->ping_ms = f->welcome->ping_interval_ms;
+        s_log(c, 2, "event=welcome broker=%s agency=%s policy=%.16s", f->welcome->broker_id, f->welcome->agency,
+              f->welcome->policy_version);
+        break;
+    case KETENBUS__FRAME__BODY_RECEIPT:
+        s_on_receipt(c, f->receipt);
+        break;
+    case KETENBUS__FRAME__BODY_DELIVER:
+        if (c->welcomed)
+            rc = s_on_deliver(c, f->deliver);
+        break;
+    case KETENBUS__FRAME__BODY_PONG:
+        break;
+    case KETENBUS__FRAME__BODY_ERROR:
+        s_log(c, 1, "event=broker_error code=%d message=\"%s\"", f->error->code, f->error->message);
+        if (f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION ||
+            f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL)
+            s_unwelcome(c, f->error->message);
+        break;
+    default:
+        s_log(c, 1, "event=unexpected_frame case=%d", (int)f->body_case);
+        break;
+    }
+    ketenbus__frame__free_unpacked(f, NULL);
+    return rc;
+}
+
+/* Timers: hello, ping, silence, resend, acks. */
+static int s_housekeeping(ketenbus_client_t *c)
+{
+    int64_t now = kb_mono_ms();
+    if (c->welcomed && now - c->last_rx_ms > (int64_t)c->ping_ms * KB_SILENCE_PINGS + 1000)
+        s_unwelcome(c, "no answer from the broker");
+    if (!c->welcomed) {
+        if (now - c->last_hello_ms >= KB_HELLO_RETRY_MS) {
+            int rc = s_send_hello(c);
+            if (rc != KB_OK && rc != KB_EPENDING)
+                return rc;
+        }
+        return KB_OK;
+    }
+    if (c->resend) {
+        int rc = s_send_outbox(c, 0);
+        if (rc == KB_OK)
+            c->resend = 0;
+        else if (rc != KB_EPENDING)
+            return rc;
+    }
+    int rc = s_flush_acks(c);
+    if (rc != KB_OK)
+        return rc;
+    if (now - c->last_ping_ms >= (int64_t)c->ping_ms) {
+        Ketenbus__Ping p;
+        ketenbus__ping__init(&p);
+        p.time_us = kb_now_us();
+        Ketenbus__Frame f;
+        ketenbus__frame__init(&f);
+        f.body_case = KETENBUS__FRAME__BODY_PING;
+        f.ping = &p;
+        c->last_ping_ms = now;
+        rc = s_send(c, &f);
+        if (rc != KB_OK && rc != KB_EPENDING)
+            return rc;
+    }
+    return KB_OK;
+}
+
+/* Read every waiting frame; returns how many were handled (or an error). */
+static int s_read_all(ketenbus_client_t *c)
+{
+    int handled = 0;
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            if (zmq_errno() == EAGAIN || zmq_errno() == EINTR)
+                return handled;
+            return kb_error_set(KB_ENET, "recv: %s", zmq_strerror(zmq_errno()));
+        }
+        int rc = s_handle(c, zmq_msg_data(&m), zmq_msg_size(&m));
+        zmq_msg_close(&m);
+        if (rc != KB_OK)
+            return rc;
+        handled++;
+    }
+}
+
+/* ------------------------------------------------------------ public API */
+
+ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
+{
+    if (!opts || !opts->agency || !opts->key_dir || !opts->endpoint || !opts->broker_cert || !opts->state_dir) {
+        kb_error_set(KB_EINVAL, "client: agency, key directory, broker and state directory are required");
+        return NULL;
+    }
+    ketenbus_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        kb_error_set(KB_ENOMEM, "client: out of memory");
+        return NULL;
+    }
+    char path[PATH_MAX], pub[KB_Z85_KEY_LEN + 1], sec[KB_Z85_KEY_LEN + 1], server[KB_Z85_KEY_LEN + 1];
+    c->o = *opts;
+    c->o.agency = strdup(opts->agency);
+    c->o.key_dir = strdup(opts->key_dir);
+    c->o.endpoint = strdup(opts->endpoint);
+    c->o.broker_cert = strdup(opts->broker_cert);
+    c->o.state_dir = strdup(opts->state_dir);
+    c->ping_ms = opts->ping_ms;
+    if (!c->o.agency || !c->o.key_dir || !c->o.endpoint || !c->o.broker_cert || !c->o.state_dir) {
+        kb_error_set(KB_ENOMEM, "client: out of memory");
+        goto fail;
+    }
+    if (kb_fmt(path, sizeof path, "%s/%s.sign.pem", opts->key_dir, opts->agency) != KB_OK ||
+        !(c->sign_key = kb_keys_load_sign_private(path)))
+        goto fail;
+    if (kb_keys_load_curve_public(opts->broker_cert, server) != KB_OK)
+        goto fail;
+    if (kb_fmt(path, sizeof path, "%s/%s.curve_secret", opts->key_dir, opts->agency) != KB_OK ||
+        kb_keys_load_curve_secret(path, pub, sec) != KB_OK)
+        goto fail;
+    c->outbox = kb_outbox_open(opts->state_dir);
+    if (!c->outbox) {
+        OPENSSL_cleanse(sec, sizeof sec);
+        goto fail;
+    }
+    c->zctx = zmq_ctx_new();
+    c->dealer = c->zctx ? zmq_socket(c->zctx, ZMQ_DEALER) : NULL;
+    if (!c->dealer) {
+        OPENSSL_cleanse(sec, sizeof sec);
+        kb_error_set(KB_ENET, "client: socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    int zero = 0, one = 1, ivl = 100, ivl_max = 2000, hb = 2000, hbt = 6000;
+    int rc = zmq_setsockopt(c->dealer, ZMQ_CURVE_SERVERKEY, server, KB_Z85_KEY_LEN);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_CURVE_PUBLICKEY, pub, KB_Z85_KEY_LEN);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_CURVE_SECRETKEY, sec, KB_Z85_KEY_LEN);
+    OPENSSL_cleanse(sec, sizeof sec);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_LINGER, &zero, sizeof zero);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+    if (rc != 0) {
+        kb_error_set(KB_ENET, "client: socket options: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (zmq_connect(c->dealer, opts->endpoint) != 0) {
+        kb_error_set(KB_ENET, "client: connect %s: %s", opts->endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    s_log(c, 2, "event=client_started agency=%s endpoint=%s outbox=%zu", c->o.agency, c->o.endpoint,
+          kb_outbox_size(c->outbox));
+    return c;
+fail:
+    ketenbus_client_destroy(&c);
+    return NULL;
+}
+
+void ketenbus_client_destroy(ketenbus_client_t **p)
+{
+    if (!p || !*p)
+        return;
+    ketenbus_client_t *c = *p;
+    if (c->dealer && c->outbox && c->welcomed)
+        s_flush_acks(c);
+    if (c->dealer)
+        zmq_close(c->dealer);
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    kb_outbox_destroy(&c->outbox);
+    EVP_PKEY_free(c->sign_key);
+    for (size_t i = 0; i < c->n_inbox; i++)
+        ketenbus_msg_destroy(&c->inbox[i]);
+    free(c->inbox);
+    free(c->ack_tags);
+    free(c->ack_ids);
+    free(c->dup_tags);
+    s_opts_free(&c->o);
+    free(c);
+    *p = NULL;
+}
+
+void ketenbus_client_set_handler(ketenbus_client_t *c, ketenbus_handler_fn *fn, void *arg)
+{
+    if (!c)
+        return;
+    c->handler = fn;
+    c->handler_arg = arg;
+}
+
+int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms)
+{
+    if (!c)
+        return kb_error_set(KB_EINVAL, "client: NULL");
+    int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        int rc = s_housekeeping(c);
+        if (rc != KB_OK)
+            return rc;
+        int64_t left = deadline - kb_mono_ms();
+        int wait = left <= 0 ? 0 : (left > 100 ? 100 : (int)left);
+        zmq_pollitem_t item = {c->dealer, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, wait) < 0 && zmq_errno() != EINTR)
+            return kb_error_set(KB_ENET, "poll: %s", zmq_strerror(zmq_errno()));
+        int handled = s_read_all(c);
+        if (handled < 0)
+            return handled;
+        if (handled > 0) {
+            rc = s_housekeeping(c); /* answer WELCOME with the outbox, acks, ... */
+            return rc;
+        }
+        if (kb_mono_ms() >= deadline)
+            return KB_OK;
+    }
+}
+
+int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms)
+{
+    if (!c || !msg)
+        return kb_error_set(KB_EINVAL, "submit: NULL argument");
+    if (msg->received)
+        return kb_error_set(KB_EINVAL, "submit: a received message cannot be submitted again");
+    Ketenbus__Envelope *e = msg->env;
+    if (e->kind == KETENBUS__KIND__KIND_MATCH_NOTICE || e->kind == KETENBUS__KIND__KIND_EXPIRY_NOTICE)
+        return kb_error_set(KB_EINVAL, "submit: notices are written by the broker only");
+    /* number, date and sign: the SDK owns these header fields */
+    free(e->sender);
+    e->sender = strdup(c->o.agency);
+    if (!e->sender)
+        return kb_error_set(KB_ENOMEM, "submit: out of memory");
+    if (e->message_id.len != 16) {
+        free(e->message_id.data);
+        e->message_id.data = malloc(16);
+        if (!e->message_id.data) {
+            e->message_id.len = 0;
+            return kb_error_set(KB_ENOMEM, "submit: out of memory");
+        }
+        e->message_id.len = 16;
+        int rc = kb_uuid7(e->message_id.data);
+        if (rc != KB_OK)
+            return rc;
+    }
+    if (e->created_us == 0)
+        e->created_us = kb_now_us();
+    msg_sync_id(msg);
+    char why[256];
+    /* validate before signing so the caller learns of mistakes at once */
+    uint8_t *tmp_sig = e->signature.data;
+    size_t tmp_len = e->signature.len;
+    e->signature.data = NULL;
+    e->signature.len = 0;
+    int rc = kb_envelope_validate(e, why, sizeof why);
+    e->signature.data = tmp_sig;
+    e->signature.len = tmp_len;
+    if (rc != KB_OK)
+        return kb_error_set(KB_EINVAL, "submit: %s", why);
+    rc = kb_seal_sign(e, c->sign_key);
+    if (rc != KB_OK)
+        return rc;
+    size_t len = ketenbus__envelope__get_packed_size(e);
+    uint8_t *buf = malloc(len);
+    if (!buf)
+        return kb_error_set(KB_ENOMEM, "submit: out of memory");
+    ketenbus__envelope__pack(e, buf);
+    size_t before = kb_outbox_size(c->outbox);
+    rc = kb_outbox_put(c->outbox, e->message_id.data, buf, len);
+    free(buf);
+    if (rc != KB_OK)
+        return rc;
+    if (c->welcomed && !c->resend) {
+        rc = s_send_outbox(c, before);
+        if (rc == KB_EPENDING)
+            c->resend = 1;
+        else if (rc != KB_OK)
+            return rc;
+    }
+    int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    const ketenbus_receipt_t *r = NULL;
+    for (;;) {
+        r = s_find_receipt(c, e->message_id.data);
+        if (r)
+            break;
+        int64_t left = deadline - kb_mono_ms();
+        if (left <= 0)
+            break;
+        rc = ketenbus_client_poll(c, (int)left);
+        if (rc != KB_OK)
+            return rc;
+    }
+    if (!r) {
+        if (receipt) {
+            memset(receipt, 0, sizeof *receipt);
+            snprintf(receipt->message_id, sizeof receipt->message_id, "%s", msg->id);
+        }
+        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %s; it stays in the outbox", msg->id);
+    }
+    if (receipt)
+        *receipt = *r;
+    if (r->outcome == KETENBUS_OUTCOME_REJECTED)
+        return kb_error_set(KB_EREJECTED, "submit: %s rejected: %s", msg->id, r->reason);
+    return KB_OK;
+}
+
+int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout_ms)
+{
+    if (!c || !out)
+        return kb_error_set(KB_EINVAL, "recv: NULL argument");
+    int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        if (c->n_inbox > 0) {
+            *out = c->inbox[0];
+            memmove(c->inbox, c->inbox + 1, (c->n_inbox - 1) * sizeof *c->inbox);
+            c->n_inbox--;
+            return KB_OK;
+        }
+        int64_t left = deadline - kb_mono_ms();
+        if (left <= 0)
+            return kb_error_set(KB_ETIMEDOUT, "recv: nothing arrived within %d ms", timeout_ms);
+        int rc = ketenbus_client_poll(c, (int)left);
+        if (rc != KB_OK)
+            return rc;
+    }
+}
+
+int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg)
+{
+    if (!c || !msg || !msg->received)
+        return kb_error_set(KB_EINVAL, "ack: not a received message");
+    int rc = s_queue_ack(c, msg->tag, msg->env->message_id.data);
+    if (rc != KB_OK)
+        return rc;
+    return s_flush_acks(c);
+}
+
+size_t ketenbus_client_outbox_size(const ketenbus_client_t *c)
+{
+    return c ? kb_outbox_size(c->outbox) : 0;
+}
+
+int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms)
+{
+    if (!c)
+        return kb_error_set(KB_EINVAL, "flush: NULL");
+    int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    while (kb_outbox_size(c->outbox) > 0) {
+        int64_t left = deadline - kb_mono_ms();
+        if (left <= 0)
+            return kb_error_set(KB_ETIMEDOUT, "flush: %zu messages still without receipt",
+                                kb_outbox_size(c->outbox));
+        int rc = ketenbus_client_poll(c, (int)left);
+        if (rc != KB_OK)
+            return rc;
+    }
+    return KB_OK;
+}
+
+const ketenbus_receipt_t *ketenbus_client_last_receipt(const ketenbus_client_t *c)
+{
+    return c ? c->last_receipt : NULL;
+}
+
+int ketenbus_client_is_connected(const ketenbus_client_t *c)
+{
+    return c ? c->welcomed : 0;
+}

@@ -1,0 +1,266 @@
+/*
+ * outbox.c - the SDK's durable state: unsent submissions and seen ids.
+ *
+ * Keys in the agency-side LevelDB (state_dir/state.ldb):
+ *   o<seq:8>   a signed, packed envelope waiting for its receipt
+ *   s<id:16>   a delivered message id the agency acknowledged
+ * A submission is written with a synced write before the SDK sends it, so a
+ * crash of the agency's system or a broker outage loses nothing; the entry
+ * goes when the broker's receipt arrives. Unsent entries are kept in memory
+ * too (the backlog is small and bounded by KB_OUTBOX_MAX_ENTRIES).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <leveldb/c.h>
+
+#include "kb_error.h"
+#include "kb_util.h"
+#include "sdk_internal.h"
+
+struct kb_outbox {
+    leveldb_t *db;                 /* the state database */
+    leveldb_options_t *opts;       /* open options */
+    leveldb_readoptions_t *ropts;  /* read options */
+    leveldb_writeoptions_t *wsync; /* synced writes */
+    leveldb_writeoptions_t *wfast; /* unsynced writes (removals) */
+    kb_outbox_entry_t *items;      /* unsent entries in order */
+    size_t n;                      /* their count */
+    size_t cap;                    /* allocated */
+    uint64_t next_seq;             /* next outbox sequence */
+};
+
+static void s_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t s_get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int s_append(kb_outbox_t *o, uint64_t seq, const uint8_t id[16], const uint8_t *bytes, size_t len)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        kb_outbox_entry_t *p = realloc(o->items, cap * sizeof *p);
+        if (!p)
+            return kb_error_set(KB_ENOMEM, "outbox: out of memory");
+        o->items = p;
+        o->cap = cap;
+    }
+    kb_outbox_entry_t *e = &o->items[o->n];
+    e->bytes = malloc(len ? len : 1);
+    if (!e->bytes)
+        return kb_error_set(KB_ENOMEM, "outbox: out of memory");
+    memcpy(e->bytes, bytes, len);
+    e->len = len;
+    e->seq = seq;
+    memcpy(e->id, id, 16);
+    o->n++;
+    return KB_OK;
+}
+
+static int s_load(kb_outbox_t *o)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(o->db, o->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "outbox: iterator");
+    int rc = KB_OK;
+    for (leveldb_iter_seek(it, "o", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl != 9 || k[0] != 'o')
+            break;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vl);
+        Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, vl, v);
+        if (!e || e->message_id.len != 16) {
+            /* never silently drop a submission: refuse to start instead */
+            if (e)
+                ketenbus__envelope__free_unpacked(e, NULL);
+            rc = kb_error_set(KB_EIO, "outbox: entry %llu is unreadable",
+                              (unsigned long long)s_get_u64((const uint8_t *)k + 1));
+            break;
+        }
+        uint64_t seq = s_get_u64((const uint8_t *)k + 1);
+        rc = s_append(o, seq, e->message_id.data, v, vl);
+        ketenbus__envelope__free_unpacked(e, NULL);
+        if (rc != KB_OK)
+            break;
+        o->next_seq = seq + 1;
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (err) {
+        rc = kb_error_set(KB_EIO, "outbox: read: %s", err);
+        leveldb_free(err);
+    }
+    return rc;
+}
+
+kb_outbox_t *kb_outbox_open(const char *dir)
+{
+    kb_outbox_t *o = calloc(1, sizeof *o);
+    if (!o) {
+        kb_error_set(KB_ENOMEM, "outbox: out of memory");
+        return NULL;
+    }
+    char path[PATH_MAX];
+    if (kb_mkdirs(dir, 0700) != KB_OK)
+        goto fail;
+    if (kb_fmt(path, sizeof path, "%s/state.ldb", dir) != KB_OK) {
+        kb_error_set(KB_ETOOBIG, "outbox: path too long: %s", dir);
+        goto fail;
+    }
+    o->opts = leveldb_options_create();
+    o->ropts = leveldb_readoptions_create();
+    o->wsync = leveldb_writeoptions_create();
+    o->wfast = leveldb_writeoptions_create();
+    leveldb_options_set_create_if_missing(o->opts, 1);
+    leveldb_options_set_paranoid_checks(o->opts, 1);
+    leveldb_readoptions_set_verify_checksums(o->ropts, 1);
+    leveldb_writeoptions_set_sync(o->wsync, 1);
+    char *err = NULL;
+    o->db = leveldb_open(o->opts, path, &err);
+    if (err) {
+        kb_error_set(KB_EIO, "outbox: open %s: %s", path, err);
+        leveldb_free(err);
+        goto fail;
+    }
+    if (s_load(o) != KB_OK)
+        goto fail;
+    return o;
+fail:
+    kb_outbox_destroy(&o);
+    return NULL;
+}
+
+void kb_outbox_destroy(kb_outbox_t **p)
+{
+    if (!p || !*p)
+        return;
+    kb_outbox_t *o = *p;
+    if (o->db)
+        leveldb_close(o->db);
+    if (o->opts)
+        leveldb_options_destroy(o->opts);
+    if (o->ropts)
+        leveldb_readoptions_destroy(o->ropts);
+    if (o->wsync)
+        leveldb_writeoptions_destroy(o->wsync);
+    if (o->wfast)
+        leveldb_writeoptions_destroy(o->wfast);
+    for (size_t i = 0; i < o->n; i++)
+        free(o->items[i].bytes);
+    free(o->items);
+    free(o);
+    *p = NULL;
+}
+
+int kb_outbox_put(kb_outbox_t *o, const uint8_t id[16], const uint8_t *bytes, size_t len)
+{
+    if (o->n >= KB_OUTBOX_MAX_ENTRIES)
+        return kb_error_set(KB_ETOOBIG, "outbox: %u messages wait already; is the broker reachable?",
+                            KB_OUTBOX_MAX_ENTRIES);
+    uint8_t k[9];
+    k[0] = 'o';
+    s_put_u64(k + 1, o->next_seq);
+    char *err = NULL;
+    leveldb_put(o->db, o->wsync, (const char *)k, sizeof k, (const char *)bytes, len, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "outbox: write: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    int rc = s_append(o, o->next_seq, id, bytes, len);
+    o->next_seq++;
+    return rc;
+}
+
+int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16])
+{
+    for (size_t i = 0; i < o->n; i++) {
+        if (memcmp(o->items[i].id, id, 16) != 0)
+            continue;
+        uint8_t k[9];
+        k[0] = 'o';
+        s_put_u64(k + 1, o->items[i].seq);
+        char *err = NULL;
+        /* unsynced: if lost in a crash the entry is sent again and the
+         * broker answers DUPLICATE, which removes it then */
+        leveldb_delete(o->db, o->wfast, (const char *)k, sizeof k, &err);
+        if (err) {
+            int rc = kb_error_set(KB_EIO, "outbox: delete: %s", err);
+            leveldb_free(err);
+            return rc;
+        }
+        free(o->items[i].bytes);
+        memmove(&o->items[i], &o->items[i + 1], (o->n - i - 1) * sizeof o->items[0]);
+        o->n--;
+        return KB_OK;
+    }
+    return KB_ENOTFOUND;
+}
+
+size_t kb_outbox_size(const kb_outbox_t *o)
+{
+    return o->n;
+}
+
+const kb_outbox_entry_t *kb_outbox_at(const kb_outbox_t *o, size_t i)
+{
+    return i < o->n ? &o->items[i] : NULL;
+}
+
+int kb_outbox_seen(kb_outbox_t *o, const uint8_t id[16])
+{
+    uint8_t k[17];
+    k[0] = 's';
+    memcpy(k + 1, id, 16);
+    char *err = NULL;
+    size_t vl;
+    char *v = leveldb_get(o->db, o->ropts, (const char *)k, sizeof k, &vl, &err);
+    if (err) {
+        leveldb_free(err);
+        return 0;
+    }
+    if (v) {
+        leveldb_free(v);
+        return 1;
+    }
+    return 0;
+}
+
+int kb_outbox_mark_seen(kb_outbox_t *o, uint8_t (*ids)[16], size_t n)
+{
+    if (n == 0)
+        return KB_OK;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    uint8_t now[8];
+    s_put_u64(now, (uint64_t)kb_now_us());
+    for (size_t i = 0; i < n; i++) {
+        uint8_t k[17];
+        k[0] = 's';
+        memcpy(k + 1, ids[i], 16);
+        leveldb_writebatch_put(wb, (const char *)k, sizeof k, (const char *)now, sizeof now);
+    }
+    char *err = NULL;
+    leveldb_write(o->db, o->wsync, wb, &err);
+    leveldb_writebatch_destroy(wb);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "outbox: write: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    return KB_OK;
+}

@@ -1,0 +1,64 @@
+/*
+ * sdk_internal.h - struct bodies of the adapter SDK (libketenbus).
+ *
+ * message.c owns ketenbus_msg_t, outbox.c the SDK's LevelDB state (unsent
+ * submissions and acknowledged delivery ids), client.c the connection and
+ * the protocol. None of this is visible through include/ketenbus.h.
+ */
+#ifndef KB_SDK_INTERNAL_H
+#define KB_SDK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ketenbus.h"
+#include "ketenbus.pb-c.h"
+
+struct ketenbus_msg {
+    Ketenbus__Envelope *env; /* the envelope (unpacked form, owned) */
+    char id[37];             /* message id text, "" until numbered */
+    uint64_t tag;            /* delivery tag, for received messages */
+    int received;            /* 1 if it came from the broker */
+};
+
+/* Wrap an envelope (takes ownership); NULL on no memory (env is freed). */
+ketenbus_msg_t *msg_wrap(Ketenbus__Envelope *env);
+
+/* Refresh the cached id text from env->message_id. */
+void msg_sync_id(ketenbus_msg_t *m);
+
+/* ------------------------------------------------------------ outbox */
+
+#define KB_OUTBOX_MAX_ENTRIES 1000000u /* refuse submissions beyond this backlog */
+
+typedef struct {
+    uint64_t seq;      /* outbox order */
+    uint8_t id[16];    /* message id */
+    uint8_t *bytes;    /* packed signed envelope (owned) */
+    size_t len;        /* its length */
+} kb_outbox_entry_t;
+
+typedef struct kb_outbox kb_outbox_t;
+
+/* Open (creating) the state database in dir and load unsent entries. */
+kb_outbox_t *kb_outbox_open(const char *dir);
+void kb_outbox_destroy(kb_outbox_t **p);
+
+/* Store a signed envelope durably (synced write) before it is sent. */
+int kb_outbox_put(kb_outbox_t *o, const uint8_t id[16], const uint8_t *bytes, size_t len);
+
+/* Forget an entry that got its receipt. KB_ENOTFOUND if unknown. */
+int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16]);
+
+size_t kb_outbox_size(const kb_outbox_t *o);
+
+/* Entry i in outbox order (0 <= i < size); borrowed. */
+const kb_outbox_entry_t *kb_outbox_at(const kb_outbox_t *o, size_t i);
+
+/* Has a delivery with this id been acknowledged before? */
+int kb_outbox_seen(kb_outbox_t *o, const uint8_t id[16]);
+
+/* Record delivery ids as acknowledged (one synced write). */
+int kb_outbox_mark_seen(kb_outbox_t *o, uint8_t (*ids)[16], size_t n);
+
+#endif
