@@ -1,0 +1,43 @@
+/*
+ * cli.h - subcommands of the `ketenbus` command-line tool.
+ *
+ * Each cmd_<name>(argc, argv) gets the arguments after the subcommand name
+ * (argv[0] is the subcommand) and returns the process exit status:
+ * 0 success, 1 failure (message on stderr), 2 bad usage, 3 a message was
+ * rejected by the broker, 4 no receipt within the timeout (message kept in
+ * the outbox).
+ */
+#ifndef KB_CLI_H
+#define KB_CLI_H
+
+#include "ketenbus.h"
+
+enum { KB_EXIT_OK = 0, KB_EXIT_FAIL = 1, KB_EXIT_USAGE = 2, KB_EXIT_REJECTED = 3, KB_EXIT_PENDING = 4 };
+
+int cmd_keygen(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_recv(int argc, char **argv);
+
+/* Connection options shared by send and recv: flags, else environment. */
+typedef struct {
+    const char *agency;      /* --agency / KETENBUS_AGENCY */
+    const char *keys;        /* --keys / KETENBUS_KEYS */
+    const char *broker;      /* --broker / KETENBUS_BROKER */
+    const char *broker_cert; /* --broker-cert / KETENBUS_BROKER_CERT */
+    const char *state;       /* --state / KETENBUS_STATE */
+    int verbose;             /* --verbose: SDK log lines on stderr */
+} cli_conn_t;
+
+/* Help text for the connection options. */
+extern const char *cli_conn_help;
+
+/* Fill unset fields from the environment; print what is missing. */
+int cli_conn_finish(cli_conn_t *c, const char *cmd);
+
+/* A connected client for c; NULL after printing why. */
+ketenbus_client_t *cli_connect(const cli_conn_t *c, unsigned credit);
+
+/* Parse seconds (may be fractional) into ms; -1 if malformed. */
+int cli_parse_seconds(const char *text);
+
+#endif

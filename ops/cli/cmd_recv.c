@@ -1,0 +1,130 @@
+/*
+ * cmd_recv.c - `ketenbus recv`: print received messages as JSON lines.
+ *
+ * Each message is written to stdout and flushed before it is acknowledged,
+ * so a pipeline that stores the lines durably loses nothing: a message whose
+ * line was not written is delivered again.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kb_util.h"
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ketenbus recv [CONNECTION] [--count N] [--timeout S] [--no-ack]\n"
+            "\n"
+            "Prints each message delivered to the agency as one JSON line (docs/JSON.md)\n"
+            "and acknowledges it after the line is written. Also sends messages still\n"
+            "waiting in the outbox of the same --state.\n"
+            "\n"
+            "  --count N     stop after N messages (default: until the timeout)\n"
+            "  --timeout S   stop after S seconds (default 10; 0 = only what is there)\n"
+            "  --no-ack      print without acknowledging (they are delivered again)\n"
+            "\n"
+            "%s"
+            "\n"
+            "Exit status: 0 when --count messages arrived (or, without --count, at the\n"
+            "timeout), 1 error, 2 usage, 4 fewer than --count arrived in time.\n",
+            cli_conn_help);
+}
+
+int cmd_recv(int argc, char **argv)
+{
+    static const struct option opts[] = {{"agency", required_argument, NULL, 'a'},
+                                         {"keys", required_argument, NULL, 'k'},
+                                         {"broker", required_argument, NULL, 'b'},
+                                         {"broker-cert", required_argument, NULL, 'c'},
+                                         {"state", required_argument, NULL, 's'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"no-ack", no_argument, NULL, 'N'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    cli_conn_t conn = {0};
+    int timeout_ms = 10000, no_ack = 0, c;
+    long count = -1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "a:k:b:c:s:n:t:Nvh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': conn.agency = optarg; break;
+        case 'k': conn.keys = optarg; break;
+        case 'b': conn.broker = optarg; break;
+        case 'c': conn.broker_cert = optarg; break;
+        case 's': conn.state = optarg; break;
+        case 'v': conn.verbose = 1; break;
+        case 'N': no_ack = 1; break;
+        case 'n': {
+            char *end = NULL;
+            count = strtol(optarg, &end, 10);
+            if (!end || *end || count < 1 || count > 100000000) {
+                fprintf(stderr, "ketenbus recv: --count: '%s' is not a positive number\n", optarg);
+                return KB_EXIT_USAGE;
+            }
+            break;
+        }
+        case 't':
+            if ((timeout_ms = cli_parse_seconds(optarg)) < 0) {
+                fprintf(stderr, "ketenbus recv: --timeout: '%s' is not a number of seconds\n", optarg);
+                return KB_EXIT_USAGE;
+            }
+            break;
+        case 'h': s_usage(stdout); return KB_EXIT_OK;
+        default: s_usage(stderr); return KB_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        s_usage(stderr);
+        return KB_EXIT_USAGE;
+    }
+    int rc = cli_conn_finish(&conn, "recv");
+    if (rc != KB_EXIT_OK)
+        return rc;
+    ketenbus_client_t *client = cli_connect(&conn, count > 0 && count < 64 ? (unsigned)count : 0);
+    if (!client)
+        return KB_EXIT_FAIL;
+    int64_t deadline = kb_mono_ms() + timeout_ms;
+    long got = 0;
+    rc = KB_EXIT_OK;
+    while (count < 0 || got < count) {
+        int64_t left = deadline - kb_mono_ms();
+        ketenbus_msg_t *m = NULL;
+        int r = ketenbus_client_recv(client, &m, left > 0 ? (int)left : 0);
+        if (r == KETENBUS_ETIMEDOUT)
+            break;
+        if (r != KETENBUS_OK) {
+            fprintf(stderr, "ketenbus recv: %s\n", ketenbus_last_error());
+            rc = KB_EXIT_FAIL;
+            break;
+        }
+        char *json = ketenbus_msg_to_json(m);
+        if (!json || printf("%s\n", json) < 0 || fflush(stdout) != 0) {
+            fprintf(stderr, "ketenbus recv: cannot write the message; not acknowledged\n");
+            free(json);
+            ketenbus_msg_destroy(&m);
+            rc = KB_EXIT_FAIL;
+            break;
+        }
+        free(json);
+        if (!no_ack && ketenbus_client_ack(client, m) != KETENBUS_OK) {
+            fprintf(stderr, "ketenbus recv: ack: %s\n", ketenbus_last_error());
+            ketenbus_msg_destroy(&m);
+            rc = KB_EXIT_FAIL;
+            break;
+        }
+        ketenbus_msg_destroy(&m);
+        got++;
+    }
+    /* give the acknowledgements a moment to leave before closing */
+    if (rc == KB_EXIT_OK)
+        ketenbus_client_poll(client, 50);
+    ketenbus_client_destroy(&client);
+    if (rc == KB_EXIT_OK && count > 0 && got < count)
+        rc = KB_EXIT_PENDING;
+    return rc;
+}

@@ -1,0 +1,47 @@
+/*
+ * main.c - the `ketenbus` command-line tool: dispatch to subcommands.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ketenbus COMMAND [OPTIONS]\n"
+            "\n"
+            "Commands:\n"
+            "  keygen   make the key files of an agency or of the broker\n"
+            "  send     submit messages written as JSON (file or stdin) and print receipts\n"
+            "  recv     print received messages as JSON lines and acknowledge them\n"
+            "\n"
+            "Run 'ketenbus COMMAND --help' for the options of a command.\n"
+            "The JSON form of messages is described in docs/JSON.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage(stderr);
+        return KB_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        s_usage(stdout);
+        return KB_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("ketenbus %d.%d.%d\n", KETENBUS_VERSION_MAJOR, KETENBUS_VERSION_MINOR, KETENBUS_VERSION_PATCH);
+        return KB_EXIT_OK;
+    }
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(argc - 1, argv + 1);
+    if (strcmp(cmd, "send") == 0)
+        return cmd_send(argc - 1, argv + 1);
+    if (strcmp(cmd, "recv") == 0)
+        return cmd_recv(argc - 1, argv + 1);
+    fprintf(stderr, "ketenbus: unknown command '%s'\n\n", cmd);
+    s_usage(stderr);
+    return KB_EXIT_USAGE;
+}
