@@ -5,7 +5,8 @@
  * encoding of the envelope header plus one salted digest per present payload
  * leaf field (idea of IETF SD-JWT selective disclosure):
  *
- *   digest(path) = SHA-256(salt || path || canonical field bytes)
+ *   digest(path) = SHA-256(salt || u32be(len path) || path
+ *                          || u32be(len value) || canonical value bytes)
  *
  * with a fresh random 16-byte salt per field. The broker may withhold a field
  * from a recipient: it clears the value and the salt, keeps the digest and
@@ -31,26 +32,46 @@
 
 /* Seal and sign: replace e->seals with one fresh seal per present payload
  * leaf (sorted by path), then set e->signature with the Ed25519 private key.
- * Header fields (message_id, sender, ...) must be final before the call. */
+ * Header fields (message_id, sender, ...) must be final before the call.
+ * e->withheld is left alone. On failure e is unchanged. Returns KB_EINVAL
+ * (NULL argument, no payload), KB_ECRYPTO (not an Ed25519 key, RNG or
+ * signing failure), KB_EPROTO (payload with unknown fields or a field kind
+ * SIGNING.md does not cover), KB_ETOOBIG (more than KB_MAX_SEALS present
+ * fields), KB_ENOMEM. */
 int kb_seal_sign(Ketenbus__Envelope *e, EVP_PKEY *private_key);
+
+/* For tests and the SIGNING.md test vector only: as kb_seal_sign, but the
+ * salt of the k-th seal in sorted path order is salts[16k .. 16k+15].
+ * n_salts must equal the number of present leaves (else KB_EINVAL). Real
+ * signers use kb_seal_sign: fixed salts make withheld fields guessable. */
+int kb_seal_sign_with_salts(Ketenbus__Envelope *e, EVP_PKEY *private_key,
+                            const uint8_t *salts, size_t n_salts);
 
 /* Verify: the signature over the signed bytes with the sender's public key,
  * every visible leaf against its seal, every seal without salt against an
  * absent field listed in e->withheld, and no visible leaf without a seal.
- * KB_OK, or KB_ECRYPTO with the first failing path in kb_last_error(). */
+ * KB_OK, or KB_ECRYPTO with the first failing path in kb_last_error();
+ * KB_EINVAL for NULL arguments, KB_ENOMEM. */
 int kb_seal_verify(const Ketenbus__Envelope *e, EVP_PKEY *public_key);
 
 /* Withhold one payload path (a leaf, or a message field to withhold all its
- * leaves) from this copy of the envelope. Withholding an absent field is a
- * no-op that returns KB_OK. KB_ENOTFOUND if the path is not a field of the
- * payload's message type. */
+ * leaves) from this copy of the envelope: the value is freed and set to its
+ * proto3 default, the salts of the seals at or under the path are dropped
+ * and the path is added to e->withheld (once). Withholding an absent field
+ * (also a path under another payload member, e.g. "referral.reason" on a
+ * signal) is a no-op that returns KB_OK. KB_ENOTFOUND if the path is not a
+ * field under any payload member (kb_seal_path_exists); KB_ENOMEM or
+ * KB_ETOOBIG (over KB_MAX_SEALS withheld paths) leave e unchanged. */
 int kb_seal_redact(Ketenbus__Envelope *e, const char *path);
 
 /* True if path names a field (leaf or message) under a payload member of the
- * Envelope ("signal.narrative"); used to validate sharing rules. */
+ * Envelope ("signal.narrative"); used to validate sharing rules. The member
+ * alone ("signal") is not a field path. */
 int kb_seal_path_exists(const char *path);
 
-/* The exact bytes that are signed (SIGNING.md). *out is the caller's. */
+/* The exact bytes that are signed (SIGNING.md), with the seals as they are
+ * in e. On KB_OK *out (malloc'd, *out_len bytes) is the caller's to free().
+ * KB_EINVAL (NULL argument, no payload), KB_ETOOBIG, KB_ENOMEM. */
 int kb_seal_signed_bytes(const Ketenbus__Envelope *e, uint8_t **out, size_t *out_len);
 
 #endif
