@@ -34,6 +34,12 @@ PC_LIBS    = $(shell pkg-config --libs $(PC_MODS) 2>/dev/null) \
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 CC      ?= cc
+# V=1 shows whole command lines.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Werror
 CFLAGS  ?= $(OPT) -g
 CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -Iinclude -Ilib -I$(BUILD)/gen \
@@ -88,40 +94,49 @@ $(GEN_C) $(GEN_H): proto/ketenbus.proto | deps
 
 $(BUILD)/obj/gen/ketenbus.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(SANFLAGS) -fPIC -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(SANFLAGS) -fPIC -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # libketenbus: the adapter SDK with the shared code it needs.
 $(BUILD)/libketenbus.a: $(LIB_OBJ) $(SDK_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/libketenbus.so: $(LIB_OBJ) $(SDK_OBJ)
-	$(CC) -shared -Wl,-soname,libketenbus.so.0 -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,libketenbus.so.0 -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
 
 # Everything but main()s, for the tests and the tools.
 $(BUILD)/libkbinternal.a: $(LIB_OBJ) $(SDK_OBJ) $(BROKER_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/ketenbusd: $(BUILD)/obj/broker/main.o $(BUILD)/libkbinternal.a
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
 
 $(BUILD)/ketenbus: $(CLI_OBJ) $(BUILD)/libkbinternal.a
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/tests/%: tests/integration/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/ketenbus.pc: Makefile
 	@mkdir -p $(BUILD)

@@ -74,7 +74,7 @@ static int s_handle_one(kb_broker_t *b)
             s_reply(b->zap, &parts[1], "400", "unknown key", "");
             kb_log(KB_LOG_WARN, "connect_refused", "reason=\"CURVE key not in the chain\" key=%s address=%s", z85,
                    address);
-            char reason[128];
+            char reason[192];
             snprintf(reason, sizeof reason, "CURVE key %s not in the chain (from %s)", z85, address);
             audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "", NULL, reason);
         }

@@ -689,10 +689,20 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
     if (msg->received)
         return kb_error_set(KB_EINVAL, "submit: a received message cannot be submitted again");
     Ketenbus__Envelope *e = msg->env;
+    /* the payload implies the kind; "kind" may be left out of the JSON */
+    if (e->kind == KETENBUS__KIND__KIND_UNSPECIFIED) {
+        if (e->payload_case == KETENBUS__ENVELOPE__PAYLOAD_SIGNAL)
+            e->kind = KETENBUS__KIND__KIND_SIGNAL;
+        else if (e->payload_case == KETENBUS__ENVELOPE__PAYLOAD_REFERRAL)
+            e->kind = KETENBUS__KIND__KIND_REFERRAL;
+        else if (e->payload_case == KETENBUS__ENVELOPE__PAYLOAD_REFERRAL_UPDATE)
+            e->kind = KETENBUS__KIND__KIND_REFERRAL_UPDATE;
+    }
     if (e->kind == KETENBUS__KIND__KIND_MATCH_NOTICE || e->kind == KETENBUS__KIND__KIND_EXPIRY_NOTICE)
         return kb_error_set(KB_EINVAL, "submit: notices are written by the broker only");
     /* number, date and sign: the SDK owns these header fields */
-    free(e->sender);
+    if (e->sender != protobuf_c_empty_string)
+        free(e->sender);
     e->sender = strdup(c->o.agency);
     if (!e->sender)
         return kb_error_set(KB_ENOMEM, "submit: out of memory");

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# The seed story on loopback: keys, a chain configuration, a broker and five
+# agencies' adapters; prints each step and exits 0 only if each step
+# happened as expected. Everything lives in a scratch directory, removed at
+# the end (KB_DEMO_KEEP=1 keeps it). Run through `make demo`.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=${KB_BUILD:-$here/build}
+kb="$build/ketenbus"
+py=/usr/bin/python3
+work=$(mktemp -d /tmp/ketenbus-demo.XXXXXX)
+broker_pid=""
+failures=0
+
+cleanup() {
+    if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
+        kill -TERM "$broker_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$broker_pid" 2>/dev/null || true
+    fi
+    if [ "${KB_DEMO_KEEP:-0}" = 1 ]; then echo "scratch directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+ok()   { printf '   ok: %s\n' "$*"; }
+bad()  { printf '   FAILED: %s\n' "$*"; failures=$((failures + 1)); }
+
+# Show a receipt or message JSON line in a readable form.
+show() {
+    "$py" -c '
+import json, sys
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        continue
+    m = json.loads(line)
+    if "outcome" in m:
+        extra = ""
+        if m.get("recipients"): extra += " to " + ", ".join(m["recipients"])
+        if m.get("reason"): extra += " (" + m["reason"] + ")"
+        if "audit_index" in m: extra += " [audit #%d]" % m["audit_index"]
+        print("   receipt: %s %s%s" % (m["message_id"], m["outcome"].upper(), extra))
+    else:
+        p = m.get("signal") or m.get("referral") or m.get("referral_update") or m.get("notice") or {}
+        print("   %s received %s from %s: purpose %s, handling %s, basis \"%s\"" % (
+            sys.argv[1], m.get("kind"), m.get("sender"), m.get("purpose"), m.get("handling"),
+            (m.get("legal_basis") or {}).get("basis", "")))
+        for k in ("exploitation", "minor", "age_band", "action", "urgency", "deadline_us", "status", "reason", "narrative"):
+            if k in p: print("      %s: %s" % (k, p[k]))
+' "${1:-}"
+}
+
+step "1. Keys for the broker and five agencies (CURVE + Ed25519)"
+"$kb" keygen --broker --out "$work/keys" >/dev/null
+for a in politie rvdk fier comensha gem-utrecht; do
+    "$kb" keygen --agency "$a" --out "$work/keys" >/dev/null
+done
+ls "$work/keys" | sed 's/^/   /' | head -6; echo "   ... ($(ls "$work/keys" | wc -l) files)"
+sed 's|listen: tcp://127.0.0.1:5555|listen: tcp://127.0.0.1:*|' "$here/ops/examples/chain.yaml" > "$work/chain.yaml"
+
+step "2. Start the broker on loopback"
+"$build/ketenbusd" --config "$work/chain.yaml" --ready-file "$work/ready" 2> "$work/broker.log" &
+broker_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.1; done
+[ -s "$work/ready" ] || { cat "$work/broker.log"; echo "broker did not start"; exit 1; }
+endpoint=$(cat "$work/ready")
+ok "ketenbusd pid $broker_pid serving $endpoint"
+
+export KETENBUS_KEYS="$work/keys" KETENBUS_BROKER="$endpoint" KETENBUS_BROKER_CERT="$work/keys/broker.curve"
+as() { KETENBUS_AGENCY=$1 KETENBUS_STATE="$work/state-$1" "${@:2}"; }
+
+# The child's pseudonym: HMAC-SHA256 of a normalised identifier under the chain key.
+subject=$(printf 'name+birthdate:ana-lakatos|2011-03-14' | openssl dgst -sha256 -hmac demo-chain-key -r | cut -d' ' -f1)
+
+step "3. Fier hears a 13-year-old girl's story and signals police and CoMensha"
+cat > "$work/fier-signal.json" <<JSON
+{"purpose": "victim_care", "handling": "h2",
+ "legal_basis": {"basis": "AVG art. 6(1)(d): vital interest of the data subject", "consent": "refused"},
+ "subject_keys": ["$subject"], "officer": "fier-hulpverlener-12",
+ "signal": {"exploitation": "criminal", "indicators": ["controlled_movement", "earnings_handed_over", "adult_claims_custody"],
+            "minor": true, "age_band": "12_to_15", "observed": {"municipality": "GM0344", "location": "Chat met Fier"},
+            "urgency": "priority", "several_perpetrators": true, "cross_border": true, "source": "self_report",
+            "reliability": "b", "accuracy": "2",
+            "narrative": "Girl (13) says her uncle drives her and two cousins to city centres to steal; money goes to him."}}
+JSON
+out=$(as fier "$kb" send "$work/fier-signal.json") || true
+echo "$out" | show
+echo "$out" | grep -q '"outcome":"accepted"' && echo "$out" | grep -q '"recipients":\["politie","comensha"\]' \
+    && ok "accepted for politie and comensha" || bad "Fier's signal was not accepted for politie and comensha"
+
+step "4. Police arrest the same child for pickpocketing and signal the board"
+cat > "$work/police-signal.json" <<JSON
+{"recipients": ["rvdk"], "purpose": "child_protection", "handling": "h1",
+ "legal_basis": {"basis": "Wpg art. 19", "consent": "not_required"},
+ "subject_keys": ["$subject"], "officer": "politie-utrecht-4471",
+ "signal": {"exploitation": "criminal", "indicators": ["repeated_arrests", "adult_claims_custody", "no_id_documents"],
+            "minor": true, "age_band": "12_to_15", "observed": {"municipality": "GM0344", "location": "Utrecht Centraal"},
+            "urgency": "urgent", "source": "officer", "reliability": "a", "accuracy": "1",
+            "narrative": "Arrested for pickpocketing; a man claiming to be her uncle came to collect her."}}
+JSON
+out=$(as politie "$kb" send "$work/police-signal.json") || true
+echo "$out" | show
+echo "$out" | grep -q '"outcome":"accepted"' && ok "accepted for rvdk" || bad "police signal not accepted"
+
+step "5. Police refer the child to the board: urgent, answer within 4 hours"
+deadline=$(date -u -d '+4 hours' +%Y-%m-%dT%H:%M:%SZ)
+cat > "$work/referral.json" <<JSON
+{"recipients": ["rvdk"], "purpose": "child_protection", "handling": "h2",
+ "legal_basis": {"basis": "Jeugdwet art. 7.4.0", "consent": "not_required"},
+ "subject_keys": ["$subject"], "officer": "politie-utrecht-4471",
+ "referral": {"action": "youth_care", "deadline_us": "$deadline", "urgency": "urgent",
+              "reason": "Child in custody must not be handed back to the man claiming to be family.",
+              "contact": "Team Mensenhandel Midden-Nederland, duty desk"}}
+JSON
+out=$(as politie "$kb" send "$work/referral.json") || true
+echo "$out" | show
+referral_id=$(echo "$out" | "$py" -c 'import json,sys; print(json.loads(sys.stdin.readline() or "{}").get("message_id", ""))')
+echo "$out" | grep -q '"outcome":"accepted"' && ok "referral $referral_id accepted" || bad "referral not accepted"
+
+step "6. The board's adapter comes online and receives both messages"
+out=$(as rvdk "$kb" recv --count 2 --timeout 10) || true
+echo "$out" | show rvdk
+[ "$(echo "$out" | grep -c '"sender":"politie"')" = 2 ] && ok "rvdk received 2 messages from politie" \
+    || bad "rvdk did not receive both messages"
+
+step "7. The board accepts the referral"
+cat > "$work/accept.json" <<JSON
+{"recipients": ["politie"], "purpose": "child_protection", "handling": "h2",
+ "legal_basis": {"basis": "Jeugdwet art. 7.4.0", "consent": "not_required"},
+ "correlation_id": "$referral_id", "officer": "rvdk-piket-2",
+ "referral_update": {"status": "accepted", "reason": "Crisis placement arranged; child stays out of the family's reach.",
+                     "handled_by": "RvdK piket Midden-Nederland"}}
+JSON
+out=$(as rvdk "$kb" send "$work/accept.json") || true
+echo "$out" | show
+echo "$out" | grep -q '"outcome":"accepted"' && ok "answer accepted" || bad "answer not accepted"
+
+step "8. Police receive Fier's signal and the board's answer"
+out=$(as politie "$kb" recv --count 2 --timeout 10) || true
+echo "$out" | show politie
+echo "$out" | grep -q '"status":"accepted"' && echo "$out" | grep -q "\"correlation_id\":\"$referral_id\"" \
+    && ok "referral answered: accepted" || bad "police did not get the board's answer"
+echo "$out" | grep -q '"sender":"fier"' && ok "Fier's signal reached the police" || bad "Fier's signal missing"
+
+step "9. The municipality asks the police for their narrative: refused by the rules"
+cat > "$work/municipality.json" <<JSON
+{"recipients": ["politie"], "purpose": "child_protection", "handling": "h0",
+ "legal_basis": {"basis": "Jeugdwet art. 2.1", "consent": "not_required"},
+ "subject_keys": ["$subject"], "officer": "gem-utrecht-wijkteam-3",
+ "referral": {"action": "other", "reason": "Please send the police narrative of the arrest."}}
+JSON
+rc=0; out=$(as gem-utrecht "$kb" send "$work/municipality.json") || rc=$?
+echo "$out" | show
+[ "$rc" = 3 ] && echo "$out" | grep -q '"outcome":"rejected"' && ok "refused and audited" \
+    || bad "the municipality's request was not refused (exit $rc)"
+
+step "10. Stop the broker"
+kill -TERM "$broker_pid"; wait "$broker_pid" && ok "clean shutdown" || bad "broker exit status $?"
+broker_pid=""
+grep -c 'event=accepted' "$work/broker.log" | sed 's/^/   accepted messages logged: /'
+grep -c 'event=refused' "$work/broker.log" | sed 's/^/   refusals logged: /'
+
+echo
+if [ "$failures" = 0 ]; then
+    printf '\033[1mdemo: every step happened as expected\033[0m\n'
+else
+    printf '\033[1mdemo: %d step(s) failed\033[0m\n' "$failures"; exit 1
+fi
