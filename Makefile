@@ -72,6 +72,8 @@ LIBS := $(BUILD)/libketenbus.a $(BUILD)/libketenbus.so $(BUILD)/libkbinternal.a
 
 .PHONY: all deps test unit integration demo install clean fuzz bench soak check-deps
 .DEFAULT_GOAL := all
+# keep objects make would otherwise treat as intermediate (tests/support)
+.SECONDARY:
 
 all: deps $(BINS) $(LIBS) $(BUILD)/ketenbus.pc
 

@@ -1,0 +1,267 @@
+/*
+ * check_exchange.c - end-to-end exchange through a real ketenbusd.
+ *
+ * Each test starts the broker of this build on an ephemeral loopback port in
+ * a scratch directory, connects real SDK clients over CURVE, and stops the
+ * broker by pid. Covers: signal and referral with update between two
+ * agencies, an offline recipient, a broker killed right after RECEIPT
+ * ACCEPTED, the SDK outbox while the broker is down, refusal by the rules.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "kb_test.h"
+#include "ketenbus.pb-c.h"
+
+static const char *s_agencies[] = {"politie", "rvdk", "fier", "gem-utrecht"};
+
+static const char *s_rules =
+    "  - id: fier-signal-politie\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n"
+    "  - id: politie-signal\n    from: [politie]\n    to: [fier, rvdk]\n    kinds: [signal]\n"
+    "  - id: politie-referral-rvdk\n    from: [politie]\n    to: [rvdk]\n    kinds: [referral]\n"
+    "  - id: rvdk-update-politie\n    from: [rvdk]\n    to: [politie]\n    kinds: [referral_update]\n";
+
+static kb_chain_t s_chain;
+
+static void s_setup(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 4, s_rules, "");
+    kb_chain_start(&s_chain);
+}
+
+static void s_teardown(void)
+{
+    kb_chain_cleanup(&s_chain);
+}
+
+/* Receive one message within timeout; fail the test otherwise. */
+static ketenbus_msg_t *s_recv(ketenbus_client_t *c, int timeout_ms)
+{
+    ketenbus_msg_t *m = NULL;
+    int rc = ketenbus_client_recv(c, &m, timeout_ms);
+    ck_assert_msg(rc == KETENBUS_OK, "recv: %s", ketenbus_last_error());
+    return m;
+}
+
+START_TEST(test_signal_referral_update)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_client_t *rvdk = kb_chain_client(&s_chain, "rvdk", NULL);
+
+    /* a signal from police to the child protection board */
+    ketenbus_msg_t *sig = kb_test_signal("rvdk", "arrested for pickpocketing at Utrecht Centraal");
+    ketenbus_receipt_t r;
+    ck_assert_msg(ketenbus_client_submit(politie, sig, &r, 5000) == KETENBUS_OK, "submit: %s",
+                  ketenbus_last_error());
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ck_assert_str_eq(r.recipients, "rvdk");
+    ck_assert_str_eq(r.message_id, ketenbus_msg_id(sig));
+
+    ketenbus_msg_t *got = s_recv(rvdk, 5000);
+    ck_assert_str_eq(ketenbus_msg_id(got), ketenbus_msg_id(sig));
+    ck_assert_str_eq(ketenbus_msg_sender(got), "politie");
+    char *narrative = ketenbus_msg_get(got, "signal.narrative");
+    ck_assert_str_eq(narrative, "arrested for pickpocketing at Utrecht Centraal");
+    free(narrative);
+    ck_assert_int_eq(ketenbus_client_ack(rvdk, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+
+    /* an urgent referral, then the board's answer threaded to it */
+    ketenbus_msg_t *ref = ketenbus_msg_new(KETENBUS_KIND_REFERRAL);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "recipients", "rvdk"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "purpose", "child_protection"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "handling", "h2"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "legal_basis.basis", "Jeugdwet art. 7.4.0"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "legal_basis.consent", "not_required"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "referral.action", "youth_care"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "referral.urgency", "urgent"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "referral.deadline_us", "2030-01-01T12:00:00Z"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(ref, "referral.signal.exploitation", "criminal"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_submit(politie, ref, &r, 5000), KETENBUS_OK);
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
+
+    got = s_recv(rvdk, 5000);
+    ck_assert_int_eq(ketenbus_msg_kind(got), KETENBUS_KIND_REFERRAL);
+    ck_assert_str_eq(ketenbus_msg_id(got), ketenbus_msg_id(ref));
+    ck_assert_int_eq(ketenbus_client_ack(rvdk, got), KETENBUS_OK);
+
+    ketenbus_msg_t *upd = ketenbus_msg_new(KETENBUS_KIND_REFERRAL_UPDATE);
+    ck_assert_int_eq(ketenbus_msg_set(upd, "recipients", "politie"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(upd, "purpose", "child_protection"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(upd, "handling", "h2"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(upd, "legal_basis.basis", "Jeugdwet art. 7.4.0"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(upd, "legal_basis.consent", "not_required"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(upd, "correlation_id", ketenbus_msg_id(got)), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(upd, "referral_update.status", "accepted"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_submit(rvdk, upd, &r, 5000), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+
+    got = s_recv(politie, 5000);
+    ck_assert_int_eq(ketenbus_msg_kind(got), KETENBUS_KIND_REFERRAL_UPDATE);
+    char *corr = ketenbus_msg_get(got, "correlation_id");
+    ck_assert_str_eq(corr, ketenbus_msg_id(ref));
+    free(corr);
+    char *status = ketenbus_msg_get(got, "referral_update.status");
+    ck_assert_str_eq(status, "accepted");
+    free(status);
+    ck_assert_int_eq(ketenbus_client_ack(politie, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+
+    ketenbus_msg_destroy(&sig);
+    ketenbus_msg_destroy(&ref);
+    ketenbus_msg_destroy(&upd);
+    ketenbus_client_destroy(&politie);
+    ketenbus_client_destroy(&rvdk);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ACKNOWLEDGED, NULL), 3);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED, NULL), 3);
+}
+END_TEST
+
+START_TEST(test_offline_recipient)
+{
+    enum { N = 25 };
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    char ids[N][37];
+    for (int i = 0; i < N; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "signal %d", i);
+        ketenbus_msg_t *m = kb_test_signal("fier", text);
+        ck_assert_int_eq(ketenbus_client_submit(politie, m, NULL, 5000), KETENBUS_OK);
+        snprintf(ids[i], sizeof ids[i], "%s", ketenbus_msg_id(m));
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_client_destroy(&politie);
+
+    /* fier connects only now; everything arrives, in order */
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    for (int i = 0; i < N; i++) {
+        ketenbus_msg_t *m = s_recv(fier, 5000);
+        ck_assert_str_eq(ketenbus_msg_id(m), ids[i]);
+        ck_assert_int_eq(ketenbus_client_ack(fier, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_msg_t *extra = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &extra, 300), KETENBUS_ETIMEDOUT);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+START_TEST(test_kill9_after_accept)
+{
+    kb_chain_pin_port(&s_chain);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *m = kb_test_signal("rvdk", "survives a crash");
+    ketenbus_receipt_t r;
+    ck_assert_int_eq(ketenbus_client_submit(politie, m, &r, 5000), KETENBUS_OK);
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
+    kb_chain_kill(&s_chain); /* SIGKILL right after RECEIPT ACCEPTED */
+    kb_chain_start(&s_chain);
+
+    ketenbus_client_t *rvdk = kb_chain_client(&s_chain, "rvdk", NULL);
+    ketenbus_msg_t *got = s_recv(rvdk, 8000);
+    ck_assert_str_eq(ketenbus_msg_id(got), ketenbus_msg_id(m));
+    ck_assert_int_eq(ketenbus_client_ack(rvdk, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    /* exactly once: nothing more, also not after the politie client
+     * reconnects and resends its outbox */
+    ketenbus_client_poll(politie, 500);
+    ck_assert_int_eq(ketenbus_client_outbox_size(politie), 0);
+    ck_assert_int_eq(ketenbus_client_recv(rvdk, &got, 700), KETENBUS_ETIMEDOUT);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&rvdk);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
+START_TEST(test_outbox_while_broker_down)
+{
+    kb_chain_pin_port(&s_chain);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *m = kb_test_signal("rvdk", "sent while the broker was down");
+    ketenbus_receipt_t r;
+    ck_assert_int_eq(ketenbus_client_submit(politie, m, &r, 300), KETENBUS_EPENDING);
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_NONE);
+    ck_assert_int_eq(ketenbus_client_outbox_size(politie), 1);
+    /* the adapter restarts too: the outbox is on disk */
+    ketenbus_client_destroy(&politie);
+
+    kb_chain_start(&s_chain);
+    politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_msg(ketenbus_client_flush(politie, 8000) == KETENBUS_OK, "flush: %s", ketenbus_last_error());
+    const ketenbus_receipt_t *last = ketenbus_client_last_receipt(politie);
+    ck_assert_ptr_nonnull(last);
+    ck_assert_int_eq(last->outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ck_assert_str_eq(last->message_id, ketenbus_msg_id(m));
+
+    ketenbus_client_t *rvdk = kb_chain_client(&s_chain, "rvdk", NULL);
+    ketenbus_msg_t *got = s_recv(rvdk, 5000);
+    ck_assert_str_eq(ketenbus_msg_id(got), ketenbus_msg_id(m));
+    ck_assert_int_eq(ketenbus_client_ack(rvdk, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&rvdk);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
+START_TEST(test_refused_by_rules)
+{
+    ketenbus_client_t *gem = kb_chain_client(&s_chain, "gem-utrecht", NULL);
+    ketenbus_msg_t *m = kb_test_signal("politie", "request for the police narrative");
+    ketenbus_receipt_t r;
+    ck_assert_int_eq(ketenbus_client_submit(gem, m, &r, 5000), KETENBUS_EREJECTED);
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_REJECTED);
+    ck_assert_int_eq(r.code, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED);
+    ck_assert_msg(strstr(r.reason, "no sharing rule") != NULL, "reason: %s", r.reason);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&gem);
+
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_int_eq(ketenbus_client_recv(politie, &m, 500), KETENBUS_ETIMEDOUT);
+    ketenbus_client_destroy(&politie);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "no sharing rule"), 1);
+}
+END_TEST
+
+START_TEST(test_fanout_without_recipients)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *m = kb_test_signal(NULL, "to whoever the rules allow");
+    ketenbus_receipt_t r;
+    ck_assert_int_eq(ketenbus_client_submit(politie, m, &r, 5000), KETENBUS_OK);
+    ck_assert_str_eq(r.recipients, "rvdk,fier");
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("exchange");
+    TCase *tc = tcase_create("exchange");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_signal_referral_update);
+    tcase_add_test(tc, test_offline_recipient);
+    tcase_add_test(tc, test_kill9_after_accept);
+    tcase_add_test(tc, test_outbox_while_broker_down);
+    tcase_add_test(tc, test_refused_by_rules);
+    tcase_add_test(tc, test_fanout_without_recipients);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(s_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

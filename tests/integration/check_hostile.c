@@ -1,0 +1,351 @@
+/*
+ * check_hostile.c - what a hostile or broken peer sends never crashes the
+ * broker, is refused with a clear answer, and is audited.
+ *
+ * A raw DEALER with a chain member's real CURVE key speaks the protocol by
+ * hand to send what the SDK never would: forged senders, altered signed
+ * fields, garbage bytes, oversized frames, unknown protocol versions. A key
+ * that is not in the chain must not get a session at all. After each test
+ * the broker still accepts a valid message.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <zmq.h>
+
+#include "kb_codec.h"
+#include "kb_error.h"
+#include "kb_json.h"
+#include "kb_keys.h"
+#include "kb_seal.h"
+#include "kb_test.h"
+#include "kb_util.h"
+
+#define MAX_BYTES 4096 /* max_message_bytes of the test chain */
+
+static const char *s_agencies[] = {"politie", "fier"};
+static const char *s_rules = "  - id: both-ways\n    from: [politie, fier]\n    to: [politie, fier]\n"
+                             "    kinds: [signal]\n";
+static kb_chain_t s_chain;
+static void *s_ctx, *s_sock;
+
+static void s_setup(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 2, s_rules, "  max_message_bytes: 4096\n");
+    kb_chain_start(&s_chain);
+    s_ctx = zmq_ctx_new();
+    s_sock = NULL;
+}
+
+static void s_teardown(void)
+{
+    if (s_sock)
+        zmq_close(s_sock);
+    zmq_ctx_term(s_ctx);
+    kb_chain_cleanup(&s_chain);
+}
+
+/* A raw CURVE DEALER using the key files of `name` in dir. */
+static void *s_raw(const char *dir, const char *name)
+{
+    char path[512], pub[41], sec[41], srv[41];
+    snprintf(path, sizeof path, "%s/%s.curve_secret", dir, name);
+    ck_assert_int_eq(kb_keys_load_curve_secret(path, pub, sec), KB_OK);
+    ck_assert_int_eq(kb_keys_load_curve_public(s_chain.broker_cert, srv), KB_OK);
+    void *s = zmq_socket(s_ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, srv, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(s, s_chain.endpoint), 0);
+    return s;
+}
+
+static void s_send_frame(void *s, Ketenbus__Frame *f)
+{
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(kb_frame_encode(f, &buf, &len), KB_OK);
+    ck_assert_int_eq(zmq_send(s, buf, len, 0), (int)len);
+    free(buf);
+}
+
+/* Next frame from the broker within 5 s (NULL on timeout). */
+static Ketenbus__Frame *s_next(void *s, int timeout_ms)
+{
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return NULL;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    ck_assert_int_ge(zmq_msg_recv(&m, s, 0), 0);
+    Ketenbus__Frame *f = NULL;
+    ck_assert_int_eq(kb_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), 64u << 20, &f), KB_OK);
+    zmq_msg_close(&m);
+    return f;
+}
+
+/* Next frame of the given body case, skipping others (PONG, DELIVER). */
+static Ketenbus__Frame *s_expect(void *s, int body_case)
+{
+    int64_t deadline = kb_mono_ms() + 5000;
+    while (kb_mono_ms() < deadline) {
+        Ketenbus__Frame *f = s_next(s, 200);
+        if (f && (int)f->body_case == body_case)
+            return f;
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_abort_msg("no frame of case %d within 5 s", body_case);
+    return NULL;
+}
+
+static void s_hello(void *s)
+{
+    Ketenbus__Hello h;
+    ketenbus__hello__init(&h);
+    h.adapter_name = (char *)"hostile-test";
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_HELLO;
+    f.hello = &h;
+    s_send_frame(s, &f);
+    ketenbus__frame__free_unpacked(s_expect(s, KETENBUS__FRAME__BODY_WELCOME), NULL);
+}
+
+/* A signed signal envelope from `sender` (signed with signer's key). */
+static Ketenbus__Envelope *s_envelope(const char *sender, const char *signer)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"recipients\":[\"fier\"],\"kind\":\"signal\",\"purpose\":\"victim_care\",\"handling\":\"h1\","
+             "\"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\"sender\":\"%s\","
+             "\"signal\":{\"exploitation\":\"criminal\",\"narrative\":\"original text\"}}",
+             sender);
+    ProtobufCMessage *pm = NULL;
+    ck_assert_msg(kb_json_decode(json, strlen(json), &ketenbus__envelope__descriptor, &pm) == KB_OK, "%s",
+                  kb_last_error());
+    Ketenbus__Envelope *e = (Ketenbus__Envelope *)pm;
+    e->message_id.data = malloc(16);
+    e->message_id.len = 16;
+    ck_assert_int_eq(kb_uuid7(e->message_id.data), KB_OK);
+    e->created_us = kb_now_us();
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.sign.pem", s_chain.keys, signer);
+    EVP_PKEY *k = kb_keys_load_sign_private(path);
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(kb_seal_sign(e, k), KB_OK);
+    EVP_PKEY_free(k);
+    return e;
+}
+
+/* Submit one envelope; returns its receipt entry's outcome and code. */
+static void s_submit(void *s, Ketenbus__Envelope *e, int *outcome, int *code, char *reason, size_t reason_len)
+{
+    Ketenbus__Submit sub;
+    ketenbus__submit__init(&sub);
+    sub.n_envelopes = 1;
+    sub.envelopes = &e;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
+    f.submit = &sub;
+    s_send_frame(s, &f);
+    Ketenbus__Frame *r = s_expect(s, KETENBUS__FRAME__BODY_RECEIPT);
+    ck_assert_int_eq(r->receipt->n_entries, 1);
+    *outcome = r->receipt->entries[0]->outcome;
+    *code = r->receipt->entries[0]->code;
+    snprintf(reason, reason_len, "%s", r->receipt->entries[0]->reason);
+    ketenbus__frame__free_unpacked(r, NULL);
+}
+
+/* The broker still serves: a valid signal from politie to fier is accepted. */
+static void s_still_serving(void)
+{
+    ketenbus_client_t *c = kb_chain_client(&s_chain, "politie", "-check");
+    ketenbus_msg_t *m = kb_test_signal("fier", "still serving");
+    ketenbus_receipt_t r;
+    ck_assert_msg(ketenbus_client_submit(c, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&c);
+}
+
+START_TEST(test_forged_sender)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    /* politie's connection claims to be fier, with fier's own valid signature */
+    Ketenbus__Envelope *e = s_envelope("fier", "fier");
+    int outcome, code;
+    char reason[512];
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_REJECTED);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_SPOOFED_SENDER);
+    ck_assert_msg(strstr(reason, "authenticated agency 'politie'") != NULL, "reason: %s", reason);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    s_still_serving();
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "does not match"), 1);
+}
+END_TEST
+
+START_TEST(test_bad_signature)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    int outcome, code;
+    char reason[512];
+    /* signed by another agency's key */
+    Ketenbus__Envelope *e = s_envelope("politie", "fier");
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_REJECTED);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    /* a signed field altered after signing */
+    e = s_envelope("politie", "politie");
+    free(e->signal->narrative);
+    e->signal->narrative = strdup("altered text");
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_REJECTED);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE);
+    ck_assert_msg(strstr(reason, "signal.narrative") != NULL, "reason: %s", reason);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    /* no signature at all */
+    e = s_envelope("politie", "politie");
+    free(e->signature.data);
+    e->signature.data = NULL;
+    e->signature.len = 0;
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    s_still_serving();
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "signature"), 3);
+}
+END_TEST
+
+START_TEST(test_garbage_oversized_version)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    /* garbage bytes */
+    uint8_t junk[512];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 131 + 7);
+    ck_assert_int_eq(zmq_send(s_sock, junk, sizeof junk, 0), (int)sizeof junk);
+    Ketenbus__Frame *f = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED);
+    ketenbus__frame__free_unpacked(f, NULL);
+    /* oversized: a frame just over the configured limit */
+    uint8_t *big = calloc(1, MAX_BYTES + 100);
+    ck_assert_int_eq(zmq_send(s_sock, big, MAX_BYTES + 100, 0), MAX_BYTES + 100);
+    free(big);
+    f = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE);
+    ck_assert_msg(strstr(f->error->message, "exceeds the limit of 4096") != NULL, "%s", f->error->message);
+    ketenbus__frame__free_unpacked(f, NULL);
+    /* an unknown protocol version */
+    Ketenbus__Ping p;
+    ketenbus__ping__init(&p);
+    Ketenbus__Frame pf;
+    ketenbus__frame__init(&pf);
+    pf.body_case = KETENBUS__FRAME__BODY_PING;
+    pf.ping = &p;
+    pf.version = 2;
+    size_t len = ketenbus__frame__get_packed_size(&pf);
+    uint8_t *buf = malloc(len);
+    ketenbus__frame__pack(&pf, buf); /* packed by hand: kb_frame_encode would set version 1 */
+    ck_assert_int_eq(zmq_send(s_sock, buf, len, 0), (int)len);
+    free(buf);
+    f = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_UNSUPPORTED_VERSION);
+    ketenbus__frame__free_unpacked(f, NULL);
+    /* a structurally invalid envelope (bad message id) */
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    e->message_id.len = 3;
+    int outcome, code;
+    char reason[512];
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_MALFORMED);
+    ck_assert_msg(strstr(reason, "message_id") != NULL, "reason: %s", reason);
+    e->message_id.len = 16;
+    ketenbus__envelope__free_unpacked(e, NULL);
+    s_still_serving();
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "malformed frame"), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "exceeds the limit"), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "protocol version 2"), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "message_id"), 1);
+}
+END_TEST
+
+START_TEST(test_no_session_before_hello)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    Ketenbus__Submit sub;
+    ketenbus__submit__init(&sub);
+    sub.n_envelopes = 1;
+    sub.envelopes = &e;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
+    f.submit = &sub;
+    s_send_frame(s_sock, &f);
+    Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
+    ketenbus__frame__free_unpacked(r, NULL);
+    ketenbus__envelope__free_unpacked(e, NULL);
+}
+END_TEST
+
+START_TEST(test_unknown_curve_key)
+{
+    /* a well-formed key pair the chain has never heard of */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/outsider", s_chain.dir);
+    ck_assert_int_eq(kb_keys_generate(dir, "politie", 0), KB_OK);
+    s_sock = s_raw(dir, "politie");
+    Ketenbus__Hello h;
+    ketenbus__hello__init(&h);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_HELLO;
+    f.hello = &h;
+    s_send_frame(s_sock, &f); /* queued; the handshake fails, so it never leaves */
+    Ketenbus__Frame *r = s_next(s_sock, 1500);
+    ck_assert_msg(r == NULL, "an unknown key got an answer");
+    s_still_serving();
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "event=connect_refused"), 1);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_ge(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "not in the chain"), 1);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("hostile");
+    TCase *tc = tcase_create("hostile");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_forged_sender);
+    tcase_add_test(tc, test_bad_signature);
+    tcase_add_test(tc, test_garbage_oversized_version);
+    tcase_add_test(tc, test_no_session_before_hello);
+    tcase_add_test(tc, test_unknown_curve_key);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(s_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,238 @@
+/*
+ * kb_test.c - scratch chains with a real ketenbusd for integration tests.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "kb_error.h"
+#include "kb_keys.h"
+#include "kb_test.h"
+#include "kb_util.h"
+#include "store.h"
+
+static void s_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void s_write_config(kb_chain_t *c, const char *listen, const char *rules, const char *extra)
+{
+    char *buf = malloc(65536);
+    ck_assert_ptr_nonnull(buf);
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, 65536 - o,
+                          "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n%s"
+                          "agencies:\n",
+                          listen, extra ? extra : "");
+    for (size_t i = 0; i < c->n_agencies; i++)
+        o += (size_t)snprintf(buf + o, 65536 - o,
+                              "  - id: %s\n    name: Agency %s\n    curve_cert: keys/%s.curve\n"
+                              "    signing_key: keys/%s.sign.pub.pem\n",
+                              c->agencies[i], c->agencies[i], c->agencies[i], c->agencies[i]);
+    snprintf(buf + o, 65536 - o, "rules:%s\n%s", rules && *rules ? "" : " []", rules ? rules : "");
+    s_write(c->config, buf);
+    free(buf);
+}
+
+static char s_rules[16384], s_extra[4096];
+
+void kb_chain_init(kb_chain_t *c, const char **agencies, size_t n, const char *rules, const char *broker_extra)
+{
+    memset(c, 0, sizeof *c);
+    ck_assert(n <= KB_TEST_MAX_AGENCIES);
+    snprintf(c->dir, sizeof c->dir, "/tmp/kbtest.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(c->dir));
+    snprintf(c->config, sizeof c->config, "%s/chain.yaml", c->dir);
+    snprintf(c->log, sizeof c->log, "%s/broker.log", c->dir);
+    snprintf(c->keys, sizeof c->keys, "%s/keys", c->dir);
+    snprintf(c->broker_cert, sizeof c->broker_cert, "%s/broker.curve", c->keys);
+    ck_assert_msg(kb_keys_generate(c->keys, "broker", 1) == KB_OK, "keygen broker: %s", kb_last_error());
+    for (size_t i = 0; i < n; i++) {
+        c->agencies[i] = agencies[i];
+        ck_assert_msg(kb_keys_generate(c->keys, agencies[i], 0) == KB_OK, "keygen: %s", kb_last_error());
+    }
+    c->n_agencies = n;
+    snprintf(s_rules, sizeof s_rules, "%s", rules ? rules : "");
+    snprintf(s_extra, sizeof s_extra, "%s", broker_extra ? broker_extra : "");
+    s_write_config(c, "tcp://127.0.0.1:*", s_rules, s_extra);
+}
+
+void kb_chain_pin_port(kb_chain_t *c)
+{
+    ck_assert_msg(c->endpoint[0], "broker not started yet");
+    s_write_config(c, c->endpoint, s_rules, s_extra);
+}
+
+void kb_chain_start(kb_chain_t *c)
+{
+    const char *build = getenv("KB_BUILD");
+    char bin[512], ready[400];
+    snprintf(bin, sizeof bin, "%s/ketenbusd", build ? build : "build");
+    snprintf(ready, sizeof ready, "%s/ready", c->dir);
+    unlink(ready);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(bin, bin, "--config", c->config, "--ready-file", ready, "--log-level", "debug", (char *)NULL);
+        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    c->pid = pid;
+    int64_t deadline = kb_mono_ms() + KB_TEST_READY_MS;
+    while (kb_mono_ms() < deadline) {
+        char *text = NULL;
+        size_t len = 0;
+        if (kb_file_read(ready, 1024, &text, &len) == KB_OK && len > 0 && text[len - 1] == '\n') {
+            text[len - 1] = '\0';
+            snprintf(c->endpoint, sizeof c->endpoint, "%s", text);
+            free(text);
+            return;
+        }
+        free(text);
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            c->pid = 0;
+            ck_abort_msg("ketenbusd exited during start (status %d); see %s", status, c->log);
+        }
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    kb_chain_kill(c);
+    ck_abort_msg("ketenbusd did not become ready within %d ms", KB_TEST_READY_MS);
+}
+
+int kb_chain_stop(kb_chain_t *c)
+{
+    if (c->pid <= 0)
+        return -1;
+    kill(c->pid, SIGTERM);
+    int64_t deadline = kb_mono_ms() + 10000;
+    int status = 0;
+    while (kb_mono_ms() < deadline) {
+        if (waitpid(c->pid, &status, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    kb_chain_kill(c);
+    return -1;
+}
+
+void kb_chain_kill(kb_chain_t *c)
+{
+    if (c->pid <= 0)
+        return;
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    c->pid = 0;
+}
+
+void kb_chain_cleanup(kb_chain_t *c)
+{
+    kb_chain_kill(c);
+    if (c->dir[0] && getenv("KB_KEEP_TMP") == NULL) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cleanup of %s failed\n", c->dir);
+    }
+}
+
+ketenbus_client_t *kb_chain_client(kb_chain_t *c, const char *agency, const char *suffix)
+{
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-%s%s", c->dir, agency, suffix ? suffix : "");
+    ketenbus_client_opts_t *o = ketenbus_client_opts_new();
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, agency, c->keys), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, c->endpoint, c->broker_cert), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_ping_interval(o, 200), KETENBUS_OK);
+    ketenbus_client_t *cl = ketenbus_client_new(o);
+    ketenbus_client_opts_destroy(&o);
+    ck_assert_msg(cl != NULL, "client %s: %s", agency, ketenbus_last_error());
+    return cl;
+}
+
+int kb_wait_until(ketenbus_client_t *cl, int (*fn)(void *), void *arg, int timeout_ms)
+{
+    int64_t deadline = kb_mono_ms() + timeout_ms;
+    int v;
+    while (!(v = fn(arg)) && kb_mono_ms() < deadline)
+        ketenbus_client_poll(cl, 50);
+    return v;
+}
+
+int kb_chain_log_count(const kb_chain_t *c, const char *needle)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (kb_file_read(c->log, 64u << 20, &text, &len) != KB_OK)
+        return 0;
+    int n = 0;
+    for (char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part)
+{
+    ck_assert_msg(c->pid == 0, "stop the broker before reading its store");
+    char path[512];
+    uint8_t key[32];
+    snprintf(path, sizeof path, "%s/broker.storage.key", c->keys);
+    ck_assert_int_eq(kb_keys_load_storage(path, key), KB_OK);
+    snprintf(path, sizeof path, "%s/data", c->dir);
+    kb_store_t *s = kb_store_open(path, key);
+    ck_assert_msg(s != NULL, "open store: %s", kb_last_error());
+    int n = 0;
+    for (uint64_t i = 0; i < kb_store_audit_size(s); i++) {
+        Ketenbus__AuditRecord *r = NULL;
+        ck_assert_int_eq(kb_store_audit_get(s, i, &r), KB_OK);
+        if ((int)r->event == event && (!reason_part || (r->reason && strstr(r->reason, reason_part))))
+            n++;
+        ketenbus__audit_record__free_unpacked(r, NULL);
+    }
+    kb_store_destroy(&s);
+    return n;
+}
+
+ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative)
+{
+    ketenbus_msg_t *m = ketenbus_msg_new(KETENBUS_KIND_SIGNAL);
+    ck_assert_ptr_nonnull(m);
+    if (recipient)
+        ck_assert_int_eq(ketenbus_msg_set(m, "recipients", recipient), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "purpose", "victim_care"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "handling", "h1"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.basis", "Wpg art. 19"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.consent", "not_required"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "officer", "officer-17"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "signal.exploitation", "criminal"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "signal.minor", "true"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "signal.age_band", "12_to_15"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "signal.observed.municipality", "GM0344"), KETENBUS_OK);
+    if (narrative)
+        ck_assert_int_eq(ketenbus_msg_set(m, "signal.narrative", narrative), KETENBUS_OK);
+    return m;
+}

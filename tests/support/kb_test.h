@@ -1,0 +1,71 @@
+/*
+ * kb_test.h - helpers for tests that run the real broker.
+ *
+ * A kb_chain_t is a scratch directory with keys for the broker and some
+ * agencies, a chain configuration and a running ketenbusd (the binary of
+ * this build, found through $KB_BUILD) on an ephemeral loopback port. Tests
+ * start and stop it by pid; nothing is left running when a test ends.
+ */
+#ifndef KB_TEST_H
+#define KB_TEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ketenbus.h"
+
+#define KB_TEST_MAX_AGENCIES 8
+#define KB_TEST_READY_MS     10000 /* how long a broker may take to start */
+
+typedef struct {
+    char dir[256];                       /* scratch directory */
+    char config[320];                    /* chain.yaml path */
+    char endpoint[256];                  /* bound endpoint once started */
+    char log[320];                       /* broker stderr */
+    char keys[320];                      /* key directory (all keys) */
+    char broker_cert[384];               /* keys/broker.curve */
+    const char *agencies[KB_TEST_MAX_AGENCIES]; /* agency ids */
+    size_t n_agencies;                   /* count */
+    pid_t pid;                           /* running broker, 0 if none */
+} kb_chain_t;
+
+/* Make a scratch dir, keys for the broker and each agency, and a config with
+ * the given rules text (YAML list items under `rules:`, may be "") and extra
+ * broker keys (YAML lines under `broker:`, may be ""). Aborts the test on
+ * failure. The listen port is "*" until kb_chain_pin_port(). */
+void kb_chain_init(kb_chain_t *c, const char **agencies, size_t n, const char *rules, const char *broker_extra);
+
+/* Start ketenbusd and wait until it is serving; fills c->endpoint. */
+void kb_chain_start(kb_chain_t *c);
+
+/* Rewrite the config to listen on the port the broker got, so a restart
+ * keeps the endpoint the clients know. */
+void kb_chain_pin_port(kb_chain_t *c);
+
+/* SIGTERM and wait (SIGKILL after a timeout); returns the exit status. */
+int kb_chain_stop(kb_chain_t *c);
+
+/* SIGKILL and reap. */
+void kb_chain_kill(kb_chain_t *c);
+
+/* Stop anything running and remove the scratch directory. */
+void kb_chain_cleanup(kb_chain_t *c);
+
+/* A client for agency (state in dir/state-<agency><suffix>). */
+ketenbus_client_t *kb_chain_client(kb_chain_t *c, const char *agency, const char *suffix);
+
+/* Poll the client until fn(arg) is true or timeout_ms passes; returns fn's last value. */
+int kb_wait_until(ketenbus_client_t *cl, int (*fn)(void *), void *arg, int timeout_ms);
+
+/* Count lines of the broker log containing needle. */
+int kb_chain_log_count(const kb_chain_t *c, const char *needle);
+
+/* Count audit records with the given event (and, if not NULL, reason
+ * substring) in the stopped broker's store. */
+int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part);
+
+/* A signal message ready to submit (kind, purpose, handling, legal basis, payload). */
+ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative);
+
+#endif
