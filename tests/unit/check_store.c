@@ -1,0 +1,276 @@
+/*
+ * check_store.c - the broker's LevelDB store: queues, accepted ids, audit.
+ *
+ * Runs against a real LevelDB in a scratch directory, reopened between steps
+ * where durability is what is being tested.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <leveldb/c.h>
+
+#include "kb_error.h"
+#include "store.h"
+
+static char s_dir[64];
+static uint8_t s_key[32];
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/kbstore.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(s_dir));
+    for (int i = 0; i < 32; i++)
+        s_key[i] = (uint8_t)(i * 7 + 1);
+}
+
+static void s_teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static kb_store_t *s_open(void)
+{
+    kb_store_t *s = kb_store_open(s_dir, s_key);
+    ck_assert_msg(s != NULL, "open: %s", kb_last_error());
+    return s;
+}
+
+static uint64_t s_put(kb_store_t *s, kb_batch_t *b, const char *agency, const char *sender, uint8_t idbyte)
+{
+    uint8_t id[16] = {idbyte};
+    uint8_t env[] = {0x12, 0x03, 'a', 'b', 'c'};
+    Ketenbus__QueueEntry q;
+    ketenbus__queue_entry__init(&q);
+    q.envelope.data = env;
+    q.envelope.len = sizeof env;
+    q.expires_us = 1000 + idbyte;
+    q.message_id.data = id;
+    q.message_id.len = 16;
+    q.sender = (char *)sender;
+    q.kind = KETENBUS__KIND__KIND_SIGNAL;
+    uint64_t seq = 0;
+    ck_assert_int_eq(kb_store_queue_put(s, b, agency, &q, &seq), KB_OK);
+    return seq;
+}
+
+typedef struct {
+    uint64_t seqs[64];
+    uint8_t ids[64];
+    size_t n;
+} s_seen_t;
+
+static int s_collect(uint64_t seq, Ketenbus__QueueEntry *e, void *arg)
+{
+    s_seen_t *s = arg;
+    s->seqs[s->n] = seq;
+    s->ids[s->n] = e->message_id.data[0];
+    s->n++;
+    ck_assert_str_eq(e->sender, "fier");
+    ck_assert_int_eq(e->envelope.len, 5);
+    return 0;
+}
+
+START_TEST(test_queue_order_and_ack)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint8_t i = 0; i < 5; i++)
+        ck_assert_int_eq(s_put(s, b, "politie", "fier", i), i);
+    s_put(s, b, "rvdk", "fier", 99);
+    /* staged only: nothing visible before the commit */
+    s_seen_t seen = {0};
+    ck_assert_int_eq(kb_store_queue_scan(s, "politie", 0, 64, s_collect, &seen), KB_OK);
+    ck_assert_int_eq(seen.n, 0);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 5);
+    ck_assert_int_eq(kb_store_queue_depth(s, "rvdk"), 1);
+    ck_assert_int_eq(kb_store_queue_scan(s, "politie", 0, 64, s_collect, &seen), KB_OK);
+    ck_assert_int_eq(seen.n, 5);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_int_eq(seen.ids[i], i);
+    /* from a cursor, and a limit */
+    memset(&seen, 0, sizeof seen);
+    ck_assert_int_eq(kb_store_queue_scan(s, "politie", 3, 1, s_collect, &seen), KB_OK);
+    ck_assert_int_eq(seen.n, 1);
+    ck_assert_int_eq(seen.seqs[0], 3);
+    /* acknowledge 0 and 3 */
+    ck_assert_int_eq(kb_store_queue_del(s, b, "politie", 0), KB_OK);
+    ck_assert_int_eq(kb_store_queue_del(s, b, "politie", 3), KB_OK);
+    ck_assert_int_eq(kb_store_queue_del(s, b, "nobody", 0), KB_ENOTFOUND);
+    ck_assert_int_eq(kb_store_queue_del(s, b, "politie", 77), KB_ENOTFOUND);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+
+    /* durable across reopen, depth and order intact */
+    s = s_open();
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 3);
+    memset(&seen, 0, sizeof seen);
+    ck_assert_int_eq(kb_store_queue_scan(s, "politie", 0, 64, s_collect, &seen), KB_OK);
+    ck_assert_int_eq(seen.n, 3);
+    ck_assert_int_eq(seen.seqs[0], 1);
+    ck_assert_int_eq(seen.seqs[1], 2);
+    ck_assert_int_eq(seen.seqs[2], 4);
+    kb_store_destroy(&s);
+}
+END_TEST
+
+START_TEST(test_tags_never_reused)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint8_t i = 0; i < 3; i++)
+        s_put(s, b, "politie", "fier", i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    for (uint64_t i = 0; i < 3; i++)
+        ck_assert_int_eq(kb_store_queue_del(s, b, "politie", i), KB_OK);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 0);
+    kb_store_destroy(&s);
+    /* the queue is empty, yet a new entry gets the next tag, not 0: a late
+     * ACK for an old tag can never remove a new message */
+    s = s_open();
+    ck_assert_int_eq(s_put(s, b, "politie", "fier", 9), 3);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
+START_TEST(test_failed_commit_rolls_back_counters)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    s_put(s, b, "politie", "fier", 1);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 1);
+    /* abandon the batch as the broker does after a failed commit */
+    kb_batch_clear(b);
+    ck_assert_int_eq(kb_store_reload(s), KB_OK);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 0);
+    ck_assert_int_eq(s_put(s, b, "politie", "fier", 2), 0);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
+START_TEST(test_encrypted_at_rest)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    s_put(s, b, "politie", "fier", 1);
+    s_put(s, b, "politie", "fier", 2);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+
+    /* the plaintext sender name never appears in the queue values; flip a
+     * byte of entry 0 and it no longer opens */
+    leveldb_options_t *o = leveldb_options_create();
+    char *err = NULL;
+    leveldb_t *db = leveldb_open(o, s_dir, &err);
+    ck_assert_ptr_null(err);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    uint8_t k[1 + 7 + 1 + 8] = {'q', 'p', 'o', 'l', 'i', 't', 'i', 'e', 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    size_t vl;
+    char *v = leveldb_get(db, ro, (const char *)k, sizeof k, &vl, &err);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_ptr_null(memmem(v, vl, "fier", 4));
+    v[vl / 2] ^= 1;
+    leveldb_put(db, wo, (const char *)k, sizeof k, v, vl, &err);
+    ck_assert_ptr_null(err);
+    leveldb_free(v);
+    leveldb_readoptions_destroy(ro);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+
+    s = s_open();
+    s_seen_t seen = {0};
+    ck_assert_int_eq(kb_store_queue_scan(s, "politie", 0, 64, s_collect, &seen), KB_ECRYPTO);
+    ck_assert_msg(strstr(kb_last_error(), "does not decrypt") != NULL, "%s", kb_last_error());
+    ck_assert_int_eq(seen.n, 1); /* the intact entry is still there */
+    ck_assert_int_eq(seen.ids[0], 2);
+    kb_store_destroy(&s);
+
+    /* another storage key opens nothing */
+    s_key[0] ^= 0xff;
+    s = s_open();
+    memset(&seen, 0, sizeof seen);
+    ck_assert_int_eq(kb_store_queue_scan(s, "politie", 0, 64, s_collect, &seen), KB_ECRYPTO);
+    ck_assert_int_eq(seen.n, 0);
+    kb_store_destroy(&s);
+}
+END_TEST
+
+START_TEST(test_seen_and_audit)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    uint8_t id[16] = {1, 2, 3};
+    uint64_t idx = 0;
+    ck_assert_int_eq(kb_store_seen_get(s, "fier", id, &idx), KB_ENOTFOUND);
+    ck_assert_int_eq(kb_store_audit_size(s), 0);
+    for (int i = 0; i < 10; i++) {
+        Ketenbus__AuditRecord r;
+        ketenbus__audit_record__init(&r);
+        r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED;
+        r.agency = (char *)"fier";
+        uint64_t got;
+        ck_assert_int_eq(kb_store_audit_append(s, b, &r, &got), KB_OK);
+        ck_assert_int_eq(got, (uint64_t)i);
+    }
+    ck_assert_int_eq(kb_store_seen_put(s, b, "fier", id, 7), KB_OK);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+
+    s = s_open();
+    ck_assert_int_eq(kb_store_audit_size(s), 10);
+    ck_assert_int_eq(kb_store_seen_get(s, "fier", id, &idx), KB_OK);
+    ck_assert_int_eq(idx, 7);
+    ck_assert_int_eq(kb_store_seen_get(s, "politie", id, &idx), KB_ENOTFOUND);
+    Ketenbus__AuditRecord *r = NULL;
+    ck_assert_int_eq(kb_store_audit_get(s, 9, &r), KB_OK);
+    ck_assert_int_eq(r->index, 9);
+    ck_assert_str_eq(r->agency, "fier");
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    ck_assert_int_eq(kb_store_audit_get(s, 10, &r), KB_ENOTFOUND);
+    kb_store_destroy(&s);
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+    ck_assert_ptr_null(kb_store_open("/proc/definitely/not/here", s_key));
+    ck_assert_msg(strlen(kb_last_error()) > 0, "no detail for a failed open");
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_add_test(tc, test_queue_order_and_ack);
+    tcase_add_test(tc, test_tags_never_reused);
+    tcase_add_test(tc, test_failed_commit_rolls_back_counters);
+    tcase_add_test(tc, test_encrypted_at_rest);
+    tcase_add_test(tc, test_seen_and_audit);
+    tcase_add_test(tc, test_open_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(s_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
