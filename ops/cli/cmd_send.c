@@ -167,9 +167,14 @@ int cmd_send(int argc, char **argv)
             break;
         }
         size_t used = (size_t)json_tokener_get_parse_end(tok);
-        const char *one = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+        /* hand the original bytes to the SDK, which refuses duplicate keys
+         * and oversized integers that json-c would silently accept */
+        char *one = strndup(text + pos, used);
         ketenbus_msg_t *m = NULL;
-        if (ketenbus_msg_from_json(one, &m) != KETENBUS_OK) {
+        if (!one) {
+            fprintf(stderr, "ketenbus send: out of memory\n");
+            rc = KB_EXIT_FAIL;
+        } else if (ketenbus_msg_from_json(one, &m) != KETENBUS_OK) {
             fprintf(stderr, "ketenbus send: %s:%d: %s\n", file, line, ketenbus_last_error());
             rc = KB_EXIT_FAIL;
         } else if (n_msgs == cap_msgs) {
@@ -184,6 +189,7 @@ int cmd_send(int argc, char **argv)
         }
         if (m && rc == KB_EXIT_OK)
             msgs[n_msgs++] = m;
+        free(one);
         json_object_put(obj);
         for (size_t i = pos; i < pos + used; i++)
             if (text[i] == '\n')
