@@ -38,28 +38,46 @@
 #define KB_SIGNATURE_LEN       64u
 #define KB_MAX_BATCH           1024u /* envelopes per Submit, tags per Ack, ... */
 
-/* Decode one frame of len bytes. Refuses frames over max_len (KB_ETOOBIG),
- * bytes that are not a Frame or have no body (KB_EPROTO) and versions other
- * than KB_PROTOCOL_VERSION (KB_EVERSION). On KB_OK *out is the caller's. */
+/* Decode one frame of len bytes. Refuses frames over max_len (KB_ETOOBIG,
+ * before anything is allocated); bytes that are not a Frame (at any depth:
+ * field number 0, groups, lengths past their message, a NUL byte in a
+ * string), have no body or carry more than KB_MAX_BATCH items in a Submit,
+ * Receipt, Deliver or Ack (KB_EPROTO; checked on the wire before unpacking,
+ * whatever the version); versions other than KB_PROTOCOL_VERSION
+ * (KB_EVERSION) and NULL arguments (KB_EINVAL). A frame with neither version nor body is KB_EPROTO.
+ * On KB_OK *out is the caller's. On KB_EVERSION *out is handed out too (the
+ * caller's to free; only version and request_id are meaningful, the body may
+ * be unset) so that the caller can answer with the request_id. On every
+ * other error *out is NULL. */
 int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame **out);
 
 /* Encode a frame (its version is set to KB_PROTOCOL_VERSION). On KB_OK
- * *buf (malloc'd, caller frees) holds *len bytes. */
+ * *buf (malloc'd, caller frees) holds *len bytes; on error *buf is NULL and
+ * *len 0. KB_EINVAL for NULL arguments or a frame without body, KB_ENOMEM.
+ * The caller checks *len against the peer's size limit. */
 int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len);
 
 /* Check an envelope received from a sender: ids of the right length, known
  * enum values, kind matching the payload, required fields present, counts
- * and lengths within the limits above, valid UTF-8. On failure returns
- * KB_EPROTO and writes a reason naming the field into why. */
+ * and lengths within the limits above, valid UTF-8. Structure only: the
+ * signature and seals are verified elsewhere. On failure returns KB_EPROTO
+ * and writes a reason naming the field into why ("signal.urgency: unknown
+ * value 9"; cut with "..." if why_len is short; why may be NULL), also kept
+ * as kb_last_error(); on KB_OK why is "". Unknown fields anywhere in the
+ * envelope are refused: no seal covers them and no rule could withhold them.
+ * KB_EINVAL if e is NULL. */
 int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len);
 
-/* Deep copy of an envelope (through pack/unpack). NULL on no memory. */
+/* Deep copy of an envelope (through pack/unpack), the caller's to free with
+ * protobuf_c_message_free_unpacked(). NULL on no memory or a NULL e. */
 Ketenbus__Envelope *kb_envelope_dup(const Ketenbus__Envelope *e);
 
-/* Short lowercase name of a kind ("signal", "referral", ...). */
+/* Short lowercase name of a kind ("signal", "referral", "referral_update",
+ * "match_notice", "expiry_notice"; "unknown" for any other value). Static. */
 const char *kb_kind_name(int kind);
 
-/* True if s[0..len) is valid UTF-8 without NUL bytes. */
+/* True if s[0..len) is valid UTF-8 without NUL bytes: no overlong forms,
+ * surrogates, code points above U+10FFFF or cut-off sequences. */
 int kb_utf8_valid(const char *s, size_t len);
 
 #endif

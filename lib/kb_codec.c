@@ -1,0 +1,843 @@
+/*
+ * kb_codec.c - Frame and Envelope encoding, decoding and validation.
+ *
+ * The gate every byte from a peer passes before another module sees it. The
+ * broker decodes adapter frames with it and the SDK decodes broker frames;
+ * both validate each envelope they take in with kb_envelope_validate().
+ *
+ * Invariants:
+ * - kb_frame_decode() refuses a frame over the caller's size limit before any
+ *   allocation. It then checks the whole frame on the wire (tags, wire types,
+ *   lengths, at every depth) and counts the items of a batch command
+ *   (Submit, Receipt, Deliver, Ack) before protobuf-c allocates one struct
+ *   per item: a 1 MiB frame of empty envelopes would otherwise cost a
+ *   hundred times its size in memory.
+ * - On every error path the unpacked frame is freed and *out stays NULL, with
+ *   one exception: on KB_EVERSION the frame is handed out so that the caller
+ *   can answer with the peer's request_id.
+ * - kb_envelope_validate() checks structure only (signatures and seals are
+ *   verified elsewhere). It walks every string and enum of the envelope
+ *   through the protobuf-c descriptors, so a field added to the proto is
+ *   checked for UTF-8 and known enum values without touching this file.
+ *   Unknown fields in an envelope are refused: no seal covers them and no
+ *   sharing rule could withhold them.
+ * - Nothing here prints or aborts; failures return a KB_E* code and record a
+ *   detail with kb_error_set().
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "kb_codec.h"
+#include "kb_error.h"
+
+/* Longest field path in a reason ("referral.signal.observed.location"). */
+#define KB_CODEC_PATH_MAX 128u
+/* Deepest message nesting followed on the wire and in the walk (the proto
+ * nests Frame > Submit > Envelope > Referral > Signal > Observation). */
+#define KB_CODEC_MAX_DEPTH 8u
+/* A varint is at most 10 bytes on the wire. */
+#define KB_VARINT_MAX_BYTES 10u
+/* Highest field number protobuf allows. */
+#define KB_FIELD_NUMBER_MAX ((1u << 29) - 1u)
+
+/* Protobuf wire types. */
+enum {
+    KB_WIRE_VARINT = 0,
+    KB_WIRE_FIXED64 = 1,
+    KB_WIRE_LEN = 2,
+    KB_WIRE_FIXED32 = 5
+};
+
+/* Every batch body keeps its repeated items in field 1. */
+#define KB_BATCH_ITEMS_FIELD 1u
+
+/* Read position in an untrusted buffer. */
+typedef struct {
+    const uint8_t *buf; /* start of the bytes */
+    size_t len;         /* number of bytes */
+    size_t pos;         /* next byte to read, pos <= len */
+} kb_cursor_t;
+
+/* ------------------------------------------------------------ wire scan */
+
+static int s_read_varint(kb_cursor_t *c, uint64_t *v)
+{
+    uint64_t out = 0;
+    for (unsigned i = 0; i < KB_VARINT_MAX_BYTES; i++) {
+        if (c->len - c->pos < 1)
+            return KB_EPROTO;
+        uint8_t b = c->buf[c->pos++];
+        out |= (uint64_t)(b & 0x7f) << (7 * i);
+        if ((b & 0x80) == 0) {
+            *v = out;
+            return KB_OK;
+        }
+    }
+    return KB_EPROTO;
+}
+
+/* Read one tag; field numbers outside 1..2^29-1 are malformed. */
+static int s_read_tag(kb_cursor_t *c, uint32_t *field, unsigned *wire)
+{
+    uint64_t tag;
+    if (s_read_varint(c, &tag) != KB_OK)
+        return KB_EPROTO;
+    uint64_t num = tag >> 3;
+    if (num == 0 || num > KB_FIELD_NUMBER_MAX)
+        return KB_EPROTO;
+    *field = (uint32_t)num;
+    *wire = (unsigned)(tag & 7);
+    return KB_OK;
+}
+
+/* Skip the value of a field; for KB_WIRE_LEN hand out its bytes. Groups
+ * (wire types 3 and 4) are not part of proto3 and refused. */
+static int s_skip_value(kb_cursor_t *c, unsigned wire, kb_cursor_t *inner)
+{
+    uint64_t v;
+    switch (wire) {
+    case KB_WIRE_VARINT:
+        return s_read_varint(c, &v);
+    case KB_WIRE_FIXED64:
+        if (c->len - c->pos < 8)
+            return KB_EPROTO;
+        c->pos += 8;
+        return KB_OK;
+    case KB_WIRE_FIXED32:
+        if (c->len - c->pos < 4)
+            return KB_EPROTO;
+        c->pos += 4;
+        return KB_OK;
+    case KB_WIRE_LEN:
+        if (s_read_varint(c, &v) != KB_OK || v > c->len - c->pos)
+            return KB_EPROTO;
+        if (inner) {
+            inner->buf = c->buf + c->pos;
+            inner->len = (size_t)v;
+            inner->pos = 0;
+        }
+        c->pos += (size_t)v;
+        return KB_OK;
+    default:
+        return KB_EPROTO;
+    }
+}
+
+/* Check one message on the wire against its descriptor, recursing into
+ * the known message fields: every tag names a field number 1..2^29-1 (also
+ * when its varint is overlong), every wire type is one proto3 uses and every
+ * length stays inside its parent. protobuf-c 1.4 lets an overlong tag of
+ * field 0 through as an unknown field and then re-encodes it into bytes it
+ * refuses itself, so a frame would decode and its re-encoded envelope not.
+ * A known string field must not hold a NUL byte: protobuf-c would cut the
+ * C string there without a word ("rvdk\0x" would arrive as "rvdk").
+ * When items is given, the values of field 1 are counted into it (a packed
+ * run of varints counts one per varint). Failures record a detail. */
+static int s_scan_message(kb_cursor_t *c, const ProtobufCMessageDescriptor *d, unsigned depth, size_t *items)
+{
+    if (depth > KB_CODEC_MAX_DEPTH)
+        return kb_error_set(KB_EPROTO, "%s: nested deeper than %u", d->short_name, KB_CODEC_MAX_DEPTH);
+    while (c->pos < c->len) {
+        uint32_t field;
+        unsigned wire;
+        kb_cursor_t inner;
+        if (s_read_tag(c, &field, &wire) != KB_OK || s_skip_value(c, wire, &inner) != KB_OK)
+            return kb_error_set(KB_EPROTO, "%s: malformed protobuf near byte %zu", d->short_name, c->pos);
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, field);
+        if (fd && fd->type == PROTOBUF_C_TYPE_STRING && wire == KB_WIRE_LEN && memchr(inner.buf, 0, inner.len))
+            return kb_error_set(KB_EPROTO, "%s.%s: NUL byte in string", d->short_name, fd->name);
+        if (items && field == KB_BATCH_ITEMS_FIELD) {
+            int packable = fd && fd->type != PROTOBUF_C_TYPE_MESSAGE && fd->type != PROTOBUF_C_TYPE_STRING &&
+                           fd->type != PROTOBUF_C_TYPE_BYTES;
+            if (wire == KB_WIRE_LEN && packable) {
+                if (inner.len > 0 && (inner.buf[inner.len - 1] & 0x80) != 0)
+                    return kb_error_set(KB_EPROTO, "%s.%s: packed run ends inside a varint", d->short_name,
+                                        fd->name);
+                for (size_t i = 0; i < inner.len; i++)
+                    if ((inner.buf[i] & 0x80) == 0)
+                        (*items)++;
+            } else {
+                (*items)++;
+            }
+        }
+        if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE && wire == KB_WIRE_LEN) {
+            int rc = s_scan_message(&inner, fd->descriptor, depth + 1, NULL);
+            if (rc != KB_OK)
+                return rc;
+        }
+    }
+    return KB_OK;
+}
+
+/* The batch commands; each keeps its items in field 1. */
+static const struct {
+    uint32_t field;   /* field number of the body in Frame */
+    const char *name; /* body and item field, for reasons */
+} s_batches[] = {
+    {KETENBUS__FRAME__BODY_SUBMIT, "submit.envelopes"},
+    {KETENBUS__FRAME__BODY_RECEIPT, "receipt.entries"},
+    {KETENBUS__FRAME__BODY_DELIVER, "deliver.deliveries"},
+    {KETENBUS__FRAME__BODY_ACK, "ack.tags"},
+};
+#define KB_N_BATCHES (sizeof s_batches / sizeof s_batches[0])
+
+/* Check the whole frame on the wire (s_scan_message) and refuse batches
+ * over KB_MAX_BATCH before protobuf-c allocates them. Occurrences of the
+ * same body field are summed: protobuf says repeated occurrences of a
+ * message field merge (protobuf-c 1.4 keeps only the last one of a oneof
+ * member), so the sum bounds what any decoder may make of them. */
+static int s_prescan(const uint8_t *buf, size_t len)
+{
+    size_t counts[KB_N_BATCHES] = {0};
+    kb_cursor_t c = {.buf = buf, .len = len, .pos = 0};
+    while (c.pos < c.len) {
+        uint32_t field;
+        unsigned wire;
+        kb_cursor_t body;
+        if (s_read_tag(&c, &field, &wire) != KB_OK || s_skip_value(&c, wire, &body) != KB_OK)
+            return kb_error_set(KB_EPROTO, "frame: malformed protobuf near byte %zu", c.pos);
+        const ProtobufCFieldDescriptor *fd;
+        fd = protobuf_c_message_descriptor_get_field(&ketenbus__frame__descriptor, field);
+        if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (wire != KB_WIRE_LEN)
+            return kb_error_set(KB_EPROTO, "frame: %s sent with wire type %u", fd->name, wire);
+        size_t b = 0;
+        while (b < KB_N_BATCHES && s_batches[b].field != field)
+            b++;
+        if (s_scan_message(&body, fd->descriptor, 1, b < KB_N_BATCHES ? &counts[b] : NULL) != KB_OK)
+            return kb_error_wrap(KB_EPROTO, "frame: %s body", fd->name);
+        if (b < KB_N_BATCHES && counts[b] > KB_MAX_BATCH)
+            return kb_error_set(KB_EPROTO, "frame: %s: more than %u items", s_batches[b].name, KB_MAX_BATCH);
+    }
+    return KB_OK;
+}
+
+/* The same limit on the unpacked frame: protects callers against a prescan
+ * that ever disagrees with protobuf-c. */
+static int s_check_batch(const Ketenbus__Frame *f)
+{
+    size_t n;
+    const char *name;
+    switch (f->body_case) {
+    case KETENBUS__FRAME__BODY_SUBMIT:
+        n = f->submit->n_envelopes;
+        name = "submit.envelopes";
+        break;
+    case KETENBUS__FRAME__BODY_RECEIPT:
+        n = f->receipt->n_entries;
+        name = "receipt.entries";
+        break;
+    case KETENBUS__FRAME__BODY_DELIVER:
+        n = f->deliver->n_deliveries;
+        name = "deliver.deliveries";
+        break;
+    case KETENBUS__FRAME__BODY_ACK:
+        n = f->ack->n_tags;
+        name = "ack.tags";
+        break;
+    default:
+        return KB_OK;
+    }
+    if (n > KB_MAX_BATCH)
+        return kb_error_set(KB_EPROTO, "frame: %s: %zu items, at most %u", name, n, KB_MAX_BATCH);
+    return KB_OK;
+}
+
+/* ---------------------------------------------------------------- frames */
+
+int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame **out)
+{
+    if (!out)
+        return kb_error_set(KB_EINVAL, "kb_frame_decode: out is NULL");
+    *out = NULL;
+    if (!buf && len > 0)
+        return kb_error_set(KB_EINVAL, "kb_frame_decode: buf is NULL");
+    if (len > max_len)
+        return kb_error_set(KB_ETOOBIG, "frame: %zu bytes, limit %zu", len, max_len);
+    if (len == 0)
+        return kb_error_set(KB_EPROTO, "frame: empty");
+    int rc = s_prescan(buf, len);
+    if (rc != KB_OK)
+        return rc;
+
+    Ketenbus__Frame *f = ketenbus__frame__unpack(NULL, len, buf);
+    if (!f)
+        return kb_error_set(KB_EPROTO, "frame: not a valid Frame message (%zu bytes)", len);
+    /* Neither a version nor a body: nothing of a Frame was in the bytes. */
+    if (f->version == 0 && f->body_case == KETENBUS__FRAME__BODY__NOT_SET) {
+        ketenbus__frame__free_unpacked(f, NULL);
+        return kb_error_set(KB_EPROTO, "frame: no version and no body");
+    }
+    /* Before the body: a newer version may carry commands we do not know. */
+    if (f->version != KB_PROTOCOL_VERSION) {
+        *out = f;
+        return kb_error_set(KB_EVERSION, "frame: protocol version %u, this side speaks %u", f->version,
+                            KB_PROTOCOL_VERSION);
+    }
+    if (f->body_case == KETENBUS__FRAME__BODY__NOT_SET) {
+        ketenbus__frame__free_unpacked(f, NULL);
+        return kb_error_set(KB_EPROTO, "frame: no command in body");
+    }
+    rc = s_check_batch(f);
+    if (rc != KB_OK) {
+        ketenbus__frame__free_unpacked(f, NULL);
+        return rc;
+    }
+    *out = f;
+    return KB_OK;
+}
+
+int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len)
+{
+    if (!buf || !len)
+        return kb_error_set(KB_EINVAL, "kb_frame_encode: buf or len is NULL");
+    *buf = NULL;
+    *len = 0;
+    if (!f || f->base.descriptor != &ketenbus__frame__descriptor)
+        return kb_error_set(KB_EINVAL, "kb_frame_encode: not a Frame");
+    if (f->body_case == KETENBUS__FRAME__BODY__NOT_SET)
+        return kb_error_set(KB_EINVAL, "kb_frame_encode: frame has no body");
+    f->version = KB_PROTOCOL_VERSION;
+    size_t need = ketenbus__frame__get_packed_size(f);
+    uint8_t *b = malloc(need > 0 ? need : 1);
+    if (!b)
+        return kb_error_set(KB_ENOMEM, "encode frame: out of memory (%zu bytes)", need);
+    size_t got = ketenbus__frame__pack(f, b);
+    if (got != need) {
+        free(b);
+        return kb_error_set(KB_EINVAL, "encode frame: packed %zu bytes, expected %zu", got, need);
+    }
+    *buf = b;
+    *len = got;
+    return KB_OK;
+}
+
+/* ------------------------------------------------------------ validation */
+
+/* Record a reason in why (when given) and as the last error; KB_EPROTO.
+ * A reason longer than the buffer is cut and marked with "...". */
+static int s_reject(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void s_copy_marked(char *dst, size_t dst_len, const char *src)
+{
+    int n = snprintf(dst, dst_len, "%s", src);
+    if (n >= 0 && (size_t)n >= dst_len && dst_len >= 4)
+        memcpy(dst + dst_len - 4, "...", 4);
+}
+
+static int s_reject(char *why, size_t why_len, const char *fmt, ...)
+{
+    char reason[KB_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        snprintf(reason, sizeof reason, "envelope: invalid");
+    else if ((size_t)n >= sizeof reason)
+        memcpy(reason + sizeof reason - 4, "...", 4);
+    if (why && why_len > 0)
+        s_copy_marked(why, why_len, reason);
+    return kb_error_set(KB_EPROTO, "%s", reason);
+}
+
+/* Format a field name for a reason; a name that does not fit is refused
+ * rather than reported under a cut-off name. */
+static int s_name(char *out, char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int s_name(char *out, char *why, size_t why_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, KB_CODEC_PATH_MAX, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= KB_CODEC_PATH_MAX)
+        return s_reject(why, why_len, "envelope: field path longer than %u bytes", KB_CODEC_PATH_MAX - 1);
+    return KB_OK;
+}
+
+static const char *s_str(const char *s)
+{
+    return s ? s : "";
+}
+
+static int s_enum_known(const ProtobufCEnumDescriptor *d, int v)
+{
+    return protobuf_c_enum_descriptor_get_value(d, v) != NULL;
+}
+
+/* An enum that must be given: not 0 (UNSPECIFIED) and a known value. */
+static int s_check_required_enum(const ProtobufCEnumDescriptor *d, int v, const char *field, char *why, size_t why_len)
+{
+    if (v == 0)
+        return s_reject(why, why_len, "%s: not set", field);
+    if (!s_enum_known(d, v))
+        return s_reject(why, why_len, "%s: unknown value %d", field, v);
+    return KB_OK;
+}
+
+/* Agency ids: 1..KB_AGENCY_ID_MAX characters of [a-z0-9-]. The reason shows
+ * the offending byte in hex, never the peer's text. */
+static int s_check_agency_id(const char *s, const char *field, char *why, size_t why_len)
+{
+    s = s_str(s);
+    size_t n = strnlen(s, KB_AGENCY_ID_MAX + 1);
+    if (n == 0)
+        return s_reject(why, why_len, "%s: empty agency id", field);
+    if (n > KB_AGENCY_ID_MAX)
+        return s_reject(why, why_len, "%s: agency id longer than %u characters", field, KB_AGENCY_ID_MAX);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
+            return s_reject(why, why_len, "%s: invalid character 0x%02x at offset %zu (allowed: a-z 0-9 -)", field, ch,
+                            i);
+    }
+    return KB_OK;
+}
+
+/* A list of agency ids: at most max entries, each valid, no duplicates. */
+static int s_check_agency_list(char *const *ids, size_t n, size_t max, const char *field, char *why, size_t why_len)
+{
+    if (n > max)
+        return s_reject(why, why_len, "%s: %zu entries, at most %zu", field, n, max);
+    if (n > 0 && !ids)
+        return s_reject(why, why_len, "%s: %zu entries but no array", field, n);
+    for (size_t i = 0; i < n; i++) {
+        char name[KB_CODEC_PATH_MAX];
+        int rc = s_name(name, why, why_len, "%s[%zu]", field, i);
+        if (rc == KB_OK)
+            rc = s_check_agency_id(ids[i], name, why, why_len);
+        if (rc != KB_OK)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(ids[i], ids[j]) == 0)
+                return s_reject(why, why_len, "%s: duplicate of %s[%zu]", name, field, j);
+    }
+    return KB_OK;
+}
+
+static int s_check_short_text(const char *s, const char *field, char *why, size_t why_len)
+{
+    if (strnlen(s_str(s), KB_SHORT_TEXT_MAX + 1) > KB_SHORT_TEXT_MAX)
+        return s_reject(why, why_len, "%s: longer than %u bytes", field, KB_SHORT_TEXT_MAX);
+    return KB_OK;
+}
+
+static int s_check_bytes_len(const ProtobufCBinaryData *b, size_t want, int may_be_empty, const char *field, char *why,
+                             size_t why_len)
+{
+    if (b->len == want || (may_be_empty && b->len == 0)) {
+        if (b->len > 0 && !b->data)
+            return s_reject(why, why_len, "%s: %zu bytes but no data", field, b->len);
+        return KB_OK;
+    }
+    if (may_be_empty)
+        return s_reject(why, why_len, "%s: expected 0 or %zu bytes, got %zu", field, want, b->len);
+    return s_reject(why, why_len, "%s: expected %zu bytes, got %zu", field, want, b->len);
+}
+
+/* RFC 9562: version nibble 7 in byte 6, variant bits 10 in byte 8. */
+static int s_check_uuid7(const ProtobufCBinaryData *id, const char *field, char *why, size_t why_len)
+{
+    int rc = s_check_bytes_len(id, KB_ID_LEN, 0, field, why, why_len);
+    if (rc != KB_OK)
+        return rc;
+    unsigned version = id->data[6] >> 4;
+    if (version != 7)
+        return s_reject(why, why_len, "%s: not a UUIDv7 (version %u)", field, version);
+    if ((id->data[8] & 0xc0) != 0x80)
+        return s_reject(why, why_len, "%s: not a UUIDv7 (variant bits 0x%x, expected 0x2)", field,
+                        (unsigned)(id->data[8] >> 6));
+    return KB_OK;
+}
+
+static int s_check_signal(const Ketenbus__Signal *s, const char *prefix, char *why, size_t why_len)
+{
+    if (s->exploitation == 0)
+        return s_reject(why, why_len, "%s.exploitation: not set", prefix);
+    if (s->n_indicators > KB_MAX_INDICATORS)
+        return s_reject(why, why_len, "%s.indicators: %zu entries, at most %u", prefix, s->n_indicators,
+                        KB_MAX_INDICATORS);
+    return KB_OK;
+}
+
+/* The kind and the payload member must agree, and each payload has its own
+ * required fields. Enum values and strings are left to s_walk(). */
+static int s_check_payload(const Ketenbus__Envelope *e, char *why, size_t why_len)
+{
+    Ketenbus__Envelope__PayloadCase want;
+    switch (e->kind) {
+    case KETENBUS__KIND__KIND_SIGNAL:
+        want = KETENBUS__ENVELOPE__PAYLOAD_SIGNAL;
+        break;
+    case KETENBUS__KIND__KIND_REFERRAL:
+        want = KETENBUS__ENVELOPE__PAYLOAD_REFERRAL;
+        break;
+    case KETENBUS__KIND__KIND_REFERRAL_UPDATE:
+        want = KETENBUS__ENVELOPE__PAYLOAD_REFERRAL_UPDATE;
+        break;
+    case KETENBUS__KIND__KIND_MATCH_NOTICE:
+    case KETENBUS__KIND__KIND_EXPIRY_NOTICE:
+        want = KETENBUS__ENVELOPE__PAYLOAD_NOTICE;
+        break;
+    default:
+        return s_reject(why, why_len, "kind: unknown value %d", (int)e->kind);
+    }
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(&ketenbus__envelope__descriptor, want);
+    const char *want_name = fd ? fd->name : "?";
+    if (e->payload_case == KETENBUS__ENVELOPE__PAYLOAD__NOT_SET)
+        return s_reject(why, why_len, "payload: missing, kind %s needs %s", kb_kind_name(e->kind), want_name);
+    if (e->payload_case != want) {
+        fd = protobuf_c_message_descriptor_get_field(&ketenbus__envelope__descriptor, e->payload_case);
+        return s_reject(why, why_len, "payload: kind %s needs %s, got %s", kb_kind_name(e->kind), want_name,
+                        fd ? fd->name : "unknown member");
+    }
+    /* Every payload member is a message pointer in the same union slot. */
+    if (!e->signal)
+        return s_reject(why, why_len, "%s: missing", want_name);
+
+    int rc = KB_OK;
+    switch (want) {
+    case KETENBUS__ENVELOPE__PAYLOAD_SIGNAL:
+        rc = s_check_signal(e->signal, "signal", why, why_len);
+        break;
+    case KETENBUS__ENVELOPE__PAYLOAD_REFERRAL:
+        if (e->referral->action == 0)
+            return s_reject(why, why_len, "referral.action: not set");
+        if (e->referral->deadline_us < 0)
+            return s_reject(why, why_len, "referral.deadline_us: negative (%lld)", (long long)e->referral->deadline_us);
+        if (e->referral->signal)
+            rc = s_check_signal(e->referral->signal, "referral.signal", why, why_len);
+        break;
+    case KETENBUS__ENVELOPE__PAYLOAD_REFERRAL_UPDATE:
+        if (e->referral_update->status == 0)
+            return s_reject(why, why_len, "referral_update.status: not set");
+        if (e->correlation_id.len == 0)
+            return s_reject(why, why_len, "correlation_id: required for kind referral_update");
+        break;
+    case KETENBUS__ENVELOPE__PAYLOAD_NOTICE: {
+        const Ketenbus__Notice *n = e->notice;
+        Ketenbus__NoticeType type = KETENBUS__NOTICE_TYPE__NOTICE_TYPE_EXPIRED;
+        if (e->kind == KETENBUS__KIND__KIND_MATCH_NOTICE)
+            type = KETENBUS__NOTICE_TYPE__NOTICE_TYPE_MATCH;
+        if (n->type == 0)
+            return s_reject(why, why_len, "notice.type: not set");
+        if (n->type != type && s_enum_known(&ketenbus__notice_type__descriptor, n->type))
+            return s_reject(why, why_len, "notice.type: %d does not fit kind %s", (int)n->type, kb_kind_name(e->kind));
+        rc = s_check_bytes_len(&n->about_message_id, KB_ID_LEN, 1, "notice.about_message_id", why, why_len);
+        if (rc == KB_OK)
+            rc = s_check_agency_list(n->agencies, n->n_agencies, KB_MAX_RECIPIENTS, "notice.agencies", why, why_len);
+        break;
+    }
+    default:
+        break;
+    }
+    return rc;
+}
+
+static int s_walk(const ProtobufCMessage *m, const char *prefix, unsigned depth, char *why, size_t why_len);
+
+/* Check one value of a string, enum or message field; member points at it
+ * (a char *, an int or a message pointer). */
+static int s_check_value(const ProtobufCFieldDescriptor *f, const void *member, int repeated, const char *path,
+                         unsigned depth, char *why, size_t why_len)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s;
+        memcpy(&s, member, sizeof s);
+        s = s_str(s);
+        size_t n = strnlen(s, KB_TEXT_MAX + 1);
+        if (n > KB_TEXT_MAX)
+            return s_reject(why, why_len, "%s: longer than %u bytes", path, KB_TEXT_MAX);
+        if (!kb_utf8_valid(s, n))
+            return s_reject(why, why_len, "%s: not valid UTF-8", path);
+        return KB_OK;
+    }
+    case PROTOBUF_C_TYPE_ENUM: {
+        int v;
+        memcpy(&v, member, sizeof v);
+        if (!s_enum_known(f->descriptor, v))
+            return s_reject(why, why_len, "%s: unknown value %d", path, v);
+        /* An UNSPECIFIED item in a list says nothing; a peer sending it is confused. */
+        if (repeated && v == 0)
+            return s_reject(why, why_len, "%s: unspecified value in list", path);
+        return KB_OK;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const ProtobufCMessage *sub;
+        memcpy(&sub, member, sizeof sub);
+        if (!sub)
+            return repeated ? s_reject(why, why_len, "%s: NULL item", path) : KB_OK;
+        return s_walk(sub, path, depth + 1, why, why_len);
+    }
+    default:
+        return KB_OK;
+    }
+}
+
+/* Visit every string, enum and nested message of m (set oneof members
+ * only, every item of repeated fields). */
+static int s_walk(const ProtobufCMessage *m, const char *prefix, unsigned depth, char *why, size_t why_len)
+{
+    if (depth > KB_CODEC_MAX_DEPTH)
+        return s_reject(why, why_len, "%s: nested deeper than %u", prefix, KB_CODEC_MAX_DEPTH);
+    /* Fields this side does not know are neither signed nor redacted by the
+     * sharing rules, yet the broker would relay them: refuse them. */
+    if (m->n_unknown_fields > 0)
+        return s_reject(why, why_len, "%s: unknown field %u", prefix[0] ? prefix : "envelope",
+                        m->unknown_fields ? m->unknown_fields[0].tag : 0);
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        size_t elem;
+        switch (f->type) {
+        case PROTOBUF_C_TYPE_STRING:
+            elem = sizeof(char *);
+            break;
+        case PROTOBUF_C_TYPE_ENUM:
+            elem = sizeof(int);
+            break;
+        case PROTOBUF_C_TYPE_MESSAGE:
+            elem = sizeof(ProtobufCMessage *);
+            break;
+        default:
+            continue;
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            uint32_t which;
+            memcpy(&which, base + f->quantifier_offset, sizeof which);
+            if (which != f->id)
+                continue;
+        }
+        char path[KB_CODEC_PATH_MAX];
+        int rc = s_name(path, why, why_len, "%s%s%s", prefix, prefix[0] ? "." : "", f->name);
+        if (rc != KB_OK)
+            return rc;
+        if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+            rc = s_check_value(f, base + f->offset, 0, path, depth, why, why_len);
+            if (rc != KB_OK)
+                return rc;
+            continue;
+        }
+        size_t n;
+        const char *items;
+        memcpy(&n, base + f->quantifier_offset, sizeof n);
+        memcpy(&items, base + f->offset, sizeof items);
+        if (n > 0 && !items)
+            return s_reject(why, why_len, "%s: %zu items but no array", path, n);
+        for (size_t k = 0; k < n; k++) {
+            char item[KB_CODEC_PATH_MAX];
+            rc = s_name(item, why, why_len, "%s[%zu]", path, k);
+            if (rc == KB_OK)
+                rc = s_check_value(f, items + k * elem, 1, item, depth, why, why_len);
+            if (rc != KB_OK)
+                return rc;
+        }
+    }
+    return KB_OK;
+}
+
+int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
+{
+    if (why && why_len > 0)
+        why[0] = '\0';
+    if (!e || e->base.descriptor != &ketenbus__envelope__descriptor)
+        return kb_error_set(KB_EINVAL, "kb_envelope_validate: not an Envelope");
+
+    int rc = s_check_uuid7(&e->message_id, "message_id", why, why_len);
+    if (rc == KB_OK)
+        rc = s_check_agency_id(e->sender, "sender", why, why_len);
+    if (rc == KB_OK)
+        rc = s_check_agency_list(e->recipients, e->n_recipients, KB_MAX_RECIPIENTS, "recipients", why, why_len);
+    if (rc == KB_OK)
+        rc = s_check_required_enum(&ketenbus__kind__descriptor, e->kind, "kind", why, why_len);
+    if (rc == KB_OK)
+        rc = s_check_required_enum(&ketenbus__purpose__descriptor, e->purpose, "purpose", why, why_len);
+    if (rc == KB_OK)
+        rc = s_check_required_enum(&ketenbus__handling__descriptor, e->handling, "handling", why, why_len);
+    if (rc != KB_OK)
+        return rc;
+
+    const Ketenbus__LegalBasis *lb = e->legal_basis;
+    if (!lb)
+        return s_reject(why, why_len, "legal_basis: missing");
+    if (s_str(lb->basis)[0] == '\0')
+        return s_reject(why, why_len, "legal_basis.basis: empty");
+    rc = s_check_short_text(lb->basis, "legal_basis.basis", why, why_len);
+    if (rc == KB_OK)
+        rc = s_check_required_enum(&ketenbus__consent__descriptor, lb->consent, "legal_basis.consent", why, why_len);
+    if (rc == KB_OK)
+        rc = s_check_short_text(lb->consent_reference, "legal_basis.consent_reference", why, why_len);
+    if (rc != KB_OK)
+        return rc;
+    if (lb->consent == KETENBUS__CONSENT__CONSENT_GIVEN && s_str(lb->consent_reference)[0] == '\0')
+        return s_reject(why, why_len, "legal_basis.consent_reference: required when consent is given");
+
+    if (e->created_us <= 0)
+        return s_reject(why, why_len, "created_us: must be positive, got %lld", (long long)e->created_us);
+    rc = s_check_bytes_len(&e->correlation_id, KB_ID_LEN, 1, "correlation_id", why, why_len);
+    if (rc != KB_OK)
+        return rc;
+
+    if (e->n_subject_keys > KB_MAX_SUBJECT_KEYS)
+        return s_reject(why, why_len, "subject_keys: %zu entries, at most %u", e->n_subject_keys, KB_MAX_SUBJECT_KEYS);
+    if (e->n_subject_keys > 0 && !e->subject_keys)
+        return s_reject(why, why_len, "subject_keys: %zu entries but no array", e->n_subject_keys);
+    for (size_t i = 0; i < e->n_subject_keys; i++) {
+        char name[KB_CODEC_PATH_MAX];
+        rc = s_name(name, why, why_len, "subject_keys[%zu]", i);
+        if (rc == KB_OK)
+            rc = s_check_bytes_len(&e->subject_keys[i], KB_SUBJECT_KEY_LEN, 0, name, why, why_len);
+        if (rc != KB_OK)
+            return rc;
+    }
+    rc = s_check_short_text(e->officer, "officer", why, why_len);
+    if (rc != KB_OK)
+        return rc;
+
+    if (e->n_seals > KB_MAX_SEALS)
+        return s_reject(why, why_len, "seals: %zu entries, at most %u", e->n_seals, KB_MAX_SEALS);
+    if (e->n_seals > 0 && !e->seals)
+        return s_reject(why, why_len, "seals: %zu entries but no array", e->n_seals);
+    for (size_t i = 0; i < e->n_seals; i++) {
+        char name[KB_CODEC_PATH_MAX];
+        const Ketenbus__FieldSeal *s = e->seals[i];
+        if (!s)
+            return s_reject(why, why_len, "seals[%zu]: NULL item", i);
+        if (s_str(s->path)[0] == '\0')
+            return s_reject(why, why_len, "seals[%zu].path: empty", i);
+        rc = s_name(name, why, why_len, "seals[%zu].path", i);
+        if (rc == KB_OK)
+            rc = s_check_short_text(s->path, name, why, why_len);
+        if (rc == KB_OK)
+            rc = s_name(name, why, why_len, "seals[%zu].salt", i);
+        if (rc == KB_OK)
+            rc = s_check_bytes_len(&s->salt, KB_SALT_LEN, 1, name, why, why_len);
+        if (rc == KB_OK)
+            rc = s_name(name, why, why_len, "seals[%zu].digest", i);
+        if (rc == KB_OK)
+            rc = s_check_bytes_len(&s->digest, KB_DIGEST_LEN, 0, name, why, why_len);
+        if (rc != KB_OK)
+            return rc;
+    }
+    rc = s_check_bytes_len(&e->signature, KB_SIGNATURE_LEN, 1, "signature", why, why_len);
+    if (rc != KB_OK)
+        return rc;
+
+    if (e->n_withheld > KB_MAX_SEALS)
+        return s_reject(why, why_len, "withheld: %zu entries, at most %u", e->n_withheld, KB_MAX_SEALS);
+    if (e->n_withheld > 0 && !e->withheld)
+        return s_reject(why, why_len, "withheld: %zu entries but no array", e->n_withheld);
+    for (size_t i = 0; i < e->n_withheld; i++) {
+        char name[KB_CODEC_PATH_MAX];
+        rc = s_name(name, why, why_len, "withheld[%zu]", i);
+        if (rc == KB_OK)
+            rc = s_check_short_text(e->withheld[i], name, why, why_len);
+        if (rc != KB_OK)
+            return rc;
+    }
+
+    rc = s_check_payload(e, why, why_len);
+    if (rc != KB_OK)
+        return rc;
+    /* Last, so that the specific reasons above win over generic ones. */
+    return s_walk(&e->base, "", 0, why, why_len);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+Ketenbus__Envelope *kb_envelope_dup(const Ketenbus__Envelope *e)
+{
+    if (!e || e->base.descriptor != &ketenbus__envelope__descriptor) {
+        kb_error_set(KB_EINVAL, "kb_envelope_dup: not an Envelope");
+        return NULL;
+    }
+    size_t need = ketenbus__envelope__get_packed_size(e);
+    uint8_t *b = malloc(need > 0 ? need : 1);
+    if (!b) {
+        kb_error_set(KB_ENOMEM, "copy envelope: out of memory (%zu bytes)", need);
+        return NULL;
+    }
+    Ketenbus__Envelope *copy = NULL;
+    size_t got = ketenbus__envelope__pack(e, b);
+    if (got == need)
+        copy = ketenbus__envelope__unpack(NULL, got, b);
+    /* The bytes hold personal data of possible victims. */
+    OPENSSL_cleanse(b, need);
+    free(b);
+    if (!copy)
+        kb_error_set(KB_ENOMEM, "copy envelope: out of memory");
+    return copy;
+}
+
+const char *kb_kind_name(int kind)
+{
+    switch (kind) {
+    case KETENBUS__KIND__KIND_SIGNAL:
+        return "signal";
+    case KETENBUS__KIND__KIND_REFERRAL:
+        return "referral";
+    case KETENBUS__KIND__KIND_REFERRAL_UPDATE:
+        return "referral_update";
+    case KETENBUS__KIND__KIND_MATCH_NOTICE:
+        return "match_notice";
+    case KETENBUS__KIND__KIND_EXPIRY_NOTICE:
+        return "expiry_notice";
+    default:
+        return "unknown";
+    }
+}
+
+int kb_utf8_valid(const char *s, size_t len)
+{
+    if (!s)
+        return len == 0;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = p[i];
+        if (c == 0)
+            return 0;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        /* Allowed range of the second byte rules out overlong forms,
+         * surrogates (U+D800..DFFF) and code points above U+10FFFF. */
+        size_t more;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) {
+            more = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            more = 2;
+            if (c == 0xe0)
+                lo = 0xa0;
+            else if (c == 0xed)
+                hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            more = 3;
+            if (c == 0xf0)
+                lo = 0x90;
+            else if (c == 0xf4)
+                hi = 0x8f;
+        } else {
+            return 0; /* continuation byte, C0/C1 overlong lead or > F4 */
+        }
+        if (len - i - 1 < more)
+            return 0;
+        if (p[i + 1] < lo || p[i + 1] > hi)
+            return 0;
+        for (size_t k = 2; k <= more; k++)
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+        i += more + 1;
+    }
+    return 1;
+}
