@@ -63,6 +63,10 @@ CLI_OBJ    := $(call obj,$(CLI_SRC))
 
 UNIT_SRC   := $(wildcard tests/unit/check_*.c)
 INTEG_SRC  := $(wildcard tests/integration/check_*.c)
+ifeq ($(SANITIZE),1)
+# valgrind and ASan do not mix; the sanitized run checks memory on its own
+INTEG_SRC  := $(filter-out tests/integration/check_valgrind.c,$(INTEG_SRC))
+endif
 TEST_HELP  := $(call obj,$(wildcard tests/support/*.c))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 INTEG_BIN  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))

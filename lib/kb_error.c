@@ -14,7 +14,7 @@
 
 static _Thread_local char s_last[KB_ERROR_MAX];
 
-static void s_vset(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void s_vset(const char *fmt, va_list ap)
 {
     int n = vsnprintf(s_last, sizeof s_last, fmt, ap);
     if (n >= (int)sizeof s_last)

@@ -241,6 +241,56 @@ START_TEST(test_fanout_without_recipients)
 }
 END_TEST
 
+static int s_handled;
+
+static int s_handler(ketenbus_client_t *c, const ketenbus_msg_t *msg, void *arg)
+{
+    (void)c;
+    char *text = ketenbus_msg_get(msg, "signal.narrative");
+    ck_assert_str_eq(text, (const char *)arg);
+    free(text);
+    /* refuse the first time: the broker must deliver it again */
+    return s_handled++ == 0 ? -1 : 0;
+}
+
+static int s_handled_once(void *arg)
+{
+    (void)arg;
+    return s_handled >= 1;
+}
+
+static int s_handled_twice(void *arg)
+{
+    (void)arg;
+    return s_handled >= 2;
+}
+
+START_TEST(test_callback_style)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *m = kb_test_signal("fier", "handled by a callback");
+    ck_assert_int_eq(ketenbus_client_submit(politie, m, NULL, 5000), KETENBUS_OK);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&politie);
+
+    s_handled = 0;
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", "-cb");
+    ketenbus_client_set_handler(fier, s_handler, (void *)"handled by a callback");
+    ck_assert_msg(kb_wait_until(fier, s_handled_once, NULL, 5000), "handler not called");
+    ketenbus_client_destroy(&fier);
+    /* the handler declined (non-zero): a new session gets it again and accepts it */
+    fier = kb_chain_client(&s_chain, "fier", "-cb");
+    ketenbus_client_set_handler(fier, s_handler, (void *)"handled by a callback");
+    ck_assert_msg(kb_wait_until(fier, s_handled_twice, NULL, 8000), "handled %d times", s_handled);
+    ketenbus_client_poll(fier, 200);
+    ketenbus_client_destroy(&fier);
+    /* acknowledged: a third session receives nothing */
+    fier = kb_chain_client(&s_chain, "fier", "-cb");
+    ck_assert_int_eq(ketenbus_client_recv(fier, &m, 700), KETENBUS_ETIMEDOUT);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("exchange");
@@ -253,6 +303,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_outbox_while_broker_down);
     tcase_add_test(tc, test_refused_by_rules);
     tcase_add_test(tc, test_fanout_without_recipients);
+    tcase_add_test(tc, test_callback_style);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -90,12 +90,17 @@ void kb_chain_start(kb_chain_t *c)
             dup2(fd, 2);
             close(fd);
         }
-        execl(bin, bin, "--config", c->config, "--ready-file", ready, "--log-level", "debug", (char *)NULL);
+        if (c->valgrind)
+            execlp("valgrind", "valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                   "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=9", bin, "--config", c->config,
+                   "--ready-file", ready, "--log-level", "debug", (char *)NULL);
+        else
+            execl(bin, bin, "--config", c->config, "--ready-file", ready, "--log-level", "debug", (char *)NULL);
         fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
     c->pid = pid;
-    int64_t deadline = kb_mono_ms() + KB_TEST_READY_MS;
+    int64_t deadline = kb_mono_ms() + KB_TEST_READY_MS * (c->valgrind ? 4 : 1);
     while (kb_mono_ms() < deadline) {
         char *text = NULL;
         size_t len = 0;
@@ -123,7 +128,7 @@ int kb_chain_stop(kb_chain_t *c)
     if (c->pid <= 0)
         return -1;
     kill(c->pid, SIGTERM);
-    int64_t deadline = kb_mono_ms() + 10000;
+    int64_t deadline = kb_mono_ms() + (c->valgrind ? 60000 : 10000);
     int status = 0;
     while (kb_mono_ms() < deadline) {
         if (waitpid(c->pid, &status, WNOHANG) == c->pid) {

@@ -28,6 +28,7 @@ typedef struct {
     const char *agencies[KB_TEST_MAX_AGENCIES]; /* agency ids */
     size_t n_agencies;                   /* count */
     pid_t pid;                           /* running broker, 0 if none */
+    int valgrind;                        /* 1: run the broker under valgrind's leak check */
 } kb_chain_t;
 
 /* Make a scratch dir, keys for the broker and each agency, and a config with
@@ -43,7 +44,8 @@ void kb_chain_start(kb_chain_t *c);
  * keeps the endpoint the clients know. */
 void kb_chain_pin_port(kb_chain_t *c);
 
-/* SIGTERM and wait (SIGKILL after a timeout); returns the exit status. */
+/* SIGTERM and wait (SIGKILL after a timeout); returns the exit status
+ * (under valgrind: 9 when it found errors or leaks). */
 int kb_chain_stop(kb_chain_t *c);
 
 /* SIGKILL and reap. */
