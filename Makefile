@@ -74,7 +74,7 @@ INTEG_BIN  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 BINS := $(BUILD)/ketenbusd $(BUILD)/ketenbus
 LIBS := $(BUILD)/libketenbus.a $(BUILD)/libketenbus.so $(BUILD)/libkbinternal.a
 
-.PHONY: all deps test unit integration demo install clean fuzz bench soak check-deps
+.PHONY: all deps deps-fuzz test unit integration demo install clean fuzz
 .DEFAULT_GOAL := all
 # keep objects make would otherwise treat as intermediate (tests/support)
 .SECONDARY:
@@ -171,6 +171,28 @@ install: all
 	ln -sf libketenbus.so.0 $(DESTDIR)$(PREFIX)/lib/libketenbus.so
 	install -m 0644 include/ketenbus.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 $(BUILD)/ketenbus.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+# Coverage-guided fuzzing of the frame decoder and envelope validator with
+# libFuzzer (clang). FUZZ_SECONDS per run; the corpus is kept in build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_PKGS := clang libclang-rt-14-dev
+
+deps-fuzz: deps
+	@missing=""; for p in $(FUZZ_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/kb_codec.c lib/kb_error.c lib/kb_util.c $(GEN_C) | deps-fuzz
+	@mkdir -p build/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -I$(BUILD)/gen \
+	  $(filter %.c,$^) -o $@ $(shell pkg-config --libs libprotobuf-c libcrypto)
+
+fuzz: build/fuzz/fuzz_frame
+	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus
 
 clean:
 	rm -rf build

@@ -1,0 +1,184 @@
+/*
+ * check_cli.c - the `ketenbus` command-line tool against a real broker.
+ *
+ * Runs the built binary through /bin/sh with the connection in environment
+ * variables, as a script would, and checks exit statuses, receipts, received
+ * JSON and error messages.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <check.h>
+
+#include "kb_test.h"
+#include "kb_util.h"
+
+static const char *s_agencies[] = {"politie", "rvdk"};
+static kb_chain_t s_chain;
+static char s_out[65536];
+
+static void s_setup(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 2,
+                  "  - id: politie-rvdk\n    from: [politie]\n    to: [rvdk]\n    kinds: [signal, referral]\n", "");
+    kb_chain_start(&s_chain);
+}
+
+static void s_teardown(void)
+{
+    kb_chain_cleanup(&s_chain);
+}
+
+/* Run `ketenbus ARGS` as agency (NULL: no connection environment); stdout
+ * and stderr go to s_out; returns the exit status. */
+static int s_run(const char *agency, const char *args)
+{
+    const char *build = getenv("KB_BUILD");
+    char cmd[4096], outfile[512];
+    snprintf(outfile, sizeof outfile, "%s/cli.out", s_chain.dir);
+    if (agency)
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && KETENBUS_AGENCY=%s KETENBUS_KEYS=keys KETENBUS_STATE=state-%s "
+                 "KETENBUS_BROKER='%s' KETENBUS_BROKER_CERT=keys/broker.curve '%s/ketenbus' %s > cli.out 2>&1",
+                 s_chain.dir, agency, agency, s_chain.endpoint, build ? build : "build", args);
+    else
+        snprintf(cmd, sizeof cmd, "cd '%s' && '%s/ketenbus' %s > cli.out 2>&1", s_chain.dir,
+                 build ? build : "build", args);
+    int st = system(cmd);
+    char *text = NULL;
+    size_t len = 0;
+    s_out[0] = '\0';
+    if (kb_file_read(outfile, sizeof s_out - 1, &text, &len) == 0) {
+        memcpy(s_out, text, len + 1);
+        free(text);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void s_file(const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", s_chain.dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char *s_signal =
+    "{\"recipients\":[\"rvdk\"],\"purpose\":\"child_protection\",\"handling\":\"h1\",\n"
+    " \"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\n"
+    " \"signal\":{\"exploitation\":\"criminal\",\"minor\":true,\"narrative\":\"seen at the station\"}}\n";
+
+START_TEST(test_keygen)
+{
+    ck_assert_int_eq(s_run(NULL, "keygen --agency fier --out newkeys"), 0);
+    ck_assert_msg(strstr(s_out, "CURVE public key") != NULL, "%s", s_out);
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/newkeys/fier.sign.pem", s_chain.dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/newkeys/fier.curve_secret", s_chain.dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    /* never overwrites */
+    ck_assert_int_eq(s_run(NULL, "keygen --agency fier --out newkeys"), 1);
+    ck_assert_msg(strstr(s_out, "fier") != NULL, "%s", s_out);
+    ck_assert_int_eq(s_run(NULL, "keygen --agency Fier_NL --out newkeys"), 2);
+    ck_assert_msg(strstr(s_out, "not a valid agency id") != NULL, "%s", s_out);
+    ck_assert_int_eq(s_run(NULL, "keygen --help"), 0);
+    ck_assert_msg(strstr(s_out, "--broker") != NULL, "%s", s_out);
+    ck_assert_int_eq(s_run(NULL, "frobnicate"), 2);
+    ck_assert_msg(strstr(s_out, "unknown command 'frobnicate'") != NULL, "%s", s_out);
+}
+END_TEST
+
+START_TEST(test_send_recv)
+{
+    s_file("signal.json", s_signal);
+    ck_assert_int_eq(s_run("politie", "send signal.json"), 0);
+    ck_assert_msg(strstr(s_out, "\"outcome\":\"accepted\"") && strstr(s_out, "\"recipients\":[\"rvdk\"]"), "%s",
+                  s_out);
+    ck_assert_int_eq(s_run("rvdk", "recv --count 1 --timeout 5"), 0);
+    ck_assert_msg(strstr(s_out, "\"narrative\":\"seen at the station\"") && strstr(s_out, "\"sender\":\"politie\""),
+                  "%s", s_out);
+    /* acknowledged: nothing more */
+    ck_assert_int_eq(s_run("rvdk", "recv --count 1 --timeout 0.5"), 4);
+    /* two messages as JSON lines from stdin */
+    ck_assert_int_eq(s_run("politie", "send - < signal.json"), 0);
+    s_file("two.jsonl", "{\"recipients\":[\"rvdk\"],\"purpose\":\"child_protection\",\"handling\":\"h1\","
+                        "\"legal_basis\":{\"basis\":\"b\",\"consent\":\"not_required\"},"
+                        "\"signal\":{\"exploitation\":\"labour\"}}\n"
+                        "{\"recipients\":[\"rvdk\"],\"purpose\":\"child_protection\",\"handling\":\"h1\","
+                        "\"legal_basis\":{\"basis\":\"b\",\"consent\":\"not_required\"},"
+                        "\"signal\":{\"exploitation\":\"sexual\"}}\n");
+    ck_assert_int_eq(s_run("politie", "send two.jsonl"), 0);
+    int lines = 0;
+    for (char *p = s_out; (p = strstr(p, "\"accepted\"")) != NULL; p++)
+        lines++;
+    ck_assert_int_eq(lines, 2);
+    ck_assert_int_eq(s_run("rvdk", "recv --count 3 --timeout 5"), 0);
+}
+END_TEST
+
+START_TEST(test_send_errors)
+{
+    s_file("bad.json", "{\"purpose\":\"child_protection\",\n \"signl\":{}}\n");
+    ck_assert_int_eq(s_run("politie", "send bad.json"), 1);
+    ck_assert_msg(strstr(s_out, "bad.json:1:") && strstr(s_out, "signl"), "%s", s_out);
+    s_file("broken.json", "{\"purpose\":\n");
+    ck_assert_int_eq(s_run("politie", "send broken.json"), 1);
+    ck_assert_msg(strstr(s_out, "invalid JSON") != NULL, "%s", s_out);
+    /* refused by the rules: exit 3 and the reason */
+    s_file("refused.json", "{\"recipients\":[\"politie\"],\"purpose\":\"child_protection\",\"handling\":\"h1\","
+                           "\"legal_basis\":{\"basis\":\"b\",\"consent\":\"not_required\"},"
+                           "\"signal\":{\"exploitation\":\"labour\"}}");
+    ck_assert_int_eq(s_run("rvdk", "send refused.json"), 3);
+    ck_assert_msg(strstr(s_out, "\"outcome\":\"rejected\"") && strstr(s_out, "no sharing rule"), "%s", s_out);
+    /* missing connection settings */
+    ck_assert_int_eq(s_run(NULL, "send refused.json"), 2);
+    ck_assert_msg(strstr(s_out, "--agency is required") != NULL, "%s", s_out);
+}
+END_TEST
+
+START_TEST(test_pending_then_sent)
+{
+    kb_chain_pin_port(&s_chain);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    s_file("signal.json", s_signal);
+    ck_assert_int_eq(s_run("politie", "send --timeout 0.5 signal.json"), 4);
+    ck_assert_msg(strstr(s_out, "\"outcome\":\"pending\"") != NULL, "%s", s_out);
+    kb_chain_start(&s_chain);
+    /* the next run with the same state sends what waited in the outbox */
+    ck_assert_int_eq(s_run("politie", "recv --timeout 2"), 0);
+    ck_assert_int_eq(s_run("rvdk", "recv --count 1 --timeout 5"), 0);
+    ck_assert_msg(strstr(s_out, "seen at the station") != NULL, "%s", s_out);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_keygen);
+    tcase_add_test(tc, test_send_recv);
+    tcase_add_test(tc, test_send_errors);
+    tcase_add_test(tc, test_pending_then_sent);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(s_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
