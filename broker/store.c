@@ -122,22 +122,6 @@ static void s_counters_clear(kb_store_t *s)
 
 /* ------------------------------------------------------------ keys */
 
-static void s_put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t s_get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* prefix byte + text + NUL + tail bytes; returns length or 0 if too long */
 static size_t s_key(uint8_t *out, char prefix, const char *text, const uint8_t *tail, size_t tail_len)
 {
@@ -158,7 +142,7 @@ static size_t s_key(uint8_t *out, char prefix, const char *text, const uint8_t *
 static size_t s_queue_key(uint8_t *out, const char *agency, uint64_t seq)
 {
     uint8_t t[8];
-    s_put_u64(t, seq);
+    kb_be64_put(t, seq);
     return s_key(out, 'q', agency, t, 8);
 }
 
@@ -166,7 +150,7 @@ static void s_put_counter(kb_batch_t *b, char prefix, const char *agency, uint64
 {
     uint8_t k[KB_KEY_MAX], val[8];
     size_t kl = s_key(k, prefix, agency, NULL, 0);
-    s_put_u64(val, v);
+    kb_be64_put(val, v);
     leveldb_writebatch_put(b->wb, (const char *)k, kl, (const char *)val, 8);
     b->n++;
 }
@@ -201,9 +185,9 @@ static int s_load_counters(kb_store_t *s)
                 return KB_ENOMEM;
             }
             if (prefixes[p] == 'n')
-                c->next_seq = s_get_u64((const uint8_t *)v);
+                c->next_seq = kb_be64_get((const uint8_t *)v);
             else
-                c->depth = s_get_u64((const uint8_t *)v);
+                c->depth = kb_be64_get((const uint8_t *)v);
         }
     }
     /* the audit log's last key gives its size without a scan */
@@ -217,7 +201,7 @@ static int s_load_counters(kb_store_t *s)
         size_t kl;
         const char *k = leveldb_iter_key(it, &kl);
         if (kl == 9 && k[0] == 'a')
-            s->audit_next = s_get_u64((const uint8_t *)k + 1) + 1;
+            s->audit_next = kb_be64_get((const uint8_t *)k + 1) + 1;
     }
     char *err = NULL;
     leveldb_iter_get_error(it, &err);
@@ -435,7 +419,7 @@ int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t
         if (ikl != kl || memcmp(ik, k, prefix_len) != 0)
             break;
         const uint8_t *iv = (const uint8_t *)leveldb_iter_value(it, &ivl);
-        uint64_t seq = s_get_u64((const uint8_t *)ik + prefix_len);
+        uint64_t seq = kb_be64_get((const uint8_t *)ik + prefix_len);
         if (ivl < KB_AEAD_OVERHEAD) {
             bad = kb_error_set(KB_ECRYPTO, "store: %s entry %llu is truncated", agency, (unsigned long long)seq);
             continue;
@@ -501,7 +485,7 @@ int kb_store_seen_get(kb_store_t *s, const char *sender, const uint8_t id[16], u
         return KB_ENOTFOUND;
     int rc = KB_OK;
     if (vl == 8)
-        *audit_index = s_get_u64((const uint8_t *)v);
+        *audit_index = kb_be64_get((const uint8_t *)v);
     else
         rc = kb_error_set(KB_EIO, "store: corrupt accepted-id entry");
     leveldb_free(v);
@@ -515,7 +499,7 @@ int kb_store_seen_put(kb_store_t *s, kb_batch_t *b, const char *sender, const ui
     size_t kl = s_key(k, 'd', sender, id, 16);
     if (kl == 0)
         return kb_error_set(KB_EINVAL, "store: sender id too long");
-    s_put_u64(v, audit_index);
+    kb_be64_put(v, audit_index);
     leveldb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, 8);
     b->n++;
     return KB_OK;
@@ -534,7 +518,7 @@ int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r
     ketenbus__audit_record__pack(r, buf);
     uint8_t k[9];
     k[0] = 'a';
-    s_put_u64(k + 1, r->index);
+    kb_be64_put(k + 1, r->index);
     leveldb_writebatch_put(b->wb, (const char *)k, sizeof k, (const char *)buf, len);
     if (buf != stackbuf)
         free(buf);
@@ -554,7 +538,7 @@ int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **ou
 {
     uint8_t k[9];
     k[0] = 'a';
-    s_put_u64(k + 1, index);
+    kb_be64_put(k + 1, index);
     char *err = NULL;
     size_t vl = 0;
     char *v = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kb_codec.h"
 #include "kb_error.h"
 #include "kb_json.h"
 #include "kb_util.h"
@@ -437,50 +438,6 @@ static int s_enum_from_text(const kb_jpath_t *p, const ProtobufCEnumDescriptor *
 
 /* ------------------------------------------------------------ text checks */
 
-/* True if s[0..len) is valid UTF-8 (no overlong forms, surrogates or code
- * points past U+10FFFF) without NUL bytes. */
-static int s_utf8_ok(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t more;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            more = 1;
-            cp = c & 0x1f;
-            min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            more = 2;
-            cp = c & 0x0f;
-            min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            more = 3;
-            cp = c & 0x07;
-            min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (len - i - 1 < more)
-            return 0;
-        for (size_t k = 1; k <= more; k++) {
-            unsigned b = s[i + k];
-            if ((b & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (b & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += more + 1;
-    }
-    return 1;
-}
 
 static void s_line_col(const char *text, size_t off, unsigned *line, unsigned *col)
 {
@@ -760,7 +717,7 @@ static int s_json_text(const kb_jpath_t *p, json_object *v, const char *expect, 
     *len = n > 0 ? (size_t)n : 0;
     if (memchr(*s, '\0', *len))
         return s_fail(p, KB_EPROTO, "NUL character in string");
-    if (!s_utf8_ok((const unsigned char *)*s, *len))
+    if (!kb_utf8_valid(*s, *len))
         return s_fail(p, KB_EPROTO, "invalid UTF-8 in string");
     return KB_OK;
 }

@@ -103,6 +103,22 @@ int kb_uuid_parse(const char *text, uint8_t out[16])
     return KB_OK;
 }
 
+void kb_be64_put(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t kb_be64_get(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | in[i];
+    return v;
+}
+
 void kb_hex(const uint8_t *in, size_t len, char *out)
 {
     static const char hex[] = "0123456789abcdef";

@@ -22,6 +22,10 @@ void kb_uuid_format(const uint8_t id[16], char out[37]);
 /* Parse canonical text (case-insensitive); KB_EPROTO if malformed. */
 int kb_uuid_parse(const char *text, uint8_t out[16]);
 
+/* Big-endian 64-bit integers, as used in storage keys (they sort numerically). */
+void kb_be64_put(uint8_t out[8], uint64_t v);
+uint64_t kb_be64_get(const uint8_t in[8]);
+
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void kb_hex(const uint8_t *in, size_t len, char *out);
 

@@ -32,22 +32,6 @@ struct kb_outbox {
     uint64_t next_seq;             /* next outbox sequence */
 };
 
-static void s_put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t s_get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int s_append(kb_outbox_t *o, uint64_t seq, const uint8_t id[16], const uint8_t *bytes, size_t len)
 {
     if (o->n == o->cap) {
@@ -88,10 +72,10 @@ static int s_load(kb_outbox_t *o)
             if (e)
                 ketenbus__envelope__free_unpacked(e, NULL);
             rc = kb_error_set(KB_EIO, "outbox: entry %llu is unreadable",
-                              (unsigned long long)s_get_u64((const uint8_t *)k + 1));
+                              (unsigned long long)kb_be64_get((const uint8_t *)k + 1));
             break;
         }
-        uint64_t seq = s_get_u64((const uint8_t *)k + 1);
+        uint64_t seq = kb_be64_get((const uint8_t *)k + 1);
         rc = s_append(o, seq, e->message_id.data, v, vl);
         ketenbus__envelope__free_unpacked(e, NULL);
         if (rc != KB_OK)
@@ -174,7 +158,7 @@ int kb_outbox_put(kb_outbox_t *o, const uint8_t id[16], const uint8_t *bytes, si
                             KB_OUTBOX_MAX_ENTRIES);
     uint8_t k[9];
     k[0] = 'o';
-    s_put_u64(k + 1, o->next_seq);
+    kb_be64_put(k + 1, o->next_seq);
     char *err = NULL;
     leveldb_put(o->db, o->wsync, (const char *)k, sizeof k, (const char *)bytes, len, &err);
     if (err) {
@@ -194,7 +178,7 @@ int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16])
             continue;
         uint8_t k[9];
         k[0] = 'o';
-        s_put_u64(k + 1, o->items[i].seq);
+        kb_be64_put(k + 1, o->items[i].seq);
         char *err = NULL;
         /* unsynced: if lost in a crash the entry is sent again and the
          * broker answers DUPLICATE, which removes it then */
@@ -247,7 +231,7 @@ int kb_outbox_mark_seen(kb_outbox_t *o, uint8_t (*ids)[16], size_t n)
         return KB_OK;
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     uint8_t now[8];
-    s_put_u64(now, (uint64_t)kb_now_us());
+    kb_be64_put(now, (uint64_t)kb_now_us());
     for (size_t i = 0; i < n; i++) {
         uint8_t k[17];
         k[0] = 's';
