@@ -12,12 +12,14 @@
 
 #include "conf.h"
 
-/* The first rule allowing (from, to, kind), or NULL when refused. */
+/* The first rule allowing (from, to, kind), or NULL when refused (also for
+ * a kind outside 1..31 or a NULL argument). */
 const kb_rule_t *kb_rules_match(const kb_conf_t *c, const char *from, const char *to, int kind);
 
 /* Recipients for an envelope without explicit recipients: every agency but
- * the sender that some rule allows for (from, kind), in configuration order.
- * Fills up to max ids (borrowed from c) into out; returns the count. */
+ * the sender that some rule allows for (from, kind), in configuration order,
+ * each once. Fills up to max ids (borrowed from c) into out; returns the
+ * number filled, at most max. */
 size_t kb_rules_fanout(const kb_conf_t *c, const char *from, int kind, const char **out, size_t max);
 
 #endif

@@ -1,0 +1,526 @@
+/*
+ * check_conf.c - tests of broker/conf.c: a full chain configuration loads
+ * with the values written and the defaults for what is left out; a table of
+ * broken configurations each fails with its exact "file:LINE:COL: message";
+ * file-level failures (missing, too large) and the lookups by id and CURVE
+ * key.
+ *
+ * The unchecked fixture makes one temp directory with real key files
+ * (kb_keys_generate) that every configuration refers to relatively, and
+ * removes it at the end.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "conf.h"
+#include "kb_error.h"
+#include "kb_keys.h"
+#include "ketenbus.pb-c.h"
+
+static char s_root[PATH_MAX]; /* temp directory with keys/ and the config files */
+
+static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static const char *s_in(char *buf, const char *file)
+{
+    int n = snprintf(buf, PATH_MAX, "%s/%s", s_root, file);
+    ck_assert_int_lt(n, PATH_MAX);
+    return buf;
+}
+
+static void s_write(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static void s_setup(void)
+{
+    snprintf(s_root, sizeof s_root, "%s/kbtest-conf.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(s_root));
+    char keys[PATH_MAX];
+    s_in(keys, "keys");
+    static const char *const names[] = {"politie", "politie2", "om", "fier", "comensha"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        ck_assert_msg(kb_keys_generate(keys, names[i], 0) == KB_OK, "%s", kb_last_error());
+
+    /* A public key of the wrong type for the signing_key rows. */
+    char path[PATH_MAX];
+    EVP_PKEY *x = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+    ck_assert_ptr_nonnull(x);
+    FILE *f = fopen(s_in(path, "keys/x25519.pub.pem"), "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_PUBKEY(f, x), 1);
+    ck_assert_int_eq(fclose(f), 0);
+    EVP_PKEY_free(x);
+}
+
+static void s_teardown(void)
+{
+    nftw(s_root, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ------------------------------------------------------- valid config */
+
+static const char s_full[] =
+    "# a chain for the tests\n"                                   /* 1 */
+    "broker:\n"                                                   /* 2 */
+    "  id: ketenbus-test\n"                                       /* 3 */
+    "  listen: tcp://127.0.0.1:5555\n"                            /* 4 */
+    "  data_dir: data\n"                                          /* 5 */
+    "  key_dir: keys\n"                                           /* 6 */
+    "  max_message_bytes: 2048\n"                                 /* 7 */
+    "  message_ttl: 3d\n"                                         /* 8 */
+    "  session_timeout: 30s\n"                                    /* 9 */
+    "agencies:\n"                                                 /* 10 */
+    "  - id: politie\n"                                           /* 11 */
+    "    name: Politie Nederland\n"                               /* 12 */
+    "    curve_cert: [keys/politie.curve, keys/politie2.curve]\n" /* 13 */
+    "    signing_key: keys/politie.sign.pub.pem\n"                /* 14 */
+    "  - id: om\n"                                                /* 15 */
+    "    curve_cert: keys/om.curve\n"                             /* 16 */
+    "    signing_key: %s/keys/om.sign.pub.pem\n"                  /* 17: absolute */
+    "  - id: fier\n"                                              /* 18 */
+    "    name: \"Fier Frysl\xc3\xa2n\"\n"                         /* 19 */
+    "    curve_cert:\n"                                           /* 20 */
+    "      - keys/fier.curve\n"                                   /* 21 */
+    "    signing_key: keys/fier.sign.pub.pem\n"                   /* 22 */
+    "rules:\n"                                                    /* 23 */
+    "  - id: fier-signal-politie\n"                               /* 24 */
+    "    from: [fier]\n"                                          /* 25 */
+    "    to: [politie, om]\n"                                     /* 26 */
+    "    kinds: [signal, referral_update]\n"                      /* 27 */
+    "  - id: politie.referral_1\n"                                /* 28 */
+    "    from: politie\n"                                         /* 29 */
+    "    to: om\n"                                                /* 30 */
+    "    kinds: [referral, match_notice, expiry_notice]\n";       /* 31 */
+
+static void s_write_full(char *path)
+{
+    char text[4096];
+    int n = snprintf(text, sizeof text, s_full, s_root);
+    ck_assert_int_lt(n, (int)sizeof text);
+    s_in(path, "full.yaml");
+    s_write(path, text, (size_t)n);
+}
+
+static void s_curve_of(const char *file, char out[KB_Z85_KEY_LEN + 1])
+{
+    char path[PATH_MAX];
+    ck_assert_int_eq(kb_keys_load_curve_public(s_in(path, file), out), KB_OK);
+}
+
+START_TEST(test_full)
+{
+    char path[PATH_MAX], expect[PATH_MAX];
+    s_write_full(path);
+    kb_conf_t *c = kb_conf_load(path);
+    ck_assert_msg(c != NULL, "%s", kb_last_error());
+
+    ck_assert_str_eq(c->path, path);
+    ck_assert_str_eq(c->broker_id, "ketenbus-test");
+    ck_assert_str_eq(c->listen, "tcp://127.0.0.1:5555");
+    ck_assert_str_eq(c->data_dir, s_in(expect, "data"));
+    ck_assert_str_eq(c->key_dir, s_in(expect, "keys"));
+    ck_assert_uint_eq(c->max_message_bytes, 2048);
+    ck_assert_int_eq(c->message_ttl_us, 3LL * 86400 * 1000000);
+    ck_assert_int_eq(c->session_timeout_us, 30LL * 1000000);
+
+    ck_assert_uint_eq(c->n_agencies, 3);
+    const kb_agency_t *politie = &c->agencies[0], *om = &c->agencies[1], *fier = &c->agencies[2];
+    ck_assert_str_eq(politie->id, "politie");
+    ck_assert_str_eq(politie->name, "Politie Nederland");
+    ck_assert_int_eq(politie->line, 11);
+    ck_assert_str_eq(om->id, "om");
+    ck_assert_str_eq(om->name, "om"); /* the id when no name is given */
+    ck_assert_str_eq(fier->name, "Fier Frysl\xc3\xa2n");
+    ck_assert_int_eq(fier->line, 18);
+
+    char k1[KB_Z85_KEY_LEN + 1], k2[KB_Z85_KEY_LEN + 1], k3[KB_Z85_KEY_LEN + 1];
+    s_curve_of("keys/politie.curve", k1);
+    s_curve_of("keys/politie2.curve", k2);
+    s_curve_of("keys/fier.curve", k3);
+    ck_assert_uint_eq(politie->n_curve, 2);
+    ck_assert_str_eq(politie->curve[0], k1);
+    ck_assert_str_eq(politie->curve[1], k2);
+    ck_assert_uint_eq(om->n_curve, 1);
+    ck_assert_uint_eq(fier->n_curve, 1);
+    ck_assert_str_eq(fier->curve[0], k3);
+
+    ck_assert_str_eq(politie->signing_key_path, s_in(expect, "keys/politie.sign.pub.pem"));
+    ck_assert_str_eq(om->signing_key_path, s_in(expect, "keys/om.sign.pub.pem"));
+    EVP_PKEY *pk = kb_keys_load_sign_public(expect);
+    ck_assert_ptr_nonnull(pk);
+    ck_assert_int_eq(EVP_PKEY_eq(pk, om->signing_key), 1);
+    ck_assert_int_ne(EVP_PKEY_eq(pk, politie->signing_key), 1);
+    EVP_PKEY_free(pk);
+
+    ck_assert_uint_eq(c->n_rules, 2);
+    const kb_rule_t *r0 = &c->rules[0], *r1 = &c->rules[1];
+    ck_assert_str_eq(r0->id, "fier-signal-politie");
+    ck_assert_int_eq(r0->line, 24);
+    ck_assert_uint_eq(r0->n_from, 1);
+    ck_assert_str_eq(r0->from[0], "fier");
+    ck_assert_uint_eq(r0->n_to, 2);
+    ck_assert_str_eq(r0->to[0], "politie");
+    ck_assert_str_eq(r0->to[1], "om");
+    ck_assert_uint_eq(r0->kinds,
+                      (1u << KETENBUS__KIND__KIND_SIGNAL) | (1u << KETENBUS__KIND__KIND_REFERRAL_UPDATE));
+    ck_assert_str_eq(r1->id, "politie.referral_1");
+    ck_assert_uint_eq(r1->n_from, 1);
+    ck_assert_str_eq(r1->from[0], "politie");
+    ck_assert_uint_eq(r1->n_to, 1);
+    ck_assert_str_eq(r1->to[0], "om");
+    ck_assert_uint_eq(r1->kinds, (1u << KETENBUS__KIND__KIND_REFERRAL) | (1u << KETENBUS__KIND__KIND_MATCH_NOTICE) |
+                                     (1u << KETENBUS__KIND__KIND_EXPIRY_NOTICE));
+
+    /* The hash is over the file's bytes. */
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char buf[4096];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    ck_assert_int_eq(EVP_Digest(buf, len, md, &md_len, EVP_sha256(), NULL), 1);
+    char hex[65];
+    for (unsigned i = 0; i < md_len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    ck_assert_str_eq(c->sha256, hex);
+
+    kb_conf_destroy(&c);
+    ck_assert_ptr_null(c);
+    kb_conf_destroy(&c); /* twice is harmless */
+    kb_conf_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_lookup)
+{
+    char path[PATH_MAX];
+    s_write_full(path);
+    kb_conf_t *c = kb_conf_load(path);
+    ck_assert_msg(c != NULL, "%s", kb_last_error());
+    ck_assert_ptr_eq(kb_conf_agency(c, "om"), &c->agencies[1]);
+    ck_assert_ptr_eq(kb_conf_agency(c, "fier"), &c->agencies[2]);
+    ck_assert_ptr_null(kb_conf_agency(c, "comensha")); /* has keys, not in the chain */
+    ck_assert_ptr_null(kb_conf_agency(c, "Om"));
+    ck_assert_ptr_null(kb_conf_agency(c, ""));
+    ck_assert_ptr_null(kb_conf_agency(NULL, "om"));
+
+    char k[KB_Z85_KEY_LEN + 1];
+    s_curve_of("keys/politie2.curve", k);
+    ck_assert_ptr_eq(kb_conf_agency_by_curve(c, k), &c->agencies[0]);
+    s_curve_of("keys/politie.curve", k);
+    ck_assert_ptr_eq(kb_conf_agency_by_curve(c, k), &c->agencies[0]);
+    s_curve_of("keys/fier.curve", k);
+    ck_assert_ptr_eq(kb_conf_agency_by_curve(c, k), &c->agencies[2]);
+    s_curve_of("keys/comensha.curve", k);
+    ck_assert_ptr_null(kb_conf_agency_by_curve(c, k));
+    ck_assert_ptr_null(kb_conf_agency_by_curve(c, NULL));
+    kb_conf_destroy(&c);
+}
+END_TEST
+
+/* Minimal configurations: every optional key left out. */
+#define S_MINIMAL                                  \
+    "broker:\n"                                    \
+    "  listen: tcp://*:5555\n"                     \
+    "  data_dir: /var/lib/ketenbus\n"              \
+    "  key_dir: keys/\n"                           \
+    "agencies:\n"                                  \
+    "  - id: om\n"                                 \
+    "    curve_cert: keys/om.curve\n"              \
+    "    signing_key: keys//om.sign.pub.pem\n"
+
+static const char *const s_minimal[] = {
+    S_MINIMAL,
+    S_MINIMAL "rules:\n",
+    S_MINIMAL "rules: []\n",
+    S_MINIMAL "rules: ~\n",
+    ("{broker: {listen: 'tcp://*:5555', data_dir: /var/lib/ketenbus, key_dir: keys/},\n"
+     " agencies: [{id: om, curve_cert: [keys/om.curve], signing_key: keys//om.sign.pub.pem}]}\n"),
+};
+
+START_TEST(test_defaults)
+{
+    char path[PATH_MAX], expect[PATH_MAX], name[32];
+    snprintf(name, sizeof name, "minimal-%d.yaml", _i);
+    s_write(s_in(path, name), s_minimal[_i], strlen(s_minimal[_i]));
+    kb_conf_t *c = kb_conf_load(path);
+    ck_assert_msg(c != NULL, "row %d: %s", _i, kb_last_error());
+    ck_assert_str_eq(c->broker_id, "ketenbus");
+    ck_assert_str_eq(c->listen, "tcp://*:5555");
+    ck_assert_str_eq(c->data_dir, "/var/lib/ketenbus");
+    ck_assert_str_eq(c->key_dir, s_in(expect, "keys/"));
+    ck_assert_uint_eq(c->max_message_bytes, KB_CONF_DEFAULT_MAX_MESSAGE);
+    ck_assert_int_eq(c->message_ttl_us, KB_CONF_DEFAULT_TTL_US);
+    ck_assert_int_eq(c->message_ttl_us, 14LL * 86400 * 1000000);
+    ck_assert_int_eq(c->session_timeout_us, KB_CONF_DEFAULT_SESSION_US);
+    ck_assert_uint_eq(c->n_agencies, 1);
+    ck_assert_str_eq(c->agencies[0].name, "om");
+    ck_assert_uint_eq(c->n_rules, 0);
+    kb_conf_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_relative_config_path)
+{
+    char path[PATH_MAX], cwd[PATH_MAX];
+    s_write(s_in(path, "rel.yaml"), S_MINIMAL, strlen(S_MINIMAL));
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir(s_root), 0);
+    kb_conf_t *c = kb_conf_load("rel.yaml");
+    int saved = chdir(cwd);
+    ck_assert_msg(c != NULL, "%s", kb_last_error());
+    ck_assert_int_eq(saved, 0);
+    /* Relative to the file, which is in the working directory. */
+    ck_assert_str_eq(c->key_dir, "keys/");
+    ck_assert_str_eq(c->agencies[0].signing_key_path, "keys//om.sign.pub.pem");
+    ck_assert_str_eq(c->path, "rel.yaml");
+    kb_conf_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_limits_accepted)
+{
+    static const char text[] = "broker:\n"
+                               "  listen: ipc:///run/ketenbus.sock\n"
+                               "  data_dir: d\n"
+                               "  key_dir: k\n"
+                               "  max_message_bytes: 67108864\n"
+                               "  message_ttl: 3650d\n"
+                               "  session_timeout: 1h\n"
+                               "agencies:\n"
+                               "  - id: a-very-long-agency-id-32-chars-x\n"
+                               "    curve_cert: keys/om.curve\n"
+                               "    signing_key: keys/om.sign.pub.pem\n";
+    char path[PATH_MAX];
+    s_write(s_in(path, "limits.yaml"), text, sizeof text - 1);
+    kb_conf_t *c = kb_conf_load(path);
+    ck_assert_msg(c != NULL, "%s", kb_last_error());
+    ck_assert_uint_eq(c->max_message_bytes, 64u * 1024 * 1024);
+    ck_assert_int_eq(c->message_ttl_us, 3650LL * 86400 * 1000000);
+    ck_assert_int_eq(c->session_timeout_us, 3600LL * 1000000);
+    ck_assert_str_eq(c->agencies[0].id, "a-very-long-agency-id-32-chars-x");
+    kb_conf_destroy(&c);
+}
+END_TEST
+
+START_TEST(test_file_errors)
+{
+    char path[PATH_MAX];
+    ck_assert_ptr_null(kb_conf_load(s_in(path, "absent.yaml")));
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "absent.yaml"));
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "No such file"));
+
+    ck_assert_ptr_null(kb_conf_load(NULL));
+    ck_assert_ptr_null(kb_conf_load(""));
+
+    size_t big = KB_CONF_MAX_BYTES + 1;
+    char *text = malloc(big);
+    ck_assert_ptr_nonnull(text);
+    memset(text, '#', big);
+    s_write(s_in(path, "big.yaml"), text, big);
+    free(text);
+    ck_assert_ptr_null(kb_conf_load(path));
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "big.yaml"));
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "limit"));
+}
+END_TEST
+
+/* ---------------------------------------------------- broken configs */
+
+/* Lines 1-4. */
+#define B "broker:\n  listen: tcp://127.0.0.1:5555\n  data_dir: data\n  key_dir: keys\n"
+#define AG_POLITIE "  - id: politie\n    curve_cert: keys/politie.curve\n    signing_key: keys/politie.sign.pub.pem\n"
+#define AG_FIER "  - id: fier\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.sign.pub.pem\n"
+/* Lines 5-11: politie on 6, fier on 9. */
+#define A "agencies:\n" AG_POLITIE AG_FIER
+/* A rule r1 starting on line 13 after B A "rules:\n". */
+#define RULE(from, to, kinds) "  - id: r1\n    from: " from "\n    to: " to "\n    kinds: " kinds "\n"
+
+typedef struct {
+    const char *yaml;   /* the configuration */
+    const char *expect; /* "LINE:COL: message" after "path:" in kb_last_error() */
+} s_bad_t;
+
+static const s_bad_t s_bad[] = {
+    /* structure */
+    {"", "1:1: empty configuration"},
+    {"# only a comment\n", "1:1: empty configuration"},
+    {"- broker\n", "1:1: expected key: value lines at top level, not a list"},
+    {B A "extra: 1\n", "12:1: unknown key 'extra' at top level (expected broker, agencies, rules)"},
+    {A, "1:1: missing key 'broker' at top level"},
+    {B, "1:1: missing key 'agencies' at top level"},
+    {B A B, "12:1: duplicate key 'broker'"},
+    {B A "---\nfoo: 1\n", "13:1: a second YAML document"},
+    {B "agencies:\n  - &a\n    id: politie\n    curve_cert: keys/politie.curve\n"
+       "    signing_key: keys/politie.sign.pub.pem\n  - *a\n",
+     "6:5: YAML anchors and aliases are not supported"},
+    {B "agencies:\n" AG_FIER "rules:\n" RULE("fier", "[fier]", "*k"), "13:12: YAML anchors and aliases are not supported"},
+    {B "agencies: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n",
+     "5:26: lists and mappings nested deeper than 16 levels"},
+    /* YAML syntax */
+    {"broker:\n  listen: [tcp://x:1\n", "3:1: YAML syntax error: did not find expected ',' or ']'"},
+    {"broker:\n\tlisten: x\n", "2:1: YAML syntax error: found character that cannot start any token"},
+    {"broker:\n  listen: \"a\xff\"\n", "2:13: YAML error: invalid leading UTF-8 octet"},
+    {"broker: x\n  listen: y\n", "2:9: YAML syntax error: mapping values are not allowed in this context"},
+    /* broker */
+    {"broker:\n  data_dir: data\n  key_dir: keys\n" A, "2:3: missing key 'listen' in broker"},
+    {"broker:\n  listen: tcp://x:1\n  key_dir: keys\n" A, "2:3: missing key 'data_dir' in broker"},
+    {"broker:\n  listen: tcp://x:1\n  data_dir: data\n" A, "2:3: missing key 'key_dir' in broker"},
+    {"broker:\n  listen: tcp://x:1\n  data_dir: data\n  listen: tcp://y:2\n  key_dir: keys\n" A,
+     "4:3: duplicate key 'listen'"},
+    {"broker:\n  listen: tcp://x:1\n  data_dir: data\n  key_dir: keys\n  port: 5555\n" A,
+     "5:3: unknown key 'port' in broker (expected id, listen, data_dir, key_dir, max_message_bytes, message_ttl, "
+     "session_timeout)"},
+    {"broker: tcp://x:1\n" A, "1:9: expected key: value lines in broker, not a single value"},
+    {"broker:\n  listen: 127.0.0.1:5555\n  data_dir: data\n  key_dir: keys\n" A,
+     "2:11: listen: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5555, got '127.0.0.1:5555'"},
+    {"broker:\n  listen:\n  data_dir: data\n  key_dir: keys\n" A, "2:10: listen: empty value"},
+    {"broker:\n  listen: [tcp://x:1]\n  data_dir: data\n  key_dir: keys\n" A,
+     "2:11: listen: expected a single value, not a list"},
+    {B "  id: Ketenbus\n" A, "5:7: bad broker id 'Ketenbus' (1..32 characters of a-z, 0-9 and -)"},
+    {B "  message_ttl: 14x\n" A, "5:16: message_ttl: expected a number with s, m, h or d, got '14x'"},
+    {B "  message_ttl: 14\n" A, "5:16: message_ttl: expected a number with s, m, h or d, got '14'"},
+    {B "  message_ttl: -1d\n" A, "5:16: message_ttl: expected a number with s, m, h or d, got '-1d'"},
+    {B "  message_ttl: 0s\n" A, "5:16: message_ttl: 0s is out of range 1s..3650d"},
+    {B "  message_ttl: 3651d\n" A, "5:16: message_ttl: 3651d is out of range 1s..3650d"},
+    {B "  message_ttl: 99999999999999999999d\n" A, "5:16: message_ttl: 99999999999999999999d is out of range"},
+    {B "  message_ttl: 9223372036854775807d\n" A, "5:16: message_ttl: 9223372036854775807d is out of range"},
+    {B "  session_timeout: 61m\n" A, "5:20: session_timeout: 61m is out of range 1s..1h"},
+    {B "  session_timeout: 10 s\n" A, "5:20: session_timeout: expected a number with s, m, h or d, got '10 s'"},
+    {B "  max_message_bytes: 1023\n" A, "5:22: max_message_bytes: 1023 is out of range 1024..67108864"},
+    {B "  max_message_bytes: 67108865\n" A, "5:22: max_message_bytes: 67108865 is out of range 1024..67108864"},
+    {B "  max_message_bytes: 1MB\n" A, "5:22: max_message_bytes: expected a whole number, got '1MB'"},
+    {B "  max_message_bytes: +2048\n" A, "5:22: max_message_bytes: expected a whole number, got '+2048'"},
+    /* agencies */
+    {B "agencies: []\n", "5:11: agencies: expected at least one agency"},
+    {B "agencies:\n  politie: x\n", "6:3: agencies: expected a list of agencies, not a mapping"},
+    {B "agencies:\n  - politie\n", "6:5: expected key: value lines in agency, not a single value"},
+    {B "agencies:\n  - name: Politie\n", "6:5: missing key 'id' in agency"},
+    {B "agencies:\n  - id: Politie\n", "6:9: bad agency id 'Politie' (1..32 characters of a-z, 0-9 and -)"},
+    {B "agencies:\n  - id: gem utrecht\n", "6:9: bad agency id 'gem utrecht'"},
+    {B "agencies:\n  - id: a-very-long-agency-id-33-chars-xy\n", "6:9: bad agency id"},
+    {B "agencies:\n  - id: \"\"\n", "6:9: agency id: empty value"},
+    {B "agencies:\n" AG_POLITIE "  - id: politie\n", "9:9: duplicate agency id 'politie' (first on line 6)"},
+    {B "agencies:\n  - id: fier\n    curve_cert: keys/fier.curve\n",
+     "6:5: missing key 'signing_key' in agency 'fier'"},
+    {B "agencies:\n  - id: fier\n    signing_key: keys/fier.sign.pub.pem\n",
+     "6:5: missing key 'curve_cert' in agency 'fier'"},
+    {B "agencies:\n  - id: fier\n    curve: keys/fier.curve\n",
+     "7:5: unknown key 'curve' in agency (expected id, name, curve_cert, signing_key)"},
+    {B "agencies:\n  - id: fier\n    name: \"Fier\\tFryslan\"\n    curve_cert: keys/fier.curve\n"
+       "    signing_key: keys/fier.sign.pub.pem\n",
+     "7:11: name: control character in value"},
+    {B "agencies:\n  - id: fier\n    name: \"Fier\\0\"\n    curve_cert: keys/fier.curve\n"
+       "    signing_key: keys/fier.sign.pub.pem\n",
+     "7:11: name: NUL character in value"},
+    {B "agencies:\n  - id: fier\n    curve_cert: keys/nope.curve\n    signing_key: keys/fier.sign.pub.pem\n",
+     "7:17: agency 'fier': cannot load CURVE certificate keys/nope.curve: "},
+    {B "agencies:\n  - id: fier\n    curve_cert: keys/fier.sign.pub.pem\n    signing_key: keys/fier.sign.pub.pem\n",
+     "7:17: agency 'fier': cannot load CURVE certificate keys/fier.sign.pub.pem: "},
+    {B "agencies:\n  - id: fier\n    curve_cert: []\n    signing_key: keys/fier.sign.pub.pem\n",
+     "7:17: agency 'fier': curve_cert: expected at least one certificate"},
+    {B "agencies:\n  - id: fier\n    curve_cert: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]\n"
+       "    signing_key: keys/fier.sign.pub.pem\n",
+     "7:17: agency 'fier': curve_cert: more than 16 certificates"},
+    {B "agencies:\n  - id: fier\n    curve_cert: {a: b}\n    signing_key: keys/fier.sign.pub.pem\n",
+     "7:17: curve_cert: expected a value or a list of values, not a mapping"},
+    {B "agencies:\n  - id: fier\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.nope.pem\n",
+     "8:18: agency 'fier': cannot load signing key keys/fier.nope.pem: "},
+    {B "agencies:\n  - id: fier\n    curve_cert: keys/fier.curve\n    signing_key: keys/x25519.pub.pem\n",
+     "8:18: agency 'fier': cannot load signing key keys/x25519.pub.pem: "},
+    {B "agencies:\n  - id: fier\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.curve\n",
+     "8:18: agency 'fier': cannot load signing key keys/fier.curve: "},
+    {B "agencies:\n" AG_POLITIE "  - id: om\n    curve_cert: [keys/om.curve, keys/politie.curve]\n"
+       "    signing_key: keys/om.sign.pub.pem\n",
+     "10:33: agency 'om': the CURVE key in keys/politie.curve is already used by agency 'politie'"},
+    {B "agencies:\n  - id: om\n    curve_cert: [keys/om.curve, keys/om.curve_secret]\n"
+       "    signing_key: keys/om.sign.pub.pem\n",
+     "7:33: agency 'om': the CURVE key in keys/om.curve_secret is already used by agency 'om'"},
+    /* rules */
+    {B A "rules: {}\n", "12:8: rules: expected a list of rules, not a mapping"},
+    {B A "rules:\n  - id: r1\n    sender: [fier]\n",
+     "14:5: unknown key 'sender' in rule (expected id, from, to, kinds)"},
+    {B A "rules:\n  - from: [fier]\n", "13:5: missing key 'id' in rule"},
+    {B A "rules:\n  - id: r1\n    from: [fier]\n    to: [politie]\n", "13:5: missing key 'kinds' in rule 'r1'"},
+    {B A "rules:\n" RULE("[polite]", "[fier]", "[signal]"), "14:12: unknown agency 'polite' in rule 'r1' from"},
+    {B A "rules:\n" RULE("fier", "om", "signal"), "15:9: unknown agency 'om' in rule 'r1' to"},
+    {B A "rules:\n" RULE("[fier, politie, fier]", "politie", "signal"),
+     "14:27: agency 'fier' appears twice in rule 'r1' from"},
+    {B A "rules:\n" RULE("[]", "politie", "signal"), "14:11: rule 'r1' from: expected at least one agency"},
+    {B A "rules:\n" RULE("fier", "politie", "[SIGNAL]"),
+     "16:13: unknown kind 'SIGNAL' in rule 'r1' (expected signal, referral, referral_update, match_notice, "
+     "expiry_notice)"},
+    {B A "rules:\n" RULE("fier", "politie", "kind_signal"), "16:12: unknown kind 'kind_signal' in rule 'r1'"},
+    {B A "rules:\n" RULE("fier", "politie", "unspecified"), "16:12: unknown kind 'unspecified' in rule 'r1'"},
+    {B A "rules:\n" RULE("fier", "politie", "[signal, referral, signal]"),
+     "16:31: kind 'signal' appears twice in rule 'r1'"},
+    {B A "rules:\n" RULE("fier", "politie", "[]"), "16:12: rule 'r1' kinds: expected at least one kind"},
+    {B A "rules:\n" RULE("fier", "politie", "signal") RULE("politie", "fier", "signal"),
+     "17:9: duplicate rule id 'r1' (first on line 13)"},
+    {B A "rules:\n  - id: r 1\n", "13:9: bad rule id 'r 1'"},
+    {B A "rules:\n" RULE("{fier: 1}", "politie", "signal"), "14:11: from: expected a value or a list of values, not a mapping"},
+};
+
+START_TEST(test_bad)
+{
+    const s_bad_t *row = &s_bad[_i];
+    char name[32], path[PATH_MAX], expect[PATH_MAX + 512];
+    snprintf(name, sizeof name, "bad-%d.yaml", _i);
+    s_write(s_in(path, name), row->yaml, strlen(row->yaml));
+    kb_error_clear();
+    kb_conf_t *c = kb_conf_load(path);
+    ck_assert_msg(c == NULL, "row %d loaded", _i);
+    snprintf(expect, sizeof expect, "%s:%s", path, row->expect);
+    const char *err = kb_last_error();
+    ck_assert_msg(strncmp(err, expect, strlen(expect)) == 0, "row %d:\n got  \"%s\"\n want \"%s\"", _i, err, expect);
+    ck_assert_ptr_null(strchr(err, '\n'));
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("conf");
+    TCase *tc = tcase_create("load");
+    tcase_add_unchecked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_full);
+    tcase_add_test(tc, test_lookup);
+    tcase_add_loop_test(tc, test_defaults, 0, (int)(sizeof s_minimal / sizeof s_minimal[0]));
+    tcase_add_test(tc, test_relative_config_path);
+    tcase_add_test(tc, test_limits_accepted);
+    tcase_add_test(tc, test_file_errors);
+    tcase_add_loop_test(tc, test_bad, 0, (int)(sizeof s_bad / sizeof s_bad[0]));
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(s_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
