@@ -12,6 +12,7 @@
  * sessions restart, so adapters resend from their outboxes.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,8 @@ void kb_broker_destroy(kb_broker_t **p)
     }
     if (b->router)
         zmq_close(b->router);
+    if (b->admin)
+        zmq_close(b->admin);
     if (b->zap)
         zmq_close(b->zap);
     if (b->zctx)
@@ -156,13 +159,15 @@ int kb_broker_start(kb_broker_t *b)
     size_t len = sizeof b->endpoint;
     if (zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, b->endpoint, &len) != 0)
         return s_zmq_err("ZMQ_LAST_ENDPOINT");
+    if (admin_start(b) != KB_OK)
+        return KB_ENET;
     b->started_ms = kb_mono_ms();
     b->next_expiry_ms = b->started_ms;
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
     if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
         return KB_EIO;
-    kb_log(KB_LOG_INFO, "started", "endpoint=%s agencies=%zu rules=%zu config_sha256=%s audit_size=%llu",
-           b->endpoint, b->conf->n_agencies, b->conf->n_rules, b->conf->sha256,
+    kb_log(KB_LOG_INFO, "started", "endpoint=%s admin=%s agencies=%zu rules=%zu config_sha256=%s audit_size=%llu",
+           b->endpoint, b->admin_endpoint, b->conf->n_agencies, b->conf->n_rules, b->conf->sha256,
            (unsigned long long)kb_store_audit_size(b->store));
     return KB_OK;
 }
@@ -450,12 +455,51 @@ static int s_turn(kb_broker_t *b)
     return KB_OK;
 }
 
-int kb_broker_run(kb_broker_t *b, volatile int *stop)
+int kb_broker_reload(kb_broker_t *b, const char *who)
 {
-    b->stop = stop;
-    while (!*stop) {
-        zmq_pollitem_t items[2] = {{b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, KB_POLL_MAX_MS);
+    kb_conf_t *fresh = kb_conf_load(b->conf_path);
+    char reason[KB_ERROR_MAX + 128];
+    if (!fresh) {
+        char detail[KB_ERROR_MAX];
+        snprintf(detail, sizeof detail, "%s", kb_last_error());
+        kb_log(KB_LOG_ERROR, "reload_refused", "by=\"%s\" detail=\"%s\"", who, detail);
+        snprintf(reason, sizeof reason, "refused reload requested by %s; old rules stay: %s", who, detail);
+        audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
+        kb_error_set(KB_ECONFIG, "%s", detail);
+        return KB_ECONFIG;
+    }
+    /* the socket, store and keys stay as they are until a restart */
+    if (strcmp(fresh->listen, b->conf->listen) != 0 || strcmp(fresh->data_dir, b->conf->data_dir) != 0 ||
+        strcmp(fresh->key_dir, b->conf->key_dir) != 0)
+        kb_log(KB_LOG_WARN, "reload_partial", "detail=\"listen, data_dir and key_dir changes need a restart\"");
+    kb_conf_t *old = b->conf;
+    b->conf = fresh;
+    /* sessions of agencies that left the chain end now */
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len > 0 && !kb_conf_agency(fresh, s->agency))
+            session_close(b, s, "agency removed from the chain configuration");
+    }
+    kb_log(KB_LOG_INFO, "rules_loaded", "by=\"%s\" sha256=%s previous=%s agencies=%zu rules=%zu", who,
+           fresh->sha256, old->sha256, fresh->n_agencies, fresh->n_rules);
+    snprintf(reason, sizeof reason, "sha256=%s previous=%s loaded by %s", fresh->sha256, old->sha256, who);
+    audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
+    kb_conf_destroy(&old);
+    return KB_OK;
+}
+
+int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
+{
+    while (!sig->stop) {
+        if (sig->reload) {
+            sig->reload = 0;
+            char who[96];
+            snprintf(who, sizeof who, "SIGHUP from pid %d uid %d", (int)sig->hup_pid, (int)sig->hup_uid);
+            kb_broker_reload(b, who);
+        }
+        zmq_pollitem_t items[3] = {
+            {b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}, {b->admin, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 3, KB_POLL_MAX_MS);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -465,6 +509,11 @@ int kb_broker_run(kb_broker_t *b, volatile int *stop)
             int rc = zap_handle(b);
             if (rc != KB_OK)
                 kb_log(KB_LOG_ERROR, "zap_failed", "detail=\"%s\"", kb_last_error());
+        }
+        if (items[2].revents & ZMQ_POLLIN) {
+            int rc = admin_handle(b);
+            if (rc != KB_OK)
+                kb_log(KB_LOG_ERROR, "admin_failed", "detail=\"%s\"", kb_last_error());
         }
         int rc = s_turn(b);
         if (rc != KB_OK)

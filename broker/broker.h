@@ -10,6 +10,7 @@
 #ifndef KB_BROKER_H
 #define KB_BROKER_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,14 @@ typedef struct {
     size_t frame_len;               /* its length */
 } kb_outgoing_t;
 
+/* What the signal handlers of main.c tell the loop. */
+typedef struct {
+    volatile sig_atomic_t stop;     /* SIGTERM or SIGINT arrived */
+    volatile sig_atomic_t reload;   /* SIGHUP arrived */
+    volatile sig_atomic_t hup_pid;  /* sender of the last SIGHUP */
+    volatile sig_atomic_t hup_uid;  /* its user id */
+} kb_signals_t;
+
 typedef struct kb_broker {
     kb_conf_t *conf;                /* configuration in force (owned) */
     char *conf_path;                /* file to reload from */
@@ -78,7 +87,8 @@ typedef struct kb_broker {
     size_t cap_batch_ids;           /* allocated */
     int64_t started_ms;             /* monotonic start time */
     int64_t next_expiry_ms;         /* next expiry check */
-    volatile int *stop;             /* set by the signal handler */
+    void *admin;                    /* operators' admin socket (ipc, in data_dir) */
+    char admin_endpoint[300];       /* its endpoint */
     uint64_t stat_accepted;         /* envelopes accepted since start */
     uint64_t stat_rejected;         /* envelopes rejected since start */
     uint64_t stat_delivered;        /* deliveries sent since start */
@@ -88,9 +98,18 @@ typedef struct kb_broker {
 kb_broker_t *kb_broker_new(const char *conf_path);
 void kb_broker_destroy(kb_broker_t **p);
 int kb_broker_start(kb_broker_t *b);
-int kb_broker_run(kb_broker_t *b, volatile int *stop);
+int kb_broker_run(kb_broker_t *b, kb_signals_t *sig);
+/* Load the configuration file again and put it in force for messages
+ * submitted from now on. A file that does not load is refused and the old
+ * configuration stays; both outcomes are logged and audited with the file's
+ * SHA-256 and who asked (`who`). On failure kb_last_error() says why. */
+int kb_broker_reload(kb_broker_t *b, const char *who);
 /* Queue an encoded reply frame for rid (sent after the commit). */
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f);
+
+/* admin.c: the operators' admin socket (status, reload) */
+int admin_start(kb_broker_t *b);
+int admin_handle(kb_broker_t *b);
 
 /* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
 int zap_handle(kb_broker_t *b);

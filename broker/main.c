@@ -16,12 +16,21 @@
 #include "kb_log.h"
 #include "kb_util.h"
 
-static volatile int s_stop;
+static kb_signals_t s_sig;
 
-static void s_on_signal(int sig)
+static void s_on_stop(int sig)
 {
     (void)sig;
-    s_stop = 1;
+    s_sig.stop = 1;
+}
+
+static void s_on_hup(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    s_sig.hup_pid = info ? (sig_atomic_t)info->si_pid : 0;
+    s_sig.hup_uid = info ? (sig_atomic_t)info->si_uid : 0;
+    s_sig.reload = 1;
 }
 
 static void s_usage(FILE *out)
@@ -39,7 +48,12 @@ static void s_usage(FILE *out)
             "  --log-level LEVEL  error, warn, info (default) or debug\n"
             "  --help             this text\n"
             "\n"
-            "Logs go to stderr, one key=value line per event. SIGTERM or SIGINT stops the\n"
+            "Logs go to stderr, one key=value line per event. SIGHUP (or `ketenbus reload`)\n"
+            "loads FILE again: a valid file takes effect for messages submitted after it, a\n"
+            "broken one is refused with the error logged and the old rules stay in force;\n"
+            "both are audited. Operators reach the broker through the admin socket\n"
+            "ipc://DATA_DIR/admin.sock (`ketenbus status`, `ketenbus reload`), which only\n"
+            "users with access to the data directory can open. SIGTERM or SIGINT stops the\n"
             "broker cleanly. Exit status: 0 after a clean stop, 1 on a startup or fatal\n"
             "error (the message names what was wrong), 2 on bad usage.\n");
 }
@@ -80,9 +94,14 @@ int main(int argc, char **argv)
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
+    sa.sa_handler = s_on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction hup;
+    memset(&hup, 0, sizeof hup);
+    hup.sa_sigaction = s_on_hup;
+    hup.sa_flags = SA_SIGINFO;
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     kb_broker_t *b = kb_broker_new(config);
@@ -97,7 +116,7 @@ int main(int argc, char **argv)
         rc = kb_file_write(ready, line, (size_t)n, 0644);
     }
     if (rc == KB_OK)
-        rc = kb_broker_run(b, &s_stop);
+        rc = kb_broker_run(b, &s_sig);
     if (rc != KB_OK)
         fprintf(stderr, "ketenbusd: %s\n", kb_last_error());
     kb_broker_destroy(&b);

@@ -17,6 +17,8 @@ enum { KB_EXIT_OK = 0, KB_EXIT_FAIL = 1, KB_EXIT_USAGE = 2, KB_EXIT_REJECTED = 3
 int cmd_keygen(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
+/* status and reload: argv[0] says which */
+int cmd_admin(int argc, char **argv);
 
 /* Connection options shared by send and recv: flags, else environment. */
 typedef struct {

@@ -15,6 +15,8 @@ static void s_usage(FILE *out)
             "  keygen   make the key files of an agency or of the broker\n"
             "  send     submit messages written as JSON (file or stdin) and print receipts\n"
             "  recv     print received messages as JSON lines and acknowledge them\n"
+            "  status   show a running broker's sessions, queues and audit size\n"
+            "  reload   make a running broker load its configuration again\n"
             "\n"
             "Run 'ketenbus COMMAND --help' for the options of a command.\n"
             "The JSON form of messages is described in docs/JSON.md.\n");
@@ -41,6 +43,8 @@ int main(int argc, char **argv)
         return cmd_send(argc - 1, argv + 1);
     if (strcmp(cmd, "recv") == 0)
         return cmd_recv(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)
+        return cmd_admin(argc - 1, argv + 1);
     fprintf(stderr, "ketenbus: unknown command '%s'\n\n", cmd);
     s_usage(stderr);
     return KB_EXIT_USAGE;

@@ -75,6 +75,17 @@ void kb_chain_pin_port(kb_chain_t *c)
     s_write_config(c, c->endpoint, s_rules, s_extra);
 }
 
+void kb_chain_set_rules(kb_chain_t *c, const char *rules)
+{
+    snprintf(s_rules, sizeof s_rules, "%s", rules ? rules : "");
+    s_write_config(c, c->endpoint[0] ? c->endpoint : "tcp://127.0.0.1:*", s_rules, s_extra);
+}
+
+void kb_chain_write_config(kb_chain_t *c, const char *text)
+{
+    s_write(c->config, text);
+}
+
 void kb_chain_start(kb_chain_t *c)
 {
     const char *build = getenv("KB_BUILD");

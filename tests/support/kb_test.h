@@ -44,6 +44,12 @@ void kb_chain_start(kb_chain_t *c);
  * keeps the endpoint the clients know. */
 void kb_chain_pin_port(kb_chain_t *c);
 
+/* Rewrite the config with other rules (keeping the bound port once started). */
+void kb_chain_set_rules(kb_chain_t *c, const char *rules);
+
+/* Write text as the config file (to test broken files). */
+void kb_chain_write_config(kb_chain_t *c, const char *text);
+
 /* SIGTERM and wait (SIGKILL after a timeout); returns the exit status
  * (under valgrind: 9 when it found errors or leaks). */
 int kb_chain_stop(kb_chain_t *c);

@@ -1,0 +1,151 @@
+/*
+ * admin.c - the operators' admin socket of ketenbusd.
+ *
+ * A ROUTER on ipc://DATA_DIR/admin.sock. The data directory is mode 0700, so
+ * only the broker's own user (and root) can connect: the file system is the
+ * access control. One JSON object per request, one per answer:
+ *   {"command":"status"}                       -> uptime, agencies, queues, audit size
+ *   {"command":"reload","user":"NAME","pid":N} -> the outcome of kb_broker_reload
+ * Requests are small and answered at once, inside the broker's loop.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <zmq.h>
+
+#include "broker.h"
+#include "kb_error.h"
+#include "kb_log.h"
+#include "kb_util.h"
+
+#define KB_ADMIN_MAX_REQUEST 4096u /* bytes; requests are tiny */
+
+int admin_start(kb_broker_t *b)
+{
+    if (kb_fmt(b->admin_endpoint, sizeof b->admin_endpoint, "ipc://%s/admin.sock", b->conf->data_dir) != KB_OK)
+        return kb_error_set(KB_ETOOBIG, "admin: data_dir path too long for an ipc endpoint");
+    b->admin = zmq_socket(b->zctx, ZMQ_ROUTER);
+    int zero = 0;
+    if (!b->admin || zmq_setsockopt(b->admin, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_bind(b->admin, b->admin_endpoint) != 0)
+        return kb_error_set(KB_ENET, "bind %s: %s", b->admin_endpoint, zmq_strerror(zmq_errno()));
+    return KB_OK;
+}
+
+static json_object *s_status(kb_broker_t *b)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "ok", json_object_new_boolean(1));
+    json_object_object_add(o, "broker_id", json_object_new_string(b->conf->broker_id));
+    json_object_object_add(o, "endpoint", json_object_new_string(b->endpoint));
+    json_object_object_add(o, "uptime_s", json_object_new_int64((kb_mono_ms() - b->started_ms) / 1000));
+    json_object_object_add(o, "config", json_object_new_string(b->conf_path));
+    json_object_object_add(o, "config_sha256", json_object_new_string(b->conf->sha256));
+    json_object_object_add(o, "audit_size", json_object_new_int64((int64_t)kb_store_audit_size(b->store)));
+    json_object_object_add(o, "accepted", json_object_new_int64((int64_t)b->stat_accepted));
+    json_object_object_add(o, "rejected", json_object_new_int64((int64_t)b->stat_rejected));
+    json_object_object_add(o, "delivered", json_object_new_int64((int64_t)b->stat_delivered));
+    json_object *agencies = json_object_new_array();
+    for (size_t i = 0; i < b->conf->n_agencies; i++) {
+        const kb_agency_t *a = &b->conf->agencies[i];
+        kb_session_t *s = session_active(b, a->id);
+        json_object *ao = json_object_new_object();
+        json_object_object_add(ao, "id", json_object_new_string(a->id));
+        json_object_object_add(ao, "connected", json_object_new_boolean(s != NULL));
+        json_object_object_add(ao, "queued", json_object_new_int64((int64_t)kb_store_queue_depth(b->store, a->id)));
+        json_object_object_add(ao, "in_flight", json_object_new_int64(s ? (int64_t)s->n_inflight : 0));
+        json_object_object_add(ao, "credit", json_object_new_int64(s ? (int64_t)s->credit : 0));
+        json_object_array_add(agencies, ao);
+    }
+    json_object_object_add(o, "agencies", agencies);
+    return o;
+}
+
+static json_object *s_reload(kb_broker_t *b, json_object *req)
+{
+    json_object *user = NULL, *pid = NULL;
+    json_object_object_get_ex(req, "user", &user);
+    json_object_object_get_ex(req, "pid", &pid);
+    char who[160];
+    snprintf(who, sizeof who, "admin socket user %.64s pid %lld",
+             json_object_is_type(user, json_type_string) ? json_object_get_string(user) : "?",
+             json_object_is_type(pid, json_type_int) ? (long long)json_object_get_int64(pid) : -1LL);
+    json_object *o = json_object_new_object();
+    if (kb_broker_reload(b, who) == KB_OK) {
+        json_object_object_add(o, "ok", json_object_new_boolean(1));
+        json_object_object_add(o, "config_sha256", json_object_new_string(b->conf->sha256));
+        json_object_object_add(o, "agencies", json_object_new_int64((int64_t)b->conf->n_agencies));
+        json_object_object_add(o, "rules", json_object_new_int64((int64_t)b->conf->n_rules));
+    } else {
+        json_object_object_add(o, "ok", json_object_new_boolean(0));
+        json_object_object_add(o, "error", json_object_new_string(kb_last_error()));
+    }
+    return o;
+}
+
+static json_object *s_error(const char *message)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "ok", json_object_new_boolean(0));
+    json_object_object_add(o, "error", json_object_new_string(message));
+    return o;
+}
+
+/* Answer one request; KB_ETIMEDOUT when none is waiting. */
+static int s_one(kb_broker_t *b)
+{
+    zmq_msg_t rid, body;
+    zmq_msg_init(&rid);
+    if (zmq_msg_recv(&rid, b->admin, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&rid);
+        return KB_ETIMEDOUT;
+    }
+    zmq_msg_init(&body);
+    int parts = 1;
+    int more = zmq_msg_more(&rid);
+    while (more) {
+        zmq_msg_close(&body);
+        zmq_msg_init(&body);
+        zmq_msg_recv(&body, b->admin, 0);
+        more = zmq_msg_more(&body);
+        parts++;
+    }
+    json_object *reply = NULL;
+    size_t len = zmq_msg_size(&body);
+    if (parts < 2 || len == 0 || len > KB_ADMIN_MAX_REQUEST) {
+        reply = s_error("expected one JSON object of at most 4096 bytes");
+    } else {
+        json_tokener *tok = json_tokener_new_ex(8);
+        json_object *req = tok ? json_tokener_parse_ex(tok, zmq_msg_data(&body), (int)len) : NULL;
+        json_object *cmd = NULL;
+        if (!json_object_is_type(req, json_type_object) || !json_object_object_get_ex(req, "command", &cmd) ||
+            !json_object_is_type(cmd, json_type_string))
+            reply = s_error("expected {\"command\": \"status\" | \"reload\"}");
+        else if (strcmp(json_object_get_string(cmd), "status") == 0)
+            reply = s_status(b);
+        else if (strcmp(json_object_get_string(cmd), "reload") == 0)
+            reply = s_reload(b, req);
+        else
+            reply = s_error("unknown command; expected status or reload");
+        json_object_put(req);
+        if (tok)
+            json_tokener_free(tok);
+    }
+    const char *text = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+    if (zmq_send(b->admin, zmq_msg_data(&rid), zmq_msg_size(&rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(b->admin, text, strlen(text), ZMQ_DONTWAIT) < 0)
+        kb_log(KB_LOG_WARN, "admin_reply_failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
+    json_object_put(reply);
+    zmq_msg_close(&body);
+    zmq_msg_close(&rid);
+    return KB_OK;
+}
+
+int admin_handle(kb_broker_t *b)
+{
+    int rc;
+    while ((rc = s_one(b)) == KB_OK)
+        ;
+    return rc == KB_ETIMEDOUT ? KB_OK : rc;
+}
