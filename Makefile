@@ -144,12 +144,27 @@ $(BUILD)/tests/%: tests/integration/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
+# pkg-config file for PREFIX; `make install` writes it again for its own PREFIX.
+define KB_PC_TEXT
+prefix=$(1)
+libdir=$${prefix}/lib
+includedir=$${prefix}/include
+
+Name: ketenbus
+Description: adapter SDK of the ketenbus information-exchange bus
+Version: 0.1.0
+Requires.private: libzmq libczmq libprotobuf-c libcrypto json-c yaml-0.1
+Libs: -L$${libdir} -lketenbus
+Libs.private: -lleveldb -pthread
+Cflags: -I$${includedir}
+endef
+
+export KB_PC_INSTALL = $(call KB_PC_TEXT,$(PREFIX))
+
 $(BUILD)/ketenbus.pc: Makefile
 	@mkdir -p $(BUILD)
-	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
-	  'Name: ketenbus' 'Description: adapter SDK of the ketenbus information-exchange bus' \
-	  'Version: 0.1.0' 'Requires.private: libzmq libczmq libprotobuf-c libcrypto json-c yaml-0.1' \
-	  'Libs: -L$${libdir} -lketenbus' 'Libs.private: -lleveldb -pthread' 'Cflags: -I$${includedir}' > $@
+	$(file > $@,$(call KB_PC_TEXT,$(PREFIX)))
+	@true
 
 test: all $(UNIT_BIN) $(INTEG_BIN)
 	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
@@ -170,7 +185,7 @@ install: all
 	install -m 0755 $(BUILD)/libketenbus.so $(DESTDIR)$(PREFIX)/lib/libketenbus.so.0
 	ln -sf libketenbus.so.0 $(DESTDIR)$(PREFIX)/lib/libketenbus.so
 	install -m 0644 include/ketenbus.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0644 $(BUILD)/ketenbus.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	printf '%s\n' "$$KB_PC_INSTALL" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ketenbus.pc
 
 # Coverage-guided fuzzing of the frame decoder and envelope validator with
 # libFuzzer (clang). FUZZ_SECONDS per run; the corpus is kept in build/fuzz/.
