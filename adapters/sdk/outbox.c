@@ -26,15 +26,21 @@ struct kb_outbox {
     leveldb_readoptions_t *ropts;  /* read options */
     leveldb_writeoptions_t *wsync; /* synced writes */
     leveldb_writeoptions_t *wfast; /* unsynced writes (removals) */
-    kb_outbox_entry_t *items;      /* unsent entries in order */
-    size_t n;                      /* their count */
+    kb_outbox_entry_t *items;      /* unsent entries in order, from items[head] */
+    size_t head;                   /* first live entry (receipts mostly come in order) */
+    size_t n;                      /* live entries: items[head .. head + n) */
     size_t cap;                    /* allocated */
     uint64_t next_seq;             /* next outbox sequence */
 };
 
 static int s_append(kb_outbox_t *o, uint64_t seq, const uint8_t id[16], const uint8_t *bytes, size_t len)
 {
-    if (o->n == o->cap) {
+    if (o->head > 0 && o->head + o->n == o->cap) {
+        /* reuse the room that in-order removals left at the front */
+        memmove(o->items, o->items + o->head, o->n * sizeof *o->items);
+        o->head = 0;
+    }
+    if (o->head + o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 64;
         kb_outbox_entry_t *p = realloc(o->items, cap * sizeof *p);
         if (!p)
@@ -42,7 +48,7 @@ static int s_append(kb_outbox_t *o, uint64_t seq, const uint8_t id[16], const ui
         o->items = p;
         o->cap = cap;
     }
-    kb_outbox_entry_t *e = &o->items[o->n];
+    kb_outbox_entry_t *e = &o->items[o->head + o->n];
     e->bytes = malloc(len ? len : 1);
     if (!e->bytes)
         return kb_error_set(KB_ENOMEM, "outbox: out of memory");
@@ -145,7 +151,7 @@ void kb_outbox_destroy(kb_outbox_t **p)
     if (o->wfast)
         leveldb_writeoptions_destroy(o->wfast);
     for (size_t i = 0; i < o->n; i++)
-        free(o->items[i].bytes);
+        free(o->items[o->head + i].bytes);
     free(o->items);
     free(o);
     *p = NULL;
@@ -173,24 +179,31 @@ int kb_outbox_put(kb_outbox_t *o, const uint8_t id[16], const uint8_t *bytes, si
 
 int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16])
 {
-    for (size_t i = 0; i < o->n; i++) {
-        if (memcmp(o->items[i].id, id, 16) != 0)
+    for (size_t k = 0; k < o->n; k++) {
+        kb_outbox_entry_t *e = &o->items[o->head + k];
+        if (memcmp(e->id, id, 16) != 0)
             continue;
-        uint8_t k[9];
-        k[0] = 'o';
-        kb_be64_put(k + 1, o->items[i].seq);
+        uint8_t key[9];
+        key[0] = 'o';
+        kb_be64_put(key + 1, e->seq);
         char *err = NULL;
         /* unsynced: if lost in a crash the entry is sent again and the
          * broker answers DUPLICATE, which removes it then */
-        leveldb_delete(o->db, o->wfast, (const char *)k, sizeof k, &err);
+        leveldb_delete(o->db, o->wfast, (const char *)key, sizeof key, &err);
         if (err) {
             int rc = kb_error_set(KB_EIO, "outbox: delete: %s", err);
             leveldb_free(err);
             return rc;
         }
-        free(o->items[i].bytes);
-        memmove(&o->items[i], &o->items[i + 1], (o->n - i - 1) * sizeof o->items[0]);
+        free(e->bytes);
+        if (k == 0) {
+            o->head++; /* the usual case: receipts arrive in order */
+        } else {
+            memmove(e, e + 1, (o->n - k - 1) * sizeof *e);
+        }
         o->n--;
+        if (o->n == 0)
+            o->head = 0;
         return KB_OK;
     }
     return KB_ENOTFOUND;
@@ -203,7 +216,7 @@ size_t kb_outbox_size(const kb_outbox_t *o)
 
 const kb_outbox_entry_t *kb_outbox_at(const kb_outbox_t *o, size_t i)
 {
-    return i < o->n ? &o->items[i] : NULL;
+    return i < o->n ? &o->items[o->head + i] : NULL;
 }
 
 int kb_outbox_seen(kb_outbox_t *o, const uint8_t id[16])

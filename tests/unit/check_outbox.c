@@ -1,0 +1,110 @@
+/*
+ * check_outbox.c - the SDK's durable outbox and seen-id record.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "kb_error.h"
+#include "sdk_internal.h"
+
+static char s_dir[64];
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/kboutbox.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(s_dir));
+}
+
+static void s_teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A packed envelope whose message id is {n, 0, ...}. */
+static void s_put(kb_outbox_t *o, uint8_t n)
+{
+    Ketenbus__Envelope e;
+    ketenbus__envelope__init(&e);
+    uint8_t id[16] = {n};
+    e.message_id.data = id;
+    e.message_id.len = 16;
+    uint8_t buf[64];
+    size_t len = ketenbus__envelope__pack(&e, buf);
+    ck_assert_int_eq(kb_outbox_put(o, id, buf, len), KB_OK);
+}
+
+static void s_expect(kb_outbox_t *o, const uint8_t *ids, size_t n)
+{
+    ck_assert_uint_eq(kb_outbox_size(o), n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(kb_outbox_at(o, i)->id[0], ids[i]);
+    ck_assert_ptr_null(kb_outbox_at(o, n));
+}
+
+START_TEST(test_order_and_removal)
+{
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    for (uint8_t i = 1; i <= 200; i++)
+        s_put(o, i);
+    uint8_t id[16] = {0};
+    /* in order (the usual case), then out of order */
+    for (uint8_t i = 1; i <= 150; i++) {
+        id[0] = i;
+        ck_assert_int_eq(kb_outbox_remove(o, id), KB_OK);
+    }
+    id[0] = 170;
+    ck_assert_int_eq(kb_outbox_remove(o, id), KB_OK);
+    ck_assert_int_eq(kb_outbox_remove(o, id), KB_ENOTFOUND);
+    /* appending reuses the room at the front */
+    for (uint8_t i = 201; i <= 250; i++)
+        s_put(o, i);
+    uint8_t want[99];
+    size_t n = 0;
+    for (int i = 151; i <= 250; i++)
+        if (i != 170)
+            want[n++] = (uint8_t)i;
+    s_expect(o, want, n);
+    kb_outbox_destroy(&o);
+    /* durable: the same entries in the same order after reopening */
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    s_expect(o, want, n);
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
+START_TEST(test_seen)
+{
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    uint8_t ids[3][16] = {{1}, {2}, {3}};
+    ck_assert_int_eq(kb_outbox_seen(o, ids[0]), 0);
+    ck_assert_int_eq(kb_outbox_mark_seen(o, ids, 2), KB_OK);
+    kb_outbox_destroy(&o);
+    o = kb_outbox_open(s_dir);
+    ck_assert_int_eq(kb_outbox_seen(o, ids[0]), 1);
+    ck_assert_int_eq(kb_outbox_seen(o, ids[1]), 1);
+    ck_assert_int_eq(kb_outbox_seen(o, ids[2]), 0);
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("outbox");
+    TCase *tc = tcase_create("outbox");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_add_test(tc, test_order_and_removal);
+    tcase_add_test(tc, test_seen);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
