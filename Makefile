@@ -74,7 +74,7 @@ INTEG_BIN  := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(INTEG_SRC))
 BINS := $(BUILD)/ketenbusd $(BUILD)/ketenbus
 LIBS := $(BUILD)/libketenbus.a $(BUILD)/libketenbus.so $(BUILD)/libkbinternal.a
 
-.PHONY: all deps deps-fuzz test unit integration demo install clean fuzz
+.PHONY: all deps deps-fuzz test unit integration demo install clean fuzz bench bench-peers deps-peers
 .DEFAULT_GOAL := all
 # keep objects make would otherwise treat as intermediate (tests/support)
 .SECONDARY:
@@ -186,6 +186,50 @@ install: all
 	ln -sf libketenbus.so.0 $(DESTDIR)$(PREFIX)/lib/libketenbus.so
 	install -m 0644 include/ketenbus.h $(DESTDIR)$(PREFIX)/include/
 	printf '%s\n' "$$KB_PC_INSTALL" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ketenbus.pc
+
+# Benchmarks (tests/bench/, see README "Benchmarks"): `make bench` prints one
+# table of ketenbusd against this machine's ceilings; BENCH_QUICK=1 keeps it
+# under two minutes. `make bench-peers` adds RabbitMQ and NATS JetStream from
+# Debian, installed on demand, on the same workload. Not part of `make test`.
+BENCH_QUICK ?=
+BENCH_ARGS  ?=
+BENCH_SRC := tests/bench/bench.c tests/bench/bench_ceiling.c tests/bench/bench_chain.c \
+             tests/bench/bench_pool.c tests/bench/bench_sdk.c tests/bench/bench_store.c \
+             tests/bench/bench_wire.c
+BENCH_OBJ := $(call obj,$(BENCH_SRC))
+PEER_PKGS := rabbitmq-server nats-server librabbitmq-dev libnats-dev
+
+$(BUILD)/ketenbus-bench: $(BENCH_OBJ) $(BUILD)/libkbinternal.a
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS) -lm
+
+bench: all $(BUILD)/ketenbus-bench
+	@$(BUILD)/ketenbus-bench --build $(BUILD) $(if $(filter 1,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)
+
+deps-peers: deps
+	@missing=""; for p in $(PEER_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps-peers: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "make deps-peers: missing$$missing; run it as root" >&2; exit 1; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/bench/peer_rabbitmq: tests/bench/peer_rabbitmq.c tests/bench/peer_common.h | deps-peers
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(WARN) $(CFLAGS) -std=c11 -D_GNU_SOURCE -o $@ $< $$(pkg-config --cflags --libs librabbitmq)
+
+$(BUILD)/bench/peer_nats: tests/bench/peer_nats.c tests/bench/peer_common.h | deps-peers
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(WARN) $(CFLAGS) -std=c11 -D_GNU_SOURCE -o $@ $< $$(pkg-config --cflags --libs libnats)
+
+bench-peers: all deps-peers $(BUILD)/ketenbus-bench $(BUILD)/bench/peer_rabbitmq $(BUILD)/bench/peer_nats
+	@KB_BUILD=$(abspath $(BUILD)) BENCH_QUICK=$(BENCH_QUICK) tests/bench/peers.sh
 
 # Coverage-guided fuzzing of the frame decoder and envelope validator with
 # libFuzzer (clang). FUZZ_SECONDS per run; the corpus is kept in build/fuzz/.

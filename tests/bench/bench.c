@@ -32,6 +32,7 @@
 #include "kb_util.h"
 
 bench_opts_t g_opt;
+static size_t g_peer_n = 20000; /* messages of the `peer` section (peers.sh) */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -298,6 +299,7 @@ int main(int argc, char **argv)
                                          {"tmp", required_argument, NULL, 't'},   {"only", required_argument, NULL, 'o'},
                                          {"keep", no_argument, NULL, 'k'},        {"markdown", no_argument, NULL, 'm'},
                                          {"log-level-warn", no_argument, NULL, 'w'}, {"help", no_argument, NULL, 'h'},
+                                         {"peer-n", required_argument, NULL, 'n'},
                                          {NULL, 0, NULL, 0}};
     g_opt.build = "build";
     g_opt.tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -313,9 +315,19 @@ int main(int argc, char **argv)
         case 'k': g_opt.keep = 1; break;
         case 'm': g_opt.markdown = 1; break;
         case 'w': g_opt.log_level_warn = 1; break;
+        case 'n': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (!end || *end || v < 1000 || v > 10000000) {
+                fprintf(stderr, "ketenbus-bench: --peer-n wants 1000..10000000\n");
+                return 2;
+            }
+            g_peer_n = (size_t)v;
+            break;
+        }
         case 'h':
             printf("usage: ketenbus-bench [--quick] [--build DIR] [--tmp DIR] [--only ceiling,throughput,latency,"
-                   "growth,sdk] [--markdown] [--keep] [--log-level-warn]\n"
+                   "growth,sdk,peer] [--peer-n N] [--markdown] [--keep] [--log-level-warn]\n"
                    "Measures ketenbusd (from DIR, default build/) against this machine's ceilings and prints one\n"
                    "table. BENCH_QUICK=1 or --quick: short runs (under two minutes).\n");
             return 0;
@@ -340,27 +352,58 @@ int main(int argc, char **argv)
         return 1;
 
     /* pools: pair 0 serves every 1->1 run and the latency runs */
-    /* the 30,000/s run, if reachable, is cut to the pool (a shorter run) */
-    size_t lat_max = (size_t)(10000 * z->lat_s);
-    size_t n0 = z->tp_small > lat_max ? z->tp_small : lat_max;
-    if (z->growth > n0)
+    /* pool 0 (s0 -> r0, 256 B) serves every 1->1 run, the latency runs and
+     * the store fill; the 30,000/s run, if reachable, is cut to its size */
+    size_t n0 = 1000;
+    if (s_want("throughput") && z->tp_small > n0)
+        n0 = z->tp_small;
+    if (s_want("latency") && (size_t)(10000 * z->lat_s) > n0)
+        n0 = (size_t)(10000 * z->lat_s);
+    if (s_want("growth") && z->growth > n0)
         n0 = z->growth;
-    if (z->offline > n0)
+    if (s_want("growth") && z->offline > n0)
         n0 = z->offline;
     bench_pool_t small[BENCH_MAX_PAIRS], large[BENCH_MAX_PAIRS];
     memset(small, 0, sizeof small);
     memset(large, 0, sizeof large);
     int64_t ts = bench_ns();
-    for (unsigned p = 0; p < BENCH_MAX_PAIRS; p++) {
+    if (g_opt.only && s_want("peer") && g_peer_n > n0)
+        n0 = g_peer_n;
+    /* the 4 KiB and 8->8 pools only serve the throughput section */
+    int all_pools = s_want("throughput") || s_want("ceiling");
+    size_t signed_n = 0;
+    for (unsigned p = 0; p < (all_pools ? BENCH_MAX_PAIRS : 1u); p++) {
         size_t ns = p == 0 ? n0 : z->tp8_small, nl = p == 0 ? z->tp_large : z->tp8_large;
-        if (bench_pool_make(&small[p], &keys, p, ns, 256) != 0 || bench_pool_make(&large[p], &keys, p, nl, 4096) != 0) {
+        if (bench_pool_make(&small[p], &keys, p, ns, 256) != 0 ||
+            (all_pools && bench_pool_make(&large[p], &keys, p, nl, 4096) != 0)) {
             bench_log("signing envelopes failed");
             return 1;
         }
+        signed_n += ns + (all_pools ? nl : 0);
     }
-    size_t signed_n = n0 + z->tp_large + (BENCH_MAX_PAIRS - 1) * (z->tp8_small + z->tp8_large);
     bench_log("signed %zu envelopes in %.1f s (2 threads); SUBMIT frame %zu B (256 B narrative), %zu B (4 KiB)",
-              signed_n, (double)(bench_ns() - ts) / 1e9, small[0].len[0], large[0].len[0]);
+              signed_n, (double)(bench_ns() - ts) / 1e9, small[0].len[0], all_pools ? large[0].len[0] : 0);
+
+    /* ------------------------------------------------ peers.sh's ketenbus line */
+    if (g_opt.only && s_want("peer")) {
+        bench_broker_t pb;
+        bench_wire_t pw;
+        if (s_broker(&pb, &keys, "peer", 1, 2, NULL) == 0) {
+            int ok = s_wire(&pb, &keys, small, 1, g_peer_n, 0, 1, z, &pw, "peer workload") == 0;
+            s_finish(&pb);
+            if (ok)
+                printf("peer=ketenbus n=%zu confirmed=%zu consumed=%zu confirmed_per_s=%.0f consumed_per_s=%.0f "
+                       "delivered_per_s=%.0f\n", g_peer_n, pw.accepted, pw.delivered, pw.accept_rate, pw.ack_rate,
+                       pw.deliver_rate);
+        }
+        if (!s_want("ceiling") && !s_want("throughput") && !s_want("latency") && !s_want("growth") && !s_want("sdk")) {
+            for (unsigned p = 0; p < BENCH_MAX_PAIRS; p++)
+                bench_pool_free(&small[p]);
+            if (!g_opt.keep)
+                bench_rmrf(root);
+            return s_failed ? 1 : 0;
+        }
+    }
 
     /* ------------------------------------------------ ceilings */
     bench_fwd_t fwd_s = {0, 0}, fwd_l = {0, 0};
