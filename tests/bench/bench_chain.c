@@ -135,7 +135,21 @@ int bench_broker_start(bench_broker_t *b)
             dup2(fd, 2);
             close(fd);
         }
-        execl(bin, bin, "--config", b->config, "--ready-file", ready, "--log-level", level, (char *)NULL);
+        /* KB_BENCH_BROKER_WRAP="valgrind --tool=callgrind ..." runs the
+         * broker under a profiler (words split on spaces, at most 16) */
+        char *argv[32], wrap[1024];
+        int n = 0;
+        const char *w = getenv("KB_BENCH_BROKER_WRAP");
+        if (w && *w) {
+            snprintf(wrap, sizeof wrap, "%s", w);
+            for (char *save = NULL, *t = strtok_r(wrap, " ", &save); t && n < 16; t = strtok_r(NULL, " ", &save))
+                argv[n++] = t;
+        }
+        const char *rest[] = {bin, "--config", b->config, "--ready-file", ready, "--log-level", level};
+        for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+            argv[n++] = (char *)rest[i];
+        argv[n] = NULL;
+        execvp(argv[0], argv);
         fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
