@@ -10,12 +10,19 @@
  *
  * Errors name the file, the 1-based line and column of the offending node
  * and the key or value at fault ("chain.yaml:12:7: unknown key 'sender' in
- * rule (expected id, from, to, kinds)"). A load either returns a complete
- * configuration or NULL: every failure path ends in kb_conf_destroy().
+ * rule (expected id, description, effect, ...)"). A load either returns a
+ * complete configuration or NULL: every failure path ends in
+ * kb_conf_destroy().
  *
- * Kind names in rules come from the generated protobuf-c descriptor of
- * ketenbus.Kind (KIND_REFERRAL_UPDATE is written referral_update), so a kind
- * added to the proto needs no change here.
+ * Rules are checked one by one as far as one rule can be (names, paths,
+ * dates, required keys); what depends on several rules (shadowing, expiry
+ * at load time) is kb_policy_lint()'s, run on the finished configuration.
+ * Groups are expanded into each rule's from and to with a per-list stamp
+ * per agency, so a rule costs time proportional to what it names.
+ *
+ * Kind, purpose and handling names come from the generated protobuf-c
+ * descriptors (KIND_REFERRAL_UPDATE is written referral_update, HANDLING_H2
+ * h2), so a value added to the proto needs no change here.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -29,8 +36,10 @@
 #include <yaml.h>
 
 #include "conf.h"
+#include "kb_codec.h"
 #include "kb_error.h"
 #include "kb_keys.h"
+#include "kb_seal.h"
 #include "kb_util.h"
 #include "ketenbus.pb-c.h"
 
@@ -43,8 +52,14 @@
 #define KB_CONF_SHOW          64                     /* characters of a value quoted in a message */
 #define KB_CONF_LIST_TEXT     256u                   /* "expected ..." lists in messages */
 #define KB_CONF_MAX_DEPTH     16                     /* nesting of lists and mappings; the schema uses 4 */
+#define KB_CONF_MAX_BASIS     160u                   /* legal basis text: fits a decision's reason */
+#define KB_CONF_MAX_TEXT      2048u                  /* a rule's description */
+#define KB_CONF_MAX_ENUM_BIT  31                     /* kinds and purposes are bits of a uint32_t */
+#define KB_CONF_DATE_LEN      10u                    /* "YYYY-MM-DD" */
+#define KB_CONF_MIN_YEAR      1970                   /* earliest year of a valid_until */
 
 #define S_US_PER_S   1000000LL
+#define S_US_PER_DAY (86400LL * S_US_PER_S)
 #define S_COUNT(a)   (sizeof(a) / sizeof((a)[0]))
 
 /* A string -> index map with open addressing, for duplicate checks and
@@ -68,8 +83,14 @@ typedef struct {
     s_index_t agency_ids;  /* agency id -> index in conf->agencies */
     s_index_t curve_keys;  /* Z85 public key -> index of the agency owning it */
     s_index_t rule_ids;    /* rule id -> index in conf->rules */
+    s_index_t group_ids;   /* group name -> index in conf->groups */
     uint32_t *stamp;       /* per agency: number of the last list naming it */
+    uint32_t *added;       /* per agency: number of the last list it was added to */
+    uint32_t *group_stamp; /* per group: number of the last list naming it */
+    size_t *picked;        /* agency indexes of the list being read (n_agencies slots) */
     uint32_t list_no;      /* number of the agency list being read */
+    uint64_t n_pairs;      /* sender/recipient pairs of the rules so far */
+    unsigned flags;        /* KB_CONF_* flags of the load */
 } s_ctx_t;
 
 /* ------------------------------------------------------------- index */
@@ -277,13 +298,17 @@ static void s_join_names(const char *const *names, size_t n, char *buf, size_t l
 }
 
 /* Read a mapping whose keys must be among names: values[i] is the value
- * node of names[i], or NULL when absent. where says where the mapping is
- * ("in rule", "at top level"). */
+ * node of names[i], or NULL when absent, and keys[i] (if keys is not NULL)
+ * its key node. where says where the mapping is ("in rule", "at top
+ * level"). */
 static int s_map(s_ctx_t *ctx, const yaml_node_t *node, const char *where, const char *const *names, size_t n_names,
-                 yaml_node_t **values)
+                 yaml_node_t **values, yaml_node_t **keys)
 {
-    for (size_t i = 0; i < n_names; i++)
+    for (size_t i = 0; i < n_names; i++) {
         values[i] = NULL;
+        if (keys)
+            keys[i] = NULL;
+    }
     if (node->type != YAML_MAPPING_NODE)
         return s_err(ctx, node, "expected key: value lines %s, not a %s", where, s_type_name(node));
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
@@ -305,6 +330,8 @@ static int s_map(s_ctx_t *ctx, const yaml_node_t *node, const char *where, const
         if ((rc = s_take(ctx, pair->value, &value)) != KB_OK)
             return rc;
         values[i] = value;
+        if (keys)
+            keys[i] = key;
     }
     return KB_OK;
 }
@@ -457,7 +484,7 @@ static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
 {
     kb_conf_t *c = ctx->conf;
     yaml_node_t *v[B_N];
-    int rc = s_map(ctx, node, "in broker", s_broker_keys, B_N, v);
+    int rc = s_map(ctx, node, "in broker", s_broker_keys, B_N, v, NULL);
     if (rc != KB_OK)
         return rc;
     static const int required[] = {B_LISTEN, B_DATA_DIR, B_KEY_DIR};
@@ -519,6 +546,18 @@ static int s_agency_curve(s_ctx_t *ctx, kb_agency_t *a, size_t index, yaml_node_
         return s_err(ctx, node, "agency '%s': curve_cert: expected at least one certificate", a->id);
     if (list.n > KB_CONF_MAX_KEYS)
         return s_err(ctx, node, "agency '%s': curve_cert: more than %u certificates", a->id, KB_CONF_MAX_KEYS);
+    if (ctx->flags & KB_CONF_SKIP_KEYS) {
+        /* Checked as text only: the files may be elsewhere (a privacy
+         * officer checking rules has no keys). */
+        for (size_t i = 0; i < list.n; i++) {
+            yaml_node_t *item;
+            const char *text;
+            if ((rc = s_list_item(ctx, &list, i, &item)) != KB_OK ||
+                (rc = s_text(ctx, item, "curve_cert", &text)) != KB_OK)
+                return rc;
+        }
+        return KB_OK;
+    }
     a->curve = calloc(list.n, sizeof *a->curve);
     if (!a->curve)
         return s_nomem();
@@ -548,7 +587,7 @@ static int s_agency(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
 {
     kb_agency_t *a = &ctx->conf->agencies[index];
     yaml_node_t *v[A_N];
-    int rc = s_map(ctx, node, "in agency", s_agency_keys, A_N, v);
+    int rc = s_map(ctx, node, "in agency", s_agency_keys, A_N, v, NULL);
     if (rc != KB_OK)
         return rc;
     a->line = (int)node->start_mark.line + 1;
@@ -587,6 +626,8 @@ static int s_agency(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
     if ((rc = s_text(ctx, v[A_SIGNING], "signing_key", &text)) != KB_OK ||
         (rc = s_path(ctx, v[A_SIGNING], "signing_key", &a->signing_key_path)) != KB_OK)
         return rc;
+    if (ctx->flags & KB_CONF_SKIP_KEYS)
+        return KB_OK;
     a->signing_key = kb_keys_load_sign_public(a->signing_key_path);
     if (!a->signing_key)
         return s_err(ctx, v[A_SIGNING], "agency '%s': cannot load signing key %s: %s", a->id, text, kb_last_error());
@@ -605,7 +646,9 @@ static int s_agencies(s_ctx_t *ctx, const yaml_node_t *node)
         return s_err(ctx, node, "agencies: more than %u agencies", KB_CONF_MAX_AGENCIES);
     c->agencies = calloc(n, sizeof *c->agencies);
     ctx->stamp = calloc(n, sizeof *ctx->stamp);
-    if (!c->agencies || !ctx->stamp)
+    ctx->added = calloc(n, sizeof *ctx->added);
+    ctx->picked = calloc(n, sizeof *ctx->picked);
+    if (!c->agencies || !ctx->stamp || !ctx->added || !ctx->picked)
         return s_nomem();
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item;
@@ -620,43 +663,7 @@ static int s_agencies(s_ctx_t *ctx, const yaml_node_t *node)
     return KB_OK;
 }
 
-/* ------------------------------------------------------------- rules */
-
-enum { R_ID, R_FROM, R_TO, R_KINDS, R_N };
-static const char *const s_rule_keys[R_N] = {"id", "from", "to", "kinds"};
-
-/* The agencies of a rule's from or to. */
-static int s_rule_agencies(s_ctx_t *ctx, const kb_rule_t *r, yaml_node_t *node, const char *what, size_t *n_out,
-                           char ***out)
-{
-    s_list_t list;
-    int rc = s_list(ctx, node, what, &list);
-    if (rc != KB_OK)
-        return rc;
-    if (list.n == 0)
-        return s_err(ctx, node, "rule '%s' %s: expected at least one agency", r->id, what);
-    *out = calloc(list.n, sizeof **out);
-    if (!*out)
-        return s_nomem();
-    /* A fresh stamp per list finds a repeated agency in one pass. */
-    ctx->list_no++;
-    for (size_t i = 0; i < list.n; i++) {
-        yaml_node_t *item;
-        const char *text;
-        size_t index;
-        if ((rc = s_list_item(ctx, &list, i, &item)) != KB_OK || (rc = s_text(ctx, item, what, &text)) != KB_OK)
-            return rc;
-        if (!s_index_get(&ctx->agency_ids, text, &index))
-            return s_err(ctx, item, "unknown agency '%.*s' in rule '%s' %s", KB_CONF_SHOW, text, r->id, what);
-        if (ctx->stamp[index] == ctx->list_no)
-            return s_err(ctx, item, "agency '%s' appears twice in rule '%s' %s", text, r->id, what);
-        ctx->stamp[index] = ctx->list_no;
-        if ((rc = s_strdup(text, &(*out)[i])) != KB_OK)
-            return rc;
-        (*n_out)++;
-    }
-    return KB_OK;
-}
+/* ------------------------------------------------------------- names */
 
 /* ASCII lowercase, whatever the locale (a Turkish one maps I elsewhere). */
 static char s_lower(char ch)
@@ -664,33 +671,50 @@ static char s_lower(char ch)
     return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
 }
 
-/* Lowercase names of ketenbus.Kind without the KIND_ prefix, comma-separated. */
-static void s_kind_names(char *buf, size_t len)
+/* The values of enum d a rule may name: the prefixed ones in 1..31. */
+static int s_enum_usable(const ProtobufCEnumValue *v, const char *prefix, size_t prefix_len)
 {
-    const ProtobufCEnumDescriptor *d = &ketenbus__kind__descriptor;
-    size_t used = 0;
+    return v->value > 0 && v->value <= KB_CONF_MAX_ENUM_BIT && strncmp(v->name, prefix, prefix_len) == 0;
+}
+
+/* Lowercase names without prefix ("referral_update" for KIND_REFERRAL_UPDATE)
+ * of the values of d whose bit is in bits, comma-separated. */
+static void s_enum_names(const ProtobufCEnumDescriptor *d, const char *prefix, uint32_t bits, char *buf, size_t len)
+{
+    size_t plen = strlen(prefix), used = 0;
     buf[0] = '\0';
     for (unsigned i = 0; i < d->n_values; i++) {
         const ProtobufCEnumValue *v = &d->values[i];
-        if (v->value <= 0 || v->value >= 32 || strncmp(v->name, "KIND_", 5) != 0)
+        if (!s_enum_usable(v, prefix, plen) || !(bits & (1u << v->value)))
             continue;
         for (const char *p = (used ? ", " : ""); *p && used + 1 < len; p++)
             buf[used++] = *p;
-        for (const char *p = v->name + 5; *p && used + 1 < len; p++)
+        for (const char *p = v->name + plen; *p && used + 1 < len; p++)
             buf[used++] = s_lower(*p);
         buf[used] = '\0';
     }
 }
 
-/* The Kind value of a rule's kind name ("referral_update"), or -1. */
-static int s_kind_value(const char *text)
+/* Bits of every value a rule may name. */
+static uint32_t s_enum_all(const ProtobufCEnumDescriptor *d, const char *prefix)
 {
-    const ProtobufCEnumDescriptor *d = &ketenbus__kind__descriptor;
+    size_t plen = strlen(prefix);
+    uint32_t bits = 0;
+    for (unsigned i = 0; i < d->n_values; i++)
+        if (s_enum_usable(&d->values[i], prefix, plen))
+            bits |= 1u << d->values[i].value;
+    return bits;
+}
+
+/* The value of a lowercase name without prefix, or -1. */
+static int s_enum_value(const ProtobufCEnumDescriptor *d, const char *prefix, const char *text)
+{
+    size_t plen = strlen(prefix);
     for (unsigned i = 0; i < d->n_values; i++) {
         const ProtobufCEnumValue *v = &d->values[i];
-        if (v->value <= 0 || v->value >= 32 || strncmp(v->name, "KIND_", 5) != 0)
+        if (!s_enum_usable(v, prefix, plen))
             continue;
-        const char *name = v->name + 5;
+        const char *name = v->name + plen;
         size_t j = 0;
         while (name[j] && text[j] == s_lower(name[j]))
             j++;
@@ -700,42 +724,377 @@ static int s_kind_value(const char *text)
     return -1;
 }
 
-static int s_rule_kinds(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
+/* ------------------------------------------------------------ groups */
+
+/* A group's members: agencies only, each once. */
+static int s_group_members(s_ctx_t *ctx, kb_group_t *g, yaml_node_t *node)
 {
     s_list_t list;
-    int rc = s_list(ctx, node, "kinds", &list);
+    int rc = s_list(ctx, node, "group members", &list);
     if (rc != KB_OK)
         return rc;
     if (list.n == 0)
-        return s_err(ctx, node, "rule '%s' kinds: expected at least one kind", r->id);
+        return s_err(ctx, node, "group '%s': expected at least one agency", g->id);
+    g->members = calloc(list.n, sizeof *g->members);
+    if (!g->members)
+        return s_nomem();
+    ctx->list_no++;
     for (size_t i = 0; i < list.n; i++) {
         yaml_node_t *item;
         const char *text;
-        if ((rc = s_list_item(ctx, &list, i, &item)) != KB_OK || (rc = s_text(ctx, item, "kinds", &text)) != KB_OK)
+        size_t index;
+        if ((rc = s_list_item(ctx, &list, i, &item)) != KB_OK || (rc = s_text(ctx, item, "group member", &text)) != KB_OK)
             return rc;
-        int kind = s_kind_value(text);
-        if (kind < 0) {
+        if (!s_index_get(&ctx->agency_ids, text, &index)) {
+            if (s_index_get(&ctx->group_ids, text, &index))
+                return s_err(ctx, item, "group '%s' contains group '%s'; a group may only contain agencies", g->id,
+                             text);
+            return s_err(ctx, item, "unknown agency '%.*s' in group '%s'", KB_CONF_SHOW, text, g->id);
+        }
+        if (ctx->stamp[index] == ctx->list_no)
+            return s_err(ctx, item, "agency '%s' appears twice in group '%s'", text, g->id);
+        ctx->stamp[index] = ctx->list_no;
+        if ((rc = s_strdup(text, &g->members[i])) != KB_OK)
+            return rc;
+        g->n_members++;
+    }
+    return KB_OK;
+}
+
+static int s_groups(s_ctx_t *ctx, const yaml_node_t *node)
+{
+    kb_conf_t *c = ctx->conf;
+    if (s_is_null(node))
+        return KB_OK;
+    if (node->type != YAML_MAPPING_NODE)
+        return s_err(ctx, node, "groups: expected 'name: [agencies]' lines, not a %s", s_type_name(node));
+    yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
+    size_t n = (size_t)(node->data.mapping.pairs.top - pairs);
+    if (n > KB_CONF_MAX_GROUPS)
+        return s_err(ctx, node, "groups: more than %u groups", KB_CONF_MAX_GROUPS);
+    if (n == 0)
+        return KB_OK;
+    c->groups = calloc(n, sizeof *c->groups);
+    ctx->group_stamp = calloc(n, sizeof *ctx->group_stamp);
+    if (!c->groups || !ctx->group_stamp)
+        return s_nomem();
+    /* Every name first, so that a member naming a group is told apart
+     * from a misspelt agency. */
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *key;
+        const char *text;
+        size_t first;
+        int rc;
+        if ((rc = s_take(ctx, pairs[i].key, &key)) != KB_OK || (rc = s_text(ctx, key, "group name", &text)) != KB_OK)
+            return rc;
+        if (!s_id_is_valid(text))
+            return s_err(ctx, key, "bad group name '%.*s' (1..%u characters of a-z, 0-9 and -)", KB_CONF_SHOW, text,
+                         KB_CONF_MAX_ID);
+        if (s_index_get(&ctx->agency_ids, text, &first))
+            return s_err(ctx, key, "group name '%s' is also an agency id (line %d)", text, c->agencies[first].line);
+        if (s_index_get(&ctx->group_ids, text, &first))
+            return s_err(ctx, key, "duplicate group '%s' (first on line %d)", text, c->groups[first].line);
+        kb_group_t *g = &c->groups[i];
+        c->n_groups = i + 1;
+        g->line = (int)key->start_mark.line + 1;
+        g->column = (int)key->start_mark.column + 1;
+        if ((rc = s_strdup(text, &g->id)) != KB_OK || (rc = s_index_put(&ctx->group_ids, g->id, i)) != KB_OK)
+            return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *value;
+        int rc;
+        if ((rc = s_take(ctx, pairs[i].value, &value)) != KB_OK ||
+            (rc = s_group_members(ctx, &c->groups[i], value)) != KB_OK)
+            return rc;
+    }
+    return KB_OK;
+}
+
+/* ------------------------------------------------------------- rules */
+
+enum {
+    R_ID, R_DESCRIPTION, R_EFFECT, R_FROM, R_TO, R_KINDS, R_PURPOSES, R_MAX_HANDLING, R_LEGAL_BASIS, R_REDACT,
+    R_VALID_UNTIL, R_N
+};
+static const char *const s_rule_keys[R_N] = {
+    "id", "description", "effect", "from", "to", "kinds", "purposes", "max_handling", "legal_basis", "redact",
+    "valid_until",
+};
+
+/* Add an agency to the list being read, unless it is in it already. */
+static void s_pick(s_ctx_t *ctx, size_t index, size_t *n)
+{
+    if (ctx->added[index] == ctx->list_no)
+        return;
+    ctx->added[index] = ctx->list_no;
+    ctx->picked[(*n)++] = index;
+}
+
+/* The agencies of a rule's from or to: agency ids and group names, groups
+ * expanded, each agency once in order of first mention. Naming the same
+ * agency or group twice is an error; reaching an agency twice through
+ * groups is not. */
+static int s_rule_agencies(s_ctx_t *ctx, const kb_rule_t *r, yaml_node_t *node, const char *what, size_t *n_out,
+                           char ***out)
+{
+    kb_conf_t *c = ctx->conf;
+    s_list_t list;
+    int rc = s_list(ctx, node, what, &list);
+    if (rc != KB_OK)
+        return rc;
+    if (list.n == 0)
+        return s_err(ctx, node, "rule '%s' %s: expected at least one agency or group", r->id, what);
+    /* A fresh stamp per list finds a repeated name in one pass. */
+    ctx->list_no++;
+    size_t n = 0;
+    for (size_t i = 0; i < list.n; i++) {
+        yaml_node_t *item;
+        const char *text;
+        size_t index;
+        if ((rc = s_list_item(ctx, &list, i, &item)) != KB_OK || (rc = s_text(ctx, item, what, &text)) != KB_OK)
+            return rc;
+        if (s_index_get(&ctx->agency_ids, text, &index)) {
+            if (ctx->stamp[index] == ctx->list_no)
+                return s_err(ctx, item, "agency '%s' appears twice in rule '%s' %s", text, r->id, what);
+            ctx->stamp[index] = ctx->list_no;
+            s_pick(ctx, index, &n);
+        } else if (s_index_get(&ctx->group_ids, text, &index)) {
+            if (ctx->group_stamp[index] == ctx->list_no)
+                return s_err(ctx, item, "group '%s' appears twice in rule '%s' %s", text, r->id, what);
+            ctx->group_stamp[index] = ctx->list_no;
+            const kb_group_t *g = &c->groups[index];
+            for (size_t m = 0; m < g->n_members; m++) {
+                size_t member = 0;
+                s_index_get(&ctx->agency_ids, g->members[m], &member); /* checked when the group was read */
+                s_pick(ctx, member, &n);
+            }
+        } else {
+            return s_err(ctx, item, "unknown agency or group '%.*s' in rule '%s' %s", KB_CONF_SHOW, text, r->id,
+                         what);
+        }
+    }
+    *out = calloc(n, sizeof **out);
+    if (!*out)
+        return s_nomem();
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = s_strdup(c->agencies[ctx->picked[i]].id, &(*out)[i])) != KB_OK)
+            return rc;
+        (*n_out)++;
+    }
+    return KB_OK;
+}
+
+/* A rule's kinds or purposes: names of enum d (without prefix) as bits. */
+static int s_rule_bits(s_ctx_t *ctx, const kb_rule_t *r, yaml_node_t *node, const char *what, const char *noun,
+                       const ProtobufCEnumDescriptor *d, const char *prefix, uint32_t *bits)
+{
+    s_list_t list;
+    int rc = s_list(ctx, node, what, &list);
+    if (rc != KB_OK)
+        return rc;
+    if (list.n == 0)
+        return s_err(ctx, node, "rule '%s' %s: expected at least one %s", r->id, what, noun);
+    for (size_t i = 0; i < list.n; i++) {
+        yaml_node_t *item;
+        const char *text;
+        if ((rc = s_list_item(ctx, &list, i, &item)) != KB_OK || (rc = s_text(ctx, item, what, &text)) != KB_OK)
+            return rc;
+        int value = s_enum_value(d, prefix, text);
+        if (value < 0) {
             char names[KB_CONF_LIST_TEXT];
-            s_kind_names(names, sizeof names);
-            return s_err(ctx, item, "unknown kind '%.*s' in rule '%s' (expected %s)", KB_CONF_SHOW, text, r->id,
+            s_enum_names(d, prefix, UINT32_MAX, names, sizeof names);
+            return s_err(ctx, item, "unknown %s '%.*s' in rule '%s' (expected %s)", noun, KB_CONF_SHOW, text, r->id,
                          names);
         }
-        uint32_t bit = 1u << kind;
-        if (r->kinds & bit)
-            return s_err(ctx, item, "kind '%s' appears twice in rule '%s'", text, r->id);
-        r->kinds |= bit;
+        uint32_t bit = 1u << value;
+        if (*bits & bit)
+            return s_err(ctx, item, "%s '%s' appears twice in rule '%s'", noun, text, r->id);
+        *bits |= bit;
     }
+    return KB_OK;
+}
+
+static int s_rule_handling(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
+{
+    const char *text;
+    int rc = s_text(ctx, node, "max_handling", &text);
+    if (rc != KB_OK)
+        return rc;
+    const ProtobufCEnumDescriptor *d = &ketenbus__handling__descriptor;
+    int value = s_enum_value(d, "HANDLING_", text);
+    if (value < 0) {
+        char names[KB_CONF_LIST_TEXT];
+        s_enum_names(d, "HANDLING_", UINT32_MAX, names, sizeof names);
+        return s_err(ctx, node, "unknown handling code '%.*s' in rule '%s' max_handling (expected %s)", KB_CONF_SHOW,
+                     text, r->id, names);
+    }
+    r->max_handling = value;
+    return KB_OK;
+}
+
+/* The payload member ("signal") that envelopes of this kind carry. */
+static const char *s_kind_member(int kind)
+{
+    switch (kind) {
+    case KETENBUS__KIND__KIND_SIGNAL: return "signal";
+    case KETENBUS__KIND__KIND_REFERRAL: return "referral";
+    case KETENBUS__KIND__KIND_REFERRAL_UPDATE: return "referral_update";
+    case KETENBUS__KIND__KIND_MATCH_NOTICE:
+    case KETENBUS__KIND__KIND_EXPIRY_NOTICE: return "notice";
+    default: return NULL;
+    }
+}
+
+/* True if path is under the payload member of one of the kinds in bits. */
+static int s_path_in_kinds(const char *path, uint32_t kinds)
+{
+    size_t len = strcspn(path, ".");
+    for (int kind = 1; kind <= KB_CONF_MAX_ENUM_BIT; kind++) {
+        const char *member = (kinds & (1u << kind)) ? s_kind_member(kind) : NULL;
+        if (member && strlen(member) == len && strncmp(member, path, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int s_rule_redact(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
+{
+    s_list_t list;
+    int rc = s_list(ctx, node, "redact", &list);
+    if (rc != KB_OK)
+        return rc;
+    if (list.n > KB_MAX_SEALS)
+        return s_err(ctx, node, "rule '%s' redact: more than %u paths", r->id, KB_MAX_SEALS);
+    if (list.n == 0)
+        return KB_OK;
+    r->redact = calloc(list.n, sizeof *r->redact);
+    if (!r->redact)
+        return s_nomem();
+    for (size_t i = 0; i < list.n; i++) {
+        yaml_node_t *item;
+        const char *text;
+        if ((rc = s_list_item(ctx, &list, i, &item)) != KB_OK || (rc = s_text(ctx, item, "redact", &text)) != KB_OK)
+            return rc;
+        if (!kb_seal_path_exists(text))
+            return s_err(ctx, item, "unknown field path '%.*s' in rule '%s' redact", KB_CONF_SHOW, text, r->id);
+        if (!s_path_in_kinds(text, r->kinds)) {
+            char names[KB_CONF_LIST_TEXT];
+            s_enum_names(&ketenbus__kind__descriptor, "KIND_", r->kinds, names, sizeof names);
+            return s_err(ctx, item, "path '%s' does not belong to kinds [%s] of rule '%s'", text, names, r->id);
+        }
+        for (size_t j = 0; j < r->n_redact; j++) {
+            const char *other = r->redact[j];
+            if (strcmp(other, text) == 0)
+                return s_err(ctx, item, "path '%s' appears twice in rule '%s' redact", text, r->id);
+            /* One inside the other: what is withheld (and listed) would
+             * depend on their order. */
+            const char *inner = strlen(other) < strlen(text) ? text : other;
+            const char *outer = inner == text ? other : text;
+            if (strncmp(inner, outer, strlen(outer)) == 0 && inner[strlen(outer)] == '.')
+                return s_err(ctx, item, "path '%s' in rule '%s' redact lies within '%s'; give only '%s'", inner,
+                             r->id, outer, outer);
+        }
+        if ((rc = s_strdup(text, &r->redact[r->n_redact])) != KB_OK)
+            return rc;
+        r->n_redact++;
+    }
+    return KB_OK;
+}
+
+static int s_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* True if text starts with a real calendar date "YYYY-MM-DD". */
+static int s_date_ok(const char *text)
+{
+    for (size_t i = 0; i < KB_CONF_DATE_LEN; i++) {
+        int dash = i == 4 || i == 7;
+        if (dash ? text[i] != '-' : !isdigit((unsigned char)text[i]))
+            return 0;
+    }
+    int y = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 + (text[3] - '0');
+    int m = (text[5] - '0') * 10 + (text[6] - '0');
+    int d = (text[8] - '0') * 10 + (text[9] - '0');
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < KB_CONF_MIN_YEAR || m < 1 || m > 12 || d < 1)
+        return 0;
+    return d <= days[m - 1] + (m == 2 && s_leap(y));
+}
+
+/* valid_until: a date (the rule holds to the end of that day, UTC) or an
+ * RFC 3339 time (the rule holds until that instant). */
+static int s_rule_until(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
+{
+    const char *text;
+    int rc = s_text(ctx, node, "valid_until", &text);
+    if (rc != KB_OK)
+        return rc;
+    int64_t us = 0;
+    int ok = strlen(text) >= KB_CONF_DATE_LEN && s_date_ok(text);
+    if (ok && strlen(text) == KB_CONF_DATE_LEN) {
+        char midnight[32];
+        ok = kb_fmt(midnight, sizeof midnight, "%sT00:00:00Z", text) == KB_OK && kb_time_parse(midnight, &us) == KB_OK;
+        us += S_US_PER_DAY;
+    } else if (ok) {
+        ok = kb_time_parse(text, &us) == KB_OK;
+    }
+    if (!ok || us <= 0)
+        return s_err(ctx, node,
+                     "rule '%s' valid_until: bad date '%.*s' (expected YYYY-MM-DD or an RFC 3339 time such as "
+                     "2027-12-31T23:59:59Z)",
+                     r->id, KB_CONF_SHOW, text);
+    r->valid_until_us = us;
+    r->until_line = (int)node->start_mark.line + 1;
+    r->until_column = (int)node->start_mark.column + 1;
+    return KB_OK;
+}
+
+/* Free text that may span lines (a folded or literal YAML block). */
+static int s_rule_description(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
+{
+    if (node->type != YAML_SCALAR_NODE)
+        return s_err(ctx, node, "description: expected a single value, not a %s", s_type_name(node));
+    const char *text = (const char *)node->data.scalar.value;
+    size_t len = node->data.scalar.length;
+    if (strlen(text) != len)
+        return s_err(ctx, node, "description: NUL character in value");
+    if (len > KB_CONF_MAX_TEXT)
+        return s_err(ctx, node, "rule '%s' description: longer than %u bytes", r->id, KB_CONF_MAX_TEXT);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f)
+            return s_err(ctx, node, "description: control character in value");
+    }
+    return s_strdup(text, &r->description);
+}
+
+static int s_rule_effect(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
+{
+    const char *text;
+    int rc = s_text(ctx, node, "effect", &text);
+    if (rc != KB_OK)
+        return rc;
+    if (strcmp(text, "allow") == 0)
+        r->deny = 0;
+    else if (strcmp(text, "deny") == 0)
+        r->deny = 1;
+    else
+        return s_err(ctx, node, "rule '%s' effect: expected allow or deny, got '%.*s'", r->id, KB_CONF_SHOW, text);
     return KB_OK;
 }
 
 static int s_rule(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
 {
     kb_rule_t *r = &ctx->conf->rules[index];
-    yaml_node_t *v[R_N];
-    int rc = s_map(ctx, node, "in rule", s_rule_keys, R_N, v);
+    yaml_node_t *v[R_N], *k[R_N];
+    int rc = s_map(ctx, node, "in rule", s_rule_keys, R_N, v, k);
     if (rc != KB_OK)
         return rc;
     r->line = (int)node->start_mark.line + 1;
+    r->column = (int)node->start_mark.column + 1;
     if (!v[R_ID])
         return s_err(ctx, node, "missing key 'id' in rule");
     const char *text;
@@ -749,13 +1108,65 @@ static int s_rule(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
         return s_err(ctx, v[R_ID], "duplicate rule id '%s' (first on line %d)", text, ctx->conf->rules[first].line);
     if ((rc = s_strdup(text, &r->id)) != KB_OK || (rc = s_index_put(&ctx->rule_ids, r->id, index)) != KB_OK)
         return rc;
-    for (size_t k = R_FROM; k < R_N; k++)
-        if (!v[k])
-            return s_err(ctx, node, "missing key '%s' in rule '%s'", s_rule_keys[k], r->id);
+    if (v[R_EFFECT] && (rc = s_rule_effect(ctx, r, v[R_EFFECT])) != KB_OK)
+        return rc;
+
+    /* A deny rule needs only from and to: it refuses every kind and
+     * purpose unless it narrows them, and every handling code. */
+    static const int needed_by_allow[] = {R_KINDS, R_PURPOSES, R_MAX_HANDLING, R_LEGAL_BASIS};
+    if (!v[R_FROM] || !v[R_TO])
+        return s_err(ctx, node, "missing key '%s' in rule '%s'", s_rule_keys[v[R_FROM] ? R_TO : R_FROM], r->id);
+    for (size_t i = 0; !r->deny && i < S_COUNT(needed_by_allow); i++)
+        if (!v[needed_by_allow[i]])
+            return s_err(ctx, node, "missing key '%s' in rule '%s'", s_rule_keys[needed_by_allow[i]], r->id);
+    if (r->deny && k[R_MAX_HANDLING])
+        return s_err(ctx, k[R_MAX_HANDLING], "max_handling is not allowed on deny rule '%s' (it refuses every "
+                     "handling code)", r->id);
+    if (r->deny && k[R_REDACT])
+        return s_err(ctx, k[R_REDACT], "redact is not allowed on deny rule '%s' (it lets nothing through)", r->id);
+
     if ((rc = s_rule_agencies(ctx, r, v[R_FROM], "from", &r->n_from, &r->from)) != KB_OK ||
         (rc = s_rule_agencies(ctx, r, v[R_TO], "to", &r->n_to, &r->to)) != KB_OK)
         return rc;
-    return s_rule_kinds(ctx, r, v[R_KINDS]);
+    if (v[R_KINDS]) {
+        if ((rc = s_rule_bits(ctx, r, v[R_KINDS], "kinds", "kind", &ketenbus__kind__descriptor, "KIND_",
+                              &r->kinds)) != KB_OK)
+            return rc;
+    } else {
+        r->kinds = s_enum_all(&ketenbus__kind__descriptor, "KIND_");
+    }
+    if (v[R_PURPOSES]) {
+        if ((rc = s_rule_bits(ctx, r, v[R_PURPOSES], "purposes", "purpose", &ketenbus__purpose__descriptor,
+                              "PURPOSE_", &r->purposes)) != KB_OK)
+            return rc;
+    } else {
+        r->purposes = s_enum_all(&ketenbus__purpose__descriptor, "PURPOSE_");
+    }
+    if (v[R_MAX_HANDLING] && (rc = s_rule_handling(ctx, r, v[R_MAX_HANDLING])) != KB_OK)
+        return rc;
+    if (v[R_LEGAL_BASIS]) {
+        if ((rc = s_text(ctx, v[R_LEGAL_BASIS], "legal_basis", &text)) != KB_OK)
+            return rc;
+        if (strlen(text) > KB_CONF_MAX_BASIS)
+            return s_err(ctx, v[R_LEGAL_BASIS], "rule '%s' legal_basis: longer than %u bytes", r->id,
+                         KB_CONF_MAX_BASIS);
+        if ((rc = s_strdup(text, &r->legal_basis)) != KB_OK)
+            return rc;
+    }
+    if (v[R_REDACT] && (rc = s_rule_redact(ctx, r, v[R_REDACT])) != KB_OK)
+        return rc;
+    if (v[R_VALID_UNTIL] && (rc = s_rule_until(ctx, r, v[R_VALID_UNTIL])) != KB_OK)
+        return rc;
+    if (v[R_DESCRIPTION] && (rc = s_rule_description(ctx, r, v[R_DESCRIPTION])) != KB_OK)
+        return rc;
+
+    /* The policy index holds one entry per sender/recipient pair of each
+     * rule; groups multiply them, so bound their sum. */
+    ctx->n_pairs += (uint64_t)r->n_from * r->n_to;
+    if (ctx->n_pairs > KB_CONF_MAX_PAIRS)
+        return s_err(ctx, node, "rule '%s': the rules so far name %llu sender/recipient pairs, more than %u "
+                     "(a group counts every member)", r->id, (unsigned long long)ctx->n_pairs, KB_CONF_MAX_PAIRS);
+    return KB_OK;
 }
 
 static int s_rules(s_ctx_t *ctx, const yaml_node_t *node)
@@ -787,8 +1198,8 @@ static int s_rules(s_ctx_t *ctx, const yaml_node_t *node)
 
 /* -------------------------------------------------------------- file */
 
-enum { T_BROKER, T_AGENCIES, T_RULES, T_N };
-static const char *const s_top_keys[T_N] = {"broker", "agencies", "rules"};
+enum { T_BROKER, T_AGENCIES, T_GROUPS, T_RULES, T_N };
+static const char *const s_top_keys[T_N] = {"broker", "agencies", "groups", "rules"};
 
 /* Position of a byte offset, for reader errors that carry no mark. */
 static void s_offset_mark(const char *buf, size_t len, size_t offset, size_t *line, size_t *column)
@@ -915,18 +1326,44 @@ static int s_load(s_ctx_t *ctx, const char *buf, size_t len)
     if (!ctx->used)
         return s_nomem();
     yaml_node_t *root, *v[T_N];
-    if ((rc = s_take(ctx, 1, &root)) != KB_OK || (rc = s_map(ctx, root, "at top level", s_top_keys, T_N, v)) != KB_OK)
+    if ((rc = s_take(ctx, 1, &root)) != KB_OK || (rc = s_map(ctx, root, "at top level", s_top_keys, T_N, v, NULL)) != KB_OK)
         return rc;
     if (!v[T_BROKER])
         return s_err(ctx, root, "missing key 'broker' at top level");
     if (!v[T_AGENCIES])
         return s_err(ctx, root, "missing key 'agencies' at top level");
-    /* Agencies before rules, which name them. */
+    /* Agencies before groups, groups before rules: each names the former. */
     if ((rc = s_broker(ctx, v[T_BROKER])) != KB_OK || (rc = s_agencies(ctx, v[T_AGENCIES])) != KB_OK)
+        return rc;
+    if (v[T_GROUPS] && (rc = s_groups(ctx, v[T_GROUPS])) != KB_OK)
         return rc;
     if (v[T_RULES] && (rc = s_rules(ctx, v[T_RULES])) != KB_OK)
         return rc;
     return KB_OK;
+}
+
+/* Index the rules, then refuse them if the linter finds an error: the
+ * first one (in file order) becomes the load error. */
+static int s_policy(s_ctx_t *ctx)
+{
+    kb_conf_t *c = ctx->conf;
+    c->policy = kb_policy_new(c);
+    if (!c->policy)
+        return kb_error_wrap(KB_ENOMEM, "%s", ctx->path);
+    kb_policy_issue_t *issues = NULL;
+    size_t n = 0;
+    int rc = kb_policy_lint(c, kb_now_us(), &issues, &n);
+    if (rc != KB_OK)
+        return kb_error_wrap(rc, "%s", ctx->path);
+    for (size_t i = 0; i < n; i++) {
+        if (issues[i].is_error) {
+            rc = kb_error_set(KB_ECONFIG, "%s:%d:%d: %s", ctx->path, issues[i].line, issues[i].column,
+                              issues[i].message);
+            break;
+        }
+    }
+    free(issues);
+    return rc;
 }
 
 static int s_sha256_hex(const char *buf, size_t len, char out[65])
@@ -952,11 +1389,16 @@ static int s_dir_of(const char *path, char **out)
 
 kb_conf_t *kb_conf_load(const char *path)
 {
+    return kb_conf_load_ex(path, 0);
+}
+
+kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags)
+{
     if (!path || !*path) {
         kb_error_set(KB_EINVAL, "configuration path is empty");
         return NULL;
     }
-    s_ctx_t ctx = {.path = path};
+    s_ctx_t ctx = {.path = path, .flags = flags};
     char *buf = NULL;
     size_t len = 0;
     int rc = kb_file_read(path, KB_CONF_MAX_BYTES, &buf, &len);
@@ -971,17 +1413,21 @@ kb_conf_t *kb_conf_load(const char *path)
         return NULL;
     }
     if ((rc = s_strdup(path, &ctx.conf->path)) == KB_OK && (rc = s_dir_of(path, &ctx.dir)) == KB_OK &&
-        (rc = s_sha256_hex(buf, len, ctx.conf->sha256)) == KB_OK)
-        rc = s_load(&ctx, buf, len);
+        (rc = s_sha256_hex(buf, len, ctx.conf->sha256)) == KB_OK && (rc = s_load(&ctx, buf, len)) == KB_OK)
+        rc = s_policy(&ctx);
 
     if (ctx.have_doc)
         yaml_document_delete(&ctx.doc);
     free(ctx.used);
     free(ctx.stamp);
+    free(ctx.added);
+    free(ctx.group_stamp);
+    free(ctx.picked);
     free(ctx.dir);
     s_index_free(&ctx.agency_ids);
     s_index_free(&ctx.curve_keys);
     s_index_free(&ctx.rule_ids);
+    s_index_free(&ctx.group_ids);
     free(buf);
     if (rc != KB_OK)
         kb_conf_destroy(&ctx.conf);
@@ -993,6 +1439,7 @@ void kb_conf_destroy(kb_conf_t **p)
     if (!p || !*p)
         return;
     kb_conf_t *c = *p;
+    kb_policy_destroy(&c->policy);
     for (size_t i = 0; i < c->n_agencies; i++) {
         kb_agency_t *a = &c->agencies[i];
         free(a->id);
@@ -1002,9 +1449,22 @@ void kb_conf_destroy(kb_conf_t **p)
         EVP_PKEY_free(a->signing_key);
     }
     free(c->agencies);
+    for (size_t i = 0; i < c->n_groups; i++) {
+        kb_group_t *g = &c->groups[i];
+        free(g->id);
+        for (size_t j = 0; j < g->n_members; j++)
+            free(g->members[j]);
+        free(g->members);
+    }
+    free(c->groups);
     for (size_t i = 0; i < c->n_rules; i++) {
         kb_rule_t *r = &c->rules[i];
         free(r->id);
+        free(r->description);
+        free(r->legal_basis);
+        for (size_t j = 0; j < r->n_redact; j++)
+            free(r->redact[j]);
+        free(r->redact);
         for (size_t j = 0; j < r->n_from; j++)
             free(r->from[j]);
         free(r->from);

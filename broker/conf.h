@@ -8,7 +8,8 @@
  * errors read "path:line:column: message" (kb_last_error()) and name the key
  * or value that is wrong. Unknown and duplicate keys are errors.
  *
- * Example (ops/examples/chain.yaml holds a full one):
+ * Example (ops/examples/chain.yaml holds a full one, docs/RULES.md explains
+ * the rules to privacy officers):
  *
  *   broker:
  *     id: ketenbus-demo
@@ -23,13 +24,28 @@
  *       name: Politie Nederland
  *       curve_cert: keys/politie.curve # a string or a list of certificate files
  *       signing_key: keys/politie.sign.pub.pem
+ *   groups:                            # optional: names for sets of agencies
+ *     care: [fier, ldh]
  *   rules:
- *     - id: fier-signal-politie
- *       from: [fier]
- *       to: [politie, comensha]
+ *     - id: care-signals-police
+ *       description: Shelters tell the police about possible victims.
+ *       effect: allow                  # or deny; deny rules win
+ *       from: [care]                   # agency ids or group names
+ *       to: [politie]
  *       kinds: [signal]
+ *       purposes: [victim_care, criminal_investigation]
+ *       max_handling: h2
+ *       legal_basis: "Wpg art. 19 lid 1"
+ *       redact: [signal.narrative]     # withheld from the recipients
+ *       valid_until: 2027-12-31        # end of that day UTC, or an RFC 3339 time
  *
- * Used by broker/main.c (load, reload) and the rule and session modules.
+ * Groups are expanded while loading: a rule's from and to hold agency ids.
+ * A loaded configuration also carries the policy index of its rules
+ * (policy.h), and loading refuses a file whose rules have lint errors
+ * (kb_policy_lint: a rule that can never allow anything, an expired rule).
+ *
+ * Used by broker/main.c and broker.c (load, reload), zap.c, route.c, the
+ * policy engine and the `ketenbus policy` commands.
  */
 #ifndef KB_CONF_H
 #define KB_CONF_H
@@ -40,34 +56,61 @@
 #include <openssl/evp.h>
 
 #include "kb_keys.h"
+#include "policy.h"
 
 /* Limits for the configuration file itself. */
 #define KB_CONF_MAX_BYTES    (4u * 1024u * 1024u)
 #define KB_CONF_MAX_AGENCIES 4096u
 #define KB_CONF_MAX_RULES    100000u
 #define KB_CONF_MAX_KEYS     16u   /* CURVE keys per agency */
+#define KB_CONF_MAX_GROUPS   1024u
+#define KB_CONF_MAX_PAIRS    (1u << 20) /* sender/recipient pairs summed over all rules */
 
-typedef struct {
+/* Flags of kb_conf_load_ex(). */
+#define KB_CONF_SKIP_KEYS    1u    /* do not read curve_cert and signing_key files */
+
+typedef struct kb_agency {
     char *id;                     /* short id, [a-z0-9-], 1..32 chars */
     char *name;                   /* display name */
-    size_t n_curve;               /* number of CURVE public keys */
+    size_t n_curve;               /* number of CURVE public keys (0 with KB_CONF_SKIP_KEYS) */
     char (*curve)[KB_Z85_KEY_LEN + 1]; /* Z85 public keys of its adapters */
     char *signing_key_path;       /* resolved path of its Ed25519 public key */
-    EVP_PKEY *signing_key;        /* loaded Ed25519 public key */
+    EVP_PKEY *signing_key;        /* loaded Ed25519 public key (NULL with KB_CONF_SKIP_KEYS) */
     int line;                     /* line of the entry in the file */
 } kb_agency_t;
 
-typedef struct {
+/* A named set of agencies that rules may use in from and to. */
+typedef struct kb_group {
+    char *id;                     /* group name, [a-z0-9-], never an agency id */
+    size_t n_members;             /* number of members */
+    char **members;               /* agency ids, in file order, each once */
+    int line;                     /* line of the group's name */
+    int column;                   /* its column */
+} kb_group_t;
+
+/* One sharing rule; see policy.h for what it means. */
+typedef struct kb_rule {
     char *id;                     /* unique rule id */
+    char *description;            /* free text for readers; NULL if absent */
+    int deny;                     /* 1: effect deny, 0: effect allow */
     size_t n_from;                /* senders it applies to */
-    char **from;                  /* agency ids */
-    size_t n_to;                  /* recipients it allows */
-    char **to;                    /* agency ids */
-    uint32_t kinds;               /* bit (1u << Ketenbus__Kind) per allowed kind */
+    char **from;                  /* agency ids, groups expanded, each once */
+    size_t n_to;                  /* recipients it applies to */
+    char **to;                    /* agency ids, groups expanded, each once */
+    uint32_t kinds;               /* bit (1u << Ketenbus__Kind); a deny rule without kinds has all */
+    uint32_t purposes;            /* bit (1u << Ketenbus__Purpose); a deny rule without purposes has all */
+    int max_handling;             /* highest Ketenbus__Handling allowed; 0 on deny rules */
+    char *legal_basis;            /* legal basis text; NULL on a deny rule without one */
+    size_t n_redact;              /* number of redact paths */
+    char **redact;                /* payload paths withheld from recipients ("signal.narrative") */
+    int64_t valid_until_us;       /* UTC time from which the rule no longer applies; 0: no expiry */
     int line;                     /* line of the rule in the file */
+    int column;                   /* its column */
+    int until_line;               /* line of the valid_until value (0 without one) */
+    int until_column;             /* its column */
 } kb_rule_t;
 
-typedef struct {
+typedef struct kb_conf {
     char *path;                   /* the file as given */
     char *broker_id;              /* broker name, sent in WELCOME */
     char *listen;                 /* zmq endpoint to bind */
@@ -78,8 +121,11 @@ typedef struct {
     int64_t session_timeout_us;   /* silence after which a session ends */
     size_t n_agencies;            /* number of agencies */
     kb_agency_t *agencies;        /* the agencies, in file order */
+    size_t n_groups;              /* number of groups */
+    kb_group_t *groups;           /* the groups, in file order */
     size_t n_rules;               /* number of rules */
     kb_rule_t *rules;             /* the rules, in file order */
+    kb_policy_t *policy;          /* index of the rules for decisions (owned) */
     char sha256[65];              /* hex SHA-256 of the file's bytes */
 } kb_conf_t;
 
@@ -88,8 +134,15 @@ typedef struct {
 #define KB_CONF_DEFAULT_TTL_US       (14LL * 24 * 3600 * 1000000)
 #define KB_CONF_DEFAULT_SESSION_US   (10LL * 1000000)
 
-/* Load and validate; NULL with kb_last_error() = "file:line:col: message". */
+/* Load and validate; NULL with kb_last_error() = "file:line:col: message".
+ * Fails too when kb_policy_lint() at the current time finds an error in the
+ * rules (its first error is the message). Same as kb_conf_load_ex(path, 0). */
 kb_conf_t *kb_conf_load(const char *path);
+
+/* As kb_conf_load, with flags: KB_CONF_SKIP_KEYS checks a file without its
+ * key files (the curve_cert and signing_key keys must still be given; the
+ * agencies then have no keys loaded, so such a conf cannot run a broker). */
+kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags);
 
 void kb_conf_destroy(kb_conf_t **p);
 

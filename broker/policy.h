@@ -10,9 +10,17 @@
  *   such rule in file order decides, and its `redact` paths are withheld.
  * - A deny rule (effect: deny) that matches sender, recipient, kind and
  *   purpose refuses the recipient whatever allow rules say.
- * - Anything else is refused (default deny).
+ * - Anything else is refused (default deny), also a message from an agency
+ *   to itself and anything naming an agency that is not in the chain.
  * Decisions are O(1) in the number of rules: rules are indexed by
  * (sender, recipient) pair; only the few rules for that pair are looked at.
+ *
+ * Reasons (kb_decision_t.reason) read "allowed by rule R (basis B)",
+ * "refused by deny rule R", "refused: no rule allows kind K from A to B for
+ * purpose P", and when an allow rule matched all but the handling code or
+ * its expiry "refused: rule R allows at most h1; message is h2" or
+ * "refused: rule R expired on 2026-01-01" (rule is then NULL: no rule
+ * decided).
  *
  * Built by kb_conf_load() (conf->policy) from conf->rules; borrowed pointers
  * into the conf stay valid as long as the conf lives. Used by route.c, the
@@ -35,7 +43,9 @@ typedef struct {
     char reason[256];         /* one sentence for receipts, logs and `policy explain` */
 } kb_decision_t;
 
-/* Build the index for conf's rules; NULL with kb_last_error() on no memory. */
+/* Build the index for conf's rules (borrowed: conf must outlive it). NULL
+ * with kb_last_error() on no memory (KB_ENOMEM) or when the rules expand to
+ * more than KB_CONF_MAX_PAIRS sender/recipient pairs (KB_ETOOBIG). */
 kb_policy_t *kb_policy_new(const kb_conf_t *conf);
 void kb_policy_destroy(kb_policy_t **p);
 
@@ -52,6 +62,21 @@ int kb_policy_decide(const kb_policy_t *p, const char *from, const char *to, int
 size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
                         const char **out, size_t max);
 
+/* Which enum kb_policy_name() names. */
+typedef enum {
+    KB_POLICY_KIND,           /* Ketenbus__Kind: "signal", "referral_update" */
+    KB_POLICY_PURPOSE,        /* Ketenbus__Purpose: "victim_care" */
+    KB_POLICY_HANDLING,       /* Ketenbus__Handling: "h0" .. "h3" */
+} kb_policy_field_t;
+
+/* Room for any name kb_policy_name() writes. */
+#define KB_POLICY_NAME_MAX 40
+
+/* The rules-file name of a kind, purpose or handling value (the proto name
+ * without prefix, lowercase), or the number when this version has none.
+ * Writes into buf (len bytes, cut if short) and returns it. */
+const char *kb_policy_name(kb_policy_field_t field, int value, char *buf, size_t len);
+
 /* A finding of the linter, located in the file. */
 typedef struct {
     int line;                 /* 1-based line of the rule (or key) */
@@ -60,11 +85,14 @@ typedef struct {
     char message[320];        /* what is wrong, naming the rule id */
 } kb_policy_issue_t;
 
-/* Lint the rules of conf at time now_us. Errors: an allow rule that a deny
- * rule fully shadows, an expired rule. Warnings: rules that can never match
- * (e.g. every sender/recipient pair also covered by an earlier allow rule
- * for all its kinds and purposes, or from == to only). *issues is the
- * caller's (free()); returns KB_OK or KB_ENOMEM. */
+/* Lint the rules of conf at time now_us. Errors: an allow rule that deny
+ * rules fully shadow (whatever it allows, a deny rule refuses), an expired
+ * rule (at its valid_until). Warnings: an allow rule that is never the first
+ * match for any (from, to, kind, purpose, handling) because earlier allow
+ * rules (and deny rules) cover all of it, naming them; a rule whose from
+ * and to are the same single agency. Issues come in file order. Uses
+ * conf->policy when set, else builds a temporary index. *issues is the
+ * caller's (free()); returns KB_OK, KB_EINVAL, KB_ENOMEM or KB_ETOOBIG. */
 int kb_policy_lint(const kb_conf_t *conf, int64_t now_us, kb_policy_issue_t **issues, size_t *n_issues);
 
 #endif

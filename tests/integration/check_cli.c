@@ -16,6 +16,11 @@
 #include "kb_test.h"
 #include "kb_util.h"
 
+/* What each test rule says besides id, from, to and kinds. */
+#define S_RULE_REST                                                                                  \
+    "    purposes: [victim_care, child_protection, criminal_investigation]\n    max_handling: h3\n" \
+    "    legal_basis: Wpg art. 19\n"
+
 static const char *s_agencies[] = {"politie", "rvdk"};
 static kb_chain_t s_chain;
 static char s_out[65536];
@@ -23,7 +28,8 @@ static char s_out[65536];
 static void s_setup(void)
 {
     kb_chain_init(&s_chain, s_agencies, 2,
-                  "  - id: politie-rvdk\n    from: [politie]\n    to: [rvdk]\n    kinds: [signal, referral]\n", "");
+                  "  - id: politie-rvdk\n    from: [politie]\n    to: [rvdk]\n    kinds: [signal, referral]\n"
+                  S_RULE_REST, "");
     kb_chain_start(&s_chain);
 }
 

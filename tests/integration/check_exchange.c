@@ -16,13 +16,18 @@
 #include "kb_test.h"
 #include "ketenbus.pb-c.h"
 
+/* What each test rule says besides id, from, to and kinds. */
+#define S_RULE_REST                                                                                  \
+    "    purposes: [victim_care, child_protection, criminal_investigation]\n    max_handling: h3\n" \
+    "    legal_basis: Wpg art. 19\n"
+
 static const char *s_agencies[] = {"politie", "rvdk", "fier", "gem-utrecht"};
 
 static const char *s_rules =
-    "  - id: fier-signal-politie\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n"
-    "  - id: politie-signal\n    from: [politie]\n    to: [fier, rvdk]\n    kinds: [signal]\n"
-    "  - id: politie-referral-rvdk\n    from: [politie]\n    to: [rvdk]\n    kinds: [referral]\n"
-    "  - id: rvdk-update-politie\n    from: [rvdk]\n    to: [politie]\n    kinds: [referral_update]\n";
+    "  - id: fier-signal-politie\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n" S_RULE_REST
+    "  - id: politie-signal\n    from: [politie]\n    to: [fier, rvdk]\n    kinds: [signal]\n" S_RULE_REST
+    "  - id: politie-referral-rvdk\n    from: [politie]\n    to: [rvdk]\n    kinds: [referral]\n" S_RULE_REST
+    "  - id: rvdk-update-politie\n    from: [rvdk]\n    to: [politie]\n    kinds: [referral_update]\n" S_RULE_REST;
 
 static kb_chain_t s_chain;
 

@@ -25,9 +25,14 @@
 
 #define MAX_BYTES 4096 /* max_message_bytes of the test chain */
 
+/* What each test rule says besides id, from, to and kinds. */
+#define S_RULE_REST                                                                                  \
+    "    purposes: [victim_care, child_protection, criminal_investigation]\n    max_handling: h3\n" \
+    "    legal_basis: Wpg art. 19\n"
+
 static const char *s_agencies[] = {"politie", "fier"};
 static const char *s_rules = "  - id: both-ways\n    from: [politie, fier]\n    to: [politie, fier]\n"
-                             "    kinds: [signal]\n";
+                             "    kinds: [signal]\n" S_RULE_REST;
 static kb_chain_t s_chain;
 static void *s_ctx, *s_sock;
 

@@ -20,8 +20,15 @@
 #include "ketenbus.pb-c.h"
 
 static const char *s_agencies[] = {"politie", "fier"};
-static const char *s_rules_open = "  - id: politie-fier\n    from: [politie]\n    to: [fier]\n    kinds: [signal]\n";
-static const char *s_rules_closed = "  - id: fier-politie\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n";
+/* What each test rule says besides id, from, to and kinds. */
+#define S_RULE_REST                                                                                  \
+    "    purposes: [victim_care, child_protection, criminal_investigation]\n    max_handling: h3\n" \
+    "    legal_basis: Wpg art. 19\n"
+
+static const char *s_rules_open =
+    "  - id: politie-fier\n    from: [politie]\n    to: [fier]\n    kinds: [signal]\n" S_RULE_REST;
+static const char *s_rules_closed =
+    "  - id: fier-politie\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n" S_RULE_REST;
 static kb_chain_t s_chain;
 static char s_out[16384];
 

@@ -13,13 +13,18 @@
 
 #include "kb_test.h"
 
+/* What each test rule says besides id, from, to and kinds. */
+#define S_RULE_REST                                                                                  \
+    "    purposes: [victim_care, child_protection, criminal_investigation]\n    max_handling: h3\n" \
+    "    legal_basis: Wpg art. 19\n"
+
 static const char *s_agencies[] = {"politie", "fier"};
 
 START_TEST(test_broker_under_valgrind)
 {
     kb_chain_t c;
     kb_chain_init(&c, s_agencies, 2,
-                  "  - id: fier-politie\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n", "");
+                  "  - id: fier-politie\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n" S_RULE_REST, "");
     c.valgrind = 1;
     kb_chain_start(&c);
     ketenbus_client_t *fier = kb_chain_client(&c, "fier", NULL);

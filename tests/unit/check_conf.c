@@ -1,9 +1,11 @@
 /*
  * check_conf.c - tests of broker/conf.c: a full chain configuration loads
- * with the values written and the defaults for what is left out; a table of
- * broken configurations each fails with its exact "file:LINE:COL: message";
- * file-level failures (missing, too large) and the lookups by id and CURVE
- * key.
+ * with the values written (groups, allow and deny rules, redactions, dates)
+ * and the defaults for what is left out; a table of broken configurations
+ * each fails with its exact "file:LINE:COL: message"; file-level failures
+ * (missing, too large), loading without key files (KB_CONF_SKIP_KEYS) and
+ * the lookups by id and CURVE key. What several rules mean together (the
+ * linter) is tested in check_policy.c.
  *
  * The unchecked fixture makes one temp directory with real key files
  * (kb_keys_generate) that every configuration refers to relatively, and
@@ -24,6 +26,7 @@
 
 #include "conf.h"
 #include "kb_error.h"
+#include "policy.h"
 #include "kb_keys.h"
 #include "ketenbus.pb-c.h"
 
@@ -108,14 +111,39 @@ static const char s_full[] =
     "    from: [fier]\n"                                          /* 25 */
     "    to: [politie, om]\n"                                     /* 26 */
     "    kinds: [signal, referral_update]\n"                      /* 27 */
-    "  - id: politie.referral_1\n"                                /* 28 */
-    "    from: politie\n"                                         /* 29 */
-    "    to: om\n"                                                /* 30 */
-    "    kinds: [referral, match_notice, expiry_notice]\n";       /* 31 */
+    "    purposes: [victim_care, criminal_investigation]\n"       /* 28 */
+    "    max_handling: h2\n"                                      /* 29 */
+    "    legal_basis: \"Wpg art. 19 lid 1\"\n"                    /* 30 */
+    "    redact: [signal.narrative, signal.observed.location]\n"  /* 31 */
+    "  - id: politie.referral_1\n"                                /* 32 */
+    "    description: >\n"                                        /* 33 */
+    "      The police refer\n"                                    /* 34 */
+    "      to the prosecutor.\n"                                  /* 35 */
+    "    effect: allow\n"                                         /* 36 */
+    "    from: politie\n"                                         /* 37 */
+    "    to: om\n"                                                /* 38 */
+    "    kinds: [referral, match_notice, expiry_notice]\n"        /* 39 */
+    "    purposes: criminal_investigation\n"                      /* 40 */
+    "    max_handling: h3\n"                                      /* 41 */
+    "    legal_basis: Wjsg\n"                                     /* 42 */
+    "    valid_until: 2099-12-31\n"                               /* 43 */
+    "  - id: no-care-to-om\n"                                     /* 44 */
+    "    effect: deny\n"                                          /* 45 */
+    "    from: [care, politie]\n"                                 /* 46 */
+    "    to: om\n"                                                /* 47 */
+    "    purposes: [statistics]\n"                                /* 48 */
+    "  - {id: groups, from: [all], to: [care, fier], kinds: [signal], purposes: [analysis], max_handling: h0,\n"
+    "     legal_basis: x, valid_until: \"2099-06-30T12:00:00+02:00\"}\n" /* 49-50 */
+    "groups:\n"                                                   /* 51 */
+    "  care: [fier]\n"                                            /* 52 */
+    "  all:\n"                                                    /* 53 */
+    "    - om\n"                                                  /* 54 */
+    "    - fier\n"                                                /* 55 */
+    "    - politie\n";                                            /* 56 */
 
 static void s_write_full(char *path)
 {
-    char text[4096];
+    char text[8192];
     int n = snprintf(text, sizeof text, s_full, s_root);
     ck_assert_int_lt(n, (int)sizeof text);
     s_in(path, "full.yaml");
@@ -173,10 +201,33 @@ START_TEST(test_full)
     ck_assert_int_ne(EVP_PKEY_eq(pk, politie->signing_key), 1);
     EVP_PKEY_free(pk);
 
-    ck_assert_uint_eq(c->n_rules, 2);
+    ck_assert_uint_eq(c->n_groups, 2);
+    ck_assert_str_eq(c->groups[0].id, "care");
+    ck_assert_int_eq(c->groups[0].line, 52);
+    ck_assert_int_eq(c->groups[0].column, 3);
+    ck_assert_uint_eq(c->groups[0].n_members, 1);
+    ck_assert_str_eq(c->groups[0].members[0], "fier");
+    ck_assert_str_eq(c->groups[1].id, "all");
+    ck_assert_uint_eq(c->groups[1].n_members, 3);
+    ck_assert_str_eq(c->groups[1].members[0], "om");
+    ck_assert_str_eq(c->groups[1].members[2], "politie");
+
+    ck_assert_uint_eq(c->n_rules, 4);
     const kb_rule_t *r0 = &c->rules[0], *r1 = &c->rules[1];
     ck_assert_str_eq(r0->id, "fier-signal-politie");
     ck_assert_int_eq(r0->line, 24);
+    ck_assert_int_eq(r0->column, 5);
+    ck_assert_ptr_null(r0->description);
+    ck_assert_int_eq(r0->deny, 0);
+    ck_assert_uint_eq(r0->purposes, (1u << KETENBUS__PURPOSE__PURPOSE_VICTIM_CARE) |
+                                        (1u << KETENBUS__PURPOSE__PURPOSE_CRIMINAL_INVESTIGATION));
+    ck_assert_int_eq(r0->max_handling, KETENBUS__HANDLING__HANDLING_H2);
+    ck_assert_str_eq(r0->legal_basis, "Wpg art. 19 lid 1");
+    ck_assert_uint_eq(r0->n_redact, 2);
+    ck_assert_str_eq(r0->redact[0], "signal.narrative");
+    ck_assert_str_eq(r0->redact[1], "signal.observed.location");
+    ck_assert_int_eq(r0->valid_until_us, 0);
+    ck_assert_int_eq(r0->until_line, 0);
     ck_assert_uint_eq(r0->n_from, 1);
     ck_assert_str_eq(r0->from[0], "fier");
     ck_assert_uint_eq(r0->n_to, 2);
@@ -185,6 +236,16 @@ START_TEST(test_full)
     ck_assert_uint_eq(r0->kinds,
                       (1u << KETENBUS__KIND__KIND_SIGNAL) | (1u << KETENBUS__KIND__KIND_REFERRAL_UPDATE));
     ck_assert_str_eq(r1->id, "politie.referral_1");
+    ck_assert_str_eq(r1->description, "The police refer to the prosecutor.\n");
+    ck_assert_int_eq(r1->deny, 0);
+    ck_assert_uint_eq(r1->purposes, 1u << KETENBUS__PURPOSE__PURPOSE_CRIMINAL_INVESTIGATION);
+    ck_assert_int_eq(r1->max_handling, KETENBUS__HANDLING__HANDLING_H3);
+    ck_assert_str_eq(r1->legal_basis, "Wjsg");
+    ck_assert_uint_eq(r1->n_redact, 0);
+    /* a date: the rule holds to the end of that day, UTC */
+    ck_assert_int_eq(r1->valid_until_us, 4102444800LL * 1000000);
+    ck_assert_int_eq(r1->until_line, 43);
+    ck_assert_int_eq(r1->until_column, 18);
     ck_assert_uint_eq(r1->n_from, 1);
     ck_assert_str_eq(r1->from[0], "politie");
     ck_assert_uint_eq(r1->n_to, 1);
@@ -192,10 +253,41 @@ START_TEST(test_full)
     ck_assert_uint_eq(r1->kinds, (1u << KETENBUS__KIND__KIND_REFERRAL) | (1u << KETENBUS__KIND__KIND_MATCH_NOTICE) |
                                      (1u << KETENBUS__KIND__KIND_EXPIRY_NOTICE));
 
+    /* a deny rule: every kind unless it names some, every handling code,
+     * and the groups expanded */
+    const kb_rule_t *r2 = &c->rules[2], *r3 = &c->rules[3];
+    ck_assert_str_eq(r2->id, "no-care-to-om");
+    ck_assert_int_eq(r2->deny, 1);
+    ck_assert_uint_eq(r2->n_from, 2);
+    ck_assert_str_eq(r2->from[0], "fier");
+    ck_assert_str_eq(r2->from[1], "politie");
+    ck_assert_uint_eq(r2->kinds, (1u << KETENBUS__KIND__KIND_SIGNAL) | (1u << KETENBUS__KIND__KIND_REFERRAL) |
+                                     (1u << KETENBUS__KIND__KIND_REFERRAL_UPDATE) |
+                                     (1u << KETENBUS__KIND__KIND_MATCH_NOTICE) |
+                                     (1u << KETENBUS__KIND__KIND_EXPIRY_NOTICE));
+    ck_assert_uint_eq(r2->purposes, 1u << KETENBUS__PURPOSE__PURPOSE_STATISTICS);
+    ck_assert_int_eq(r2->max_handling, 0);
+    ck_assert_ptr_null(r2->legal_basis);
+
+    /* a flow mapping; a group and its members named again count once */
+    ck_assert_str_eq(r3->id, "groups");
+    ck_assert_int_eq(r3->line, 49);
+    ck_assert_int_eq(r3->column, 5);
+    ck_assert_uint_eq(r3->n_from, 3);
+    ck_assert_str_eq(r3->from[0], "om");
+    ck_assert_str_eq(r3->from[1], "fier");
+    ck_assert_str_eq(r3->from[2], "politie");
+    ck_assert_uint_eq(r3->n_to, 1);
+    ck_assert_str_eq(r3->to[0], "fier");
+    ck_assert_int_eq(r3->max_handling, KETENBUS__HANDLING__HANDLING_H0);
+    /* an RFC 3339 time with an offset: 2099-06-30T10:00:00Z */
+    ck_assert_int_eq(r3->valid_until_us, 4086496800LL * 1000000);
+    ck_assert_ptr_nonnull(c->policy);
+
     /* The hash is over the file's bytes. */
     FILE *f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
-    char buf[4096];
+    char buf[8192];
     size_t len = fread(buf, 1, sizeof buf, f);
     fclose(f);
     unsigned char md[32];
@@ -325,6 +417,49 @@ START_TEST(test_limits_accepted)
 }
 END_TEST
 
+/* A rules file checked where the key files are not. */
+START_TEST(test_skip_keys)
+{
+    static const char text[] = "broker:\n  listen: tcp://127.0.0.1:1\n  data_dir: d\n  key_dir: k\n"
+                               "agencies:\n"
+                               "  - id: politie\n    curve_cert: [nowhere/politie.curve, x.curve]\n"
+                               "    signing_key: nowhere/politie.sign.pub.pem\n"
+                               "  - id: fier\n    curve_cert: nowhere/fier.curve\n"
+                               "    signing_key: nowhere/fier.sign.pub.pem\n"
+                               "rules:\n"
+                               "  - id: r1\n    from: fier\n    to: politie\n    kinds: signal\n"
+                               "    purposes: victim_care\n    max_handling: h2\n    legal_basis: b\n";
+    char path[PATH_MAX], expect[PATH_MAX];
+    s_write(s_in(path, "nokeys.yaml"), text, sizeof text - 1);
+    ck_assert_ptr_null(kb_conf_load(path));
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "nokeys.yaml:7:18: agency 'politie': cannot load CURVE certificate"));
+    ck_assert_ptr_null(kb_conf_load_ex(path, 0));
+
+    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    ck_assert_msg(c != NULL, "%s", kb_last_error());
+    ck_assert_uint_eq(c->n_agencies, 2);
+    ck_assert_uint_eq(c->agencies[0].n_curve, 0);
+    ck_assert_ptr_null(c->agencies[0].signing_key);
+    ck_assert_str_eq(c->agencies[0].signing_key_path, s_in(expect, "nowhere/politie.sign.pub.pem"));
+    ck_assert_uint_eq(c->n_rules, 1);
+    ck_assert_ptr_nonnull(c->policy);
+    kb_decision_t d;
+    ck_assert_int_eq(kb_policy_decide(c->policy, "fier", "politie", KETENBUS__KIND__KIND_SIGNAL,
+                                      KETENBUS__PURPOSE__PURPOSE_VICTIM_CARE, KETENBUS__HANDLING__HANDLING_H2, 0, &d),
+                     KB_OK);
+    ck_assert_int_eq(d.allowed, 1);
+    ck_assert_ptr_eq(d.rule, &c->rules[0]);
+    kb_conf_destroy(&c);
+
+    /* The keys must still be given. */
+    static const char missing[] = "broker:\n  listen: tcp://127.0.0.1:1\n  data_dir: d\n  key_dir: k\n"
+                                  "agencies:\n  - id: politie\n    curve_cert: x.curve\n";
+    s_write(s_in(path, "nokeys2.yaml"), missing, sizeof missing - 1);
+    ck_assert_ptr_null(kb_conf_load_ex(path, KB_CONF_SKIP_KEYS));
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "nokeys2.yaml:6:5: missing key 'signing_key' in agency 'politie'"));
+}
+END_TEST
+
 START_TEST(test_file_errors)
 {
     char path[PATH_MAX];
@@ -355,8 +490,14 @@ END_TEST
 #define AG_FIER "  - id: fier\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.sign.pub.pem\n"
 /* Lines 5-11: politie on 6, fier on 9. */
 #define A "agencies:\n" AG_POLITIE AG_FIER
-/* A rule r1 starting on line 13 after B A "rules:\n". */
-#define RULE(from, to, kinds) "  - id: r1\n    from: " from "\n    to: " to "\n    kinds: " kinds "\n"
+/* The rest of an allow rule, lines 17-19 of RULE. */
+#define REST "    purposes: [victim_care]\n    max_handling: h1\n    legal_basis: b\n"
+/* A rule r1 on lines 13-19 after B A "rules:\n". */
+#define RULE(from, to, kinds) "  - id: r1\n    from: " from "\n    to: " to "\n    kinds: " kinds "\n" REST
+/* A rule r1 on lines 13-16 with the given last lines from line 17 on. */
+#define RULE_WITH(lines) "  - id: r1\n    from: fier\n    to: politie\n    kinds: [signal]\n" lines
+/* Two groups on lines 12-14 after B A. */
+#define GROUPS "groups:\n  care: [fier]\n  police: [politie]\n"
 
 typedef struct {
     const char *yaml;   /* the configuration */
@@ -368,7 +509,7 @@ static const s_bad_t s_bad[] = {
     {"", "1:1: empty configuration"},
     {"# only a comment\n", "1:1: empty configuration"},
     {"- broker\n", "1:1: expected key: value lines at top level, not a list"},
-    {B A "extra: 1\n", "12:1: unknown key 'extra' at top level (expected broker, agencies, rules)"},
+    {B A "extra: 1\n", "12:1: unknown key 'extra' at top level (expected broker, agencies, groups, rules)"},
     {A, "1:1: missing key 'broker' at top level"},
     {B, "1:1: missing key 'agencies' at top level"},
     {B A B, "12:1: duplicate key 'broker'"},
@@ -461,14 +602,15 @@ static const s_bad_t s_bad[] = {
     /* rules */
     {B A "rules: {}\n", "12:8: rules: expected a list of rules, not a mapping"},
     {B A "rules:\n  - id: r1\n    sender: [fier]\n",
-     "14:5: unknown key 'sender' in rule (expected id, from, to, kinds)"},
+     "14:5: unknown key 'sender' in rule (expected id, description, effect, from, to, kinds, purposes, "
+     "max_handling, legal_basis, redact, valid_until)"},
     {B A "rules:\n  - from: [fier]\n", "13:5: missing key 'id' in rule"},
     {B A "rules:\n  - id: r1\n    from: [fier]\n    to: [politie]\n", "13:5: missing key 'kinds' in rule 'r1'"},
-    {B A "rules:\n" RULE("[polite]", "[fier]", "[signal]"), "14:12: unknown agency 'polite' in rule 'r1' from"},
-    {B A "rules:\n" RULE("fier", "om", "signal"), "15:9: unknown agency 'om' in rule 'r1' to"},
+    {B A "rules:\n" RULE("[polite]", "[fier]", "[signal]"), "14:12: unknown agency or group 'polite' in rule 'r1' from"},
+    {B A "rules:\n" RULE("fier", "om", "signal"), "15:9: unknown agency or group 'om' in rule 'r1' to"},
     {B A "rules:\n" RULE("[fier, politie, fier]", "politie", "signal"),
      "14:27: agency 'fier' appears twice in rule 'r1' from"},
-    {B A "rules:\n" RULE("[]", "politie", "signal"), "14:11: rule 'r1' from: expected at least one agency"},
+    {B A "rules:\n" RULE("[]", "politie", "signal"), "14:11: rule 'r1' from: expected at least one agency or group"},
     {B A "rules:\n" RULE("fier", "politie", "[SIGNAL]"),
      "16:13: unknown kind 'SIGNAL' in rule 'r1' (expected signal, referral, referral_update, match_notice, "
      "expiry_notice)"},
@@ -478,9 +620,97 @@ static const s_bad_t s_bad[] = {
      "16:31: kind 'signal' appears twice in rule 'r1'"},
     {B A "rules:\n" RULE("fier", "politie", "[]"), "16:12: rule 'r1' kinds: expected at least one kind"},
     {B A "rules:\n" RULE("fier", "politie", "signal") RULE("politie", "fier", "signal"),
-     "17:9: duplicate rule id 'r1' (first on line 13)"},
+     "20:9: duplicate rule id 'r1' (first on line 13)"},
     {B A "rules:\n  - id: r 1\n", "13:9: bad rule id 'r 1'"},
     {B A "rules:\n" RULE("{fier: 1}", "politie", "signal"), "14:11: from: expected a value or a list of values, not a mapping"},
+    /* groups */
+    {B A "groups: [fier]\n", "12:9: groups: expected 'name: [agencies]' lines, not a list"},
+    {B A "groups:\n  Care: [fier]\n", "13:3: bad group name 'Care' (1..32 characters of a-z, 0-9 and -)"},
+    {B A "groups:\n  fier: [politie]\n", "13:3: group name 'fier' is also an agency id (line 9)"},
+    {B A "groups:\n  care: [fier]\n  care: [politie]\n", "14:3: duplicate group 'care' (first on line 13)"},
+    {B A "groups:\n  care: []\n", "13:9: group 'care': expected at least one agency"},
+    {B A "groups:\n  care: [fier, ldh]\n", "13:16: unknown agency 'ldh' in group 'care'"},
+    {B A "groups:\n  care: [fier, fier]\n", "13:16: agency 'fier' appears twice in group 'care'"},
+    {B A "groups:\n  care: [fier, police]\n  police: [politie]\n",
+     "13:16: group 'care' contains group 'police'; a group may only contain agencies"},
+    {B A "groups:\n  care: {fier: 1}\n", "13:9: group members: expected a value or a list of values, not a mapping"},
+    {B A GROUPS "rules:\n" RULE("[care, cure]", "politie", "signal"),
+     "17:18: unknown agency or group 'cure' in rule 'r1' from"},
+    {B A GROUPS "rules:\n" RULE("[care, care]", "politie", "signal"), "17:18: group 'care' appears twice in rule 'r1' from"},
+    {B A GROUPS "rules:\n" RULE("care", "[police, politie, police]", "signal"),
+     "18:27: group 'police' appears twice in rule 'r1' to"},
+    /* effect and the keys an allow rule needs */
+    {B A "rules:\n" RULE_WITH("    effect: permit\n"), "17:13: rule 'r1' effect: expected allow or deny, got 'permit'"},
+    {B A "rules:\n  - id: r1\n    to: [politie]\n", "13:5: missing key 'from' in rule 'r1'"},
+    {B A "rules:\n  - id: r1\n    effect: deny\n    from: [fier]\n", "13:5: missing key 'to' in rule 'r1'"},
+    {B A "rules:\n" RULE_WITH("    max_handling: h1\n    legal_basis: b\n"),
+     "13:5: missing key 'purposes' in rule 'r1'"},
+    {B A "rules:\n" RULE_WITH("    purposes: [victim_care]\n    legal_basis: b\n"),
+     "13:5: missing key 'max_handling' in rule 'r1'"},
+    {B A "rules:\n" RULE_WITH("    purposes: [victim_care]\n    max_handling: h1\n"),
+     "13:5: missing key 'legal_basis' in rule 'r1'"},
+    {B A "rules:\n  - id: r1\n    effect: deny\n    from: [fier]\n    to: [politie]\n    max_handling: h1\n",
+     "17:5: max_handling is not allowed on deny rule 'r1' (it refuses every handling code)"},
+    {B A "rules:\n  - id: r1\n    effect: deny\n    from: [fier]\n    to: [politie]\n    kinds: [signal]\n"
+         "    redact: [signal.narrative]\n",
+     "18:5: redact is not allowed on deny rule 'r1' (it lets nothing through)"},
+    /* purposes and handling codes */
+    {B A "rules:\n" RULE_WITH("    purposes: [care]\n    max_handling: h1\n    legal_basis: b\n"),
+     "17:16: unknown purpose 'care' in rule 'r1' (expected criminal_investigation, victim_care, child_protection, "
+     "registration, analysis, statistics)"},
+    {B A "rules:\n" RULE_WITH("    purposes: [unspecified]\n    max_handling: h1\n    legal_basis: b\n"),
+     "17:16: unknown purpose 'unspecified' in rule 'r1'"},
+    {B A "rules:\n" RULE_WITH("    purposes: [analysis, analysis]\n    max_handling: h1\n    legal_basis: b\n"),
+     "17:26: purpose 'analysis' appears twice in rule 'r1'"},
+    {B A "rules:\n" RULE_WITH("    purposes: []\n    max_handling: h1\n    legal_basis: b\n"),
+     "17:15: rule 'r1' purposes: expected at least one purpose"},
+    {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h4\n    legal_basis: b\n"),
+     "18:19: unknown handling code 'h4' in rule 'r1' max_handling (expected h0, h1, h2, h3)"},
+    {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: H1\n    legal_basis: b\n"),
+     "18:19: unknown handling code 'H1' in rule 'r1' max_handling"},
+    {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: [h1]\n    legal_basis: b\n"),
+     "18:19: max_handling: expected a single value, not a list"},
+    /* legal basis and description */
+    {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h1\n    legal_basis: \"\"\n"),
+     "19:18: legal_basis: empty value"},
+    {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h1\n    legal_basis: \"a\\nb\"\n"),
+     "19:18: legal_basis: control character in value"},
+    {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h1\n    legal_basis: "
+                              "\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234"
+                              "5678901234567890123456789012345678901234567890123456789012345678901234567890x\"\n"),
+     "19:18: rule 'r1' legal_basis: longer than 160 bytes"},
+    {B A "rules:\n" RULE_WITH(REST "    description: [a]\n"), "20:18: description: expected a single value, not a list"},
+    {B A "rules:\n" RULE_WITH(REST "    description: \"a\\x01b\"\n"), "20:18: description: control character in value"},
+    /* redact */
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal.narative]\n"),
+     "20:14: unknown field path 'signal.narative' in rule 'r1' redact"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal]\n"), "20:14: unknown field path 'signal' in rule 'r1' redact"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal.narrative.x]\n"),
+     "20:14: unknown field path 'signal.narrative.x' in rule 'r1' redact"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal.narrative, referral.reason]\n"),
+     "20:32: path 'referral.reason' does not belong to kinds [signal] of rule 'r1'"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal.narrative, signal.narrative]\n"),
+     "20:32: path 'signal.narrative' appears twice in rule 'r1' redact"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal.observed, signal.narrative, signal.observed.location]\n"),
+     "20:49: path 'signal.observed.location' in rule 'r1' redact lies within 'signal.observed'; give only "
+     "'signal.observed'"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal.observed.location, signal.observed]\n"),
+     "20:40: path 'signal.observed.location' in rule 'r1' redact lies within 'signal.observed'"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: [signal.observed.location, signal.observed.locations]\n"),
+     "20:40: unknown field path 'signal.observed.locations'"},
+    {B A "rules:\n" RULE_WITH(REST "    redact: {a: b}\n"), "20:13: redact: expected a value or a list of values, not a mapping"},
+    /* valid_until */
+    {B A "rules:\n" RULE_WITH(REST "    valid_until: 2027-02-29\n"),
+     "20:18: rule 'r1' valid_until: bad date '2027-02-29' (expected YYYY-MM-DD or an RFC 3339 time such as "
+     "2027-12-31T23:59:59Z)"},
+    {B A "rules:\n" RULE_WITH(REST "    valid_until: 2027-13-01\n"), "20:18: rule 'r1' valid_until: bad date '2027-13-01'"},
+    {B A "rules:\n" RULE_WITH(REST "    valid_until: 27-12-31\n"), "20:18: rule 'r1' valid_until: bad date '27-12-31'"},
+    {B A "rules:\n" RULE_WITH(REST "    valid_until: 2027-12-31T25:00:00Z\n"),
+     "20:18: rule 'r1' valid_until: bad date '2027-12-31T25:00:00Z'"},
+    {B A "rules:\n" RULE_WITH(REST "    valid_until: 2027-12-31T10:00:00\n"),
+     "20:18: rule 'r1' valid_until: bad date '2027-12-31T10:00:00'"},
+    {B A "rules:\n" RULE_WITH(REST "    valid_until: 2027-12-31x\n"), "20:18: rule 'r1' valid_until: bad date '2027-12-31x'"},
+    {B A "rules:\n" RULE_WITH(REST "    valid_until: 1969-12-31\n"), "20:18: rule 'r1' valid_until: bad date '1969-12-31'"},
 };
 
 START_TEST(test_bad)
@@ -510,6 +740,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_defaults, 0, (int)(sizeof s_minimal / sizeof s_minimal[0]));
     tcase_add_test(tc, test_relative_config_path);
     tcase_add_test(tc, test_limits_accepted);
+    tcase_add_test(tc, test_skip_keys);
     tcase_add_test(tc, test_file_errors);
     tcase_add_loop_test(tc, test_bad, 0, (int)(sizeof s_bad / sizeof s_bad[0]));
     suite_add_tcase(s, tc);

@@ -1,0 +1,692 @@
+/*
+ * policy.c - the sharing rules in force (policy.h): an index of the rules
+ * by (sender, recipient) pair, decisions, fan-out and the linter.
+ *
+ * Layout. Agencies are numbered by their position in conf->agencies and
+ * found by id through an open-addressing hash table. Every rule is expanded
+ * into one entry per (sender, recipient) pair it names, except an agency to
+ * itself; the entries of one pair lie next to each other in one array, deny
+ * rules first and allow rules after them, each part in file order. A second
+ * hash table maps the pair to its run of entries and to the union of their
+ * kind and purpose bits, so most refusals need no entry at all. A decision
+ * therefore costs two id lookups, one pair lookup and a walk over the few
+ * rules that name that pair, whatever the number of rules.
+ *
+ * Invariants: the index is read-only once built and borrows the conf (rule
+ * ids, legal basis texts, agency ids), which must outlive it; a decision
+ * never allocates. Deny entries come first, so the first deny rule that
+ * matches refuses at once and the first allow rule that matches after all
+ * deny entries decides.
+ *
+ * The linter walks the same index pair by pair: per allow rule it works out
+ * whether some (kind, purpose) of some pair is left over by the deny rules
+ * (else the rule can never allow anything: an error) and by the allow rules
+ * before it that allow at least its handling codes for at least as long
+ * (else it never decides: a warning).
+ *
+ * Used by conf.c (built at the end of each load), route.c, the `ketenbus
+ * policy` commands and the tests.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conf.h"
+#include "kb_codec.h"
+#include "kb_error.h"
+#include "kb_util.h"
+#include "ketenbus.pb-c.h"
+#include "policy.h"
+
+#define KB_POLICY_MAX_BIT    31    /* kinds and purposes are bits of a uint32_t */
+#define KB_POLICY_MIN_SLOTS  16u   /* smallest hash table */
+#define KB_POLICY_NAMED      3u    /* rules a lint message names before "and others" */
+#define KB_POLICY_TIME_TEXT  32u   /* "2026-01-01" or an RFC 3339 time */
+#define KB_POLICY_SHOW       64    /* characters of an unknown agency id quoted in a reason */
+#define KB_POLICY_NONE       SIZE_MAX /* no such agency */
+
+#define S_US_PER_S   1000000LL
+#define S_US_PER_DAY (86400LL * S_US_PER_S)
+
+/* One rule as one pair sees it, with the fields a decision tests copied in
+ * so that a walk over a pair's rules stays in a cache line or two. */
+typedef struct {
+    uint32_t rule;        /* index in conf->rules */
+    uint32_t kinds;       /* the rule's kind bits */
+    uint32_t purposes;    /* the rule's purpose bits */
+    uint8_t deny;         /* 1 for a deny rule */
+    uint8_t max_handling; /* highest handling code (allow rules) */
+    uint8_t expires;      /* 1 if the rule has a valid_until */
+} s_entry_t;
+
+/* A (sender, recipient) pair that some rule names. */
+typedef struct {
+    uint64_t key;         /* (sender index + 1) << 32 | (recipient index + 1); 0: free slot */
+    uint32_t first;       /* its entries are entries[first .. first + n) */
+    uint32_t n;           /* number of entries */
+    uint32_t n_deny;      /* the first n_deny of them are deny rules */
+    uint32_t kinds;       /* union of the entries' kinds */
+    uint32_t purposes;    /* union of the entries' purposes */
+} s_pair_t;
+
+struct kb_policy {
+    const kb_conf_t *conf;    /* the configuration indexed (borrowed) */
+    uint32_t *agency_slots;   /* agency index + 1 per slot, 0: free */
+    size_t agency_mask;       /* number of agency slots - 1 (a power of two - 1) */
+    s_pair_t *pairs;          /* pair hash table */
+    size_t pair_mask;         /* number of pair slots - 1 */
+    s_entry_t *entries;       /* the entries of every pair, pair after pair */
+    size_t n_entries;         /* entries in use */
+};
+
+/* How the rules of one pair answer a question. */
+typedef enum {
+    S_DEFAULT,  /* no rule matches: default deny */
+    S_ALLOW,    /* an allow rule decides */
+    S_DENY,     /* a deny rule refuses */
+    S_HANDLING, /* the first allow rule otherwise matching allows a lower handling code */
+    S_EXPIRED,  /* the first allow rule otherwise matching has expired */
+} s_verdict_t;
+
+/* -------------------------------------------------------------- hashing */
+
+static size_t s_hash_text(const char *s)
+{
+    /* FNV-1a, 64 bit. */
+    uint64_t h = 14695981039346656037ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return (size_t)(h ^ (h >> 29));
+}
+
+static size_t s_hash_pair(uint64_t key)
+{
+    /* The finaliser of MurmurHash3: every key bit moves every slot bit. */
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdULL;
+    key ^= key >> 33;
+    key *= 0xc4ceb9fe1a85ec53ULL;
+    key ^= key >> 33;
+    return (size_t)key;
+}
+
+static uint64_t s_pair_key(size_t from, size_t to)
+{
+    return ((uint64_t)(from + 1) << 32) | (uint64_t)(to + 1);
+}
+
+/* Slots for n keys at most half full, a power of two; 0 if too many. */
+static size_t s_slots_for(size_t n)
+{
+    size_t cap = KB_POLICY_MIN_SLOTS;
+    while (cap / 2 < n) {
+        if (cap > SIZE_MAX / 4)
+            return 0;
+        cap *= 2;
+    }
+    return cap;
+}
+
+static size_t s_agency_find(const kb_policy_t *p, const char *id)
+{
+    const kb_agency_t *agencies = p->conf->agencies;
+    for (size_t j = s_hash_text(id) & p->agency_mask;; j = (j + 1) & p->agency_mask) {
+        uint32_t slot = p->agency_slots[j];
+        if (slot == 0)
+            return KB_POLICY_NONE;
+        if (strcmp(agencies[slot - 1].id, id) == 0)
+            return slot - 1;
+    }
+}
+
+static const s_pair_t *s_pair_find(const kb_policy_t *p, size_t from, size_t to)
+{
+    uint64_t key = s_pair_key(from, to);
+    for (size_t j = s_hash_pair(key) & p->pair_mask;; j = (j + 1) & p->pair_mask) {
+        const s_pair_t *pair = &p->pairs[j];
+        if (pair->key == key)
+            return pair;
+        if (pair->key == 0)
+            return NULL;
+    }
+}
+
+/* The pair's slot, claimed if it is new. The table never fills: it has
+ * twice as many slots as there can be pairs. */
+static s_pair_t *s_pair_claim(kb_policy_t *p, size_t from, size_t to)
+{
+    uint64_t key = s_pair_key(from, to);
+    size_t j = s_hash_pair(key) & p->pair_mask;
+    while (p->pairs[j].key != 0 && p->pairs[j].key != key)
+        j = (j + 1) & p->pair_mask;
+    p->pairs[j].key = key;
+    return &p->pairs[j];
+}
+
+/* ------------------------------------------------------------------ build */
+
+static int s_index_agencies(kb_policy_t *p)
+{
+    const kb_conf_t *c = p->conf;
+    if (c->n_agencies >= UINT32_MAX)
+        return kb_error_set(KB_ETOOBIG, "policy: too many agencies");
+    size_t cap = s_slots_for(c->n_agencies);
+    p->agency_slots = cap ? calloc(cap, sizeof *p->agency_slots) : NULL;
+    if (!p->agency_slots)
+        return kb_error_set(KB_ENOMEM, "policy: out of memory");
+    p->agency_mask = cap - 1;
+    for (size_t i = 0; i < c->n_agencies; i++) {
+        size_t j = s_hash_text(c->agencies[i].id) & p->agency_mask;
+        while (p->agency_slots[j] != 0)
+            j = (j + 1) & p->agency_mask;
+        p->agency_slots[j] = (uint32_t)(i + 1);
+    }
+    return KB_OK;
+}
+
+/* Count or fill the entries of every pair of every rule. In the counting
+ * pass (fill NULL) each pair's n and n_deny grow; in the filling pass the
+ * entries are written at the cursors, which start at each pair's first
+ * deny and first allow entry. */
+static void s_walk_rules(kb_policy_t *p, uint32_t *deny_at, uint32_t *allow_at)
+{
+    const kb_conf_t *c = p->conf;
+    for (size_t r = 0; r < c->n_rules; r++) {
+        const kb_rule_t *rule = &c->rules[r];
+        for (size_t f = 0; f < rule->n_from; f++) {
+            /* An id that is not an agency (only in a hand-built conf) names no pair. */
+            size_t from = s_agency_find(p, rule->from[f]);
+            if (from == KB_POLICY_NONE)
+                continue;
+            for (size_t t = 0; t < rule->n_to; t++) {
+                size_t to = s_agency_find(p, rule->to[t]);
+                if (to == KB_POLICY_NONE || to == from)
+                    continue; /* nobody sends to itself */
+                s_pair_t *pair = s_pair_claim(p, from, to);
+                if (!deny_at) {
+                    pair->n++;
+                    pair->n_deny += rule->deny ? 1u : 0u;
+                    continue;
+                }
+                size_t slot = (size_t)(pair - p->pairs);
+                uint32_t at = rule->deny ? deny_at[slot]++ : allow_at[slot]++;
+                s_entry_t *e = &p->entries[at];
+                e->rule = (uint32_t)r;
+                e->kinds = rule->kinds;
+                e->purposes = rule->purposes;
+                e->deny = rule->deny ? 1 : 0;
+                e->max_handling = (uint8_t)(rule->max_handling > 0 && rule->max_handling <= UINT8_MAX
+                                                ? rule->max_handling : 0);
+                e->expires = rule->valid_until_us != 0;
+                pair->kinds |= rule->kinds;
+                pair->purposes |= rule->purposes;
+            }
+        }
+    }
+}
+
+static int s_index_rules(kb_policy_t *p)
+{
+    const kb_conf_t *c = p->conf;
+    uint64_t total = 0;
+    for (size_t r = 0; r < c->n_rules; r++)
+        total += (uint64_t)c->rules[r].n_from * c->rules[r].n_to;
+    if (total > KB_CONF_MAX_PAIRS)
+        return kb_error_set(KB_ETOOBIG, "policy: the rules name %llu sender/recipient pairs, more than %u",
+                            (unsigned long long)total, KB_CONF_MAX_PAIRS);
+    size_t cap = s_slots_for((size_t)total);
+    p->pairs = calloc(cap, sizeof *p->pairs);
+    if (!p->pairs)
+        return kb_error_set(KB_ENOMEM, "policy: out of memory");
+    p->pair_mask = cap - 1;
+    s_walk_rules(p, NULL, NULL);
+
+    uint32_t *deny_at = calloc(cap, sizeof *deny_at);
+    uint32_t *allow_at = calloc(cap, sizeof *allow_at);
+    size_t used = 0;
+    for (size_t j = 0; j < cap; j++) {
+        s_pair_t *pair = &p->pairs[j];
+        if (pair->key == 0)
+            continue;
+        pair->first = (uint32_t)used;
+        used += pair->n;
+    }
+    p->entries = used ? calloc(used, sizeof *p->entries) : NULL;
+    if (!deny_at || !allow_at || (used && !p->entries)) {
+        free(deny_at);
+        free(allow_at);
+        return kb_error_set(KB_ENOMEM, "policy: out of memory");
+    }
+    p->n_entries = used;
+    for (size_t j = 0; j < cap; j++) {
+        deny_at[j] = p->pairs[j].first;
+        allow_at[j] = p->pairs[j].first + p->pairs[j].n_deny;
+    }
+    s_walk_rules(p, deny_at, allow_at);
+    free(deny_at);
+    free(allow_at);
+    return KB_OK;
+}
+
+static int s_build(const kb_conf_t *conf, kb_policy_t **out)
+{
+    *out = NULL;
+    if (!conf)
+        return kb_error_set(KB_EINVAL, "kb_policy_new: no configuration");
+    kb_policy_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return kb_error_set(KB_ENOMEM, "policy: out of memory");
+    p->conf = conf;
+    int rc = s_index_agencies(p);
+    if (rc == KB_OK)
+        rc = s_index_rules(p);
+    if (rc != KB_OK)
+        kb_policy_destroy(&p);
+    *out = p;
+    return rc;
+}
+
+kb_policy_t *kb_policy_new(const kb_conf_t *conf)
+{
+    kb_policy_t *p;
+    s_build(conf, &p);
+    return p;
+}
+
+void kb_policy_destroy(kb_policy_t **p)
+{
+    if (!p || !*p)
+        return;
+    free((*p)->agency_slots);
+    free((*p)->pairs);
+    free((*p)->entries);
+    free(*p);
+    *p = NULL;
+}
+
+/* -------------------------------------------------------------- decisions */
+
+static int s_expired(const s_entry_t *e, const kb_rule_t *rule, int64_t now_us)
+{
+    return e->expires && now_us >= rule->valid_until_us;
+}
+
+/* The answer of the rules of (from, to); *rule is the deciding rule, or for
+ * S_HANDLING and S_EXPIRED the allow rule that nearly matched. */
+static s_verdict_t s_match(const kb_policy_t *p, size_t from, size_t to, int kind, int purpose, int handling,
+                           int64_t now_us, const kb_rule_t **rule)
+{
+    *rule = NULL;
+    if (kind <= 0 || kind > KB_POLICY_MAX_BIT || purpose <= 0 || purpose > KB_POLICY_MAX_BIT)
+        return S_DEFAULT;
+    const s_pair_t *pair = s_pair_find(p, from, to);
+    uint32_t kind_bit = 1u << kind, purpose_bit = 1u << purpose;
+    if (!pair || !(pair->kinds & kind_bit) || !(pair->purposes & purpose_bit))
+        return S_DEFAULT;
+    const kb_rule_t *rules = p->conf->rules;
+    const s_entry_t *e = p->entries + pair->first;
+    const s_entry_t *deny_end = e + pair->n_deny, *end = e + pair->n;
+    for (; e < deny_end; e++) {
+        if ((e->kinds & kind_bit) && (e->purposes & purpose_bit) && !s_expired(e, &rules[e->rule], now_us)) {
+            *rule = &rules[e->rule];
+            return S_DENY;
+        }
+    }
+    s_verdict_t near = S_DEFAULT;
+    for (; e < end; e++) {
+        if (!(e->kinds & kind_bit) || !(e->purposes & purpose_bit))
+            continue;
+        const kb_rule_t *r = &rules[e->rule];
+        s_verdict_t miss = s_expired(e, r, now_us) ? S_EXPIRED : handling > e->max_handling ? S_HANDLING : S_ALLOW;
+        if (miss == S_ALLOW) {
+            *rule = r;
+            return S_ALLOW;
+        }
+        if (near == S_DEFAULT) {
+            near = miss;
+            *rule = r;
+        }
+    }
+    return near;
+}
+
+static char s_lower(char ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+}
+
+const char *kb_policy_name(kb_policy_field_t field, int value, char *buf, size_t len)
+{
+    const ProtobufCEnumDescriptor *d = field == KB_POLICY_KIND      ? &ketenbus__kind__descriptor
+                                       : field == KB_POLICY_PURPOSE ? &ketenbus__purpose__descriptor
+                                                                    : &ketenbus__handling__descriptor;
+    const char *prefix = field == KB_POLICY_KIND ? "KIND_" : field == KB_POLICY_PURPOSE ? "PURPOSE_" : "HANDLING_";
+    if (!buf || len == 0)
+        return "";
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
+    size_t plen = strlen(prefix);
+    if (!v || strncmp(v->name, prefix, plen) != 0) {
+        snprintf(buf, len, "%d", value);
+        return buf;
+    }
+    size_t i = 0;
+    for (const char *s = v->name + plen; *s && i + 1 < len; s++)
+        buf[i++] = s_lower(*s);
+    buf[i] = '\0';
+    return buf;
+}
+
+/* The last day a rule holds when its end is a midnight (as a date in the
+ * file gives), else the instant it ends. */
+static void s_until_text(int64_t us, char out[KB_POLICY_TIME_TEXT])
+{
+    struct tm tm;
+    if (us % S_US_PER_DAY == 0) {
+        time_t last = (time_t)((us - 1) / S_US_PER_S);
+        gmtime_r(&last, &tm);
+        strftime(out, KB_POLICY_TIME_TEXT, "%Y-%m-%d", &tm);
+    } else if (us % S_US_PER_S == 0) {
+        time_t t = (time_t)(us / S_US_PER_S);
+        gmtime_r(&t, &tm);
+        strftime(out, KB_POLICY_TIME_TEXT, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    } else {
+        kb_time_format(us, out);
+    }
+}
+
+static void s_reason(kb_decision_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The reason of a decision; the limits on ids and basis texts keep it
+ * short, and should one still be cut it ends in "...". */
+static void s_reason(kb_decision_t *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out->reason, sizeof out->reason, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof out->reason)
+        memcpy(out->reason + sizeof out->reason - 4, "...", 4);
+}
+
+int kb_policy_decide(const kb_policy_t *p, const char *from, const char *to, int kind, int purpose, int handling,
+                     int64_t now_us, kb_decision_t *out)
+{
+    if (!out)
+        return kb_error_set(KB_EINVAL, "kb_policy_decide: NULL argument");
+    out->allowed = 0;
+    out->rule = NULL;
+    out->reason[0] = '\0';
+    if (!p || !from || !to) {
+        s_reason(out, "refused: no policy, sender or recipient given");
+        return kb_error_set(KB_EINVAL, "kb_policy_decide: NULL argument");
+    }
+    size_t fi = s_agency_find(p, from), ti = s_agency_find(p, to);
+    char k[KB_POLICY_NAME_MAX], pu[KB_POLICY_NAME_MAX], h[KB_POLICY_NAME_MAX], hmax[KB_POLICY_NAME_MAX];
+    if (fi == KB_POLICY_NONE || ti == KB_POLICY_NONE) {
+        s_reason(out, "refused: unknown agency '%.*s'", KB_POLICY_SHOW, fi == KB_POLICY_NONE ? from : to);
+        return KB_OK;
+    }
+    if (fi == ti) {
+        s_reason(out, "refused: '%s' is both sender and recipient", from);
+        return KB_OK;
+    }
+    if (handling < KETENBUS__HANDLING__HANDLING_H0) {
+        s_reason(out, "refused: unknown handling code %d", handling);
+        return KB_OK;
+    }
+    const kb_rule_t *rule;
+    switch (s_match(p, fi, ti, kind, purpose, handling, now_us, &rule)) {
+    case S_ALLOW:
+        out->allowed = 1;
+        out->rule = rule;
+        s_reason(out, "allowed by rule %s (basis %s)", rule->id, rule->legal_basis ? rule->legal_basis : "none given");
+        break;
+    case S_DENY:
+        out->rule = rule;
+        s_reason(out, "refused by deny rule %s", rule->id);
+        break;
+    case S_HANDLING:
+        s_reason(out, "refused: rule %s allows at most %s; message is %s", rule->id,
+                 kb_policy_name(KB_POLICY_HANDLING, rule->max_handling, hmax, sizeof hmax),
+                 kb_policy_name(KB_POLICY_HANDLING, handling, h, sizeof h));
+        break;
+    case S_EXPIRED: {
+        char until[KB_POLICY_TIME_TEXT];
+        s_until_text(rule->valid_until_us, until);
+        s_reason(out, "refused: rule %s expired on %s", rule->id, until);
+        break;
+    }
+    case S_DEFAULT:
+        s_reason(out, "refused: no rule allows kind %s from %s to %s for purpose %s",
+                 kb_policy_name(KB_POLICY_KIND, kind, k, sizeof k), from, to,
+                 kb_policy_name(KB_POLICY_PURPOSE, purpose, pu, sizeof pu));
+        break;
+    }
+    return KB_OK;
+}
+
+size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
+                        const char **out, size_t max)
+{
+    if (!p || !from || !out || handling < KETENBUS__HANDLING__HANDLING_H0)
+        return 0;
+    size_t fi = s_agency_find(p, from), n = 0;
+    if (fi == KB_POLICY_NONE)
+        return 0;
+    const kb_conf_t *c = p->conf;
+    for (size_t ti = 0; ti < c->n_agencies && n < max; ti++) {
+        const kb_rule_t *rule;
+        if (ti != fi && s_match(p, fi, ti, kind, purpose, handling, now_us, &rule) == S_ALLOW)
+            out[n++] = c->agencies[ti].id;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------- lint */
+
+/* What the linter learns about one rule over all pairs. */
+typedef struct {
+    uint8_t has_pairs;                /* it names a pair other than an agency to itself */
+    uint8_t live;                     /* some case of it is refused by no deny rule */
+    uint8_t decides;                  /* ...nor allowed first by an earlier allow rule */
+    uint8_t more_deny;                /* more deny rules overlap it than deny[] names */
+    uint8_t more_allow;               /* more earlier allow rules overlap it than allow[] names */
+    uint32_t n_deny;                  /* entries used in deny[] */
+    uint32_t n_allow;                 /* entries used in allow[] */
+    uint32_t deny[KB_POLICY_NAMED];   /* deny rules that refuse part of it */
+    uint32_t allow[KB_POLICY_NAMED];  /* earlier allow rules that allow part of it first */
+} s_lint_t;
+
+/* Issues as they are found, growing. */
+typedef struct {
+    kb_policy_issue_t *items; /* the issues */
+    size_t n;                 /* in use */
+    size_t cap;               /* allocated */
+} s_issues_t;
+
+/* True if rule x applies for at least as long as rule a does. */
+static int s_lasts(const kb_rule_t *x, const kb_rule_t *a)
+{
+    return x->valid_until_us == 0 || (a->valid_until_us != 0 && x->valid_until_us >= a->valid_until_us);
+}
+
+/* Remember rule r in a list of at most KB_POLICY_NAMED, once. */
+static void s_note(uint32_t *list, uint32_t *n, uint8_t *more, uint32_t r)
+{
+    for (uint32_t i = 0; i < *n; i++)
+        if (list[i] == r)
+            return;
+    if (*n < KB_POLICY_NAMED)
+        list[(*n)++] = r;
+    else
+        *more = 1;
+}
+
+/* Look at the allow entry at e of a pair whose deny entries are
+ * [deny, deny_end) and whose allow entries start at allows. */
+static void s_lint_entry(const kb_conf_t *c, s_lint_t *lint, const s_entry_t *deny, const s_entry_t *deny_end,
+                         const s_entry_t *allows, const s_entry_t *e)
+{
+    const kb_rule_t *a = &c->rules[e->rule];
+    s_lint_t *l = &lint[e->rule];
+    l->has_pairs = 1;
+    if (l->decides)
+        return; /* nothing left to find out */
+    for (int kind = 1; kind <= KB_POLICY_MAX_BIT; kind++) {
+        uint32_t bit = 1u << kind;
+        if (!(e->kinds & bit))
+            continue;
+        uint32_t refused = 0, taken = 0;
+        for (const s_entry_t *d = deny; d < deny_end; d++) {
+            if (!(d->kinds & bit) || !(d->purposes & e->purposes) || !s_lasts(&c->rules[d->rule], a))
+                continue;
+            refused |= d->purposes;
+            s_note(l->deny, &l->n_deny, &l->more_deny, d->rule);
+        }
+        uint32_t rest = e->purposes & ~refused;
+        if (!rest)
+            continue;
+        l->live = 1;
+        /* An earlier rule takes a case first only if it allows every
+         * handling code this one does, for at least as long. */
+        for (const s_entry_t *x = allows; x < e; x++) {
+            if (!(x->kinds & bit) || !(x->purposes & rest) || x->max_handling < e->max_handling ||
+                !s_lasts(&c->rules[x->rule], a))
+                continue;
+            taken |= x->purposes;
+            s_note(l->allow, &l->n_allow, &l->more_allow, x->rule);
+        }
+        if (rest & ~taken) {
+            l->decides = 1;
+            return;
+        }
+    }
+}
+
+static int s_issue(s_issues_t *is, int line, int column, int is_error, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int s_issue(s_issues_t *is, int line, int column, int is_error, const char *fmt, ...)
+{
+    if (is->n == is->cap) {
+        size_t cap = is->cap ? is->cap * 2 : 8;
+        if (cap > SIZE_MAX / sizeof *is->items)
+            return kb_error_set(KB_ENOMEM, "policy lint: out of memory");
+        kb_policy_issue_t *items = realloc(is->items, cap * sizeof *items);
+        if (!items)
+            return kb_error_set(KB_ENOMEM, "policy lint: out of memory");
+        is->items = items;
+        is->cap = cap;
+    }
+    kb_policy_issue_t *it = &is->items[is->n++];
+    it->line = line;
+    it->column = column;
+    it->is_error = is_error;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(it->message, sizeof it->message, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof it->message)
+        memcpy(it->message + sizeof it->message - 4, "...", 4);
+    return KB_OK;
+}
+
+/* "deny rule 'd'" or "deny rules 'a', 'b' and 'c'" (", and others"). */
+static void s_names(const kb_conf_t *c, const char *what, const uint32_t *list, uint32_t n, int more, char *buf,
+                    size_t len)
+{
+    size_t used = 0;
+    int w = snprintf(buf, len, "%s rule%s", what, n + (more ? 1u : 0u) > 1 ? "s" : "");
+    used = w > 0 && (size_t)w < len ? (size_t)w : len - 1;
+    for (uint32_t i = 0; i < n && used + 1 < len; i++) {
+        const char *sep = i == 0 ? " " : (i + 1 == n && !more) ? " and " : ", ";
+        w = snprintf(buf + used, len - used, "%s'%s'", sep, c->rules[list[i]].id);
+        used = w > 0 && (size_t)w < len - used ? used + (size_t)w : len - 1;
+    }
+    if (more && used + 1 < len)
+        snprintf(buf + used, len - used, " and others");
+}
+
+static int s_lint_rules(const kb_conf_t *c, const s_lint_t *lint, int64_t now_us, s_issues_t *is)
+{
+    char names[2][sizeof ((kb_policy_issue_t *)0)->message];
+    for (size_t i = 0; i < c->n_rules; i++) {
+        const kb_rule_t *r = &c->rules[i];
+        const s_lint_t *l = &lint[i];
+        int rc = KB_OK;
+        if (r->valid_until_us != 0 && now_us >= r->valid_until_us) {
+            char until[KB_POLICY_TIME_TEXT];
+            s_until_text(r->valid_until_us, until);
+            rc = s_issue(is, r->until_line ? r->until_line : r->line, r->until_line ? r->until_column : r->column, 1,
+                         "rule '%s' expired on %s; remove it or extend valid_until", r->id, until);
+        } else if (r->n_from == 1 && r->n_to == 1 && strcmp(r->from[0], r->to[0]) == 0) {
+            rc = s_issue(is, r->line, r->column, 0,
+                         "rule '%s' names only '%s' in from and to; an agency never sends to itself, so it never "
+                         "applies", r->id, r->from[0]);
+        } else if (r->deny || !l->has_pairs) {
+            continue;
+        } else if (!l->live) {
+            s_names(c, "deny", l->deny, l->n_deny, l->more_deny, names[0], sizeof names[0]);
+            rc = s_issue(is, r->line, r->column, 1, "rule '%s' can never allow anything: %s refuse%s all of it",
+                         r->id, names[0], l->n_deny + l->more_deny > 1 ? "" : "s");
+        } else if (!l->decides && !l->n_deny) {
+            s_names(c, "earlier allow", l->allow, l->n_allow, l->more_allow, names[0], sizeof names[0]);
+            rc = s_issue(is, r->line, r->column, 0, "rule '%s' never decides: %s allow%s all of it first", r->id,
+                         names[0], l->n_allow + l->more_allow > 1 ? "" : "s");
+        } else if (!l->decides) {
+            s_names(c, "earlier allow", l->allow, l->n_allow, l->more_allow, names[0], sizeof names[0]);
+            s_names(c, "deny", l->deny, l->n_deny, l->more_deny, names[1], sizeof names[1]);
+            rc = s_issue(is, r->line, r->column, 0,
+                         "rule '%s' never decides: %s allow%s all of it first and %s refuse%s the rest", r->id,
+                         names[0], l->n_allow + l->more_allow > 1 ? "" : "s", names[1],
+                         l->n_deny + l->more_deny > 1 ? "" : "s");
+        }
+        if (rc != KB_OK)
+            return rc;
+    }
+    return KB_OK;
+}
+
+int kb_policy_lint(const kb_conf_t *conf, int64_t now_us, kb_policy_issue_t **issues, size_t *n_issues)
+{
+    if (!conf || !issues || !n_issues)
+        return kb_error_set(KB_EINVAL, "kb_policy_lint: NULL argument");
+    *issues = NULL;
+    *n_issues = 0;
+    kb_policy_t *own = NULL;
+    const kb_policy_t *p = conf->policy;
+    if (!p) {
+        int rc = s_build(conf, &own);
+        if (rc != KB_OK)
+            return rc;
+        p = own;
+    }
+    s_lint_t *lint = calloc(conf->n_rules ? conf->n_rules : 1, sizeof *lint);
+    if (!lint) {
+        kb_policy_destroy(&own);
+        return kb_error_set(KB_ENOMEM, "policy lint: out of memory");
+    }
+    for (size_t j = 0; j <= p->pair_mask; j++) {
+        const s_pair_t *pair = &p->pairs[j];
+        if (pair->key == 0)
+            continue;
+        const s_entry_t *deny = p->entries + pair->first, *allows = deny + pair->n_deny, *end = deny + pair->n;
+        for (const s_entry_t *e = allows; e < end; e++)
+            s_lint_entry(conf, lint, deny, allows, allows, e);
+    }
+    s_issues_t is = {0};
+    int rc = s_lint_rules(conf, lint, now_us, &is);
+    free(lint);
+    kb_policy_destroy(&own);
+    if (rc != KB_OK) {
+        free(is.items);
+        return rc;
+    }
+    *issues = is.items;
+    *n_issues = is.n;
+    return KB_OK;
+}
