@@ -144,7 +144,7 @@ START_TEST(test_send_errors)
                            "\"legal_basis\":{\"basis\":\"b\",\"consent\":\"not_required\"},"
                            "\"signal\":{\"exploitation\":\"labour\"}}");
     ck_assert_int_eq(s_run("rvdk", "send refused.json"), 3);
-    ck_assert_msg(strstr(s_out, "\"outcome\":\"rejected\"") && strstr(s_out, "no sharing rule"), "%s", s_out);
+    ck_assert_msg(strstr(s_out, "\"outcome\":\"rejected\"") && strstr(s_out, "no rule allows"), "%s", s_out);
     /* missing connection settings */
     ck_assert_int_eq(s_run(NULL, "send refused.json"), 2);
     ck_assert_msg(strstr(s_out, "--agency is required") != NULL, "%s", s_out);

@@ -222,7 +222,7 @@ START_TEST(test_refused_by_rules)
     ck_assert_int_eq(ketenbus_client_submit(gem, m, &r, 5000), KETENBUS_EREJECTED);
     ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_REJECTED);
     ck_assert_int_eq(r.code, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED);
-    ck_assert_msg(strstr(r.reason, "no sharing rule") != NULL, "reason: %s", r.reason);
+    ck_assert_msg(strstr(r.reason, "no rule allows") != NULL, "reason: %s", r.reason);
     ketenbus_msg_destroy(&m);
     ketenbus_client_destroy(&gem);
 
@@ -230,7 +230,7 @@ START_TEST(test_refused_by_rules)
     ck_assert_int_eq(ketenbus_client_recv(politie, &m, 500), KETENBUS_ETIMEDOUT);
     ketenbus_client_destroy(&politie);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
-    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "no sharing rule"), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "no rule allows"), 1);
 }
 END_TEST
 
