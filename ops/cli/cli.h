@@ -19,6 +19,8 @@ int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
 /* status and reload: argv[0] says which */
 int cmd_admin(int argc, char **argv);
+/* policy check and policy explain: read a chain file, no broker */
+int cmd_policy(int argc, char **argv);
 
 /* Connection options shared by send and recv: flags, else environment. */
 typedef struct {
