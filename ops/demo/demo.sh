@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The seed story on loopback: keys, a chain configuration, a broker and five
-# agencies' adapters; prints each step and exits 0 only if each step
-# happened as expected. Everything lives in a scratch directory, removed at
+# The seed story on loopback: the example chain's rules checked and
+# explained, keys for every agency in it, a broker and the agencies'
+# adapters; prints each step and exits 0 only if each step happened as
+# expected. Everything lives in a scratch directory, removed at
 # the end (KB_DEMO_KEEP=1 keeps it). Run through `make demo`.
 set -euo pipefail
 
@@ -40,6 +41,7 @@ for line in sys.stdin:
         extra = ""
         if m.get("recipients"): extra += " to " + ", ".join(m["recipients"])
         if m.get("reason"): extra += " (" + m["reason"] + ")"
+        if m.get("rule_id") and m["rule_id"] not in m.get("reason", ""): extra += " [rule " + m["rule_id"] + "]"
         if "audit_index" in m: extra += " [audit #%d]" % m["audit_index"]
         print("   receipt: %s %s%s" % (m["message_id"], m["outcome"].upper(), extra))
     else:
@@ -49,18 +51,33 @@ for line in sys.stdin:
             (m.get("legal_basis") or {}).get("basis", "")))
         for k in ("exploitation", "minor", "age_band", "action", "urgency", "deadline_us", "status", "reason", "narrative"):
             if k in p: print("      %s: %s" % (k, p[k]))
+        if "observed" in p: print("      observed: %s" % json.dumps(p["observed"]))
+        if m.get("withheld"): print("      withheld: %s" % ", ".join(m["withheld"]))
 ' "${1:-}"
 }
 
-step "1. Keys for the broker and five agencies (CURVE + Ed25519)"
+example="$here/ops/examples/chain.yaml"
+sed 's|listen: tcp://127.0.0.1:5555|listen: tcp://127.0.0.1:*|' "$example" > "$work/chain.yaml"
+
+step "1. Check the sharing rules of the example chain (ketenbus policy check)"
+rc=0; out=$(cd "$work" && "$kb" policy check chain.yaml 2>&1) || rc=$?
+echo "$out" | sed 's/^/   /'
+[ "$rc" = 0 ] && echo "$out" | grep -q ': OK$' && ok "rules file is valid, no warnings" || bad "policy check failed (exit $rc)"
+
+# The agency ids of the chain: the "- id:" entries of the agencies list.
+agencies=$(awk '/^agencies:/ { a = 1; next } /^[^ #]/ { a = 0 } a && $1 == "-" && $2 == "id:" { print $3 }' "$example")
+
+step "2. Keys for the broker and the $(echo $agencies | wc -w) agencies (CURVE + Ed25519)"
 "$kb" keygen --broker --out "$work/keys" >/dev/null
-for a in politie rvdk fier comensha gem-utrecht; do
+for a in $agencies; do
     "$kb" keygen --agency "$a" --out "$work/keys" >/dev/null
 done
+echo "   agencies: $(echo $agencies | sed 's/ /, /g')"
 ls "$work/keys" | sed 's/^/   /' | head -6; echo "   ... ($(ls "$work/keys" | wc -l) files)"
-sed 's|listen: tcp://127.0.0.1:5555|listen: tcp://127.0.0.1:*|' "$here/ops/examples/chain.yaml" > "$work/chain.yaml"
+(cd "$work" && "$kb" policy check --keys chain.yaml >/dev/null) && ok "every key file of the chain loads" \
+    || bad "policy check --keys failed"
 
-step "2. Start the broker on loopback"
+step "3. Start the broker on loopback"
 "$build/ketenbusd" --config "$work/chain.yaml" --ready-file "$work/ready" 2> "$work/broker.log" &
 broker_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.1; done
@@ -74,7 +91,7 @@ as() { KETENBUS_AGENCY=$1 KETENBUS_STATE="$work/state-$1" "${@:2}"; }
 # The child's pseudonym: HMAC-SHA256 of a normalised identifier under the chain key.
 subject=$(printf 'name+birthdate:ana-lakatos|2011-03-14' | openssl dgst -sha256 -hmac demo-chain-key -r | cut -d' ' -f1)
 
-step "3. Fier hears a 13-year-old girl's story and signals police and CoMensha"
+step "4. Fier hears a 13-year-old girl's story and signals police and CoMensha"
 cat > "$work/fier-signal.json" <<JSON
 {"purpose": "victim_care", "handling": "h2",
  "legal_basis": {"basis": "AVG art. 6(1)(d): vital interest of the data subject", "consent": "refused"},
@@ -90,7 +107,7 @@ echo "$out" | show
 echo "$out" | grep -q '"outcome":"accepted"' && echo "$out" | grep -q '"recipients":\["politie","comensha"\]' \
     && ok "accepted for politie and comensha" || bad "Fier's signal was not accepted for politie and comensha"
 
-step "4. Police arrest the same child for pickpocketing and signal the board"
+step "5. Police arrest the same child for pickpocketing and signal the board"
 cat > "$work/police-signal.json" <<JSON
 {"recipients": ["rvdk"], "purpose": "child_protection", "handling": "h1",
  "legal_basis": {"basis": "Wpg art. 19", "consent": "not_required"},
@@ -104,7 +121,27 @@ out=$(as politie "$kb" send "$work/police-signal.json") || true
 echo "$out" | show
 echo "$out" | grep -q '"outcome":"accepted"' && ok "accepted for rvdk" || bad "police signal not accepted"
 
-step "5. Police refer the child to the board: urgent, answer within 4 hours"
+step "6. Police signal the case to EMM for analysis: narrative and location withheld"
+cat > "$work/police-emm.json" <<JSON
+{"recipients": ["emm"], "purpose": "analysis", "handling": "h1",
+ "legal_basis": {"basis": "Wpg art. 19", "consent": "not_required"},
+ "subject_keys": ["$subject"], "officer": "politie-utrecht-4471",
+ "signal": {"exploitation": "criminal", "indicators": ["repeated_arrests", "adult_claims_custody", "no_id_documents"],
+            "minor": true, "age_band": "12_to_15", "observed": {"municipality": "GM0344", "location": "Utrecht Centraal"},
+            "urgency": "urgent", "source": "officer", "reliability": "a", "accuracy": "1",
+            "narrative": "Arrested for pickpocketing; a man claiming to be her uncle came to collect her."}}
+JSON
+out=$(as politie "$kb" send "$work/police-emm.json") || true
+echo "$out" | show
+echo "$out" | grep -q '"outcome":"accepted"' || bad "police signal to EMM not accepted"
+out=$(as emm "$kb" recv --count 1 --timeout 10) || true
+echo "$out" | show emm
+echo "$out" | grep -q '"withheld":\["signal.narrative","signal.observed.location"\]' \
+    && ! echo "$out" | grep -q 'Utrecht Centraal\|uncle' \
+    && ok "EMM got the signal without narrative and location (rule analysis-emm)" \
+    || bad "EMM's copy was not redacted as the rule says"
+
+step "7. Police refer the child to the board: urgent, answer within 4 hours"
 deadline=$(date -u -d '+4 hours' +%Y-%m-%dT%H:%M:%SZ)
 cat > "$work/referral.json" <<JSON
 {"recipients": ["rvdk"], "purpose": "child_protection", "handling": "h2",
@@ -119,13 +156,13 @@ echo "$out" | show
 referral_id=$(echo "$out" | "$py" -c 'import json,sys; print(json.loads(sys.stdin.readline() or "{}").get("message_id", ""))')
 echo "$out" | grep -q '"outcome":"accepted"' && ok "referral $referral_id accepted" || bad "referral not accepted"
 
-step "6. The board's adapter comes online and receives both messages"
+step "8. The board's adapter comes online and receives both messages"
 out=$(as rvdk "$kb" recv --count 2 --timeout 10) || true
 echo "$out" | show rvdk
 [ "$(echo "$out" | grep -c '"sender":"politie"')" = 2 ] && ok "rvdk received 2 messages from politie" \
     || bad "rvdk did not receive both messages"
 
-step "7. The board accepts the referral"
+step "9. The board accepts the referral"
 cat > "$work/accept.json" <<JSON
 {"recipients": ["politie"], "purpose": "child_protection", "handling": "h2",
  "legal_basis": {"basis": "Jeugdwet art. 7.4.0", "consent": "not_required"},
@@ -137,14 +174,14 @@ out=$(as rvdk "$kb" send "$work/accept.json") || true
 echo "$out" | show
 echo "$out" | grep -q '"outcome":"accepted"' && ok "answer accepted" || bad "answer not accepted"
 
-step "8. Police receive Fier's signal and the board's answer"
+step "10. Police receive Fier's signal and the board's answer"
 out=$(as politie "$kb" recv --count 2 --timeout 10) || true
 echo "$out" | show politie
 echo "$out" | grep -q '"status":"accepted"' && echo "$out" | grep -q "\"correlation_id\":\"$referral_id\"" \
     && ok "referral answered: accepted" || bad "police did not get the board's answer"
 echo "$out" | grep -q '"sender":"fier"' && ok "Fier's signal reached the police" || bad "Fier's signal missing"
 
-step "9. The municipality asks the police for their narrative: refused by the rules"
+step "11. The municipality asks the police for their narrative: refused by a deny rule"
 cat > "$work/municipality.json" <<JSON
 {"recipients": ["politie"], "purpose": "child_protection", "handling": "h0",
  "legal_basis": {"basis": "Jeugdwet art. 2.1", "consent": "not_required"},
@@ -153,10 +190,21 @@ cat > "$work/municipality.json" <<JSON
 JSON
 rc=0; out=$(as gem-utrecht "$kb" send "$work/municipality.json") || rc=$?
 echo "$out" | show
-[ "$rc" = 3 ] && echo "$out" | grep -q '"outcome":"rejected"' && ok "refused and audited" \
-    || bad "the municipality's request was not refused (exit $rc)"
+[ "$rc" = 3 ] && echo "$out" | grep -q '"outcome":"rejected"' \
+    && echo "$out" | grep -q '"rule_id":"no-municipal-requests-to-police"' \
+    && ok "refused by deny rule no-municipal-requests-to-police, and audited" \
+    || bad "the municipality's request was not refused by the deny rule (exit $rc)"
 
-step "10. Stop the broker"
+step "12. Why? Ask the rules (ketenbus policy explain)"
+echo "   \$ ketenbus policy explain chain.yaml --from gem-utrecht --to politie --kind referral \\"
+echo "         --purpose child_protection --handling h0"
+rc=0; out=$(cd "$work" && "$kb" policy explain chain.yaml --from gem-utrecht --to politie --kind referral \
+    --purpose child_protection --handling h0 2>&1) || rc=$?
+echo "$out" | sed 's/^/   /'
+[ "$rc" = 3 ] && echo "$out" | grep -q 'REFUSED by deny rule no-municipal-requests-to-police' \
+    && ok "explain names the deny rule (exit 3: refused)" || bad "explain did not name the deny rule (exit $rc)"
+
+step "13. Stop the broker"
 kill -TERM "$broker_pid"; wait "$broker_pid" && ok "clean shutdown" || bad "broker exit status $?"
 broker_pid=""
 grep -c 'event=accepted' "$work/broker.log" | sed 's/^/   accepted messages logged: /'
