@@ -555,3 +555,153 @@ int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **ou
         return kb_error_set(KB_EPROTO, "store: audit record %llu does not decode", (unsigned long long)index);
     return KB_OK;
 }
+
+/* ------------------------------------------------------------ Merkle tiles */
+
+#define KB_TILE_KEY_LEN 10u /* 't' + level + 8-byte index */
+
+int kb_batch_put(kb_batch_t *b, const void *k, size_t kl, const void *v, size_t vl)
+{
+    if (!b || !k || (!v && vl))
+        return kb_error_set(KB_EINVAL, "store: NULL argument");
+    leveldb_writebatch_put(b->wb, (const char *)k, kl, (const char *)v, vl);
+    b->n++;
+    return KB_OK;
+}
+
+static int s_tile_key(uint8_t k[KB_TILE_KEY_LEN], unsigned level, uint64_t index, size_t width)
+{
+    if (level >= KB_MERKLE_TILE_LEVELS || width == 0 || width > KB_MERKLE_TILE_WIDTH)
+        return kb_error_set(KB_EINVAL, "store: bad tile %u/%llu width %zu", level, (unsigned long long)index, width);
+    k[0] = 't';
+    k[1] = (uint8_t)level;
+    kb_be64_put(k + 2, index);
+    return KB_OK;
+}
+
+int kb_store_tile_get(kb_store_t *s, unsigned level, uint64_t index, size_t width, uint8_t *buf)
+{
+    uint8_t k[KB_TILE_KEY_LEN];
+    int rc = s_tile_key(k, level, index, width);
+    if (rc != KB_OK)
+        return rc;
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
+    if (err) {
+        rc = kb_error_set(KB_EIO, "store: read tile: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    if (!v)
+        return kb_error_set(KB_ENOTFOUND, "store: no tile %u/%llu", level, (unsigned long long)index);
+    if (vl % KB_MERKLE_HASH_LEN != 0 || vl > KB_MERKLE_TILE_BYTES)
+        rc = kb_error_set(KB_EPROTO, "store: tile %u/%llu has %zu bytes", level, (unsigned long long)index, vl);
+    else if (vl / KB_MERKLE_HASH_LEN < width)
+        rc = kb_error_set(KB_ENOTFOUND, "store: tile %u/%llu has %zu hashes, not %zu", level,
+                          (unsigned long long)index, vl / KB_MERKLE_HASH_LEN, width);
+    else
+        memcpy(buf, v, width * KB_MERKLE_HASH_LEN);
+    leveldb_free(v);
+    return rc;
+}
+
+int kb_store_tile_put(kb_store_t *s, kb_batch_t *b, unsigned level, uint64_t index, const uint8_t *hashes,
+                      size_t width)
+{
+    (void)s;
+    uint8_t k[KB_TILE_KEY_LEN];
+    int rc = s_tile_key(k, level, index, width);
+    if (rc != KB_OK)
+        return rc;
+    return kb_batch_put(b, k, sizeof k, hashes, width * KB_MERKLE_HASH_LEN);
+}
+
+/* Leaf hashes of the width audit records from leaf tile index: the partial
+ * leaf tile, which is not stored (see store.h). */
+static int s_tiles_from_audit(kb_store_t *s, uint64_t index, size_t width, uint8_t *buf)
+{
+    uint64_t first = index * KB_MERKLE_TILE_WIDTH;
+    uint8_t k[9];
+    k[0] = 'a';
+    kb_be64_put(k + 1, first);
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    int rc = KB_OK;
+    size_t i = 0;
+    leveldb_iter_seek(it, (const char *)k, sizeof k);
+    for (; i < width && leveldb_iter_valid(it); i++, leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *ik = leveldb_iter_key(it, &kl);
+        const char *iv = leveldb_iter_value(it, &vl);
+        if (kl != sizeof k || ik[0] != 'a' || kb_be64_get((const uint8_t *)ik + 1) != first + i)
+            break;
+        if ((rc = kb_merkle_leaf_hash(iv, vl, buf + i * KB_MERKLE_HASH_LEN)) != KB_OK)
+            break;
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (err) {
+        rc = kb_error_set(KB_EIO, "store: read audit records: %s", err);
+        leveldb_free(err);
+    } else if (rc == KB_OK && i < width) {
+        rc = kb_error_set(KB_ENOTFOUND, "store: audit record %llu is missing (leaf tile %llu)",
+                          (unsigned long long)(first + i), (unsigned long long)index);
+    }
+    return rc;
+}
+
+static int s_tiles_get(void *ctx, unsigned level, uint64_t index, size_t width, uint8_t *buf)
+{
+    kb_store_tiles_t *t = ctx;
+    int rc = kb_store_tile_get(t->store, level, index, width, buf);
+    if (rc == KB_ENOTFOUND && level == 0 && width < KB_MERKLE_TILE_WIDTH)
+        rc = s_tiles_from_audit(t->store, index, width, buf);
+    return rc;
+}
+
+static int s_tiles_put(void *ctx, unsigned level, uint64_t index, const uint8_t *hashes, size_t width)
+{
+    kb_store_tiles_t *t = ctx;
+    if (level == 0 && width < KB_MERKLE_TILE_WIDTH)
+        return KB_OK; /* the records are the partial leaf tile */
+    return kb_store_tile_put(t->store, t->batch, level, index, hashes, width);
+}
+
+kb_merkle_io_t kb_store_tiles_io(kb_store_tiles_t *t)
+{
+    kb_merkle_io_t io = {s_tiles_get, s_tiles_put, t};
+    return io;
+}
+
+int kb_store_audit_log(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenbus__AuditRecord *r, uint64_t *index)
+{
+    if (kb_merkle_size(tree) != s->audit_next)
+        return kb_error_set(KB_EINVAL, "store: audit tree has %llu leaves, the log %llu records",
+                            (unsigned long long)kb_merkle_size(tree), (unsigned long long)s->audit_next);
+    r->index = s->audit_next;
+    size_t len = ketenbus__audit_record__get_packed_size(r);
+    uint8_t stackbuf[1024];
+    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (!buf)
+        return kb_error_set(KB_ENOMEM, "store: audit: out of memory");
+    ketenbus__audit_record__pack(r, buf);
+    /* the tree first: it stages nothing when it fails */
+    int rc = kb_merkle_append(tree, buf, len, NULL);
+    if (rc == KB_OK) {
+        uint8_t k[9];
+        k[0] = 'a';
+        kb_be64_put(k + 1, r->index);
+        rc = kb_batch_put(b, k, sizeof k, buf, len);
+    }
+    if (buf != stackbuf)
+        free(buf);
+    if (rc != KB_OK)
+        return rc;
+    if (index)
+        *index = r->index;
+    s->audit_next++;
+    return KB_OK;
+}
