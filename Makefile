@@ -231,6 +231,17 @@ $(BUILD)/bench/peer_nats: tests/bench/peer_nats.c tests/bench/peer_common.h | de
 bench-peers: all deps-peers $(BUILD)/ketenbus-bench $(BUILD)/bench/peer_rabbitmq $(BUILD)/bench/peer_nats
 	@KB_BUILD=$(abspath $(BUILD)) BENCH_QUICK=$(BENCH_QUICK) tests/bench/peers.sh
 
+# `make bench-policy`: decisions per second of the sharing rules engine with
+# 10 and 10,000 rules (tests/bench/bench_policy.c). Not part of `make test`.
+.PHONY: bench-policy
+$(BUILD)/bench/bench_policy: tests/bench/bench_policy.c $(BUILD)/libkbinternal.a $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS)
+
+bench-policy: all $(BUILD)/bench/bench_policy
+	@$(BUILD)/bench/bench_policy
+
 # Coverage-guided fuzzing of the frame decoder and envelope validator with
 # libFuzzer (clang). FUZZ_SECONDS per run; the corpus is kept in build/fuzz/.
 FUZZ_SECONDS ?= 60
