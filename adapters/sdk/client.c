@@ -35,6 +35,7 @@
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
 #define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
 #define KB_SILENCE_PINGS      3      /* missed pings before the session is presumed gone */
+#define KB_CLOSE_LINGER_MS    500    /* how long closing waits for queued frames */
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
 
 struct ketenbus_client_opts {
@@ -631,8 +632,13 @@ void ketenbus_client_destroy(ketenbus_client_t **p)
     ketenbus_client_t *c = *p;
     if (c->dealer && c->outbox && c->welcomed)
         s_flush_acks(c);
-    if (c->dealer)
+    if (c->dealer) {
+        /* let ACKs and submissions already handed to ZeroMQ leave; with
+         * ZMQ_IMMEDIATE nothing waits for a broker that is not connected */
+        int linger = KB_CLOSE_LINGER_MS;
+        zmq_setsockopt(c->dealer, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(c->dealer);
+    }
     if (c->zctx)
         zmq_ctx_term(c->zctx);
     kb_outbox_destroy(&c->outbox);
