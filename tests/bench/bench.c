@@ -638,7 +638,8 @@ int main(int argc, char **argv)
                 bench_note(r, "key + sealed QueueEntry; accepted-id index adds %.0f B", (double)sb.seen / n);
                 r = bench_row("growth", "audit bytes per message (received + routed)", (double)sb.audit / n, "B");
                 bench_vs(r, "envelope bytes", (double)small[0].env_len);
-                bench_note(r, "%.2f audit records per message", (double)sb.n_audit / n);
+                bench_note(r, "%.2f audit records per message; Merkle tiles add %.1f B", (double)sb.n_audit / n,
+                           (double)sb.tiles / n);
                 r = bench_row("growth", "data directory bytes per queued message", (double)du / n, "B");
                 bench_vs(r, "envelope bytes", (double)small[0].env_len);
                 bench_note(r, "LevelDB files incl. log, %zu messages", w.accepted);

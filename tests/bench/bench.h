@@ -210,6 +210,7 @@ typedef struct {
     uint64_t audit;         /* 'a' records: keys + values */
     uint64_t queue;         /* 'q' entries */
     uint64_t seen;          /* 'd' accepted ids */
+    uint64_t tiles;         /* 't' Merkle tiles of the audit tree */
     uint64_t other;         /* counters and anything else */
     uint64_t n_audit;       /* number of audit records */
     uint64_t n_queue;       /* number of queue entries */

@@ -7,8 +7,9 @@
  * is what lies in the store. So the store of a stopped broker is filled
  * through the broker's own store API (broker/store.h), the way route.c
  * stages an accepted message: one sealed queue entry, a "received" and a
- * "routed" audit record and the accepted-id entry, in unsynced batches of
- * 1,000 with a synced write at the end. The bytes per message are counted
+ * "routed" audit record (appended to the audit log's Merkle tree with
+ * kb_store_audit_log, tiles and all) and the accepted-id entry, in
+ * unsynced batches of 1,000 with a synced write at the end. The bytes per message are counted
  * by key prefix in a stopped broker's LevelDB (logical key + value bytes),
  * next to the directory's size on disk.
  */
@@ -23,6 +24,7 @@
 #include "bench.h"
 #include "kb_error.h"
 #include "kb_keys.h"
+#include "kb_merkle.h"
 #include "kb_util.h"
 #include "store.h"
 
@@ -42,8 +44,11 @@ int bench_store_fill(const bench_broker_t *b, const bench_keys_t *k, const char 
     OPENSSL_cleanse(key, sizeof key);
     kb_batch_t *batch = kb_batch_new();
     Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, pool->env_len, pool->envelope);
+    kb_store_tiles_t tiles = {s, batch};
+    kb_merkle_io_t io = kb_store_tiles_io(&tiles);
+    kb_merkle_t *tree = s && batch ? kb_merkle_new(&io) : NULL;
     int rc = -1;
-    if (!s || !batch || !e) {
+    if (!s || !batch || !e || !tree || kb_merkle_load(tree, kb_store_audit_size(s)) != KB_OK) {
         bench_log("fill: %s", kb_last_error());
         goto done;
     }
@@ -72,7 +77,7 @@ int bench_store_fill(const bench_broker_t *b, const bench_keys_t *k, const char 
         r.payload_sha256.data = digest;
         r.payload_sha256.len = sizeof digest;
         uint64_t received, tag;
-        if (kb_store_audit_append(s, batch, &r, &received) != KB_OK)
+        if (kb_store_audit_log(s, batch, tree, &r, &received) != KB_OK)
             goto done;
         Ketenbus__QueueEntry q;
         ketenbus__queue_entry__init(&q);
@@ -89,7 +94,7 @@ int bench_store_fill(const bench_broker_t *b, const bench_keys_t *k, const char 
         r.counterpart = (char *)agency;
         r.rule_id = (char *)"pair-0";
         r.tag = tag;
-        if (kb_store_audit_append(s, batch, &r, NULL) != KB_OK ||
+        if (kb_store_audit_log(s, batch, tree, &r, NULL) != KB_OK ||
             kb_store_seen_put(s, batch, e->sender, id, received) != KB_OK)
             goto done;
         if ((i + 1) % FILL_BATCH == 0 || i + 1 == n) {
@@ -104,6 +109,7 @@ int bench_store_fill(const bench_broker_t *b, const bench_keys_t *k, const char 
 done:
     if (e)
         ketenbus__envelope__free_unpacked(e, NULL);
+    kb_merkle_destroy(&tree);
     kb_batch_destroy(&batch);
     kb_store_destroy(&s);
     return rc;
@@ -134,6 +140,7 @@ int bench_store_bytes(const char *data_dir, bench_store_bytes_t *out)
         case 'a': out->audit += sz; out->n_audit++; break;
         case 'q': out->queue += sz; out->n_queue++; break;
         case 'd': out->seen += sz; break;
+        case 't': out->tiles += sz; break;
         default: out->other += sz; break;
         }
     }
