@@ -6,6 +6,7 @@
  *   c<agency>            queue depth of agency (u64), kept in the same batch as q
  *   d<sender>\0<id:16>   message ids accepted per sender (u64 audit index of "received")
  *   a<index:8>           AuditRecord, append-only
+ *   k<size:8>            signed checkpoint note of the audit tree at that size
  *   t<level:1><index:8>  tile of the audit Merkle tree (lib/kb_merkle.h):
  *                        concatenated 32-byte hashes, width = length / 32
  * Queue keys are short-lived and audit keys permanent; different first bytes
@@ -122,8 +123,23 @@ kb_merkle_io_t kb_store_tiles_io(kb_store_tiles_t *t);
  * packed bytes to tree (bound to this store through a kb_store_tiles_t
  * whose batch is b): record and tree update are committed together. Sets
  * r->index and *index (may be NULL). KB_EINVAL if the tree's size is not
- * the log's (a tree out of step); the tree's errors. On failure nothing
- * is staged and neither log nor tree changes. */
+ * the log's (a tree out of step); the tree's errors. On failure no record
+ * is staged and neither log nor tree changes (a tile the failed append
+ * staged holds nothing a load at the log's size reads, and is put again
+ * by the append that next fills it). */
 int kb_store_audit_log(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenbus__AuditRecord *r, uint64_t *index);
+
+/* ------------------------------------------------------------ checkpoints */
+
+/* Stage a signed checkpoint note for tree size `size` (key k<size:8>). */
+int kb_store_checkpoint_put(kb_store_t *s, kb_batch_t *b, uint64_t size, const char *note, size_t len);
+
+/* The checkpoint with the largest size: KB_OK with *note (NUL-terminated,
+ * caller frees), or KB_ENOTFOUND when none was signed yet. */
+int kb_store_checkpoint_latest(kb_store_t *s, uint64_t *size, char **note, size_t *len);
+
+/* Visit every stored checkpoint in size order; fn returns non-zero to stop. */
+typedef int (kb_checkpoint_fn)(uint64_t size, const char *note, size_t len, void *arg);
+int kb_store_checkpoint_scan(kb_store_t *s, kb_checkpoint_fn *fn, void *arg);
 
 #endif

@@ -366,7 +366,8 @@ END_TEST
 
 /* Sizes to reopen at: empty, around the first tile boundaries, around the
  * first level-2 tile entry (65536 = 256 * 256 leaves), and the end. */
-static const uint64_t s_reopen_sizes[] = {0, 1, 2, 255, 256, 257, 511, 512, 513, 4097, 65535, 65536, 65537, 69999, 70000};
+static const uint64_t s_reopen_sizes[] = {0,    1,     2,     255,   256,   257,   511,  512,
+                                          513,  4097,  65535, 65536, 65537, 69999, 70000};
 
 /* Roots of every size in s_reopen_sizes, by an accumulator (no tiles). */
 static void s_expected_roots(const uint8_t *hashes, uint8_t roots[][HLEN])
