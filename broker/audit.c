@@ -4,7 +4,9 @@
  * Every event lands as one AuditRecord (NEN 7513 fields: who, what, when,
  * about whom, why) in the batch of the change it describes, so the record
  * and the change are durable together. The payload is never copied in; its
- * SHA-256 is (route.c fills payload_sha256).
+ * SHA-256 is (route.c fills payload_sha256). Each record is also a leaf of
+ * the audit Merkle tree (RFC 6962 hashing, lib/kb_merkle.c), appended in the
+ * same batch, so RECEIPT's audit index is the record's leaf index.
  */
 #include <string.h>
 
@@ -36,7 +38,8 @@ Ketenbus__AuditRecord *audit_record_for(Ketenbus__AuditRecord *r, int event, con
 
 int audit_append(kb_broker_t *b, Ketenbus__AuditRecord *r, uint64_t *index)
 {
-    int rc = kb_store_audit_append(b->store, b->batch, r, index);
+    /* the record and its leaf in the Merkle tree are staged together */
+    int rc = kb_store_audit_log(b->store, b->batch, b->tree, r, index);
     if (rc != KB_OK)
         kb_log(KB_LOG_ERROR, "audit_failed", "detail=\"%s\"", kb_last_error());
     return rc;

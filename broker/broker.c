@@ -67,6 +67,14 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     OPENSSL_cleanse(storage_key, sizeof storage_key);
     if (!b->store)
         goto fail;
+    b->tiles.store = b->store;
+    b->tiles.batch = b->batch;
+    kb_merkle_io_t io = kb_store_tiles_io(&b->tiles);
+    b->tree = kb_merkle_new(&io);
+    if (!b->tree || kb_merkle_load(b->tree, kb_store_audit_size(b->store)) != KB_OK) {
+        kb_error_wrap(KB_EIO, "loading the audit tree");
+        goto fail;
+    }
     return b;
 fail:
     kb_broker_destroy(&b);
@@ -86,11 +94,16 @@ void kb_broker_destroy(kb_broker_t **p)
         return;
     kb_broker_t *b = *p;
     if (b->sessions && b->store && b->batch) {
-        for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
-            session_close(b, &b->sessions[i], "broker stopping");
-        if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
-            kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
+        if (b->tree) {
+            for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
+                session_close(b, &b->sessions[i], "broker stopping");
+            if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
+                kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
+            if (b->sign_key)
+                checkpoint_maybe(b, 1);
+        }
     }
+    kb_merkle_destroy(&b->tree);
     if (b->router)
         zmq_close(b->router);
     if (b->admin)
@@ -163,6 +176,13 @@ int kb_broker_start(kb_broker_t *b)
         return KB_ENET;
     b->started_ms = kb_mono_ms();
     b->next_expiry_ms = b->started_ms;
+    uint64_t cp_size = 0;
+    char *note = NULL;
+    size_t note_len = 0;
+    if (kb_store_checkpoint_latest(b->store, &cp_size, &note, &note_len) == KB_OK)
+        b->cp_size = cp_size;
+    free(note);
+    b->cp_next_ms = b->started_ms + b->conf->checkpoint_interval_us / 1000;
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
     if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
         return KB_EIO;
@@ -229,9 +249,7 @@ static void s_flush(kb_broker_t *b)
 static void s_abort_turn(kb_broker_t *b)
 {
     kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
-    kb_batch_clear(b->batch);
-    if (kb_store_reload(b->store) != KB_OK)
-        kb_log(KB_LOG_ERROR, "reload_counters_failed", "detail=\"%s\"", kb_last_error());
+    broker_resync(b);
     size_t n = b->n_out;
     kb_outgoing_t *old = b->out;
     b->out = NULL;
@@ -251,6 +269,13 @@ static void s_abort_turn(kb_broker_t *b)
     }
     b->n_sessions = 0;
     kb_batch_clear(b->batch); /* drop the disconnect records staged above */
+}
+
+void broker_resync(kb_broker_t *b)
+{
+    kb_batch_clear(b->batch);
+    if (kb_store_reload(b->store) != KB_OK || kb_merkle_load(b->tree, kb_store_audit_size(b->store)) != KB_OK)
+        kb_log(KB_LOG_ERROR, "resync_failed", "detail=\"%s\"", kb_last_error());
 }
 
 static void s_refuse_frame(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, uint64_t req,
@@ -452,6 +477,7 @@ static int s_turn(kb_broker_t *b)
         return KB_OK;
     }
     s_flush(b);
+    checkpoint_maybe(b, 0);
     return KB_OK;
 }
 

@@ -18,6 +18,7 @@
 
 #include "conf.h"
 #include "kb_codec.h"
+#include "kb_merkle.h"
 #include "ketenbus.pb-c.h"
 #include "store.h"
 
@@ -71,6 +72,10 @@ typedef struct kb_broker {
     char *conf_path;                /* file to reload from */
     kb_store_t *store;              /* durable state */
     kb_batch_t *batch;              /* changes staged this turn */
+    kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
+    kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
+    uint64_t cp_size;               /* tree size of the last signed checkpoint */
+    int64_t cp_next_ms;             /* when the next checkpoint is due at the latest */
     void *zctx;                     /* ZeroMQ context */
     void *router;                   /* adapters connect here (CURVE server) */
     void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
@@ -106,6 +111,13 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig);
 int kb_broker_reload(kb_broker_t *b, const char *who);
 /* Queue an encoded reply frame for rid (sent after the commit). */
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f);
+
+/* checkpoint.c: sign a checkpoint of the audit tree when due (force: now,
+ * if anything is new). Never fails traffic: a failure is logged as an
+ * alert and tried again next time. */
+void checkpoint_maybe(kb_broker_t *b, int force);
+/* Re-read counters and tree from disk after a failed commit. */
+void broker_resync(kb_broker_t *b);
 
 /* admin.c: the operators' admin socket (status, reload) */
 int admin_start(kb_broker_t *b);

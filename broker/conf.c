@@ -475,9 +475,12 @@ static int s_duration(const s_ctx_t *ctx, const yaml_node_t *node, const char *w
 
 /* ------------------------------------------------------------ broker */
 
-enum { B_ID, B_LISTEN, B_DATA_DIR, B_KEY_DIR, B_MAX_MESSAGE, B_TTL, B_SESSION, B_N };
+enum {
+    B_ID, B_LISTEN, B_DATA_DIR, B_KEY_DIR, B_MAX_MESSAGE, B_TTL, B_SESSION, B_CP_INTERVAL, B_CP_RECORDS, B_N
+};
 static const char *const s_broker_keys[B_N] = {
     "id", "listen", "data_dir", "key_dir", "max_message_bytes", "message_ttl", "session_timeout",
+    "checkpoint_interval", "checkpoint_records",
 };
 
 static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
@@ -528,6 +531,17 @@ static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
     if (v[B_SESSION] && (rc = s_duration(ctx, v[B_SESSION], "session_timeout", S_US_PER_S, 3600 * S_US_PER_S, "1s..1h",
                                          &c->session_timeout_us)) != KB_OK)
         return rc;
+    c->checkpoint_interval_us = KB_CONF_DEFAULT_CP_INTERVAL_US;
+    if (v[B_CP_INTERVAL] && (rc = s_duration(ctx, v[B_CP_INTERVAL], "checkpoint_interval", S_US_PER_S,
+                                             86400 * S_US_PER_S, "1s..1d", &c->checkpoint_interval_us)) != KB_OK)
+        return rc;
+    c->checkpoint_records = KB_CONF_DEFAULT_CP_RECORDS;
+    if (v[B_CP_RECORDS]) {
+        long long n = 0;
+        if ((rc = s_number(ctx, v[B_CP_RECORDS], "checkpoint_records", 1, 100000000, &n)) != KB_OK)
+            return rc;
+        c->checkpoint_records = (uint64_t)n;
+    }
     return KB_OK;
 }
 

@@ -19,6 +19,8 @@
  *     max_message_bytes: 1048576
  *     message_ttl: 14d                 # number with s, m, h or d
  *     session_timeout: 10s             # no frame from an adapter for this long: session ends
+ *     checkpoint_interval: 60s         # sign an audit checkpoint at least this often...
+ *     checkpoint_records: 100000       # ...or after this many new audit records
  *   agencies:
  *     - id: politie
  *       name: Politie Nederland
@@ -119,6 +121,8 @@ typedef struct kb_conf {
     size_t max_message_bytes;     /* largest accepted frame */
     int64_t message_ttl_us;       /* time a message may wait for an ACK */
     int64_t session_timeout_us;   /* silence after which a session ends */
+    int64_t checkpoint_interval_us; /* sign an audit checkpoint at least this often... */
+    uint64_t checkpoint_records;  /* ...or after this many new audit records */
     size_t n_agencies;            /* number of agencies */
     kb_agency_t *agencies;        /* the agencies, in file order */
     size_t n_groups;              /* number of groups */
@@ -133,6 +137,8 @@ typedef struct kb_conf {
 #define KB_CONF_DEFAULT_MAX_MESSAGE  (1024u * 1024u)
 #define KB_CONF_DEFAULT_TTL_US       (14LL * 24 * 3600 * 1000000)
 #define KB_CONF_DEFAULT_SESSION_US   (10LL * 1000000)
+#define KB_CONF_DEFAULT_CP_INTERVAL_US (60LL * 1000000)
+#define KB_CONF_DEFAULT_CP_RECORDS   100000u
 
 /* Load and validate; NULL with kb_last_error() = "file:line:col: message".
  * Fails too when kb_policy_lint() at the current time finds an error in the

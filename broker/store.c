@@ -705,3 +705,77 @@ int kb_store_audit_log(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenbus
     s->audit_next++;
     return KB_OK;
 }
+
+/* ------------------------------------------------------------ checkpoints */
+
+int kb_store_checkpoint_put(kb_store_t *s, kb_batch_t *b, uint64_t size, const char *note, size_t len)
+{
+    (void)s;
+    uint8_t k[9];
+    k[0] = 'k';
+    kb_be64_put(k + 1, size);
+    return kb_batch_put(b, k, sizeof k, note, len);
+}
+
+/* Scan k-keys forward (fn != NULL) or fetch the last one. */
+static int s_checkpoints(kb_store_t *s, kb_checkpoint_fn *fn, void *arg, uint64_t *last_size, char **last,
+                         size_t *last_len)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    int rc = KB_ENOTFOUND;
+    if (fn) {
+        rc = KB_OK;
+        for (leveldb_iter_seek(it, "k", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+            size_t kl, vl;
+            const char *k = leveldb_iter_key(it, &kl);
+            if (kl != 9 || k[0] != 'k')
+                break;
+            const char *v = leveldb_iter_value(it, &vl);
+            if (fn(kb_be64_get((const uint8_t *)k + 1), v, vl, arg))
+                break;
+        }
+    } else {
+        leveldb_iter_seek(it, "l", 1);
+        if (leveldb_iter_valid(it))
+            leveldb_iter_prev(it);
+        else
+            leveldb_iter_seek_to_last(it);
+        if (leveldb_iter_valid(it)) {
+            size_t kl, vl;
+            const char *k = leveldb_iter_key(it, &kl);
+            if (kl == 9 && k[0] == 'k') {
+                const char *v = leveldb_iter_value(it, &vl);
+                *last = malloc(vl + 1);
+                if (!*last) {
+                    rc = kb_error_set(KB_ENOMEM, "store: out of memory");
+                } else {
+                    memcpy(*last, v, vl);
+                    (*last)[vl] = '\0';
+                    *last_len = vl;
+                    *last_size = kb_be64_get((const uint8_t *)k + 1);
+                    rc = KB_OK;
+                }
+            }
+        }
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (err) {
+        rc = kb_error_set(KB_EIO, "store: checkpoints: %s", err);
+        leveldb_free(err);
+    }
+    return rc;
+}
+
+int kb_store_checkpoint_latest(kb_store_t *s, uint64_t *size, char **note, size_t *len)
+{
+    return s_checkpoints(s, NULL, NULL, size, note, len);
+}
+
+int kb_store_checkpoint_scan(kb_store_t *s, kb_checkpoint_fn *fn, void *arg)
+{
+    return s_checkpoints(s, fn, arg, NULL, NULL, NULL);
+}

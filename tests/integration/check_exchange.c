@@ -123,6 +123,12 @@ START_TEST(test_signal_referral_update)
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ACKNOWLEDGED, NULL), 3);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED, NULL), 3);
+    /* the broker signed a checkpoint of everything when it stopped; the
+     * checkpoint's own record is the one leaf after it */
+    uint64_t cp_size = 0, audit_size = 0;
+    kb_chain_checkpoint(&s_chain, &cp_size, &audit_size);
+    ck_assert_uint_eq(cp_size + 1, audit_size);
+    ck_assert_int_ge(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CHECKPOINT, "size="), 1);
 }
 END_TEST
 

@@ -15,6 +15,8 @@
 
 #include "kb_error.h"
 #include "kb_keys.h"
+#include "kb_merkle.h"
+#include "kb_note.h"
 #include "kb_test.h"
 #include "kb_util.h"
 #include "store.h"
@@ -231,6 +233,47 @@ int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part
     }
     kb_store_destroy(&s);
     return n;
+}
+
+void kb_chain_checkpoint(const kb_chain_t *c, uint64_t *size, uint64_t *audit_size)
+{
+    ck_assert_msg(c->pid == 0, "stop the broker before reading its store");
+    char path[512];
+    uint8_t key[32];
+    snprintf(path, sizeof path, "%s/broker.storage.key", c->keys);
+    ck_assert_int_eq(kb_keys_load_storage(path, key), KB_OK);
+    snprintf(path, sizeof path, "%s/data", c->dir);
+    kb_store_t *s = kb_store_open(path, key);
+    ck_assert_msg(s != NULL, "open store: %s", kb_last_error());
+    char *note = NULL;
+    size_t len = 0;
+    ck_assert_msg(kb_store_checkpoint_latest(s, size, &note, &len) == KB_OK, "no checkpoint: %s", kb_last_error());
+    snprintf(path, sizeof path, "%s/broker.sign.pub.pem", c->keys);
+    EVP_PKEY *pub = kb_keys_load_sign_public(path);
+    ck_assert_ptr_nonnull(pub);
+    kb_note_checkpoint_t cp;
+    ck_assert_msg(kb_note_verify(note, len, "ketenbus/test-broker", pub, &cp) == KB_OK, "%s", kb_last_error());
+    ck_assert_uint_eq(cp.size, *size);
+    /* the root must be the one of the records as stored */
+    kb_merkle_acc_t *acc = kb_merkle_acc_new();
+    for (uint64_t i = 0; i < *size; i++) {
+        Ketenbus__AuditRecord *r = NULL;
+        ck_assert_int_eq(kb_store_audit_get(s, i, &r), KB_OK);
+        uint8_t buf[4096];
+        size_t n = ketenbus__audit_record__get_packed_size(r);
+        ck_assert_uint_le(n, sizeof buf);
+        ketenbus__audit_record__pack(r, buf);
+        ck_assert_int_eq(kb_merkle_acc_add(acc, buf, n), KB_OK);
+        ketenbus__audit_record__free_unpacked(r, NULL);
+    }
+    uint8_t root[KB_MERKLE_HASH_LEN];
+    ck_assert_int_eq(kb_merkle_acc_root(acc, root), KB_OK);
+    ck_assert_msg(memcmp(root, cp.root, sizeof root) == 0, "checkpoint root differs from the records' tree");
+    *audit_size = kb_store_audit_size(s);
+    kb_merkle_acc_destroy(&acc);
+    EVP_PKEY_free(pub);
+    free(note);
+    kb_store_destroy(&s);
 }
 
 ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative)

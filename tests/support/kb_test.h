@@ -73,6 +73,12 @@ int kb_chain_log_count(const kb_chain_t *c, const char *needle);
  * substring) in the stopped broker's store. */
 int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part);
 
+/* The latest signed checkpoint of the stopped broker's audit log, verified
+ * with the broker's public key: fills *size (tree size) and *audit_size
+ * (records in the log). Fails the test if there is none or it does not
+ * verify against the tree rebuilt from the records. */
+void kb_chain_checkpoint(const kb_chain_t *c, uint64_t *size, uint64_t *audit_size);
+
 /* A signal message ready to submit (kind, purpose, handling, legal basis, payload). */
 ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative);
 
