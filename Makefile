@@ -15,6 +15,8 @@ DESTDIR ?=
 DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev \
             libprotobuf-c-dev protobuf-c-compiler libleveldb-dev libssl-dev \
             libyaml-dev libjson-c-dev check libsubunit-dev python3 valgrind
+# headless Chromium renders the HTML audit report in tests/integration/check_report.c
+DEB_PKGS += chromium
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/san
