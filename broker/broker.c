@@ -186,6 +186,9 @@ int kb_broker_start(kb_broker_t *b)
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
     if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
         return KB_EIO;
+    if (!b->conf->verify_signatures)
+        kb_log(KB_LOG_WARN, "signatures_unchecked",
+               "detail=\"verify_signatures is false: envelope signatures are not checked (benchmarks only)\"");
     kb_log(KB_LOG_INFO, "started", "endpoint=%s admin=%s agencies=%zu rules=%zu config_sha256=%s audit_size=%llu",
            b->endpoint, b->admin_endpoint, b->conf->n_agencies, b->conf->n_rules, b->conf->sha256,
            (unsigned long long)kb_store_audit_size(b->store));

@@ -476,11 +476,12 @@ static int s_duration(const s_ctx_t *ctx, const yaml_node_t *node, const char *w
 /* ------------------------------------------------------------ broker */
 
 enum {
-    B_ID, B_LISTEN, B_DATA_DIR, B_KEY_DIR, B_MAX_MESSAGE, B_TTL, B_SESSION, B_CP_INTERVAL, B_CP_RECORDS, B_N
+    B_ID, B_LISTEN, B_DATA_DIR, B_KEY_DIR, B_MAX_MESSAGE, B_TTL, B_SESSION, B_CP_INTERVAL, B_CP_RECORDS,
+    B_VERIFY, B_N
 };
 static const char *const s_broker_keys[B_N] = {
     "id", "listen", "data_dir", "key_dir", "max_message_bytes", "message_ttl", "session_timeout",
-    "checkpoint_interval", "checkpoint_records",
+    "checkpoint_interval", "checkpoint_records", "verify_signatures",
 };
 
 static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
@@ -541,6 +542,18 @@ static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
         if ((rc = s_number(ctx, v[B_CP_RECORDS], "checkpoint_records", 1, 100000000, &n)) != KB_OK)
             return rc;
         c->checkpoint_records = (uint64_t)n;
+    }
+    c->verify_signatures = 1;
+    if (v[B_VERIFY]) {
+        if ((rc = s_text(ctx, v[B_VERIFY], "verify_signatures", &text)) != KB_OK)
+            return rc;
+        if (strcmp(text, "true") == 0)
+            c->verify_signatures = 1;
+        else if (strcmp(text, "false") == 0)
+            c->verify_signatures = 0;
+        else
+            return s_err(ctx, v[B_VERIFY], "verify_signatures: expected true or false, got '%.*s'", KB_CONF_SHOW,
+                         text);
     }
     return KB_OK;
 }

@@ -21,6 +21,8 @@
  *     session_timeout: 10s             # no frame from an adapter for this long: session ends
  *     checkpoint_interval: 60s         # sign an audit checkpoint at least this often...
  *     checkpoint_records: 100000       # ...or after this many new audit records
+ *     verify_signatures: true          # false only for benchmarks: senders are then
+ *                                      # authenticated by their CURVE key alone
  *   agencies:
  *     - id: politie
  *       name: Politie Nederland
@@ -123,6 +125,7 @@ typedef struct kb_conf {
     int64_t session_timeout_us;   /* silence after which a session ends */
     int64_t checkpoint_interval_us; /* sign an audit checkpoint at least this often... */
     uint64_t checkpoint_records;  /* ...or after this many new audit records */
+    int verify_signatures;        /* 0 only to measure the rest of the broker (benchmarks) */
     size_t n_agencies;            /* number of agencies */
     kb_agency_t *agencies;        /* the agencies, in file order */
     size_t n_groups;              /* number of groups */

@@ -331,6 +331,29 @@ START_TEST(test_unknown_curve_key)
 }
 END_TEST
 
+START_TEST(test_unchecked_signatures_for_benchmarks)
+{
+    /* verify_signatures: false (benchmarks only) skips the Ed25519 check but
+     * still takes the sender from the CURVE key */
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 2, s_rules, "  max_message_bytes: 4096\n  verify_signatures: false\n");
+    kb_chain_start(&s_chain);
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    int outcome, code;
+    char reason[512];
+    Ketenbus__Envelope *e = s_envelope("politie", "fier");
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    e = s_envelope("fier", "fier");
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_SPOOFED_SENDER);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=signatures_unchecked"), 1);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -342,6 +365,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_garbage_oversized_version);
     tcase_add_test(tc, test_no_session_before_hello);
     tcase_add_test(tc, test_unknown_curve_key);
+    tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -533,8 +533,10 @@ static const s_bad_t s_bad[] = {
      "4:3: duplicate key 'listen'"},
     {"broker:\n  listen: tcp://x:1\n  data_dir: data\n  key_dir: keys\n  port: 5555\n" A,
      "5:3: unknown key 'port' in broker (expected id, listen, data_dir, key_dir, max_message_bytes, message_ttl, "
-     "session_timeout, checkpoint_interval, checkpoint_records)"},
+     "session_timeout, checkpoint_interval, checkpoint_records, verify_signatures)"},
     {"broker: tcp://x:1\n" A, "1:9: expected key: value lines in broker, not a single value"},
+    {"broker:\n  listen: tcp://x:1\n  data_dir: data\n  key_dir: keys\n  verify_signatures: maybe\n" A,
+     "5:22: verify_signatures: expected true or false, got 'maybe'"},
     {"broker:\n  listen: 127.0.0.1:5555\n  data_dir: data\n  key_dir: keys\n" A,
      "2:11: listen: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5555, got '127.0.0.1:5555'"},
     {"broker:\n  listen:\n  data_dir: data\n  key_dir: keys\n" A, "2:10: listen: empty value"},
