@@ -111,6 +111,37 @@ const char *ketenbus_msg_sender(const ketenbus_msg_t *msg);
 size_t ketenbus_msg_withheld_count(const ketenbus_msg_t *msg);
 const char *ketenbus_msg_withheld(const ketenbus_msg_t *msg, size_t i);
 
+/* ------------------------------------------------------- subject keys */
+
+/* Subject keys are pseudonyms of the persons a message is about: the broker
+ * and its audit log never see identifiers, only HMAC-SHA256 keys under the
+ * chain key, a 32-byte secret that the agencies share and the broker
+ * operator does not have (`ketenbus keygen --chain-key`). Every agency that
+ * knows the same person computes the same key, so the broker can tell them
+ * that they know the same person. docs/SUBJECT_KEYS.md gives the
+ * normalisation rules per type and test vectors. */
+
+/* The subject key of an identifier as 64 lowercase hex digits plus NUL.
+ * type is one of "bsn", "vnummer", "document", "name_birth" (value written
+ * "family name|given names|YYYY-MM-DD") or "phone"; value is UTF-8 text as
+ * the agency's system holds it, normalised here. chain_key_file is read on
+ * every call (32 raw bytes, mode 0600) and the key wiped afterwards.
+ * Returns KETENBUS_EINVAL for a NULL argument or an unknown type,
+ * KETENBUS_EPROTO for a value that is not valid for its type (a BSN failing
+ * the elfproef, a date that does not exist; ketenbus_last_error() says why
+ * without repeating the value) or a chain key file of the wrong length,
+ * KETENBUS_ETOOBIG for a value over 256 bytes, KETENBUS_ENOTFOUND or
+ * KETENBUS_EIO for a missing, unreadable or group/world-readable key file.
+ * On failure hex_out holds "". */
+int ketenbus_subject_key(const char *chain_key_file, const char *type, const char *value, char hex_out[65]);
+
+/* Compute the subject key of (type, value) as ketenbus_subject_key() does
+ * and append it to the message's subject_keys; a key the message carries
+ * already is not added twice. Errors as ketenbus_subject_key(), and
+ * KETENBUS_ETOOBIG when the message has the most subject keys an envelope
+ * may carry (32). The message is unchanged on failure. */
+int ketenbus_msg_add_subject(ketenbus_msg_t *msg, const char *chain_key_file, const char *type, const char *value);
+
 /* -------------------------------------------------------------- client */
 
 /* Outcome of one submission, filled by ketenbus_client_submit(). */
