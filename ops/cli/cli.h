@@ -21,6 +21,8 @@ int cmd_recv(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 /* policy check and policy explain: read a chain file, no broker */
 int cmd_policy(int argc, char **argv);
+/* subject-key: the subject key of an identifier under the chain key, no broker */
+int cmd_subject(int argc, char **argv);
 
 /* Connection options shared by send and recv: flags, else environment. */
 typedef struct {

@@ -18,6 +18,7 @@ static void s_usage(FILE *out)
             "  status   show a running broker's sessions, queues and audit size\n"
             "  reload   make a running broker load its configuration again\n"
             "  policy   check a chain file's sharing rules; explain what a rule allows\n"
+            "  subject-key  the pseudonym (subject key) of a BSN, name and birth date, phone...\n"
             "\n"
             "Run 'ketenbus COMMAND --help' for the options of a command.\n"
             "The JSON form of messages is described in docs/JSON.md.\n");
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
         return cmd_recv(argc - 1, argv + 1);
     if (strcmp(cmd, "policy") == 0)
         return cmd_policy(argc - 1, argv + 1);
+    if (strcmp(cmd, "subject-key") == 0)
+        return cmd_subject(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)
         return cmd_admin(argc - 1, argv + 1);
     fprintf(stderr, "ketenbus: unknown command '%s'\n\n", cmd);
