@@ -33,6 +33,7 @@
 
 bench_opts_t g_opt;
 static size_t g_peer_n = 20000; /* messages of the `peer` section (peers.sh) */
+static int g_peer_off;          /* the `peer` section with verify_signatures: false */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -76,7 +77,8 @@ void bench_log(const char *fmt, ...)
 
 /* ------------------------------------------------------------ the table */
 
-#define MAX_ROWS 96
+#define MAX_ROWS 128
+#define NOVERIFY "  verify_signatures: false\n" /* broker key for runs with checks off */
 static bench_row_t s_rows[MAX_ROWS];
 static size_t s_n_rows;
 static int s_failed;
@@ -300,6 +302,7 @@ int main(int argc, char **argv)
                                          {"keep", no_argument, NULL, 'k'},        {"markdown", no_argument, NULL, 'm'},
                                          {"log-level-warn", no_argument, NULL, 'w'}, {"help", no_argument, NULL, 'h'},
                                          {"peer-n", required_argument, NULL, 'n'},
+                                         {"peer-checks-off", no_argument, NULL, 'f'},
                                          {NULL, 0, NULL, 0}};
     g_opt.build = "build";
     g_opt.tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
@@ -315,6 +318,7 @@ int main(int argc, char **argv)
         case 'k': g_opt.keep = 1; break;
         case 'm': g_opt.markdown = 1; break;
         case 'w': g_opt.log_level_warn = 1; break;
+        case 'f': g_peer_off = 1; break;
         case 'n': {
             char *end = NULL;
             long v = strtol(optarg, &end, 10);
@@ -327,7 +331,8 @@ int main(int argc, char **argv)
         }
         case 'h':
             printf("usage: ketenbus-bench [--quick] [--build DIR] [--tmp DIR] [--only ceiling,throughput,latency,"
-                   "growth,sdk,peer] [--peer-n N] [--markdown] [--keep] [--log-level-warn]\n"
+                   "growth,sdk,peer] [--peer-n N] [--peer-checks-off] [--markdown] [--keep]\n"
+                   "                      [--log-level-warn]\n"
                    "Measures ketenbusd (from DIR, default build/) against this machine's ceilings and prints one\n"
                    "table. BENCH_QUICK=1 or --quick: short runs (under two minutes).\n");
             return 0;
@@ -355,8 +360,8 @@ int main(int argc, char **argv)
     /* pool 0 (s0 -> r0, 256 B) serves every 1->1 run, the latency runs and
      * the store fill; the 30,000/s run, if reachable, is cut to its size */
     size_t n0 = 1000;
-    if (s_want("throughput") && z->tp_small > n0)
-        n0 = z->tp_small;
+    if ((s_want("throughput") || s_want("latency")) && z->tp_small > n0)
+        n0 = z->tp_small; /* latency needs the 1->1 throughput runs to know what is reachable */
     if (s_want("latency") && (size_t)(10000 * z->lat_s) > n0)
         n0 = (size_t)(10000 * z->lat_s);
     if (s_want("growth") && z->growth > n0)
@@ -391,12 +396,12 @@ int main(int argc, char **argv)
     if (g_opt.only && s_want("peer")) {
         bench_broker_t pb;
         bench_wire_t pw;
-        if (s_broker(&pb, &keys, "peer", 1, 2, NULL) == 0) {
+        if (s_broker(&pb, &keys, "peer", 1, 2, g_peer_off ? NOVERIFY : NULL) == 0) {
             int ok = s_wire(&pb, &keys, small, 1, g_peer_n, 0, 1, z, &pw, "peer workload") == 0;
             s_finish(&pb);
             if (ok)
-                printf("peer=ketenbus n=%zu confirmed=%zu consumed=%zu confirmed_per_s=%.0f consumed_per_s=%.0f "
-                       "delivered_per_s=%.0f\n", g_peer_n, pw.accepted, pw.delivered, pw.accept_rate, pw.ack_rate,
+                printf("peer=%s n=%zu confirmed=%zu consumed=%zu confirmed_per_s=%.0f consumed_per_s=%.0f "
+                       "delivered_per_s=%.0f\n", g_peer_off ? "ketenbus-checks-off" : "ketenbus", g_peer_n, pw.accepted, pw.delivered, pw.accept_rate, pw.ack_rate,
                        pw.deliver_rate);
         }
         if (!s_want("ceiling") && !s_want("throughput") && !s_want("latency") && !s_want("growth") && !s_want("sdk")) {
@@ -469,16 +474,19 @@ int main(int argc, char **argv)
     bench_store_bytes_t acked_bytes;
     memset(&acked_bytes, 0, sizeof acked_bytes);
     size_t acked_n = 0;
+    int have_switch = 0;   /* the broker knows verify_signatures: false */
+    double noverify = NAN; /* its accept rate with checks off */
     if (s_want("throughput") || s_want("latency")) {
         /* signature checks off, if this broker can do that (the rule form
          * is settled first, so a refusal here is about the switch) */
         if (!g_rule_style && s_broker(&b, &keys, "tp-probe", 1, 2, NULL) == 0)
             s_finish(&b);
         memset(&b, 0, sizeof b);
-        int have_switch = s_try_broker(&b, &keys, "tp-noverify", 1, 2, "  verify_signatures: false\n") == 0;
-        double noverify = NAN;
-        if (have_switch && s_wire(&b, &keys, small, 1, z->tp_small, 0, 1, z, &w, "throughput, checks off") == 0)
-            noverify = w.accept_rate;
+        have_switch = s_try_broker(&b, &keys, "tp-noverify", 1, 2, NOVERIFY) == 0;
+        bench_wire_t wn;
+        memset(&wn, 0, sizeof wn);
+        if (have_switch && s_wire(&b, &keys, small, 1, z->tp_small, 0, 1, z, &wn, "throughput, checks off") == 0)
+            noverify = wn.accept_rate;
         s_finish(&b);
         if (!have_switch)
             s_failed = 0; /* a broker without the switch is not a failed run */
@@ -486,6 +494,11 @@ int main(int argc, char **argv)
         bench_vs(r, "CURVE forwarder", fwd_s.curve_rate);
         if (have_switch) {
             bench_target(r, ">= 50,000 and >= 30% ceil", noverify >= 50000 && noverify >= 0.3 * fwd_s.curve_rate);
+            bench_note(r, "verify_signatures: false; %zu messages, closed loop with 4,000 in flight", wn.accepted);
+            r = bench_row("throughput", "delivered, 256 B, 1->1, checks OFF", wn.deliver_rate, "msg/s");
+            bench_vs(r, "CURVE forwarder", fwd_s.curve_rate);
+            r = bench_row("throughput", "end to end through ACK commit, 256 B, 1->1, checks OFF", wn.ack_rate, "msg/s");
+            bench_vs(r, "CURVE forwarder", fwd_s.curve_rate);
         } else {
             bench_target(r, ">= 50,000 and >= 30% ceil", 0);
             bench_note(r, "ketenbusd has no verify_signatures switch (config refused it): not measurable; rows below "
@@ -497,7 +510,7 @@ int main(int argc, char **argv)
             int large;
             const char *label;
         } tp[4] = {{1, 0, "256 B, 1->1"}, {1, 1, "4 KiB, 1->1"}, {8, 0, "256 B, 8->8"}, {8, 1, "4 KiB, 8->8"}};
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < (s_want("throughput") ? 4 : 1); i++) {
             size_t per = tp[i].pairs == 1 ? (tp[i].large ? z->tp_large : z->tp_small)
                                           : (tp[i].large ? z->tp8_large : z->tp8_small);
             bench_pool_t *pools = tp[i].large ? large : small;
@@ -546,57 +559,63 @@ int main(int argc, char **argv)
 
     /* ------------------------------------------------ latency */
     if (s_want("latency")) {
-        const double rates[3] = {1000, 10000, 30000};
-        for (int i = 0; i < 3; i++) {
-            size_t n = (size_t)(rates[i] * z->lat_s);
+        /* checks on: 1,000 and 10,000 always (an overloaded broker shows as
+         * growing latency), 30,000 if the throughput run reached it; the
+         * same with checks off where the broker has the switch */
+        const struct {
+            double rate;
+            int off;
+        } runs[5] = {{1000, 0}, {10000, 0}, {30000, 0}, {10000, 1}, {30000, 1}};
+        for (int i = 0; i < 5; i++) {
+            if (runs[i].off && !have_switch)
+                continue;
+            double reach = runs[i].off ? noverify : tp_small_accept;
+            size_t n = (size_t)(runs[i].rate * z->lat_s);
             if (n > small[0].n)
                 n = small[0].n;
             char label[64];
-            snprintf(label, sizeof label, "%.0f/s", rates[i]);
-            /* 1,000 and 10,000 always (an overloaded broker shows as
-             * growing latency); 30,000 only if the throughput run reached it */
-            if (rates[i] > 10000 && tp_small_accept > 0 && rates[i] > tp_small_accept) {
-                snprintf(name, sizeof name, "SUBMIT->RECEIPT p50 at %s offered", label);
+            snprintf(label, sizeof label, "%.0f/s offered, checks %s", runs[i].rate, runs[i].off ? "OFF" : "ON");
+            if (runs[i].rate > 10000 && reach > 0 && runs[i].rate > reach) {
+                snprintf(name, sizeof name, "SUBMIT->RECEIPT p50 at %s", label);
                 r = bench_row("latency", name, NAN, "us");
-                bench_note(r, "not reachable: the broker accepted at most %.0f msg/s in the throughput run",
-                           tp_small_accept);
+                bench_note(r, "not reachable: the broker accepted at most %.0f msg/s in the throughput run", reach);
                 continue;
             }
             char bname[32];
             snprintf(bname, sizeof bname, "lat-%d", i);
-            if (s_broker(&b, &keys, bname, 1, 2, NULL) != 0)
+            if (s_broker(&b, &keys, bname, 1, 2, runs[i].off ? NOVERIFY : NULL) != 0)
                 continue;
             snprintf(name, sizeof name, "latency at %s", label);
-            int ok = s_wire(&b, &keys, small, 1, n, rates[i], 1, z, &w, name) == 0;
+            int ok = s_wire(&b, &keys, small, 1, n, runs[i].rate, 1, z, &w, name) == 0;
             s_finish(&b);
             if (!ok)
                 continue;
-            int at10k = rates[i] == 10000;
-            snprintf(name, sizeof name, "SUBMIT->RECEIPT p50 at %s offered", label);
+            int at10k = runs[i].rate == 10000;
+            snprintf(name, sizeof name, "SUBMIT->RECEIPT p50 at %s", label);
             r = bench_row("latency", name, (double)w.rcpt_p50 / 1000, "us");
             bench_vs(r, "fdatasync p50", (double)disk.p50 / 1000);
             if (at10k)
                 bench_target(r, "< 1000 us", w.rcpt_p50 < 1000000);
             bench_note(r, "%zu messages, offered %.0f/s, accepted %.0f/s", w.sent, w.offered_rate, w.accept_rate);
-            snprintf(name, sizeof name, "SUBMIT->RECEIPT p99 at %s offered", label);
+            snprintf(name, sizeof name, "SUBMIT->RECEIPT p99 at %s", label);
             r = bench_row("latency", name, (double)w.rcpt_p99 / 1000, "us");
             bench_vs(r, "fdatasync p99", (double)disk.p99 / 1000);
             if (at10k)
                 bench_target(r, "< 2 x fdatasync p99", w.rcpt_p99 < 2 * disk.p99);
-            snprintf(name, sizeof name, "SUBMIT->RECEIPT p99.9 at %s offered", label);
+            snprintf(name, sizeof name, "SUBMIT->RECEIPT p99.9 at %s", label);
             r = bench_row("latency", name, (double)w.rcpt_p999 / 1000, "us");
             bench_vs(r, "fdatasync p99", (double)disk.p99 / 1000);
-            snprintf(name, sizeof name, "SUBMIT->DELIVER p50 at %s offered", label);
+            snprintf(name, sizeof name, "SUBMIT->DELIVER p50 at %s", label);
             r = bench_row("latency", name, (double)w.dlv_p50 / 1000, "us");
             bench_vs(r, "fdatasync p50", (double)disk.p50 / 1000);
             if (at10k)
                 bench_target(r, "< 1000 us", w.dlv_p50 < 1000000);
-            snprintf(name, sizeof name, "SUBMIT->DELIVER p99 at %s offered", label);
+            snprintf(name, sizeof name, "SUBMIT->DELIVER p99 at %s", label);
             r = bench_row("latency", name, (double)w.dlv_p99 / 1000, "us");
             bench_vs(r, "fdatasync p99", (double)disk.p99 / 1000);
             if (at10k)
                 bench_target(r, "< 2 x fdatasync p99", w.dlv_p99 < 2 * disk.p99);
-            snprintf(name, sizeof name, "SUBMIT->DELIVER p99.9 at %s offered", label);
+            snprintf(name, sizeof name, "SUBMIT->DELIVER p99.9 at %s", label);
             r = bench_row("latency", name, (double)w.dlv_p999 / 1000, "us");
             bench_vs(r, "fdatasync p99", (double)disk.p99 / 1000);
         }
