@@ -88,8 +88,11 @@ ok "ketenbusd pid $broker_pid serving $endpoint"
 export KETENBUS_KEYS="$work/keys" KETENBUS_BROKER="$endpoint" KETENBUS_BROKER_CERT="$work/keys/broker.curve"
 as() { KETENBUS_AGENCY=$1 KETENBUS_STATE="$work/state-$1" "${@:2}"; }
 
-# The child's pseudonym: HMAC-SHA256 of a normalised identifier under the chain key.
-subject=$(printf 'name+birthdate:ana-lakatos|2011-03-14' | openssl dgst -sha256 -hmac demo-chain-key -r | cut -d' ' -f1)
+# The child's pseudonym: HMAC-SHA256 of her normalised name and birth date
+# under the chain key the agencies share (docs/SUBJECT_KEYS.md); the broker
+# only ever sees this key.
+"$kb" keygen --chain-key --out "$work/chain.key" >/dev/null
+subject=$(echo 'Lakatos|Ana|2011-03-14' | "$kb" subject-key --chain-key "$work/chain.key" --type name_birth -)
 
 step "4. Fier hears a 13-year-old girl's story and signals police and CoMensha"
 cat > "$work/fier-signal.json" <<JSON
