@@ -623,6 +623,12 @@ int main(int argc, char **argv)
 
     /* ------------------------------------------------ cost growth */
     if (s_want("growth")) {
+        /* the baseline of the memory and start-up rows, if no throughput run gave it */
+        if (empty_rss == 0 && s_broker(&b, &keys, "fresh", 1, 2, NULL) == 0) {
+            empty_ready_ms = b.ready_ms;
+            bench_broker_rss(&b, &empty_rss, &empty_hwm);
+            s_finish(&b);
+        }
         const size_t counts[3] = {10, 100, 1000};
         double base10 = 0;
         for (int i = 0; i < 3; i++) {
