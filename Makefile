@@ -62,6 +62,8 @@ LIB_OBJ    := $(call obj,$(LIB_SRC)) $(BUILD)/obj/gen/ketenbus.pb-c.o
 SDK_OBJ    := $(call obj,$(SDK_SRC))
 BROKER_OBJ := $(call obj,$(BROKER_SRC))
 CLI_OBJ    := $(call obj,$(CLI_SRC))
+# the CLI's modules without its main(), so tests can call them (report_html, ...)
+CLI_LIB_OBJ := $(filter-out $(BUILD)/obj/ops/cli/main.o,$(CLI_OBJ))
 
 UNIT_SRC   := $(wildcard tests/unit/check_*.c)
 INTEG_SRC  := $(wildcard tests/integration/check_*.c)
@@ -141,10 +143,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(GEN_H)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/tests/%: tests/integration/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(GEN_H)
+$(BUILD)/libkbcli.a: $(CLI_LIB_OBJ)
+	@rm -f $@
+	@echo "  AR      $@"
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/integration/%.c $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(GEN_H)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -Iops/cli -o $@ $< $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
 # pkg-config file for PREFIX; `make install` writes it again for its own PREFIX.
 define KB_PC_TEXT

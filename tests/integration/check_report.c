@@ -43,9 +43,7 @@
 #include "kb_util.h"
 #include "ketenbus.pb-c.h"
 
-/* The CLI's objects are not part of libkbinternal.a, which is all the test
- * rule of the Makefile links: compile the module under test in here. */
-#include "../../ops/cli/report_html.c"
+#include "report_html.h"
 
 #define S_CHROMIUM          "/usr/bin/chromium"
 #define S_CHROMIUM_SECONDS  60
