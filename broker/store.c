@@ -5,6 +5,10 @@
  * open-addressing hash table; they are also persisted (n<agency> next
  * sequence, c<agency> depth) in the same batch as the queue change, so a
  * delivery tag is never reused after a restart, even when a queue drained.
+ *
+ * The audit index (store.h) is collected per batch in a small hash table of
+ * posting lists keyed by (kind, value) and written by kb_store_commit(), so
+ * records of one batch that share a value share one LevelDB entry.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,6 +24,14 @@
 
 #define KB_KEY_MAX        96u   /* longest key: prefix + agency + NUL + 16 bytes */
 #define KB_AGENCY_SLOTS0  64u   /* initial counter table size (power of two) */
+#define KB_POSTING_SLOTS0 64u   /* initial posting table size of a batch (power of two) */
+#define KB_PREFIX_MAX     (2u + 4u + KB_INDEX_VALUE_MAX + 1u) /* 'x', kind, [bucket], value (agency ids end in NUL) */
+#define KB_POSTING_KEY_MAX (KB_PREFIX_MAX + 8u)
+#define KB_VARINT_MAX     10u   /* bytes of a 64-bit varint */
+#define KB_INDEX_VERSION  1u    /* value of the "i" key */
+#define KB_REINDEX_CHUNK  65536u /* records indexed per batch by kb_store_audit_reindex */
+#define KB_TOMBSTONE_MAGIC 'P'
+#define KB_TOMBSTONE_VERSION 1u
 
 typedef struct {
     char *agency;       /* owned agency id; NULL for an empty slot */
@@ -40,12 +52,26 @@ struct kb_store {
     size_t n_slots;                /* its size (power of two) */
     size_t n_used;                 /* slots in use */
     uint64_t audit_next;           /* next audit index */
+    uint64_t pruned_end;           /* records below this index are tombstones */
+    int has_key;                   /* 0: opened without storage key (audit tools) */
     char *dir;                     /* database directory */
 };
+
+/* The indices a batch stages under one (kind, value). */
+typedef struct {
+    uint8_t prefix[KB_PREFIX_MAX]; /* 'x', kind, value */
+    size_t prefix_len;             /* its length; 0 = free slot */
+    uint64_t *idx;                 /* indices, ascending (kept allocated when the slot is freed) */
+    size_t n;                      /* their count */
+    size_t cap;                    /* allocated */
+} s_posting_t;
 
 struct kb_batch {
     leveldb_writebatch_t *wb; /* staged operations */
     size_t n;                 /* their count */
+    s_posting_t *post;        /* posting lists of staged audit records (open addressing) */
+    size_t n_post;            /* table size (power of two) */
+    size_t used_post;         /* slots in use */
 };
 
 /* ------------------------------------------------------------ counters */
@@ -190,6 +216,22 @@ static int s_load_counters(kb_store_t *s)
                 c->depth = kb_be64_get((const uint8_t *)v);
         }
     }
+    /* p: the end of the pruned prefix */
+    s->pruned_end = 0;
+    {
+        char *perr = NULL;
+        size_t vl = 0;
+        char *v = leveldb_get(s->db, s->ropts, "p", 1, &vl, &perr);
+        if (perr) {
+            int rc = kb_error_set(KB_EIO, "store: reading the pruned end: %s", perr);
+            leveldb_free(perr);
+            leveldb_iter_destroy(it);
+            return rc;
+        }
+        if (v && vl == 8)
+            s->pruned_end = kb_be64_get((const uint8_t *)v);
+        leveldb_free(v);
+    }
     /* the audit log's last key gives its size without a scan */
     const char after = 'a' + 1;
     leveldb_iter_seek(it, &after, 1);
@@ -214,14 +256,24 @@ static int s_load_counters(kb_store_t *s)
     return KB_OK;
 }
 
+static int s_index_check(kb_store_t *s);
+
 kb_store_t *kb_store_open(const char *dir, const uint8_t key[32])
+{
+    return kb_store_open_ex(dir, key, 0);
+}
+
+kb_store_t *kb_store_open_ex(const char *dir, const uint8_t key[32], unsigned flags)
 {
     kb_store_t *s = calloc(1, sizeof *s);
     if (!s) {
         kb_error_set(KB_ENOMEM, "store: out of memory");
         return NULL;
     }
-    memcpy(s->key, key, KB_AEAD_KEY_LEN);
+    if (key) {
+        memcpy(s->key, key, KB_AEAD_KEY_LEN);
+        s->has_key = 1;
+    }
     s->n_slots = KB_AGENCY_SLOTS0;
     s->slots = calloc(s->n_slots, sizeof *s->slots);
     s->dir = strdup(dir);
@@ -230,7 +282,7 @@ kb_store_t *kb_store_open(const char *dir, const uint8_t key[32])
         kb_store_destroy(&s);
         return NULL;
     }
-    if (kb_mkdirs(dir, 0700) != KB_OK) {
+    if (!(flags & KB_STORE_NO_CREATE) && kb_mkdirs(dir, 0700) != KB_OK) {
         kb_store_destroy(&s);
         return NULL;
     }
@@ -240,7 +292,7 @@ kb_store_t *kb_store_open(const char *dir, const uint8_t key[32])
     s->wfast = leveldb_writeoptions_create();
     s->cache = leveldb_cache_create_lru(8u << 20);
     s->bloom = leveldb_filterpolicy_create_bloom(10);
-    leveldb_options_set_create_if_missing(s->opts, 1);
+    leveldb_options_set_create_if_missing(s->opts, (flags & KB_STORE_NO_CREATE) ? 0 : 1);
     leveldb_options_set_paranoid_checks(s->opts, 1);
     leveldb_options_set_cache(s->opts, s->cache);
     leveldb_options_set_filter_policy(s->opts, s->bloom);
@@ -251,12 +303,18 @@ kb_store_t *kb_store_open(const char *dir, const uint8_t key[32])
     char *err = NULL;
     s->db = leveldb_open(s->opts, dir, &err);
     if (err) {
-        kb_error_set(KB_EIO, "store: open %s: %s", dir, err);
+        if (strstr(err, "does not exist"))
+            kb_error_set(KB_ENOTFOUND, "store: no database in %s", dir);
+        else if (strstr(err, "lock"))
+            kb_error_set(KB_EIO, "store: %s is in use by another process (a running broker: ask it through its "
+                                 "admin socket): %s", dir, err);
+        else
+            kb_error_set(KB_EIO, "store: open %s: %s", dir, err);
         leveldb_free(err);
         kb_store_destroy(&s);
         return NULL;
     }
-    if (s_load_counters(s) != KB_OK) {
+    if (s_load_counters(s) != KB_OK || s_index_check(s) != KB_OK) {
         kb_store_destroy(&s);
         return NULL;
     }
@@ -302,7 +360,13 @@ int kb_store_reload(kb_store_t *s)
 kb_batch_t *kb_batch_new(void)
 {
     kb_batch_t *b = calloc(1, sizeof *b);
-    if (!b || !(b->wb = leveldb_writebatch_create())) {
+    if (b) {
+        b->n_post = KB_POSTING_SLOTS0;
+        b->post = calloc(b->n_post, sizeof *b->post);
+    }
+    if (!b || !b->post || !(b->wb = leveldb_writebatch_create())) {
+        if (b)
+            free(b->post);
         free(b);
         kb_error_set(KB_ENOMEM, "store: batch: out of memory");
         return NULL;
@@ -314,15 +378,31 @@ void kb_batch_destroy(kb_batch_t **p)
 {
     if (!p || !*p)
         return;
-    leveldb_writebatch_destroy((*p)->wb);
-    free(*p);
+    kb_batch_t *b = *p;
+    for (size_t i = 0; i < b->n_post; i++)
+        free(b->post[i].idx);
+    free(b->post);
+    leveldb_writebatch_destroy(b->wb);
+    free(b);
     *p = NULL;
+}
+
+static void s_postings_clear(kb_batch_t *b)
+{
+    if (b->used_post == 0)
+        return;
+    for (size_t i = 0; i < b->n_post; i++) {
+        b->post[i].prefix_len = 0;
+        b->post[i].n = 0;
+    }
+    b->used_post = 0;
 }
 
 void kb_batch_clear(kb_batch_t *b)
 {
     leveldb_writebatch_clear(b->wb);
     b->n = 0;
+    s_postings_clear(b);
 }
 
 size_t kb_batch_size(const kb_batch_t *b)
@@ -330,10 +410,242 @@ size_t kb_batch_size(const kb_batch_t *b)
     return b->n;
 }
 
+/* ------------------------------------------------------------ postings */
+
+static size_t s_varint_put(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Read a varint at *pos of buf[0..len); KB_EPROTO if cut off or too long. */
+static int s_varint_get(const uint8_t *buf, size_t len, size_t *pos, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*pos >= len)
+            return KB_EPROTO;
+        uint8_t c = buf[(*pos)++];
+        if (shift == 63 && c > 1)
+            return KB_EPROTO;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return KB_OK;
+        }
+    }
+    return KB_EPROTO;
+}
+
+static uint64_t s_hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Build the prefix of the list holding index under (kind, value): 'x' kind
+ * value (+ NUL for agencies), for subjects 'x' 's' bucket value; 0 if the
+ * value is empty or too long to index. */
+static size_t s_prefix(uint8_t out[KB_PREFIX_MAX], int kind, const void *value, size_t len, uint64_t index)
+{
+    int nul = kind == KB_INDEX_AGENCY;
+    if (len == 0 || len > KB_INDEX_VALUE_MAX)
+        return 0;
+    out[0] = 'x';
+    out[1] = (uint8_t)kind;
+    size_t o = 2;
+    if (kind == KB_INDEX_SUBJECT) {
+        uint64_t bucket = index >> KB_INDEX_BUCKET_BITS;
+        out[o++] = (uint8_t)(bucket >> 24);
+        out[o++] = (uint8_t)(bucket >> 16);
+        out[o++] = (uint8_t)(bucket >> 8);
+        out[o++] = (uint8_t)bucket;
+    }
+    memcpy(out + o, value, len);
+    o += len;
+    if (nul)
+        out[o++] = 0;
+    return o;
+}
+
+static s_posting_t *s_posting_slot(kb_batch_t *b, const uint8_t *prefix, size_t len)
+{
+    size_t mask = b->n_post - 1;
+    for (size_t i = s_hash_bytes(prefix, len) & mask;; i = (i + 1) & mask) {
+        s_posting_t *p = &b->post[i];
+        if (p->prefix_len == 0 || (p->prefix_len == len && memcmp(p->prefix, prefix, len) == 0))
+            return p;
+    }
+}
+
+static int s_postings_grow(kb_batch_t *b)
+{
+    size_t n = b->n_post * 2;
+    s_posting_t *old = b->post;
+    size_t old_n = b->n_post;
+    b->post = calloc(n, sizeof *b->post);
+    if (!b->post) {
+        b->post = old;
+        return kb_error_set(KB_ENOMEM, "store: index: out of memory");
+    }
+    b->n_post = n;
+    for (size_t i = 0; i < old_n; i++) {
+        if (old[i].prefix_len == 0) {
+            free(old[i].idx);
+            continue;
+        }
+        *s_posting_slot(b, old[i].prefix, old[i].prefix_len) = old[i];
+    }
+    free(old);
+    return KB_OK;
+}
+
+/* Add index under (kind, value) to the batch's lists. */
+static int s_posting_add(kb_batch_t *b, int kind, const void *value, size_t len, uint64_t index)
+{
+    uint8_t prefix[KB_PREFIX_MAX];
+    size_t pl = s_prefix(prefix, kind, value, len, index);
+    if (pl == 0)
+        return KB_OK;
+    if ((b->used_post + 1) * 2 > b->n_post && s_postings_grow(b) != KB_OK)
+        return KB_ENOMEM;
+    s_posting_t *p = s_posting_slot(b, prefix, pl);
+    if (p->prefix_len == 0) {
+        memcpy(p->prefix, prefix, pl);
+        p->prefix_len = pl;
+        p->n = 0;
+        b->used_post++;
+    }
+    if (p->n > 0 && p->idx[p->n - 1] == index)
+        return KB_OK; /* the same value twice in one record */
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        uint64_t *idx = realloc(p->idx, cap * sizeof *idx);
+        if (!idx)
+            return kb_error_set(KB_ENOMEM, "store: index: out of memory");
+        p->idx = idx;
+        p->cap = cap;
+    }
+    p->idx[p->n++] = index;
+    return KB_OK;
+}
+
+/* Remove index from the end of the list of (kind, value), if it is there. */
+static void s_posting_undo(kb_batch_t *b, int kind, const void *value, size_t len, uint64_t index)
+{
+    uint8_t prefix[KB_PREFIX_MAX];
+    size_t pl = s_prefix(prefix, kind, value, len, index);
+    if (pl == 0)
+        return;
+    s_posting_t *p = s_posting_slot(b, prefix, pl);
+    if (p->prefix_len != 0 && p->n > 0 && p->idx[p->n - 1] == index)
+        p->n--; /* an empty list stays in the table and is not written */
+}
+
+/* Whether r's subject keys are indexed: not on ROUTED and DELIVERED
+ * records, which always follow a RECEIVED record of their message in the
+ * log and are found through its id (a random subject key costs LevelDB
+ * the most; this saves one per message). */
+static int s_subject_indexed(const Ketenbus__AuditRecord *r)
+{
+    return r->message_id.len != 16 || (r->event != KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED &&
+                                       r->event != KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED);
+}
+
+/* Apply fn to every (kind, value) record r is indexed under. */
+typedef int (s_index_fn)(kb_batch_t *b, int kind, const void *value, size_t len, uint64_t index);
+
+static int s_index_each(kb_batch_t *b, const Ketenbus__AuditRecord *r, uint64_t index, s_index_fn *fn)
+{
+    int rc = KB_OK;
+    uint8_t event = (uint8_t)r->event;
+    if (r->message_id.len == 16)
+        rc = fn(b, KB_INDEX_MESSAGE, r->message_id.data, 16, index);
+    for (size_t i = 0; s_subject_indexed(r) && rc == KB_OK && i < r->n_subject_keys; i++)
+        if (r->subject_keys[i].len == 32)
+            rc = fn(b, KB_INDEX_SUBJECT, r->subject_keys[i].data, 32, index);
+    if (rc == KB_OK && r->agency && *r->agency)
+        rc = fn(b, KB_INDEX_AGENCY, r->agency, strlen(r->agency), index);
+    if (rc == KB_OK && r->counterpart && *r->counterpart && !(r->agency && strcmp(r->agency, r->counterpart) == 0))
+        rc = fn(b, KB_INDEX_AGENCY, r->counterpart, strlen(r->counterpart), index);
+    if (rc == KB_OK && (unsigned)r->event < 256u)
+        rc = fn(b, KB_INDEX_EVENT, &event, 1, index);
+    return rc;
+}
+
+static int s_undo_fn(kb_batch_t *b, int kind, const void *value, size_t len, uint64_t index)
+{
+    s_posting_undo(b, kind, value, len, index);
+    return KB_OK;
+}
+
+/* Stage the index entries of record r at index; on failure none stays. */
+static int s_index_record(kb_batch_t *b, const Ketenbus__AuditRecord *r, uint64_t index)
+{
+    int rc = s_index_each(b, r, index, s_posting_add);
+    if (rc != KB_OK)
+        s_index_each(b, r, index, s_undo_fn);
+    return rc;
+}
+
+/* Encode idx[0..n) (ascending) into out: count, first, gaps. Returns the
+ * length; out needs (n + 1) * KB_VARINT_MAX bytes. */
+static size_t s_list_encode(const uint64_t *idx, size_t n, uint8_t *out)
+{
+    size_t o = s_varint_put(out, n);
+    for (size_t i = 0; i < n; i++)
+        o += s_varint_put(out + o, i == 0 ? idx[0] : idx[i] - idx[i - 1]);
+    return o;
+}
+
+static int s_put_list(leveldb_writebatch_t *wb, const uint8_t *prefix, size_t pl, const uint64_t *idx, size_t n)
+{
+    uint8_t k[KB_POSTING_KEY_MAX];
+    memcpy(k, prefix, pl);
+    kb_be64_put(k + pl, idx[n - 1]);
+    uint8_t stackbuf[512];
+    size_t need = (n + 1) * KB_VARINT_MAX;
+    uint8_t *buf = need <= sizeof stackbuf ? stackbuf : malloc(need);
+    if (!buf)
+        return kb_error_set(KB_ENOMEM, "store: index: out of memory");
+    size_t len = s_list_encode(idx, n, buf);
+    leveldb_writebatch_put(wb, (const char *)k, pl + 8, (const char *)buf, len);
+    if (buf != stackbuf)
+        free(buf);
+    return KB_OK;
+}
+
+/* Write the batch's posting lists into its write batch. */
+static int s_postings_flush(kb_batch_t *b)
+{
+    for (size_t i = 0; b->used_post && i < b->n_post; i++) {
+        s_posting_t *p = &b->post[i];
+        if (p->prefix_len == 0 || p->n == 0)
+            continue;
+        int rc = s_put_list(b->wb, p->prefix, p->prefix_len, p->idx, p->n);
+        if (rc != KB_OK)
+            return rc;
+    }
+    s_postings_clear(b);
+    return KB_OK;
+}
+
 int kb_store_commit(kb_store_t *s, kb_batch_t *b, int sync)
 {
     if (b->n == 0)
         return KB_OK;
+    int frc = s_postings_flush(b);
+    if (frc != KB_OK) {
+        kb_batch_clear(b);
+        return frc;
+    }
     char *err = NULL;
     leveldb_write(s->db, sync ? s->wsync : s->wfast, b->wb, &err);
     kb_batch_clear(b);
@@ -347,9 +659,16 @@ int kb_store_commit(kb_store_t *s, kb_batch_t *b, int sync)
 
 /* ------------------------------------------------------------ queues */
 
+static int s_need_key(const kb_store_t *s)
+{
+    return s->has_key ? KB_OK : kb_error_set(KB_ECRYPTO, "store: opened without the storage key");
+}
+
 int kb_store_queue_put(kb_store_t *s, kb_batch_t *b, const char *agency, const Ketenbus__QueueEntry *e,
                        uint64_t *seq)
 {
+    if (s_need_key(s) != KB_OK)
+        return KB_ECRYPTO;
     s_counter_t *c = s_counter_get(s, agency);
     if (!c)
         return KB_ENOMEM;
@@ -403,6 +722,8 @@ int kb_store_queue_del(kb_store_t *s, kb_batch_t *b, const char *agency, uint64_
 
 int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t max, kb_queue_fn *fn, void *arg)
 {
+    if (s_need_key(s) != KB_OK)
+        return KB_ECRYPTO;
     uint8_t k[KB_KEY_MAX];
     size_t kl = s_queue_key(k, agency, from);
     if (kl == 0)
@@ -515,6 +836,12 @@ int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r
     uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
     if (!buf)
         return kb_error_set(KB_ENOMEM, "store: audit: out of memory");
+    int rc = s_index_record(b, r, r->index);
+    if (rc != KB_OK) {
+        if (buf != stackbuf)
+            free(buf);
+        return rc;
+    }
     ketenbus__audit_record__pack(r, buf);
     uint8_t k[9];
     k[0] = 'a';
@@ -549,6 +876,11 @@ int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **ou
     }
     if (!v)
         return kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
+    if (vl > 0 && v[0] == 0) {
+        leveldb_free(v);
+        *out = NULL;
+        return kb_error_set(KB_ENOTFOUND, "store: audit record %llu was pruned", (unsigned long long)index);
+    }
     *out = ketenbus__audit_record__unpack(NULL, vl, (const uint8_t *)v);
     leveldb_free(v);
     if (!*out)
@@ -637,7 +969,15 @@ static int s_tiles_from_audit(kb_store_t *s, uint64_t index, size_t width, uint8
         const char *iv = leveldb_iter_value(it, &vl);
         if (kl != sizeof k || ik[0] != 'a' || kb_be64_get((const uint8_t *)ik + 1) != first + i)
             break;
-        if ((rc = kb_merkle_leaf_hash(iv, vl, buf + i * KB_MERKLE_HASH_LEN)) != KB_OK)
+        kb_audit_tombstone_t ts;
+        int trc = kb_audit_tombstone_parse((const uint8_t *)iv, vl, &ts);
+        if (trc == KB_OK) /* pruning keeps this tile's records, but a tombstone knows its hash */
+            memcpy(buf + i * KB_MERKLE_HASH_LEN, ts.leaf_hash, KB_MERKLE_HASH_LEN);
+        else if (trc != KB_ENOTFOUND)
+            rc = trc;
+        else
+            rc = kb_merkle_leaf_hash(iv, vl, buf + i * KB_MERKLE_HASH_LEN);
+        if (rc != KB_OK)
             break;
     }
     char *err = NULL;
@@ -688,8 +1028,10 @@ int kb_store_audit_log(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenbus
     if (!buf)
         return kb_error_set(KB_ENOMEM, "store: audit: out of memory");
     ketenbus__audit_record__pack(r, buf);
-    /* the tree first: it stages nothing when it fails */
-    int rc = kb_merkle_append(tree, buf, len, NULL);
+    /* index and tree first: each undoes itself when it fails */
+    int rc = s_index_record(b, r, r->index);
+    if (rc == KB_OK && (rc = kb_merkle_append(tree, buf, len, NULL)) != KB_OK)
+        s_index_each(b, r, r->index, s_undo_fn);
     if (rc == KB_OK) {
         uint8_t k[9];
         k[0] = 'a';
@@ -718,8 +1060,8 @@ int kb_store_checkpoint_put(kb_store_t *s, kb_batch_t *b, uint64_t size, const c
 }
 
 /* Scan k-keys forward (fn != NULL) or fetch the last one. */
-static int s_checkpoints(kb_store_t *s, kb_checkpoint_fn *fn, void *arg, uint64_t *last_size, char **last,
-                         size_t *last_len)
+static int s_checkpoints(kb_store_t *s, uint64_t from, kb_checkpoint_fn *fn, void *arg, uint64_t *last_size,
+                         char **last, size_t *last_len)
 {
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
     if (!it)
@@ -727,7 +1069,10 @@ static int s_checkpoints(kb_store_t *s, kb_checkpoint_fn *fn, void *arg, uint64_
     int rc = KB_ENOTFOUND;
     if (fn) {
         rc = KB_OK;
-        for (leveldb_iter_seek(it, "k", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        uint8_t start[9];
+        start[0] = 'k';
+        kb_be64_put(start + 1, from);
+        for (leveldb_iter_seek(it, (const char *)start, sizeof start); leveldb_iter_valid(it); leveldb_iter_next(it)) {
             size_t kl, vl;
             const char *k = leveldb_iter_key(it, &kl);
             if (kl != 9 || k[0] != 'k')
@@ -772,10 +1117,659 @@ static int s_checkpoints(kb_store_t *s, kb_checkpoint_fn *fn, void *arg, uint64_
 
 int kb_store_checkpoint_latest(kb_store_t *s, uint64_t *size, char **note, size_t *len)
 {
-    return s_checkpoints(s, NULL, NULL, size, note, len);
+    return s_checkpoints(s, 0, NULL, NULL, size, note, len);
 }
 
 int kb_store_checkpoint_scan(kb_store_t *s, kb_checkpoint_fn *fn, void *arg)
 {
-    return s_checkpoints(s, fn, arg, NULL, NULL, NULL);
+    return s_checkpoints(s, 0, fn, arg, NULL, NULL, NULL);
+}
+
+int kb_store_checkpoint_scan_from(kb_store_t *s, uint64_t from, kb_checkpoint_fn *fn, void *arg)
+{
+    return s_checkpoints(s, from, fn, arg, NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------ audit reads */
+
+/* Leave the iterator's error (if any) in *rc and destroy it. */
+static int s_iter_done(leveldb_iterator_t *it, int rc, const char *what)
+{
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (err) {
+        rc = kb_error_set(KB_EIO, "store: %s: %s", what, err);
+        leveldb_free(err);
+    }
+    return rc;
+}
+
+int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, kb_audit_raw_fn *fn, void *arg)
+{
+    if (!s || !fn)
+        return kb_error_set(KB_EINVAL, "store: NULL argument");
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    uint8_t k[9];
+    k[0] = 'a';
+    kb_be64_put(k + 1, from);
+    size_t seen = 0;
+    for (leveldb_iter_seek(it, (const char *)k, sizeof k); leveldb_iter_valid(it) && seen < max;
+         leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *ik = leveldb_iter_key(it, &kl);
+        if (kl != sizeof k || ik[0] != 'a')
+            break;
+        uint64_t index = kb_be64_get((const uint8_t *)ik + 1);
+        if (index >= end)
+            break;
+        const char *iv = leveldb_iter_value(it, &vl);
+        seen++;
+        if (fn(index, (const uint8_t *)iv, vl, arg))
+            break;
+    }
+    return s_iter_done(it, KB_OK, "reading audit records");
+}
+
+int kb_store_audit_time(kb_store_t *s, uint64_t index, int64_t *time_us, uint64_t *found)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    uint8_t k[9];
+    k[0] = 'a';
+    kb_be64_put(k + 1, index);
+    int rc = KB_ENOTFOUND;
+    leveldb_iter_seek(it, (const char *)k, sizeof k);
+    if (leveldb_iter_valid(it)) {
+        size_t kl, vl;
+        const char *ik = leveldb_iter_key(it, &kl);
+        const uint8_t *iv = (const uint8_t *)leveldb_iter_value(it, &vl);
+        if (kl == sizeof k && ik[0] == 'a') {
+            *found = kb_be64_get((const uint8_t *)ik + 1);
+            kb_audit_tombstone_t ts;
+            rc = kb_audit_tombstone_parse(iv, vl, &ts);
+            if (rc == KB_OK) {
+                *time_us = ts.time_us;
+            } else if (rc == KB_ENOTFOUND) {
+                Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, vl, iv);
+                if (r) {
+                    *time_us = r->time_us;
+                    ketenbus__audit_record__free_unpacked(r, NULL);
+                    rc = KB_OK;
+                } else {
+                    rc = kb_error_set(KB_EPROTO, "store: audit record %llu does not decode",
+                                      (unsigned long long)*found);
+                }
+            }
+        }
+    }
+    if (rc == KB_ENOTFOUND)
+        kb_error_set(KB_ENOTFOUND, "store: no audit record at or after %llu", (unsigned long long)index);
+    return s_iter_done(it, rc, "reading audit records");
+}
+
+/* ------------------------------------------------------------ index reads */
+
+/* Decode a stored list into *idx (malloc'd, *n entries) and check it
+ * against the last index of its key. */
+static int s_list_decode(const uint8_t *v, size_t vl, uint64_t last, uint64_t **idx, size_t *n)
+{
+    size_t pos = 0;
+    uint64_t count = 0, x = 0;
+    *idx = NULL;
+    *n = 0;
+    if (s_varint_get(v, vl, &pos, &count) != KB_OK || count == 0 || count > KB_INDEX_LIST_MAX ||
+        count > vl) /* every entry takes at least one byte */
+        return kb_error_set(KB_EPROTO, "store: corrupt index list (count)");
+    uint64_t *out = malloc((size_t)count * sizeof *out);
+    if (!out)
+        return kb_error_set(KB_ENOMEM, "store: index: out of memory");
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t d;
+        if (s_varint_get(v, vl, &pos, &d) != KB_OK || (i > 0 && (d == 0 || d > UINT64_MAX - x))) {
+            free(out);
+            return kb_error_set(KB_EPROTO, "store: corrupt index list (entry %llu)", (unsigned long long)i);
+        }
+        x = i == 0 ? d : x + d;
+        out[i] = x;
+    }
+    if (pos != vl || x != last) {
+        free(out);
+        return kb_error_set(KB_EPROTO, "store: corrupt index list (ends at %llu, key says %llu)",
+                            (unsigned long long)x, (unsigned long long)last);
+    }
+    *idx = out;
+    *n = (size_t)count;
+    return KB_OK;
+}
+
+/* Walk the lists of one prefix from index from; *stop when done early.
+ * Lists of a subject bucket may interleave (kb_store_audit_prune adds
+ * anchors), so those are walked to the end of the bucket. */
+static int s_walk_lists(leveldb_iterator_t *it, const uint8_t *prefix, size_t pl, uint64_t from, uint64_t end,
+                        kb_posting_fn *fn, void *arg, int *stop)
+{
+    int sorted = prefix[1] != KB_INDEX_SUBJECT;
+    uint8_t k[KB_POSTING_KEY_MAX];
+    memcpy(k, prefix, pl);
+    kb_be64_put(k + pl, from);
+    int rc = KB_OK;
+    for (leveldb_iter_seek(it, (const char *)k, pl + 8); !*stop && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *ik = leveldb_iter_key(it, &kl);
+        if (kl != pl + 8 || memcmp(ik, k, pl) != 0)
+            break;
+        const uint8_t *iv = (const uint8_t *)leveldb_iter_value(it, &vl);
+        uint64_t *idx;
+        size_t n;
+        rc = s_list_decode(iv, vl, kb_be64_get((const uint8_t *)ik + pl), &idx, &n);
+        if (rc != KB_OK)
+            break;
+        for (size_t i = 0; i < n && !*stop; i++) {
+            if (idx[i] >= end)
+                *stop = sorted;
+            else if (idx[i] >= from)
+                *stop = fn(idx[i], arg) != 0;
+        }
+        free(idx);
+    }
+    return rc;
+}
+
+int kb_store_postings(kb_store_t *s, int kind, const void *value, size_t value_len, uint64_t from, uint64_t end,
+                      kb_posting_fn *fn, void *arg)
+{
+    uint8_t prefix[KB_PREFIX_MAX];
+    size_t pl = (s && fn && value) ? s_prefix(prefix, kind, value, value_len, from) : 0;
+    if (pl == 0)
+        return kb_error_set(KB_EINVAL, "store: bad index value");
+    if (end > s->audit_next)
+        end = s->audit_next;
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    int rc = KB_OK, stop = 0;
+    if (kind != KB_INDEX_SUBJECT) {
+        rc = s_walk_lists(it, prefix, pl, from, end, fn, arg, &stop);
+    } else {
+        /* one walk per bucket the range touches */
+        for (uint64_t at = from; rc == KB_OK && !stop && at < end;) {
+            pl = s_prefix(prefix, kind, value, value_len, at);
+            rc = s_walk_lists(it, prefix, pl, at, end, fn, arg, &stop);
+            at = ((at >> KB_INDEX_BUCKET_BITS) + 1) << KB_INDEX_BUCKET_BITS;
+        }
+    }
+    return s_iter_done(it, rc, "reading the audit index");
+}
+
+/* ------------------------------------------------------------ reindex */
+
+/* Delete every key of prefix p (one byte) in batches. */
+static int s_delete_prefix(kb_store_t *s, char p)
+{
+    kb_batch_t *b = kb_batch_new();
+    leveldb_iterator_t *it = b ? leveldb_create_iterator(s->db, s->ropts) : NULL;
+    if (!it) {
+        kb_batch_destroy(&b);
+        return kb_error_set(KB_ENOMEM, "store: out of memory");
+    }
+    int rc = KB_OK;
+    for (leveldb_iter_seek(it, &p, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < 1 || k[0] != p)
+            break;
+        leveldb_writebatch_delete(b->wb, k, kl);
+        b->n++;
+    }
+    rc = s_iter_done(it, rc, "dropping the audit index");
+    if (rc == KB_OK)
+        rc = kb_store_commit(s, b, 0);
+    kb_batch_destroy(&b);
+    return rc;
+}
+
+typedef struct {
+    kb_store_t *s;   /* the store */
+    kb_batch_t *b;   /* postings are staged here */
+    int rc;          /* first failure */
+    uint64_t next;   /* next index to read */
+} s_reindex_t;
+
+static int s_reindex_one(uint64_t index, const uint8_t *val, size_t len, void *arg)
+{
+    s_reindex_t *x = arg;
+    x->next = index + 1;
+    if (len > 0 && val[0] == 0)
+        return 0; /* pruned: not indexed */
+    Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, len, val);
+    if (!r)
+        return 0; /* a damaged record is for audit verify to report, not the index */
+    x->rc = s_index_record(x->b, r, index);
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    x->b->n++; /* so that the commit writes the lists */
+    return x->rc != KB_OK;
+}
+
+int kb_store_audit_reindex(kb_store_t *s)
+{
+    int rc = s_delete_prefix(s, 'x');
+    kb_batch_t *b = rc == KB_OK ? kb_batch_new() : NULL;
+    if (rc == KB_OK && !b)
+        rc = KB_ENOMEM;
+    s_reindex_t x = {s, b, KB_OK, 0};
+    while (rc == KB_OK && x.next < s->audit_next) {
+        uint64_t before = x.next;
+        rc = kb_store_audit_scan(s, x.next, s->audit_next, KB_REINDEX_CHUNK, s_reindex_one, &x);
+        if (rc == KB_OK)
+            rc = x.rc;
+        if (rc == KB_OK)
+            rc = kb_store_commit(s, b, 0);
+        if (rc == KB_OK && x.next == before)
+            break; /* nothing more stored */
+    }
+    if (rc == KB_OK) {
+        uint8_t v[8];
+        kb_be64_put(v, KB_INDEX_VERSION);
+        kb_batch_put(b, "i", 1, v, sizeof v);
+        rc = kb_store_commit(s, b, 1);
+    }
+    kb_batch_destroy(&b);
+    return rc;
+}
+
+/* At open: index a log from before the index existed. */
+static int s_index_check(kb_store_t *s)
+{
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = leveldb_get(s->db, s->ropts, "i", 1, &vl, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "store: read: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    int have = v != NULL;
+    leveldb_free(v);
+    if (have)
+        return KB_OK;
+    return kb_store_audit_reindex(s);
+}
+
+/* ------------------------------------------------------------ pruning */
+
+int kb_audit_tombstone_parse(const uint8_t *val, size_t len, kb_audit_tombstone_t *t)
+{
+    if (!val || len == 0 || val[0] != 0)
+        return KB_ENOTFOUND;
+    if (len != KB_AUDIT_TOMBSTONE_LEN || val[1] != KB_TOMBSTONE_MAGIC || val[2] != KB_TOMBSTONE_VERSION)
+        return kb_error_set(KB_EPROTO, "store: malformed tombstone of %zu bytes", len);
+    t->time_us = (int64_t)kb_be64_get(val + 3);
+    t->pruned_us = (int64_t)kb_be64_get(val + 11);
+    memcpy(t->leaf_hash, val + 19, KB_MERKLE_HASH_LEN);
+    return KB_OK;
+}
+
+static void s_tombstone(uint8_t out[KB_AUDIT_TOMBSTONE_LEN], int64_t time_us, int64_t pruned_us,
+                        const uint8_t hash[KB_MERKLE_HASH_LEN])
+{
+    out[0] = 0;
+    out[1] = KB_TOMBSTONE_MAGIC;
+    out[2] = KB_TOMBSTONE_VERSION;
+    kb_be64_put(out + 3, (uint64_t)time_us);
+    kb_be64_put(out + 11, (uint64_t)pruned_us);
+    memcpy(out + 19, hash, KB_MERKLE_HASH_LEN);
+}
+
+uint64_t kb_store_audit_pruned(const kb_store_t *s)
+{
+    return s->pruned_end;
+}
+
+/* A pruned record's message and one of its subject keys. */
+typedef struct {
+    uint8_t id[16];   /* message id */
+    uint8_t key[32];  /* subject key */
+} s_about_t;
+
+typedef struct {
+    kb_store_t *s;              /* the store */
+    kb_batch_t *b;              /* tombstones are staged here */
+    kb_batch_t *gone;           /* (kind, value) whose lists lose entries (a set) */
+    s_about_t *about;           /* subjects of pruned records, per message */
+    size_t n_about;             /* their number */
+    size_t cap_about;           /* allocated */
+    int64_t now_us;             /* pruning time */
+    uint64_t expect;            /* next index expected */
+    uint64_t tile;              /* leaf tile in tile_buf, UINT64_MAX: none */
+    uint8_t tile_buf[KB_MERKLE_TILE_BYTES]; /* its hashes */
+    int rc;                     /* first failure */
+} s_prune_t;
+
+static int s_prune_one(uint64_t index, const uint8_t *val, size_t len, void *arg)
+{
+    s_prune_t *x = arg;
+    if (index != x->expect) {
+        x->rc = kb_error_set(KB_ECRYPTO, "store: audit record %llu is missing; not pruning (run audit verify)",
+                             (unsigned long long)x->expect);
+        return 1;
+    }
+    x->expect++;
+    kb_audit_tombstone_t ts;
+    int trc = kb_audit_tombstone_parse(val, len, &ts);
+    if (trc == KB_OK)
+        return 0; /* pruned before */
+    uint64_t tile = index / KB_MERKLE_TILE_WIDTH;
+    if (tile != x->tile) {
+        x->rc = kb_store_tile_get(x->s, 0, tile, KB_MERKLE_TILE_WIDTH, x->tile_buf);
+        if (x->rc != KB_OK)
+            return 1;
+        x->tile = tile;
+    }
+    uint8_t hash[KB_MERKLE_HASH_LEN];
+    Ketenbus__AuditRecord *r = trc == KB_ENOTFOUND ? ketenbus__audit_record__unpack(NULL, len, val) : NULL;
+    x->rc = r ? kb_merkle_leaf_hash(val, len, hash) : KB_EPROTO;
+    if (x->rc == KB_OK &&
+        (r->index != index ||
+         memcmp(hash, x->tile_buf + (index % KB_MERKLE_TILE_WIDTH) * KB_MERKLE_HASH_LEN, KB_MERKLE_HASH_LEN) != 0))
+        x->rc = KB_ECRYPTO;
+    if (x->rc != KB_OK) {
+        if (r)
+            ketenbus__audit_record__free_unpacked(r, NULL);
+        if (x->rc == KB_ECRYPTO || x->rc == KB_EPROTO)
+            x->rc = kb_error_set(KB_ECRYPTO,
+                                 "store: audit record %llu does not match its leaf hash; not pruning (run audit verify)",
+                                 (unsigned long long)index);
+        return 1;
+    }
+    uint8_t stone[KB_AUDIT_TOMBSTONE_LEN], k[9];
+    s_tombstone(stone, r->time_us, x->now_us, hash);
+    k[0] = 'a';
+    kb_be64_put(k + 1, index);
+    leveldb_writebatch_put(x->b->wb, (const char *)k, sizeof k, (const char *)stone, sizeof stone);
+    x->b->n++;
+    /* the set of lists that lose this index (their prefixes are what
+     * counts: every list entry below the new pruned end goes) */
+    x->rc = s_index_each(x->gone, r, index, s_posting_add);
+    /* an anchor may index it under subjects s_index_each leaves out */
+    for (size_t i = 0; x->rc == KB_OK && i < r->n_subject_keys; i++)
+        if (r->subject_keys[i].len == 32)
+            x->rc = s_posting_add(x->gone, KB_INDEX_SUBJECT, r->subject_keys[i].data, 32, index);
+    /* remember whom its message is about, for anchors (below) */
+    for (size_t i = 0; x->rc == KB_OK && s_subject_indexed(r) && r->message_id.len == 16 && i < r->n_subject_keys;
+         i++) {
+        if (r->subject_keys[i].len != 32)
+            continue;
+        if (x->n_about == x->cap_about) {
+            size_t cap = x->cap_about ? x->cap_about * 2 : 64;
+            s_about_t *p = realloc(x->about, cap * sizeof *p);
+            if (!p) {
+                x->rc = kb_error_set(KB_ENOMEM, "store: prune: out of memory");
+                break;
+            }
+            x->about = p;
+            x->cap_about = cap;
+        }
+        memcpy(x->about[x->n_about].id, r->message_id.data, 16);
+        memcpy(x->about[x->n_about].key, r->subject_keys[i].data, 32);
+        x->n_about++;
+    }
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    return x->rc != KB_OK;
+}
+
+static int s_first_fn(uint64_t index, void *arg)
+{
+    *(uint64_t *)arg = index;
+    return 1;
+}
+
+/* The first record of a message walk that carries a subject key. */
+typedef struct {
+    kb_store_t *s;         /* the store */
+    const uint8_t *key;    /* the subject key */
+    uint64_t found;        /* its index, UINT64_MAX: none */
+    int rc;                /* read failure */
+} s_carrier_t;
+
+static int s_carrier_fn(uint64_t index, void *arg)
+{
+    s_carrier_t *c = arg;
+    uint8_t *val = NULL;
+    size_t len = 0;
+    int rc = kb_store_audit_raw(c->s, index, &val, &len);
+    if (rc != KB_OK) {
+        c->rc = rc == KB_ENOTFOUND ? KB_OK : rc;
+        return rc != KB_ENOTFOUND;
+    }
+    Ketenbus__AuditRecord *r = len > 0 && val[0] != 0 ? ketenbus__audit_record__unpack(NULL, len, val) : NULL;
+    for (size_t i = 0; r && i < r->n_subject_keys && c->found == UINT64_MAX; i++)
+        if (r->subject_keys[i].len == 32 && memcmp(r->subject_keys[i].data, c->key, 32) == 0)
+            c->found = index;
+    if (r)
+        ketenbus__audit_record__free_unpacked(r, NULL);
+    free(val);
+    return c->found != UINT64_MAX;
+}
+
+static int s_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* A pruned record may have been the only one that made later records of
+ * its message (ROUTED, DELIVERED, ACKNOWLEDGED: not indexed by subject)
+ * findable by subject. For each of its subjects, the first record of the
+ * message at or after stop that carries it is indexed under it (an
+ * anchor), so a subject query still reaches what retention keeps, through
+ * the message id. (An acknowledgement names no subjects: once every record
+ * of its message that does is pruned, it is found by message and agency.) */
+static int s_prune_anchors(s_prune_t *x, kb_batch_t *staged, uint64_t stop)
+{
+    kb_batch_t *anchors = kb_batch_new();
+    if (!anchors)
+        return KB_ENOMEM;
+    int rc = KB_OK;
+    for (size_t i = 0; rc == KB_OK && i < x->n_about; i++) {
+        uint64_t have = UINT64_MAX;
+        s_carrier_t c = {x->s, x->about[i].key, UINT64_MAX, KB_OK};
+        rc = kb_store_postings(x->s, KB_INDEX_MESSAGE, x->about[i].id, 16, stop, UINT64_MAX, s_carrier_fn, &c);
+        if (rc == KB_OK)
+            rc = c.rc;
+        uint64_t j = c.found;
+        if (rc != KB_OK || j == UINT64_MAX)
+            continue;
+        rc = kb_store_postings(x->s, KB_INDEX_SUBJECT, x->about[i].key, 32, j, j + 1, s_first_fn, &have);
+        if (rc == KB_OK && have != j)
+            rc = s_posting_add(anchors, KB_INDEX_SUBJECT, x->about[i].key, 32, j);
+    }
+    for (size_t i = 0; rc == KB_OK && i < anchors->n_post; i++) {
+        s_posting_t *p = &anchors->post[i];
+        if (p->prefix_len == 0 || p->n == 0)
+            continue;
+        qsort(p->idx, p->n, sizeof *p->idx, s_cmp_u64);
+        size_t o = 1;
+        for (size_t k = 1; k < p->n; k++)
+            if (p->idx[k] != p->idx[o - 1])
+                p->idx[o++] = p->idx[k];
+        /* no stored list ends at idx[o - 1]: such a list would hold it */
+        rc = s_put_list(staged->wb, p->prefix, p->prefix_len, p->idx, o);
+        staged->n++;
+    }
+    kb_batch_destroy(&anchors);
+    return rc;
+}
+
+/* Stage the removal of every index entry below stop in the lists of
+ * prefix. Lists of other kinds hold disjoint ranges in key order, so the
+ * first list that reaches past stop is the last to change; subject lists
+ * may interleave (anchors) and are walked to the end of their bucket. */
+static int s_prune_list(kb_store_t *s, kb_batch_t *b, const uint8_t *prefix, size_t pl, uint64_t stop)
+{
+    int sorted = prefix[1] != KB_INDEX_SUBJECT;
+    uint8_t k[KB_POSTING_KEY_MAX];
+    memcpy(k, prefix, pl);
+    kb_be64_put(k + pl, 0);
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    int rc = KB_OK;
+    for (leveldb_iter_seek(it, (const char *)k, pl + 8); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *ik = leveldb_iter_key(it, &kl);
+        if (kl != pl + 8 || memcmp(ik, k, pl) != 0)
+            break;
+        uint64_t last = kb_be64_get((const uint8_t *)ik + pl);
+        if (last < stop) {
+            leveldb_writebatch_delete(b->wb, ik, kl);
+            b->n++;
+            continue;
+        }
+        /* the first list reaching past stop keeps its later entries */
+        const uint8_t *iv = (const uint8_t *)leveldb_iter_value(it, &vl);
+        uint64_t *idx;
+        size_t n, keep = 0;
+        rc = s_list_decode(iv, vl, last, &idx, &n);
+        if (rc != KB_OK)
+            break;
+        while (keep < n && idx[keep] < stop)
+            keep++;
+        if (keep > 0) {
+            rc = s_put_list(b->wb, prefix, pl, idx + keep, n - keep);
+            b->n++;
+        }
+        free(idx);
+        if (sorted || rc != KB_OK)
+            break;
+    }
+    return s_iter_done(it, rc, "pruning the audit index");
+}
+
+int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, uint64_t end, size_t max, int64_t now_us, uint64_t *stop)
+{
+    uint64_t first = s->pruned_end;
+    uint64_t full = (s->audit_next / KB_MERKLE_TILE_WIDTH) * KB_MERKLE_TILE_WIDTH;
+    if (end > full)
+        return kb_error_set(KB_EINVAL, "store: cannot prune past record %llu (the newest records stay)",
+                            (unsigned long long)full);
+    if (end <= first) {
+        if (stop)
+            *stop = first;
+        return KB_OK;
+    }
+    if (end - first > max)
+        end = first + max;
+    s_prune_t *x = calloc(1, sizeof *x);
+    kb_batch_t *staged = kb_batch_new();
+    if (!x || !staged) {
+        free(x);
+        kb_batch_destroy(&staged);
+        return kb_error_set(KB_ENOMEM, "store: prune: out of memory");
+    }
+    x->s = s;
+    x->b = staged;
+    x->gone = kb_batch_new();
+    x->now_us = now_us;
+    x->expect = first;
+    x->tile = UINT64_MAX;
+    int rc = x->gone ? KB_OK : KB_ENOMEM;
+    if (rc == KB_OK)
+        rc = kb_store_audit_scan(s, first, end, (size_t)(end - first), s_prune_one, x);
+    if (rc == KB_OK)
+        rc = x->rc;
+    if (rc == KB_OK && x->expect != end)
+        rc = kb_error_set(KB_ECRYPTO, "store: audit record %llu is missing; not pruning (run audit verify)",
+                          (unsigned long long)x->expect);
+    for (size_t i = 0; rc == KB_OK && i < x->gone->n_post; i++) {
+        const s_posting_t *p = &x->gone->post[i];
+        if (p->prefix_len)
+            rc = s_prune_list(s, staged, p->prefix, p->prefix_len, end);
+    }
+    if (rc == KB_OK)
+        rc = s_prune_anchors(x, staged, end);
+    if (rc == KB_OK) {
+        uint8_t v[8];
+        kb_be64_put(v, end);
+        kb_batch_put(staged, "p", 1, v, sizeof v);
+        leveldb_writebatch_append(b->wb, staged->wb);
+        b->n += staged->n;
+        s->pruned_end = end;
+        if (stop)
+            *stop = end;
+    }
+    kb_batch_destroy(&x->gone);
+    kb_batch_destroy(&staged);
+    free(x->about);
+    free(x);
+    return rc;
+}
+
+int kb_store_leaf_hashes(kb_store_t *s, uint64_t from, size_t count, uint8_t *out, size_t *n)
+{
+    *n = 0;
+    uint8_t *tile = malloc(KB_MERKLE_TILE_BYTES);
+    if (!tile)
+        return kb_error_set(KB_ENOMEM, "store: out of memory");
+    int rc = KB_OK;
+    while (*n < count) {
+        uint64_t i = from + *n;
+        uint64_t t = i / KB_MERKLE_TILE_WIDTH;
+        size_t off = (size_t)(i % KB_MERKLE_TILE_WIDTH);
+        /* read the tile at whatever width it is stored */
+        uint8_t k[KB_TILE_KEY_LEN];
+        s_tile_key(k, 0, t, 1);
+        char *err = NULL;
+        size_t vl = 0;
+        char *v = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
+        if (err) {
+            rc = kb_error_set(KB_EIO, "store: read tile: %s", err);
+            leveldb_free(err);
+            break;
+        }
+        size_t width = v && vl % KB_MERKLE_HASH_LEN == 0 && vl <= KB_MERKLE_TILE_BYTES ? vl / KB_MERKLE_HASH_LEN : 0;
+        if (width > 0)
+            memcpy(tile, v, vl);
+        leveldb_free(v);
+        if (off >= width)
+            break;
+        size_t take = width - off;
+        if (take > count - *n)
+            take = count - *n;
+        memcpy(out + *n * KB_MERKLE_HASH_LEN, tile + off * KB_MERKLE_HASH_LEN, take * KB_MERKLE_HASH_LEN);
+        *n += take;
+        if (off + take < KB_MERKLE_TILE_WIDTH)
+            break; /* a partial tile ends the stored hashes */
+    }
+    free(tile);
+    return rc;
+}
+
+int kb_store_audit_raw(kb_store_t *s, uint64_t index, uint8_t **val, size_t *len)
+{
+    uint8_t k[9];
+    k[0] = 'a';
+    kb_be64_put(k + 1, index);
+    char *err = NULL;
+    size_t vl = 0;
+    *val = NULL;
+    *len = 0;
+    char *v = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "store: read: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    if (!v)
+        return kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
+    *val = malloc(vl ? vl : 1);
+    if (*val) {
+        memcpy(*val, v, vl);
+        *len = vl;
+    }
+    leveldb_free(v);
+    return *val ? KB_OK : kb_error_set(KB_ENOMEM, "store: out of memory");
 }

@@ -9,6 +9,9 @@
  *   k<size:8>            signed checkpoint note of the audit tree at that size
  *   t<level:1><index:8>  tile of the audit Merkle tree (lib/kb_merkle.h):
  *                        concatenated 32-byte hashes, width = length / 32
+ *   x<kind:1><value><last:8>  audit index postings (below)
+ *   i                    version of the audit index (u64), written once it is complete
+ *   p                    end of the pruned prefix of the audit log (u64)
  * Queue keys are short-lived and audit keys permanent; different first bytes
  * keep them in separate key ranges so compaction of one does not rewrite the
  * other's tables more than needed.
@@ -33,6 +36,14 @@ typedef struct kb_batch kb_batch_t;
 
 /* Open (creating) the database in dir; key is the 32-byte storage key. */
 kb_store_t *kb_store_open(const char *dir, const uint8_t key[32]);
+
+/* Flags of kb_store_open_ex(). */
+#define KB_STORE_NO_CREATE 1u /* no database in dir: fail (KB_ENOTFOUND) rather than make one */
+
+/* As kb_store_open; key may be NULL for tools that read and prune the audit
+ * log only (queue functions then fail with KB_ECRYPTO). A database another
+ * process has open (a running broker) fails with KB_EIO, saying so. */
+kb_store_t *kb_store_open_ex(const char *dir, const uint8_t key[32], unsigned flags);
 void kb_store_destroy(kb_store_t **p);
 
 /* Re-read the counters from disk (after a failed commit). */
@@ -77,8 +88,131 @@ int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r
 /* Number of audit records (the next index). */
 uint64_t kb_store_audit_size(const kb_store_t *s);
 
-/* Read audit record index (caller frees with protobuf_c_message_free_unpacked). */
+/* Read audit record index (caller frees with protobuf_c_message_free_unpacked).
+ * KB_ENOTFOUND if there is none or it was pruned; KB_EPROTO if it does not
+ * decode. */
 int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **out);
+
+/* The stored bytes of record index (a packed AuditRecord or a tombstone)
+ * into *val (the caller frees it), *len. KB_ENOTFOUND, KB_EIO. */
+int kb_store_audit_raw(kb_store_t *s, uint64_t index, uint8_t **val, size_t *len);
+
+/* Called by kb_store_audit_scan with the stored bytes of record index (a
+ * packed AuditRecord or a tombstone); return non-zero to stop. */
+typedef int (kb_audit_raw_fn)(uint64_t index, const uint8_t *val, size_t len, void *arg);
+
+/* Visit the stored audit values with from <= index < end in index order, at
+ * most max of them. A record missing from the log (which only tampering
+ * causes) shows as a jump in index. KB_OK or KB_EIO. */
+int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, kb_audit_raw_fn *fn, void *arg);
+
+/* The time of the first stored record at or after index: *time_us and
+ * *found (its index). KB_ENOTFOUND if there is none, KB_EPROTO if it does
+ * not decode, KB_EIO. Tombstones keep their record's time. */
+int kb_store_audit_time(kb_store_t *s, uint64_t index, int64_t *time_us, uint64_t *found);
+
+/* ------------------------------------------------------------ audit index
+ *
+ * kb_store_audit_log() indexes each record in the batch that stores it:
+ *   kind 'm'  its message id (16 bytes)
+ *   kind 's'  each of its subject keys (32 bytes), in buckets of 2^16 records,
+ *             except on ROUTED and DELIVERED records, which always follow
+ *             the RECEIVED record of their message (queries reach them
+ *             through the message id; auditq.h)
+ *   kind 'g'  its agency and its counterpart (id and a NUL), each once
+ *   kind 'e'  its event (1 byte)
+ * A batch collects the indices per (kind, value) in memory and
+ * kb_store_commit() writes one key per (kind, value) that the batch touched:
+ * x<kind><value><last index:8> -> the batch's indices of that value
+ * (varint count, first index, then the gaps between them). Under load one
+ * synced batch holds hundreds of records sharing a few agencies and events,
+ * so the index costs about one LevelDB entry per message and subject rather
+ * than four or five per record, and each entry is small; LevelDB's cost is
+ * per entry (about 2 us each in large batches, more for random keys such as
+ * subject keys). Keying by the last index lets a reader seek to the first
+ * list that can hold an index >= from. Subject keys are random, and
+ * random keys are what makes LevelDB's compaction expensive (measured:
+ * about 6 us per random entry against 1-2 for keys that grow), so their
+ * lists are keyed x s <bucket:4> <key> <last:8>, bucket = index >> 16:
+ * new entries land in the newest bucket's small key range, and a query
+ * seeks once per bucket (16 seeks per million records). Message ids are
+ * UUIDv7, ordered by time, so theirs grow without buckets. Time needs no
+ * index: records are appended in time order (see kb_store_audit_time).
+ *
+ * A store without the "i" key (made before the index existed) is indexed
+ * when it is opened. */
+
+/* The index kinds. */
+#define KB_INDEX_MESSAGE 'm'
+#define KB_INDEX_SUBJECT 's'
+#define KB_INDEX_AGENCY  'g'
+#define KB_INDEX_EVENT   'e'
+#define KB_INDEX_VALUE_MAX 64u       /* longest indexed value; longer agency ids are not indexed */
+#define KB_INDEX_BUCKET_BITS 16u     /* subject lists: one bucket per 2^16 records */
+#define KB_INDEX_LIST_MAX  (1u << 20) /* indices in one stored list; a longer one is corrupt */
+
+/* Called for each index of a posting walk; return non-zero to stop. */
+typedef int (kb_posting_fn)(uint64_t index, void *arg);
+
+/* Visit the indices in [from, end) of the records indexed under (kind,
+ * value): ascending, except for subjects (ascending per bucket of 2^16
+ * records only, since pruning adds anchors: kb_store_audit_prune). For an
+ * agency value give the id without its NUL. KB_OK; KB_EPROTO for a corrupt
+ * list; KB_EINVAL; KB_EIO. */
+int kb_store_postings(kb_store_t *s, int kind, const void *value, size_t value_len, uint64_t from, uint64_t end,
+                      kb_posting_fn *fn, void *arg);
+
+/* Drop and rebuild the whole index from the records (a store from before
+ * the index, or a damaged index). Commits as it goes. */
+int kb_store_audit_reindex(kb_store_t *s);
+
+/* ------------------------------------------------------------ pruning
+ *
+ * Retention removes the contents of old records but keeps the tree
+ * provable: the value of a pruned record becomes a tombstone of
+ * KB_AUDIT_TOMBSTONE_LEN bytes,
+ *   0x00 'P' 0x01 <time_us:8> <pruned_us:8> <leaf hash:32>
+ * (a protobuf message never starts with 0x00, so no record reads as a
+ * tombstone or the other way round), holding the record's time (so the
+ * log stays searchable by time) and its leaf hash (so the tree can be
+ * recomputed, and verified against the signed checkpoints, without it).
+ * Its index entries are removed. Only a prefix of the log is pruned,
+ * [0, kb_store_audit_pruned()), and only records in full leaf tiles, so
+ * the newest (at most 255) records the tree rehashes on load are kept. */
+
+#define KB_AUDIT_TOMBSTONE_LEN 51u
+
+typedef struct {
+    int64_t time_us;                        /* the pruned record's time */
+    int64_t pruned_us;                      /* when it was pruned */
+    uint8_t leaf_hash[KB_MERKLE_HASH_LEN];  /* its leaf hash in the audit tree */
+} kb_audit_tombstone_t;
+
+/* Parse a stored value: KB_OK for a tombstone, KB_ENOTFOUND if the value
+ * is not one (a record), KB_EPROTO if it starts like one but is malformed. */
+int kb_audit_tombstone_parse(const uint8_t *val, size_t len, kb_audit_tombstone_t *t);
+
+/* End of the pruned prefix: records below it are tombstones. */
+uint64_t kb_store_audit_pruned(const kb_store_t *s);
+
+/* Stage the pruning of records [kb_store_audit_pruned(s), end), at most max
+ * of them; *stop (may be NULL) gets the new end of the pruned prefix. Each
+ * record's leaf hash is checked against its stored leaf tile first: one
+ * that differs is not pruned (KB_ECRYPTO naming it: the log was altered).
+ * A message whose subject-indexed records are pruned while later ones of
+ * it stay gets its first remaining record indexed under those subjects
+ * (an anchor), so queries by subject still find what is kept. KB_EINVAL
+ * if end passes the last full leaf tile or a staged record; read errors.
+ * Nothing is staged on failure. The caller appends the PRUNED audit
+ * record in the same batch. */
+int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, uint64_t end, size_t max, int64_t now_us, uint64_t *stop);
+
+/* The leaf hashes stored in level-0 tiles for leaves [from, from + count):
+ * full tiles, and the partial tile as the last checkpoint stored it
+ * (checkpoint.c), never recomputed from records, so they are what the
+ * broker hashed when it appended. *n gets how many were found (the run
+ * stops at the first leaf no stored tile holds). KB_OK or read errors. */
+int kb_store_leaf_hashes(kb_store_t *s, uint64_t from, size_t count, uint8_t *out, size_t *n);
 
 /* Stage a put of any key in the batch (for modules that own a key range). */
 int kb_batch_put(kb_batch_t *b, const void *k, size_t kl, const void *v, size_t vl);
@@ -104,7 +238,11 @@ int kb_store_tile_put(kb_store_t *s, kb_batch_t *b, unsigned level, uint64_t ind
  * rewriting a growing tile each time (which measured ~15 us per record,
  * against ~3 us). Consequences: leaves must be appended only through
  * kb_store_audit_log(), and pruning must keep the records from the last
- * full leaf tile on (the newest 255 at most).
+ * full leaf tile on (the newest 255 at most). When the broker signs a
+ * checkpoint it also stores the partial leaf tile as it is then
+ * (checkpoint.c), once per checkpoint: a read of no more leaves than that
+ * takes it instead of rehashing records, and `audit verify` uses it to
+ * name an altered record among the newest ones.
  *
  * The binding of the tree to this store: its io reads committed tiles and
  * records, and stages tile puts in batch (which may be changed between
@@ -141,5 +279,8 @@ int kb_store_checkpoint_latest(kb_store_t *s, uint64_t *size, char **note, size_
 /* Visit every stored checkpoint in size order; fn returns non-zero to stop. */
 typedef int (kb_checkpoint_fn)(uint64_t size, const char *note, size_t len, void *arg);
 int kb_store_checkpoint_scan(kb_store_t *s, kb_checkpoint_fn *fn, void *arg);
+
+/* The same from the first checkpoint of size >= from. */
+int kb_store_checkpoint_scan_from(kb_store_t *s, uint64_t from, kb_checkpoint_fn *fn, void *arg);
 
 #endif
