@@ -179,8 +179,8 @@ typedef struct {
     double limit_s;          /* time limit of one broker run */
 } s_sizes_t;
 
-static const s_sizes_t s_full = {1000000, 15, 5, 3, 3, 150000, 40000, 20000, 5000, 5, 60000, 20000, 1000000, 5000, 300};
-static const s_sizes_t s_quick = {150000, 2.5, 1.5, 0.7, 0.7, 20000, 6000, 2000, 600, 1.5, 8000, 4000, 1000000, 600, 40};
+static const s_sizes_t s_full = {600000, 10, 5, 3, 3, 150000, 40000, 20000, 5000, 5, 60000, 20000, 1000000, 5000, 300};
+static const s_sizes_t s_quick = {100000, 2, 1.5, 0.7, 1, 20000, 6000, 2000, 600, 1.5, 8000, 4000, 1000000, 600, 40};
 
 static int s_want(const char *section)
 {

@@ -11,6 +11,8 @@
  *     the brokers of this run keep their data in.
  * (c) Ed25519 sign and verify with OpenSSL's EVP API (what kb_seal uses),
  *     one thread, and kb_seal_verify on a real envelope.
+ * Ceilings are the best of several runs or rounds: the machine is shared,
+ * and a ceiling is what it does when nothing else takes a core away.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,7 @@
 
 #define FWD_WINDOW   4000   /* messages in flight from S */
 #define FWD_CREDIT   256    /* R returns credit every this many */
+#define BENCH_ROUND_S 0.25  /* one crypto measuring round; the best round counts */
 
 /* ------------------------------------------------------------ forwarder */
 
@@ -184,9 +187,18 @@ done:
 int bench_forwarder(size_t msg_len, size_t n, double time_limit_s, bench_fwd_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (s_forward_run(0, msg_len, n, time_limit_s, &out->plain_rate) != 0)
-        return -1;
-    return s_forward_run(1, msg_len, n, time_limit_s, &out->curve_rate);
+    /* best of two runs each, for the same reason as the crypto rounds */
+    for (int i = 0; i < 2; i++) {
+        double plain = 0, curve = 0;
+        if (s_forward_run(0, msg_len, n, time_limit_s, &plain) != 0 ||
+            s_forward_run(1, msg_len, n, time_limit_s, &curve) != 0)
+            return -1;
+        if (plain > out->plain_rate)
+            out->plain_rate = plain;
+        if (curve > out->curve_rate)
+            out->curve_rate = curve;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ disk */
@@ -298,35 +310,39 @@ int bench_ed25519(double time_limit_s, double *verify_per_s, double *sign_per_s)
     uint8_t msg[256], sig[64];
     memset(msg, 's', sizeof msg);
     size_t sig_len = sizeof sig;
-    int64_t t0 = bench_ns(), half = (int64_t)(time_limit_s * 0.5e9);
-    size_t n = 0;
-    while (bench_ns() - t0 < half) {
-        EVP_MD_CTX *m = EVP_MD_CTX_new();
-        sig_len = sizeof sig;
-        if (!m || EVP_DigestSignInit(m, NULL, NULL, NULL, key) != 1 ||
-            EVP_DigestSign(m, sig, &sig_len, msg, sizeof msg) != 1) {
+    /* best of short rounds: a ceiling is what one core does when nothing
+     * else on this shared machine takes it away */
+    int rounds = (int)(time_limit_s / (2 * BENCH_ROUND_S));
+    if (rounds < 2)
+        rounds = 2;
+    *sign_per_s = *verify_per_s = 0;
+    for (int round = 0; round < 2 * rounds; round++) {
+        int verifying = round % 2;
+        size_t n = 0;
+        int64_t t0 = bench_ns(), len = (int64_t)(BENCH_ROUND_S * 1e9);
+        while (bench_ns() - t0 < len) {
+            EVP_MD_CTX *m = EVP_MD_CTX_new();
+            int ok;
+            if (verifying) {
+                ok = m && EVP_DigestVerifyInit(m, NULL, NULL, NULL, key) == 1 &&
+                     EVP_DigestVerify(m, sig, sig_len, msg, sizeof msg) == 1;
+            } else {
+                sig_len = sizeof sig;
+                ok = m && EVP_DigestSignInit(m, NULL, NULL, NULL, key) == 1 &&
+                     EVP_DigestSign(m, sig, &sig_len, msg, sizeof msg) == 1;
+            }
             EVP_MD_CTX_free(m);
-            EVP_PKEY_free(key);
-            return -1;
+            if (!ok) {
+                EVP_PKEY_free(key);
+                return -1;
+            }
+            n++;
         }
-        EVP_MD_CTX_free(m);
-        n++;
+        double rate = (double)n / ((double)(bench_ns() - t0) / 1e9);
+        double *best = verifying ? verify_per_s : sign_per_s;
+        if (rate > *best)
+            *best = rate;
     }
-    *sign_per_s = (double)n / ((double)(bench_ns() - t0) / 1e9);
-    t0 = bench_ns();
-    n = 0;
-    while (bench_ns() - t0 < half) {
-        EVP_MD_CTX *m = EVP_MD_CTX_new();
-        if (!m || EVP_DigestVerifyInit(m, NULL, NULL, NULL, key) != 1 ||
-            EVP_DigestVerify(m, sig, sig_len, msg, sizeof msg) != 1) {
-            EVP_MD_CTX_free(m);
-            EVP_PKEY_free(key);
-            return -1;
-        }
-        EVP_MD_CTX_free(m);
-        n++;
-    }
-    *verify_per_s = (double)n / ((double)(bench_ns() - t0) / 1e9);
     EVP_PKEY_free(key);
     return 0;
 }
@@ -340,16 +356,22 @@ int bench_seal_verify(const bench_keys_t *k, const bench_pool_t *pool, double ti
     int rc = -1;
     if (!pub || !e)
         goto done;
-    size_t n = 0;
-    int64_t t0 = bench_ns(), limit = t0 + (int64_t)(time_limit_s * 1e9);
-    while (bench_ns() < limit) {
-        if (kb_seal_verify(e, pub) != KB_OK) {
-            bench_log("kb_seal_verify: %s", kb_last_error());
-            goto done;
+    *per_s = 0;
+    int rounds = (int)(time_limit_s / BENCH_ROUND_S);
+    for (int round = 0; round < (rounds < 2 ? 2 : rounds); round++) {
+        size_t n = 0;
+        int64_t t0 = bench_ns(), limit = t0 + (int64_t)(BENCH_ROUND_S * 1e9);
+        while (bench_ns() < limit) {
+            if (kb_seal_verify(e, pub) != KB_OK) {
+                bench_log("kb_seal_verify: %s", kb_last_error());
+                goto done;
+            }
+            n++;
         }
-        n++;
+        double rate = (double)n / ((double)(bench_ns() - t0) / 1e9);
+        if (rate > *per_s)
+            *per_s = rate;
     }
-    *per_s = (double)n / ((double)(bench_ns() - t0) / 1e9);
     rc = 0;
 done:
     if (e)
