@@ -51,7 +51,7 @@ typedef struct {
     double ratio;          /* value / baseline value (0: none) */
     char target[32];       /* the target, "" if none */
     int verdict;           /* 1 met, 0 missed, -1 no target */
-    char note[120];        /* how it was measured, where it matters */
+    char note[240];        /* how it was measured, where it matters */
 } bench_row_t;
 
 /* Add a row; returns it so a caller can fill the note. */
@@ -120,6 +120,9 @@ int bench_broker_start(bench_broker_t *b);
 int bench_broker_stop(bench_broker_t *b);
 /* Resident and peak resident memory of the running broker, in KiB. */
 int bench_broker_rss(const bench_broker_t *b, long *rss_kib, long *hwm_kib);
+/* The same, and how much of the RSS is anonymous memory and how much file
+ * pages mapped in (LevelDB mmaps its table files for reading). */
+int bench_broker_mem(const bench_broker_t *b, long *rss_kib, long *hwm_kib, long *anon_kib, long *file_kib);
 /* Bytes of the data directory's files. */
 uint64_t bench_dir_bytes(const char *path);
 void bench_rmrf(const char *path);

@@ -201,17 +201,27 @@ int bench_broker_stop(bench_broker_t *b)
 
 int bench_broker_rss(const bench_broker_t *b, long *rss_kib, long *hwm_kib)
 {
+    long anon, file;
+    return bench_broker_mem(b, rss_kib, hwm_kib, &anon, &file);
+}
+
+int bench_broker_mem(const bench_broker_t *b, long *rss_kib, long *hwm_kib, long *anon_kib, long *file_kib)
+{
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)b->pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
-    *rss_kib = *hwm_kib = -1;
+    *rss_kib = *hwm_kib = *anon_kib = *file_kib = -1;
     while (fgets(line, sizeof line, f)) {
         if (strncmp(line, "VmRSS:", 6) == 0)
             *rss_kib = strtol(line + 6, NULL, 10);
         else if (strncmp(line, "VmHWM:", 6) == 0)
             *hwm_kib = strtol(line + 6, NULL, 10);
+        else if (strncmp(line, "RssAnon:", 8) == 0)
+            *anon_kib = strtol(line + 8, NULL, 10);
+        else if (strncmp(line, "RssFile:", 8) == 0)
+            *file_kib = strtol(line + 8, NULL, 10);
     }
     fclose(f);
     return *rss_kib >= 0 ? 0 : -1;
