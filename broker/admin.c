@@ -6,6 +6,8 @@
  * access control. One JSON object per request, one per answer:
  *   {"command":"status"}                       -> uptime, agencies, queues, audit size
  *   {"command":"reload","user":"NAME","pid":N} -> the outcome of kb_broker_reload
+ *   {"command":"audit_...", ...}               -> admin_audit.c: queries, records,
+ *                                                 proofs, checkpoints, pruning
  * Requests are small and answered at once, inside the broker's loop.
  */
 #include <stdio.h>
@@ -126,8 +128,8 @@ static int s_one(kb_broker_t *b)
             reply = s_status(b);
         else if (strcmp(json_object_get_string(cmd), "reload") == 0)
             reply = s_reload(b, req);
-        else
-            reply = s_error("unknown command; expected status or reload");
+        else if (!(reply = admin_audit(b, json_object_get_string(cmd), req)))
+            reply = s_error("unknown command; expected status, reload or audit_*");
         json_object_put(req);
         if (tok)
             json_tokener_free(tok);

@@ -123,6 +123,11 @@ void broker_resync(kb_broker_t *b);
 int admin_start(kb_broker_t *b);
 int admin_handle(kb_broker_t *b);
 
+/* admin_audit.c: answer an audit_* admin command (req is the request
+ * object); NULL if command is not one. The answer is the caller's. */
+struct json_object;
+struct json_object *admin_audit(kb_broker_t *b, const char *command, struct json_object *req);
+
 /* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
 int zap_handle(kb_broker_t *b);
 
