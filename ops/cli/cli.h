@@ -23,6 +23,9 @@ int cmd_admin(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 /* subject-key: the subject key of an identifier under the chain key, no broker */
 int cmd_subject(int argc, char **argv);
+/* audit query|export|subject|checkpoint|proof|consistency|verify|prune|report
+ * (cmd_audit.c); exit status 3 when verification finds the log altered */
+int cmd_audit(int argc, char **argv);
 
 /* Connection options shared by send and recv: flags, else environment. */
 typedef struct {

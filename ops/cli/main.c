@@ -19,6 +19,7 @@ static void s_usage(FILE *out)
             "  reload       make a running broker load its configuration again\n"
             "  policy       check a chain file's sharing rules; explain what a rule allows\n"
             "  subject-key  the pseudonym (subject key) of a BSN, name and birth date, phone...\n"
+            "  audit        query, export, verify, prove and prune the audit trail; reports\n"
             "\n"
             "Run 'ketenbus COMMAND --help' for the options of a command.\n"
             "The JSON form of messages is described in docs/JSON.md.\n");
@@ -49,6 +50,8 @@ int main(int argc, char **argv)
         return cmd_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "subject-key") == 0)
         return cmd_subject(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0)
+        return cmd_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0)
         return cmd_admin(argc - 1, argv + 1);
     fprintf(stderr, "ketenbus: unknown command '%s'\n\n", cmd);

@@ -1,0 +1,455 @@
+/*
+ * audit_verify.c - verification of an audit log (see audit_verify.h).
+ *
+ * One pass over the records, in pages, with two accumulators: one over
+ * the leaf hashes recomputed from the records, one over the leaf hashes the
+ * broker stored in its tiles. At each signed size both roots are compared
+ * with the signature's root. Findings are collected as failures with the
+ * index they concern; the outcome names the lowest.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit_verify.h"
+#include "kb_error.h"
+#include "kb_util.h"
+#include "ketenbus.pb-c.h"
+#include "store.h"
+
+#define S_PAGE       4096u     /* records per page */
+#define S_PROGRESS   1000000u  /* records between progress lines */
+#define S_NO_INDEX   UINT64_MAX
+
+/* One checkpoint note, stored or kept. */
+typedef struct {
+    uint64_t size;                    /* its tree size */
+    uint8_t root[KB_MERKLE_HASH_LEN]; /* its root */
+    int valid;                        /* signature verified, origin right */
+    int kept;                         /* from an agency's file */
+    const char *path;                 /* that file */
+    int matched;                      /* the records' root at size agreed */
+} s_cp_t;
+
+typedef struct {
+    kb_asrc_t *src;                /* where the log is */
+    EVP_PKEY *pub;                 /* the broker's public key */
+    const char *want_origin;       /* expected origin, or NULL */
+    kb_verify_result_t *out;       /* the outcome */
+    s_cp_t *cps;                   /* checkpoints */
+    size_t n_cps;                  /* their number */
+    size_t cap_cps;                /* allocated */
+    uint64_t fail_index;           /* index of the failure whose message is kept */
+    int have_fail;                 /* a failure was found */
+    int rc;                        /* a source error */
+    /* the pass over the records */
+    kb_merkle_acc_t *acc;          /* root of the records' leaf hashes */
+    kb_merkle_acc_t *acc_stored;   /* root of the stored leaf hashes */
+    uint64_t expect;               /* next index */
+    int broken;                    /* a structural failure stopped the pass */
+    uint8_t *stored;               /* stored leaf hashes of the current page */
+    uint64_t stored_from;          /* their first index */
+    size_t n_stored;               /* their number */
+    int stored_prefix;             /* 1: stored hashes so far form a prefix */
+    uint64_t stored_mismatch;      /* first record whose hash differs from the stored one */
+    uint64_t stored_auth;          /* largest signed size whose stored root agreed */
+    size_t next_cp;                /* next checkpoint (valid, sorted) to check */
+    uint64_t last_good;            /* largest signed size whose records' root agreed */
+    uint64_t root_fail;            /* first signed size whose records' root disagreed, 0: none */
+    uint64_t root_fail_prev;       /* last good size before it */
+    int in_prefix;                 /* tombstones so far form a prefix */
+    uint64_t stones;               /* tombstones seen */
+    uint64_t (*decl)[2];           /* PRUNED records: index and the end they declare */
+    size_t n_decl;                 /* their number */
+    size_t cap_decl;               /* allocated */
+    uint64_t progress_at;          /* next progress line */
+    FILE *progress;                /* where */
+} s_verify_t;
+
+/* Record a failure concerning index (S_NO_INDEX: none): every one is a
+ * finding; the message of the lowest index is the outcome's (an index-less
+ * one only while none has an index). */
+static void s_fail(s_verify_t *v, uint64_t index, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void s_fail(s_verify_t *v, uint64_t index, const char *fmt, ...)
+{
+    kb_verify_result_t *o = v->out;
+    char line[KB_VERIFY_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    o->ok = 0;
+    if (o->n_findings < KB_VERIFY_FINDINGS_MAX)
+        snprintf(o->findings[o->n_findings++], sizeof o->findings[0], "%s", line);
+    if (index != S_NO_INDEX && (!o->has_first_bad || index < o->first_bad)) {
+        o->has_first_bad = 1;
+        o->first_bad = index;
+    }
+    int better = !v->have_fail ||
+                 (index != S_NO_INDEX && (v->fail_index == S_NO_INDEX || index < v->fail_index));
+    if (!better)
+        return;
+    snprintf(o->message, sizeof o->message, "%s", line);
+    v->have_fail = 1;
+    v->fail_index = index;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static s_cp_t *s_cp_add(s_verify_t *v)
+{
+    if (v->n_cps == v->cap_cps) {
+        size_t cap = v->cap_cps ? v->cap_cps * 2 : 64;
+        s_cp_t *p = realloc(v->cps, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        v->cps = p;
+        v->cap_cps = cap;
+    }
+    s_cp_t *c = &v->cps[v->n_cps++];
+    memset(c, 0, sizeof *c);
+    return c;
+}
+
+/* Parse and verify one note; keep the latest valid stored one's text. */
+static int s_note(s_verify_t *v, uint64_t key_size, const char *note, size_t len, const char *kept_path)
+{
+    kb_verify_result_t *o = v->out;
+    s_cp_t *c = s_cp_add(v);
+    if (!c) {
+        v->rc = kb_error_set(KB_ENOMEM, "out of memory");
+        return 1;
+    }
+    o->checkpoints++;
+    c->kept = kept_path != NULL;
+    c->path = kept_path;
+    char what[400];
+    if (kept_path)
+        snprintf(what, sizeof what, "your checkpoint %.300s", kept_path);
+    else
+        snprintf(what, sizeof what, "the checkpoint stored for size %" PRIu64, key_size);
+    kb_note_checkpoint_t cp;
+    if (kb_note_parse(note, len, &cp) != KB_OK) {
+        s_fail(v, S_NO_INDEX, "%s is not a checkpoint note: %s", what, kb_last_error());
+        return 0;
+    }
+    c->size = cp.size;
+    memcpy(c->root, cp.root, sizeof c->root);
+    if (!o->origin[0])
+        snprintf(o->origin, sizeof o->origin, "%s", v->want_origin ? v->want_origin : cp.origin);
+    if (strcmp(cp.origin, o->origin) != 0) {
+        s_fail(v, S_NO_INDEX, "%s is for log %s, not %s", what, cp.origin, o->origin);
+        return 0;
+    }
+    if (!kept_path && cp.size != key_size) {
+        s_fail(v, S_NO_INDEX, "%s states size %" PRIu64 " (moved)", what, cp.size);
+        return 0;
+    }
+    /* checkpoint.c signs with the origin as key name */
+    if (kb_note_verify(note, len, cp.origin, v->pub, &cp) != KB_OK) {
+        s_fail(v, S_NO_INDEX, "%s does not verify with the broker's key (forged or altered): %s", what,
+               kb_last_error());
+        return 0;
+    }
+    c->valid = 1;
+    o->checkpoints_ok++;
+    if (!kept_path && (!o->has_checkpoint || cp.size >= o->cp_size)) {
+        char *copy = malloc(len + 1);
+        if (!copy) {
+            v->rc = kb_error_set(KB_ENOMEM, "out of memory");
+            return 1;
+        }
+        memcpy(copy, note, len);
+        copy[len] = '\0';
+        free(o->cp_note);
+        o->cp_note = copy;
+        o->has_checkpoint = 1;
+        o->cp_size = cp.size;
+        memcpy(o->cp_root, cp.root, sizeof o->cp_root);
+    }
+    return 0;
+}
+
+static int s_stored_note(uint64_t size, const char *note, size_t len, void *arg)
+{
+    return s_note(arg, size, note, len, NULL);
+}
+
+static int s_cmp_cp(const void *a, const void *b)
+{
+    const s_cp_t *x = a, *y = b;
+    if (x->valid != y->valid)
+        return x->valid ? -1 : 1; /* valid ones first */
+    return x->size < y->size ? -1 : x->size > y->size;
+}
+
+/* ------------------------------------------------------------ the pass */
+
+/* Compare the roots at a signed size the pass just reached. */
+static void s_at_size(s_verify_t *v, uint64_t size)
+{
+    uint8_t root[KB_MERKLE_HASH_LEN], sroot[KB_MERKLE_HASH_LEN];
+    int have = !v->broken && kb_merkle_acc_root(v->acc, root) == KB_OK;
+    int have_stored = v->stored_prefix && kb_merkle_acc_size(v->acc_stored) == size &&
+                      kb_merkle_acc_root(v->acc_stored, sroot) == KB_OK;
+    for (; v->next_cp < v->n_cps && v->cps[v->next_cp].valid && v->cps[v->next_cp].size == size; v->next_cp++) {
+        s_cp_t *c = &v->cps[v->next_cp];
+        if (have_stored && memcmp(sroot, c->root, sizeof sroot) == 0)
+            v->stored_auth = size;
+        if (!have)
+            continue;
+        if (memcmp(root, c->root, sizeof root) == 0) {
+            c->matched = 1;
+            if (!v->root_fail)
+                v->last_good = size;
+        } else if (!v->root_fail) {
+            v->root_fail = size;
+            v->root_fail_prev = v->last_good;
+        }
+    }
+}
+
+static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
+{
+    s_verify_t *v = arg;
+    kb_verify_result_t *o = v->out;
+    if (v->broken)
+        return 1;
+    if (index != v->expect) {
+        s_fail(v, v->expect, "record %" PRIu64 " is missing from the log (deleted)", v->expect);
+        v->broken = 1;
+        return 1;
+    }
+    uint8_t leaf[KB_MERKLE_HASH_LEN];
+    kb_audit_tombstone_t ts;
+    int trc = kb_audit_tombstone_parse(raw, len, &ts);
+    if (trc == KB_OK) {
+        if (!v->in_prefix) {
+            s_fail(v, index, "record %" PRIu64 " was replaced by a tombstone after records that were kept", index);
+            v->broken = 1;
+            return 1;
+        }
+        memcpy(leaf, ts.leaf_hash, sizeof leaf);
+        if (v->stones++ == 0)
+            o->pruned_first = index;
+        o->pruned_end = index + 1;
+    } else if (trc != KB_ENOTFOUND) {
+        s_fail(v, index, "record %" PRIu64 " is damaged (a malformed tombstone)", index);
+        v->broken = 1;
+        return 1;
+    } else {
+        v->in_prefix = 0;
+        Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, len, raw);
+        if (!r) {
+            s_fail(v, index, "record %" PRIu64 " does not decode (its bytes were changed)", index);
+            v->broken = 1;
+            return 1;
+        }
+        if (r->index != index) {
+            s_fail(v, index, "position %" PRIu64 " holds record %" PRIu64 " (records were moved or swapped)", index,
+                   (uint64_t)r->index);
+            ketenbus__audit_record__free_unpacked(r, NULL);
+            v->broken = 1;
+            return 1;
+        }
+        if (r->event == KETENBUS__AUDIT_EVENT__AUDIT_EVENT_PRUNED) {
+            if (v->n_decl == v->cap_decl) {
+                size_t cap = v->cap_decl ? v->cap_decl * 2 : 16;
+                uint64_t(*p)[2] = realloc(v->decl, cap * sizeof *p);
+                if (!p) {
+                    ketenbus__audit_record__free_unpacked(r, NULL);
+                    v->rc = kb_error_set(KB_ENOMEM, "out of memory");
+                    return 1;
+                }
+                v->decl = p;
+                v->cap_decl = cap;
+            }
+            v->decl[v->n_decl][0] = index;
+            v->decl[v->n_decl][1] = r->tag;
+            v->n_decl++;
+        }
+        ketenbus__audit_record__free_unpacked(r, NULL);
+        if (kb_merkle_leaf_hash(raw, len, leaf) != KB_OK) {
+            v->rc = KB_ECRYPTO;
+            return 1;
+        }
+        o->checked++;
+    }
+    /* the stored hash of this leaf */
+    if (index >= v->stored_from && index < v->stored_from + v->n_stored) {
+        const uint8_t *sh = v->stored + (index - v->stored_from) * KB_MERKLE_HASH_LEN;
+        if (memcmp(sh, leaf, sizeof leaf) != 0 && v->stored_mismatch == S_NO_INDEX)
+            v->stored_mismatch = index;
+        if (v->stored_prefix && kb_merkle_acc_add_hash(v->acc_stored, sh) != KB_OK) {
+            v->rc = KB_ECRYPTO;
+            return 1;
+        }
+    } else {
+        v->stored_prefix = 0;
+    }
+    if (kb_merkle_acc_add_hash(v->acc, leaf) != KB_OK) {
+        v->rc = KB_ECRYPTO;
+        return 1;
+    }
+    v->expect++;
+    s_at_size(v, v->expect);
+    if (v->progress && v->expect >= v->progress_at) {
+        fprintf(v->progress, "verified %" PRIu64 " records...\n", v->expect);
+        v->progress_at += S_PROGRESS;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ the outcome */
+
+static void s_conclude(s_verify_t *v, uint64_t size)
+{
+    kb_verify_result_t *o = v->out;
+    uint64_t end = v->expect; /* records read before any structural stop */
+    /* signed sizes beyond the log: records were removed from its end */
+    if (!v->broken)
+        for (size_t i = 0; i < v->n_cps; i++)
+            if (v->cps[i].valid && v->cps[i].size > end) {
+                s_fail(v, end,
+                       "the log has %" PRIu64 " records but a checkpoint of size %" PRIu64
+                       " was signed: records from %" PRIu64 " on were removed",
+                       end, v->cps[i].size, end);
+                break;
+            }
+    /* a root that disagrees: name the record through the stored hashes */
+    if (v->root_fail) {
+        uint64_t s = v->root_fail, g = v->root_fail_prev;
+        if (v->stored_mismatch != S_NO_INDEX && v->stored_mismatch < s)
+            s_fail(v, v->stored_mismatch,
+                   "record %" PRIu64 " does not match the tree signed at size %" PRIu64
+                   " (its bytes were changed after it was logged)%s",
+                   v->stored_mismatch, s,
+                   v->stored_auth >= s ? "" : "; the broker's stored leaf hashes disagree with the signature too");
+        else
+            s_fail(v, g,
+                   "the records from %" PRIu64 " to %" PRIu64 " do not give the root signed at size %" PRIu64
+                   " (one was changed; the stored leaf hashes were changed as well, so it cannot be named)",
+                   g, s - 1, s);
+    }
+    /* a record newer than every signature that differs from the hash the broker stored */
+    if (v->stored_mismatch != S_NO_INDEX && !v->root_fail)
+        s_fail(v, v->stored_mismatch,
+               "record %" PRIu64 " differs from the leaf hash the broker stored when it logged it (changed after "
+               "it was logged)",
+               v->stored_mismatch);
+    /* tombstones need a PRUNED record under a verified checkpoint */
+    if (v->stones > 0) {
+        uint64_t declared = 0;
+        for (size_t i = 0; i < v->n_decl; i++)
+            if (v->decl[i][0] < v->last_good && v->decl[i][1] > declared)
+                declared = v->decl[i][1];
+        if (o->pruned_end > declared)
+            s_fail(v, declared > o->pruned_first ? declared : o->pruned_first,
+                   "records [%" PRIu64 ", %" PRIu64 ") were replaced by tombstones, but no PRUNED record under a "
+                   "signed checkpoint declares records past %" PRIu64,
+                   o->pruned_first, o->pruned_end, declared);
+    }
+    o->size = v->broken ? size : end;
+    if (o->ok) {
+        char pruned[120] = "";
+        if (v->stones)
+            snprintf(pruned, sizeof pruned, ", records [%" PRIu64 ", %" PRIu64 ") pruned by retention",
+                     o->pruned_first, o->pruned_end);
+        if (o->has_checkpoint)
+            snprintf(o->message, sizeof o->message,
+                     "verified: %" PRIu64 " records give the roots of %" PRIu64 " signed checkpoint%s (latest: size "
+                     "%" PRIu64 ")%s; %" PRIu64 " newer record%s not yet under a checkpoint",
+                     end, o->checkpoints_ok, o->checkpoints_ok == 1 ? "" : "s", o->cp_size, pruned,
+                     end - o->cp_size, end - o->cp_size == 1 ? "" : "s");
+        else
+            snprintf(o->message, sizeof o->message,
+                     "%" PRIu64 " records are consistent, but no checkpoint was signed yet: nothing is proven", end);
+    }
+}
+
+int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_verify_kept_t *kept, size_t n_kept,
+                    FILE *progress, kb_verify_result_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ok = 1;
+    s_verify_t *v = calloc(1, sizeof *v);
+    if (!v)
+        return kb_error_set(KB_ENOMEM, "out of memory");
+    v->src = src;
+    v->pub = pub;
+    v->want_origin = origin;
+    v->out = out;
+    v->stored_prefix = 1;
+    v->in_prefix = 1;
+    v->stored_mismatch = S_NO_INDEX;
+    v->progress = progress;
+    v->progress_at = S_PROGRESS;
+    v->acc = kb_merkle_acc_new();
+    v->acc_stored = kb_merkle_acc_new();
+    v->stored = malloc(S_PAGE * KB_MERKLE_HASH_LEN);
+    kb_asrc_info_t info;
+    int rc = v->acc && v->acc_stored && v->stored ? KB_OK : kb_error_set(KB_ENOMEM, "out of memory");
+    if (rc == KB_OK)
+        rc = kb_asrc_info(src, &info);
+    if (rc != KB_OK)
+        goto done;
+    /* 1. the notes */
+    rc = kb_asrc_checkpoints(src, s_stored_note, v);
+    if (rc == KB_OK)
+        rc = v->rc;
+    for (size_t i = 0; rc == KB_OK && i < n_kept; i++)
+        s_note(v, 0, kept[i].note, kept[i].len, kept[i].path);
+    if (rc == KB_OK)
+        rc = v->rc;
+    if (rc != KB_OK)
+        goto info_done;
+    qsort(v->cps, v->n_cps, sizeof *v->cps, s_cmp_cp);
+    for (size_t i = 1; i < v->n_cps; i++)
+        if (v->cps[i].valid && v->cps[i - 1].size == v->cps[i].size &&
+            memcmp(v->cps[i].root, v->cps[i - 1].root, KB_MERKLE_HASH_LEN) != 0)
+            s_fail(v, S_NO_INDEX, "two signed checkpoints of size %" PRIu64 " have different roots (a fork)",
+                   v->cps[i].size);
+    /* 2. and 3. the records, a page at a time, with the stored hashes */
+    s_at_size(v, 0);
+    uint64_t from = 0;
+    int done_all = 0;
+    while (rc == KB_OK && !done_all && !v->broken) {
+        v->stored_from = from;
+        v->n_stored = 0;
+        if (v->stored_prefix) /* the stored hashes form a prefix of the log */
+            rc = kb_asrc_leaves(src, from, S_PAGE, v->stored, &v->n_stored);
+        uint64_t next = from;
+        if (rc == KB_OK)
+            rc = kb_asrc_records(src, from, S_PAGE, s_record, v, &next, &done_all);
+        if (rc == KB_OK)
+            rc = v->rc;
+        if (rc == KB_OK && next <= from && !done_all)
+            rc = kb_error_set(KB_EPROTO, "the record pages do not advance");
+        from = next;
+    }
+    if (rc != KB_OK)
+        goto info_done;
+    /* 4. conclusions */
+    s_conclude(v, info.size);
+    for (size_t i = 0; i < v->n_cps; i++)
+        if (v->cps[i].kept && v->cps[i].valid && v->cps[i].matched)
+            out->kept_ok++;
+info_done:
+    kb_asrc_info_clear(&info);
+done:
+    kb_merkle_acc_destroy(&v->acc);
+    kb_merkle_acc_destroy(&v->acc_stored);
+    free(v->stored);
+    free(v->cps);
+    free(v->decl);
+    free(v);
+    return rc;
+}
+
+void kb_verify_result_clear(kb_verify_result_t *r)
+{
+    free(r->cp_note);
+    memset(r, 0, sizeof *r);
+}
