@@ -207,11 +207,28 @@ echo "$out" | sed 's/^/   /'
 [ "$rc" = 3 ] && echo "$out" | grep -q 'REFUSED by deny rule no-municipal-requests-to-police' \
     && ok "explain names the deny rule (exit 3: refused)" || bad "explain did not name the deny rule (exit $rc)"
 
-step "13. Stop the broker"
+step "13. A privacy officer asks what the chain exchanged about the child (GDPR art. 15)"
+echo "   \$ ketenbus audit subject --data data --identify 'name_birth=Lakatos|Ana|2011-03-14' --chain-key chain.key"
+rc=0; out=$(cd "$work" && "$kb" audit subject --data data --identify 'name_birth=Lakatos|Ana|2011-03-14' \
+    --chain-key chain.key 2>&1) || rc=$?
+echo "$out" | sed 's/^/   /'
+[ "$rc" = 0 ] && echo "$out" | grep -q '5 messages about this person' && echo "$out" | grep -q 'REFUSED for politie' \
+    && ok "every exchange about her, and the refusal, from the running broker's audit trail" \
+    || bad "the subject access report is not complete (exit $rc)"
+
+step "14. Stop the broker"
 kill -TERM "$broker_pid"; wait "$broker_pid" && ok "clean shutdown" || bad "broker exit status $?"
 broker_pid=""
 grep -c 'event=accepted' "$work/broker.log" | sed 's/^/   accepted messages logged: /'
 grep -c 'event=refused' "$work/broker.log" | sed 's/^/   refusals logged: /'
+
+step "15. Verify the audit trail with the broker's public key, and write the HTML report"
+rc=0; out=$(cd "$work" && "$kb" audit verify --offline --config chain.yaml 2>&1) || rc=$?
+echo "$out" | sed 's/^/   /'
+[ "$rc" = 0 ] && ok "audit trail verified" || bad "audit verify failed (exit $rc)"
+report="$build/demo-audit-report.html"
+rc=0; out=$(cd "$work" && "$kb" audit report --offline --config chain.yaml --out "$report" 2>&1) || rc=$?
+[ "$rc" = 0 ] && ok "audit report: $report" || bad "audit report failed (exit $rc): $out"
 
 echo
 if [ "$failures" = 0 ]; then
