@@ -9,6 +9,7 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,9 @@ typedef struct {
     uint64_t (*decl)[2];           /* PRUNED records: index and the end they declare */
     size_t n_decl;                 /* their number */
     size_t cap_decl;               /* allocated */
+    uint64_t *signed_at;           /* sizes CHECKPOINT records say the broker signed */
+    size_t n_signed;               /* their number */
+    size_t cap_signed;             /* allocated */
     uint64_t progress_at;          /* next progress line */
     FILE *progress;                /* where */
 } s_verify_t;
@@ -270,6 +274,22 @@ static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
             v->decl[v->n_decl][1] = r->tag;
             v->n_decl++;
         }
+        unsigned long long cp_size = 0;
+        if (r->event == KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CHECKPOINT && r->reason &&
+            sscanf(r->reason, "size=%llu ", &cp_size) == 1) {
+            if (v->n_signed == v->cap_signed) {
+                size_t cap = v->cap_signed ? v->cap_signed * 2 : 64;
+                uint64_t *p = realloc(v->signed_at, cap * sizeof *p);
+                if (!p) {
+                    ketenbus__audit_record__free_unpacked(r, NULL);
+                    v->rc = kb_error_set(KB_ENOMEM, "out of memory");
+                    return 1;
+                }
+                v->signed_at = p;
+                v->cap_signed = cap;
+            }
+            v->signed_at[v->n_signed++] = cp_size;
+        }
         ketenbus__audit_record__free_unpacked(r, NULL);
         if (kb_merkle_leaf_hash(raw, len, leaf) != KB_OK) {
             v->rc = KB_ECRYPTO;
@@ -339,6 +359,16 @@ static void s_conclude(s_verify_t *v, uint64_t size)
                "record %" PRIu64 " differs from the leaf hash the broker stored when it logged it (changed after "
                "it was logged)",
                v->stored_mismatch);
+    /* every checkpoint the log says was signed must still be there */
+    for (size_t i = 0, j = 0; i < v->n_signed; i++) {
+        while (j < v->n_cps && (!v->cps[j].valid || v->cps[j].kept || v->cps[j].size < v->signed_at[i]))
+            j++;
+        if (j == v->n_cps || v->cps[j].size != v->signed_at[i])
+            s_fail(v, S_NO_INDEX,
+                   "the log records that a checkpoint of size %" PRIu64 " was signed, but no valid note of that "
+                   "size is stored (deleted or replaced)",
+                   v->signed_at[i]);
+    }
     /* tombstones need a PRUNED record under a verified checkpoint */
     if (v->stones > 0) {
         uint64_t declared = 0;
@@ -444,6 +474,7 @@ done:
     free(v->stored);
     free(v->cps);
     free(v->decl);
+    free(v->signed_at);
     free(v);
     return rc;
 }

@@ -20,9 +20,10 @@
  * It fails for a changed byte in a record (leaf hash), a deleted record (a
  * gap, or a log shorter than a signed size), records swapped or moved
  * (index field, and the root), a note whose signature does not verify (a
- * forged checkpoint, e.g. over a rewritten tail), roots that disagree, and
- * tombstones nobody declared; and names the first record that does not
- * match. Records newer than the latest checkpoint are checked against the
+ * forged checkpoint, e.g. over a rewritten tail), roots that disagree,
+ * tombstones nobody declared, and a checkpoint note that the log's own
+ * CHECKPOINT records say was signed but that is no longer stored; and names
+ * the first record that does not match. Records newer than the latest checkpoint are checked against the
  * stored hashes only: they are reported, not failed.
  */
 #ifndef KB_AUDIT_VERIFY_H

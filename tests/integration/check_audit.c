@@ -14,8 +14,9 @@
  *   - tampering with a copy of a stopped broker's data directory through
  *     LevelDB's C API (a changed byte, a deleted record, swapped records, a
  *     rewritten tail under a checkpoint signed by another key, a truncated
- *     end, a tombstone nobody declared) is detected with the first bad
- *     record named.
+ *     end, a tombstone nobody declared, a change among the newest records)
+ *     is detected with the first bad record named, and deleted checkpoint
+ *     notes are noticed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -580,27 +581,33 @@ static void s_rewrite(s_ldb_t *l, uint64_t i, const char *reason)
     s_put_rec(l, i, buf, n);
 }
 
-enum { T_BYTE, T_DELETE, T_SWAP, T_FORGED_TAIL, T_TRUNCATE, T_TOMBSTONE, T_NEWEST };
+enum { T_BYTE, T_DELETE, T_SWAP, T_FORGED_TAIL, T_TRUNCATE, T_TOMBSTONE, T_NEWEST, T_NOTES };
+#define S_NO_RECORD INT64_MIN /* no record is bad */
 
 static const struct {
     const char *name; /* what was done */
     int what;         /* T_* */
     int64_t at;       /* the first bad record (negative: from the end) */
+    const char *says; /* in the outcome */
 } s_tamper_rows[] = {
-    {"a changed byte", T_BYTE, 17},
-    {"a deleted record", T_DELETE, 23},
-    {"two swapped records", T_SWAP, 10},
-    {"a rewritten tail under a checkpoint signed by another key", T_FORGED_TAIL, 30},
-    {"records deleted from the end", T_TRUNCATE, -3},
-    {"a record hidden as a tombstone", T_TOMBSTONE, 5},
-    {"a changed byte in the newest record under a checkpoint", T_NEWEST, -2},
+    {"a changed byte", T_BYTE, 17, "does not match the tree signed"},
+    {"a deleted record", T_DELETE, 23, "is missing from the log"},
+    {"two swapped records", T_SWAP, 10, "moved or swapped"},
+    {"a rewritten tail under a checkpoint signed by another key", T_FORGED_TAIL, 30,
+     "does not verify with the broker's key"},
+    {"records deleted from the end", T_TRUNCATE, -3, "were removed"},
+    {"a record hidden as a tombstone", T_TOMBSTONE, 5, "no PRUNED record under a signed checkpoint"},
+    {"a changed byte in the newest record under a checkpoint", T_NEWEST, -2, "does not match the tree signed"},
+    {"every checkpoint note deleted", T_NOTES, S_NO_RECORD, "no valid note of that size is stored"},
 };
 
 START_TEST(test_tampering_is_detected)
 {
     int what = s_tamper_rows[_i].what;
-    uint64_t at = s_tamper_rows[_i].at >= 0 ? (uint64_t)s_tamper_rows[_i].at
-                                            : s_tsize - (uint64_t)(-s_tamper_rows[_i].at);
+    int named = s_tamper_rows[_i].at != S_NO_RECORD;
+    uint64_t at = !named ? 0
+                  : s_tamper_rows[_i].at >= 0 ? (uint64_t)s_tamper_rows[_i].at
+                                              : s_tsize - (uint64_t)(-s_tamper_rows[_i].at);
     char cmd[2048], copy[400];
     snprintf(copy, sizeof copy, "%s/copy-%d", s_tchain.dir, _i);
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s/data' '%s'", copy, s_tchain.dir, copy);
@@ -697,20 +704,42 @@ START_TEST(test_tampering_is_detected)
         at = 0;
         break;
     }
+    case T_NOTES: {
+        leveldb_iterator_t *it = leveldb_create_iterator(l.db, l.ro);
+        leveldb_writebatch_t *wb = leveldb_writebatch_create();
+        for (leveldb_iter_seek(it, "k", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+            size_t kl;
+            const char *k = leveldb_iter_key(it, &kl);
+            if (k[0] != 'k')
+                break;
+            leveldb_writebatch_delete(wb, k, kl);
+        }
+        char *err = NULL;
+        leveldb_write(l.db, l.wo, wb, &err);
+        ck_assert_ptr_null(err);
+        leveldb_writebatch_destroy(wb);
+        leveldb_iter_destroy(it);
+        break;
+    }
     }
     s_ldb_close(&l);
     int rc = s_cli("audit verify --offline --data copy-%d --key keys/broker.sign.pub.pem", _i);
     ck_assert_msg(rc == 3, "%s: exit %d: %s", s_tamper_rows[_i].name, rc, s_out);
     char want[64];
     snprintf(want, sizeof want, "first bad record: %llu\n", (unsigned long long)at);
-    ck_assert_msg(strstr(s_out, want) != NULL, "%s: expected \"%s\" in:\n%s", s_tamper_rows[_i].name, want, s_out);
-    if (what == T_FORGED_TAIL)
-        ck_assert_msg(strstr(s_out, "does not verify with the broker's key") != NULL, "%s", s_out);
+    if (named)
+        ck_assert_msg(strstr(s_out, want) != NULL, "%s: expected \"%s\" in:\n%s", s_tamper_rows[_i].name, want,
+                      s_out);
+    else
+        ck_assert_msg(strstr(s_out, "first bad record") == NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, s_tamper_rows[_i].says) != NULL, "%s: expected \"%s\" in:\n%s",
+                  s_tamper_rows[_i].name, s_tamper_rows[_i].says, s_out);
     /* the JSON form names it too */
     rc = s_cli("audit verify --offline --data copy-%d --key keys/broker.sign.pub.pem --json", _i);
     ck_assert_int_eq(rc, 3);
     snprintf(want, sizeof want, "\"first_bad\":%llu,", (unsigned long long)at);
-    ck_assert_msg(strstr(s_out, want) != NULL, "%s", s_out);
+    if (named)
+        ck_assert_msg(strstr(s_out, want) != NULL, "%s", s_out);
     memset(&s_chain, 0, sizeof s_chain);
 }
 END_TEST
