@@ -11,6 +11,7 @@
  *     consistency and inclusion proofs show the log extends it; the note's
  *     signature checks with plain `openssl pkeyutl -verify`;
  *   - pruning through the admin socket and offline keeps the log verifiable;
+ *   - malformed audit requests on the admin socket are refused, one by one;
  *   - tampering with a copy of a stopped broker's data directory through
  *     LevelDB's C API (a changed byte, a deleted record, swapped records, a
  *     rewritten tail under a checkpoint signed by another key, a truncated
@@ -28,6 +29,7 @@
 #include <json-c/json.h>
 #include <leveldb/c.h>
 #include <openssl/evp.h>
+#include <zmq.h>
 
 #include "kb_error.h"
 #include "kb_merkle.h"
@@ -485,6 +487,61 @@ START_TEST(test_prune_then_verify)
 }
 END_TEST
 
+/* ------------------------------------------------------------ admin requests */
+
+/* Malformed audit requests on the admin socket get ok:false, never a crash. */
+static const char *s_bad_requests[] = {
+    "{\"command\":\"audit_query\",\"limit\":0}",
+    "{\"command\":\"audit_query\",\"limit\":100000}",
+    "{\"command\":\"audit_query\",\"from\":-1}",
+    "{\"command\":\"audit_query\",\"filter\":{\"subjects\":[\"zz\"]}}",
+    "{\"command\":\"audit_query\",\"filter\":{\"colour\":1}}",
+    "{\"command\":\"audit_query\",\"filter\":[]}",
+    "{\"command\":\"audit_records\",\"count\":\"many\"}",
+    "{\"command\":\"audit_records\",\"count\":5000}",
+    "{\"command\":\"audit_leaves\",\"count\":0}",
+    "{\"command\":\"audit_checkpoints\",\"limit\":-5}",
+    "{\"command\":\"audit_proof\"}",
+    "{\"command\":\"audit_proof\",\"index\":5,\"size\":3}",
+    "{\"command\":\"audit_proof\",\"index\":1,\"size\":9999999}",
+    "{\"command\":\"audit_consistency\",\"from\":10,\"to\":5}",
+    "{\"command\":\"audit_prune\"}",
+    "{\"command\":\"audit_prune\",\"before_us\":\"yesterday\"}",
+    "{\"command\":\"audit_nothing\"}",
+};
+
+START_TEST(test_admin_requests_are_checked)
+{
+    char endpoint[600];
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/data/admin.sock", s_chain.dir);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int timeout = 5000, zero = 0;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(sock, endpoint), 0);
+    for (int i = 0; i < ROWS(s_bad_requests); i++) {
+        ck_assert_int_ge(zmq_send(sock, s_bad_requests[i], strlen(s_bad_requests[i]), 0), 0);
+        char buf[4096];
+        int n = zmq_recv(sock, buf, sizeof buf - 1, 0);
+        ck_assert_msg(n > 0, "no answer to %s", s_bad_requests[i]);
+        buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
+        ck_assert_msg(strstr(buf, "\"ok\":false") != NULL, "%s -> %s", s_bad_requests[i], buf);
+    }
+    /* a good one still works */
+    const char *good = "{\"command\":\"audit_info\"}";
+    ck_assert_int_ge(zmq_send(sock, good, strlen(good), 0), 0);
+    char buf[4096];
+    int n = zmq_recv(sock, buf, sizeof buf - 1, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    ck_assert_msg(strstr(buf, "\"ok\":true") != NULL, "%s", buf);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+}
+END_TEST
+
 /* ------------------------------------------------------------ tampering */
 
 static kb_chain_t s_tchain;   /* one stopped broker for all rows */
@@ -753,6 +810,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_queries_match_the_exchange);
     tcase_add_test(tc, test_kept_checkpoint_and_proofs);
     tcase_add_test(tc, test_prune_then_verify);
+    tcase_add_test(tc, test_admin_requests_are_checked);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("tamper");
