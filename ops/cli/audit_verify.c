@@ -435,7 +435,8 @@ int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_
         rc = v->rc;
     if (rc != KB_OK)
         goto info_done;
-    qsort(v->cps, v->n_cps, sizeof *v->cps, s_cmp_cp);
+    if (v->n_cps > 1)
+        qsort(v->cps, v->n_cps, sizeof *v->cps, s_cmp_cp);
     for (size_t i = 1; i < v->n_cps; i++)
         if (v->cps[i].valid && v->cps[i - 1].size == v->cps[i].size &&
             memcmp(v->cps[i].root, v->cps[i - 1].root, KB_MERKLE_HASH_LEN) != 0)
