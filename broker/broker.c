@@ -49,8 +49,10 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     uint8_t storage_key[32];
     b->conf_path = strdup(conf_path);
     b->sessions = calloc(KB_MAX_SESSIONS, sizeof *b->sessions);
+    b->in = calloc(KB_DRAIN_MAX, sizeof *b->in);
     b->batch = kb_batch_new();
-    if (!b->conf_path || !b->sessions || !b->batch) {
+    b->verify = kb_verify_pool_new(kb_verify_default_workers());
+    if (!b->conf_path || !b->sessions || !b->in || !b->batch || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -115,6 +117,9 @@ void kb_broker_destroy(kb_broker_t **p)
     s_out_clear(b);
     free(b->out);
     free(b->batch_ids);
+    kb_verify_pool_destroy(&b->verify);
+    free(b->jobs);
+    free(b->in);
     free(b->batch_senders);
     kb_store_destroy(&b->store);
     kb_batch_destroy(&b->batch);
@@ -313,13 +318,13 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
     return broker_reply(b, s->rid, s->rid_len, &f);
 }
 
-/* Handle one frame from rid, authenticated as agency. */
-static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, const uint8_t *data,
-                      size_t len)
+/* Handle one frame from rid, authenticated as agency: f and rc are the
+ * result of decoding it (f is freed here), jobs the signature checks of its
+ * envelopes when it is a SUBMIT (NULL entries: not checked yet). */
+static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, size_t len,
+                      Ketenbus__Frame *f, int rc, const kb_verify_job_t *const *jobs)
 {
-    Ketenbus__Frame *f = NULL;
     char reason[256];
-    int rc = kb_frame_decode(data, len, b->conf->max_message_bytes, &f);
     if (rc == KB_ETOOBIG) {
         snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len,
                  b->conf->max_message_bytes);
@@ -370,7 +375,7 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
             break;
         }
         if (f->body_case == KETENBUS__FRAME__BODY_SUBMIT) {
-            rc = route_submit(b, s, req, f->submit, data, len);
+            rc = route_submit(b, s, req, f->submit, jobs);
         } else if (f->body_case == KETENBUS__FRAME__BODY_ACK) {
             rc = deliver_ack(b, s, f->ack);
         } else if (f->body_case == KETENBUS__FRAME__BODY_CREDIT) {
@@ -403,22 +408,21 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
     return rc;
 }
 
-/* Read one message from the router: [routing id][frame]. KB_ETIMEDOUT if none. */
-static int s_read_one(kb_broker_t *b)
+/* Read one message from the router into in: [routing id][frame].
+ * KB_ETIMEDOUT if none is waiting. */
+static int s_read_one(kb_broker_t *b, kb_incoming_t *in)
 {
-    zmq_msg_t rid, body;
-    zmq_msg_init(&rid);
-    if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&rid);
+    memset(in, 0, sizeof *in);
+    zmq_msg_init(&in->rid);
+    zmq_msg_init(&in->body);
+    if (zmq_msg_recv(&in->rid, b->router, ZMQ_DONTWAIT) < 0)
         return zmq_errno() == EAGAIN ? KB_ETIMEDOUT : s_zmq_err("recv");
-    }
-    int parts = 1, rc = KB_OK;
-    int more = zmq_msg_more(&rid);
-    zmq_msg_init(&body);
+    in->parts = 1;
+    int more = zmq_msg_more(&in->rid);
     if (more) {
-        zmq_msg_recv(&body, b->router, 0);
-        parts++;
-        more = zmq_msg_more(&body);
+        zmq_msg_recv(&in->body, b->router, 0);
+        in->parts++;
+        more = zmq_msg_more(&in->body);
         /* a DEALER sends single-part messages; drop any extra parts */
         while (more) {
             zmq_msg_t extra;
@@ -426,37 +430,114 @@ static int s_read_one(kb_broker_t *b)
             zmq_msg_recv(&extra, b->router, 0);
             more = zmq_msg_more(&extra);
             zmq_msg_close(&extra);
-            parts++;
+            in->parts++;
         }
     }
-    const char *agency = parts >= 2 ? zmq_msg_gets(&body, "User-Id") : NULL;
-    size_t rid_len = zmq_msg_size(&rid);
-    if (!agency || !*agency || rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
-        kb_log(KB_LOG_WARN, "frame_dropped", "reason=\"no authenticated agency\"");
-    } else if (parts != 2) {
-        s_refuse_frame(b, zmq_msg_data(&rid), rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED,
-                       "expected a single-part message");
-    } else {
-        rc = s_dispatch(b, zmq_msg_data(&rid), rid_len, agency, zmq_msg_data(&body), zmq_msg_size(&body));
+    in->agency = in->parts >= 2 ? zmq_msg_gets(&in->body, "User-Id") : NULL;
+    size_t rid_len = zmq_msg_size(&in->rid);
+    in->valid = in->agency && *in->agency && rid_len > 0 && rid_len <= KB_ROUTING_ID_MAX && in->parts == 2;
+    if (in->valid)
+        in->decode_rc = kb_frame_decode(zmq_msg_data(&in->body), zmq_msg_size(&in->body),
+                                        b->conf->max_message_bytes, &in->frame);
+    return KB_OK;
+}
+
+/* Queue the signature checks of every envelope of the read SUBMIT frames
+ * whose sender is the authenticated agency (others are refused before
+ * their signature matters), then run them on the pool. */
+static int s_verify_all(kb_broker_t *b, kb_incoming_t *in, size_t n)
+{
+    size_t jobs = 0;
+    for (size_t i = 0; i < n; i++)
+        if (in[i].valid && in[i].decode_rc == KB_OK && in[i].frame->body_case == KETENBUS__FRAME__BODY_SUBMIT)
+            jobs += in[i].frame->submit->n_envelopes;
+    if (jobs == 0 || !b->conf->verify_signatures)
+        return KB_OK;
+    if (jobs > b->cap_jobs) {
+        kb_verify_job_t *p = realloc(b->jobs, jobs * sizeof *p);
+        if (!p)
+            return kb_error_set(KB_ENOMEM, "verify: out of memory");
+        b->jobs = p;
+        b->cap_jobs = jobs;
     }
-    zmq_msg_close(&body);
-    zmq_msg_close(&rid);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i].valid || in[i].decode_rc != KB_OK || in[i].frame->body_case != KETENBUS__FRAME__BODY_SUBMIT)
+            continue;
+        Ketenbus__Submit *sub = in[i].frame->submit;
+        in[i].jobs = calloc(sub->n_envelopes ? sub->n_envelopes : 1, sizeof *in[i].jobs);
+        if (!in[i].jobs)
+            return kb_error_set(KB_ENOMEM, "verify: out of memory");
+        for (size_t e = 0; e < sub->n_envelopes; e++) {
+            const Ketenbus__Envelope *env = sub->envelopes[e];
+            const kb_agency_t *a = env->sender ? kb_conf_agency(b->conf, env->sender) : NULL;
+            if (!a || strcmp(env->sender, in[i].agency) != 0 || !a->signing_key)
+                continue;
+            b->jobs[k].env = env;
+            b->jobs[k].key = a->signing_key;
+            b->jobs[k].detail[0] = '\0';
+            in[i].jobs[e] = &b->jobs[k];
+            k++;
+        }
+    }
+    kb_verify_pool_run(b->verify, b->jobs, k);
+    return KB_OK;
+}
+
+static void s_incoming_clear(kb_incoming_t *in)
+{
+    if (in->frame)
+        ketenbus__frame__free_unpacked(in->frame, NULL);
+    free(in->jobs);
+    zmq_msg_close(&in->body);
+    zmq_msg_close(&in->rid);
+    memset(in, 0, sizeof *in);
+}
+
+/* Read up to KB_DRAIN_MAX waiting frames, check their signatures on all
+ * cores, then handle them one by one in arrival order. */
+static int s_drain(kb_broker_t *b)
+{
+    size_t n = 0;
+    int rc = KB_OK;
+    while (n < KB_DRAIN_MAX) {
+        rc = s_read_one(b, &b->in[n]);
+        if (rc != KB_OK) {
+            zmq_msg_close(&b->in[n].body);
+            zmq_msg_close(&b->in[n].rid);
+            break;
+        }
+        n++;
+    }
+    if (rc == KB_ETIMEDOUT)
+        rc = KB_OK;
+    if (rc == KB_OK)
+        rc = s_verify_all(b, b->in, n);
+    for (size_t i = 0; i < n; i++) {
+        kb_incoming_t *in = &b->in[i];
+        const uint8_t *rid = zmq_msg_data(&in->rid);
+        size_t rid_len = zmq_msg_size(&in->rid);
+        if (rc != KB_OK) {
+            /* nothing more is handled this turn; peers resend */
+        } else if (!in->agency || !*in->agency || rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
+            kb_log(KB_LOG_WARN, "frame_dropped", "reason=\"no authenticated agency\"");
+        } else if (in->parts != 2) {
+            s_refuse_frame(b, rid, rid_len, in->agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED,
+                           "expected a single-part message");
+        } else {
+            rc = s_dispatch(b, rid, rid_len, in->agency, zmq_msg_size(&in->body), in->frame, in->decode_rc,
+                            (const kb_verify_job_t *const *)in->jobs);
+            in->frame = NULL; /* freed by s_dispatch */
+        }
+        s_incoming_clear(in);
+    }
     return rc;
 }
 
 static int s_turn(kb_broker_t *b)
 {
-    int rc = KB_OK;
     b->n_batch_ids = 0;
-    for (unsigned i = 0; i < KB_DRAIN_MAX; i++) {
-        rc = s_read_one(b);
-        if (rc == KB_ETIMEDOUT) {
-            rc = KB_OK;
-            break;
-        }
-        if (rc != KB_OK)
-            break;
-    }
+    int rc = s_drain(b);
     int64_t now_ms = kb_mono_ms();
     if (rc == KB_OK && now_ms >= b->next_expiry_ms) {
         session_expire_idle(b, now_ms);

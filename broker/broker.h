@@ -15,12 +15,14 @@
 #include <stdint.h>
 
 #include <openssl/evp.h>
+#include <zmq.h>
 
 #include "conf.h"
 #include "kb_codec.h"
 #include "kb_merkle.h"
 #include "ketenbus.pb-c.h"
 #include "store.h"
+#include "verify.h"
 
 #define KB_ROUTING_ID_MAX   256u   /* ZeroMQ routing ids are at most 255 bytes */
 #define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
@@ -67,11 +69,27 @@ typedef struct {
     volatile sig_atomic_t hup_uid;  /* its user id */
 } kb_signals_t;
 
+/* A frame read this turn, decoded, waiting for its signature checks. */
+typedef struct {
+    zmq_msg_t rid;                  /* routing id */
+    zmq_msg_t body;                 /* the frame's bytes */
+    int parts;                      /* message parts received */
+    const char *agency;             /* User-Id from ZAP (owned by body) */
+    int valid;                      /* 1 if authenticated and single-part */
+    int decode_rc;                  /* kb_frame_decode() result */
+    Ketenbus__Frame *frame;         /* decoded frame (owned) */
+    kb_verify_job_t **jobs;         /* per envelope of a SUBMIT: its check, or NULL */
+} kb_incoming_t;
+
 typedef struct kb_broker {
     kb_conf_t *conf;                /* configuration in force (owned) */
     char *conf_path;                /* file to reload from */
     kb_store_t *store;              /* durable state */
     kb_batch_t *batch;              /* changes staged this turn */
+    kb_incoming_t *in;              /* frames of this turn, KB_DRAIN_MAX slots */
+    kb_verify_pool_t *verify;       /* signature checks on all cores */
+    kb_verify_job_t *jobs;          /* this turn's checks */
+    size_t cap_jobs;                /* allocated */
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
     uint64_t cp_size;               /* tree size of the last signed checkpoint */
@@ -149,7 +167,7 @@ int audit_event(kb_broker_t *b, int event, const char *agency, const char *count
 
 /* route.c: handle a SUBMIT frame from an authenticated session. */
 int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus__Submit *sub,
-                 const uint8_t *raw, size_t raw_len);
+                 const kb_verify_job_t *const *jobs);
 
 /* deliver.c */
 int deliver_pump(kb_broker_t *b);
