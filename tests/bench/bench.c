@@ -233,6 +233,20 @@ static void s_machine(const char *tmp)
 
 /* ------------------------------------------------------------ runs */
 
+/* Cores the broker checks signatures on: all online cores if this
+ * ketenbusd has the verify pool of broker/verify.c (its symbols are in the
+ * binary, which the build does not strip), else its one loop thread. */
+static unsigned s_broker_verify_cores(unsigned cores)
+{
+    char bin[512], *text = NULL;
+    size_t len = 0;
+    snprintf(bin, sizeof bin, "%s/ketenbusd", g_opt.build);
+    int pool = kb_file_read(bin, 256u << 20, &text, &len) == 0 && text &&
+               memmem(text, len, "kb_verify_pool_run", strlen("kb_verify_pool_run")) != NULL;
+    free(text);
+    return pool ? cores : 1;
+}
+
 /* Did the broker of b refuse its configuration for an unknown key? */
 static int s_unknown_key(const bench_broker_t *b)
 {
@@ -418,7 +432,8 @@ int main(int argc, char **argv)
     bench_row_t *r;
     bench_fwd_t fwd_s = {0, 0}, fwd_l = {0, 0};
     bench_disk_t disk = {0, 0, 0};
-    double verify = 0, sign = 0, seal = 0, ldb[3] = {0, 0, 0};
+    double verify = 0, sign = 0, seal = 0, ldb[3] = {0, 0, 0}, verify_all = 0, verify_ceiling = 0;
+    unsigned n_cores = (unsigned)sysconf(_SC_NPROCESSORS_ONLN), verify_cores = 1;
     const size_t ldb_batch[3] = {1, 16, 256};
     if (s_want("ceiling") || s_want("throughput") || s_want("latency")) {
         bench_log("ceiling: ZeroMQ forwarder, %zu B and %zu B, plain and CURVE", small[0].len[0], large[0].len[0]);
@@ -434,8 +449,11 @@ int main(int argc, char **argv)
             if (bench_leveldb(root, ldb_batch[i], small[0].env_len + 60, z->ldb_s, &ldb[i]) != 0)
                 s_failed = 1;
         bench_log("ceiling: Ed25519");
-        if (bench_ed25519(z->crypto_s, &verify, &sign) != 0 || bench_seal_verify(&keys, &small[0], z->crypto_s / 2, &seal) != 0)
+        if (bench_ed25519(z->crypto_s, &verify, &sign) != 0 || bench_seal_verify(&keys, &small[0], z->crypto_s / 2, &seal) != 0 ||
+            bench_ed25519_cores(n_cores, z->crypto_s / 2, &verify_all) != 0)
             s_failed = 1;
+        verify_cores = s_broker_verify_cores(n_cores);
+        verify_ceiling = verify_cores > 1 ? verify_all : verify;
     }
     if (large0) {
         snprintf(name, sizeof name, "ZeroMQ ROUTER forwarder, plain tcp, %zu B", small[0].len[0]);
@@ -460,6 +478,9 @@ int main(int argc, char **argv)
         }
         r = bench_row("ceiling", "Ed25519 verify (OpenSSL EVP), 1 core", verify, "op/s");
         bench_note(r, "%s; sign: %.0f op/s", OpenSSL_version(OPENSSL_VERSION), sign);
+        snprintf(name, sizeof name, "Ed25519 verify (OpenSSL EVP), all %u cores at once", n_cores);
+        r = bench_row("ceiling", name, verify_all, "op/s");
+        bench_vs(r, "Ed25519 verify, 1 core", verify);
         r = bench_row("ceiling", "kb_seal_verify of a 256 B signal, 1 core", seal, "op/s");
         bench_vs(r, "Ed25519 verify", verify);
         bench_note(r, "what the broker does per envelope: per-field SHA-256 seals plus one Ed25519 verify");
@@ -542,9 +563,15 @@ int main(int argc, char **argv)
                 bench_note(r, "%zu messages, closed loop with 4,000 in flight; receipt p50 %.0f us at this load", w.accepted,
                            (double)w.rcpt_p50 / 1000);
                 r = bench_row("throughput", "accepted, 256 B, 1->1, checks ON, vs verify ceiling", w.accept_rate, "msg/s");
-                bench_vs(r, "Ed25519 verify x1 core", verify);
-                bench_target(r, ">= 80% of verify ceiling", w.accept_rate >= 0.8 * verify);
-                bench_note(r, "the broker verifies in its one loop thread, so its verify ceiling is one core's");
+                char vname[64];
+                snprintf(vname, sizeof vname, "Ed25519 verify x %u core%s", verify_cores, verify_cores > 1 ? "s" : "");
+                bench_vs(r, vname, verify_ceiling);
+                bench_target(r, ">= 80% of verify ceiling", w.accept_rate >= 0.8 * verify_ceiling);
+                if (verify_cores > 1)
+                    bench_note(r, "this ketenbusd checks signatures on a thread pool (broker/verify.c): all %u cores, "
+                                  "shared with the load generator", verify_cores);
+                else
+                    bench_note(r, "this ketenbusd verifies in its one loop thread, so its verify ceiling is one core's");
             }
             snprintf(name, sizeof name, "delivered, %s", tp[i].label);
             r = bench_row("throughput", name, w.deliver_rate, "msg/s");

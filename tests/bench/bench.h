@@ -200,6 +200,8 @@ int bench_leveldb(const char *dir, size_t batch, size_t value_len, double time_l
 
 /* Ed25519 verifications per second on one core (OpenSSL EVP). */
 int bench_ed25519(double time_limit_s, double *verify_per_s, double *sign_per_s);
+/* Ed25519 verifications per second on `threads` threads at once. */
+int bench_ed25519_cores(unsigned threads, double time_limit_s, double *verify_per_s);
 /* kb_seal_verify of a pool envelope per second on one core. */
 int bench_seal_verify(const bench_keys_t *k, const bench_pool_t *pool, double time_limit_s, double *per_s);
 

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,4 +379,79 @@ done:
         ketenbus__envelope__free_unpacked(e, NULL);
     EVP_PKEY_free(pub);
     return rc;
+}
+
+/* ------------------------------------------------------------ Ed25519 on every core */
+
+typedef struct {
+    EVP_PKEY *key;        /* shared public/private key (read only) */
+    const uint8_t *sig;   /* signature of msg */
+    size_t sig_len;       /* its length */
+    const uint8_t *msg;   /* signed bytes */
+    size_t msg_len;       /* their length */
+    int64_t until;        /* stop time */
+    size_t n;             /* verifications done */
+    int rc;               /* 0 or -1 */
+} s_vjob_t;
+
+static void *s_verify_thread(void *arg)
+{
+    s_vjob_t *j = arg;
+    while (bench_ns() < j->until) {
+        EVP_MD_CTX *m = EVP_MD_CTX_new();
+        int ok = m && EVP_DigestVerifyInit(m, NULL, NULL, NULL, j->key) == 1 &&
+                 EVP_DigestVerify(m, j->sig, j->sig_len, j->msg, j->msg_len) == 1;
+        EVP_MD_CTX_free(m);
+        if (!ok) {
+            j->rc = -1;
+            break;
+        }
+        j->n++;
+    }
+    return NULL;
+}
+
+int bench_ed25519_cores(unsigned threads, double time_limit_s, double *verify_per_s)
+{
+    if (threads == 0 || threads > 64)
+        return -1;
+    EVP_PKEY *key = NULL;
+    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    if (!kc || EVP_PKEY_keygen_init(kc) <= 0 || EVP_PKEY_keygen(kc, &key) <= 0) {
+        EVP_PKEY_CTX_free(kc);
+        return -1;
+    }
+    EVP_PKEY_CTX_free(kc);
+    uint8_t msg[256], sig[64];
+    memset(msg, 's', sizeof msg);
+    size_t sig_len = sizeof sig;
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    int ok = m && EVP_DigestSignInit(m, NULL, NULL, NULL, key) == 1 &&
+             EVP_DigestSign(m, sig, &sig_len, msg, sizeof msg) == 1;
+    EVP_MD_CTX_free(m);
+    int rounds = (int)(time_limit_s / BENCH_ROUND_S);
+    *verify_per_s = 0;
+    for (int round = 0; ok && round < (rounds < 2 ? 2 : rounds); round++) {
+        s_vjob_t jobs[64];
+        pthread_t th[64];
+        int64_t t0 = bench_ns();
+        for (unsigned t = 0; t < threads; t++) {
+            jobs[t] = (s_vjob_t){key, sig, sig_len, msg, sizeof msg, t0 + (int64_t)(BENCH_ROUND_S * 1e9), 0, 0};
+            if (pthread_create(&th[t], NULL, s_verify_thread, &jobs[t]) != 0)
+                jobs[t].rc = -2;
+        }
+        size_t n = 0;
+        for (unsigned t = 0; t < threads; t++) {
+            if (jobs[t].rc != -2)
+                pthread_join(th[t], NULL);
+            if (jobs[t].rc != 0)
+                ok = 0;
+            n += jobs[t].n;
+        }
+        double rate = (double)n / ((double)(bench_ns() - t0) / 1e9);
+        if (rate > *verify_per_s)
+            *verify_per_s = rate;
+    }
+    EVP_PKEY_free(key);
+    return ok ? 0 : -1;
 }
