@@ -537,6 +537,7 @@ static int s_drain(kb_broker_t *b)
 static int s_turn(kb_broker_t *b)
 {
     b->n_batch_ids = 0;
+    b->turn_sync = 0;
     int rc = s_drain(b);
     int64_t now_ms = kb_mono_ms();
     if (rc == KB_OK && now_ms >= b->next_expiry_ms) {
@@ -544,8 +545,12 @@ static int s_turn(kb_broker_t *b)
         rc = deliver_expire(b, kb_now_us());
         b->next_expiry_ms = now_ms + KB_EXPIRY_PERIOD_MS;
     }
+    /* Only a turn that answers SUBMITs needs its own fsync: RECEIPT promises
+     * durability. ACKs, sessions and expiry ride along unsynced and reach
+     * the disk with the next synced write; if the broker dies first, an
+     * unacknowledged delivery is simply made again and the SDK drops it. */
     if (rc == KB_OK)
-        rc = kb_store_commit(b->store, b->batch, 1);
+        rc = kb_store_commit(b->store, b->batch, b->turn_sync);
     if (rc != KB_OK) {
         s_abort_turn(b);
         s_flush(b);

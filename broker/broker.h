@@ -28,6 +28,7 @@
 #define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
+#define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */
 #define KB_EXPIRY_PERIOD_MS 1000   /* how often queues are checked for expiry */
 #define KB_CLOCK_SKEW_US    (300LL * 1000000) /* created_us may be this far ahead */
 
@@ -90,6 +91,7 @@ typedef struct kb_broker {
     kb_verify_pool_t *verify;       /* signature checks on all cores */
     kb_verify_job_t *jobs;          /* this turn's checks */
     size_t cap_jobs;                /* allocated */
+    int turn_sync;                  /* 1 if this turn's commit must be synced (it answers SUBMITs) */
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
     uint64_t cp_size;               /* tree size of the last signed checkpoint */

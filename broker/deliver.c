@@ -112,9 +112,16 @@ int deliver_pump(kb_broker_t *b)
         /* nothing new since the cursor: skip the seek */
         if (kb_store_queue_depth(b->store, s->agency) == 0)
             continue;
-        int rc = s_pump_session(b, s);
-        if (rc != KB_OK)
-            return rc;
+        /* as many DELIVER frames as the credit allows: a turn may have
+         * accepted hundreds of messages for this recipient */
+        for (unsigned k = 0; k < KB_DELIVER_FRAMES_MAX && s->credit > 0 && s->rid_len > 0; k++) {
+            uint64_t before = s->cursor;
+            int rc = s_pump_session(b, s);
+            if (rc != KB_OK)
+                return rc;
+            if (s->cursor == before)
+                break; /* nothing more queued */
+        }
     }
     return KB_OK;
 }

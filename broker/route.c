@@ -385,6 +385,8 @@ int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus_
                  const kb_verify_job_t *const *jobs)
 {
     size_t n = sub->n_envelopes;
+    /* receipts promise durability: this turn's commit is synced */
+    b->turn_sync = 1;
     s_result_t *res = calloc(n ? n : 1, sizeof *res);
     Ketenbus__ReceiptEntry **entries = calloc(n ? n : 1, sizeof *entries);
     if (!res || !entries) {

@@ -616,10 +616,16 @@ static int s_walk(const ProtobufCMessage *m, const char *prefix, unsigned depth,
             if (which != f->id)
                 continue;
         }
+        /* joined by hand: this runs for every field of every envelope, and
+         * a formatted print here cost more than the rest of the check */
         char path[KB_CODEC_PATH_MAX];
-        int rc = s_name(path, why, why_len, "%s%s%s", prefix, prefix[0] ? "." : "", f->name);
-        if (rc != KB_OK)
-            return rc;
+        size_t pl = strlen(prefix), nl = strlen(f->name), dot = pl > 0;
+        if (pl + dot + nl >= sizeof path)
+            return s_reject(why, why_len, "envelope: field path longer than %u bytes", KB_CODEC_PATH_MAX - 1);
+        memcpy(path, prefix, pl);
+        path[pl] = '.';
+        memcpy(path + pl + dot, f->name, nl + 1);
+        int rc;
         if (f->label != PROTOBUF_C_LABEL_REPEATED) {
             rc = s_check_value(f, base + f->offset, 0, path, depth, why, why_len);
             if (rc != KB_OK)
