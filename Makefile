@@ -172,8 +172,7 @@ export KB_PC_INSTALL = $(call KB_PC_TEXT,$(PREFIX))
 
 $(BUILD)/ketenbus.pc: Makefile
 	@mkdir -p $(BUILD)
-	$(file > $@,$(call KB_PC_TEXT,$(PREFIX)))
-	@true
+	@printf '%s\n' "$$KB_PC_INSTALL" > $@
 
 test: all $(UNIT_BIN) $(INTEG_BIN)
 	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
