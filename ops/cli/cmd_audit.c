@@ -1387,6 +1387,21 @@ static int s_verify(const s_opts_t *o, kb_asrc_t *a, EVP_PKEY *pub, kb_verify_re
     return rc;
 }
 
+/* Open the source and the broker's public signing key, both required
+ * (verify, report). Returns KB_EXIT_OK, or the exit status after saying why. */
+static int s_open_keyed(s_opts_t *o, const char *sub, kb_asrc_t **a, EVP_PKEY **pub)
+{
+    *a = s_open(o, sub);
+    if (!*a)
+        return KB_EXIT_FAIL;
+    *pub = s_pub(o, *a, sub, 1);
+    if (!*pub) {
+        kb_asrc_destroy(a);
+        return KB_EXIT_USAGE;
+    }
+    return KB_EXIT_OK;
+}
+
 static int s_cmd_verify(int argc, char **argv)
 {
     const char *sub = argv[0];
@@ -1398,14 +1413,11 @@ static int s_cmd_verify(int argc, char **argv)
         fprintf(stderr, "ketenbus audit verify: --csv and --limit do not apply\n");
         return KB_EXIT_USAGE;
     }
-    kb_asrc_t *a = s_open(&o, sub);
-    if (!a)
-        return KB_EXIT_FAIL;
-    EVP_PKEY *pub = s_pub(&o, a, sub, 1);
-    if (!pub) {
-        kb_asrc_destroy(&a);
-        return KB_EXIT_USAGE;
-    }
+    kb_asrc_t *a = NULL;
+    EVP_PKEY *pub = NULL;
+    int ostatus = s_open_keyed(&o, sub, &a, &pub);
+    if (ostatus != KB_EXIT_OK)
+        return ostatus;
     kb_verify_result_t res;
     int rc = s_verify(&o, a, pub, &res, o.json ? NULL : stderr);
     int status = KB_EXIT_FAIL;
@@ -1542,14 +1554,11 @@ static int s_cmd_report(int argc, char **argv)
         fprintf(stderr, "ketenbus audit report: --out FILE is required (--format does not apply)\n");
         return KB_EXIT_USAGE;
     }
-    kb_asrc_t *a = s_open(&o, sub);
-    if (!a)
-        return KB_EXIT_FAIL;
-    EVP_PKEY *pub = s_pub(&o, a, sub, 1);
-    if (!pub) {
-        kb_asrc_destroy(&a);
-        return KB_EXIT_USAGE;
-    }
+    kb_asrc_t *a = NULL;
+    EVP_PKEY *pub = NULL;
+    int ostatus = s_open_keyed(&o, sub, &a, &pub);
+    if (ostatus != KB_EXIT_OK)
+        return ostatus;
     kb_verify_result_t res;
     s_recs_t c = {0};
     int verified = 0;
