@@ -16,7 +16,9 @@
  *   audit_checkpoints {from, limit}     {checkpoints: [{size, note}], next, done}
  *   audit_proof {index, size}           {leaf: hex, proof: [hex]}
  *   audit_consistency {from, to}        {proof: [hex]}
- *   audit_prune {before_us, user, pid}  {target, limit, first, end, record, more}
+ *   audit_prune {before_us, kind?, user, pid}  {target, limit, first, end, count, record, more}
+ *                                       (kind: a Ketenbus__Kind, 0 for records about no
+ *                                       message; without it every record)
  * A prune signs a checkpoint first (only records under a signature are
  * pruned), is audited (PRUNED record) and is followed by a checkpoint at
  * once, so the PRUNED record is covered before anyone verifies.
@@ -305,9 +307,16 @@ static json_object *s_consistency(kb_broker_t *b, json_object *req)
 
 static json_object *s_prune(kb_broker_t *b, json_object *req)
 {
-    json_object *before = NULL, *user = NULL, *pid = NULL;
+    json_object *before = NULL, *user = NULL, *pid = NULL, *kind = NULL;
     if (!json_object_object_get_ex(req, "before_us", &before) || !json_object_is_type(before, json_type_int))
         return s_fail("audit_prune: before_us must be an integer");
+    int k = KB_PRUNE_ALL;
+    if (json_object_object_get_ex(req, "kind", &kind)) {
+        int64_t v = json_object_is_type(kind, json_type_int) ? json_object_get_int64(kind) : -1;
+        if (v < 0 || v >= (int64_t)KB_STORE_KINDS)
+            return s_fail("audit_prune: kind must be an integer 0..%u", KB_STORE_KINDS - 1);
+        k = (int)v;
+    }
     json_object_object_get_ex(req, "user", &user);
     json_object_object_get_ex(req, "pid", &pid);
     char who[160];
@@ -322,8 +331,8 @@ static json_object *s_prune(kb_broker_t *b, json_object *req)
     /* only records under a signed checkpoint are pruned: sign one first */
     checkpoint_maybe(b, 1);
     kb_auditq_prune_t p;
-    int rc = kb_auditq_prune(b->store, b->batch, b->tree, json_object_get_int64(before), KB_AUDITQ_PRUNE_CHUNK, who,
-                             &p);
+    int rc = kb_auditq_prune(b->store, b->batch, b->tree, k, json_object_get_int64(before), KB_AUDITQ_PRUNE_CHUNK,
+                             who, &p);
     if (rc == KB_OK)
         rc = kb_store_commit(b->store, b->batch, 1);
     if (rc != KB_OK) {
@@ -334,7 +343,7 @@ static json_object *s_prune(kb_broker_t *b, json_object *req)
         return s_fail("audit_prune: %s", detail);
     }
     if (p.logged) {
-        kb_log(KB_LOG_INFO, "audit_pruned", "by=\"%s\" first=%llu end=%llu record=%llu", who,
+        kb_log(KB_LOG_INFO, "audit_pruned", "by=\"%s\" kind=%d first=%llu end=%llu record=%llu", who, k,
                (unsigned long long)p.first, (unsigned long long)p.end, (unsigned long long)p.record);
         checkpoint_maybe(b, 1); /* cover the PRUNED record with a signature now */
     }
@@ -343,6 +352,7 @@ static json_object *s_prune(kb_broker_t *b, json_object *req)
     s_add_u64(o, "limit", p.limit);
     s_add_u64(o, "first", p.first);
     s_add_u64(o, "end", p.end);
+    s_add_u64(o, "count", p.count);
     json_object_object_add(o, "logged", json_object_new_boolean(p.logged));
     if (p.logged)
         s_add_u64(o, "record", p.record);

@@ -58,6 +58,8 @@ uint32_t kb_auditq_event_bit(const char *name)
 
 uint32_t kb_auditq_kind_bit(const char *name)
 {
+    if (name && strcmp(name, KB_AUDITQ_KIND_OTHER) == 0)
+        return 1u << KETENBUS__KIND__KIND_UNSPECIFIED;
     return s_enum_bit(&ketenbus__kind__descriptor, S_KIND_PREFIX, name);
 }
 
@@ -466,11 +468,13 @@ int kb_auditq_filter_from_json(json_object *o, kb_auditq_filter_t *f)
 
 /* ------------------------------------------------------------ retention */
 
-int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int64_t before_us, size_t max, const char *who,
-                    kb_auditq_prune_t *out)
+int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int kind, int64_t before_us, size_t max,
+                    const char *who, kb_auditq_prune_t *out)
 {
     memset(out, 0, sizeof *out);
-    out->first = out->end = kb_store_audit_pruned(s);
+    if (kind != KB_PRUNE_ALL && (kind < 0 || kind >= (int)KB_STORE_KINDS))
+        return kb_error_set(KB_EINVAL, "prune: no kind %d", kind);
+    out->first = out->end = kb_store_audit_pruned_kind(s, kind);
     int rc = kb_auditq_time_index(s, before_us, &out->target);
     if (rc != KB_OK)
         return rc;
@@ -492,15 +496,35 @@ int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int64_t bef
     out->limit = limit;
     if (limit <= out->first)
         return KB_OK;
-    uint64_t end = out->first;
     int64_t now = kb_now_us();
-    rc = kb_store_audit_prune(s, b, limit, max, now, &end);
+    kb_store_pruned_t done;
+    rc = kb_store_audit_prune(s, b, kind, limit, max, now, &done);
+    uint64_t end = done.end;
     if (rc != KB_OK || end == out->first)
         return rc;
-    char when[32], reason[KB_SHORT_TEXT_MAX + 160];
+    out->end = end;
+    out->more = end < limit;
+    if (done.count == 0)
+        return KB_OK; /* nothing of the kind in the range: only its cursor moves */
+    char when[32], what[48], reason[KB_SHORT_TEXT_MAX + 200];
     kb_time_format(before_us, when);
-    snprintf(reason, sizeof reason, "pruned records [%llu, %llu) older than %s; requested by %.200s",
-             (unsigned long long)out->first, (unsigned long long)end, when, who ? who : "?");
+    if (kind == KB_PRUNE_ALL)
+        snprintf(what, sizeof what, "records");
+    else if (kind == 0)
+        snprintf(what, sizeof what, "records about no message (kind other)");
+    else
+        snprintf(what, sizeof what, "%s records", kb_kind_name(kind));
+    snprintf(reason, sizeof reason, "pruned %llu %s in [%llu, %llu) older than %s; requested by %.200s",
+             (unsigned long long)done.count, what, (unsigned long long)out->first, (unsigned long long)end, when,
+             who ? who : "?");
+    Ketenbus__Pruning pr;
+    ketenbus__pruning__init(&pr);
+    pr.first = out->first;
+    pr.all_kinds = kind == KB_PRUNE_ALL;
+    pr.count = done.count;
+    pr.indices_sha256.data = done.indices_sha256;
+    pr.indices_sha256.len = sizeof done.indices_sha256;
+    pr.before_us = before_us;
     Ketenbus__AuditRecord r;
     ketenbus__audit_record__init(&r);
     r.time_us = now;
@@ -509,11 +533,12 @@ int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int64_t bef
     r.counterpart = (char *)"";
     r.reason = reason;
     r.tag = end;
+    r.kind = kind == KB_PRUNE_ALL ? KETENBUS__KIND__KIND_UNSPECIFIED : (Ketenbus__Kind)kind;
+    r.pruning = &pr;
     rc = kb_store_audit_log(s, b, tree, &r, &out->record);
     if (rc != KB_OK)
         return rc;
     out->logged = 1;
-    out->end = end;
-    out->more = end < limit;
+    out->count = done.count;
     return KB_OK;
 }

@@ -26,8 +26,8 @@
  * over the admin socket as JSON (kb_auditq_filter_to_json/_from_json).
  *
  * Retention: kb_auditq_prune() turns records older than a time into
- * tombstones (store.h), at most a chunk per call, and logs a PRUNED audit
- * record saying which.
+ * tombstones (store.h), all of them or those of one kind, at most a chunk
+ * per call, and logs a PRUNED audit record saying which.
  */
 #ifndef KB_AUDITQ_H
 #define KB_AUDITQ_H
@@ -104,7 +104,9 @@ json_object *kb_auditq_filter_to_json(const kb_auditq_filter_t *f);
 int kb_auditq_filter_from_json(json_object *o, kb_auditq_filter_t *f);
 
 /* Event and kind names as the JSON form writes them ("refused",
- * "signal"): the bit for a name, 0 if unknown. */
+ * "signal"; "other" for the records about no message, such as connections
+ * and rule loads): the bit for a name, 0 if unknown. */
+#define KB_AUDITQ_KIND_OTHER "other"
 uint32_t kb_auditq_event_bit(const char *name);
 uint32_t kb_auditq_kind_bit(const char *name);
 
@@ -112,15 +114,17 @@ uint32_t kb_auditq_kind_bit(const char *name);
 typedef struct {
     uint64_t target;   /* first record not older than before_us */
     uint64_t limit;    /* how far pruning may go now: min(target, full leaf tiles, latest checkpoint) */
-    uint64_t first;    /* pruned prefix before the call */
-    uint64_t end;      /* pruned prefix after it */
-    int logged;        /* 1: a PRUNED record was appended */
+    uint64_t first;    /* pruned range (of the kind) before the call */
+    uint64_t end;      /* pruned range after it */
+    uint64_t count;    /* records in [first, end) turned into tombstones */
+    int logged;        /* 1: a PRUNED record was appended (0 when the range held nothing to prune) */
     uint64_t record;   /* its index */
     int more;          /* 1: call again, records [end, limit) remain */
 } kb_auditq_prune_t;
 
 /* Prune records older than before_us, at most max of them, within limit
- * (above): stage the tombstones and index removals in b and append a PRUNED
+ * (above): every record (kind KB_PRUNE_ALL) or those of one Ketenbus__Kind
+ * (0: records about no message; never checkpoints or prunes). Stage the tombstones and index removals in b and append a PRUNED
  * audit record through tree (bound to s with batch b) saying which records
  * and who asked (who, e.g. "admin socket user ops pid 42"). The caller
  * commits, then signs a checkpoint so the record is covered. Records not
@@ -130,7 +134,7 @@ typedef struct {
  * (nothing staged); store and tree errors, after which b may hold part of
  * the pruning: clear it and reload store and tree, as after a failed
  * commit. */
-int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int64_t before_us, size_t max, const char *who,
-                    kb_auditq_prune_t *out);
+int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int kind, int64_t before_us, size_t max,
+                    const char *who, kb_auditq_prune_t *out);
 
 #endif

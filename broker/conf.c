@@ -439,7 +439,8 @@ static int s_number(const s_ctx_t *ctx, const yaml_node_t *node, const char *wha
     return KB_OK;
 }
 
-/* A duration "<number><s|m|h|d>" in [min_us, max_us] (range_text says it). */
+/* A duration "<number><s|m|h|d|y>" in [min_us, max_us] (range_text says
+ * it); a year is 365 days. */
 static int s_duration(const s_ctx_t *ctx, const yaml_node_t *node, const char *what, int64_t min_us, int64_t max_us,
                       const char *range_text, int64_t *out)
 {
@@ -462,11 +463,12 @@ static int s_duration(const s_ctx_t *ctx, const yaml_node_t *node, const char *w
         case 'm': unit = 60 * S_US_PER_S; break;
         case 'h': unit = 3600 * S_US_PER_S; break;
         case 'd': unit = 86400 * S_US_PER_S; break;
+        case 'y': unit = 365LL * 86400 * S_US_PER_S; break;
         default: break;
         }
     }
     if (unit == 0)
-        return s_err(ctx, node, "%s: expected a number with s, m, h or d, got '%.*s'", what, KB_CONF_SHOW, text);
+        return s_err(ctx, node, "%s: expected a number with s, m, h, d or y, got '%.*s'", what, KB_CONF_SHOW, text);
     if (v > INT64_MAX / unit || v * unit < min_us || v * unit > max_us)
         return s_err(ctx, node, "%s: %.*s is out of range %s", what, KB_CONF_SHOW, text, range_text);
     *out = v * unit;
@@ -477,12 +479,31 @@ static int s_duration(const s_ctx_t *ctx, const yaml_node_t *node, const char *w
 
 enum {
     B_ID, B_LISTEN, B_DATA_DIR, B_KEY_DIR, B_MAX_MESSAGE, B_TTL, B_SESSION, B_CP_INTERVAL, B_CP_RECORDS,
-    B_VERIFY, B_N
+    B_VERIFY, B_RETENTION, B_N
 };
 static const char *const s_broker_keys[B_N] = {
     "id", "listen", "data_dir", "key_dir", "max_message_bytes", "message_ttl", "session_timeout",
-    "checkpoint_interval", "checkpoint_records", "verify_signatures",
+    "checkpoint_interval", "checkpoint_records", "verify_signatures", "retention",
 };
+
+/* retention: {kind: duration}: keys in Ketenbus__Kind order, "other" for 0 */
+static const char *const s_retention_keys[KB_CONF_RETENTION_KINDS] = {
+    "other", "signal", "referral", "referral_update", "match_notice", "expiry_notice",
+};
+
+static int s_retention(s_ctx_t *ctx, const yaml_node_t *node)
+{
+    yaml_node_t *v[KB_CONF_RETENTION_KINDS];
+    int rc = s_map(ctx, node, "in retention", s_retention_keys, KB_CONF_RETENTION_KINDS, v, NULL);
+    for (size_t k = 0; rc == KB_OK && k < KB_CONF_RETENTION_KINDS; k++) {
+        char what[48];
+        snprintf(what, sizeof what, "retention of %s", s_retention_keys[k]);
+        if (v[k])
+            rc = s_duration(ctx, v[k], what, S_US_PER_S, KB_CONF_MAX_RETENTION_US, "1s..100y",
+                            &ctx->conf->retention_us[k]);
+    }
+    return rc;
+}
 
 static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
 {
@@ -555,6 +576,8 @@ static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
             return s_err(ctx, v[B_VERIFY], "verify_signatures: expected true or false, got '%.*s'", KB_CONF_SHOW,
                          text);
     }
+    if (v[B_RETENTION] && (rc = s_retention(ctx, v[B_RETENTION])) != KB_OK)
+        return rc;
     return KB_OK;
 }
 

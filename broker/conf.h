@@ -17,12 +17,16 @@
  *     data_dir: data
  *     key_dir: keys                    # broker.curve_secret, broker.sign.pem, broker.storage.key
  *     max_message_bytes: 1048576
- *     message_ttl: 14d                 # number with s, m, h or d
+ *     message_ttl: 14d                 # number with s, m, h, d or y (365 days)
  *     session_timeout: 10s             # no frame from an adapter for this long: session ends
  *     checkpoint_interval: 60s         # sign an audit checkpoint at least this often...
  *     checkpoint_records: 100000       # ...or after this many new audit records
  *     verify_signatures: true          # false only for benchmarks: senders are then
  *                                      # authenticated by their CURVE key alone
+ *     retention:                       # optional: audit records older than this lose their
+ *       signal: 2y                     # contents (audit prune), per kind of message; "other"
+ *       referral: 7y                   # for records about no message; a kind not named is
+ *       other: 7y                      # kept for ever
  *   agencies:
  *     - id: politie
  *       name: Politie Nederland
@@ -114,6 +118,9 @@ typedef struct kb_rule {
     int until_column;             /* its column */
 } kb_rule_t;
 
+#define KB_CONF_RETENTION_KINDS 6u /* Ketenbus__Kind values 0..5 */
+#define KB_CONF_MAX_RETENTION_US (100LL * 365 * 86400 * 1000000)
+
 typedef struct kb_conf {
     char *path;                   /* the file as given */
     char *broker_id;              /* broker name, sent in WELCOME */
@@ -126,6 +133,7 @@ typedef struct kb_conf {
     int64_t checkpoint_interval_us; /* sign an audit checkpoint at least this often... */
     uint64_t checkpoint_records;  /* ...or after this many new audit records */
     int verify_signatures;        /* 0 only to measure the rest of the broker (benchmarks) */
+    int64_t retention_us[KB_CONF_RETENTION_KINDS]; /* per Ketenbus__Kind (0: about no message); 0: kept */
     size_t n_agencies;            /* number of agencies */
     kb_agency_t *agencies;        /* the agencies, in file order */
     size_t n_groups;              /* number of groups */

@@ -16,6 +16,7 @@
 
 #include <leveldb/c.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "kb_aead.h"
 #include "kb_error.h"
@@ -31,7 +32,9 @@
 #define KB_INDEX_VERSION  1u    /* value of the "i" key */
 #define KB_REINDEX_CHUNK  65536u /* records indexed per batch by kb_store_audit_reindex */
 #define KB_TOMBSTONE_MAGIC 'P'
-#define KB_TOMBSTONE_VERSION 1u
+#define KB_TOMBSTONE_V1   1u    /* 51 bytes, no claim: made by pruning every kind */
+#define KB_TOMBSTONE_V2   2u    /* 52 bytes: the claim follows the version */
+#define KB_TOMBSTONE_ALL  0xffu /* claim byte of a tombstone made by pruning every kind */
 
 typedef struct {
     char *agency;       /* owned agency id; NULL for an empty slot */
@@ -53,6 +56,7 @@ struct kb_store {
     size_t n_used;                 /* slots in use */
     uint64_t audit_next;           /* next audit index */
     uint64_t pruned_end;           /* records below this index are tombstones */
+    uint64_t kind_end[KB_STORE_KINDS]; /* per kind: its records below this index are tombstones */
     int has_key;                   /* 0: opened without storage key (audit tools) */
     char *dir;                     /* database directory */
 };
@@ -257,6 +261,7 @@ static int s_load_counters(kb_store_t *s)
 }
 
 static int s_index_check(kb_store_t *s);
+static int s_load_kind_ends(kb_store_t *s);
 
 kb_store_t *kb_store_open(const char *dir, const uint8_t key[32])
 {
@@ -314,7 +319,7 @@ kb_store_t *kb_store_open_ex(const char *dir, const uint8_t key[32], unsigned fl
         kb_store_destroy(&s);
         return NULL;
     }
-    if (s_load_counters(s) != KB_OK || s_index_check(s) != KB_OK) {
+    if (s_load_counters(s) != KB_OK || s_load_kind_ends(s) != KB_OK || s_index_check(s) != KB_OK) {
         kb_store_destroy(&s);
         return NULL;
     }
@@ -352,7 +357,8 @@ void kb_store_destroy(kb_store_t **p)
 
 int kb_store_reload(kb_store_t *s)
 {
-    return s_load_counters(s);
+    int rc = s_load_counters(s);
+    return rc == KB_OK ? s_load_kind_ends(s) : rc;
 }
 
 /* ------------------------------------------------------------ batches */
@@ -1405,29 +1411,75 @@ int kb_audit_tombstone_parse(const uint8_t *val, size_t len, kb_audit_tombstone_
 {
     if (!val || len == 0 || val[0] != 0)
         return KB_ENOTFOUND;
-    if (len != KB_AUDIT_TOMBSTONE_LEN || val[1] != KB_TOMBSTONE_MAGIC || val[2] != KB_TOMBSTONE_VERSION)
+    size_t o = 3;
+    if (len == KB_AUDIT_TOMBSTONE_LEN && val[1] == KB_TOMBSTONE_MAGIC && val[2] == KB_TOMBSTONE_V2 &&
+        (val[3] == KB_TOMBSTONE_ALL || val[3] < KB_STORE_KINDS)) {
+        t->claim = val[3] == KB_TOMBSTONE_ALL ? KB_PRUNE_ALL : val[3];
+        o = 4;
+    } else if (len == KB_AUDIT_TOMBSTONE_LEN - 1 && val[1] == KB_TOMBSTONE_MAGIC && val[2] == KB_TOMBSTONE_V1) {
+        t->claim = KB_PRUNE_ALL;
+    } else {
         return kb_error_set(KB_EPROTO, "store: malformed tombstone of %zu bytes", len);
-    t->time_us = (int64_t)kb_be64_get(val + 3);
-    t->pruned_us = (int64_t)kb_be64_get(val + 11);
-    memcpy(t->leaf_hash, val + 19, KB_MERKLE_HASH_LEN);
+    }
+    t->time_us = (int64_t)kb_be64_get(val + o);
+    t->pruned_us = (int64_t)kb_be64_get(val + o + 8);
+    memcpy(t->leaf_hash, val + o + 16, KB_MERKLE_HASH_LEN);
     return KB_OK;
 }
 
-static void s_tombstone(uint8_t out[KB_AUDIT_TOMBSTONE_LEN], int64_t time_us, int64_t pruned_us,
+static void s_tombstone(uint8_t out[KB_AUDIT_TOMBSTONE_LEN], int claim, int64_t time_us, int64_t pruned_us,
                         const uint8_t hash[KB_MERKLE_HASH_LEN])
 {
     out[0] = 0;
     out[1] = KB_TOMBSTONE_MAGIC;
-    out[2] = KB_TOMBSTONE_VERSION;
-    kb_be64_put(out + 3, (uint64_t)time_us);
-    kb_be64_put(out + 11, (uint64_t)pruned_us);
-    memcpy(out + 19, hash, KB_MERKLE_HASH_LEN);
+    out[2] = KB_TOMBSTONE_V2;
+    out[3] = claim == KB_PRUNE_ALL ? KB_TOMBSTONE_ALL : (uint8_t)claim;
+    kb_be64_put(out + 4, (uint64_t)time_us);
+    kb_be64_put(out + 12, (uint64_t)pruned_us);
+    memcpy(out + 20, hash, KB_MERKLE_HASH_LEN);
 }
 
 uint64_t kb_store_audit_pruned(const kb_store_t *s)
 {
     return s->pruned_end;
 }
+
+uint64_t kb_store_audit_pruned_kind(const kb_store_t *s, int kind)
+{
+    if (kind < 0 || kind >= (int)KB_STORE_KINDS)
+        return s->pruned_end;
+    return s->kind_end[kind] > s->pruned_end ? s->kind_end[kind] : s->pruned_end;
+}
+
+/* "r" <kind:1> -> u64: the end of the range retention pruned of that kind. */
+static int s_load_kind_ends(kb_store_t *s)
+{
+    for (unsigned k = 0; k < KB_STORE_KINDS; k++) {
+        const char key[2] = {'r', (char)k};
+        char *err = NULL;
+        size_t vl = 0;
+        char *v = leveldb_get(s->db, s->ropts, key, sizeof key, &vl, &err);
+        if (err) {
+            int rc = kb_error_set(KB_EIO, "store: reading the pruned end of kind %u: %s", k, err);
+            leveldb_free(err);
+            return rc;
+        }
+        s->kind_end[k] = v && vl == 8 ? kb_be64_get((const uint8_t *)v) : 0;
+        leveldb_free(v);
+    }
+    return KB_OK;
+}
+
+/* Whether a prune of kind (KB_PRUNE_ALL: every kind) takes r. CHECKPOINT
+ * and PRUNED records are what verification of a pruned log rests on, and
+ * hold nothing about persons: they stay. */
+static int s_prune_takes(int kind, const Ketenbus__AuditRecord *r)
+{
+    if (r->event == KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CHECKPOINT || r->event == KETENBUS__AUDIT_EVENT__AUDIT_EVENT_PRUNED)
+        return 0;
+    return kind == KB_PRUNE_ALL || (int)r->kind == kind;
+}
+
 
 /* A pruned record's message and one of its subject keys. */
 typedef struct {
@@ -1438,11 +1490,14 @@ typedef struct {
 typedef struct {
     kb_store_t *s;              /* the store */
     kb_batch_t *b;              /* tombstones are staged here */
-    kb_batch_t *gone;           /* (kind, value) whose lists lose entries (a set) */
+    kb_batch_t *gone;           /* per (kind, value): the indices its lists lose */
     s_about_t *about;           /* subjects of pruned records, per message */
     size_t n_about;             /* their number */
     size_t cap_about;           /* allocated */
     int64_t now_us;             /* pruning time */
+    int kind;                   /* the Kind pruned, or KB_PRUNE_ALL */
+    uint64_t count;             /* records turned into tombstones */
+    EVP_MD_CTX *digest;         /* SHA-256 over their indices */
     uint64_t expect;            /* next index expected */
     uint64_t tile;              /* leaf tile in tile_buf, UINT64_MAX: none */
     uint8_t tile_buf[KB_MERKLE_TILE_BYTES]; /* its hashes */
@@ -1471,6 +1526,10 @@ static int s_prune_one(uint64_t index, const uint8_t *val, size_t len, void *arg
     }
     uint8_t hash[KB_MERKLE_HASH_LEN];
     Ketenbus__AuditRecord *r = trc == KB_ENOTFOUND ? ketenbus__audit_record__unpack(NULL, len, val) : NULL;
+    if (r && !s_prune_takes(x->kind, r)) {
+        ketenbus__audit_record__free_unpacked(r, NULL);
+        return 0; /* kept */
+    }
     x->rc = r ? kb_merkle_leaf_hash(val, len, hash) : KB_EPROTO;
     if (x->rc == KB_OK &&
         (r->index != index ||
@@ -1486,13 +1545,18 @@ static int s_prune_one(uint64_t index, const uint8_t *val, size_t len, void *arg
         return 1;
     }
     uint8_t stone[KB_AUDIT_TOMBSTONE_LEN], k[9];
-    s_tombstone(stone, r->time_us, x->now_us, hash);
+    s_tombstone(stone, x->kind, r->time_us, x->now_us, hash);
     k[0] = 'a';
     kb_be64_put(k + 1, index);
+    x->count++;
+    if (EVP_DigestUpdate(x->digest, k + 1, 8) != 1) {
+        ketenbus__audit_record__free_unpacked(r, NULL);
+        x->rc = kb_error_set(KB_ECRYPTO, "store: prune: SHA-256 failed");
+        return 1;
+    }
     leveldb_writebatch_put(x->b->wb, (const char *)k, sizeof k, (const char *)stone, sizeof stone);
     x->b->n++;
-    /* the set of lists that lose this index (their prefixes are what
-     * counts: every list entry below the new pruned end goes) */
+    /* the lists that lose this index */
     x->rc = s_index_each(x->gone, r, index, s_posting_add);
     /* an anchor may index it under subjects s_index_each leaves out */
     for (size_t i = 0; x->rc == KB_OK && i < r->n_subject_keys; i++)
@@ -1604,16 +1668,32 @@ static int s_prune_anchors(s_prune_t *x, kb_batch_t *staged, uint64_t stop)
     return rc;
 }
 
-/* Stage the removal of every index entry below stop in the lists of
- * prefix. Lists of other kinds hold disjoint ranges in key order, so the
- * first list that reaches past stop is the last to change; subject lists
- * may interleave (anchors) and are walked to the end of their bucket. */
-static int s_prune_list(kb_store_t *s, kb_batch_t *b, const uint8_t *prefix, size_t pl, uint64_t stop)
+static int s_has(const uint64_t *idx, size_t n, uint64_t v)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (idx[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && idx[lo] == v;
+}
+
+/* Stage the removal of gone[0..n_gone) (ascending) from the stored lists of
+ * prefix: a list that holds one of them is rewritten without it under the
+ * key of its new last index, or deleted when nothing is left. Lists of
+ * other kinds hold disjoint ranges in key order, so the walk ends at the
+ * first list that reaches the last of gone; subject lists may interleave
+ * (anchors) and are walked to the end of their bucket. */
+static int s_prune_postings(kb_store_t *s, kb_batch_t *b, const uint8_t *prefix, size_t pl, const uint64_t *gone,
+                            size_t n_gone)
 {
     int sorted = prefix[1] != KB_INDEX_SUBJECT;
     uint8_t k[KB_POSTING_KEY_MAX];
     memcpy(k, prefix, pl);
-    kb_be64_put(k + pl, 0);
+    kb_be64_put(k + pl, gone[0]);
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
     if (!it)
         return kb_error_set(KB_ENOMEM, "store: iterator");
@@ -1624,56 +1704,62 @@ static int s_prune_list(kb_store_t *s, kb_batch_t *b, const uint8_t *prefix, siz
         if (kl != pl + 8 || memcmp(ik, k, pl) != 0)
             break;
         uint64_t last = kb_be64_get((const uint8_t *)ik + pl);
-        if (last < stop) {
-            leveldb_writebatch_delete(b->wb, ik, kl);
-            b->n++;
-            continue;
-        }
-        /* the first list reaching past stop keeps its later entries */
         const uint8_t *iv = (const uint8_t *)leveldb_iter_value(it, &vl);
         uint64_t *idx;
         size_t n, keep = 0;
         rc = s_list_decode(iv, vl, last, &idx, &n);
         if (rc != KB_OK)
             break;
-        while (keep < n && idx[keep] < stop)
-            keep++;
-        if (keep > 0) {
-            rc = s_put_list(b->wb, prefix, pl, idx + keep, n - keep);
+        for (size_t i = 0; i < n; i++)
+            if (!s_has(gone, n_gone, idx[i]))
+                idx[keep++] = idx[i];
+        if (keep < n) {
+            leveldb_writebatch_delete(b->wb, ik, kl);
             b->n++;
+            if (keep > 0) {
+                rc = s_put_list(b->wb, prefix, pl, idx, keep);
+                b->n++;
+            }
         }
         free(idx);
-        if (sorted || rc != KB_OK)
+        if (rc != KB_OK || (sorted && last >= gone[n_gone - 1]))
             break;
     }
     return s_iter_done(it, rc, "pruning the audit index");
 }
 
-int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, uint64_t end, size_t max, int64_t now_us, uint64_t *stop)
+int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, size_t max, int64_t now_us,
+                         kb_store_pruned_t *out)
 {
-    uint64_t first = s->pruned_end;
+    if (kind != KB_PRUNE_ALL && (kind < 0 || kind >= (int)KB_STORE_KINDS))
+        return kb_error_set(KB_EINVAL, "store: no kind %d to prune", kind);
+    uint64_t first = kb_store_audit_pruned_kind(s, kind);
+    kb_store_pruned_t none = {.end = first};
+    if (out)
+        *out = none;
     uint64_t full = (s->audit_next / KB_MERKLE_TILE_WIDTH) * KB_MERKLE_TILE_WIDTH;
     if (end > full)
         return kb_error_set(KB_EINVAL, "store: cannot prune past record %llu (the newest records stay)",
                             (unsigned long long)full);
-    if (end <= first) {
-        if (stop)
-            *stop = first;
+    if (end <= first)
         return KB_OK;
-    }
     if (end - first > max)
         end = first + max;
     s_prune_t *x = calloc(1, sizeof *x);
     kb_batch_t *staged = kb_batch_new();
-    if (!x || !staged) {
+    EVP_MD_CTX *digest = EVP_MD_CTX_new();
+    if (!x || !staged || !digest || EVP_DigestInit_ex(digest, EVP_sha256(), NULL) != 1) {
         free(x);
         kb_batch_destroy(&staged);
+        EVP_MD_CTX_free(digest);
         return kb_error_set(KB_ENOMEM, "store: prune: out of memory");
     }
+    x->digest = digest;
     x->s = s;
     x->b = staged;
     x->gone = kb_batch_new();
     x->now_us = now_us;
+    x->kind = kind;
     x->expect = first;
     x->tile = UINT64_MAX;
     int rc = x->gone ? KB_OK : KB_ENOMEM;
@@ -1686,21 +1772,30 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, uint64_t end, size_t max,
                           (unsigned long long)x->expect);
     for (size_t i = 0; rc == KB_OK && i < x->gone->n_post; i++) {
         const s_posting_t *p = &x->gone->post[i];
-        if (p->prefix_len)
-            rc = s_prune_list(s, staged, p->prefix, p->prefix_len, end);
+        if (p->prefix_len && p->n > 0)
+            rc = s_prune_postings(s, staged, p->prefix, p->prefix_len, p->idx, p->n);
     }
     if (rc == KB_OK)
         rc = s_prune_anchors(x, staged, end);
     if (rc == KB_OK) {
         uint8_t v[8];
+        const char key[2] = {kind == KB_PRUNE_ALL ? 'p' : 'r', (char)kind};
         kb_be64_put(v, end);
-        kb_batch_put(staged, "p", 1, v, sizeof v);
+        kb_batch_put(staged, key, kind == KB_PRUNE_ALL ? 1 : 2, v, sizeof v);
         leveldb_writebatch_append(b->wb, staged->wb);
         b->n += staged->n;
-        s->pruned_end = end;
-        if (stop)
-            *stop = end;
+        if (kind == KB_PRUNE_ALL)
+            s->pruned_end = end;
+        else
+            s->kind_end[kind] = end;
+        if (out) {
+            out->end = end;
+            out->count = x->count;
+            if (EVP_DigestFinal_ex(digest, out->indices_sha256, NULL) != 1)
+                rc = kb_error_set(KB_ECRYPTO, "store: prune: SHA-256 failed");
+        }
     }
+    EVP_MD_CTX_free(digest);
     kb_batch_destroy(&x->gone);
     kb_batch_destroy(&staged);
     free(x->about);

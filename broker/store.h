@@ -12,6 +12,7 @@
  *   x<kind:1><value><last:8>  audit index postings (below)
  *   i                    version of the audit index (u64), written once it is complete
  *   p                    end of the pruned prefix of the audit log (u64)
+ *   r<kind:1>            end of the range pruned of one kind of record (u64)
  * Queue keys are short-lived and audit keys permanent; different first bytes
  * keep them in separate key ranges so compaction of one does not rewrite the
  * other's tables more than needed.
@@ -171,41 +172,72 @@ int kb_store_audit_reindex(kb_store_t *s);
  * Retention removes the contents of old records but keeps the tree
  * provable: the value of a pruned record becomes a tombstone of
  * KB_AUDIT_TOMBSTONE_LEN bytes,
- *   0x00 'P' 0x01 <time_us:8> <pruned_us:8> <leaf hash:32>
+ *   0x00 'P' 0x02 <claim:1> <time_us:8> <pruned_us:8> <leaf hash:32>
  * (a protobuf message never starts with 0x00, so no record reads as a
  * tombstone or the other way round), holding the record's time (so the
- * log stays searchable by time) and its leaf hash (so the tree can be
- * recomputed, and verified against the signed checkpoints, without it).
- * Its index entries are removed. Only a prefix of the log is pruned,
- * [0, kb_store_audit_pruned()), and only records in full leaf tiles, so
- * the newest (at most 255) records the tree rehashes on load are kept. */
+ * log stays searchable by time), its leaf hash (so the tree can be
+ * recomputed, and verified against the signed checkpoints, without it)
+ * and its claim: which pruning made it, every kind (0xff) or one
+ * Ketenbus__Kind. (Version 1, 51 bytes without the claim, came from
+ * pruning every kind.) Its index entries are removed.
+ *
+ * A pruning looks at the records of a range [start, end) and takes those
+ * of its kind, KB_PRUNE_ALL for every kind (`audit prune --before`), or
+ * one Ketenbus__Kind, 0 for records about no message such as connections
+ * and rule loads (retention per kind). Each kind goes on from where its
+ * last pruning ended (kb_store_audit_pruned_kind: "p" for every kind, "r"
+ * <kind> for one), so tombstones may lie between kept records. CHECKPOINT
+ * and PRUNED records, on which the verification of a pruned log rests,
+ * are never pruned; nor are records outside full leaf tiles (the newest,
+ * at most 255, which the tree rehashes on load). The caller logs a PRUNED
+ * record with what kb_store_audit_prune() reports (kb_store_pruned_t):
+ * `audit verify` checks that the tombstones of each claim in each range
+ * are exactly those it declares. */
 
-#define KB_AUDIT_TOMBSTONE_LEN 51u
+#define KB_AUDIT_TOMBSTONE_LEN 52u
+#define KB_STORE_KINDS 6u   /* Ketenbus__Kind values 0..5 that a pruning may take */
+#define KB_PRUNE_ALL  (-1)  /* "every kind" where a kind is asked for */
 
 typedef struct {
     int64_t time_us;                        /* the pruned record's time */
     int64_t pruned_us;                      /* when it was pruned */
     uint8_t leaf_hash[KB_MERKLE_HASH_LEN];  /* its leaf hash in the audit tree */
+    int claim;                              /* the kind whose pruning made it, or KB_PRUNE_ALL */
 } kb_audit_tombstone_t;
 
 /* Parse a stored value: KB_OK for a tombstone, KB_ENOTFOUND if the value
  * is not one (a record), KB_EPROTO if it starts like one but is malformed. */
 int kb_audit_tombstone_parse(const uint8_t *val, size_t len, kb_audit_tombstone_t *t);
 
-/* End of the pruned prefix: records below it are tombstones. */
+/* Where pruning every kind goes on from: no record below it but CHECKPOINT
+ * and PRUNED records is kept. */
 uint64_t kb_store_audit_pruned(const kb_store_t *s);
 
-/* Stage the pruning of records [kb_store_audit_pruned(s), end), at most max
- * of them; *stop (may be NULL) gets the new end of the pruned prefix. Each
- * record's leaf hash is checked against its stored leaf tile first: one
- * that differs is not pruned (KB_ECRYPTO naming it: the log was altered).
- * A message whose subject-indexed records are pruned while later ones of
- * it stay gets its first remaining record indexed under those subjects
- * (an anchor), so queries by subject still find what is kept. KB_EINVAL
- * if end passes the last full leaf tile or a staged record; read errors.
- * Nothing is staged on failure. The caller appends the PRUNED audit
- * record in the same batch. */
-int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, uint64_t end, size_t max, int64_t now_us, uint64_t *stop);
+/* Where a pruning of kind (KB_PRUNE_ALL: of every kind) goes on from: no
+ * record of that kind below it is kept. */
+uint64_t kb_store_audit_pruned_kind(const kb_store_t *s, int kind);
+
+/* What kb_store_audit_prune() did. */
+typedef struct {
+    uint64_t end;                                  /* the range looked at ends here */
+    uint64_t count;                                /* records turned into tombstones */
+    uint8_t indices_sha256[KB_MERKLE_HASH_LEN];    /* SHA-256 of their indices, be64 each, ascending */
+} kb_store_pruned_t;
+
+/* Stage the pruning of the records of kind (KB_PRUNE_ALL or a kind below
+ * KB_STORE_KINDS) in [kb_store_audit_pruned_kind(s, kind), end), looking
+ * at max records at most; *out (may be NULL) says where it stopped and
+ * what it took. Each record's leaf hash is checked against its stored
+ * leaf tile first: one that differs is not pruned (KB_ECRYPTO naming it:
+ * the log was altered). A message whose subject-indexed records are
+ * pruned while later ones of it stay gets its first remaining record
+ * indexed under those subjects (an anchor), so queries by subject still
+ * find what is kept. KB_EINVAL for another kind, or if end passes the
+ * last full leaf tile or a staged record; read errors. Nothing is staged
+ * on failure. The caller appends the PRUNED audit record in the same
+ * batch. */
+int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, size_t max, int64_t now_us,
+                         kb_store_pruned_t *out);
 
 /* The leaf hashes stored in level-0 tiles for leaves [from, from + count):
  * full tiles, and the partial tile as the last checkpoint stored it

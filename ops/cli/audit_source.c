@@ -599,11 +599,13 @@ static int s_offline_checkpoint(kb_asrc_t *a, EVP_PKEY *key)
     return rc;
 }
 
-int kb_asrc_prune(kb_asrc_t *a, int64_t before_us, const char *who, kb_auditq_prune_t *out)
+int kb_asrc_prune(kb_asrc_t *a, int kind, int64_t before_us, const char *who, kb_auditq_prune_t *out)
 {
     if (!a->offline) {
         json_object *req = s_request("audit_prune");
         json_object_object_add(req, "before_us", json_object_new_int64(before_us));
+        if (kind != KB_PRUNE_ALL)
+            json_object_object_add(req, "kind", json_object_new_int(kind));
         json_object_object_add(req, "user", json_object_new_string(who));
         json_object_object_add(req, "pid", json_object_new_int64((int64_t)getpid()));
         json_object *ans = s_call(a, req);
@@ -617,6 +619,8 @@ int kb_asrc_prune(kb_asrc_t *a, int64_t before_us, const char *who, kb_auditq_pr
             rc = s_get_u64(ans, "first", &out->first);
         if (rc == KB_OK)
             rc = s_get_u64(ans, "end", &out->end);
+        if (rc == KB_OK)
+            rc = s_get_u64(ans, "count", &out->count);
         out->logged = s_get_bool(ans, "logged");
         out->more = s_get_bool(ans, "more");
         if (rc == KB_OK && out->logged)
@@ -639,7 +643,7 @@ int kb_asrc_prune(kb_asrc_t *a, int64_t before_us, const char *who, kb_auditq_pr
     if (rc == KB_OK)
         rc = s_offline_checkpoint(a, key);
     if (rc == KB_OK)
-        rc = kb_auditq_prune(a->store, a->batch, a->tree, before_us, KB_ASRC_OFFLINE_CHUNK, by, out);
+        rc = kb_auditq_prune(a->store, a->batch, a->tree, kind, before_us, KB_ASRC_OFFLINE_CHUNK, by, out);
     if (rc == KB_OK)
         rc = kb_store_commit(a->store, a->batch, 1);
     if (rc == KB_OK && out->logged)

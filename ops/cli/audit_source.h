@@ -91,10 +91,11 @@ int kb_asrc_proof(kb_asrc_t *a, uint64_t index, uint64_t size, uint8_t leaf[KB_M
 /* Consistency proof between tree sizes from <= to. */
 int kb_asrc_consistency(kb_asrc_t *a, uint64_t from, uint64_t to, uint8_t proof[KB_MERKLE_PROOF_BYTES], size_t *n);
 
-/* Prune one chunk of records older than before_us (kb_auditq_prune), on
- * behalf of who; with a signed checkpoint before and after. Offline this
+/* Prune one chunk of records older than before_us (kb_auditq_prune): all
+ * of them (kind KB_PRUNE_ALL) or those of one Ketenbus__Kind, on behalf of
+ * who; with a signed checkpoint before and after. Offline this
  * needs the chain file (--config): the broker's signing key signs them.
  * KB_OK with *out; KB_ECONFIG without a key offline; errors. */
-int kb_asrc_prune(kb_asrc_t *a, int64_t before_us, const char *who, kb_auditq_prune_t *out);
+int kb_asrc_prune(kb_asrc_t *a, int kind, int64_t before_us, const char *who, kb_auditq_prune_t *out);
 
 #endif

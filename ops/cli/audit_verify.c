@@ -18,6 +18,7 @@
 #include "kb_util.h"
 #include "ketenbus.pb-c.h"
 #include "store.h"
+#include "verify_pruned.h"
 
 #define S_PAGE       4096u     /* records per page */
 #define S_PROGRESS   1000000u  /* records between progress lines */
@@ -59,11 +60,8 @@ typedef struct {
     uint64_t last_good;            /* largest signed size whose records' root agreed */
     uint64_t root_fail;            /* first signed size whose records' root disagreed, 0: none */
     uint64_t root_fail_prev;       /* last good size before it */
-    int in_prefix;                 /* tombstones so far form a prefix */
     uint64_t stones;               /* tombstones seen */
-    uint64_t (*decl)[2];           /* PRUNED records: index and the end they declare */
-    size_t n_decl;                 /* their number */
-    size_t cap_decl;               /* allocated */
+    kb_pruned_check_t *pruned;     /* tombstones against the PRUNED records */
     uint64_t *signed_at;           /* sizes CHECKPOINT records say the broker signed */
     size_t n_signed;               /* their number */
     size_t cap_signed;             /* allocated */
@@ -230,21 +228,20 @@ static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
     kb_audit_tombstone_t ts;
     int trc = kb_audit_tombstone_parse(raw, len, &ts);
     if (trc == KB_OK) {
-        if (!v->in_prefix) {
-            s_fail(v, index, "record %" PRIu64 " was replaced by a tombstone after records that were kept", index);
-            v->broken = 1;
-            return 1;
-        }
         memcpy(leaf, ts.leaf_hash, sizeof leaf);
         if (v->stones++ == 0)
             o->pruned_first = index;
         o->pruned_end = index + 1;
+        o->pruned = v->stones;
+        if (kb_pruned_check_stone(v->pruned, index, ts.claim) != KB_OK) {
+            v->rc = KB_ENOMEM;
+            return 1;
+        }
     } else if (trc != KB_ENOTFOUND) {
         s_fail(v, index, "record %" PRIu64 " is damaged (a malformed tombstone)", index);
         v->broken = 1;
         return 1;
     } else {
-        v->in_prefix = 0;
         Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, len, raw);
         if (!r) {
             s_fail(v, index, "record %" PRIu64 " does not decode (its bytes were changed)", index);
@@ -259,20 +256,16 @@ static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
             return 1;
         }
         if (r->event == KETENBUS__AUDIT_EVENT__AUDIT_EVENT_PRUNED) {
-            if (v->n_decl == v->cap_decl) {
-                size_t cap = v->cap_decl ? v->cap_decl * 2 : 16;
-                uint64_t(*p)[2] = realloc(v->decl, cap * sizeof *p);
-                if (!p) {
-                    ketenbus__audit_record__free_unpacked(r, NULL);
-                    v->rc = kb_error_set(KB_ENOMEM, "out of memory");
-                    return 1;
-                }
-                v->decl = p;
-                v->cap_decl = cap;
+            char why[KB_VERIFY_MESSAGE_MAX];
+            uint64_t bad = index;
+            int prc = kb_pruned_check_record(v->pruned, index, r, why, sizeof why, &bad);
+            if (prc == KB_ECRYPTO) {
+                s_fail(v, bad, "%s", why);
+            } else if (prc != KB_OK) {
+                ketenbus__audit_record__free_unpacked(r, NULL);
+                v->rc = prc;
+                return 1;
             }
-            v->decl[v->n_decl][0] = index;
-            v->decl[v->n_decl][1] = r->tag;
-            v->n_decl++;
         }
         unsigned long long cp_size = 0;
         if (r->event == KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CHECKPOINT && r->reason &&
@@ -370,23 +363,26 @@ static void s_conclude(s_verify_t *v, uint64_t size)
                    v->signed_at[i]);
     }
     /* tombstones need a PRUNED record under a verified checkpoint */
-    if (v->stones > 0) {
-        uint64_t declared = 0;
-        for (size_t i = 0; i < v->n_decl; i++)
-            if (v->decl[i][0] < v->last_good && v->decl[i][1] > declared)
-                declared = v->decl[i][1];
-        if (o->pruned_end > declared)
-            s_fail(v, declared > o->pruned_first ? declared : o->pruned_first,
-                   "records [%" PRIu64 ", %" PRIu64 ") were replaced by tombstones, but no PRUNED record under a "
-                   "signed checkpoint declares records past %" PRIu64,
-                   o->pruned_first, o->pruned_end, declared);
-    }
+    uint64_t at = 0, n = kb_pruned_check_undeclared(v->pruned, &at);
+    if (n > 0 && !v->broken)
+        s_fail(v, at,
+               "%" PRIu64 " record%s from %" PRIu64 " on %s replaced by tombstones, but no PRUNED record under a "
+               "signed checkpoint declares %s",
+               n, n == 1 ? "" : "s", at, n == 1 ? "was" : "were", n == 1 ? "it" : "them");
+    if (kb_pruned_check_last_declaration(v->pruned, &at) && at >= v->last_good)
+        s_fail(v, at,
+               "tombstones are declared by PRUNED record %" PRIu64 ", but no PRUNED record under a signed checkpoint "
+               "(verified up to size %" PRIu64 ") declares them",
+               at, v->last_good);
     o->size = v->broken ? size : end;
     if (o->ok) {
-        char pruned[120] = "";
-        if (v->stones)
+        char pruned[160] = "";
+        if (v->stones == o->pruned_end - o->pruned_first)
             snprintf(pruned, sizeof pruned, ", records [%" PRIu64 ", %" PRIu64 ") pruned by retention",
                      o->pruned_first, o->pruned_end);
+        else if (v->stones)
+            snprintf(pruned, sizeof pruned, ", %" PRIu64 " records in [%" PRIu64 ", %" PRIu64 ") pruned by retention",
+                     (uint64_t)v->stones, o->pruned_first, o->pruned_end);
         if (o->has_checkpoint)
             snprintf(o->message, sizeof o->message,
                      "verified: %" PRIu64 " records give the roots of %" PRIu64 " signed checkpoint%s (latest: size "
@@ -412,15 +408,15 @@ int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_
     v->want_origin = origin;
     v->out = out;
     v->stored_prefix = 1;
-    v->in_prefix = 1;
     v->stored_mismatch = S_NO_INDEX;
     v->progress = progress;
     v->progress_at = S_PROGRESS;
     v->acc = kb_merkle_acc_new();
     v->acc_stored = kb_merkle_acc_new();
     v->stored = malloc(S_PAGE * KB_MERKLE_HASH_LEN);
+    v->pruned = kb_pruned_check_new();
     kb_asrc_info_t info;
-    int rc = v->acc && v->acc_stored && v->stored ? KB_OK : kb_error_set(KB_ENOMEM, "out of memory");
+    int rc = v->acc && v->acc_stored && v->stored && v->pruned ? KB_OK : kb_error_set(KB_ENOMEM, "out of memory");
     if (rc == KB_OK)
         rc = kb_asrc_info(src, &info);
     if (rc != KB_OK)
@@ -474,7 +470,7 @@ done:
     kb_merkle_acc_destroy(&v->acc_stored);
     free(v->stored);
     free(v->cps);
-    free(v->decl);
+    kb_pruned_check_destroy(&v->pruned);
     free(v->signed_at);
     free(v);
     return rc;

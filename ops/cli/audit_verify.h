@@ -58,8 +58,9 @@ typedef struct {
     uint64_t checkpoints_ok;         /* of which verified */
     int has_first_bad;               /* 1: first_bad is set */
     uint64_t first_bad;              /* the first record that does not match */
-    uint64_t pruned_first;           /* tombstones: [pruned_first, pruned_end) */
+    uint64_t pruned_first;           /* tombstones lie in [pruned_first, pruned_end) */
     uint64_t pruned_end;             /* equal to pruned_first when none */
+    uint64_t pruned;                 /* how many (fewer than the range when kinds were pruned) */
     int has_checkpoint;              /* 1: the latest verified checkpoint is below */
     uint64_t cp_size;                /* its tree size */
     uint8_t cp_root[KB_MERKLE_HASH_LEN]; /* its root */

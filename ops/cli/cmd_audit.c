@@ -115,7 +115,7 @@ static const char *s_filter_help =
     "                           connect_refused, checkpoint, pruned (repeatable, or a,b)\n"
     "  --decision allowed|refused  routed to a recipient under a rule / refused\n"
     "  --kind NAME              signal, referral, referral_update, match_notice,\n"
-    "                           expiry_notice (repeatable, or a,b)\n"
+    "                           expiry_notice, other: about no message (repeatable, or a,b)\n"
     "  --since TIME, --until TIME  the period [since, until): 2026-11-01 or RFC 3339\n";
 
 static void s_usage(FILE *out, const char *sub)
@@ -210,9 +210,14 @@ static void s_usage(FILE *out, const char *sub)
                      "chain file's key_dir/broker.sign.pub.pem (--config).\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "prune") == 0) {
-        fprintf(out, "usage: ketenbus audit prune SOURCE --before TIME\n\n"
+        fprintf(out, "usage: ketenbus audit prune SOURCE --before TIME [--kind NAME]\n\n"
                      "Replaces records older than TIME by tombstones that keep only their time and\n"
                      "leaf hash, and removes them from the indexes, so the tree stays verifiable.\n"
+                     "--kind limits it to the records about messages of that kind (signal,\n"
+                     "referral, referral_update, match_notice, expiry_notice; repeatable or a,b),\n"
+                     "or \"other\" for those about no message (connections, rule loads); checkpoint\n"
+                     "and pruned records then stay. A broker with `retention:` in its chain file\n"
+                     "does this by itself for each kind configured there.\n"
                      "Only records under a signed checkpoint and outside the newest leaf tile (256\n"
                      "records) go; the broker signs a checkpoint before and after, and logs a\n"
                      "PRUNED record saying which records and who asked. Runs through the admin\n"
@@ -290,7 +295,8 @@ static int s_group(int opt)
     switch (opt) {
     case O_DATA: case O_ADMIN: case O_CONFIG: case O_OFFLINE: return G_SRC;
     case O_SUBJECT: case O_IDENTIFY: case O_CHAIN_KEY: case O_MESSAGE: case O_AGENCY: case O_EVENT: case O_DECISION:
-    case O_KIND: return G_FILTER;
+        return G_FILTER;
+    case O_KIND: return G_FILTER | G_PRUNE;
     case O_FROM: case O_TO: return G_FILTER | G_CONS;
     case O_SINCE: case O_UNTIL: return G_PERIOD;
     case O_JSON: case O_CSV: case O_LIMIT: return G_FORMAT;
@@ -1438,6 +1444,7 @@ static int s_cmd_verify(int argc, char **argv)
             json_object_array_add(p, json_object_new_int64((int64_t)res.pruned_first));
             json_object_array_add(p, json_object_new_int64((int64_t)res.pruned_end));
             json_object_object_add(j, "pruned", p);
+            json_object_object_add(j, "pruned_records", json_object_new_int64((int64_t)res.pruned));
         }
         if (res.has_checkpoint) {
             char hex[65];
@@ -1466,10 +1473,14 @@ static int s_cmd_verify(int argc, char **argv)
                 kb_hex(res.cp_root, sizeof res.cp_root, hex);
                 printf("latest checkpoint: size %" PRIu64 ", root %s\n", res.cp_size, hex);
             }
-            if (res.pruned_end > res.pruned_first)
+            if (res.pruned == res.pruned_end - res.pruned_first && res.pruned > 0)
                 printf("pruned: records [%" PRIu64 ", %" PRIu64 ") hold only their time and leaf hash (retention); "
                        "their hashes are part of the verified tree\n",
                        res.pruned_first, res.pruned_end);
+            else if (res.pruned > 0)
+                printf("pruned: %" PRIu64 " records in [%" PRIu64 ", %" PRIu64 ") hold only their time and leaf hash "
+                       "(retention per kind; the others are kept); their hashes are part of the verified tree\n",
+                       res.pruned, res.pruned_first, res.pruned_end);
             if (o.n_kept)
                 printf("your checkpoint%s: the log extends %" PRIu64 " of %zu\n", o.n_kept == 1 ? "" : "s",
                        res.kept_ok, o.n_kept);
@@ -1492,6 +1503,49 @@ static int s_cmd_verify(int argc, char **argv)
 
 /* ------------------------------------------------------------ prune */
 
+/* Prune records of kind (KB_PRUNE_ALL: all) older than before_us, chunk
+ * by chunk, saying what was done. */
+static int s_prune_kind(kb_asrc_t *a, int kind, int64_t before_us, const char *who, const char *when)
+{
+    char what[48];
+    if (kind == KB_PRUNE_ALL)
+        snprintf(what, sizeof what, "records");
+    else
+        snprintf(what, sizeof what, "%s records", kind == 0 ? KB_AUDITQ_KIND_OTHER : kb_kind_name(kind));
+    uint64_t total = 0, first = UINT64_MAX, end = 0;
+    kb_auditq_prune_t p;
+    int rc;
+    for (;;) {
+        rc = kb_asrc_prune(a, kind, before_us, who, &p);
+        if (rc != KB_OK)
+            break;
+        if (p.logged) {
+            if (first == UINT64_MAX)
+                first = p.first;
+            end = p.end;
+            total += p.count;
+            printf("pruned %" PRIu64 " %s in [%" PRIu64 ", %" PRIu64 ") (audit record %" PRIu64 ")\n", p.count,
+                   what, p.first, p.end, p.record);
+        }
+        if (!p.more)
+            break;
+    }
+    if (rc != KB_OK) {
+        fprintf(stderr, "ketenbus audit prune: %s\n", kb_last_error());
+        return rc;
+    }
+    if (first == UINT64_MAX)
+        printf("nothing to prune before %s: %s below %" PRIu64 " were pruned already\n", when, what, p.first);
+    else
+        printf("done: %" PRIu64 " %s older than %s pruned in [%" PRIu64 ", %" PRIu64 ")\n", total, what, when,
+               first, end);
+    if (p.limit < p.target)
+        printf("kept: %s in [%" PRIu64 ", %" PRIu64 ") are older too but stay until they are under a "
+               "checkpoint and outside the newest leaf tile\n",
+               what, p.limit > p.end ? p.limit : p.end, p.target);
+    return KB_OK;
+}
+
 static int s_cmd_prune(int argc, char **argv)
 {
     const char *sub = argv[0];
@@ -1509,33 +1563,13 @@ static int s_cmd_prune(int argc, char **argv)
     char who[128], when[32];
     snprintf(who, sizeof who, "user %.64s", s_user());
     kb_time_format(o.before_us, when);
-    uint64_t total = 0, first = UINT64_MAX, end = 0;
-    kb_auditq_prune_t p;
-    int rc;
-    for (;;) {
-        rc = kb_asrc_prune(a, o.before_us, who, &p);
-        if (rc != KB_OK || !p.logged)
-            break;
-        if (first == UINT64_MAX)
-            first = p.first;
-        end = p.end;
-        total += p.end - p.first;
-        printf("pruned records [%" PRIu64 ", %" PRIu64 ") (audit record %" PRIu64 ")\n", p.first, p.end, p.record);
-        if (!p.more)
-            break;
-    }
-    if (rc != KB_OK) {
-        fprintf(stderr, "ketenbus audit prune: %s\n", kb_last_error());
+    int rc = KB_OK;
+    if (!o.filter.kinds) {
+        rc = s_prune_kind(a, KB_PRUNE_ALL, o.before_us, who, when);
     } else {
-        if (total == 0)
-            printf("nothing to prune before %s: records below %" PRIu64 " were pruned already\n", when, p.first);
-        else
-            printf("done: %" PRIu64 " records older than %s pruned, [%" PRIu64 ", %" PRIu64 ")\n", total, when, first,
-                   end);
-        if (p.limit < p.target)
-            printf("kept: records [%" PRIu64 ", %" PRIu64 ") are older too but stay until they are under a "
-                   "checkpoint and outside the newest leaf tile\n",
-                   p.limit > p.end ? p.limit : p.end, p.target);
+        for (int k = 0; rc == KB_OK && k < (int)KB_STORE_KINDS; k++)
+            if (o.filter.kinds & (1u << k))
+                rc = s_prune_kind(a, k, o.before_us, who, when);
     }
     kb_asrc_destroy(&a);
     return rc == KB_OK ? KB_EXIT_OK : KB_EXIT_FAIL;
@@ -1601,6 +1635,7 @@ static int s_cmd_report(int argc, char **argv)
         r.verify.first_bad = res.first_bad;
         r.verify.pruned_first = res.pruned_first;
         r.verify.pruned_end = res.pruned_end;
+        r.verify.pruned = res.pruned;
         r.verify.checkpoint = res.cp_note;
         r.verify.tree_size = res.cp_size;
         if (res.has_checkpoint) {

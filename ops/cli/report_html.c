@@ -592,9 +592,9 @@ static void s_section_verification(FILE *out, const kb_report_verify_t *v)
     if (v->has_first_bad)
         fprintf(out, "<dt>First failing record</dt><dd id=\"first-bad\">index %" PRIu64 "</dd>\n", v->first_bad);
     if (v->pruned_end > v->pruned_first)
-        fprintf(out, "<dt>Pruned by retention</dt><dd>records %" PRIu64 " to %" PRIu64 " (%" PRIu64
-                     " records; their hashes are kept, so the tree still verifies)</dd>\n",
-                v->pruned_first, v->pruned_end - 1, v->pruned_end - v->pruned_first);
+        fprintf(out, "<dt>Pruned by retention</dt><dd>%" PRIu64 " records between %" PRIu64 " and %" PRIu64
+                     " (their hashes are kept, so the tree still verifies)</dd>\n",
+                v->pruned, v->pruned_first, v->pruned_end - 1);
     else
         fputs("<dt>Pruned by retention</dt><dd>none</dd>\n", out);
     if (v->checkpoint && *v->checkpoint) {

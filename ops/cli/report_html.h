@@ -83,6 +83,7 @@ typedef struct {
     uint64_t first_bad;      /* index of that record (meaningful only with has_first_bad) */
     uint64_t pruned_first;   /* records [pruned_first, pruned_end) were pruned by retention */
     uint64_t pruned_end;     /* equal to pruned_first when nothing was pruned */
+    uint64_t pruned;         /* how many of them (fewer when kinds were pruned by retention) */
     const char *checkpoint;  /* the signed note checked against, as text; NULL or "" if none */
     uint64_t tree_size;      /* tree size of that checkpoint */
     const char *root_hex;    /* its root hash, lowercase hex; NULL if none */

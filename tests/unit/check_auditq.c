@@ -712,7 +712,7 @@ START_TEST(test_prune_keeps_the_tree)
     /* records older than record 700: 700 are due, but only full tiles go
      * (768 would be the bound) and chunks of 300 per call */
     kb_auditq_prune_t p;
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
     ck_assert_uint_eq(p.target, 700);
     ck_assert_uint_eq(p.limit, 700);
     ck_assert_uint_eq(p.first, 0);
@@ -721,15 +721,15 @@ START_TEST(test_prune_keeps_the_tree)
     ck_assert_uint_eq(p.record, 1001);
     ck_assert_int_eq(p.more, 1);
     ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
     ck_assert_uint_eq(p.end, 600);
     ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
     ck_assert_uint_eq(p.end, 700);
     ck_assert_int_eq(p.more, 0);
     ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
     /* nothing more is due */
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 700LL * 1000000, 300, "test", &p), KB_OK);
     ck_assert_int_eq(p.logged, 0);
     ck_assert_uint_eq(p.end, 700);
     ck_assert_uint_eq(kb_store_audit_pruned(l.store), 700);
@@ -765,7 +765,7 @@ START_TEST(test_prune_keeps_the_tree)
     ck_assert_int_eq(kb_auditq_time_index(l.store, T0 + 350LL * 1000000, &idx), KB_OK);
     ck_assert_uint_eq(idx, 350);
     /* pruning may not pass the full leaf tiles */
-    ck_assert_int_eq(kb_store_audit_prune(l.store, l.batch, 1100, 1000, 0, NULL), KB_EINVAL);
+    ck_assert_int_eq(kb_store_audit_prune(l.store, l.batch, KB_PRUNE_ALL, 1100, 1000, 0, NULL), KB_EINVAL);
     s_log_close(&l);
     EVP_PKEY_free(key);
 }
@@ -822,7 +822,7 @@ START_TEST(test_prune_keeps_later_records_findable)
     ck_assert_uint_eq(got.n, 100 + 17 * 2);
 
     kb_auditq_prune_t p;
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 300LL * 1000000, 1000, "test", &p), KB_OK);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 300LL * 1000000, 1000, "test", &p), KB_OK);
     ck_assert_uint_eq(p.end, 300);
     ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
     s_run_all(l.store, &f, 1000, 0, &got);
@@ -832,7 +832,7 @@ START_TEST(test_prune_keeps_later_records_findable)
     /* and a second pruning removes the anchors with the rest */
     ck_assert_int_eq(checkpoint_sign(l.store, l.batch, l.tree, "test-broker", key, NULL), KB_OK);
     ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 500LL * 1000000, 1000, "test", &p), KB_OK);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 500LL * 1000000, 1000, "test", &p), KB_OK);
     ck_assert_uint_eq(p.end, 500);
     ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
     s_run_all(l.store, &f, 1000, 0, &got);
@@ -863,7 +863,7 @@ START_TEST(test_prune_needs_a_checkpoint)
     }
     ck_assert_int_eq(kb_store_commit(l.store, l.batch, 0), KB_OK);
     kb_auditq_prune_t p;
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 10000, 1000, "test", &p), KB_OK);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 10000, 1000, "test", &p), KB_OK);
     ck_assert_uint_eq(p.target, 600);
     ck_assert_uint_eq(p.limit, 0);
     ck_assert_int_eq(p.logged, 0);
@@ -902,7 +902,7 @@ START_TEST(test_prune_refuses_an_altered_record)
 
     s_log_open(&l);
     kb_auditq_prune_t p;
-    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, T0 + 550LL * 1000000, 1000, "test", &p), KB_ECRYPTO);
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 550LL * 1000000, 1000, "test", &p), KB_ECRYPTO);
     ck_assert_ptr_nonnull(strstr(kb_last_error(), "300"));
     ck_assert_uint_eq(kb_batch_size(l.batch), 0);
     ck_assert_uint_eq(kb_store_audit_pruned(l.store), 0);
@@ -913,21 +913,39 @@ END_TEST
 
 START_TEST(test_tombstones)
 {
-    uint8_t v[KB_AUDIT_TOMBSTONE_LEN] = {0, 'P', 1};
-    kb_be64_put(v + 3, (uint64_t)T0);
-    kb_be64_put(v + 11, (uint64_t)T0 + 5);
-    memset(v + 19, 0xab, 32);
+    /* version 2: with the claim of the pruning that made it */
+    uint8_t v[KB_AUDIT_TOMBSTONE_LEN] = {0, 'P', 2, 1};
+    kb_be64_put(v + 4, (uint64_t)T0);
+    kb_be64_put(v + 12, (uint64_t)T0 + 5);
+    memset(v + 20, 0xab, 32);
     kb_audit_tombstone_t t;
     ck_assert_int_eq(kb_audit_tombstone_parse(v, sizeof v, &t), KB_OK);
     ck_assert_int_eq(t.time_us, T0);
     ck_assert_int_eq(t.pruned_us, T0 + 5);
     ck_assert_uint_eq(t.leaf_hash[31], 0xab);
+    ck_assert_int_eq(t.claim, KETENBUS__KIND__KIND_SIGNAL);
+    v[3] = 0xff;
+    ck_assert_int_eq(kb_audit_tombstone_parse(v, sizeof v, &t), KB_OK);
+    ck_assert_int_eq(t.claim, KB_PRUNE_ALL);
+    v[3] = KB_STORE_KINDS; /* no such kind */
+    ck_assert_int_eq(kb_audit_tombstone_parse(v, sizeof v, &t), KB_EPROTO);
+    v[3] = 1;
     ck_assert_int_eq(kb_audit_tombstone_parse(v, sizeof v - 1, &t), KB_EPROTO);
     v[1] = 'Q';
     ck_assert_int_eq(kb_audit_tombstone_parse(v, sizeof v, &t), KB_EPROTO);
     v[1] = 'P';
-    v[2] = 2;
+    v[2] = 3;
     ck_assert_int_eq(kb_audit_tombstone_parse(v, sizeof v, &t), KB_EPROTO);
+    /* version 1 (51 bytes, no claim) came from pruning every kind */
+    uint8_t v1[KB_AUDIT_TOMBSTONE_LEN - 1] = {0, 'P', 1};
+    kb_be64_put(v1 + 3, (uint64_t)T0);
+    kb_be64_put(v1 + 11, (uint64_t)T0 + 5);
+    memset(v1 + 19, 0xcd, 32);
+    ck_assert_int_eq(kb_audit_tombstone_parse(v1, sizeof v1, &t), KB_OK);
+    ck_assert_int_eq(t.claim, KB_PRUNE_ALL);
+    ck_assert_int_eq(t.time_us, T0);
+    ck_assert_uint_eq(t.leaf_hash[0], 0xcd);
+    ck_assert_int_eq(kb_audit_tombstone_parse(v1, sizeof v1 - 1, &t), KB_EPROTO);
     const uint8_t record[] = {0x10, 0x01};
     ck_assert_int_eq(kb_audit_tombstone_parse(record, sizeof record, &t), KB_ENOTFOUND);
     ck_assert_int_eq(kb_audit_tombstone_parse(v, 0, &t), KB_ENOTFOUND);

@@ -370,6 +370,8 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c->n_agencies, 1);
     ck_assert_str_eq(c->agencies[0].name, "om");
     ck_assert_uint_eq(c->n_rules, 0);
+    for (size_t k = 0; k < KB_CONF_RETENTION_KINDS; k++)
+        ck_assert_int_eq(c->retention_us[k], 0); /* kept for ever */
     kb_conf_destroy(&c);
 }
 END_TEST
@@ -401,6 +403,11 @@ START_TEST(test_limits_accepted)
                                "  max_message_bytes: 67108864\n"
                                "  message_ttl: 3650d\n"
                                "  session_timeout: 1h\n"
+                               "  retention:\n"
+                               "    signal: 2y\n"
+                               "    referral: 2555d\n"
+                               "    expiry_notice: 1s\n"
+                               "    other: 100y\n"
                                "agencies:\n"
                                "  - id: a-very-long-agency-id-32-chars-x\n"
                                "    curve_cert: keys/om.curve\n"
@@ -412,6 +419,12 @@ START_TEST(test_limits_accepted)
     ck_assert_uint_eq(c->max_message_bytes, 64u * 1024 * 1024);
     ck_assert_int_eq(c->message_ttl_us, 3650LL * 86400 * 1000000);
     ck_assert_int_eq(c->session_timeout_us, 3600LL * 1000000);
+    ck_assert_int_eq(c->retention_us[KETENBUS__KIND__KIND_SIGNAL], 2LL * 365 * 86400 * 1000000);
+    ck_assert_int_eq(c->retention_us[KETENBUS__KIND__KIND_REFERRAL], 2555LL * 86400 * 1000000);
+    ck_assert_int_eq(c->retention_us[KETENBUS__KIND__KIND_REFERRAL_UPDATE], 0);
+    ck_assert_int_eq(c->retention_us[KETENBUS__KIND__KIND_MATCH_NOTICE], 0);
+    ck_assert_int_eq(c->retention_us[KETENBUS__KIND__KIND_EXPIRY_NOTICE], 1000000);
+    ck_assert_int_eq(c->retention_us[0], KB_CONF_MAX_RETENTION_US);
     ck_assert_str_eq(c->agencies[0].id, "a-very-long-agency-id-32-chars-x");
     kb_conf_destroy(&c);
 }
@@ -533,7 +546,7 @@ static const s_bad_t s_bad[] = {
      "4:3: duplicate key 'listen'"},
     {"broker:\n  listen: tcp://x:1\n  data_dir: data\n  key_dir: keys\n  port: 5555\n" A,
      "5:3: unknown key 'port' in broker (expected id, listen, data_dir, key_dir, max_message_bytes, message_ttl, "
-     "session_timeout, checkpoint_interval, checkpoint_records, verify_signatures)"},
+     "session_timeout, checkpoint_interval, checkpoint_records, verify_signatures, retention)"},
     {"broker: tcp://x:1\n" A, "1:9: expected key: value lines in broker, not a single value"},
     {"broker:\n  listen: tcp://x:1\n  data_dir: data\n  key_dir: keys\n  verify_signatures: maybe\n" A,
      "5:22: verify_signatures: expected true or false, got 'maybe'"},
@@ -543,15 +556,24 @@ static const s_bad_t s_bad[] = {
     {"broker:\n  listen: [tcp://x:1]\n  data_dir: data\n  key_dir: keys\n" A,
      "2:11: listen: expected a single value, not a list"},
     {B "  id: Ketenbus\n" A, "5:7: bad broker id 'Ketenbus' (1..32 characters of a-z, 0-9 and -)"},
-    {B "  message_ttl: 14x\n" A, "5:16: message_ttl: expected a number with s, m, h or d, got '14x'"},
-    {B "  message_ttl: 14\n" A, "5:16: message_ttl: expected a number with s, m, h or d, got '14'"},
-    {B "  message_ttl: -1d\n" A, "5:16: message_ttl: expected a number with s, m, h or d, got '-1d'"},
+    {B "  message_ttl: 14x\n" A, "5:16: message_ttl: expected a number with s, m, h, d or y, got '14x'"},
+    {B "  message_ttl: 14\n" A, "5:16: message_ttl: expected a number with s, m, h, d or y, got '14'"},
+    {B "  message_ttl: -1d\n" A, "5:16: message_ttl: expected a number with s, m, h, d or y, got '-1d'"},
     {B "  message_ttl: 0s\n" A, "5:16: message_ttl: 0s is out of range 1s..3650d"},
     {B "  message_ttl: 3651d\n" A, "5:16: message_ttl: 3651d is out of range 1s..3650d"},
     {B "  message_ttl: 99999999999999999999d\n" A, "5:16: message_ttl: 99999999999999999999d is out of range"},
     {B "  message_ttl: 9223372036854775807d\n" A, "5:16: message_ttl: 9223372036854775807d is out of range"},
     {B "  session_timeout: 61m\n" A, "5:20: session_timeout: 61m is out of range 1s..1h"},
-    {B "  session_timeout: 10 s\n" A, "5:20: session_timeout: expected a number with s, m, h or d, got '10 s'"},
+    {B "  session_timeout: 10 s\n" A, "5:20: session_timeout: expected a number with s, m, h, d or y, got '10 s'"},
+    {B "  retention: 2y\n" A, "5:14: expected key: value lines in retention, not a single value"},
+    {B "  retention:\n    signals: 2y\n" A,
+     "6:5: unknown key 'signals' in retention (expected other, signal, referral, referral_update, match_notice, "
+     "expiry_notice)"},
+    {B "  retention:\n    signal: 2y\n    signal: 3y\n" A, "7:5: duplicate key 'signal'"},
+    {B "  retention:\n    referral: 7 years\n" A,
+     "6:15: retention of referral: expected a number with s, m, h, d or y, got '7 years'"},
+    {B "  retention:\n    signal: 0d\n" A, "6:13: retention of signal: 0d is out of range 1s..100y"},
+    {B "  retention:\n    other: 101y\n" A, "6:12: retention of other: 101y is out of range 1s..100y"},
     {B "  max_message_bytes: 1023\n" A, "5:22: max_message_bytes: 1023 is out of range 1024..67108864"},
     {B "  max_message_bytes: 67108865\n" A, "5:22: max_message_bytes: 67108865 is out of range 1024..67108864"},
     {B "  max_message_bytes: 1MB\n" A, "5:22: max_message_bytes: expected a whole number, got '1MB'"},
