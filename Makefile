@@ -138,10 +138,10 @@ $(BUILD)/ketenbus: $(CLI_OBJ) $(BUILD)/libkbinternal.a
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(BUILD)/libkbinternal.a $(GEN_H)
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(GEN_H)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_HELP) $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -Iops/cli -o $@ $< $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/libkbcli.a: $(CLI_LIB_OBJ)
 	@rm -f $@

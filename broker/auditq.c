@@ -525,6 +525,7 @@ int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int kind, i
     pr.indices_sha256.data = done.indices_sha256;
     pr.indices_sha256.len = sizeof done.indices_sha256;
     pr.before_us = before_us;
+    pr.kind = kind == KB_PRUNE_ALL ? KETENBUS__KIND__KIND_UNSPECIFIED : (Ketenbus__Kind)kind;
     Ketenbus__AuditRecord r;
     ketenbus__audit_record__init(&r);
     r.time_us = now;
@@ -533,7 +534,6 @@ int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int kind, i
     r.counterpart = (char *)"";
     r.reason = reason;
     r.tag = end;
-    r.kind = kind == KB_PRUNE_ALL ? KETENBUS__KIND__KIND_UNSPECIFIED : (Ketenbus__Kind)kind;
     r.pruning = &pr;
     rc = kb_store_audit_log(s, b, tree, &r, &out->record);
     if (rc != KB_OK)

@@ -191,6 +191,7 @@ int kb_broker_start(kb_broker_t *b)
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
     if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
         return KB_EIO;
+    retention_describe(b);
     if (!b->conf->verify_signatures)
         kb_log(KB_LOG_WARN, "signatures_unchecked",
                "detail=\"verify_signatures is false: envelope signatures are not checked (benchmarks only)\"");
@@ -567,6 +568,7 @@ static int s_turn(kb_broker_t *b)
     }
     s_flush(b);
     checkpoint_maybe(b, 0);
+    retention_maybe(b);
     return KB_OK;
 }
 
@@ -597,6 +599,7 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     }
     kb_log(KB_LOG_INFO, "rules_loaded", "by=\"%s\" sha256=%s previous=%s agencies=%zu rules=%zu", who,
            fresh->sha256, old->sha256, fresh->n_agencies, fresh->n_rules);
+    retention_describe(b);
     snprintf(reason, sizeof reason, "sha256=%s previous=%s loaded by %s", fresh->sha256, old->sha256, who);
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
     kb_conf_destroy(&old);

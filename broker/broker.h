@@ -96,6 +96,8 @@ typedef struct kb_broker {
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
     uint64_t cp_size;               /* tree size of the last signed checkpoint */
     int64_t cp_next_ms;             /* when the next checkpoint is due at the latest */
+    int64_t retention_next_ms;      /* when the next retention pass starts */
+    int retention_kind;             /* the kind the pass is at (KB_CONF_RETENTION_KINDS: done) */
     void *zctx;                     /* ZeroMQ context */
     void *router;                   /* adapters connect here (CURVE server) */
     void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
@@ -136,6 +138,11 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
  * if anything is new). Never fails traffic: a failure is logged as an
  * alert and tried again next time. */
 void checkpoint_maybe(kb_broker_t *b, int force);
+/* retention.c: apply the chain file's retention periods to the audit log,
+ * a chunk per turn (never fails traffic: failures are logged and tried
+ * again later); retention_describe logs the periods in force. */
+void retention_maybe(kb_broker_t *b);
+void retention_describe(const kb_broker_t *b);
 /* Re-read counters and tree from disk after a failed commit. */
 void broker_resync(kb_broker_t *b);
 

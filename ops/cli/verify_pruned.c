@@ -93,7 +93,7 @@ int kb_pruned_check_record(kb_pruned_check_t *c, uint64_t index, const Ketenbus_
                            size_t why_len, uint64_t *bad)
 {
     const Ketenbus__Pruning *p = r->pruning;
-    int claim = !p || p->all_kinds ? KB_PRUNE_ALL : (int)r->kind;
+    int claim = !p || p->all_kinds ? KB_PRUNE_ALL : (int)p->kind;
     s_queue_t *q = &c->q[s_slot(claim)];
     uint64_t end = r->tag, first = p ? p->first : 0;
     /* take the waiting tombstones of the claim below its end */
@@ -107,8 +107,8 @@ int kb_pruned_check_record(kb_pruned_check_t *c, uint64_t index, const Ketenbus_
     }
     if (!p)
         return KB_OK; /* the older form: every tombstone below tag */
-    if (p->all_kinds == 0 && (r->kind < 0 || r->kind >= (int)KB_STORE_KINDS)) {
-        snprintf(why, why_len, "PRUNED record %" PRIu64 " names no kind that can be pruned (%d)", index, (int)r->kind);
+    if (p->all_kinds == 0 && ((int)p->kind < 0 || (int)p->kind >= (int)KB_STORE_KINDS)) {
+        snprintf(why, why_len, "PRUNED record %" PRIu64 " names no kind that can be pruned (%d)", index, (int)p->kind);
         *bad = index;
         return KB_ECRYPTO;
     }

@@ -2,6 +2,7 @@
  * kb_test.c - scratch chains with a real ketenbusd for integration tests.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -294,4 +295,25 @@ ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative)
     if (narrative)
         ck_assert_int_eq(ketenbus_msg_set(m, "signal.narrative", narrative), KETENBUS_OK);
     return m;
+}
+
+int kb_chain_cli(const kb_chain_t *c, char *out, size_t out_len, const char *fmt, ...)
+{
+    char args[4096], cmd[8192], path[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    const char *build = getenv("KB_BUILD");
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/ketenbus' %s > cli.out 2>&1", c->dir, build ? build : "build", args);
+    int st = system(cmd);
+    snprintf(path, sizeof path, "%s/cli.out", c->dir);
+    char *text = NULL;
+    size_t len = 0;
+    out[0] = '\0';
+    if (kb_file_read(path, out_len - 1, &text, &len) == KB_OK) {
+        memcpy(out, text, len + 1);
+        free(text);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

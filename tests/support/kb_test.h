@@ -79,6 +79,13 @@ int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part
  * verify against the tree rebuilt from the records. */
 void kb_chain_checkpoint(const kb_chain_t *c, uint64_t *size, uint64_t *audit_size);
 
+/* Run `ketenbus ARGS` (args from fmt) in the chain's directory without
+ * connection settings; its stdout and stderr go to out (out_len bytes,
+ * NUL-terminated, cut if longer). Returns its exit status, -1 if it did not
+ * exit. */
+int kb_chain_cli(const kb_chain_t *c, char *out, size_t out_len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* A signal message ready to submit (kind, purpose, handling, legal basis, payload). */
 ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative);
 
