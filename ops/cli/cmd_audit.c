@@ -1479,8 +1479,10 @@ static int s_cmd_verify(int argc, char **argv)
                        res.pruned_first, res.pruned_end);
             else if (res.pruned > 0)
                 printf("pruned: %" PRIu64 " records in [%" PRIu64 ", %" PRIu64 ") hold only their time and leaf hash "
-                       "(retention per kind; the others are kept); their hashes are part of the verified tree\n",
-                       res.pruned, res.pruned_first, res.pruned_end);
+                       "(retention; the %" PRIu64 " others in that range are kept); their hashes are part of the "
+                       "verified tree\n",
+                       res.pruned, res.pruned_first, res.pruned_end,
+                       res.pruned_end - res.pruned_first - res.pruned);
             if (o.n_kept)
                 printf("your checkpoint%s: the log extends %" PRIu64 " of %zu\n", o.n_kept == 1 ? "" : "s",
                        res.kept_ok, o.n_kept);
