@@ -136,6 +136,22 @@ static int s_zmq_err(const char *what)
     return kb_error_set(KB_ENET, "%s: %s", what, zmq_strerror(zmq_errno()));
 }
 
+/* What the configuration in force warns of (an allow rule that never
+ * decides, a rule about to expire), and its retention periods: the file
+ * loaded, but an operator should hear of these. */
+static void s_config_notes(const kb_broker_t *b)
+{
+    kb_policy_issue_t *issues = NULL;
+    size_t n = 0;
+    if (kb_policy_lint(b->conf, kb_now_us(), &issues, &n) == KB_OK)
+        for (size_t i = 0; i < n; i++)
+            if (!issues[i].is_error)
+                kb_log(KB_LOG_WARN, "rules_warning", "at=%s:%d:%d detail=\"%s\"", b->conf->path, issues[i].line,
+                       issues[i].column, issues[i].message);
+    free(issues);
+    retention_describe(b);
+}
+
 int kb_broker_start(kb_broker_t *b)
 {
     char path[4096], pub[KB_Z85_KEY_LEN + 1], sec[KB_Z85_KEY_LEN + 1];
@@ -191,7 +207,7 @@ int kb_broker_start(kb_broker_t *b)
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
     if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
         return KB_EIO;
-    retention_describe(b);
+    s_config_notes(b);
     if (!b->conf->verify_signatures)
         kb_log(KB_LOG_WARN, "signatures_unchecked",
                "detail=\"verify_signatures is false: envelope signatures are not checked (benchmarks only)\"");
@@ -599,7 +615,7 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     }
     kb_log(KB_LOG_INFO, "rules_loaded", "by=\"%s\" sha256=%s previous=%s agencies=%zu rules=%zu", who,
            fresh->sha256, old->sha256, fresh->n_agencies, fresh->n_rules);
-    retention_describe(b);
+    s_config_notes(b);
     snprintf(reason, sizeof reason, "sha256=%s previous=%s loaded by %s", fresh->sha256, old->sha256, who);
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
     kb_conf_destroy(&old);

@@ -44,6 +44,7 @@
 #define KB_POLICY_MIN_SLOTS  16u   /* smallest hash table */
 #define KB_POLICY_NAMED      3u    /* rules a lint message names before "and others" */
 #define KB_POLICY_TIME_TEXT  32u   /* "2026-01-01" or an RFC 3339 time */
+#define KB_POLICY_EXPIRY_WARN_US (30LL * 86400 * 1000000) /* warn this long before a rule expires */
 #define KB_POLICY_SHOW       64    /* characters of an unknown agency id quoted in a reason */
 #define KB_POLICY_NONE       SIZE_MAX /* no such agency */
 
@@ -618,6 +619,23 @@ static int s_lint_rules(const kb_conf_t *c, const s_lint_t *lint, int64_t now_us
         const kb_rule_t *r = &c->rules[i];
         const s_lint_t *l = &lint[i];
         int rc = KB_OK;
+        if (r->valid_until_us != 0 && now_us < r->valid_until_us && r->valid_until_us - now_us <= KB_POLICY_EXPIRY_WARN_US) {
+            /* an expired rule is a load error: say so while there is time */
+            char until[KB_POLICY_TIME_TEXT];
+            s_until_text(r->valid_until_us, until);
+            long long days = (long long)((r->valid_until_us - now_us) / (86400LL * 1000000));
+            char left[32];
+            if (days < 1)
+                snprintf(left, sizeof left, "within a day");
+            else
+                snprintf(left, sizeof left, "in %lld day%s", days, days == 1 ? "" : "s");
+            rc = s_issue(is, r->until_line ? r->until_line : r->line, r->until_line ? r->until_column : r->column, 0,
+                         "rule '%s' expires on %s (%s); once expired the file no longer loads: extend valid_until "
+                         "or remove the rule",
+                         r->id, until, left);
+            if (rc != KB_OK)
+                return rc;
+        }
         if (r->valid_until_us != 0 && now_us >= r->valid_until_us) {
             char until[KB_POLICY_TIME_TEXT];
             s_until_text(r->valid_until_us, until);

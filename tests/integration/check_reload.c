@@ -146,6 +146,24 @@ START_TEST(test_broken_file_keeps_old_rules)
 }
 END_TEST
 
+/* A rule about to expire loads, with a warning in the log: once expired,
+ * the file would no longer load. */
+START_TEST(test_rule_about_to_expire_is_logged)
+{
+    char until[32], rules[1024];
+    kb_time_format(kb_now_us() + 5LL * 86400 * 1000000, until);
+    snprintf(rules, sizeof rules, "%s    valid_until: %s\n", s_rules_open, until);
+    kb_chain_set_rules(&s_chain, rules);
+    ck_assert_int_eq(s_cli("reload"), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_warning"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "rule 'politie-fier' expires on"), 1);
+    /* the rule still applies */
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_int_eq(s_submit(politie, 1), 1);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 START_TEST(test_admin_without_broker)
 {
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
@@ -163,6 +181,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_broken_file_keeps_old_rules);
     tcase_add_test(tc, test_admin_without_broker);
+    tcase_add_test(tc, test_rule_about_to_expire_is_logged);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -475,6 +475,22 @@ START_TEST(test_lint_fixture)
     ck_assert_str_eq(issues[0].message, "rule 'pilot-emm' expired on 2099-06-30; remove it or extend valid_until");
     free(issues);
 
+    /* a month before, it warns: the file will stop loading */
+    ck_assert_int_eq(kb_policy_lint(s_conf, S_PILOT_END - 10LL * 86400 * US - 5, &issues, &n), KB_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(issues[0].is_error, 0);
+    ck_assert_int_eq(issues[0].line, 84);
+    ck_assert_str_eq(issues[0].message, "rule 'pilot-emm' expires on 2099-06-30 (in 10 days); once expired the file "
+                                        "no longer loads: extend valid_until or remove the rule");
+    free(issues);
+    ck_assert_int_eq(kb_policy_lint(s_conf, S_PILOT_END - 3600 * US, &issues, &n), KB_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_ptr_nonnull(strstr(issues[0].message, "(within a day)"));
+    free(issues);
+    ck_assert_int_eq(kb_policy_lint(s_conf, S_PILOT_END - 31LL * 86400 * US, &issues, &n), KB_OK);
+    ck_assert_uint_eq(n, 0);
+    free(issues);
+
     /* without an index in the conf, lint builds its own */
     kb_policy_t *saved = s_conf->policy;
     s_conf->policy = NULL;
