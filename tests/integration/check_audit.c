@@ -32,6 +32,7 @@
 #include <zmq.h>
 
 #include "kb_error.h"
+#include "kb_ldb.h"
 #include "kb_merkle.h"
 #include "kb_note.h"
 #include "kb_test.h"
@@ -582,62 +583,11 @@ static void s_tamper_teardown(void)
     kb_chain_cleanup(&s_tchain);
 }
 
-typedef struct {
-    leveldb_t *db;                 /* the copy */
-    leveldb_options_t *opts;       /* its options */
-    leveldb_readoptions_t *ro;     /* reads */
-    leveldb_writeoptions_t *wo;    /* writes */
-} s_ldb_t;
-
-static void s_ldb_open(s_ldb_t *l, const char *dir)
-{
-    char *err = NULL;
-    l->opts = leveldb_options_create();
-    l->db = leveldb_open(l->opts, dir, &err);
-    ck_assert_msg(err == NULL, "%s", err);
-    l->ro = leveldb_readoptions_create();
-    l->wo = leveldb_writeoptions_create();
-}
-
-static void s_ldb_close(s_ldb_t *l)
-{
-    leveldb_close(l->db);
-    leveldb_options_destroy(l->opts);
-    leveldb_readoptions_destroy(l->ro);
-    leveldb_writeoptions_destroy(l->wo);
-}
-
-static void s_akey(uint8_t k[9], uint64_t i)
-{
-    k[0] = 'a';
-    kb_be64_put(k + 1, i);
-}
-
-static char *s_get_rec(s_ldb_t *l, uint64_t i, size_t *len)
-{
-    uint8_t k[9];
-    char *err = NULL;
-    s_akey(k, i);
-    char *v = leveldb_get(l->db, l->ro, (const char *)k, 9, len, &err);
-    ck_assert_ptr_null(err);
-    ck_assert_ptr_nonnull(v);
-    return v;
-}
-
-static void s_put_rec(s_ldb_t *l, uint64_t i, const void *v, size_t len)
-{
-    uint8_t k[9];
-    char *err = NULL;
-    s_akey(k, i);
-    leveldb_put(l->db, l->wo, (const char *)k, 9, v, len, &err);
-    ck_assert_ptr_null(err);
-}
-
 /* Rewrite record i with another reason, keeping its index: a well-formed record. */
-static void s_rewrite(s_ldb_t *l, uint64_t i, const char *reason)
+static void s_rewrite(kb_ldb_t *l, uint64_t i, const char *reason)
 {
     size_t len;
-    char *v = s_get_rec(l, i, &len);
+    char *v = kb_ldb_get_record(l, i, &len);
     Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, len, (const uint8_t *)v);
     ck_assert_ptr_nonnull(r);
     leveldb_free(v);
@@ -647,7 +597,7 @@ static void s_rewrite(s_ldb_t *l, uint64_t i, const char *reason)
     uint8_t buf[8192];
     size_t n = ketenbus__audit_record__pack(r, buf);
     ketenbus__audit_record__free_unpacked(r, NULL);
-    s_put_rec(l, i, buf, n);
+    kb_ldb_put_record(l, i, buf, n);
 }
 
 enum { T_BYTE, T_DELETE, T_SWAP, T_FORGED_TAIL, T_TRUNCATE, T_TOMBSTONE, T_NEWEST, T_NOTES };
@@ -685,31 +635,31 @@ START_TEST(test_tampering_is_detected)
     memcpy(&s_chain, &s_tchain, sizeof s_chain);
     ck_assert_msg(s_cli("audit verify --offline --data copy-%d --key keys/broker.sign.pub.pem", _i) == 0, "%s", s_out);
 
-    s_ldb_t l;
-    s_ldb_open(&l, copy);
+    kb_ldb_t l;
+    kb_ldb_open(&l, copy);
     size_t len;
     char *v;
     switch (what) {
     case T_BYTE:
     case T_NEWEST: /* a byte inside the reason text, so the record still decodes */
-        v = s_get_rec(&l, at, &len);
+        v = kb_ldb_get_record(&l, at, &len);
         v[len - 2] ^= 0x01;
-        s_put_rec(&l, at, v, len);
+        kb_ldb_put_record(&l, at, v, len);
         leveldb_free(v);
         break;
     case T_DELETE: {
         uint8_t k[9];
         char *err = NULL;
-        s_akey(k, at);
+        kb_ldb_record_key(k, at);
         leveldb_delete(l.db, l.wo, (const char *)k, 9, &err);
         ck_assert_ptr_null(err);
         break;
     }
     case T_SWAP: {
         size_t l2;
-        char *a = s_get_rec(&l, at, &len), *b = s_get_rec(&l, at + 10, &l2);
-        s_put_rec(&l, at, b, l2);
-        s_put_rec(&l, at + 10, a, len);
+        char *a = kb_ldb_get_record(&l, at, &len), *b = kb_ldb_get_record(&l, at + 10, &l2);
+        kb_ldb_put_record(&l, at, b, l2);
+        kb_ldb_put_record(&l, at + 10, a, len);
         leveldb_free(a);
         leveldb_free(b);
         break;
@@ -721,7 +671,7 @@ START_TEST(test_tampering_is_detected)
             s_rewrite(&l, i, "nothing happened");
         kb_merkle_acc_t *acc = kb_merkle_acc_new();
         for (uint64_t i = 0; i < s_tsize - 1; i++) {
-            v = s_get_rec(&l, i, &len);
+            v = kb_ldb_get_record(&l, i, &len);
             ck_assert_int_eq(kb_merkle_acc_add(acc, v, len), KB_OK);
             leveldb_free(v);
         }
@@ -751,7 +701,7 @@ START_TEST(test_tampering_is_detected)
         for (uint64_t i = at; i < s_tsize; i++) {
             uint8_t k[9];
             char *err = NULL;
-            s_akey(k, i);
+            kb_ldb_record_key(k, i);
             leveldb_delete(l.db, l.wo, (const char *)k, 9, &err);
             ck_assert_ptr_null(err);
         }
@@ -759,16 +709,16 @@ START_TEST(test_tampering_is_detected)
     case T_TOMBSTONE: {
         /* the right leaf hash, so the roots still agree: only the missing
          * PRUNED declaration gives it away */
-        v = s_get_rec(&l, at, &len);
+        v = kb_ldb_get_record(&l, at, &len);
         uint8_t stone[KB_AUDIT_TOMBSTONE_LEN] = {0, 'P', 2, 0xff};
         kb_be64_put(stone + 4, 1);
         ck_assert_int_eq(kb_merkle_leaf_hash(v, len, stone + 20), KB_OK);
         leveldb_free(v);
         for (uint64_t i = 0; i <= at; i++) { /* a whole prefix, as pruning makes it */
-            v = s_get_rec(&l, i, &len);
+            v = kb_ldb_get_record(&l, i, &len);
             ck_assert_int_eq(kb_merkle_leaf_hash(v, len, stone + 20), KB_OK);
             leveldb_free(v);
-            s_put_rec(&l, i, stone, sizeof stone);
+            kb_ldb_put_record(&l, i, stone, sizeof stone);
         }
         at = 0;
         break;
@@ -791,7 +741,7 @@ START_TEST(test_tampering_is_detected)
         break;
     }
     }
-    s_ldb_close(&l);
+    kb_ldb_close(&l);
     int rc = s_cli("audit verify --offline --data copy-%d --key keys/broker.sign.pub.pem", _i);
     ck_assert_msg(rc == 3, "%s: exit %d: %s", s_tamper_rows[_i].name, rc, s_out);
     char want[64];

@@ -29,6 +29,7 @@
 #include <leveldb/c.h>
 
 #include "kb_error.h"
+#include "kb_ldb.h"
 #include "kb_merkle.h"
 #include "kb_test.h"
 #include "kb_util.h"
@@ -300,79 +301,34 @@ END_TEST
 
 /* ------------------------------------------------------------ tampering */
 
-typedef struct {
-    leveldb_t *db;               /* the copy */
-    leveldb_options_t *opts;     /* its options */
-    leveldb_readoptions_t *ro;   /* reads */
-    leveldb_writeoptions_t *wo;  /* writes */
-} s_ldb_t;
-
-static void s_ldb_open(s_ldb_t *l, const char *dir)
-{
-    char *err = NULL;
-    l->opts = leveldb_options_create();
-    l->db = leveldb_open(l->opts, dir, &err);
-    ck_assert_msg(err == NULL, "%s", err);
-    l->ro = leveldb_readoptions_create();
-    l->wo = leveldb_writeoptions_create();
-}
-
-static void s_ldb_close(s_ldb_t *l)
-{
-    leveldb_close(l->db);
-    leveldb_options_destroy(l->opts);
-    leveldb_readoptions_destroy(l->ro);
-    leveldb_writeoptions_destroy(l->wo);
-}
-
-static char *s_get_rec(s_ldb_t *l, uint64_t i, size_t *len)
-{
-    uint8_t k[9] = {'a'};
-    char *err = NULL;
-    kb_be64_put(k + 1, i);
-    char *v = leveldb_get(l->db, l->ro, (const char *)k, sizeof k, len, &err);
-    ck_assert_ptr_null(err);
-    ck_assert_ptr_nonnull(v);
-    return v;
-}
-
-static void s_put_rec(s_ldb_t *l, uint64_t i, const void *v, size_t len)
-{
-    uint8_t k[9] = {'a'};
-    char *err = NULL;
-    kb_be64_put(k + 1, i);
-    leveldb_put(l->db, l->wo, (const char *)k, sizeof k, v, len, &err);
-    ck_assert_ptr_null(err);
-}
-
 /* Replace record i of the copy in dir by a tombstone with the right leaf
  * hash, claiming the pruning of claim (0xff: every kind). */
 static void s_hide(const char *dir, uint64_t i, uint8_t claim)
 {
-    s_ldb_t l;
-    s_ldb_open(&l, dir);
+    kb_ldb_t l;
+    kb_ldb_open(&l, dir);
     size_t len;
-    char *v = s_get_rec(&l, i, &len);
+    char *v = kb_ldb_get_record(&l, i, &len);
     uint8_t stone[KB_AUDIT_TOMBSTONE_LEN] = {0, 'P', 2, claim};
     kb_be64_put(stone + 4, 1);
     kb_be64_put(stone + 12, 2);
     ck_assert_int_eq(kb_merkle_leaf_hash(v, len, stone + 20), KB_OK);
     leveldb_free(v);
-    s_put_rec(&l, i, stone, sizeof stone);
-    s_ldb_close(&l);
+    kb_ldb_put_record(&l, i, stone, sizeof stone);
+    kb_ldb_close(&l);
 }
 
 /* Copy record i from the copy in from to the one in to. */
 static void s_restore(const char *from, const char *to, uint64_t i)
 {
-    s_ldb_t a, b;
-    s_ldb_open(&a, from);
+    kb_ldb_t a, b;
+    kb_ldb_open(&a, from);
     size_t len;
-    char *v = s_get_rec(&a, i, &len);
-    s_ldb_close(&a);
-    s_ldb_open(&b, to);
-    s_put_rec(&b, i, v, len);
-    s_ldb_close(&b);
+    char *v = kb_ldb_get_record(&a, i, &len);
+    kb_ldb_close(&a);
+    kb_ldb_open(&b, to);
+    kb_ldb_put_record(&b, i, v, len);
+    kb_ldb_close(&b);
     leveldb_free(v);
 }
 
