@@ -108,29 +108,14 @@ static int s_cli(const char *fmt, ...)
 static ketenbus_msg_t *s_signal(const char *to, const char *person)
 {
     ketenbus_msg_t *m = kb_test_signal(to, "seen at the station with an adult who held her papers");
-    const char *eq = strchr(person, '=');
-    char type[32];
-    snprintf(type, sizeof type, "%.*s", (int)(eq - person), person);
-    ck_assert_msg(ketenbus_msg_add_subject(m, s_chain_key, type, eq + 1) == KETENBUS_OK, "%s", ketenbus_last_error());
+    kb_test_add_person(m, s_chain_key, person);
     return m;
 }
 
 static ketenbus_msg_t *s_referral(const char *to, const char *person)
 {
-    ketenbus_msg_t *m = ketenbus_msg_new(KETENBUS_KIND_REFERRAL);
-    ck_assert_int_eq(ketenbus_msg_set(m, "recipients", to), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "purpose", "child_protection"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "handling", "h2"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.basis", "Jeugdwet art. 7.4.0"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.consent", "not_required"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.action", "youth_care"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.urgency", "urgent"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.deadline_us", "2030-01-01T12:00:00Z"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.signal.exploitation", "criminal"), KETENBUS_OK);
-    const char *eq = strchr(person, '=');
-    char type[32];
-    snprintf(type, sizeof type, "%.*s", (int)(eq - person), person);
-    ck_assert_int_eq(ketenbus_msg_add_subject(m, s_chain_key, type, eq + 1), KETENBUS_OK);
+    ketenbus_msg_t *m = kb_test_referral(to);
+    kb_test_add_person(m, s_chain_key, person);
     return m;
 }
 
@@ -149,15 +134,7 @@ static int s_send(ketenbus_client_t *c, ketenbus_msg_t *m, char *id)
 /* Receive and acknowledge n messages. */
 static void s_drain(const char *agency, int n)
 {
-    ketenbus_client_t *c = kb_chain_client(&s_chain, agency, NULL);
-    for (int i = 0; i < n; i++) {
-        ketenbus_msg_t *m = NULL;
-        ck_assert_msg(ketenbus_client_recv(c, &m, 5000) == KETENBUS_OK, "%s recv %d: %s", agency, i,
-                      ketenbus_last_error());
-        ck_assert_int_eq(ketenbus_client_ack(c, m), KETENBUS_OK);
-        ketenbus_msg_destroy(&m);
-    }
-    ketenbus_client_destroy(&c);
+    kb_chain_drain(&s_chain, agency, n);
 }
 
 /* What was sent: routed records per (sender, recipient, kind). */

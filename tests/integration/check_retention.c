@@ -108,24 +108,12 @@ static void s_teardown(void)
 
 static void s_subject(ketenbus_msg_t *m, const char *person)
 {
-    const char *eq = strchr(person, '=');
-    char type[32];
-    snprintf(type, sizeof type, "%.*s", (int)(eq - person), person);
-    ck_assert_msg(ketenbus_msg_add_subject(m, s_chain_key, type, eq + 1) == KETENBUS_OK, "%s", ketenbus_last_error());
+    kb_test_add_person(m, s_chain_key, person);
 }
 
 static ketenbus_msg_t *s_referral(void)
 {
-    ketenbus_msg_t *m = ketenbus_msg_new(KETENBUS_KIND_REFERRAL);
-    ck_assert_int_eq(ketenbus_msg_set(m, "recipients", "rvdk"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "purpose", "child_protection"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "handling", "h2"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.basis", "Jeugdwet art. 7.4.0"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.consent", "not_required"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.action", "youth_care"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.urgency", "urgent"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.deadline_us", "2030-01-01T12:00:00Z"), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_msg_set(m, "referral.signal.exploitation", "criminal"), KETENBUS_OK);
+    ketenbus_msg_t *m = kb_test_referral("rvdk");
     s_subject(m, PERSON_B);
     return m;
 }
@@ -140,15 +128,7 @@ static void s_submit(ketenbus_client_t *c, ketenbus_msg_t *m)
 
 static void s_drain(const char *agency, int n)
 {
-    ketenbus_client_t *c = kb_chain_client(&s_chain, agency, NULL);
-    for (int i = 0; i < n; i++) {
-        ketenbus_msg_t *m = NULL;
-        ck_assert_msg(ketenbus_client_recv(c, &m, 5000) == KETENBUS_OK, "%s recv %d: %s", agency, i,
-                      ketenbus_last_error());
-        ck_assert_int_eq(ketenbus_client_ack(c, m), KETENBUS_OK);
-        ketenbus_msg_destroy(&m);
-    }
-    ketenbus_client_destroy(&c);
+    kb_chain_drain(&s_chain, agency, n);
 }
 
 /* Signals and referrals in turn, each received and acknowledged. */

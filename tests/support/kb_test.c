@@ -297,6 +297,45 @@ ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative)
     return m;
 }
 
+ketenbus_msg_t *kb_test_referral(const char *recipient)
+{
+    ketenbus_msg_t *m = ketenbus_msg_new(KETENBUS_KIND_REFERRAL);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(ketenbus_msg_set(m, "recipients", recipient), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "purpose", "child_protection"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "handling", "h2"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.basis", "Jeugdwet art. 7.4.0"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "legal_basis.consent", "not_required"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "referral.action", "youth_care"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "referral.urgency", "urgent"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "referral.deadline_us", "2030-01-01T12:00:00Z"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(m, "referral.signal.exploitation", "criminal"), KETENBUS_OK);
+    return m;
+}
+
+void kb_test_add_person(ketenbus_msg_t *m, const char *chain_key_file, const char *person)
+{
+    const char *eq = strchr(person, '=');
+    ck_assert_ptr_nonnull(eq);
+    char type[32];
+    snprintf(type, sizeof type, "%.*s", (int)(eq - person), person);
+    ck_assert_msg(ketenbus_msg_add_subject(m, chain_key_file, type, eq + 1) == KETENBUS_OK, "%s",
+                  ketenbus_last_error());
+}
+
+void kb_chain_drain(kb_chain_t *c, const char *agency, int n)
+{
+    ketenbus_client_t *cl = kb_chain_client(c, agency, NULL);
+    for (int i = 0; i < n; i++) {
+        ketenbus_msg_t *m = NULL;
+        ck_assert_msg(ketenbus_client_recv(cl, &m, 5000) == KETENBUS_OK, "%s recv %d: %s", agency, i,
+                      ketenbus_last_error());
+        ck_assert_int_eq(ketenbus_client_ack(cl, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_client_destroy(&cl);
+}
+
 int kb_chain_cli(const kb_chain_t *c, char *out, size_t out_len, const char *fmt, ...)
 {
     char args[4096], cmd[8192], path[512];

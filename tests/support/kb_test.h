@@ -86,6 +86,16 @@ void kb_chain_checkpoint(const kb_chain_t *c, uint64_t *size, uint64_t *audit_si
 int kb_chain_cli(const kb_chain_t *c, char *out, size_t out_len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* A referral to recipient (child protection, youth care, urgent) ready to submit. */
+ketenbus_msg_t *kb_test_referral(const char *recipient);
+
+/* Add the subject key of person ("type=value", e.g. "bsn=123456782") under
+ * the chain key in chain_key_file, as an adapter does. */
+void kb_test_add_person(ketenbus_msg_t *m, const char *chain_key_file, const char *person);
+
+/* As agency, receive and acknowledge n messages (each within 5 s). */
+void kb_chain_drain(kb_chain_t *c, const char *agency, int n);
+
 /* A signal message ready to submit (kind, purpose, handling, legal basis, payload). */
 ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative);
 
