@@ -272,6 +272,22 @@ build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/kb_codec.c lib/kb_error.c lib
 fuzz: build/fuzz/fuzz_frame
 	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus
 
+# A long run of the real broker under load with kill -9, reloads and agencies
+# going offline (tests/soak/check_soak.c); SOAK_SECONDS of load at SOAK_RATE
+# messages per second, the broker killed every SOAK_KILL_EVERY seconds.
+SOAK_SECONDS    ?= 600
+SOAK_RATE       ?= 200
+SOAK_KILL_EVERY ?= 67
+.PHONY: soak
+soak: all $(BUILD)/tests/soak/check_soak
+	@KB_BUILD=$(abspath $(BUILD)) SOAK_SECONDS=$(SOAK_SECONDS) SOAK_RATE=$(SOAK_RATE) \
+	  SOAK_KILL_EVERY=$(SOAK_KILL_EVERY) $(BUILD)/tests/soak/check_soak
+
+$(BUILD)/tests/soak/%: tests/soak/%.c $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -Iops/cli -o $@ $< $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
+
 # Figures of the audit log's Merkle tree (tests/bench/bench_merkle.c):
 # appends/s in memory and in LevelDB, leaf hashes verified/s. BENCH_LEAVES
 # leaves (default 1000000); scratch files under $TMPDIR.
