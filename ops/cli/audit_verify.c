@@ -377,7 +377,7 @@ static void s_conclude(s_verify_t *v, uint64_t size)
     o->size = v->broken ? size : end;
     if (o->ok) {
         char pruned[160] = "";
-        if (v->stones == o->pruned_end - o->pruned_first)
+        if (v->stones > 0 && v->stones == o->pruned_end - o->pruned_first)
             snprintf(pruned, sizeof pruned, ", records [%" PRIu64 ", %" PRIu64 ") pruned by retention",
                      o->pruned_first, o->pruned_end);
         else if (v->stones)

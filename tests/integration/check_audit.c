@@ -381,6 +381,7 @@ START_TEST(test_kept_checkpoint_and_proofs)
 
     ck_assert_msg(s_cli("audit verify %s --checkpoint kept.note", src) == 0, "%s", s_out);
     ck_assert_msg(strstr(s_out, "the log extends 1 of 1") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "pruned") == NULL, "nothing was pruned: %s", s_out);
     ck_assert_msg(s_cli("audit consistency %s --from %llu --checkpoint kept.note", src, (unsigned long long)cp.size) == 0,
                   "%s", s_out);
     ck_assert_ptr_nonnull(strstr(s_out, "the proof holds"));
