@@ -211,6 +211,21 @@ void ketenbus_client_destroy(ketenbus_client_t **p);
  * msg stays the caller's; its id and sender are readable afterwards. */
 int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms);
 
+/* Most messages in one ketenbus_client_submit_batch(). */
+#define KETENBUS_BATCH_MAX 256u
+
+/* Submit msgs[0..n) (1 <= n <= KETENBUS_BATCH_MAX) as ketenbus_client_submit()
+ * does, with one synced outbox write for all of them instead of one each:
+ * what an adapter handing over a backlog wants. All or nothing: if one
+ * message is invalid, KETENBUS_EINVAL names it and none is stored. Then it
+ * waits up to timeout_ms for all receipts; receipts (n entries, may be NULL)
+ * gets each message's, in order (outcome NONE where none came in time).
+ * Returns KETENBUS_OK when all were accepted (or duplicates),
+ * KETENBUS_EREJECTED when at least one was refused, KETENBUS_EPENDING when
+ * at least one has no receipt yet (it goes out on reconnect). */
+int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, ketenbus_receipt_t *receipts,
+                                 int timeout_ms);
+
 /* Set the callback for deliveries (NULL: use ketenbus_client_recv()). */
 void ketenbus_client_set_handler(ketenbus_client_t *c, ketenbus_handler_fn *fn, void *arg);
 

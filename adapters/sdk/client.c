@@ -77,6 +77,7 @@ struct ketenbus_client {
     uint8_t ring_ids[KB_RECEIPT_RING][16];    /* their ids */
     size_t ring_next;                 /* next slot */
     size_t ring_count;                /* filled slots */
+    uint64_t ring_total;              /* receipts stored since the client was made */
     const ketenbus_receipt_t *last_receipt; /* most recent */
     ketenbus_handler_fn *handler;     /* delivery callback */
     void *handler_arg;                /* its argument */
@@ -369,15 +370,19 @@ static void s_on_receipt(ketenbus_client_t *c, const Ketenbus__Receipt *rc)
         c->ring_next = (slot + 1) % KB_RECEIPT_RING;
         if (c->ring_count < KB_RECEIPT_RING)
             c->ring_count++;
+        c->ring_total++;
         s_log(c, e->outcome == KETENBUS__OUTCOME__OUTCOME_REJECTED ? 1 : 3,
               "event=receipt message=%s outcome=%d audit=%llu reason=\"%s\"", c->ring[slot].message_id,
               (int)e->outcome, (unsigned long long)e->audit_index, c->ring[slot].reason);
     }
 }
 
-static const ketenbus_receipt_t *s_find_receipt(const ketenbus_client_t *c, const uint8_t id[16])
+/* The receipt for id among those stored after the first `since` (so a
+ * message submitted again is not answered by its earlier receipt). */
+static const ketenbus_receipt_t *s_find_receipt(const ketenbus_client_t *c, const uint8_t id[16], uint64_t since)
 {
-    for (size_t k = 0; k < c->ring_count; k++) {
+    size_t newer = c->ring_total - since < c->ring_count ? (size_t)(c->ring_total - since) : c->ring_count;
+    for (size_t k = 0; k < newer; k++) {
         size_t slot = (c->ring_next + KB_RECEIPT_RING - 1 - k) % KB_RECEIPT_RING;
         if (memcmp(c->ring_ids[slot], id, 16) == 0)
             return &c->ring[slot];
@@ -688,10 +693,12 @@ int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms)
     }
 }
 
-int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms)
+/* Fill the header fields the SDK owns (sender, message id, created time),
+ * validate, sign and pack msg into *buf (the caller frees it). */
+static int s_prepare(ketenbus_client_t *c, ketenbus_msg_t *msg, uint8_t **buf, size_t *len)
 {
-    if (!c || !msg)
-        return kb_error_set(KB_EINVAL, "submit: NULL argument");
+    if (!msg)
+        return kb_error_set(KB_EINVAL, "submit: NULL message");
     if (msg->received)
         return kb_error_set(KB_EINVAL, "submit: a received message cannot be submitted again");
     Ketenbus__Envelope *e = msg->env;
@@ -741,14 +748,31 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
     rc = kb_seal_sign(e, c->sign_key);
     if (rc != KB_OK)
         return rc;
-    size_t len = ketenbus__envelope__get_packed_size(e);
-    uint8_t *buf = malloc(len);
-    if (!buf)
+    *len = ketenbus__envelope__get_packed_size(e);
+    *buf = malloc(*len);
+    if (!*buf)
         return kb_error_set(KB_ENOMEM, "submit: out of memory");
-    ketenbus__envelope__pack(e, buf);
+    ketenbus__envelope__pack(e, *buf);
+    return KB_OK;
+}
+
+/* Store n prepared envelopes with one synced write, then send them if the
+ * broker is connected. Frees bufs[i] in every case. */
+static int s_store_and_send(ketenbus_client_t *c, ketenbus_msg_t **msgs, uint8_t **bufs, const size_t *lens, size_t n)
+{
+    kb_outbox_entry_t *in = calloc(n, sizeof *in);
+    int rc = in ? KB_OK : kb_error_set(KB_ENOMEM, "submit: out of memory");
+    for (size_t i = 0; rc == KB_OK && i < n; i++) {
+        memcpy(in[i].id, msgs[i]->env->message_id.data, 16);
+        in[i].bytes = bufs[i];
+        in[i].len = lens[i];
+    }
     size_t before = kb_outbox_size(c->outbox);
-    rc = kb_outbox_put(c->outbox, e->message_id.data, buf, len);
-    free(buf);
+    if (rc == KB_OK)
+        rc = kb_outbox_put_batch(c->outbox, in, n);
+    free(in);
+    for (size_t i = 0; i < n; i++)
+        free(bufs[i]);
     if (rc != KB_OK)
         return rc;
     if (c->welcomed && !c->resend) {
@@ -758,31 +782,105 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
         else if (rc != KB_OK)
             return rc;
     }
+    return KB_OK;
+}
+
+/* Wait up to timeout_ms for the receipts of msgs[0..n) (stored after the
+ * first `since` receipts) and copy them to
+ * receipts (may be NULL). KB_OK when all were accepted or duplicates,
+ * KB_EREJECTED when one was refused, KB_EPENDING when one has no receipt. */
+static int s_await(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, uint64_t since,
+                   ketenbus_receipt_t *receipts, int timeout_ms)
+{
     int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    const ketenbus_receipt_t *r = NULL;
+    size_t first = 0; /* msgs[0..first) have their receipt (they come in order) */
+    size_t rejected = 0;
     for (;;) {
-        r = s_find_receipt(c, e->message_id.data);
-        if (r)
-            break;
+        while (first < n) {
+            const ketenbus_receipt_t *r = s_find_receipt(c, msgs[first]->env->message_id.data, since);
+            if (!r)
+                break;
+            if (receipts)
+                receipts[first] = *r;
+            rejected += r->outcome == KETENBUS_OUTCOME_REJECTED;
+            first++;
+        }
         int64_t left = deadline - kb_mono_ms();
-        if (left <= 0)
+        if (first == n || left <= 0)
             break;
-        rc = ketenbus_client_poll(c, (int)left);
+        int rc = ketenbus_client_poll(c, (int)left);
         if (rc != KB_OK)
             return rc;
     }
-    if (!r) {
-        if (receipt) {
-            memset(receipt, 0, sizeof *receipt);
-            snprintf(receipt->message_id, sizeof receipt->message_id, "%s", msg->id);
+    /* receipts out of order (or one forgotten by the ring): look again */
+    size_t pending = 0;
+    for (size_t i = first; i < n; i++) {
+        const ketenbus_receipt_t *r = s_find_receipt(c, msgs[i]->env->message_id.data, since);
+        if (receipts && r)
+            receipts[i] = *r;
+        else if (receipts) {
+            memset(&receipts[i], 0, sizeof receipts[i]);
+            snprintf(receipts[i].message_id, sizeof receipts[i].message_id, "%s", msgs[i]->id);
         }
-        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %s; it stays in the outbox", msg->id);
+        pending += r == NULL;
+        rejected += r && r->outcome == KETENBUS_OUTCOME_REJECTED;
     }
-    if (receipt)
-        *receipt = *r;
-    if (r->outcome == KETENBUS_OUTCOME_REJECTED)
-        return kb_error_set(KB_EREJECTED, "submit: %s rejected: %s", msg->id, r->reason);
+    if (rejected > 0)
+        return kb_error_set(KB_EREJECTED, "submit: %zu of %zu rejected; the receipts say why", rejected, n);
+    if (pending > 0)
+        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %zu of %zu; they stay in the outbox", pending,
+                            n);
     return KB_OK;
+}
+
+int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms)
+{
+    if (!c || !msg)
+        return kb_error_set(KB_EINVAL, "submit: NULL argument");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = s_prepare(c, msg, &buf, &len);
+    if (rc != KB_OK)
+        return rc;
+    uint64_t since = c->ring_total;
+    rc = s_store_and_send(c, &msg, &buf, &len, 1);
+    if (rc != KB_OK)
+        return rc;
+    ketenbus_receipt_t r;
+    rc = s_await(c, &msg, 1, since, &r, timeout_ms);
+    if (receipt && (rc == KB_OK || rc == KB_EREJECTED || rc == KB_EPENDING))
+        *receipt = r;
+    if (rc == KB_EPENDING)
+        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %s; it stays in the outbox", msg->id);
+    if (rc == KB_EREJECTED)
+        return kb_error_set(KB_EREJECTED, "submit: %s rejected: %s", msg->id, r.reason);
+    return rc;
+}
+
+int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, ketenbus_receipt_t *receipts,
+                                 int timeout_ms)
+{
+    if (!c || !msgs || n == 0)
+        return kb_error_set(KB_EINVAL, "submit_batch: NULL argument or no messages");
+    if (n > KETENBUS_BATCH_MAX)
+        return kb_error_set(KB_EINVAL, "submit_batch: %zu messages, at most %u in one batch", n, KETENBUS_BATCH_MAX);
+    uint8_t *bufs[KETENBUS_BATCH_MAX];
+    size_t lens[KETENBUS_BATCH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        int rc = s_prepare(c, msgs[i], &bufs[i], &lens[i]);
+        if (rc != KB_OK) {
+            char why[KB_ERROR_MAX];
+            snprintf(why, sizeof why, "%s", kb_last_error());
+            for (size_t k = 0; k < i; k++)
+                free(bufs[k]);
+            return kb_error_set(rc, "submit_batch: message %zu: %s; nothing was stored", i, why);
+        }
+    }
+    uint64_t since = c->ring_total;
+    int rc = s_store_and_send(c, msgs, bufs, lens, n);
+    if (rc != KB_OK)
+        return rc;
+    return s_await(c, msgs, n, since, receipts, timeout_ms);
 }
 
 int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout_ms)

@@ -33,21 +33,31 @@ struct kb_outbox {
     uint64_t next_seq;             /* next outbox sequence */
 };
 
-static int s_append(kb_outbox_t *o, uint64_t seq, const uint8_t id[16], const uint8_t *bytes, size_t len)
+/* Room for n more entries at the end of items. */
+static int s_reserve(kb_outbox_t *o, size_t n)
 {
-    if (o->head > 0 && o->head + o->n == o->cap) {
+    if (o->head > 0 && o->head + o->n + n > o->cap) {
         /* reuse the room that in-order removals left at the front */
         memmove(o->items, o->items + o->head, o->n * sizeof *o->items);
         o->head = 0;
     }
-    if (o->head + o->n == o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 64;
+    if (o->head + o->n + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 64;
+        while (cap < o->n + n)
+            cap *= 2;
         kb_outbox_entry_t *p = realloc(o->items, cap * sizeof *p);
         if (!p)
             return kb_error_set(KB_ENOMEM, "outbox: out of memory");
         o->items = p;
         o->cap = cap;
     }
+    return KB_OK;
+}
+
+static int s_append(kb_outbox_t *o, uint64_t seq, const uint8_t id[16], const uint8_t *bytes, size_t len)
+{
+    if (s_reserve(o, 1) != KB_OK)
+        return KB_ENOMEM;
     kb_outbox_entry_t *e = &o->items[o->head + o->n];
     e->bytes = malloc(len ? len : 1);
     if (!e->bytes)
@@ -159,22 +169,56 @@ void kb_outbox_destroy(kb_outbox_t **p)
 
 int kb_outbox_put(kb_outbox_t *o, const uint8_t id[16], const uint8_t *bytes, size_t len)
 {
-    if (o->n >= KB_OUTBOX_MAX_ENTRIES)
-        return kb_error_set(KB_ETOOBIG, "outbox: %u messages wait already; is the broker reachable?",
-                            KB_OUTBOX_MAX_ENTRIES);
-    uint8_t k[9];
-    k[0] = 'o';
-    kb_be64_put(k + 1, o->next_seq);
-    char *err = NULL;
-    leveldb_put(o->db, o->wsync, (const char *)k, sizeof k, (const char *)bytes, len, &err);
-    if (err) {
-        int rc = kb_error_set(KB_EIO, "outbox: write: %s", err);
-        leveldb_free(err);
+    kb_outbox_entry_t in = {.seq = 0, .bytes = (uint8_t *)bytes, .len = len};
+    memcpy(in.id, id, 16);
+    return kb_outbox_put_batch(o, &in, 1);
+}
+
+int kb_outbox_put_batch(kb_outbox_t *o, const kb_outbox_entry_t *in, size_t n)
+{
+    if (n == 0)
+        return KB_OK;
+    if (n > KB_OUTBOX_MAX_ENTRIES - o->n)
+        return kb_error_set(KB_ETOOBIG, "outbox: %zu messages wait already; is the broker reachable?", o->n);
+    /* everything that can fail in memory fails before the write */
+    if (s_reserve(o, n) != KB_OK)
+        return KB_ENOMEM;
+    kb_outbox_entry_t *slot = &o->items[o->head + o->n];
+    leveldb_writebatch_t *b = leveldb_writebatch_create();
+    size_t made = 0;
+    int rc = KB_OK;
+    for (; made < n; made++) {
+        slot[made].bytes = malloc(in[made].len ? in[made].len : 1);
+        if (!slot[made].bytes) {
+            rc = kb_error_set(KB_ENOMEM, "outbox: out of memory");
+            break;
+        }
+        memcpy(slot[made].bytes, in[made].bytes, in[made].len);
+        slot[made].len = in[made].len;
+        slot[made].seq = o->next_seq + made;
+        memcpy(slot[made].id, in[made].id, 16);
+        uint8_t k[9];
+        k[0] = 'o';
+        kb_be64_put(k + 1, slot[made].seq);
+        leveldb_writebatch_put(b, (const char *)k, sizeof k, (const char *)in[made].bytes, in[made].len);
+    }
+    if (rc == KB_OK) {
+        char *err = NULL;
+        leveldb_write(o->db, o->wsync, b, &err); /* one synced write for all n */
+        if (err) {
+            rc = kb_error_set(KB_EIO, "outbox: write: %s", err);
+            leveldb_free(err);
+        }
+    }
+    leveldb_writebatch_destroy(b);
+    if (rc != KB_OK) {
+        for (size_t i = 0; i < made; i++)
+            free(slot[i].bytes);
         return rc;
     }
-    int rc = s_append(o, o->next_seq, id, bytes, len);
-    o->next_seq++;
-    return rc;
+    o->n += n;
+    o->next_seq += n;
+    return KB_OK;
 }
 
 int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16])

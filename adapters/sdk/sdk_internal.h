@@ -47,6 +47,10 @@ void kb_outbox_destroy(kb_outbox_t **p);
 /* Store a signed envelope durably (synced write) before it is sent. */
 int kb_outbox_put(kb_outbox_t *o, const uint8_t id[16], const uint8_t *bytes, size_t len);
 
+/* Store n signed envelopes (id, bytes, len of each; seq is ignored) with
+ * one synced write, in order: all of them or, on error, none. */
+int kb_outbox_put_batch(kb_outbox_t *o, const kb_outbox_entry_t *in, size_t n);
+
 /* Forget an entry that got its receipt. KB_ENOTFOUND if unknown. */
 int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16]);
 

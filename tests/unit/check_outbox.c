@@ -79,6 +79,47 @@ START_TEST(test_order_and_removal)
 }
 END_TEST
 
+/* Batches go in one write, keep their order among single puts, and grow the
+ * table past its first allocation in one step. */
+START_TEST(test_batch)
+{
+    enum { N = 150 };
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    s_put(o, 1);
+    Ketenbus__Envelope e;
+    ketenbus__envelope__init(&e);
+    kb_outbox_entry_t in[N];
+    uint8_t bufs[N][64];
+    for (size_t i = 0; i < N; i++) {
+        memset(in[i].id, 0, 16);
+        in[i].id[0] = (uint8_t)(2 + i);
+        e.message_id.data = in[i].id;
+        e.message_id.len = 16;
+        in[i].len = ketenbus__envelope__pack(&e, bufs[i]);
+        in[i].bytes = bufs[i];
+    }
+    ck_assert_int_eq(kb_outbox_put_batch(o, in, N), KB_OK);
+    ck_assert_int_eq(kb_outbox_put_batch(o, in, 0), KB_OK); /* nothing */
+    s_put(o, 200);
+    uint8_t want[N + 2];
+    for (size_t i = 0; i < N + 1; i++)
+        want[i] = (uint8_t)(1 + i);
+    want[N + 1] = 200;
+    s_expect(o, want, N + 2);
+    /* the outbox keeps its own copies */
+    memset(bufs, 0, sizeof bufs);
+    kb_outbox_destroy(&o);
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    s_expect(o, want, N + 2);
+    /* sequence numbers go on after reopening */
+    ck_assert_uint_gt(kb_outbox_at(o, N + 1)->seq, kb_outbox_at(o, N)->seq);
+    ck_assert_uint_eq(kb_outbox_at(o, N)->seq, kb_outbox_at(o, 0)->seq + N);
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
 START_TEST(test_seen)
 {
     kb_outbox_t *o = kb_outbox_open(s_dir);
@@ -100,6 +141,7 @@ int main(void)
     TCase *tc = tcase_create("outbox");
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, test_order_and_removal);
+    tcase_add_test(tc, test_batch);
     tcase_add_test(tc, test_seen);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

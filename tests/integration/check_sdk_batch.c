@@ -1,0 +1,226 @@
+/*
+ * check_sdk_batch.c - ketenbus_client_submit_batch() against a real ketenbusd.
+ *
+ * A batch is stored with one synced outbox write and answered with one
+ * receipt per message, in order. Covers: all accepted and delivered in
+ * order; one refused among accepted ones; an invalid message refusing the
+ * whole batch before anything is stored; a batch written while the broker
+ * is down and sent when it comes up; the argument limits.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "kb_test.h"
+
+#define S_RULE_REST                                                                              \
+    "    kinds: [signal]\n    purposes: [victim_care]\n    max_handling: h3\n"                   \
+    "    legal_basis: Wpg art. 19\n"
+
+static const char *s_agencies[] = {"politie", "fier", "rvdk"};
+static const char *s_rules = "  - id: politie-fier\n    from: [politie]\n    to: [fier]\n" S_RULE_REST;
+
+static kb_chain_t s_chain;
+
+static void s_setup(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 3, s_rules, "");
+    kb_chain_start(&s_chain);
+}
+
+static void s_teardown(void)
+{
+    kb_chain_cleanup(&s_chain);
+}
+
+/* n signals "batch 0".."batch n-1" to recipient. */
+static void s_make(ketenbus_msg_t **msgs, size_t n, const char *recipient)
+{
+    for (size_t i = 0; i < n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "batch %zu", i);
+        msgs[i] = kb_test_signal(recipient, text);
+    }
+}
+
+static void s_free(ketenbus_msg_t **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ketenbus_msg_destroy(&msgs[i]);
+}
+
+/* fier receives n signals "batch 0".."batch n-1" in that order. */
+static void s_expect_delivered(size_t n)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    for (size_t i = 0; i < n; i++) {
+        ketenbus_msg_t *m = NULL;
+        ck_assert_msg(ketenbus_client_recv(fier, &m, 5000) == KETENBUS_OK, "message %zu: %s", i,
+                      ketenbus_last_error());
+        char *text = ketenbus_msg_get(m, "signal.narrative"), want[32];
+        snprintf(want, sizeof want, "batch %zu", i);
+        ck_assert_str_eq(text, want);
+        free(text);
+        ck_assert_int_eq(ketenbus_client_ack(fier, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_msg_t *extra = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &extra, 300), KETENBUS_ETIMEDOUT);
+    ketenbus_client_destroy(&fier);
+}
+
+START_TEST(test_batch_accepted_in_order)
+{
+    enum { N = 200 };
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[N];
+    ketenbus_receipt_t rs[N];
+    s_make(msgs, N, "fier");
+    ck_assert_msg(ketenbus_client_submit_batch(politie, msgs, N, rs, 10000) == KETENBUS_OK, "%s",
+                  ketenbus_last_error());
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_ACCEPTED);
+        ck_assert_str_eq(rs[i].message_id, ketenbus_msg_id(msgs[i]));
+        ck_assert_str_eq(rs[i].recipients, "fier");
+        if (i > 0)
+            ck_assert_uint_gt(rs[i].audit_index, rs[i - 1].audit_index);
+    }
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
+    /* the same messages again: the broker knows their ids */
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, msgs, N, rs, 10000), KETENBUS_OK);
+    for (size_t i = 0; i < N; i++)
+        ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_DUPLICATE);
+    /* and one alone: answered by its new receipt, not by the first one */
+    ketenbus_receipt_t r;
+    ck_assert_int_eq(ketenbus_client_submit(politie, msgs[0], &r, 5000), KETENBUS_OK);
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_DUPLICATE);
+    s_free(msgs, N);
+    ketenbus_client_destroy(&politie);
+    s_expect_delivered(N);
+}
+END_TEST
+
+START_TEST(test_batch_one_refused)
+{
+    enum { N = 5 };
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[N];
+    ketenbus_receipt_t rs[N];
+    s_make(msgs, N, "fier");
+    ketenbus_msg_destroy(&msgs[2]);
+    msgs[2] = kb_test_signal("rvdk", "batch 2"); /* no rule allows it */
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, msgs, N, rs, 5000), KETENBUS_EREJECTED);
+    ck_assert_ptr_nonnull(strstr(ketenbus_last_error(), "1 of 5 rejected"));
+    for (size_t i = 0; i < N; i++)
+        ck_assert_int_eq(rs[i].outcome, i == 2 ? KETENBUS_OUTCOME_REJECTED : KETENBUS_OUTCOME_ACCEPTED);
+    ck_assert_str_ne(rs[2].reason, "");
+    s_free(msgs, N);
+    ketenbus_client_destroy(&politie);
+    /* fier gets the four others, still in order */
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    const char *want[] = {"batch 0", "batch 1", "batch 3", "batch 4"};
+    for (size_t i = 0; i < 4; i++) {
+        ketenbus_msg_t *m = NULL;
+        ck_assert_int_eq(ketenbus_client_recv(fier, &m, 5000), KETENBUS_OK);
+        char *text = ketenbus_msg_get(m, "signal.narrative");
+        ck_assert_str_eq(text, want[i]);
+        free(text);
+        ck_assert_int_eq(ketenbus_client_ack(fier, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+START_TEST(test_batch_invalid_stores_nothing)
+{
+    enum { N = 4 };
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[N];
+    s_make(msgs, N, "fier");
+    ketenbus_msg_destroy(&msgs[3]);
+    msgs[3] = ketenbus_msg_new(KETENBUS_KIND_SIGNAL); /* no recipients, purpose, ... */
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, msgs, N, NULL, 2000), KETENBUS_EINVAL);
+    ck_assert_msg(strstr(ketenbus_last_error(), "message 3") && strstr(ketenbus_last_error(), "nothing was stored"),
+                  "%s", ketenbus_last_error());
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
+    /* without the bad one the rest goes through */
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, msgs, 3, NULL, 5000), KETENBUS_OK);
+    s_free(msgs, N);
+    ketenbus_client_destroy(&politie);
+    s_expect_delivered(3);
+}
+END_TEST
+
+START_TEST(test_batch_while_broker_down)
+{
+    enum { N = 50 };
+    kb_chain_pin_port(&s_chain);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[N];
+    ketenbus_receipt_t rs[N];
+    s_make(msgs, N, "fier");
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, msgs, N, rs, 200), KETENBUS_EPENDING);
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_NONE);
+        ck_assert_str_eq(rs[i].message_id, ketenbus_msg_id(msgs[i]));
+    }
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), N);
+    /* the outbox survives the adapter's restart too */
+    ketenbus_client_destroy(&politie);
+    kb_chain_start(&s_chain);
+    politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), N);
+    ck_assert_int_eq(ketenbus_client_flush(politie, 10000), KETENBUS_OK);
+    s_free(msgs, N);
+    ketenbus_client_destroy(&politie);
+    s_expect_delivered(N);
+}
+END_TEST
+
+START_TEST(test_batch_limits)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *one = kb_test_signal("fier", "batch 0");
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, &one, 0, NULL, 0), KETENBUS_EINVAL);
+    ck_assert_int_eq(ketenbus_client_submit_batch(NULL, &one, 1, NULL, 0), KETENBUS_EINVAL);
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, NULL, 1, NULL, 0), KETENBUS_EINVAL);
+    ketenbus_msg_t **many = calloc(KETENBUS_BATCH_MAX + 1, sizeof *many);
+    ck_assert_ptr_nonnull(many);
+    for (size_t i = 0; i <= KETENBUS_BATCH_MAX; i++)
+        many[i] = one;
+    ck_assert_int_eq(ketenbus_client_submit_batch(politie, many, KETENBUS_BATCH_MAX + 1, NULL, 0), KETENBUS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(ketenbus_last_error(), "at most"));
+    free(many);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
+    ketenbus_msg_destroy(&one);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("sdk_batch");
+    TCase *tc = tcase_create("batch");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_batch_accepted_in_order);
+    tcase_add_test(tc, test_batch_one_refused);
+    tcase_add_test(tc, test_batch_invalid_stores_nothing);
+    tcase_add_test(tc, test_batch_while_broker_down);
+    tcase_add_test(tc, test_batch_limits);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(s_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
