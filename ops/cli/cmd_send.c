@@ -2,8 +2,9 @@
  * cmd_send.c - `ketenbus send`: submit messages written as JSON.
  *
  * Input is one JSON object, or several as JSON lines, from a file or stdin.
- * Each message is stored in the adapter's outbox and submitted; one JSON
- * line per receipt goes to stdout. A message without a receipt within the
+ * The messages are stored in the adapter's outbox (one synced write per
+ * batch of KETENBUS_BATCH_MAX) and submitted; one JSON line per receipt
+ * goes to stdout. A message without a receipt within the
  * timeout stays in the outbox and goes out with the next run.
  */
 #include <getopt.h>
@@ -29,7 +30,10 @@ static void s_usage(FILE *out)
             "JSON line per receipt: message_id, outcome (accepted, duplicate, rejected,\n"
             "pending), audit_index, recipients, refused, reason. The input is one JSON\n"
             "object or JSON lines, in the form of docs/JSON.md; the SDK fills message_id,\n"
-            "sender, created_us, seals and signature.\n"
+            "sender, created_us, seals and signature. Messages are stored in the outbox\n"
+            "in batches of up to 256 (one synced write each); an invalid message stops\n"
+            "the run before its batch is stored, and the messages before that batch\n"
+            "stay submitted.\n"
             "\n"
             "  --timeout S   seconds to wait for all receipts (default 10); messages\n"
             "                without a receipt stay in the outbox and are sent again by\n"
@@ -206,24 +210,35 @@ int cmd_send(int argc, char **argv)
     if (rc == KB_EXIT_OK && !client)
         rc = KB_EXIT_FAIL;
 
+    /* batches: one synced outbox write per KETENBUS_BATCH_MAX messages */
     int64_t deadline = kb_mono_ms() + timeout_ms;
     int rejected = 0, pending = 0;
-    for (size_t i = 0; client && i < n_msgs; i++) {
-        ketenbus_receipt_t r;
+    ketenbus_receipt_t *rs = client ? calloc(KETENBUS_BATCH_MAX, sizeof *rs) : NULL;
+    if (client && !rs) {
+        fprintf(stderr, "ketenbus send: out of memory\n");
+        rc = KB_EXIT_FAIL;
+    }
+    for (size_t at = 0; rs && at < n_msgs; at += KETENBUS_BATCH_MAX) {
+        size_t n = n_msgs - at < KETENBUS_BATCH_MAX ? n_msgs - at : KETENBUS_BATCH_MAX;
         int64_t left = deadline - kb_mono_ms();
-        int src = ketenbus_client_submit(client, msgs[i], &r, left > 0 ? (int)left : 0);
-        if (src == KETENBUS_OK || src == KETENBUS_EREJECTED) {
-            s_print_receipt(&r, ketenbus_msg_id(msgs[i]), 0);
-            rejected += src == KETENBUS_EREJECTED;
-        } else if (src == KETENBUS_EPENDING) {
-            s_print_receipt(NULL, ketenbus_msg_id(msgs[i]), 1);
-            pending++;
-        } else {
-            fprintf(stderr, "ketenbus send: message %zu: %s\n", i + 1, ketenbus_last_error());
+        int src = ketenbus_client_submit_batch(client, msgs + at, n, rs, left > 0 ? (int)left : 0);
+        if (src != KETENBUS_OK && src != KETENBUS_EREJECTED && src != KETENBUS_EPENDING) {
+            fprintf(stderr, "ketenbus send: messages %zu to %zu of the input: %s\n", at + 1, at + n,
+                    ketenbus_last_error());
             rc = KB_EXIT_FAIL;
             break;
         }
+        for (size_t i = 0; i < n; i++) {
+            if (rs[i].outcome == KETENBUS_OUTCOME_NONE) {
+                s_print_receipt(NULL, ketenbus_msg_id(msgs[at + i]), 1);
+                pending++;
+            } else {
+                s_print_receipt(&rs[i], ketenbus_msg_id(msgs[at + i]), 0);
+                rejected += rs[i].outcome == KETENBUS_OUTCOME_REJECTED;
+            }
+        }
     }
+    free(rs);
     ketenbus_client_destroy(&client);
     for (size_t i = 0; i < n_msgs; i++)
         ketenbus_msg_destroy(&msgs[i]);
