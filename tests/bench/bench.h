@@ -170,8 +170,9 @@ typedef struct {
 int bench_wire_run(const bench_broker_t *b, const bench_keys_t *k, bench_pool_t *pools, unsigned n_pairs,
                    size_t per_pair, double rate, int recipients_online, double time_limit_s, bench_wire_t *out);
 
-/* The same exchange through libketenbus: submit(..., 0) with a window,
- * poll, flush; a handler on the receiving client. */
+/* The same exchange through libketenbus: submit(..., 0) with a window
+ * (batch 1), or submit_batch() of `batch` messages, poll; a handler on the
+ * receiving client. */
 typedef struct {
     size_t n;               /* messages */
     double accept_rate;     /* receipts per second */
@@ -179,8 +180,8 @@ typedef struct {
     int complete;           /* all arrived in time */
     char error[200];        /* why not */
 } bench_sdk_t;
-int bench_sdk_run(const bench_broker_t *b, const bench_keys_t *k, size_t n, size_t payload, double time_limit_s,
-                  bench_sdk_t *out);
+int bench_sdk_run(const bench_broker_t *b, const bench_keys_t *k, size_t n, size_t payload, size_t batch,
+                  double time_limit_s, bench_sdk_t *out);
 
 /* Ceilings. */
 typedef struct {

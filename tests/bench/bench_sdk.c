@@ -3,7 +3,9 @@
  *
  * One client for s0 submits with timeout 0 (the SDK builds, signs, stores
  * in its durable outbox with a synced write, sends, and returns
- * KETENBUS_EPENDING), keeping a window of unanswered submissions, and one
+ * KETENBUS_EPENDING), one message per ketenbus_client_submit() or `batch`
+ * per ketenbus_client_submit_batch() (one synced write for the batch),
+ * keeping a window of unanswered submissions, and one
  * client for r0 receives through a handler that returns 0 (the SDK records
  * the ids as seen with a synced write per batch, then ACKs). Both run in
  * this thread through ketenbus_client_poll(). Unlike the wire benchmark,
@@ -73,9 +75,11 @@ static ketenbus_msg_t *s_message(const char *narrative)
     return m;
 }
 
-int bench_sdk_run(const bench_broker_t *b, const bench_keys_t *k, size_t n, size_t payload, double time_limit_s,
-                  bench_sdk_t *out)
+int bench_sdk_run(const bench_broker_t *b, const bench_keys_t *k, size_t n, size_t payload, size_t batch,
+                  double time_limit_s, bench_sdk_t *out)
 {
+    if (batch < 1 || batch > KETENBUS_BATCH_MAX)
+        return -1;
     memset(out, 0, sizeof *out);
     out->n = n;
     char *narrative = malloc(payload + 1);
@@ -105,16 +109,21 @@ int bench_sdk_run(const bench_broker_t *b, const bench_keys_t *k, size_t n, size
     size_t answered = 0;
     while ((answered < n || rx.delivered < n) && bench_ns() < limit) {
         while (submitted < n && ketenbus_client_outbox_size(snd) < SDK_WINDOW) {
-            ketenbus_msg_t *m = s_message(narrative);
-            if (!m)
-                goto done;
-            int r = ketenbus_client_submit(snd, m, NULL, 0);
-            ketenbus_msg_destroy(&m);
+            ketenbus_msg_t *ms[KETENBUS_BATCH_MAX];
+            size_t want = n - submitted < batch ? n - submitted : batch, made = 0;
+            for (; made < want; made++)
+                if (!(ms[made] = s_message(narrative)))
+                    break;
+            int r = made < want ? KETENBUS_ENOMEM
+                    : want == 1 ? ketenbus_client_submit(snd, ms[0], NULL, 0)
+                                : ketenbus_client_submit_batch(snd, ms, want, NULL, 0);
+            for (size_t i = 0; i < made; i++)
+                ketenbus_msg_destroy(&ms[i]);
             if (r != KETENBUS_EPENDING && r != KETENBUS_OK) {
                 snprintf(out->error, sizeof out->error, "submit: %s", ketenbus_last_error());
                 goto done;
             }
-            submitted++;
+            submitted += want;
         }
         if (ketenbus_client_poll(snd, 0) != KETENBUS_OK || ketenbus_client_poll(rcv, 1) != KETENBUS_OK) {
             snprintf(out->error, sizeof out->error, "poll: %s", ketenbus_last_error());
