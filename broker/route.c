@@ -372,12 +372,16 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         return rc;
     res->entry.outcome = KETENBUS__OUTCOME__OUTCOME_ACCEPTED;
     b->stat_accepted++;
-    char idtext[37];
-    kb_uuid_format(e->message_id.data, idtext);
-    kb_log(KB_LOG_INFO, "accepted",
+    /* one line per message is a write(2) each: kept for --log-level debug;
+     * the audit log holds every accepted message anyway */
+    if (kb_log_enabled(KB_LOG_DEBUG)) {
+        char idtext[37];
+        kb_uuid_format(e->message_id.data, idtext);
+        kb_log(KB_LOG_DEBUG, "accepted",
            "agency=%s message=%s kind=%s recipients=%zu refused=%zu redacted=%zu audit=%llu", s->agency, idtext,
            kb_kind_name(e->kind), res->entry.n_recipients, res->entry.n_refused, n_redacted,
-           (unsigned long long)res->entry.audit_index);
+               (unsigned long long)res->entry.audit_index);
+    }
     return KB_OK;
 }
 
