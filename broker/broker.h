@@ -38,6 +38,7 @@ typedef struct {
     uint8_t message_id[16];         /* for the audit record of the ACK */
     char sender[KB_AGENCY_ID_MAX + 1]; /* sending agency */
     int kind;                       /* message kind */
+    int live;                       /* 0: acknowledged, a hole in the window until it reaches the front */
 } kb_inflight_t;
 
 /* An adapter's session, opened by HELLO, keyed by its ZeroMQ routing id. */
@@ -47,9 +48,11 @@ typedef struct {
     char agency[KB_AGENCY_ID_MAX + 1]; /* agency from the ZAP handshake */
     uint64_t credit;                /* deliveries it can still take */
     uint64_t cursor;                /* next queue sequence to look at */
-    kb_inflight_t *inflight;        /* delivered, unacknowledged (ascending tags) */
-    size_t n_inflight;              /* their count */
-    size_t cap_inflight;            /* allocated */
+    kb_inflight_t *inflight;        /* ring of deliveries in tag order, unacknowledged ones live */
+    size_t n_inflight;              /* live entries (delivered, unacknowledged) */
+    size_t head_inflight;           /* ring index of the oldest slot */
+    size_t span_inflight;           /* slots from the head, holes included */
+    size_t cap_inflight;            /* ring size (a power of two) */
     int64_t last_seen_ms;           /* monotonic time of its last frame */
     int active;                     /* 1 if deliveries for the agency go here */
 } kb_session_t;
