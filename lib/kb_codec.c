@@ -346,18 +346,27 @@ static int s_reject(char *why, size_t why_len, const char *fmt, ...)
     return kb_error_set(KB_EPROTO, "%s", reason);
 }
 
-/* Format a field name for a reason; a name that does not fit is refused
- * rather than reported under a cut-off name. */
-static int s_name(char *out, char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int s_name(char *out, char *why, size_t why_len, const char *fmt, ...)
+/* Name item index of a list for a reason: base[index]suffix. Joined by
+ * hand, without printf: it runs for every listed item of every envelope,
+ * though the name is read only when the item is refused. A name that does
+ * not fit is refused rather than reported under a cut-off name. */
+static int s_name(char *out, char *why, size_t why_len, const char *base, size_t index, const char *suffix)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, KB_CODEC_PATH_MAX, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= KB_CODEC_PATH_MAX)
+    char digits[24];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + index % 10);
+        index /= 10;
+    } while (index > 0);
+    size_t bl = strlen(base), sl = strlen(suffix);
+    if (bl >= KB_CODEC_PATH_MAX || sl >= KB_CODEC_PATH_MAX || bl + nd + sl + 2 >= KB_CODEC_PATH_MAX)
         return s_reject(why, why_len, "envelope: field path longer than %u bytes", KB_CODEC_PATH_MAX - 1);
+    memcpy(out, base, bl);
+    out[bl] = '[';
+    for (size_t i = 0; i < nd; i++)
+        out[bl + 1 + i] = digits[nd - 1 - i];
+    out[bl + 1 + nd] = ']';
+    memcpy(out + bl + nd + 2, suffix, sl + 1);
     return KB_OK;
 }
 
@@ -409,7 +418,7 @@ static int s_check_agency_list(char *const *ids, size_t n, size_t max, const cha
         return s_reject(why, why_len, "%s: %zu entries but no array", field, n);
     for (size_t i = 0; i < n; i++) {
         char name[KB_CODEC_PATH_MAX];
-        int rc = s_name(name, why, why_len, "%s[%zu]", field, i);
+        int rc = s_name(name, why, why_len, field, i, "");
         if (rc == KB_OK)
             rc = s_check_agency_id(ids[i], name, why, why_len);
         if (rc != KB_OK)
@@ -640,7 +649,7 @@ static int s_walk(const ProtobufCMessage *m, const char *prefix, unsigned depth,
             return s_reject(why, why_len, "%s: %zu items but no array", path, n);
         for (size_t k = 0; k < n; k++) {
             char item[KB_CODEC_PATH_MAX];
-            rc = s_name(item, why, why_len, "%s[%zu]", path, k);
+            rc = s_name(item, why, why_len, path, k, "");
             if (rc == KB_OK)
                 rc = s_check_value(f, items + k * elem, 1, item, depth, why, why_len);
             if (rc != KB_OK)
@@ -698,7 +707,7 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
         return s_reject(why, why_len, "subject_keys: %zu entries but no array", e->n_subject_keys);
     for (size_t i = 0; i < e->n_subject_keys; i++) {
         char name[KB_CODEC_PATH_MAX];
-        rc = s_name(name, why, why_len, "subject_keys[%zu]", i);
+        rc = s_name(name, why, why_len, "subject_keys", i, "");
         if (rc == KB_OK)
             rc = s_check_bytes_len(&e->subject_keys[i], KB_SUBJECT_KEY_LEN, 0, name, why, why_len);
         if (rc != KB_OK)
@@ -719,15 +728,15 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
             return s_reject(why, why_len, "seals[%zu]: NULL item", i);
         if (s_str(s->path)[0] == '\0')
             return s_reject(why, why_len, "seals[%zu].path: empty", i);
-        rc = s_name(name, why, why_len, "seals[%zu].path", i);
+        rc = s_name(name, why, why_len, "seals", i, ".path");
         if (rc == KB_OK)
             rc = s_check_short_text(s->path, name, why, why_len);
         if (rc == KB_OK)
-            rc = s_name(name, why, why_len, "seals[%zu].salt", i);
+            rc = s_name(name, why, why_len, "seals", i, ".salt");
         if (rc == KB_OK)
             rc = s_check_bytes_len(&s->salt, KB_SALT_LEN, 1, name, why, why_len);
         if (rc == KB_OK)
-            rc = s_name(name, why, why_len, "seals[%zu].digest", i);
+            rc = s_name(name, why, why_len, "seals", i, ".digest");
         if (rc == KB_OK)
             rc = s_check_bytes_len(&s->digest, KB_DIGEST_LEN, 0, name, why, why_len);
         if (rc != KB_OK)
@@ -743,7 +752,7 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
         return s_reject(why, why_len, "withheld: %zu entries but no array", e->n_withheld);
     for (size_t i = 0; i < e->n_withheld; i++) {
         char name[KB_CODEC_PATH_MAX];
-        rc = s_name(name, why, why_len, "withheld[%zu]", i);
+        rc = s_name(name, why, why_len, "withheld", i, "");
         if (rc == KB_OK)
             rc = s_check_short_text(e->withheld[i], name, why, why_len);
         if (rc != KB_OK)

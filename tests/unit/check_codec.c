@@ -569,11 +569,20 @@ static const char *s_make_bad(int i)
         s_fx.observed.base.n_unknown_fields = 1;
         s_fx.observed.base.unknown_fields = &s_unknown;
         return "signal.observed: unknown field 99";
+    case 70:
+        /* item names of two digits and more (joined without printf) */
+        e->n_subject_keys = 13;
+        s_fx.subject_keys[12].len = KB_SUBJECT_KEY_LEN - 1;
+        return "subject_keys[12]: expected 32 bytes, got 31";
+    case 71:
+        e->n_withheld = KB_MAX_SEALS;
+        s_fx.withheld[KB_MAX_SEALS - 1] = s_text(KB_SHORT_TEXT_MAX + 1, 'w');
+        return "withheld[63]: longer than 256 bytes";
     default:
         return NULL;
     }
 }
-#define N_BAD 70
+#define N_BAD 72
 
 START_TEST(test_invalid_envelopes)
 {
