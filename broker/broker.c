@@ -217,16 +217,23 @@ int kb_broker_start(kb_broker_t *b)
     return KB_OK;
 }
 
+static int s_out_grow(kb_broker_t *b)
+{
+    if (b->n_out < b->cap_out)
+        return KB_OK;
+    size_t cap = b->cap_out ? b->cap_out * 2 : 64;
+    kb_outgoing_t *p = realloc(b->out, cap * sizeof *p);
+    if (!p)
+        return kb_error_set(KB_ENOMEM, "broker: out of memory");
+    b->out = p;
+    b->cap_out = cap;
+    return KB_OK;
+}
+
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f)
 {
-    if (b->n_out == b->cap_out) {
-        size_t cap = b->cap_out ? b->cap_out * 2 : 64;
-        kb_outgoing_t *p = realloc(b->out, cap * sizeof *p);
-        if (!p)
-            return kb_error_set(KB_ENOMEM, "broker: out of memory");
-        b->out = p;
-        b->cap_out = cap;
-    }
+    if (s_out_grow(b) != KB_OK)
+        return KB_ENOMEM;
     kb_outgoing_t *o = &b->out[b->n_out];
     int rc = kb_frame_encode(f, &o->frame, &o->frame_len);
     if (rc != KB_OK)
@@ -234,6 +241,22 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
     memcpy(o->rid, rid, rid_len);
     o->rid_len = rid_len;
     b->n_out++;
+    return KB_OK;
+}
+
+int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len)
+{
+    if (s_out_grow(b) != KB_OK) {
+        free(*frame);
+        *frame = NULL;
+        return KB_ENOMEM;
+    }
+    kb_outgoing_t *o = &b->out[b->n_out++];
+    o->frame = *frame;
+    o->frame_len = frame_len;
+    *frame = NULL;
+    memcpy(o->rid, rid, rid_len);
+    o->rid_len = rid_len;
     return KB_OK;
 }
 

@@ -136,6 +136,9 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig);
 int kb_broker_reload(kb_broker_t *b, const char *who);
 /* Queue an encoded reply frame for rid (sent after the commit). */
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f);
+/* The same for a frame already encoded: takes *frame (malloc'd) and clears
+ * it, also on failure (KB_ENOMEM), when the frame is freed. */
+int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len);
 
 /* checkpoint.c: sign a checkpoint of the audit tree when due (force: now,
  * if anything is new). Never fails traffic: a failure is logged as an
@@ -174,6 +177,8 @@ void session_expire_idle(kb_broker_t *b, int64_t now_ms);
 
 /* audit.c: build and stage audit records. */
 Ketenbus__AuditRecord *audit_record_for(Ketenbus__AuditRecord *r, int event, const Ketenbus__Envelope *e);
+/* The same from the view of a packed envelope (borrows from v). */
+Ketenbus__AuditRecord *audit_record_view(Ketenbus__AuditRecord *r, int event, const kb_envelope_view_t *v);
 int audit_append(kb_broker_t *b, Ketenbus__AuditRecord *r, uint64_t *index);
 int audit_event(kb_broker_t *b, int event, const char *agency, const char *counterpart, const char *reason);
 
