@@ -85,16 +85,29 @@ typedef struct {
     kb_verify_job_t **jobs;         /* per envelope of a SUBMIT: its check, or NULL */
 } kb_incoming_t;
 
+/* Message ids accepted into one batch, for duplicates not yet in the store. */
+typedef struct {
+    uint8_t (*ids)[16];             /* message ids */
+    char (*senders)[KB_AGENCY_ID_MAX + 1]; /* their senders */
+    size_t n;                       /* count */
+    size_t cap;                     /* allocated */
+} kb_idlist_t;
+
 typedef struct kb_broker {
     kb_conf_t *conf;                /* configuration in force (owned) */
     char *conf_path;                /* file to reload from */
     kb_store_t *store;              /* durable state */
     kb_batch_t *batch;              /* changes staged this turn */
+    kb_batch_t *spare;              /* the other batch: idle, or NULL while the committer writes it */
+    struct kb_commit *commit;       /* committer thread: writes (and syncs) batches off this thread */
+    kb_outgoing_t *held;            /* replies waiting for the batch in flight */
+    size_t n_held;                  /* their count */
+    size_t cap_held;                /* allocated */
     kb_incoming_t *in;              /* frames of this turn, KB_DRAIN_MAX slots */
     kb_verify_pool_t *verify;       /* signature checks on all cores */
     kb_verify_job_t *jobs;          /* this turn's checks */
     size_t cap_jobs;                /* allocated */
-    int turn_sync;                  /* 1 if this turn's commit must be synced (it answers SUBMITs) */
+    int turn_sync;                  /* 1 if the staged batch must be synced (it answers SUBMITs) */
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
     uint64_t cp_size;               /* tree size of the last signed checkpoint */
@@ -111,10 +124,8 @@ typedef struct kb_broker {
     kb_outgoing_t *out;             /* replies to send after the commit */
     size_t n_out;                   /* their count */
     size_t cap_out;                 /* allocated */
-    uint8_t (*batch_ids)[16];       /* message ids accepted this turn, for duplicates */
-    char (*batch_senders)[KB_AGENCY_ID_MAX + 1]; /* their senders */
-    size_t n_batch_ids;             /* count */
-    size_t cap_batch_ids;           /* allocated */
+    kb_idlist_t ids;                /* ids accepted into the staged batch */
+    kb_idlist_t ids_flight;         /* ids accepted into the batch in flight */
     int64_t started_ms;             /* monotonic start time */
     int64_t next_expiry_ms;         /* next expiry check */
     void *admin;                    /* operators' admin socket (ipc, in data_dir) */
@@ -149,8 +160,17 @@ void checkpoint_maybe(kb_broker_t *b, int force);
  * again later); retention_describe logs the periods in force. */
 void retention_maybe(kb_broker_t *b);
 void retention_describe(const kb_broker_t *b);
-/* Re-read counters and tree from disk after a failed commit. */
+/* Re-read counters and tree from disk after a failed commit (nothing may
+ * be in flight: see broker_settle). */
 void broker_resync(kb_broker_t *b);
+/* Wait for the batch in flight (if any) to be written and send the replies
+ * it makes true. If it failed, nothing not yet sent is confirmed: every
+ * waiting reply becomes ERROR_CODE_INTERNAL, the staged batch is dropped,
+ * counters and tree are reread and sessions restart; the commit's error
+ * is returned. Whatever writes to the store directly, or reads what a
+ * batch in flight changes (expiry, checkpoints, retention, admin), settles
+ * first. */
+int broker_settle(kb_broker_t *b);
 
 /* admin.c: the operators' admin socket (status, reload) */
 int admin_start(kb_broker_t *b);

@@ -3,9 +3,10 @@
  *
  * For each envelope, in order: structure (kb_envelope_validate), sender equal
  * to the authenticated agency, created time within the message TTL and clock
- * skew, not a duplicate (same sender and id accepted before, on disk or
- * earlier in this turn), the sender's Ed25519 signature over its seals, then
- * the sharing decision per recipient (policy.h). An accepted envelope
+ * skew, not a duplicate (same sender and id accepted before: on disk, earlier
+ * in this turn, or in the batch the committer is writing), the sender's
+ * Ed25519 signature over its seals, then the sharing decision per recipient
+ * (policy.h). An accepted envelope
  * stages its "received" and per-recipient "routed"/"refused" audit records,
  * a queue entry per permitted recipient and its id in the accepted-id
  * index, all in the turn's batch. The receipt is queued and leaves only
@@ -85,31 +86,39 @@ static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *
     audit_append(b, &r, NULL);
 }
 
-static int s_batch_has(kb_broker_t *b, const char *sender, const uint8_t id[16])
+static int s_idlist_has(const kb_idlist_t *l, const char *sender, const uint8_t id[16])
 {
-    for (size_t i = 0; i < b->n_batch_ids; i++)
-        if (memcmp(b->batch_ids[i], id, 16) == 0 && strcmp(b->batch_senders[i], sender) == 0)
+    for (size_t i = 0; i < l->n; i++)
+        if (memcmp(l->ids[i], id, 16) == 0 && strcmp(l->senders[i], sender) == 0)
             return 1;
     return 0;
 }
 
+/* Accepted before, but not in the store yet: staged, or in the batch the
+ * committer is writing. */
+static int s_batch_has(kb_broker_t *b, const char *sender, const uint8_t id[16])
+{
+    return s_idlist_has(&b->ids, sender, id) || s_idlist_has(&b->ids_flight, sender, id);
+}
+
 static int s_batch_add(kb_broker_t *b, const char *sender, const uint8_t id[16])
 {
-    if (b->n_batch_ids == b->cap_batch_ids) {
-        size_t cap = b->cap_batch_ids ? b->cap_batch_ids * 2 : 256;
-        void *ids = realloc(b->batch_ids, cap * sizeof *b->batch_ids);
+    kb_idlist_t *l = &b->ids;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        void *ids = realloc(l->ids, cap * sizeof *l->ids);
         if (!ids)
             return kb_error_set(KB_ENOMEM, "route: out of memory");
-        b->batch_ids = ids;
-        void *snd = realloc(b->batch_senders, cap * sizeof *b->batch_senders);
+        l->ids = ids;
+        void *snd = realloc(l->senders, cap * sizeof *l->senders);
         if (!snd)
             return kb_error_set(KB_ENOMEM, "route: out of memory");
-        b->batch_senders = snd;
-        b->cap_batch_ids = cap;
+        l->senders = snd;
+        l->cap = cap;
     }
-    memcpy(b->batch_ids[b->n_batch_ids], id, 16);
-    snprintf(b->batch_senders[b->n_batch_ids], sizeof b->batch_senders[0], "%s", sender);
-    b->n_batch_ids++;
+    memcpy(l->ids[l->n], id, 16);
+    snprintf(l->senders[l->n], sizeof l->senders[0], "%s", sender);
+    l->n++;
     return KB_OK;
 }
 
