@@ -50,11 +50,12 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     uint8_t storage_key[32];
     b->conf_path = strdup(conf_path);
     b->sessions = calloc(KB_MAX_SESSIONS, sizeof *b->sessions);
+    b->session_cache = calloc(KB_SESSION_CACHE, sizeof *b->session_cache);
     b->in = calloc(KB_DRAIN_MAX, sizeof *b->in);
     b->batch = kb_batch_new();
     b->spare = kb_batch_new();
     b->verify = kb_verify_pool_new(kb_verify_default_workers());
-    if (!b->conf_path || !b->sessions || !b->in || !b->batch || !b->spare || !b->verify) {
+    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -144,7 +145,12 @@ void kb_broker_destroy(kb_broker_t **p)
     kb_batch_destroy(&b->spare);
     EVP_PKEY_free(b->sign_key);
     kb_conf_destroy(&b->conf);
+    if (b->sessions)
+        for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
+            if (b->sessions[i].rid_len)
+                session_reset(b, &b->sessions[i]);
     free(b->sessions);
+    free(b->session_cache);
     free(b->conf_path);
     free(b);
     *p = NULL;
@@ -334,10 +340,8 @@ static void s_abort_turn(kb_broker_t *b)
     free(out);
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
-        if (s->rid_len) {
-            free(s->inflight);
-            memset(s, 0, sizeof *s);
-        }
+        if (s->rid_len)
+            session_reset(b, s);
     }
     b->n_sessions = 0;
     b->ids.n = b->ids_flight.n = 0;

@@ -55,7 +55,19 @@ typedef struct {
     size_t cap_inflight;            /* ring size (a power of two) */
     int64_t last_seen_ms;           /* monotonic time of its last frame */
     int active;                     /* 1 if deliveries for the agency go here */
+    kb_delivery_raw_t *direct;      /* delivered this turn straight from routing (envelope bytes owned) */
+    size_t n_direct;                /* their count */
+    size_t cap_direct;              /* allocated */
 } kb_session_t;
+
+/* One slot of the agency -> active session cache (session.c). */
+typedef struct {
+    char agency[KB_AGENCY_ID_MAX + 1]; /* agency looked up; "" = empty slot */
+    kb_session_t *session;          /* its active session, or NULL: none */
+    uint64_t gen;                   /* b->session_gen when filled */
+} kb_session_cache_t;
+
+#define KB_SESSION_CACHE 256u       /* cache slots (a power of two) */
 
 /* A reply waiting for the commit that makes it true. */
 typedef struct {
@@ -121,6 +133,8 @@ typedef struct kb_broker {
     EVP_PKEY *sign_key;             /* broker's Ed25519 key, signs notices */
     kb_session_t *sessions;         /* session table, KB_MAX_SESSIONS slots */
     size_t n_sessions;              /* sessions in use */
+    uint64_t session_gen;           /* bumped whenever a session opens or ends */
+    kb_session_cache_t *session_cache; /* agency -> active session, KB_SESSION_CACHE slots */
     kb_outgoing_t *out;             /* replies to send after the commit */
     size_t n_out;                   /* their count */
     size_t cap_out;                 /* allocated */
@@ -188,6 +202,9 @@ int zap_handle(kb_broker_t *b);
 kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len);
 kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency);
 void session_close(kb_broker_t *b, kb_session_t *s, const char *why);
+/* Free what s holds and clear it (no audit record: session_close). */
+void session_reset(kb_broker_t *b, kb_session_t *s);
+/* The agency's active session or NULL; cached, so it is cheap per message. */
 kb_session_t *session_active(kb_broker_t *b, const char *agency);
 int session_inflight_add(kb_session_t *s, const kb_inflight_t *d);
 /* Remove tag; copies the entry to *out when found, else KB_ENOTFOUND. */
@@ -208,6 +225,13 @@ int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus_
 
 /* deliver.c */
 int deliver_pump(kb_broker_t *b);
+/* Deliver queue entry tag of s's agency (packed envelope bytes) from
+ * memory while it is being routed, if s is caught up: it has credit and
+ * every older entry of its queue has been delivered (s->cursor == tag).
+ * Stages the 'delivered' record in the same batch as the entry; the
+ * DELIVER frame joins that batch's replies, so it leaves only once the
+ * entry is durable. *done is 1 if delivered, 0 if the pump must do it. */
+int deliver_direct(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus__QueueEntry *q, int *done);
 int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack);
 int deliver_expire(kb_broker_t *b, int64_t now_us);
 

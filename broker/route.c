@@ -366,6 +366,11 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         r.redacted = (char **)plan->redacted;
         n_redacted += plan->n_redacted;
         rc = audit_append(b, &r, NULL);
+        /* a recipient that has everything older gets it without a read back
+         * from the store, once this batch is written */
+        int direct = 0;
+        if (rc == KB_OK)
+            rc = deliver_direct(b, session_active(b, res->recipients[i]), tag, &q, &direct);
     }
     for (size_t i = 0; rc == KB_OK && i < res->entry.n_refused; i++)
         rc = s_audit_refused(b, e, res->refused[i], refused[i], digest, sizeof digest);

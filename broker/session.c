@@ -27,7 +27,7 @@ kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len)
     return NULL;
 }
 
-kb_session_t *session_active(kb_broker_t *b, const char *agency)
+static kb_session_t *s_active_scan(kb_broker_t *b, const char *agency)
 {
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
@@ -37,14 +37,53 @@ kb_session_t *session_active(kb_broker_t *b, const char *agency)
     return NULL;
 }
 
+/* Routing asks for every recipient of every message, so the answers of
+ * the scan over all slots are cached per agency (also "none": an offline
+ * recipient), and the whole cache is void once any session opens or ends
+ * (b->session_gen). */
+kb_session_t *session_active(kb_broker_t *b, const char *agency)
+{
+    if (!b->session_cache)
+        return s_active_scan(b, agency);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = agency; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    kb_session_cache_t *c = &b->session_cache[h & (KB_SESSION_CACHE - 1)];
+    if (c->gen == b->session_gen && c->agency[0] && strcmp(c->agency, agency) == 0)
+        return c->session;
+    kb_session_t *s = s_active_scan(b, agency);
+    if (strlen(agency) < sizeof c->agency) {
+        memcpy(c->agency, agency, strlen(agency) + 1);
+        c->session = s;
+        c->gen = b->session_gen;
+    }
+    return s;
+}
+
+static void s_direct_free(kb_session_t *s)
+{
+    for (size_t i = 0; i < s->n_direct; i++)
+        free((void *)s->direct[i].envelope);
+    free(s->direct);
+    s->direct = NULL;
+    s->n_direct = s->cap_direct = 0;
+}
+
+void session_reset(kb_broker_t *b, kb_session_t *s)
+{
+    free(s->inflight);
+    s_direct_free(s);
+    memset(s, 0, sizeof *s);
+    b->session_gen++;
+}
+
 void session_close(kb_broker_t *b, kb_session_t *s, const char *why)
 {
     if (!s || s->rid_len == 0)
         return;
     kb_log(KB_LOG_INFO, "session_closed", "agency=%s inflight=%zu reason=\"%s\"", s->agency, s->n_inflight, why);
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DISCONNECTED, s->agency, NULL, why);
-    free(s->inflight);
-    memset(s, 0, sizeof *s);
+    session_reset(b, s);
     b->n_sessions--;
 }
 
@@ -56,10 +95,12 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     }
     kb_session_t *s = session_find(b, rid, rid_len);
     if (s) {
-        /* a second HELLO on the same connection restarts the session */
+        /* a second HELLO on the same connection restarts the session:
+         * what it had in flight, or was about to get, comes again */
         free(s->inflight);
         s->inflight = NULL;
         s->n_inflight = s->head_inflight = s->span_inflight = s->cap_inflight = 0;
+        s_direct_free(s);
     } else {
         for (size_t i = 0; i < KB_MAX_SESSIONS && !s; i++)
             if (b->sessions[i].rid_len == 0)
@@ -80,6 +121,7 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     s->credit = 0;
     s->cursor = 0;
     s->active = 1;
+    b->session_gen++;
     return s;
 }
 

@@ -796,6 +796,12 @@ uint64_t kb_store_queue_depth(const kb_store_t *s, const char *agency)
     return c ? c->depth : 0;
 }
 
+uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency)
+{
+    const s_counter_t *c = s_counter_find(s, agency);
+    return c ? c->next_seq : 0;
+}
+
 /* ------------------------------------------------------------ accepted ids */
 
 int kb_store_seen_get(kb_store_t *s, const char *sender, const uint8_t id[16], uint64_t *audit_index)
