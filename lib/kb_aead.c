@@ -18,13 +18,37 @@
 #include "kb_aead.h"
 #include "kb_error.h"
 
+/* Nonces drawn from the DRBG per call to RAND_bytes: a call costs about as
+ * much as sealing a small entry, so a kb_aead_t draws this many at once and
+ * hands them out one by one. They are as random as one draw each (and as
+ * unique: 96 random bits per seal, far below the 2^32 seals per key that
+ * random GCM nonces allow). */
+#define KB_AEAD_NONCE_POOL 64u
+
 struct kb_aead {
     EVP_CIPHER_CTX *enc;            /* keyed for encryption */
     EVP_CIPHER_CTX *dec;            /* keyed for decryption */
     uint8_t key[KB_AEAD_KEY_LEN];   /* to key a context again after a failure; wiped on destroy */
     int enc_ready;                  /* 1 if enc holds the key and no failed call since */
     int dec_ready;                  /* 1 if dec holds the key and no failed call since */
+    uint8_t nonces[KB_AEAD_NONCE_POOL * KB_AEAD_NONCE_LEN]; /* drawn, not yet used; wiped on destroy */
+    size_t n_nonces;                /* how many are left (taken from the end) */
 };
+
+/* The next unused random nonce into out. */
+static int s_nonce(kb_aead_t *a, uint8_t *out)
+{
+    if (a->n_nonces == 0) {
+        if (RAND_bytes(a->nonces, sizeof a->nonces) != 1)
+            return kb_error_ssl(KB_ECRYPTO, "aead: RAND_bytes");
+        a->n_nonces = KB_AEAD_NONCE_POOL;
+    }
+    a->n_nonces--;
+    uint8_t *n = a->nonces + a->n_nonces * KB_AEAD_NONCE_LEN;
+    memcpy(out, n, KB_AEAD_NONCE_LEN);
+    OPENSSL_cleanse(n, KB_AEAD_NONCE_LEN); /* used once, never again */
+    return KB_OK;
+}
 
 kb_aead_t *kb_aead_new(const uint8_t key[KB_AEAD_KEY_LEN])
 {
@@ -51,6 +75,7 @@ void kb_aead_destroy(kb_aead_t **p)
     EVP_CIPHER_CTX_free(a->enc);
     EVP_CIPHER_CTX_free(a->dec);
     OPENSSL_cleanse(a->key, sizeof a->key);
+    OPENSSL_cleanse(a->nonces, sizeof a->nonces);
     free(a);
     *p = NULL;
 }
@@ -59,8 +84,8 @@ int kb_aead_seal_with(kb_aead_t *a, const void *aad, size_t aad_len, const void 
 {
     if (pt_len > INT_MAX || aad_len > INT_MAX)
         return kb_error_set(KB_ETOOBIG, "aead: input too large");
-    if (RAND_bytes(out, KB_AEAD_NONCE_LEN) != 1)
-        return kb_error_ssl(KB_ECRYPTO, "aead: RAND_bytes");
+    if (s_nonce(a, out) != KB_OK)
+        return KB_ECRYPTO;
     if (!a->enc_ready) {
         if (EVP_EncryptInit_ex(a->enc, EVP_aes_256_gcm(), NULL, a->key, NULL) != 1)
             return kb_error_ssl(KB_ECRYPTO, "aead: encrypt key");

@@ -6,7 +6,8 @@
  * key), so a record moved to another key fails to open.
  *
  * A kb_aead_t holds the key scheduled once in an encryption and a
- * decryption context; each seal or open then sets only the nonce. It is not
+ * decryption context; each seal or open then sets only the nonce. Its
+ * random nonces are drawn from OpenSSL's DRBG a few dozen at a time. It is not
  * thread-safe: one owner at a time (the broker's loop thread). The one-shot
  * kb_aead_seal/kb_aead_open build one for a single call.
  */

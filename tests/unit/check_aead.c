@@ -91,6 +91,33 @@ START_TEST(test_keyed_round_trips)
 }
 END_TEST
 
+static int s_cmp_nonce(const void *x, const void *y)
+{
+    return memcmp(x, y, KB_AEAD_NONCE_LEN);
+}
+
+/* Nonces are drawn in bulk: across many refills of the pool, no nonce
+ * comes twice, and none is all zeros (an unfilled pool). */
+START_TEST(test_nonces_unique)
+{
+    enum { N = 1000 };
+    static uint8_t nonces[N][KB_AEAD_NONCE_LEN];
+    kb_aead_t *a = kb_aead_new(s_key);
+    ck_assert_ptr_nonnull(a);
+    uint8_t sealed[8 + KB_AEAD_OVERHEAD];
+    static const uint8_t zero[KB_AEAD_NONCE_LEN];
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(kb_aead_seal_with(a, "k", 1, "12345678", 8, sealed), KB_OK);
+        memcpy(nonces[i], sealed, KB_AEAD_NONCE_LEN);
+        ck_assert_int_ne(memcmp(nonces[i], zero, KB_AEAD_NONCE_LEN), 0);
+    }
+    qsort(nonces, N, KB_AEAD_NONCE_LEN, s_cmp_nonce);
+    for (int i = 1; i < N; i++)
+        ck_assert_int_ne(memcmp(nonces[i - 1], nonces[i], KB_AEAD_NONCE_LEN), 0);
+    kb_aead_destroy(&a);
+}
+END_TEST
+
 /* Damage rows: each must be refused with KB_ECRYPTO, and a good open on
  * the same object must still work right after. */
 enum { D_NONCE, D_CT, D_TAG, D_AAD, D_AAD_LEN, D_KEY, D_SHORT, D_EMPTY, N_DAMAGE };
@@ -158,6 +185,7 @@ int main(void)
     TCase *tc = tcase_create("aead");
     tcase_add_test(tc, test_known_vector);
     tcase_add_test(tc, test_keyed_round_trips);
+    tcase_add_test(tc, test_nonces_unique);
     tcase_add_loop_test(tc, test_damage_refused, 0, N_DAMAGE);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
