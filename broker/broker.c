@@ -55,6 +55,12 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     b->batch = kb_batch_new();
     b->spare = kb_batch_new();
     b->verify = kb_verify_pool_new(kb_verify_default_workers());
+    b->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    b->sha_ctx = EVP_MD_CTX_new();
+    if (!b->sha256 || !b->sha_ctx) {
+        kb_error_ssl(KB_ECRYPTO, "broker: SHA-256 unavailable");
+        goto fail;
+    }
     if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
@@ -144,6 +150,8 @@ void kb_broker_destroy(kb_broker_t **p)
     kb_batch_destroy(&b->batch);
     kb_batch_destroy(&b->spare);
     EVP_PKEY_free(b->sign_key);
+    EVP_MD_CTX_free(b->sha_ctx);
+    EVP_MD_free(b->sha256);
     kb_conf_destroy(&b->conf);
     if (b->sessions)
         for (size_t i = 0; i < KB_MAX_SESSIONS; i++)

@@ -131,6 +131,8 @@ typedef struct kb_broker {
     void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
     char endpoint[256];             /* bound endpoint, after start */
     EVP_PKEY *sign_key;             /* broker's Ed25519 key, signs notices */
+    EVP_MD *sha256;                 /* SHA-256, fetched once: a fetch per digest costs more than the digest */
+    EVP_MD_CTX *sha_ctx;            /* reused for the payload digest of every accepted envelope */
     kb_session_t *sessions;         /* session table, KB_MAX_SESSIONS slots */
     size_t n_sessions;              /* sessions in use */
     uint64_t session_gen;           /* bumped whenever a session opens or ends */

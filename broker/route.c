@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "broker.h"
@@ -313,8 +314,10 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     route_plan_t *plans = calloc(n_cand, sizeof *plans);
     int rc = plans ? s_pack(e, &packed, &len) : kb_error_set(KB_ENOMEM, "route: out of memory");
     uint8_t digest[SHA256_DIGEST_LENGTH];
-    if (rc == KB_OK)
-        SHA256(packed, len, digest);
+    if (rc == KB_OK && (EVP_DigestInit_ex(b->sha_ctx, b->sha256, NULL) != 1 ||
+                        EVP_DigestUpdate(b->sha_ctx, packed, len) != 1 ||
+                        EVP_DigestFinal_ex(b->sha_ctx, digest, NULL) != 1))
+        rc = kb_error_ssl(KB_ECRYPTO, "route: SHA-256");
     route_plan_t *allowed[KB_MAX_RECIPIENTS], *refused[KB_MAX_RECIPIENTS];
     for (size_t i = 0; rc == KB_OK && i < n_cand; i++) {
         rc = route_plan_recipient(b->conf, e, packed, len, candidates[i], now, &plans[i]);
