@@ -36,6 +36,25 @@ Ketenbus__AuditRecord *audit_record_for(Ketenbus__AuditRecord *r, int event, con
     return r;
 }
 
+Ketenbus__AuditRecord *audit_record_view(Ketenbus__AuditRecord *r, int event, const kb_envelope_view_t *v)
+{
+    /* the same fields audit_record_for takes from an unpacked envelope */
+    ketenbus__audit_record__init(r);
+    r->time_us = kb_now_us();
+    r->event = (Ketenbus__AuditEvent)event;
+    r->agency = (char *)v->sender;
+    r->officer = (char *)v->officer;
+    r->message_id = v->message_id;
+    r->kind = (Ketenbus__Kind)v->kind;
+    r->purpose = (Ketenbus__Purpose)v->purpose;
+    r->handling = (Ketenbus__Handling)v->handling;
+    if (v->has_legal_basis)
+        r->legal_basis = (char *)v->basis;
+    r->n_subject_keys = v->n_subject_keys;
+    r->subject_keys = (ProtobufCBinaryData *)v->subject_keys;
+    return r;
+}
+
 int audit_append(kb_broker_t *b, Ketenbus__AuditRecord *r, uint64_t *index)
 {
     /* the record and its leaf in the Merkle tree are staged together */

@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "broker.h"
+#include "commit.h"
 #include "kb_error.h"
 #include "kb_keys.h"
 #include "kb_log.h"
@@ -49,10 +50,18 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     uint8_t storage_key[32];
     b->conf_path = strdup(conf_path);
     b->sessions = calloc(KB_MAX_SESSIONS, sizeof *b->sessions);
+    b->session_cache = calloc(KB_SESSION_CACHE, sizeof *b->session_cache);
     b->in = calloc(KB_DRAIN_MAX, sizeof *b->in);
     b->batch = kb_batch_new();
+    b->spare = kb_batch_new();
     b->verify = kb_verify_pool_new(kb_verify_default_workers());
-    if (!b->conf_path || !b->sessions || !b->in || !b->batch || !b->verify) {
+    b->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    b->sha_ctx = EVP_MD_CTX_new();
+    if (!b->sha256 || !b->sha_ctx) {
+        kb_error_ssl(KB_ECRYPTO, "broker: SHA-256 unavailable");
+        goto fail;
+    }
+    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -68,6 +77,9 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     b->store = kb_store_open(b->conf->data_dir, storage_key);
     OPENSSL_cleanse(storage_key, sizeof storage_key);
     if (!b->store)
+        goto fail;
+    b->commit = kb_commit_new(b->store);
+    if (!b->commit)
         goto fail;
     b->tiles.store = b->store;
     b->tiles.batch = b->batch;
@@ -90,11 +102,21 @@ static void s_out_clear(kb_broker_t *b)
     b->n_out = 0;
 }
 
+static void s_idlist_free(kb_idlist_t *l)
+{
+    free(l->ids);
+    free(l->senders);
+    memset(l, 0, sizeof *l);
+}
+
 void kb_broker_destroy(kb_broker_t **p)
 {
     if (!p || !*p)
         return;
     kb_broker_t *b = *p;
+    if (b->commit && b->tree && b->batch)
+        broker_settle(b); /* what is in flight is written, and answered */
+    kb_commit_destroy(&b->commit);
     if (b->sessions && b->store && b->batch) {
         if (b->tree) {
             for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
@@ -116,16 +138,27 @@ void kb_broker_destroy(kb_broker_t **p)
         zmq_ctx_term(b->zctx);
     s_out_clear(b);
     free(b->out);
-    free(b->batch_ids);
+    for (size_t i = 0; i < b->n_held; i++)
+        free(b->held[i].frame);
+    free(b->held);
+    s_idlist_free(&b->ids);
+    s_idlist_free(&b->ids_flight);
     kb_verify_pool_destroy(&b->verify);
     free(b->jobs);
     free(b->in);
-    free(b->batch_senders);
     kb_store_destroy(&b->store);
     kb_batch_destroy(&b->batch);
+    kb_batch_destroy(&b->spare);
     EVP_PKEY_free(b->sign_key);
+    EVP_MD_CTX_free(b->sha_ctx);
+    EVP_MD_free(b->sha256);
     kb_conf_destroy(&b->conf);
+    if (b->sessions)
+        for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
+            if (b->sessions[i].rid_len)
+                session_reset(b, &b->sessions[i]);
     free(b->sessions);
+    free(b->session_cache);
     free(b->conf_path);
     free(b);
     *p = NULL;
@@ -217,16 +250,23 @@ int kb_broker_start(kb_broker_t *b)
     return KB_OK;
 }
 
+static int s_out_grow(kb_broker_t *b)
+{
+    if (b->n_out < b->cap_out)
+        return KB_OK;
+    size_t cap = b->cap_out ? b->cap_out * 2 : 64;
+    kb_outgoing_t *p = realloc(b->out, cap * sizeof *p);
+    if (!p)
+        return kb_error_set(KB_ENOMEM, "broker: out of memory");
+    b->out = p;
+    b->cap_out = cap;
+    return KB_OK;
+}
+
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f)
 {
-    if (b->n_out == b->cap_out) {
-        size_t cap = b->cap_out ? b->cap_out * 2 : 64;
-        kb_outgoing_t *p = realloc(b->out, cap * sizeof *p);
-        if (!p)
-            return kb_error_set(KB_ENOMEM, "broker: out of memory");
-        b->out = p;
-        b->cap_out = cap;
-    }
+    if (s_out_grow(b) != KB_OK)
+        return KB_ENOMEM;
     kb_outgoing_t *o = &b->out[b->n_out];
     int rc = kb_frame_encode(f, &o->frame, &o->frame_len);
     if (rc != KB_OK)
@@ -234,6 +274,22 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
     memcpy(o->rid, rid, rid_len);
     o->rid_len = rid_len;
     b->n_out++;
+    return KB_OK;
+}
+
+int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len)
+{
+    if (s_out_grow(b) != KB_OK) {
+        free(*frame);
+        *frame = NULL;
+        return KB_ENOMEM;
+    }
+    kb_outgoing_t *o = &b->out[b->n_out++];
+    o->frame = *frame;
+    o->frame_len = frame_len;
+    *frame = NULL;
+    memcpy(o->rid, rid, rid_len);
+    o->rid_len = rid_len;
     return KB_OK;
 }
 
@@ -270,30 +326,106 @@ static void s_flush(kb_broker_t *b)
     s_out_clear(b);
 }
 
-/* After a failed synced commit nothing staged this turn may be confirmed. */
+/* After a failed commit nothing not yet sent may be confirmed: the
+ * replies held for the batch in flight and those of this turn become
+ * errors (in the order they would have gone), the staged batch goes, and
+ * sessions restart so adapters resend. Nothing may be in flight. */
 static void s_abort_turn(kb_broker_t *b)
 {
     kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
     broker_resync(b);
-    size_t n = b->n_out;
-    kb_outgoing_t *old = b->out;
-    b->out = NULL;
-    b->n_out = b->cap_out = 0;
-    for (size_t i = 0; i < n; i++) {
-        s_error(b, old[i].rid, old[i].rid_len, 0, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL,
+    size_t n_held = b->n_held, n_out = b->n_out;
+    kb_outgoing_t *held = b->held, *out = b->out;
+    b->held = b->out = NULL;
+    b->n_held = b->cap_held = b->n_out = b->cap_out = 0;
+    for (size_t i = 0; i < n_held + n_out; i++) {
+        kb_outgoing_t *o = i < n_held ? &held[i] : &out[i - n_held];
+        s_error(b, o->rid, o->rid_len, 0, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL,
                 "the broker could not store this turn; send again");
-        free(old[i].frame);
+        free(o->frame);
     }
-    free(old);
+    free(held);
+    free(out);
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
-        if (s->rid_len) {
-            free(s->inflight);
-            memset(s, 0, sizeof *s);
-        }
+        if (s->rid_len)
+            session_reset(b, s);
     }
     b->n_sessions = 0;
+    b->ids.n = b->ids_flight.n = 0;
+    b->turn_sync = 0;
     kb_batch_clear(b->batch); /* drop the disconnect records staged above */
+}
+
+int broker_settle(kb_broker_t *b)
+{
+    if (!b->commit || !kb_commit_busy(b->commit))
+        return KB_OK;
+    kb_batch_t *done = NULL;
+    int rc = kb_commit_wait(b->commit, &done);
+    if (done)
+        b->spare = done;
+    if (rc == KB_OK) {
+        /* the held replies are true now: send them before anything later */
+        kb_outgoing_t *out = b->out;
+        size_t n_out = b->n_out, cap_out = b->cap_out;
+        b->out = b->held;
+        b->n_out = b->n_held;
+        b->cap_out = b->cap_held;
+        s_flush(b);
+        b->held = b->out;
+        b->cap_held = b->cap_out;
+        b->n_held = 0;
+        b->out = out;
+        b->n_out = n_out;
+        b->cap_out = cap_out;
+        b->ids_flight.n = 0;
+        return KB_OK;
+    }
+    s_abort_turn(b);
+    s_flush(b);
+    return rc;
+}
+
+/* Hand the staged batch to the committer with the replies it makes true
+ * and the ids it accepts; the next turn stages into the other batch. A
+ * turn that staged nothing sends its replies at once. Nothing may be in
+ * flight (settle first). */
+static void s_submit(kb_broker_t *b)
+{
+    if (kb_batch_size(b->batch) == 0) {
+        s_flush(b);
+        b->turn_sync = 0;
+        return;
+    }
+    kb_batch_t *next = b->spare ? b->spare : kb_batch_new();
+    if (!next) {
+        /* no second batch: write this one here */
+        if (kb_store_commit(b->store, b->batch, b->turn_sync) != KB_OK)
+            s_abort_turn(b);
+        s_flush(b);
+        b->ids.n = 0;
+        b->turn_sync = 0;
+        return;
+    }
+    b->spare = NULL;
+    kb_batch_t *job = b->batch;
+    b->batch = next;
+    b->tiles.batch = next; /* tiles of the tree are staged with the records */
+    kb_outgoing_t *held = b->held;
+    size_t cap_held = b->cap_held;
+    b->held = b->out;
+    b->n_held = b->n_out;
+    b->cap_held = b->cap_out;
+    b->out = held;
+    b->n_out = 0;
+    b->cap_out = cap_held;
+    kb_idlist_t ids = b->ids_flight;
+    b->ids_flight = b->ids;
+    b->ids = ids;
+    b->ids.n = 0;
+    kb_commit_start(b->commit, &job, b->turn_sync); /* cannot fail: nothing is in flight */
+    b->turn_sync = 0;
 }
 
 void broker_resync(kb_broker_t *b)
@@ -551,38 +683,49 @@ static int s_drain(kb_broker_t *b)
     return rc;
 }
 
+/* Something went wrong in this turn (not a commit): once the batch in
+ * flight is settled, drop what the turn staged and refuse its replies. */
+static void s_fail_turn(kb_broker_t *b)
+{
+    if (broker_settle(b) != KB_OK)
+        return; /* settling failed, and refused everything already */
+    s_abort_turn(b);
+    s_flush(b);
+}
+
+/* One turn: read and route what waits while the committer writes the
+ * previous turn's batch; then settle that batch (its receipts go out),
+ * hand out deliveries of what it made durable, and start writing this
+ * turn's batch. Only a batch that answers SUBMITs is synced: RECEIPT
+ * promises durability. ACKs, sessions, deliveries and expiry ride along
+ * unsynced and reach the disk with the next synced write; if the broker
+ * dies first, an unacknowledged delivery is simply made again and the SDK
+ * drops it. */
 static int s_turn(kb_broker_t *b)
 {
-    b->n_batch_ids = 0;
-    b->turn_sync = 0;
     int rc = s_drain(b);
     int64_t now_ms = kb_mono_ms();
     if (rc == KB_OK && now_ms >= b->next_expiry_ms) {
+        /* expiry reads the queues: it must see every batch handed over */
+        if (broker_settle(b) != KB_OK)
+            return KB_OK;
         session_expire_idle(b, now_ms);
         rc = deliver_expire(b, kb_now_us());
         b->next_expiry_ms = now_ms + KB_EXPIRY_PERIOD_MS;
     }
-    /* Only a turn that answers SUBMITs needs its own fsync: RECEIPT promises
-     * durability. ACKs, sessions and expiry ride along unsynced and reach
-     * the disk with the next synced write; if the broker dies first, an
-     * unacknowledged delivery is simply made again and the SDK drops it. */
-    if (rc == KB_OK)
-        rc = kb_store_commit(b->store, b->batch, b->turn_sync);
     if (rc != KB_OK) {
-        s_abort_turn(b);
-        s_flush(b);
+        s_fail_turn(b);
         return KB_OK; /* keep serving: the next turn may succeed */
     }
-    s_flush(b);
+    /* deliveries come from what is written, and one batch at a time is */
+    if (broker_settle(b) != KB_OK)
+        return KB_OK;
     rc = deliver_pump(b);
-    if (rc == KB_OK)
-        rc = kb_store_commit(b->store, b->batch, 0);
     if (rc != KB_OK) {
-        s_abort_turn(b);
-        s_flush(b);
+        s_fail_turn(b);
         return KB_OK;
     }
-    s_flush(b);
+    s_submit(b);
     checkpoint_maybe(b, 0);
     retention_maybe(b);
     return KB_OK;
@@ -631,9 +774,12 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
             snprintf(who, sizeof who, "SIGHUP from pid %d uid %d", (int)sig->hup_pid, (int)sig->hup_uid);
             kb_broker_reload(b, who);
         }
-        zmq_pollitem_t items[3] = {
-            {b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}, {b->admin, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 3, KB_POLL_MAX_MS);
+        /* a written batch wakes the loop too: its receipts are waiting */
+        zmq_pollitem_t items[4] = {{b->router, 0, ZMQ_POLLIN, 0},
+                                   {b->zap, 0, ZMQ_POLLIN, 0},
+                                   {b->admin, 0, ZMQ_POLLIN, 0},
+                                   {NULL, kb_commit_fd(b->commit), ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, kb_commit_busy(b->commit) ? 4 : 3, KB_POLL_MAX_MS);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -645,6 +791,8 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
                 kb_log(KB_LOG_ERROR, "zap_failed", "detail=\"%s\"", kb_last_error());
         }
         if (items[2].revents & ZMQ_POLLIN) {
+            /* operators read the store and may write it directly */
+            broker_settle(b);
             int rc = admin_handle(b);
             if (rc != KB_OK)
                 kb_log(KB_LOG_ERROR, "admin_failed", "detail=\"%s\"", kb_last_error());

@@ -38,6 +38,7 @@ typedef struct {
     uint8_t message_id[16];         /* for the audit record of the ACK */
     char sender[KB_AGENCY_ID_MAX + 1]; /* sending agency */
     int kind;                       /* message kind */
+    int live;                       /* 0: acknowledged, a hole in the window until it reaches the front */
 } kb_inflight_t;
 
 /* An adapter's session, opened by HELLO, keyed by its ZeroMQ routing id. */
@@ -47,12 +48,26 @@ typedef struct {
     char agency[KB_AGENCY_ID_MAX + 1]; /* agency from the ZAP handshake */
     uint64_t credit;                /* deliveries it can still take */
     uint64_t cursor;                /* next queue sequence to look at */
-    kb_inflight_t *inflight;        /* delivered, unacknowledged (ascending tags) */
-    size_t n_inflight;              /* their count */
-    size_t cap_inflight;            /* allocated */
+    kb_inflight_t *inflight;        /* ring of deliveries in tag order, unacknowledged ones live */
+    size_t n_inflight;              /* live entries (delivered, unacknowledged) */
+    size_t head_inflight;           /* ring index of the oldest slot */
+    size_t span_inflight;           /* slots from the head, holes included */
+    size_t cap_inflight;            /* ring size (a power of two) */
     int64_t last_seen_ms;           /* monotonic time of its last frame */
     int active;                     /* 1 if deliveries for the agency go here */
+    kb_delivery_raw_t *direct;      /* delivered this turn straight from routing (envelope bytes owned) */
+    size_t n_direct;                /* their count */
+    size_t cap_direct;              /* allocated */
 } kb_session_t;
+
+/* One slot of the agency -> active session cache (session.c). */
+typedef struct {
+    char agency[KB_AGENCY_ID_MAX + 1]; /* agency looked up; "" = empty slot */
+    kb_session_t *session;          /* its active session, or NULL: none */
+    uint64_t gen;                   /* b->session_gen when filled */
+} kb_session_cache_t;
+
+#define KB_SESSION_CACHE 256u       /* cache slots (a power of two) */
 
 /* A reply waiting for the commit that makes it true. */
 typedef struct {
@@ -82,16 +97,29 @@ typedef struct {
     kb_verify_job_t **jobs;         /* per envelope of a SUBMIT: its check, or NULL */
 } kb_incoming_t;
 
+/* Message ids accepted into one batch, for duplicates not yet in the store. */
+typedef struct {
+    uint8_t (*ids)[16];             /* message ids */
+    char (*senders)[KB_AGENCY_ID_MAX + 1]; /* their senders */
+    size_t n;                       /* count */
+    size_t cap;                     /* allocated */
+} kb_idlist_t;
+
 typedef struct kb_broker {
     kb_conf_t *conf;                /* configuration in force (owned) */
     char *conf_path;                /* file to reload from */
     kb_store_t *store;              /* durable state */
     kb_batch_t *batch;              /* changes staged this turn */
+    kb_batch_t *spare;              /* the other batch: idle, or NULL while the committer writes it */
+    struct kb_commit *commit;       /* committer thread: writes (and syncs) batches off this thread */
+    kb_outgoing_t *held;            /* replies waiting for the batch in flight */
+    size_t n_held;                  /* their count */
+    size_t cap_held;                /* allocated */
     kb_incoming_t *in;              /* frames of this turn, KB_DRAIN_MAX slots */
     kb_verify_pool_t *verify;       /* signature checks on all cores */
     kb_verify_job_t *jobs;          /* this turn's checks */
     size_t cap_jobs;                /* allocated */
-    int turn_sync;                  /* 1 if this turn's commit must be synced (it answers SUBMITs) */
+    int turn_sync;                  /* 1 if the staged batch must be synced (it answers SUBMITs) */
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
     uint64_t cp_size;               /* tree size of the last signed checkpoint */
@@ -103,15 +131,17 @@ typedef struct kb_broker {
     void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
     char endpoint[256];             /* bound endpoint, after start */
     EVP_PKEY *sign_key;             /* broker's Ed25519 key, signs notices */
+    EVP_MD *sha256;                 /* SHA-256, fetched once: a fetch per digest costs more than the digest */
+    EVP_MD_CTX *sha_ctx;            /* reused for the payload digest of every accepted envelope */
     kb_session_t *sessions;         /* session table, KB_MAX_SESSIONS slots */
     size_t n_sessions;              /* sessions in use */
+    uint64_t session_gen;           /* bumped whenever a session opens or ends */
+    kb_session_cache_t *session_cache; /* agency -> active session, KB_SESSION_CACHE slots */
     kb_outgoing_t *out;             /* replies to send after the commit */
     size_t n_out;                   /* their count */
     size_t cap_out;                 /* allocated */
-    uint8_t (*batch_ids)[16];       /* message ids accepted this turn, for duplicates */
-    char (*batch_senders)[KB_AGENCY_ID_MAX + 1]; /* their senders */
-    size_t n_batch_ids;             /* count */
-    size_t cap_batch_ids;           /* allocated */
+    kb_idlist_t ids;                /* ids accepted into the staged batch */
+    kb_idlist_t ids_flight;         /* ids accepted into the batch in flight */
     int64_t started_ms;             /* monotonic start time */
     int64_t next_expiry_ms;         /* next expiry check */
     void *admin;                    /* operators' admin socket (ipc, in data_dir) */
@@ -133,6 +163,9 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig);
 int kb_broker_reload(kb_broker_t *b, const char *who);
 /* Queue an encoded reply frame for rid (sent after the commit). */
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f);
+/* The same for a frame already encoded: takes *frame (malloc'd) and clears
+ * it, also on failure (KB_ENOMEM), when the frame is freed. */
+int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len);
 
 /* checkpoint.c: sign a checkpoint of the audit tree when due (force: now,
  * if anything is new). Never fails traffic: a failure is logged as an
@@ -143,8 +176,17 @@ void checkpoint_maybe(kb_broker_t *b, int force);
  * again later); retention_describe logs the periods in force. */
 void retention_maybe(kb_broker_t *b);
 void retention_describe(const kb_broker_t *b);
-/* Re-read counters and tree from disk after a failed commit. */
+/* Re-read counters and tree from disk after a failed commit (nothing may
+ * be in flight: see broker_settle). */
 void broker_resync(kb_broker_t *b);
+/* Wait for the batch in flight (if any) to be written and send the replies
+ * it makes true. If it failed, nothing not yet sent is confirmed: every
+ * waiting reply becomes ERROR_CODE_INTERNAL, the staged batch is dropped,
+ * counters and tree are reread and sessions restart; the commit's error
+ * is returned. Whatever writes to the store directly, or reads what a
+ * batch in flight changes (expiry, checkpoints, retention, admin), settles
+ * first. */
+int broker_settle(kb_broker_t *b);
 
 /* admin.c: the operators' admin socket (status, reload) */
 int admin_start(kb_broker_t *b);
@@ -162,6 +204,9 @@ int zap_handle(kb_broker_t *b);
 kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len);
 kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency);
 void session_close(kb_broker_t *b, kb_session_t *s, const char *why);
+/* Free what s holds and clear it (no audit record: session_close). */
+void session_reset(kb_broker_t *b, kb_session_t *s);
+/* The agency's active session or NULL; cached, so it is cheap per message. */
 kb_session_t *session_active(kb_broker_t *b, const char *agency);
 int session_inflight_add(kb_session_t *s, const kb_inflight_t *d);
 /* Remove tag; copies the entry to *out when found, else KB_ENOTFOUND. */
@@ -171,6 +216,8 @@ void session_expire_idle(kb_broker_t *b, int64_t now_ms);
 
 /* audit.c: build and stage audit records. */
 Ketenbus__AuditRecord *audit_record_for(Ketenbus__AuditRecord *r, int event, const Ketenbus__Envelope *e);
+/* The same from the view of a packed envelope (borrows from v). */
+Ketenbus__AuditRecord *audit_record_view(Ketenbus__AuditRecord *r, int event, const kb_envelope_view_t *v);
 int audit_append(kb_broker_t *b, Ketenbus__AuditRecord *r, uint64_t *index);
 int audit_event(kb_broker_t *b, int event, const char *agency, const char *counterpart, const char *reason);
 
@@ -180,6 +227,13 @@ int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus_
 
 /* deliver.c */
 int deliver_pump(kb_broker_t *b);
+/* Deliver queue entry tag of s's agency (packed envelope bytes) from
+ * memory while it is being routed, if s is caught up: it has credit and
+ * every older entry of its queue has been delivered (s->cursor == tag).
+ * Stages the 'delivered' record in the same batch as the entry; the
+ * DELIVER frame joins that batch's replies, so it leaves only once the
+ * entry is durable. *done is 1 if delivered, 0 if the pump must do it. */
+int deliver_direct(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus__QueueEntry *q, int *done);
 int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack);
 int deliver_expire(kb_broker_t *b, int64_t now_us);
 

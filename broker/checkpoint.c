@@ -95,6 +95,9 @@ void checkpoint_maybe(kb_broker_t *b, int force)
     int64_t now = kb_mono_ms();
     if (!force && size - b->cp_size < b->conf->checkpoint_records && now < b->cp_next_ms)
         return;
+    /* the checkpoint is written here, after every batch handed over */
+    if (broker_settle(b) != KB_OK || kb_batch_size(b->batch) != 0)
+        return;
     int rc = checkpoint_sign(b->store, b->batch, b->tree, b->conf->broker_id, b->sign_key, NULL);
     if (rc == KB_OK)
         rc = kb_store_commit(b->store, b->batch, 1);

@@ -3,7 +3,10 @@
  *
  * A queue entry leaves the queue only on ACK (from the agency's session that
  * received it) or on expiry. Deliveries go out in queue order, within the
- * credit the adapter granted, and only from committed entries. An entry in
+ * credit the adapter granted, and only once the entry is committed: the
+ * pump reads written entries from the store; an entry routed to a session
+ * that has every older entry already (deliver_direct) goes out from memory
+ * with the replies of the batch that writes it. An entry in
  * flight is never expired: the adapter may be storing it right now.
  * Expiry tells the sender with an EXPIRY_NOTICE signed by the broker.
  */
@@ -20,24 +23,33 @@
 typedef struct {
     kb_broker_t *b;                 /* the broker */
     kb_session_t *s;                /* the receiving session */
-    Ketenbus__Delivery *items;      /* deliveries (envelopes owned) */
-    Ketenbus__Delivery **ptrs;      /* pointers for the Deliver message */
+    kb_delivery_raw_t *items;       /* deliveries (envelope bytes owned) */
     size_t n;                       /* collected */
     uint64_t last_seq;              /* last sequence looked at */
     int looked;                     /* 1 if any entry was looked at */
     int rc;                         /* first error */
 } s_pump_t;
 
+/* The envelope goes out as the queue holds it (packed for this recipient):
+ * only the fields of its audit record are read, not the whole of it. */
 static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 {
     s_pump_t *p = arg;
     p->last_seq = seq;
     p->looked = 1;
-    Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, q->envelope.len, q->envelope.data);
-    if (!e) {
-        kb_log(KB_LOG_ERROR, "queue_corrupt", "agency=%s tag=%llu", p->s->agency, (unsigned long long)seq);
+    kb_envelope_view_t v;
+    if (kb_envelope_view(q->envelope.data, q->envelope.len, &v) != KB_OK) {
+        kb_log(KB_LOG_ERROR, "queue_corrupt", "agency=%s tag=%llu detail=\"%s\"", p->s->agency,
+               (unsigned long long)seq, kb_last_error());
         return 0;
     }
+    uint8_t *bytes = malloc(q->envelope.len ? q->envelope.len : 1);
+    if (!bytes) {
+        p->rc = kb_error_set(KB_ENOMEM, "deliver: out of memory");
+        return 1;
+    }
+    if (q->envelope.len > 0)
+        memcpy(bytes, q->envelope.data, q->envelope.len);
     kb_inflight_t d = {.tag = seq, .kind = (int)q->kind};
     if (q->message_id.len == 16)
         memcpy(d.message_id, q->message_id.data, 16);
@@ -45,21 +57,17 @@ static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
     int rc = session_inflight_add(p->s, &d);
     if (rc == KB_OK) {
         Ketenbus__AuditRecord r;
-        audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, e);
+        audit_record_view(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, &v);
         r.counterpart = p->s->agency;
         r.tag = seq;
         rc = audit_append(p->b, &r, NULL);
     }
     if (rc != KB_OK) {
-        ketenbus__envelope__free_unpacked(e, NULL);
+        free(bytes);
         p->rc = rc;
         return 1;
     }
-    Ketenbus__Delivery *dl = &p->items[p->n];
-    ketenbus__delivery__init(dl);
-    dl->tag = seq;
-    dl->envelope = e;
-    p->ptrs[p->n++] = dl;
+    p->items[p->n++] = (kb_delivery_raw_t){seq, bytes, q->envelope.len};
     p->s->credit--;
     return p->s->credit == 0;
 }
@@ -69,12 +77,8 @@ static int s_pump_session(kb_broker_t *b, kb_session_t *s)
     s_pump_t p = {.b = b, .s = s};
     size_t max = s->credit < KB_DELIVER_BATCH ? (size_t)s->credit : KB_DELIVER_BATCH;
     p.items = calloc(max, sizeof *p.items);
-    p.ptrs = calloc(max, sizeof *p.ptrs);
-    if (!p.items || !p.ptrs) {
-        free(p.items);
-        free(p.ptrs);
+    if (!p.items)
         return kb_error_set(KB_ENOMEM, "deliver: out of memory");
-    }
     int rc = kb_store_queue_scan(b->store, s->agency, s->cursor, max, s_collect, &p);
     if (rc == KB_ECRYPTO) {
         kb_log(KB_LOG_ERROR, "queue_unreadable", "agency=%s detail=\"%s\"", s->agency, kb_last_error());
@@ -85,21 +89,81 @@ static int s_pump_session(kb_broker_t *b, kb_session_t *s)
     if (rc == KB_OK)
         rc = p.rc;
     if (rc == KB_OK && p.n > 0) {
-        Ketenbus__Deliver dv;
-        ketenbus__deliver__init(&dv);
-        dv.n_deliveries = p.n;
-        dv.deliveries = p.ptrs;
-        Ketenbus__Frame f;
-        ketenbus__frame__init(&f);
-        f.body_case = KETENBUS__FRAME__BODY_DELIVER;
-        f.deliver = &dv;
-        rc = broker_reply(b, s->rid, s->rid_len, &f);
-        b->stat_delivered += p.n;
+        uint8_t *frame = NULL;
+        size_t frame_len = 0;
+        rc = kb_deliver_encode(p.items, p.n, &frame, &frame_len);
+        if (rc == KB_OK)
+            rc = broker_reply_raw(b, s->rid, s->rid_len, &frame, frame_len);
+        if (rc == KB_OK)
+            b->stat_delivered += p.n;
     }
     for (size_t i = 0; i < p.n; i++)
-        ketenbus__envelope__free_unpacked(p.items[i].envelope, NULL);
+        free((void *)p.items[i].envelope);
     free(p.items);
-    free(p.ptrs);
+    return rc;
+}
+
+int deliver_direct(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus__QueueEntry *q, int *done)
+{
+    *done = 0;
+    if (!s || s->credit == 0 || s->cursor != tag)
+        return KB_OK; /* not caught up: the pump reads it from the store in order */
+    kb_envelope_view_t v;
+    if (kb_envelope_view(q->envelope.data, q->envelope.len, &v) != KB_OK)
+        return KB_OK; /* cannot happen with bytes routing packed; the pump logs it */
+    if (s->n_direct == s->cap_direct) {
+        size_t cap = s->cap_direct ? s->cap_direct * 2 : KB_DELIVER_BATCH;
+        kb_delivery_raw_t *p = realloc(s->direct, cap * sizeof *p);
+        if (!p)
+            return kb_error_set(KB_ENOMEM, "deliver: out of memory");
+        s->direct = p;
+        s->cap_direct = cap;
+    }
+    uint8_t *bytes = malloc(q->envelope.len ? q->envelope.len : 1);
+    if (!bytes)
+        return kb_error_set(KB_ENOMEM, "deliver: out of memory");
+    if (q->envelope.len > 0)
+        memcpy(bytes, q->envelope.data, q->envelope.len);
+    kb_inflight_t d = {.tag = tag, .kind = (int)q->kind};
+    if (q->message_id.len == 16)
+        memcpy(d.message_id, q->message_id.data, 16);
+    snprintf(d.sender, sizeof d.sender, "%s", q->sender);
+    int rc = session_inflight_add(s, &d);
+    if (rc == KB_OK) {
+        Ketenbus__AuditRecord r;
+        audit_record_view(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, &v);
+        r.counterpart = s->agency;
+        r.tag = tag;
+        rc = audit_append(b, &r, NULL);
+    }
+    if (rc != KB_OK) {
+        free(bytes);
+        return rc;
+    }
+    s->direct[s->n_direct++] = (kb_delivery_raw_t){tag, bytes, q->envelope.len};
+    s->cursor = tag + 1;
+    s->credit--;
+    *done = 1;
+    return KB_OK;
+}
+
+/* The DELIVER frames of what routing delivered to s this turn. */
+static int s_send_direct(kb_broker_t *b, kb_session_t *s)
+{
+    int rc = KB_OK;
+    for (size_t i = 0; rc == KB_OK && i < s->n_direct; i += KB_DELIVER_BATCH) {
+        size_t n = s->n_direct - i < KB_DELIVER_BATCH ? s->n_direct - i : KB_DELIVER_BATCH;
+        uint8_t *frame = NULL;
+        size_t frame_len = 0;
+        rc = kb_deliver_encode(s->direct + i, n, &frame, &frame_len);
+        if (rc == KB_OK)
+            rc = broker_reply_raw(b, s->rid, s->rid_len, &frame, frame_len);
+        if (rc == KB_OK)
+            b->stat_delivered += n;
+    }
+    for (size_t i = 0; i < s->n_direct; i++)
+        free((void *)s->direct[i].envelope);
+    s->n_direct = 0;
     return rc;
 }
 
@@ -107,10 +171,17 @@ int deliver_pump(kb_broker_t *b)
 {
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
-        if (s->rid_len == 0 || !s->active || s->credit == 0)
+        if (s->rid_len == 0)
             continue;
-        /* nothing new since the cursor: skip the seek */
-        if (kb_store_queue_depth(b->store, s->agency) == 0)
+        if (s->n_direct > 0) {
+            int rc = s_send_direct(b, s);
+            if (rc != KB_OK)
+                return rc;
+        }
+        if (!s->active || s->credit == 0)
+            continue;
+        /* nothing queued past the cursor: skip the seek */
+        if (kb_store_queue_depth(b->store, s->agency) == 0 || s->cursor >= kb_store_queue_next(b->store, s->agency))
             continue;
         /* as many DELIVER frames as the credit allows: a turn may have
          * accepted hundreds of messages for this recipient */

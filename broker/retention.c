@@ -73,6 +73,9 @@ void retention_maybe(kb_broker_t *b)
         b->retention_next_ms = now_ms + b->conf->checkpoint_interval_us / 1000;
         return;
     }
+    /* the pass reads the audit log and writes here, after every batch handed over */
+    if (broker_settle(b) != KB_OK || kb_batch_size(b->batch) != 0)
+        return;
     int k = b->retention_kind;
     int64_t keep = b->conf->retention_us[k];
     char text[32], who[96];

@@ -3,9 +3,10 @@
  *
  * For each envelope, in order: structure (kb_envelope_validate), sender equal
  * to the authenticated agency, created time within the message TTL and clock
- * skew, not a duplicate (same sender and id accepted before, on disk or
- * earlier in this turn), the sender's Ed25519 signature over its seals, then
- * the sharing decision per recipient (policy.h). An accepted envelope
+ * skew, not a duplicate (same sender and id accepted before: on disk, earlier
+ * in this turn, or in the batch the committer is writing), the sender's
+ * Ed25519 signature over its seals, then the sharing decision per recipient
+ * (policy.h). An accepted envelope
  * stages its "received" and per-recipient "routed"/"refused" audit records,
  * a queue entry per permitted recipient and its id in the accepted-id
  * index, all in the turn's batch. The receipt is queued and leaves only
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "broker.h"
@@ -85,31 +87,39 @@ static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *
     audit_append(b, &r, NULL);
 }
 
-static int s_batch_has(kb_broker_t *b, const char *sender, const uint8_t id[16])
+static int s_idlist_has(const kb_idlist_t *l, const char *sender, const uint8_t id[16])
 {
-    for (size_t i = 0; i < b->n_batch_ids; i++)
-        if (memcmp(b->batch_ids[i], id, 16) == 0 && strcmp(b->batch_senders[i], sender) == 0)
+    for (size_t i = 0; i < l->n; i++)
+        if (memcmp(l->ids[i], id, 16) == 0 && strcmp(l->senders[i], sender) == 0)
             return 1;
     return 0;
 }
 
+/* Accepted before, but not in the store yet: staged, or in the batch the
+ * committer is writing. */
+static int s_batch_has(kb_broker_t *b, const char *sender, const uint8_t id[16])
+{
+    return s_idlist_has(&b->ids, sender, id) || s_idlist_has(&b->ids_flight, sender, id);
+}
+
 static int s_batch_add(kb_broker_t *b, const char *sender, const uint8_t id[16])
 {
-    if (b->n_batch_ids == b->cap_batch_ids) {
-        size_t cap = b->cap_batch_ids ? b->cap_batch_ids * 2 : 256;
-        void *ids = realloc(b->batch_ids, cap * sizeof *b->batch_ids);
+    kb_idlist_t *l = &b->ids;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        void *ids = realloc(l->ids, cap * sizeof *l->ids);
         if (!ids)
             return kb_error_set(KB_ENOMEM, "route: out of memory");
-        b->batch_ids = ids;
-        void *snd = realloc(b->batch_senders, cap * sizeof *b->batch_senders);
+        l->ids = ids;
+        void *snd = realloc(l->senders, cap * sizeof *l->senders);
         if (!snd)
             return kb_error_set(KB_ENOMEM, "route: out of memory");
-        b->batch_senders = snd;
-        b->cap_batch_ids = cap;
+        l->senders = snd;
+        l->cap = cap;
     }
-    memcpy(b->batch_ids[b->n_batch_ids], id, 16);
-    snprintf(b->batch_senders[b->n_batch_ids], sizeof b->batch_senders[0], "%s", sender);
-    b->n_batch_ids++;
+    memcpy(l->ids[l->n], id, 16);
+    snprintf(l->senders[l->n], sizeof l->senders[0], "%s", sender);
+    l->n++;
     return KB_OK;
 }
 
@@ -304,8 +314,10 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     route_plan_t *plans = calloc(n_cand, sizeof *plans);
     int rc = plans ? s_pack(e, &packed, &len) : kb_error_set(KB_ENOMEM, "route: out of memory");
     uint8_t digest[SHA256_DIGEST_LENGTH];
-    if (rc == KB_OK)
-        SHA256(packed, len, digest);
+    if (rc == KB_OK && (EVP_DigestInit_ex(b->sha_ctx, b->sha256, NULL) != 1 ||
+                        EVP_DigestUpdate(b->sha_ctx, packed, len) != 1 ||
+                        EVP_DigestFinal_ex(b->sha_ctx, digest, NULL) != 1))
+        rc = kb_error_ssl(KB_ECRYPTO, "route: SHA-256");
     route_plan_t *allowed[KB_MAX_RECIPIENTS], *refused[KB_MAX_RECIPIENTS];
     for (size_t i = 0; rc == KB_OK && i < n_cand; i++) {
         rc = route_plan_recipient(b->conf, e, packed, len, candidates[i], now, &plans[i]);
@@ -357,6 +369,11 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         r.redacted = (char **)plan->redacted;
         n_redacted += plan->n_redacted;
         rc = audit_append(b, &r, NULL);
+        /* a recipient that has everything older gets it without a read back
+         * from the store, once this batch is written */
+        int direct = 0;
+        if (rc == KB_OK)
+            rc = deliver_direct(b, session_active(b, res->recipients[i]), tag, &q, &direct);
     }
     for (size_t i = 0; rc == KB_OK && i < res->entry.n_refused; i++)
         rc = s_audit_refused(b, e, res->refused[i], refused[i], digest, sizeof digest);
@@ -372,12 +389,16 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         return rc;
     res->entry.outcome = KETENBUS__OUTCOME__OUTCOME_ACCEPTED;
     b->stat_accepted++;
-    char idtext[37];
-    kb_uuid_format(e->message_id.data, idtext);
-    kb_log(KB_LOG_INFO, "accepted",
+    /* one line per message is a write(2) each: kept for --log-level debug;
+     * the audit log holds every accepted message anyway */
+    if (kb_log_enabled(KB_LOG_DEBUG)) {
+        char idtext[37];
+        kb_uuid_format(e->message_id.data, idtext);
+        kb_log(KB_LOG_DEBUG, "accepted",
            "agency=%s message=%s kind=%s recipients=%zu refused=%zu redacted=%zu audit=%llu", s->agency, idtext,
            kb_kind_name(e->kind), res->entry.n_recipients, res->entry.n_refused, n_redacted,
-           (unsigned long long)res->entry.audit_index);
+               (unsigned long long)res->entry.audit_index);
+    }
     return KB_OK;
 }
 

@@ -8,8 +8,9 @@
  * session are simply delivered again to the next one (the SDK drops ids it
  * has already acknowledged).
  */
-#include <stdlib.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
@@ -26,7 +27,7 @@ kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len)
     return NULL;
 }
 
-kb_session_t *session_active(kb_broker_t *b, const char *agency)
+static kb_session_t *s_active_scan(kb_broker_t *b, const char *agency)
 {
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
@@ -36,14 +37,53 @@ kb_session_t *session_active(kb_broker_t *b, const char *agency)
     return NULL;
 }
 
+/* Routing asks for every recipient of every message, so the answers of
+ * the scan over all slots are cached per agency (also "none": an offline
+ * recipient), and the whole cache is void once any session opens or ends
+ * (b->session_gen). */
+kb_session_t *session_active(kb_broker_t *b, const char *agency)
+{
+    if (!b->session_cache)
+        return s_active_scan(b, agency);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = agency; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    kb_session_cache_t *c = &b->session_cache[h & (KB_SESSION_CACHE - 1)];
+    if (c->gen == b->session_gen && c->agency[0] && strcmp(c->agency, agency) == 0)
+        return c->session;
+    kb_session_t *s = s_active_scan(b, agency);
+    if (strlen(agency) < sizeof c->agency) {
+        memcpy(c->agency, agency, strlen(agency) + 1);
+        c->session = s;
+        c->gen = b->session_gen;
+    }
+    return s;
+}
+
+static void s_direct_free(kb_session_t *s)
+{
+    for (size_t i = 0; i < s->n_direct; i++)
+        free((void *)s->direct[i].envelope);
+    free(s->direct);
+    s->direct = NULL;
+    s->n_direct = s->cap_direct = 0;
+}
+
+void session_reset(kb_broker_t *b, kb_session_t *s)
+{
+    free(s->inflight);
+    s_direct_free(s);
+    memset(s, 0, sizeof *s);
+    b->session_gen++;
+}
+
 void session_close(kb_broker_t *b, kb_session_t *s, const char *why)
 {
     if (!s || s->rid_len == 0)
         return;
     kb_log(KB_LOG_INFO, "session_closed", "agency=%s inflight=%zu reason=\"%s\"", s->agency, s->n_inflight, why);
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DISCONNECTED, s->agency, NULL, why);
-    free(s->inflight);
-    memset(s, 0, sizeof *s);
+    session_reset(b, s);
     b->n_sessions--;
 }
 
@@ -55,10 +95,12 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     }
     kb_session_t *s = session_find(b, rid, rid_len);
     if (s) {
-        /* a second HELLO on the same connection restarts the session */
+        /* a second HELLO on the same connection restarts the session:
+         * what it had in flight, or was about to get, comes again */
         free(s->inflight);
         s->inflight = NULL;
-        s->n_inflight = s->cap_inflight = 0;
+        s->n_inflight = s->head_inflight = s->span_inflight = s->cap_inflight = 0;
+        s_direct_free(s);
     } else {
         for (size_t i = 0; i < KB_MAX_SESSIONS && !s; i++)
             if (b->sessions[i].rid_len == 0)
@@ -79,36 +121,80 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     s->credit = 0;
     s->cursor = 0;
     s->active = 1;
+    b->session_gen++;
     return s;
+}
+
+/* The in-flight window is a ring of slots in ascending tag order. An ACK
+ * marks its slot a hole instead of moving the rest of the window (adapters
+ * acknowledge in order, so the hole is nearly always at the front, where the
+ * head steps over it). Holes left behind an entry that stays unacknowledged
+ * are squeezed out once they outnumber the live entries, so the ring never
+ * holds more than about twice what is in flight. */
+#define KB_INFLIGHT_CAP0  64u   /* first ring size (a power of two) */
+
+static kb_inflight_t *s_slot(const kb_session_t *s, size_t i)
+{
+    return &s->inflight[(s->head_inflight + i) & (s->cap_inflight - 1)];
 }
 
 static kb_inflight_t *s_inflight_find(const kb_session_t *s, uint64_t tag)
 {
-    size_t lo = 0, hi = s->n_inflight;
+    size_t lo = 0, hi = s->span_inflight;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (s->inflight[mid].tag < tag)
+        if (s_slot(s, mid)->tag < tag)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < s->n_inflight && s->inflight[lo].tag == tag ? &s->inflight[lo] : NULL;
+    if (lo == s->span_inflight)
+        return NULL;
+    kb_inflight_t *p = s_slot(s, lo);
+    return p->tag == tag && p->live ? p : NULL;
+}
+
+/* Copy the live entries, in order, into a fresh ring of cap slots. */
+static int s_inflight_rebuild(kb_session_t *s, size_t cap)
+{
+    kb_inflight_t *p = malloc(cap * sizeof *p);
+    if (!p)
+        return kb_error_set(KB_ENOMEM, "session: out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < s->span_inflight; i++) {
+        const kb_inflight_t *d = s_slot(s, i);
+        if (d->live)
+            p[n++] = *d;
+    }
+    free(s->inflight);
+    s->inflight = p;
+    s->cap_inflight = cap;
+    s->head_inflight = 0;
+    s->span_inflight = n;
+    return KB_OK;
 }
 
 int session_inflight_add(kb_session_t *s, const kb_inflight_t *d)
 {
-    if (s->n_inflight > 0 && s->inflight[s->n_inflight - 1].tag >= d->tag)
+    if (s->span_inflight > 0 && s_slot(s, s->span_inflight - 1)->tag >= d->tag)
         return kb_error_set(KB_EINVAL, "session: tags must ascend");
-    if (s->n_inflight == s->cap_inflight) {
-        size_t cap = s->cap_inflight ? s->cap_inflight * 2 : 64;
-        kb_inflight_t *p = realloc(s->inflight, cap * sizeof *p);
-        if (!p)
-            return kb_error_set(KB_ENOMEM, "session: out of memory");
-        s->inflight = p;
-        s->cap_inflight = cap;
+    if (s->span_inflight == s->cap_inflight) {
+        size_t cap = s->cap_inflight ? s->cap_inflight : KB_INFLIGHT_CAP0;
+        /* grow only when live entries fill half the ring; else drop the holes */
+        if (s->n_inflight >= cap / 2) {
+            if (cap > SIZE_MAX / 2 / sizeof *s->inflight)
+                return kb_error_set(KB_ENOMEM, "session: in-flight window too large");
+            cap *= 2;
+        }
+        int rc = s_inflight_rebuild(s, cap);
+        if (rc != KB_OK)
+            return rc;
     }
     /* tags are handed out in ascending order, so appending keeps it sorted */
-    s->inflight[s->n_inflight++] = *d;
+    kb_inflight_t *slot = s_slot(s, s->span_inflight++);
+    *slot = *d;
+    slot->live = 1;
+    s->n_inflight++;
     return KB_OK;
 }
 
@@ -124,9 +210,14 @@ int session_inflight_remove(kb_session_t *s, uint64_t tag, kb_inflight_t *out)
         return KB_ENOTFOUND;
     if (out)
         *out = *p;
-    size_t i = (size_t)(p - s->inflight);
-    memmove(p, p + 1, (s->n_inflight - i - 1) * sizeof *p);
+    p->live = 0;
     s->n_inflight--;
+    while (s->span_inflight > 0 && !s_slot(s, 0)->live) {
+        s->head_inflight = (s->head_inflight + 1) & (s->cap_inflight - 1);
+        s->span_inflight--;
+    }
+    while (s->span_inflight > 0 && !s_slot(s, s->span_inflight - 1)->live)
+        s->span_inflight--;
     return KB_OK;
 }
 

@@ -50,7 +50,7 @@ struct kb_store {
     leveldb_writeoptions_t *wfast; /* unsynced writes */
     leveldb_cache_t *cache;        /* block cache */
     leveldb_filterpolicy_t *bloom; /* bloom filter for point lookups */
-    uint8_t key[KB_AEAD_KEY_LEN];  /* storage key, wiped on destroy */
+    kb_aead_t *aead;               /* keyed with the storage key; NULL without it */
     s_counter_t *slots;            /* counter hash table */
     size_t n_slots;                /* its size (power of two) */
     size_t n_used;                 /* slots in use */
@@ -276,7 +276,11 @@ kb_store_t *kb_store_open_ex(const char *dir, const uint8_t key[32], unsigned fl
         return NULL;
     }
     if (key) {
-        memcpy(s->key, key, KB_AEAD_KEY_LEN);
+        s->aead = kb_aead_new(key);
+        if (!s->aead) {
+            kb_store_destroy(&s);
+            return NULL;
+        }
         s->has_key = 1;
     }
     s->n_slots = KB_AGENCY_SLOTS0;
@@ -349,7 +353,7 @@ void kb_store_destroy(kb_store_t **p)
         s_counters_clear(s);
         free(s->slots);
     }
-    OPENSSL_cleanse(s->key, sizeof s->key);
+    kb_aead_destroy(&s->aead);
     free(s->dir);
     free(s);
     *p = NULL;
@@ -691,7 +695,7 @@ int kb_store_queue_put(kb_store_t *s, kb_batch_t *b, const char *agency, const K
         return kb_error_set(KB_ENOMEM, "store: queue entry: out of memory");
     }
     ketenbus__queue_entry__pack(e, plain);
-    int rc = kb_aead_seal(s->key, k, kl, plain, pl, sealed);
+    int rc = kb_aead_seal_with(s->aead, k, kl, plain, pl, sealed);
     OPENSSL_cleanse(plain, pl);
     free(plain);
     if (rc != KB_OK) {
@@ -757,7 +761,7 @@ int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t
             rc = kb_error_set(KB_ENOMEM, "store: scan: out of memory");
             break;
         }
-        if (kb_aead_open(s->key, ik, ikl, iv, ivl, plain) != KB_OK) {
+        if (kb_aead_open_with(s->aead, ik, ikl, iv, ivl, plain) != KB_OK) {
             free(plain);
             bad = kb_error_set(KB_ECRYPTO, "store: %s entry %llu does not decrypt (altered, or another storage key)",
                                agency, (unsigned long long)seq);
@@ -790,6 +794,12 @@ uint64_t kb_store_queue_depth(const kb_store_t *s, const char *agency)
 {
     const s_counter_t *c = s_counter_find(s, agency);
     return c ? c->depth : 0;
+}
+
+uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency)
+{
+    const s_counter_t *c = s_counter_find(s, agency);
+    return c ? c->next_seq : 0;
 }
 
 /* ------------------------------------------------------------ accepted ids */

@@ -77,6 +77,8 @@ int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t
 
 /* Committed queue depth of agency (including staged changes). */
 uint64_t kb_store_queue_depth(const kb_store_t *s, const char *agency);
+/* The sequence the agency's next queue entry gets (0: none ever). */
+uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency);
 
 /* Look up an accepted message id of sender: KB_OK with its audit index, or
  * KB_ENOTFOUND. */

@@ -317,6 +317,191 @@ int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len)
     return KB_OK;
 }
 
+/* ------------------------------------------------------------ raw forms */
+
+/* A length-delimited string of at most max bytes without NUL into out. */
+static int s_view_string(const kb_cursor_t *v, char *out, size_t max, const char *field)
+{
+    if (v->len > max)
+        return kb_error_set(KB_EPROTO, "envelope view: %s longer than %zu bytes", field, max);
+    if (v->len > 0 && memchr(v->buf, '\0', v->len))
+        return kb_error_set(KB_EPROTO, "envelope view: %s holds a NUL byte", field);
+    memcpy(out, v->buf, v->len);
+    out[v->len] = '\0';
+    return KB_OK;
+}
+
+/* Field numbers of Envelope and LegalBasis read by kb_envelope_view. */
+enum {
+    KB_ENV_MESSAGE_ID = 1,
+    KB_ENV_SENDER = 2,
+    KB_ENV_KIND = 4,
+    KB_ENV_PURPOSE = 5,
+    KB_ENV_HANDLING = 6,
+    KB_ENV_LEGAL_BASIS = 7,
+    KB_ENV_SUBJECT_KEYS = 10,
+    KB_ENV_OFFICER = 11,
+    KB_BASIS_BASIS = 1
+};
+
+int kb_envelope_view(const uint8_t *buf, size_t len, kb_envelope_view_t *v)
+{
+    if (!v || (!buf && len > 0))
+        return kb_error_set(KB_EINVAL, "kb_envelope_view: NULL argument");
+    memset(v, 0, sizeof *v);
+    kb_cursor_t c = {buf, len, 0};
+    while (c.pos < c.len) {
+        uint32_t field;
+        unsigned wire;
+        kb_cursor_t val = {NULL, 0, 0};
+        uint64_t num = 0;
+        if (s_read_tag(&c, &field, &wire) != KB_OK)
+            return kb_error_set(KB_EPROTO, "envelope view: bad tag at offset %zu", c.pos);
+        int is_enum = field == KB_ENV_KIND || field == KB_ENV_PURPOSE || field == KB_ENV_HANDLING;
+        int rc;
+        if (is_enum && wire == KB_WIRE_VARINT)
+            rc = s_read_varint(&c, &num);
+        else
+            rc = s_skip_value(&c, wire, &val);
+        if (rc != KB_OK)
+            return kb_error_set(KB_EPROTO, "envelope view: field %u cut off or malformed", field);
+        int want_len = field == KB_ENV_MESSAGE_ID || field == KB_ENV_SENDER || field == KB_ENV_LEGAL_BASIS ||
+                       field == KB_ENV_SUBJECT_KEYS || field == KB_ENV_OFFICER;
+        if ((want_len && wire != KB_WIRE_LEN) || (is_enum && wire != KB_WIRE_VARINT))
+            return kb_error_set(KB_EPROTO, "envelope view: field %u has wire type %u", field, wire);
+        switch (field) {
+        case KB_ENV_MESSAGE_ID:
+            v->message_id.data = val.len ? (uint8_t *)val.buf : NULL;
+            v->message_id.len = val.len;
+            break;
+        case KB_ENV_SENDER:
+            rc = s_view_string(&val, v->sender, KB_AGENCY_ID_MAX, "sender");
+            break;
+        case KB_ENV_OFFICER:
+            rc = s_view_string(&val, v->officer, KB_SHORT_TEXT_MAX, "officer");
+            break;
+        case KB_ENV_KIND:
+            v->kind = (int)(int32_t)(uint32_t)num; /* protobuf: an enum is the low 32 bits */
+            break;
+        case KB_ENV_PURPOSE:
+            v->purpose = (int)(int32_t)(uint32_t)num;
+            break;
+        case KB_ENV_HANDLING:
+            v->handling = (int)(int32_t)(uint32_t)num;
+            break;
+        case KB_ENV_SUBJECT_KEYS:
+            if (v->n_subject_keys == KB_MAX_SUBJECT_KEYS)
+                return kb_error_set(KB_EPROTO, "envelope view: more than %u subject keys", KB_MAX_SUBJECT_KEYS);
+            v->subject_keys[v->n_subject_keys].data = val.len ? (uint8_t *)val.buf : NULL;
+            v->subject_keys[v->n_subject_keys++].len = val.len;
+            break;
+        case KB_ENV_LEGAL_BASIS:
+            /* a message field given twice is merged: the last basis wins */
+            v->has_legal_basis = 1;
+            while (rc == KB_OK && val.pos < val.len) {
+                uint32_t f2;
+                unsigned w2;
+                kb_cursor_t inner = {NULL, 0, 0};
+                if (s_read_tag(&val, &f2, &w2) != KB_OK || s_skip_value(&val, w2, &inner) != KB_OK)
+                    return kb_error_set(KB_EPROTO, "envelope view: legal_basis malformed");
+                if (f2 == KB_BASIS_BASIS) {
+                    if (w2 != KB_WIRE_LEN)
+                        return kb_error_set(KB_EPROTO, "envelope view: legal_basis.basis has wire type %u", w2);
+                    rc = s_view_string(&inner, v->basis, KB_SHORT_TEXT_MAX, "legal_basis.basis");
+                }
+            }
+            break;
+        default:
+            break;
+        }
+        if (rc != KB_OK)
+            return rc;
+    }
+    return KB_OK;
+}
+
+static size_t s_varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *s_put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Wire tags of the DELIVER frame's fields (field number << 3 | wire type). */
+#define KB_TAG_FRAME_VERSION  ((1u << 3) | KB_WIRE_VARINT)
+#define KB_TAG_FRAME_DELIVER  ((14u << 3) | KB_WIRE_LEN)
+#define KB_TAG_DELIVERIES     ((1u << 3) | KB_WIRE_LEN)
+#define KB_TAG_DELIVERY_TAG   ((1u << 3) | KB_WIRE_VARINT)
+#define KB_TAG_DELIVERY_ENV   ((2u << 3) | KB_WIRE_LEN)
+_Static_assert(KB_PROTOCOL_VERSION < 0x80, "the version is written as a one-byte varint");
+
+/* Bytes of one Delivery message's body. */
+static size_t s_delivery_len(const kb_delivery_raw_t *d)
+{
+    size_t n = 1 + s_varint_len(d->envelope_len) + d->envelope_len;
+    if (d->tag != 0) /* proto3: a zero scalar is not written */
+        n += 1 + s_varint_len(d->tag);
+    return n;
+}
+
+int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_t *len)
+{
+    if (!buf || !len)
+        return kb_error_set(KB_EINVAL, "kb_deliver_encode: buf or len is NULL");
+    *buf = NULL;
+    *len = 0;
+    if (!d || n == 0 || n > KB_MAX_BATCH)
+        return kb_error_set(KB_EINVAL, "kb_deliver_encode: %zu deliveries", n);
+    size_t body = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!d[i].envelope && d[i].envelope_len > 0)
+            return kb_error_set(KB_EINVAL, "kb_deliver_encode: delivery %zu has no bytes", i);
+        size_t dl = s_delivery_len(&d[i]);
+        size_t add = 1 + s_varint_len(dl) + dl;
+        if (body > SIZE_MAX / 2 - add)
+            return kb_error_set(KB_ETOOBIG, "kb_deliver_encode: frame too large");
+        body += add;
+    }
+    size_t total = 2 + 1 + s_varint_len(body) + body;
+    uint8_t *out = malloc(total);
+    if (!out)
+        return kb_error_set(KB_ENOMEM, "encode deliver: out of memory (%zu bytes)", total);
+    uint8_t *p = out;
+    *p++ = KB_TAG_FRAME_VERSION;
+    *p++ = KB_PROTOCOL_VERSION;
+    *p++ = KB_TAG_FRAME_DELIVER;
+    p = s_put_varint(p, body);
+    for (size_t i = 0; i < n; i++) {
+        *p++ = KB_TAG_DELIVERIES;
+        p = s_put_varint(p, s_delivery_len(&d[i]));
+        if (d[i].tag != 0) {
+            *p++ = KB_TAG_DELIVERY_TAG;
+            p = s_put_varint(p, d[i].tag);
+        }
+        *p++ = KB_TAG_DELIVERY_ENV;
+        p = s_put_varint(p, d[i].envelope_len);
+        if (d[i].envelope_len > 0)
+            memcpy(p, d[i].envelope, d[i].envelope_len);
+        p += d[i].envelope_len;
+    }
+    *buf = out;
+    *len = (size_t)(p - out);
+    return KB_OK;
+}
+
 /* ------------------------------------------------------------ validation */
 
 /* Record a reason in why (when given) and as the last error; KB_EPROTO.
@@ -346,18 +531,27 @@ static int s_reject(char *why, size_t why_len, const char *fmt, ...)
     return kb_error_set(KB_EPROTO, "%s", reason);
 }
 
-/* Format a field name for a reason; a name that does not fit is refused
- * rather than reported under a cut-off name. */
-static int s_name(char *out, char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int s_name(char *out, char *why, size_t why_len, const char *fmt, ...)
+/* Name item index of a list for a reason: base[index]suffix. Joined by
+ * hand, without printf: it runs for every listed item of every envelope,
+ * though the name is read only when the item is refused. A name that does
+ * not fit is refused rather than reported under a cut-off name. */
+static int s_name(char *out, char *why, size_t why_len, const char *base, size_t index, const char *suffix)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, KB_CODEC_PATH_MAX, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= KB_CODEC_PATH_MAX)
+    char digits[24];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + index % 10);
+        index /= 10;
+    } while (index > 0);
+    size_t bl = strlen(base), sl = strlen(suffix);
+    if (bl >= KB_CODEC_PATH_MAX || sl >= KB_CODEC_PATH_MAX || bl + nd + sl + 2 >= KB_CODEC_PATH_MAX)
         return s_reject(why, why_len, "envelope: field path longer than %u bytes", KB_CODEC_PATH_MAX - 1);
+    memcpy(out, base, bl);
+    out[bl] = '[';
+    for (size_t i = 0; i < nd; i++)
+        out[bl + 1 + i] = digits[nd - 1 - i];
+    out[bl + 1 + nd] = ']';
+    memcpy(out + bl + nd + 2, suffix, sl + 1);
     return KB_OK;
 }
 
@@ -409,7 +603,7 @@ static int s_check_agency_list(char *const *ids, size_t n, size_t max, const cha
         return s_reject(why, why_len, "%s: %zu entries but no array", field, n);
     for (size_t i = 0; i < n; i++) {
         char name[KB_CODEC_PATH_MAX];
-        int rc = s_name(name, why, why_len, "%s[%zu]", field, i);
+        int rc = s_name(name, why, why_len, field, i, "");
         if (rc == KB_OK)
             rc = s_check_agency_id(ids[i], name, why, why_len);
         if (rc != KB_OK)
@@ -640,7 +834,7 @@ static int s_walk(const ProtobufCMessage *m, const char *prefix, unsigned depth,
             return s_reject(why, why_len, "%s: %zu items but no array", path, n);
         for (size_t k = 0; k < n; k++) {
             char item[KB_CODEC_PATH_MAX];
-            rc = s_name(item, why, why_len, "%s[%zu]", path, k);
+            rc = s_name(item, why, why_len, path, k, "");
             if (rc == KB_OK)
                 rc = s_check_value(f, items + k * elem, 1, item, depth, why, why_len);
             if (rc != KB_OK)
@@ -698,7 +892,7 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
         return s_reject(why, why_len, "subject_keys: %zu entries but no array", e->n_subject_keys);
     for (size_t i = 0; i < e->n_subject_keys; i++) {
         char name[KB_CODEC_PATH_MAX];
-        rc = s_name(name, why, why_len, "subject_keys[%zu]", i);
+        rc = s_name(name, why, why_len, "subject_keys", i, "");
         if (rc == KB_OK)
             rc = s_check_bytes_len(&e->subject_keys[i], KB_SUBJECT_KEY_LEN, 0, name, why, why_len);
         if (rc != KB_OK)
@@ -719,15 +913,15 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
             return s_reject(why, why_len, "seals[%zu]: NULL item", i);
         if (s_str(s->path)[0] == '\0')
             return s_reject(why, why_len, "seals[%zu].path: empty", i);
-        rc = s_name(name, why, why_len, "seals[%zu].path", i);
+        rc = s_name(name, why, why_len, "seals", i, ".path");
         if (rc == KB_OK)
             rc = s_check_short_text(s->path, name, why, why_len);
         if (rc == KB_OK)
-            rc = s_name(name, why, why_len, "seals[%zu].salt", i);
+            rc = s_name(name, why, why_len, "seals", i, ".salt");
         if (rc == KB_OK)
             rc = s_check_bytes_len(&s->salt, KB_SALT_LEN, 1, name, why, why_len);
         if (rc == KB_OK)
-            rc = s_name(name, why, why_len, "seals[%zu].digest", i);
+            rc = s_name(name, why, why_len, "seals", i, ".digest");
         if (rc == KB_OK)
             rc = s_check_bytes_len(&s->digest, KB_DIGEST_LEN, 0, name, why, why_len);
         if (rc != KB_OK)
@@ -743,7 +937,7 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
         return s_reject(why, why_len, "withheld: %zu entries but no array", e->n_withheld);
     for (size_t i = 0; i < e->n_withheld; i++) {
         char name[KB_CODEC_PATH_MAX];
-        rc = s_name(name, why, why_len, "withheld[%zu]", i);
+        rc = s_name(name, why, why_len, "withheld", i, "");
         if (rc == KB_OK)
             rc = s_check_short_text(e->withheld[i], name, why, why_len);
         if (rc != KB_OK)

@@ -72,6 +72,44 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
  * protobuf_c_message_free_unpacked(). NULL on no memory or a NULL e. */
 Ketenbus__Envelope *kb_envelope_dup(const Ketenbus__Envelope *e);
 
+/* What the audit records of a delivery need of a packed envelope, read
+ * straight from its bytes (no allocation, nothing but these fields looked
+ * at; a delivery then forwards the bytes as they are). Bytes fields point
+ * into the buffer, strings are copied and NUL-terminated. */
+typedef struct {
+    ProtobufCBinaryData message_id;                          /* borrowed */
+    char sender[KB_AGENCY_ID_MAX + 1];                       /* sending agency */
+    char officer[KB_SHORT_TEXT_MAX + 1];                     /* acting officer ("" if none) */
+    char basis[KB_SHORT_TEXT_MAX + 1];                       /* legal_basis.basis ("" if none) */
+    int has_legal_basis;                                     /* 1 if legal_basis is present */
+    int kind;                                                /* Ketenbus__Kind */
+    int purpose;                                             /* Ketenbus__Purpose */
+    int handling;                                            /* Ketenbus__Handling */
+    size_t n_subject_keys;                                   /* count */
+    ProtobufCBinaryData subject_keys[KB_MAX_SUBJECT_KEYS];   /* borrowed */
+} kb_envelope_view_t;
+
+/* Fill v from a packed Envelope of len bytes. KB_EPROTO (with a detail) if
+ * the bytes are not a well-formed message, a string is longer than its
+ * limit above or holds a NUL byte, or there are more than
+ * KB_MAX_SUBJECT_KEYS subject keys; KB_EINVAL for NULL arguments. Other
+ * fields are skipped unchecked: use it on bytes that were validated when
+ * they were received (the broker's queue), not on a peer's. */
+int kb_envelope_view(const uint8_t *buf, size_t len, kb_envelope_view_t *v);
+
+/* One delivery whose envelope is already packed. */
+typedef struct {
+    uint64_t tag;                   /* delivery tag */
+    const uint8_t *envelope;        /* packed Envelope (borrowed) */
+    size_t envelope_len;            /* its length */
+} kb_delivery_raw_t;
+
+/* Encode a DELIVER frame of n deliveries without unpacking their envelopes:
+ * the same bytes kb_frame_encode() makes of the unpacked frame. *buf
+ * (malloc'd) is the caller's. KB_EINVAL (NULL arguments, n == 0 or over
+ * KB_MAX_BATCH), KB_ETOOBIG (size overflow), KB_ENOMEM. */
+int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_t *len);
+
 /* Short lowercase name of a kind ("signal", "referral", "referral_update",
  * "match_notice", "expiry_notice"; "unknown" for any other value). Static. */
 const char *kb_kind_name(int kind);

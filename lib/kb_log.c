@@ -25,6 +25,11 @@ void kb_log_set_level(int level)
     s_level = level;
 }
 
+int kb_log_enabled(int level)
+{
+    return level >= KB_LOG_ERROR && level <= s_level;
+}
+
 void kb_log(int level, const char *event, const char *fmt, ...)
 {
     if (level > s_level || level < KB_LOG_ERROR)

@@ -18,6 +18,10 @@ void kb_log_set_sink(kb_log_sink_fn *fn, void *arg);
 /* Lines above this level are dropped (default KB_LOG_INFO). */
 void kb_log_set_level(int level);
 
+/* 1 if lines of this level are written: lets a caller skip building the
+ * fields of a line nobody reads. */
+int kb_log_enabled(int level);
+
 /* Log "level=<lvl> event=<event> " followed by the formatted fields. */
 void kb_log(int level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -8,7 +8,8 @@
  * the codec's promises and aborts when one breaks:
  * - *out is NULL after every error except KB_EVERSION;
  * - a refused envelope gets KB_EPROTO and a non-empty, terminated reason;
- * - a valid envelope stays valid after kb_envelope_dup();
+ * - a valid envelope stays valid after kb_envelope_dup(), and the view
+ *   of its packed bytes (kb_envelope_view) agrees with it;
  * - a decoded frame encodes, decodes again, and encodes to the same bytes.
  *
  * Build (clang only; the unit tests do not need it):
@@ -48,6 +49,18 @@ static void s_check_envelope(const Ketenbus__Envelope *e)
         abort();
     if (kb_envelope_validate(copy, why, sizeof why) != KB_OK)
         abort();
+    size_t len = ketenbus__envelope__get_packed_size(copy);
+    uint8_t *packed = malloc(len ? len : 1);
+    if (!packed)
+        abort();
+    ketenbus__envelope__pack(copy, packed);
+    kb_envelope_view_t v;
+    if (kb_envelope_view(packed, len, &v) != KB_OK || strcmp(v.sender, copy->sender) != 0 ||
+        strcmp(v.officer, copy->officer) != 0 || v.kind != (int)copy->kind ||
+        v.n_subject_keys != copy->n_subject_keys || v.message_id.len != copy->message_id.len ||
+        strcmp(v.basis, copy->legal_basis ? copy->legal_basis->basis : "") != 0)
+        abort();
+    free(packed);
     ketenbus__envelope__free_unpacked(copy, NULL);
 }
 

@@ -5,7 +5,8 @@
  * a scratch directory, connects real SDK clients over CURVE, and stops the
  * broker by pid. Covers: signal and referral with update between two
  * agencies, an offline recipient, a broker killed right after RECEIPT
- * ACCEPTED, the SDK outbox while the broker is down, refusal by the rules.
+ * ACCEPTED and one killed with hundreds of messages in flight, the SDK
+ * outbox while the broker is down, refusal by the rules.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,69 @@ START_TEST(test_kill9_after_accept)
 }
 END_TEST
 
+/* Many submissions and deliveries in flight when the broker is killed:
+ * every message with a RECEIPT ACCEPTED before the kill arrives after the
+ * restart, the rest arrive once the outbox is resent, each exactly once
+ * and all in submission order. The broker writes a turn's batch while it
+ * routes the next one; this checks that a receipt never runs ahead of its
+ * synced write and that order survives a batch lost in flight. */
+#define S_MANY 400
+#define S_ACCEPTED_BEFORE_KILL 150
+
+START_TEST(test_kill9_with_many_in_flight)
+{
+    kb_chain_pin_port(&s_chain);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_client_t *rvdk = kb_chain_client(&s_chain, "rvdk", NULL);
+    static char sent[S_MANY][40], got[S_MANY][40];
+    size_t n_got = 0;
+    for (int i = 0; i < S_MANY; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "in flight %d", i);
+        ketenbus_msg_t *m = kb_test_signal("rvdk", text);
+        ketenbus_receipt_t r;
+        int rc = ketenbus_client_submit(politie, m, &r, 0);
+        ck_assert_msg(rc == KETENBUS_OK || rc == KETENBUS_EPENDING, "submit: %s", ketenbus_last_error());
+        snprintf(sent[i], sizeof sent[i], "%s", ketenbus_msg_id(m));
+        ketenbus_msg_destroy(&m);
+    }
+    /* receipts come in submission order: once the outbox is this small,
+     * the first S_ACCEPTED_BEFORE_KILL are durable at the broker */
+    while (ketenbus_client_outbox_size(politie) > S_MANY - S_ACCEPTED_BEFORE_KILL) {
+        ck_assert_int_eq(ketenbus_client_poll(politie, 20), KETENBUS_OK);
+        ketenbus_msg_t *m = NULL;
+        while (n_got < S_MANY && ketenbus_client_recv(rvdk, &m, 0) == KETENBUS_OK) {
+            snprintf(got[n_got++], sizeof got[0], "%s", ketenbus_msg_id(m));
+            ck_assert_int_eq(ketenbus_client_ack(rvdk, m), KETENBUS_OK);
+            ketenbus_msg_destroy(&m);
+        }
+    }
+    size_t accepted = S_MANY - ketenbus_client_outbox_size(politie);
+    kb_chain_kill(&s_chain);
+    kb_chain_start(&s_chain);
+
+    /* the clients reconnect by themselves; politie resends its outbox */
+    while (n_got < S_MANY) {
+        ck_assert_int_eq(ketenbus_client_poll(politie, 10), KETENBUS_OK);
+        ketenbus_msg_t *m = NULL;
+        int rc = ketenbus_client_recv(rvdk, &m, 8000);
+        ck_assert_msg(rc == KETENBUS_OK, "%zu of %d arrived (%zu accepted before the kill): %s", n_got, S_MANY,
+                      accepted, ketenbus_last_error());
+        snprintf(got[n_got++], sizeof got[0], "%s", ketenbus_msg_id(m));
+        ck_assert_int_eq(ketenbus_client_ack(rvdk, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    for (size_t i = 0; i < S_MANY; i++)
+        ck_assert_msg(strcmp(got[i], sent[i]) == 0, "arrival %zu is %s, sent %s (%zu accepted before the kill)", i,
+                      got[i], sent[i], accepted);
+    ck_assert_int_eq(ketenbus_client_flush(politie, 8000), KETENBUS_OK);
+    ketenbus_msg_t *extra = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(rvdk, &extra, 700), KETENBUS_ETIMEDOUT);
+    ketenbus_client_destroy(&rvdk);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 START_TEST(test_outbox_while_broker_down)
 {
     kb_chain_pin_port(&s_chain);
@@ -311,6 +375,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_signal_referral_update);
     tcase_add_test(tc, test_offline_recipient);
     tcase_add_test(tc, test_kill9_after_accept);
+    tcase_add_test(tc, test_kill9_with_many_in_flight);
     tcase_add_test(tc, test_outbox_while_broker_down);
     tcase_add_test(tc, test_refused_by_rules);
     tcase_add_test(tc, test_fanout_without_recipients);

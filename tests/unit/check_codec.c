@@ -320,6 +320,153 @@ START_TEST(test_good_table_size)
 }
 END_TEST
 
+/* The view of every valid envelope's bytes holds what unpacking gives. */
+START_TEST(test_view_matches_unpack)
+{
+    ck_assert_int_eq(s_make_good(_i), 1);
+    size_t len = ketenbus__envelope__get_packed_size(&s_fx.env);
+    uint8_t *buf = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(buf);
+    ketenbus__envelope__pack(&s_fx.env, buf);
+    Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, len, buf);
+    ck_assert_ptr_nonnull(e);
+    kb_envelope_view_t v;
+    ck_assert_int_eq(kb_envelope_view(buf, len, &v), KB_OK);
+    ck_assert_uint_eq(v.message_id.len, e->message_id.len);
+    ck_assert_int_eq(memcmp(v.message_id.data, e->message_id.data, e->message_id.len), 0);
+    ck_assert_str_eq(v.sender, e->sender);
+    ck_assert_str_eq(v.officer, e->officer);
+    ck_assert_int_eq(v.kind, (int)e->kind);
+    ck_assert_int_eq(v.purpose, (int)e->purpose);
+    ck_assert_int_eq(v.handling, (int)e->handling);
+    ck_assert_int_eq(v.has_legal_basis, e->legal_basis != NULL);
+    ck_assert_str_eq(v.basis, e->legal_basis ? e->legal_basis->basis : "");
+    ck_assert_uint_eq(v.n_subject_keys, e->n_subject_keys);
+    for (size_t k = 0; k < e->n_subject_keys; k++) {
+        ck_assert_uint_eq(v.subject_keys[k].len, e->subject_keys[k].len);
+        ck_assert_int_eq(memcmp(v.subject_keys[k].data, e->subject_keys[k].data, e->subject_keys[k].len), 0);
+    }
+    ketenbus__envelope__free_unpacked(e, NULL);
+    free(buf);
+}
+END_TEST
+
+/* Bytes kb_envelope_view must refuse (KB_EPROTO), and two it reads. */
+static const struct {
+    const char *name;       /* what is wrong */
+    const uint8_t *bytes;   /* the input */
+    size_t len;             /* its length */
+    int rc;                 /* expected result */
+} s_view_rows[] = {
+#define ROW(name, rc, ...) {name, (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__}), rc}
+    ROW("field number 0", KB_EPROTO, 0x02, 0x01, 'a'),
+    ROW("sender cut off", KB_EPROTO, 0x12, 0x05, 'p', 'o'),
+    ROW("sender as a varint", KB_EPROTO, 0x10, 0x01),
+    ROW("kind as bytes", KB_EPROTO, 0x22, 0x01, 0x01),
+    ROW("NUL in sender", KB_EPROTO, 0x12, 0x03, 'a', 0x00, 'b'),
+    ROW("group wire type", KB_EPROTO, 0x13),
+    ROW("varint of 11 bytes", KB_EPROTO, 0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01),
+    ROW("legal_basis with a cut-off basis", KB_EPROTO, 0x3a, 0x03, 0x0a, 0x05, 'x'),
+    ROW("legal_basis.basis as a varint", KB_EPROTO, 0x3a, 0x02, 0x08, 0x01),
+    ROW("unknown fields are skipped", KB_OK, 0xa2, 0x06, 0x01, 'x', 0x12, 0x01, 'a', 0x28, 0x03),
+#undef ROW
+};
+#define N_VIEW_ROWS (sizeof s_view_rows / sizeof s_view_rows[0])
+
+START_TEST(test_view_malformed)
+{
+    kb_envelope_view_t v;
+    ck_assert_msg(kb_envelope_view(s_view_rows[_i].bytes, s_view_rows[_i].len, &v) == s_view_rows[_i].rc, "%s",
+                  s_view_rows[_i].name);
+    ck_assert_int_eq(kb_envelope_view(NULL, 1, &v), KB_EINVAL);
+}
+END_TEST
+
+/* Limits: no bytes at all, a sender one byte too long, 33 subject keys. */
+START_TEST(test_view_limits)
+{
+    uint8_t buf[64 + 34 * 4] = {0};
+    kb_envelope_view_t v;
+    ck_assert_int_eq(kb_envelope_view(buf, 0, &v), KB_OK);
+    ck_assert_str_eq(v.sender, "");
+    buf[0] = 0x12;
+    buf[1] = KB_AGENCY_ID_MAX + 1;
+    memset(buf + 2, 'a', KB_AGENCY_ID_MAX + 1);
+    ck_assert_int_eq(kb_envelope_view(buf, 2 + KB_AGENCY_ID_MAX + 1, &v), KB_EPROTO);
+    ck_assert_int_eq(kb_envelope_view(buf, 2 + KB_AGENCY_ID_MAX + 1 - 1, &v), KB_EPROTO); /* cut off */
+    buf[1] = KB_AGENCY_ID_MAX;
+    ck_assert_int_eq(kb_envelope_view(buf, 2 + KB_AGENCY_ID_MAX, &v), KB_OK);
+    ck_assert_uint_eq(strlen(v.sender), KB_AGENCY_ID_MAX);
+    size_t n = 0;
+    for (unsigned k = 0; k <= KB_MAX_SUBJECT_KEYS; k++) {
+        buf[n++] = 0x52; /* field 10, bytes */
+        buf[n++] = 2;
+        buf[n++] = (uint8_t)k;
+        buf[n++] = 0xff;
+    }
+    ck_assert_int_eq(kb_envelope_view(buf, n - 4, &v), KB_OK);
+    ck_assert_uint_eq(v.n_subject_keys, KB_MAX_SUBJECT_KEYS);
+    ck_assert_int_eq(v.subject_keys[7].data[0], 7);
+    ck_assert_int_eq(kb_envelope_view(buf, n, &v), KB_EPROTO);
+}
+END_TEST
+
+/* kb_deliver_encode makes the bytes kb_frame_encode makes of the same
+ * deliveries unpacked: tags 0, small and large, envelopes of 0, small and
+ * over 16 KiB (length varints of one, two and three bytes). */
+START_TEST(test_deliver_encode_same_bytes)
+{
+    const size_t n = (size_t)_i + 1;
+    kb_delivery_raw_t raw[4];
+    uint8_t *packed[4];
+    Ketenbus__Delivery items[4], *ptrs[4];
+    static const uint64_t tags[4] = {0, 1, 300, UINT64_MAX};
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_int_eq(s_make_good((int)k), 1);
+        if (k == 2)
+            s_fx.signal.narrative = s_text(20000, 'n');
+        Ketenbus__Envelope *e = &s_fx.env;
+        size_t len = ketenbus__envelope__get_packed_size(e);
+        packed[k] = malloc(len ? len : 1);
+        ketenbus__envelope__pack(e, packed[k]);
+        raw[k] = (kb_delivery_raw_t){tags[k], packed[k], len};
+        ketenbus__delivery__init(&items[k]);
+        items[k].tag = tags[k];
+        items[k].envelope = ketenbus__envelope__unpack(NULL, len, packed[k]);
+        ck_assert_ptr_nonnull(items[k].envelope);
+        ptrs[k] = &items[k];
+    }
+    Ketenbus__Deliver dv;
+    ketenbus__deliver__init(&dv);
+    dv.n_deliveries = n;
+    dv.deliveries = ptrs;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_DELIVER;
+    f.deliver = &dv;
+    uint8_t *want = NULL, *got = NULL;
+    size_t want_len = 0, got_len = 0;
+    ck_assert_int_eq(kb_frame_encode(&f, &want, &want_len), KB_OK);
+    ck_assert_int_eq(kb_deliver_encode(raw, n, &got, &got_len), KB_OK);
+    ck_assert_uint_eq(got_len, want_len);
+    ck_assert_int_eq(memcmp(got, want, want_len), 0);
+    Ketenbus__Frame *back = NULL;
+    ck_assert_int_eq(kb_frame_decode(got, got_len, got_len, &back), KB_OK);
+    ck_assert_uint_eq(back->deliver->n_deliveries, n);
+    ketenbus__frame__free_unpacked(back, NULL);
+    for (size_t k = 0; k < n; k++) {
+        ketenbus__envelope__free_unpacked(items[k].envelope, NULL);
+        free(packed[k]);
+    }
+    free(want);
+    free(got);
+    ck_assert_int_eq(kb_deliver_encode(raw, 0, &got, &got_len), KB_EINVAL);
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(kb_deliver_encode(NULL, 1, &got, &got_len), KB_EINVAL);
+    ck_assert_int_eq(kb_deliver_encode(raw, KB_MAX_BATCH + 1, &got, &got_len), KB_EINVAL);
+}
+END_TEST
+
 /* ----------------------------------------------------- invalid envelopes */
 
 /* A field from a newer proto: neither signed nor redactable. protobuf-c
@@ -569,11 +716,20 @@ static const char *s_make_bad(int i)
         s_fx.observed.base.n_unknown_fields = 1;
         s_fx.observed.base.unknown_fields = &s_unknown;
         return "signal.observed: unknown field 99";
+    case 70:
+        /* item names of two digits and more (joined without printf) */
+        e->n_subject_keys = 13;
+        s_fx.subject_keys[12].len = KB_SUBJECT_KEY_LEN - 1;
+        return "subject_keys[12]: expected 32 bytes, got 31";
+    case 71:
+        e->n_withheld = KB_MAX_SEALS;
+        s_fx.withheld[KB_MAX_SEALS - 1] = s_text(KB_SHORT_TEXT_MAX + 1, 'w');
+        return "withheld[63]: longer than 256 bytes";
     default:
         return NULL;
     }
 }
-#define N_BAD 70
+#define N_BAD 72
 
 START_TEST(test_invalid_envelopes)
 {
@@ -1209,6 +1365,10 @@ static Suite *s_suite(void)
 
     tc = tcase_create("envelopes");
     tcase_add_loop_test(tc, test_valid_envelopes, 0, N_GOOD);
+    tcase_add_loop_test(tc, test_view_matches_unpack, 0, N_GOOD);
+    tcase_add_loop_test(tc, test_view_malformed, 0, (int)N_VIEW_ROWS);
+    tcase_add_test(tc, test_view_limits);
+    tcase_add_loop_test(tc, test_deliver_encode_same_bytes, 0, 4);
     tcase_add_test(tc, test_good_table_size);
     tcase_add_loop_test(tc, test_invalid_envelopes, 0, N_BAD);
     tcase_add_test(tc, test_bad_table_size);

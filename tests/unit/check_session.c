@@ -1,0 +1,164 @@
+/*
+ * check_session.c - a session's in-flight window (broker/session.c): tags
+ * added in ascending order are found until acknowledged, in any order of
+ * acknowledgement; the ring grows, wraps and squeezes out its holes without
+ * losing or inventing an entry. A plain sorted array is the reference.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "broker.h"
+#include "kb_error.h"
+
+#define N_TAGS 3000u
+
+static kb_inflight_t s_item(uint64_t tag)
+{
+    kb_inflight_t d;
+    memset(&d, 0, sizeof d);
+    d.tag = tag;
+    d.kind = (int)(tag % 5);
+    memcpy(d.message_id, &tag, sizeof tag);
+    snprintf(d.sender, sizeof d.sender, "agency-%llu", (unsigned long long)(tag % 7));
+    return d;
+}
+
+/* Every tag below end is in flight exactly when ref says so. */
+static void s_same(const kb_session_t *s, const unsigned char *ref, uint64_t end)
+{
+    size_t live = 0;
+    for (uint64_t t = 0; t < end + 3; t++) {
+        int want = t < end && ref[t];
+        ck_assert_int_eq(session_inflight_has(s, t), want);
+        live += (size_t)want;
+    }
+    ck_assert_uint_eq(s->n_inflight, live);
+}
+
+static void s_free(kb_session_t *s)
+{
+    free(s->inflight);
+    memset(s, 0, sizeof *s);
+}
+
+START_TEST(test_add_remove_in_order)
+{
+    kb_session_t s;
+    memset(&s, 0, sizeof s);
+    unsigned char ref[N_TAGS] = {0};
+    uint64_t next = 0;
+    /* a window of up to 500 moving forward: the ACKs of a busy recipient */
+    while (next < N_TAGS) {
+        for (unsigned k = 0; k < 50 && next < N_TAGS; k++, next++) {
+            kb_inflight_t d = s_item(next);
+            ck_assert_int_eq(session_inflight_add(&s, &d), KB_OK);
+            ref[next] = 1;
+        }
+        for (uint64_t t = 0; t + 500 < next; t++) {
+            if (!ref[t])
+                continue;
+            kb_inflight_t out;
+            ck_assert_int_eq(session_inflight_remove(&s, t, &out), KB_OK);
+            ck_assert_uint_eq(out.tag, t);
+            ck_assert_int_eq(out.kind, (int)(t % 5));
+            ck_assert_int_eq(memcmp(out.message_id, &t, sizeof t), 0);
+            ref[t] = 0;
+        }
+    }
+    s_same(&s, ref, N_TAGS);
+    ck_assert_uint_le(s.cap_inflight, 1024u);
+    s_free(&s);
+}
+END_TEST
+
+/* Acknowledgement orders: 0 forward, 1 backward, 2 every other first,
+ * 3 all but the first (a hole-filled ring behind one stuck entry). */
+START_TEST(test_remove_orders)
+{
+    kb_session_t s;
+    memset(&s, 0, sizeof s);
+    unsigned char ref[N_TAGS] = {0};
+    for (uint64_t t = 0; t < N_TAGS; t++) {
+        kb_inflight_t d = s_item(t);
+        ck_assert_int_eq(session_inflight_add(&s, &d), KB_OK);
+        ref[t] = 1;
+    }
+    for (uint64_t k = 0; k < N_TAGS; k++) {
+        uint64_t t = k;
+        if (_i == 1)
+            t = N_TAGS - 1 - k;
+        else if (_i == 2)
+            t = k < N_TAGS / 2 ? 2 * k + 1 : 2 * (k - N_TAGS / 2);
+        else if (_i == 3 && k == N_TAGS - 1)
+            break;
+        else if (_i == 3)
+            t = k + 1;
+        ck_assert_int_eq(session_inflight_remove(&s, t, NULL), KB_OK);
+        ref[t] = 0;
+        /* a second ACK of the same tag finds nothing */
+        ck_assert_int_eq(session_inflight_remove(&s, t, NULL), KB_ENOTFOUND);
+        if (k % 250 == 0)
+            s_same(&s, ref, N_TAGS);
+    }
+    s_same(&s, ref, N_TAGS);
+    ck_assert_uint_eq(s.n_inflight, _i == 3 ? 1u : 0u);
+    s_free(&s);
+}
+END_TEST
+
+/* One entry never acknowledged while thousands pass behind it: the ring
+ * stays about twice the live entries, not the count of deliveries. */
+START_TEST(test_stuck_entry_bounded)
+{
+    kb_session_t s;
+    memset(&s, 0, sizeof s);
+    kb_inflight_t d = s_item(1);
+    ck_assert_int_eq(session_inflight_add(&s, &d), KB_OK);
+    for (uint64_t t = 2; t < 200000; t++) {
+        d = s_item(t);
+        ck_assert_int_eq(session_inflight_add(&s, &d), KB_OK);
+        if (t >= 40)
+            ck_assert_int_eq(session_inflight_remove(&s, t - 38, NULL), KB_OK);
+    }
+    ck_assert_int_eq(session_inflight_has(&s, 1), 1);
+    ck_assert_uint_eq(s.n_inflight, 39u); /* tag 1 and the last 38 */
+    ck_assert_uint_le(s.cap_inflight, 128u);
+    s_free(&s);
+}
+END_TEST
+
+START_TEST(test_tags_must_ascend)
+{
+    kb_session_t s;
+    memset(&s, 0, sizeof s);
+    ck_assert_int_eq(session_inflight_has(&s, 0), 0);
+    ck_assert_int_eq(session_inflight_remove(&s, 0, NULL), KB_ENOTFOUND);
+    kb_inflight_t d = s_item(10);
+    ck_assert_int_eq(session_inflight_add(&s, &d), KB_OK);
+    ck_assert_int_eq(session_inflight_add(&s, &d), KB_EINVAL);
+    d = s_item(9);
+    ck_assert_int_eq(session_inflight_add(&s, &d), KB_EINVAL);
+    ck_assert_int_eq(session_inflight_has(&s, 9), 0);
+    ck_assert_int_eq(session_inflight_has(&s, 11), 0);
+    ck_assert_uint_eq(s.n_inflight, 1u);
+    s_free(&s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("session");
+    TCase *tc = tcase_create("inflight");
+    tcase_add_test(tc, test_add_remove_in_order);
+    tcase_add_loop_test(tc, test_remove_orders, 0, 4);
+    tcase_add_test(tc, test_stuck_entry_bounded);
+    tcase_add_test(tc, test_tags_must_ascend);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
