@@ -269,6 +269,12 @@ int kb_merkle_acc_leaf_hash(kb_merkle_acc_t *a, const void *data, size_t len, ui
     return s_leaf(&a->hs, data, len, out);
 }
 
+void kb_merkle_acc_copy(kb_merkle_acc_t *dst, const kb_merkle_acc_t *src)
+{
+    /* only the subtrees that are set matter; copying the whole edge keeps it simple */
+    dst->edge = src->edge;
+}
+
 int kb_merkle_acc_add_hash(kb_merkle_acc_t *a, const uint8_t leaf_hash[KB_MERKLE_HASH_LEN])
 {
     return s_edge_add(&a->hs, &a->edge, leaf_hash);

@@ -96,6 +96,9 @@ int kb_merkle_acc_add_hash(kb_merkle_acc_t *a, const uint8_t leaf_hash[KB_MERKLE
  * leaves are unchanged. KB_EINVAL, KB_ECRYPTO. */
 int kb_merkle_acc_leaf_hash(kb_merkle_acc_t *a, const void *data, size_t len, uint8_t out[KB_MERKLE_HASH_LEN]);
 
+/* Make dst hold the leaves of src (its own SHA-256 context stays). */
+void kb_merkle_acc_copy(kb_merkle_acc_t *dst, const kb_merkle_acc_t *src);
+
 /* Leaves added so far. */
 uint64_t kb_merkle_acc_size(const kb_merkle_acc_t *a);
 
