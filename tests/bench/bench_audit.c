@@ -102,6 +102,16 @@ static double s_cpu(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* CPU seconds of the calling thread: verification and the hashing
+ * baseline run on it, while LevelDB compacts on its own thread (the fill
+ * leaves it work that would otherwise be counted against them). */
+static double s_thread_cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static int s_fail(const char *what)
 {
     fprintf(stderr, "bench_audit: %s: %s\n", what, kb_last_error());
@@ -645,10 +655,11 @@ static int s_run(const char *dir, uint64_t size)
         return s_fail("asrc");
     kb_verify_result_t vr;
     t0 = s_now();
-    c0 = s_cpu();
+    c0 = s_thread_cpu();
+    double p0 = s_cpu();
     if (kb_audit_verify(src, key, "ketenbus/" BENCH_BROKER_ID, NULL, 0, NULL, &vr) != KB_OK)
         return s_fail("verify");
-    double v_s = s_now() - t0, v_cpu = s_cpu() - c0;
+    double v_s = s_now() - t0, v_cpu = s_thread_cpu() - c0, v_pcpu = s_cpu() - p0;
     kb_asrc_destroy(&src);
     if (!vr.ok || vr.size != records) {
         fprintf(stderr, "bench_audit: verify failed: %s\n", vr.message);
@@ -668,7 +679,7 @@ static int s_run(const char *dir, uint64_t size)
     kb_merkle_acc_t *acc = kb_merkle_acc_new();
     if (!acc)
         return s_fail("acc");
-    c0 = s_cpu();
+    c0 = s_thread_cpu();
     for (unsigned round = 0; round < BENCH_HASH_ROUNDS; round++) {
         size_t off = 0;
         for (size_t i = 0; i < sm.n; i++) {
@@ -677,14 +688,15 @@ static int s_run(const char *dir, uint64_t size)
             off += sm.len[i];
         }
     }
-    double h_cpu = s_cpu() - c0, h_rate = (double)(sm.n * BENCH_HASH_ROUNDS) / h_cpu;
+    double h_cpu = s_thread_cpu() - c0, h_rate = (double)(sm.n * BENCH_HASH_ROUNDS) / h_cpu;
     kb_merkle_acc_destroy(&acc);
     double v_rate = (double)records / v_cpu;
     snprintf(value, sizeof value, "%.0f records/CPU-s", v_rate);
     snprintf(base, sizeof base,
-             "%.2f x leaf hash + tree in memory (%.0f/CPU-s, %.0f B avg); %.2f s wall, %.2f CPU s, %" PRIu64
-             " recomputed, %" PRIu64 " checkpoints",
-             v_rate / h_rate, h_rate, (double)sm.used / (double)(sm.n ? sm.n : 1), v_s, v_cpu, v_checked, v_cps);
+             "%.2f x leaf hash + tree in memory (%.0f/CPU-s, %.0f B avg); %.2f s wall, %.2f CPU s (process "
+             "%.2f: compaction), %" PRIu64 " recomputed, %" PRIu64 " checkpoints",
+             v_rate / h_rate, h_rate, (double)sm.used / (double)(sm.n ? sm.n : 1), v_s, v_cpu, v_pcpu, v_checked,
+             v_cps);
     s_row(size, "audit verify --offline", value, ">= 1M/s/core", v_rate >= BENCH_VERIFY_RATE ? "met" : "MISSED",
           base);
     free(sm.buf);
