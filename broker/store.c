@@ -59,6 +59,8 @@ struct kb_store {
     uint64_t kind_end[KB_STORE_KINDS]; /* per kind: its records below this index are tombstones */
     int has_key;                   /* 0: opened without storage key (audit tools) */
     char *dir;                     /* database directory */
+    void *aux;                     /* another module's cache (kb_store_cache_set), or NULL */
+    void (*aux_free)(void *);      /* frees it */
 };
 
 /* The indices a batch stages under one (kind, value). */
@@ -335,6 +337,7 @@ void kb_store_destroy(kb_store_t **p)
     if (!p || !*p)
         return;
     kb_store_t *s = *p;
+    kb_store_cache_set(s, NULL, NULL);
     if (s->db)
         leveldb_close(s->db);
     if (s->opts)
@@ -359,8 +362,22 @@ void kb_store_destroy(kb_store_t **p)
     *p = NULL;
 }
 
+void *kb_store_cache(const kb_store_t *s)
+{
+    return s->aux;
+}
+
+void kb_store_cache_set(kb_store_t *s, void *cache, void (*free_fn)(void *))
+{
+    if (s->aux && s->aux_free)
+        s->aux_free(s->aux);
+    s->aux = cache;
+    s->aux_free = free_fn;
+}
+
 int kb_store_reload(kb_store_t *s)
 {
+    kb_store_cache_set(s, NULL, NULL);
     int rc = s_load_counters(s);
     return rc == KB_OK ? s_load_kind_ends(s) : rc;
 }
@@ -1372,6 +1389,7 @@ static int s_reindex_one(uint64_t index, const uint8_t *val, size_t len, void *a
 
 int kb_store_audit_reindex(kb_store_t *s)
 {
+    kb_store_cache_set(s, NULL, NULL);
     int rc = s_delete_prefix(s, 'x');
     kb_batch_t *b = rc == KB_OK ? kb_batch_new() : NULL;
     if (rc == KB_OK && !b)
@@ -1743,6 +1761,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
 {
     if (kind != KB_PRUNE_ALL && (kind < 0 || kind >= (int)KB_STORE_KINDS))
         return kb_error_set(KB_EINVAL, "store: no kind %d to prune", kind);
+    kb_store_cache_set(s, NULL, NULL);
     uint64_t first = kb_store_audit_pruned_kind(s, kind);
     kb_store_pruned_t none = {.end = first};
     if (out)

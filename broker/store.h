@@ -47,6 +47,16 @@ kb_store_t *kb_store_open(const char *dir, const uint8_t key[32]);
 kb_store_t *kb_store_open_ex(const char *dir, const uint8_t key[32], unsigned flags);
 void kb_store_destroy(kb_store_t **p);
 
+/* A cache another module keeps with the store: auditq.c keeps the
+ * candidates of the last subject query there, so that its next page goes
+ * on where the last one ended. The store owns it: free_fn frees it when it
+ * is replaced, when the store is destroyed, and whenever the audit log or
+ * its index may change other than by appending (kb_store_reload,
+ * kb_store_audit_reindex, kb_store_audit_prune). kb_store_cache_set(s,
+ * NULL, NULL) drops it. */
+void *kb_store_cache(const kb_store_t *s);
+void kb_store_cache_set(kb_store_t *s, void *cache, void (*free_fn)(void *));
+
 /* Re-read the counters from disk (after a failed commit). */
 int kb_store_reload(kb_store_t *s);
 

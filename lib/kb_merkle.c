@@ -10,10 +10,14 @@
  * the valid end of rows[] and edge.full[] until all its tiles are put, so
  * a failed put leaves the tree as it was.
  *
- * SHA-256 runs through one fetched EVP_MD and one reused EVP_MD_CTX per
- * object (or per call of a pure function): fetching on every hash would
- * cost more than the hash itself.
+ * SHA-256 runs through one EVP_MD, fetched once per process (a fetch
+ * takes a lock and a lookup in the provider's method store: on every hash
+ * it cost more than hashing a record), and one reused EVP_MD_CTX per
+ * object (or per call of a pure function). Loops hashing many leaves use
+ * an accumulator's context (kb_merkle_acc_leaf_hash) rather than
+ * kb_merkle_leaf_hash, which makes a context per call.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,9 +38,19 @@ typedef struct {
     EVP_MD_CTX *ctx; /* reused for every hash */
 } s_hasher_t;
 
+static pthread_once_t s_md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *s_md; /* SHA-256 of the default library context, fetched once, kept to exit */
+
+static void s_md_fetch(void)
+{
+    s_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static int s_hasher_init(s_hasher_t *h)
 {
-    h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    h->md = NULL;
+    if (pthread_once(&s_md_once, s_md_fetch) == 0 && s_md && EVP_MD_up_ref(s_md) == 1)
+        h->md = s_md;
     h->ctx = EVP_MD_CTX_new();
     if (!h->md || !h->ctx) {
         EVP_MD_free(h->md);
@@ -246,6 +260,19 @@ int kb_merkle_acc_add(kb_merkle_acc_t *a, const void *data, size_t len)
     uint8_t leaf[HLEN];
     int rc = s_leaf(&a->hs, data, len, leaf);
     return rc != KB_OK ? rc : s_edge_add(&a->hs, &a->edge, leaf);
+}
+
+int kb_merkle_acc_leaf_hash(kb_merkle_acc_t *a, const void *data, size_t len, uint8_t out[KB_MERKLE_HASH_LEN])
+{
+    if ((!data && len) || !out)
+        return kb_error_set(KB_EINVAL, "merkle: NULL argument");
+    return s_leaf(&a->hs, data, len, out);
+}
+
+void kb_merkle_acc_copy(kb_merkle_acc_t *dst, const kb_merkle_acc_t *src)
+{
+    /* only the subtrees that are set matter; copying the whole edge keeps it simple */
+    dst->edge = src->edge;
 }
 
 int kb_merkle_acc_add_hash(kb_merkle_acc_t *a, const uint8_t leaf_hash[KB_MERKLE_HASH_LEN])

@@ -63,7 +63,8 @@
 
 /* ------------------------------------------------------------ hashing */
 
-/* The leaf hash of len bytes of data. KB_ECRYPTO if OpenSSL fails. */
+/* The leaf hash of len bytes of data (a SHA-256 context per call; see
+ * kb_merkle_acc_leaf_hash for loops). KB_ECRYPTO if OpenSSL fails. */
 int kb_merkle_leaf_hash(const void *data, size_t len, uint8_t out[KB_MERKLE_HASH_LEN]);
 
 /* The interior node hash of two child hashes. KB_ECRYPTO. */
@@ -89,6 +90,14 @@ void kb_merkle_acc_destroy(kb_merkle_acc_t **p);
  * KB_ECRYPTO. */
 int kb_merkle_acc_add(kb_merkle_acc_t *a, const void *data, size_t len);
 int kb_merkle_acc_add_hash(kb_merkle_acc_t *a, const uint8_t leaf_hash[KB_MERKLE_HASH_LEN]);
+
+/* The leaf hash of len bytes of data, as kb_merkle_leaf_hash, through a's
+ * SHA-256 context (no allocation: for loops over many records); a's
+ * leaves are unchanged. KB_EINVAL, KB_ECRYPTO. */
+int kb_merkle_acc_leaf_hash(kb_merkle_acc_t *a, const void *data, size_t len, uint8_t out[KB_MERKLE_HASH_LEN]);
+
+/* Make dst hold the leaves of src (its own SHA-256 context stays). */
+void kb_merkle_acc_copy(kb_merkle_acc_t *dst, const kb_merkle_acc_t *src);
 
 /* Leaves added so far. */
 uint64_t kb_merkle_acc_size(const kb_merkle_acc_t *a);

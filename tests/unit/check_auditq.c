@@ -445,6 +445,164 @@ static size_t s_count_prefix(const char *dir, char prefix)
     return n;
 }
 
+/* ------------------------------------------------------------ the subject cursor
+ *
+ * A subject query keeps its collected candidates with the store between
+ * pages (auditq.c, s_cursor_t), so a page goes on where the last ended.
+ * Pages of queries taking turns, restarts, records appended and records
+ * staged but not committed between pages must give what a fresh query
+ * gives. */
+
+/* Write model records [from, to) in batches of 1..97 as s_write_log does;
+ * commit 0 stages them all and commits none. */
+static void s_write_range(s_log_t *l, size_t from, size_t to, int commit)
+{
+    uint32_t st = (uint32_t)from + 11;
+    size_t i = from;
+    while (i < to) {
+        size_t n = 1 + s_rand(&st) % 97;
+        for (size_t k = 0; k < n && i < to; k++, i++) {
+            Ketenbus__AuditRecord r;
+            s_bufs_t bufs;
+            s_record_of(i, &r, &bufs);
+            uint64_t idx;
+            ck_assert_int_eq(kb_store_audit_log(l->store, l->batch, l->tree, &r, &idx), KB_OK);
+            ck_assert_uint_eq(idx, i);
+        }
+        if (commit)
+            ck_assert_int_eq(kb_store_commit(l->store, l->batch, 0), KB_OK);
+    }
+}
+
+static void s_want(const kb_auditq_filter_t *f, s_got_t *want)
+{
+    memset(want, 0, sizeof *want);
+    for (size_t i = 0; i < LOG_RECORDS; i++)
+        if (s_model_match(i, f))
+            want->got[want->n++] = i;
+}
+
+static void s_same(const char *what, const s_got_t *got, const s_got_t *want)
+{
+    ck_assert_msg(got->n == want->n, "%s: %zu records, expected %zu", what, got->n, want->n);
+    for (size_t i = 0; i < want->n; i++)
+        ck_assert_msg(got->got[i] == want->got[i], "%s: #%zu is %" PRIu64 ", expected %" PRIu64, what, i,
+                      got->got[i], want->got[i]);
+}
+
+/* A query being paged: its filter, where it goes on, what it got. */
+typedef struct {
+    kb_auditq_filter_t f; /* the query */
+    uint64_t from;        /* next page starts here */
+    int done;             /* read to its end */
+    s_got_t got;          /* records returned */
+} s_pager_t;
+
+static void s_page(kb_store_t *s, s_pager_t *p, size_t limit, size_t budget)
+{
+    kb_auditq_page_t page;
+    ck_assert_msg(kb_auditq_run(s, &p->f, p->from, limit, budget, s_collect, &p->got, &page) == KB_OK, "%s",
+                  kb_last_error());
+    ck_assert_uint_ge(page.next, p->from);
+    p->from = page.next;
+    p->done = page.done;
+}
+
+START_TEST(test_subject_pages_taking_turns)
+{
+    s_model_fill();
+    s_log_t l;
+    s_log_open(&l);
+    s_write_log(&l);
+    /* three subject queries (one sharing a subject, one in a period) and
+     * one by agency, a page each in turn, in pages of 3 matches and 20
+     * candidates */
+    static const int rows[] = {1, 2, 3, 8};
+    static s_pager_t p[4];
+    static s_got_t want;
+    for (int q = 0; q < 4; q++) {
+        memset(&p[q], 0, sizeof p[q]);
+        s_filter_of(&s_query_rows[rows[q]], &p[q].f);
+    }
+    for (int left = 4; left > 0;) {
+        left = 0;
+        for (int q = 0; q < 4; q++) {
+            if (p[q].done)
+                continue;
+            s_page(l.store, &p[q], 3, 20);
+            left += !p[q].done;
+        }
+    }
+    for (int q = 0; q < 4; q++) {
+        s_want(&p[q].f, &want);
+        s_same(s_query_rows[rows[q]].name, &p[q].got, &want);
+    }
+    /* a query read to its end leaves no cursor; one half read keeps it */
+    ck_assert_ptr_null(kb_store_cache(l.store));
+    s_pager_t *a = &p[0];
+    memset(&a->got, 0, sizeof a->got);
+    a->from = 0;
+    a->done = 0;
+    for (int k = 0; k < 5; k++)
+        s_page(l.store, a, 2, 0);
+    ck_assert(!a->done);
+    ck_assert_ptr_nonnull(kb_store_cache(l.store));
+    /* starting over from 0 with the cursor kept gives the whole answer */
+    memset(&a->got, 0, sizeof a->got);
+    a->from = 0;
+    while (!a->done)
+        s_page(l.store, a, 5, 0);
+    s_want(&a->f, &want);
+    s_same("subject, started over", &a->got, &want);
+    /* a reload drops a kept cursor */
+    a->from = 0;
+    a->done = 0;
+    s_page(l.store, a, 1, 0);
+    ck_assert_ptr_nonnull(kb_store_cache(l.store));
+    ck_assert_int_eq(kb_store_reload(l.store), KB_OK);
+    ck_assert_ptr_null(kb_store_cache(l.store));
+    s_log_close(&l);
+}
+END_TEST
+
+START_TEST(test_subject_pages_see_appended_records)
+{
+    s_model_fill();
+    s_log_t l;
+    s_log_open(&l);
+    static s_pager_t p;
+    static s_got_t want;
+    memset(&p, 0, sizeof p);
+    s_filter_of(&s_query_rows[2], &p.f); /* two subjects */
+    s_write_range(&l, 0, 1200, 1);
+    for (int k = 0; k < 3; k++)
+        s_page(l.store, &p, 2, 0);
+    ck_assert(!p.done);
+    /* records appended: later pages find them, and the acknowledgements
+     * of messages begun before */
+    s_write_range(&l, 1200, 2000, 1);
+    for (int k = 0; k < 3; k++)
+        s_page(l.store, &p, 2, 0);
+    ck_assert(!p.done);
+    /* records staged but not committed while a page collects (another
+     * query's page in between took the store's cursor) */
+    s_write_range(&l, 2000, 2400, 0);
+    static s_pager_t other;
+    memset(&other, 0, sizeof other);
+    s_filter_of(&s_query_rows[1], &other.f);
+    s_page(l.store, &other, 1, 0);
+    s_page(l.store, &p, 2, 0);
+    ck_assert(!p.done);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 0), KB_OK);
+    s_write_range(&l, 2400, LOG_RECORDS, 1);
+    while (!p.done)
+        s_page(l.store, &p, 3, 7);
+    s_want(&p.f, &want);
+    s_same("two subjects, log growing while paged", &p.got, &want);
+    s_log_close(&l);
+}
+END_TEST
+
 START_TEST(test_index_entries_are_few)
 {
     s_model_fill();
@@ -1029,6 +1187,8 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_query_matches_brute_force, 0, ROWS(s_query_rows));
+    tcase_add_test(tc, test_subject_pages_taking_turns);
+    tcase_add_test(tc, test_subject_pages_see_appended_records);
     tcase_add_test(tc, test_index_entries_are_few);
     tcase_add_test(tc, test_reindex_at_open);
     tcase_add_loop_test(tc, test_corrupt_list_is_refused_by_walks, 0, ROWS(s_bad_lists));
