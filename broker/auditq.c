@@ -307,8 +307,8 @@ static int s_subject_candidates(kb_store_t *s, const kb_auditq_filter_t *f, uint
 typedef struct {
     uint8_t subjects[KB_AUDITQ_MAX_SUBJECTS][32]; /* the query's subject keys */
     size_t n_subjects;                            /* their number */
-    uint64_t lo;                                  /* the stream covers [lo, hi) */
-    uint64_t hi;                                  /* ... */
+    uint64_t lo;                                  /* the stream covers [lo, hi): its first index */
+    uint64_t hi;                                  /* its end (exclusive) */
     s_vec_t c;                                    /* its indices, sorted */
 } s_cursor_t;
 
