@@ -398,6 +398,15 @@ static int s_inbox_has(const ketenbus_client_t *c, const uint8_t id[16])
     return 0;
 }
 
+/* Did the handler take this id in this poll (its ACK not sent yet)? */
+static int s_ack_pending(const ketenbus_client_t *c, const uint8_t id[16])
+{
+    for (size_t i = 0; i < c->n_ack; i++)
+        if (memcmp(c->ack_ids[i], id, 16) == 0)
+            return 1;
+    return 0;
+}
+
 static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
 {
     for (size_t i = 0; i < d->n_deliveries; i++) {
@@ -407,8 +416,11 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
             s_log(c, 1, "event=delivery_dropped tag=%llu reason=\"no message id\"", (unsigned long long)dl->tag);
             continue;
         }
-        if (kb_outbox_seen(c->outbox, e->message_id.data) || s_inbox_has(c, e->message_id.data)) {
-            if (kb_outbox_seen(c->outbox, e->message_id.data)) {
+        /* a redelivery (the broker may send an entry again, e.g. when a
+         * repeated HELLO opens a new session) is acknowledged, not handled */
+        int taken = kb_outbox_seen(c->outbox, e->message_id.data) || s_ack_pending(c, e->message_id.data);
+        if (taken || s_inbox_has(c, e->message_id.data)) {
+            if (taken) {
                 if (s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + 1, sizeof *c->dup_tags) != KB_OK)
                     return KB_ENOMEM;
                 c->dup_tags[c->n_dup++] = dl->tag;
@@ -444,7 +456,11 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
         s_log(c, 1, "event=session_lost reason=\"%s\"", why);
     c->welcomed = 0;
     c->last_hello_ms = 0;
-    /* deliveries not yet acknowledged come again in the next session */
+    /* deliveries not yet acknowledged come again in the next session; the
+     * ones the handler took are recorded as seen first, so their
+     * redelivery is acknowledged and dropped, not handled twice */
+    if (c->n_ack > 0 && kb_outbox_mark_seen(c->outbox, c->ack_ids, c->n_ack) != KB_OK)
+        s_log(c, 0, "event=seen_not_recorded count=%zu detail=\"%s\"", c->n_ack, kb_last_error());
     for (size_t i = 0; i < c->n_inbox; i++)
         ketenbus_msg_destroy(&c->inbox[i]);
     c->n_inbox = 0;
