@@ -5,7 +5,7 @@
  * Four agencies in a ring (politie -> fier -> comensha -> rvdk -> politie)
  * send signals through libketenbus to their neighbour at SOAK_RATE messages
  * per second in all, for SOAK_SECONDS. fier also keeps trying rvdk, which no
- * rule allows. During the first two thirds of the run the broker is killed
+ * rule allows. During the first half of the run the broker is killed
  * with SIGKILL every SOAK_KILL_EVERY seconds and started again on the same
  * port; all through the run the rules are reloaded (SIGHUP) every 41 s and
  * one agency at a time closes its client for 10 s every 29 s. The broker
@@ -18,8 +18,9 @@
  *     numbers 1, 2, 3, ... with no repeat and no gap, across crashes;
  *   - default deny: nothing of fier's to rvdk arrived, and the broker
  *     refused it whenever it answered;
- *   - memory: the broker's anonymous memory in the last, crash-free third
- *     of the run stays within 1.5 x + 16 MiB of where that third started;
+ *   - memory: the broker's anonymous memory in the last quarter of the run
+ *     (a quarter after the last crash, when its caches are warm) stays
+ *     within 1.25 x + 8 MiB of where that quarter started;
  *   - the broker stops cleanly on SIGTERM and `ketenbus audit verify` proves
  *     the whole audit log, pruned ranges included.
  *
@@ -193,7 +194,8 @@ START_TEST(test_soak)
         s_connect(i);
 
     const int64_t start = kb_mono_ms(), end = start + seconds * 1000;
-    const int64_t calm_from = start + seconds * 1000 * 2 / 3; /* no kills after this */
+    const int64_t calm_from = start + seconds * 1000 / 2;      /* no kills after this */
+    const int64_t settled_from = start + seconds * 1000 * 3 / 4; /* caches warm again: memory compared from here */
     int64_t next_kill = start + kill_every, next_reload = start + S_RELOAD_EVERY;
     int64_t next_offline = start + S_OFFLINE_EVERY, next_sample = start + S_SAMPLE_EVERY;
     long samples[S_MAX_SAMPLES];
@@ -248,7 +250,7 @@ START_TEST(test_soak)
             if (!s_ag[i].client && now >= s_ag[i].back_at_ms)
                 s_connect(i);
         if (now >= next_sample && s_chain.pid > 0 && n_samples < S_MAX_SAMPLES) {
-            if (now >= calm_from && !calm_seen) {
+            if (now >= settled_from && !calm_seen) {
                 calm_seen = 1;
                 calm_first = n_samples;
             }
@@ -294,7 +296,7 @@ START_TEST(test_soak)
             "soak: %lds at %ld msg/s: %" PRIu64 " sent, %" PRIu64 " delivered, %" PRIu64 " wrong; "
             "refused pair: %" PRIu64 " sent, %" PRIu64 " refused while waited for\n"
             "soak: %d kills, %d reloads, %d agencies offline for %ds; broker RssAnon: max %ld KiB, "
-            "crash-free third from %ld to max %ld KiB, %ld KiB at the end (%zu samples)\n"
+            "last quarter from %ld to max %ld KiB, %ld KiB at the end (%zu samples)\n"
             "soak: broker exit status %d; audit verify exit %d:\n%s",
             seconds, rate, sent, got, wrong, s_ag[S_FIER].denied_sent, s_ag[S_FIER].denied_rejected, kills, reloads,
             offlines, S_OFFLINE_FOR / 1000, all_max, calm_start, calm_max, last_anon, n_samples, stop_status, verify,
@@ -310,8 +312,8 @@ START_TEST(test_soak)
     }
     ck_assert_msg(sent > 0 && kills > 0 && reloads > 0 && offlines > 0, "the run was too short to exercise anything");
     ck_assert_msg(s_ag[S_FIER].denied_rejected > 0, "no refusal of fier -> rvdk was seen");
-    ck_assert_msg(calm_start > 0 && calm_max <= calm_start * 3 / 2 + 16 * 1024,
-                  "broker memory grew in the crash-free third: %ld -> %ld KiB", calm_start, calm_max);
+    ck_assert_msg(calm_start > 0 && calm_max <= calm_start * 5 / 4 + 8 * 1024,
+                  "broker memory grew in the last quarter: %ld -> %ld KiB", calm_start, calm_max);
     ck_assert_int_eq(stop_status, 0);
     ck_assert_msg(verify == 0, "audit verify: %s", out);
     kb_chain_cleanup(&s_chain);
