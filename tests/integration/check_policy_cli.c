@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include "kb_util.h"
+#include "kb_test.h"
 
 #define S_EXAMPLE  "ops/examples/chain.yaml"
 #define S_OUT_MAX  65536
@@ -386,9 +387,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s_suite());
 }

@@ -44,6 +44,7 @@
 #include "ketenbus.pb-c.h"
 
 #include "report_html.h"
+#include "kb_test.h"
 
 #define S_CHROMIUM          "/usr/bin/chromium"
 #define S_CHROMIUM_SECONDS  60
@@ -937,9 +938,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s_suite());
 }

@@ -18,6 +18,7 @@
 #include <check.h>
 
 #include "kb_util.h"
+#include "kb_test.h"
 
 #define S_OUT_MAX 8192 /* output of one command kept for the checks */
 
@@ -213,9 +214,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s_suite());
 }

@@ -356,3 +356,12 @@ int kb_chain_cli(const kb_chain_t *c, char *out, size_t out_len, const char *fmt
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+int kb_test_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <check.h>
+
 #include "ketenbus.h"
 
 #define KB_TEST_MAX_AGENCIES 8
@@ -98,5 +100,9 @@ void kb_chain_drain(kb_chain_t *c, const char *agency, int n);
 
 /* A signal message ready to submit (kind, purpose, handling, legal basis, payload). */
 ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative);
+
+/* Run every test of suite s (taking it) and return the exit status for
+ * main(): 0 when all passed, 1 otherwise. */
+int kb_test_run(Suite *s);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "kb_aead.h"
 #include "kb_error.h"
+#include "kb_test.h"
 
 static const uint8_t s_key[KB_AEAD_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
                                                17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
@@ -188,9 +189,5 @@ int main(void)
     tcase_add_test(tc, test_nonces_unique);
     tcase_add_loop_test(tc, test_damage_refused, 0, N_DAMAGE);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s);
 }

@@ -28,6 +28,7 @@
 #include "kb_note.h"
 #include "kb_util.h"
 #include "store.h"
+#include "kb_test.h"
 
 #define ROWS(a) (int)(sizeof(a) / sizeof((a)[0]))
 #define LOG_RECORDS 3000u   /* records of the query log */
@@ -1217,9 +1218,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return kb_test_run(s_suite());
 }

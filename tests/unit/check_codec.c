@@ -18,6 +18,7 @@
 
 #include "kb_codec.h"
 #include "kb_error.h"
+#include "kb_test.h"
 
 /* ------------------------------------------------- fixture: one envelope */
 
@@ -1386,9 +1387,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return kb_test_run(s_suite());
 }

@@ -29,6 +29,7 @@
 #include "policy.h"
 #include "kb_keys.h"
 #include "ketenbus.pb-c.h"
+#include "kb_test.h"
 
 static char s_root[PATH_MAX]; /* temp directory with keys/ and the config files */
 
@@ -773,9 +774,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return kb_test_run(s_suite());
 }

@@ -19,6 +19,7 @@
 #include "kb_json.h"
 #include "kb_util.h"
 #include "ketenbus.pb-c.h"
+#include "kb_test.h"
 
 #define ENV (&ketenbus__envelope__descriptor)
 #define FRAME (&ketenbus__frame__descriptor)
@@ -911,9 +912,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return kb_test_run(s_suite());
 }

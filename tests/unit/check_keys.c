@@ -25,6 +25,7 @@
 
 #include "kb_error.h"
 #include "kb_keys.h"
+#include "kb_test.h"
 
 /* A valid Z85 public key (ZeroMQ RFC 26 test vector). */
 #define S_Z85_A "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
@@ -482,9 +483,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return kb_test_run(s_suite());
 }

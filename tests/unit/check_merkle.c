@@ -24,6 +24,7 @@
 #include "kb_merkle.h"
 #include "kb_util.h"
 #include "store.h"
+#include "kb_test.h"
 
 #define HLEN KB_MERKLE_HASH_LEN
 #define REF_LEAVES 70        /* leaves in merkle_ref.py's trees */
@@ -1032,9 +1033,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return kb_test_run(s_suite());
 }

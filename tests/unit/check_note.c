@@ -22,6 +22,7 @@
 #include "kb_merkle.h"
 #include "kb_note.h"
 #include "kb_util.h"
+#include "kb_test.h"
 
 #define ROWS(a) (int)(sizeof(a) / sizeof((a)[0]))
 #define EM "\xe2\x80\x94" /* U+2014 EM DASH */
@@ -512,9 +513,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return kb_test_run(s_suite());
 }

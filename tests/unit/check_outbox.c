@@ -9,6 +9,7 @@
 
 #include "kb_error.h"
 #include "sdk_internal.h"
+#include "kb_test.h"
 
 static char s_dir[64];
 
@@ -144,9 +145,5 @@ int main(void)
     tcase_add_test(tc, test_batch);
     tcase_add_test(tc, test_seen);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s);
 }

@@ -41,6 +41,7 @@
 #include "ketenbus.pb-c.h"
 #include "policy.h"
 #include "route.h"
+#include "kb_test.h"
 
 #define SIG KETENBUS__KIND__KIND_SIGNAL
 #define REF KETENBUS__KIND__KIND_REFERRAL
@@ -1071,9 +1072,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return kb_test_run(s_suite());
 }

@@ -11,6 +11,7 @@
 
 #include "broker.h"
 #include "kb_error.h"
+#include "kb_test.h"
 
 #define N_TAGS 3000u
 
@@ -156,9 +157,5 @@ int main(void)
     tcase_add_test(tc, test_stuck_entry_bounded);
     tcase_add_test(tc, test_tags_must_ascend);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s);
 }

@@ -13,6 +13,7 @@
 #include "kb_seal.h"
 #include "kb_util.h"
 #include "verify.h"
+#include "kb_test.h"
 
 #define N_ENV 40
 
@@ -90,9 +91,5 @@ int main(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_loop_test(tc, test_pool_matches_direct, 0, 3);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s);
 }

@@ -19,6 +19,7 @@
 #include "kb_util.h"
 #include "store.h"
 #include "verify_pruned.h"
+#include "kb_test.h"
 
 #define ROWS(a) (int)(sizeof(a) / sizeof((a)[0]))
 #define S_MAX   8            /* stones or declared indices in a row */
@@ -222,9 +223,5 @@ static Suite *s_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(s_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return kb_test_run(s_suite());
 }
