@@ -409,6 +409,7 @@ static void s_submit(kb_broker_t *b)
         return;
     }
     b->spare = NULL;
+    kb_store_seal(b->store, b->batch); /* the queue counters as this batch leaves them */
     kb_batch_t *job = b->batch;
     b->batch = next;
     b->tiles.batch = next; /* tiles of the tree are staged with the records */

@@ -47,7 +47,7 @@ static void *s_run(void *arg)
         int sync = c->job_sync;
         c->job = NULL;
         pthread_mutex_unlock(&c->lock);
-        int rc = kb_store_commit(c->store, b, sync);
+        int rc = kb_store_write(c->store, b, sync); /* sealed by the loop (kb_store_seal) */
         pthread_mutex_lock(&c->lock);
         c->done = b;
         c->done_rc = rc;
