@@ -32,6 +32,8 @@
 #define KB_MAX_CREDIT      100000u /* most deliveries an adapter may have granted */
 #define KB_POLL_MAX_MS     250    /* longest wait, so expiry and timeouts run */
 
+static void s_incoming_clear(kb_incoming_t *in);
+
 static int s_key_path(char *buf, size_t len, const char *dir, const char *file)
 {
     if (kb_fmt(buf, len, "%s/%s", dir, file) != KB_OK)
@@ -52,6 +54,7 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     b->sessions = calloc(KB_MAX_SESSIONS, sizeof *b->sessions);
     b->session_cache = calloc(KB_SESSION_CACHE, sizeof *b->session_cache);
     b->in = calloc(KB_DRAIN_MAX, sizeof *b->in);
+    b->in_next = calloc(KB_DRAIN_MAX, sizeof *b->in_next);
     b->batch = kb_batch_new();
     b->spare = kb_batch_new();
     b->verify = kb_verify_pool_new(kb_verify_default_workers());
@@ -61,7 +64,7 @@ kb_broker_t *kb_broker_new(const char *conf_path)
         kb_error_ssl(KB_ECRYPTO, "broker: SHA-256 unavailable");
         goto fail;
     }
-    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->batch || !b->spare || !b->verify) {
+    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -143,9 +146,15 @@ void kb_broker_destroy(kb_broker_t **p)
     free(b->held);
     s_idlist_free(&b->ids);
     s_idlist_free(&b->ids_flight);
+    if (b->verify)
+        kb_verify_pool_finish(b->verify);
+    for (size_t i = 0; b->in_next && i < b->n_next; i++)
+        s_incoming_clear(&b->in_next[i]);
     kb_verify_pool_destroy(&b->verify);
     free(b->jobs);
+    free(b->jobs_next);
     free(b->in);
+    free(b->in_next);
     kb_store_destroy(&b->store);
     kb_batch_destroy(&b->batch);
     kb_batch_destroy(&b->spare);
@@ -592,25 +601,27 @@ static int s_read_one(kb_broker_t *b, kb_incoming_t *in)
     return KB_OK;
 }
 
-/* Queue the signature checks of every envelope of the read SUBMIT frames
+/* Prepare the signature checks of every envelope of the read SUBMIT frames
  * whose sender is the authenticated agency (others are refused before
- * their signature matters), then run them on the pool. */
-static int s_verify_all(kb_broker_t *b, kb_incoming_t *in, size_t n)
+ * their signature matters) in *jobs (grown as needed); *k is their count.
+ * The caller runs them on the pool. */
+static int s_verify_prepare(kb_broker_t *b, kb_incoming_t *in, size_t n, kb_verify_job_t **jobs, size_t *cap,
+                            size_t *k)
 {
-    size_t jobs = 0;
+    *k = 0;
+    size_t want = 0;
     for (size_t i = 0; i < n; i++)
         if (in[i].valid && in[i].decode_rc == KB_OK && in[i].frame->body_case == KETENBUS__FRAME__BODY_SUBMIT)
-            jobs += in[i].frame->submit->n_envelopes;
-    if (jobs == 0 || !b->conf->verify_signatures)
+            want += in[i].frame->submit->n_envelopes;
+    if (want == 0 || !b->conf->verify_signatures)
         return KB_OK;
-    if (jobs > b->cap_jobs) {
-        kb_verify_job_t *p = realloc(b->jobs, jobs * sizeof *p);
+    if (want > *cap) {
+        kb_verify_job_t *p = realloc(*jobs, want * sizeof *p);
         if (!p)
             return kb_error_set(KB_ENOMEM, "verify: out of memory");
-        b->jobs = p;
-        b->cap_jobs = jobs;
+        *jobs = p;
+        *cap = want;
     }
-    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!in[i].valid || in[i].decode_rc != KB_OK || in[i].frame->body_case != KETENBUS__FRAME__BODY_SUBMIT)
             continue;
@@ -623,14 +634,14 @@ static int s_verify_all(kb_broker_t *b, kb_incoming_t *in, size_t n)
             const kb_agency_t *a = env->sender ? kb_conf_agency(b->conf, env->sender) : NULL;
             if (!a || strcmp(env->sender, in[i].agency) != 0 || !a->signing_key)
                 continue;
-            b->jobs[k].env = env;
-            b->jobs[k].key = a->signing_key;
-            b->jobs[k].detail[0] = '\0';
-            in[i].jobs[e] = &b->jobs[k];
-            k++;
+            kb_verify_job_t *j = &(*jobs)[*k];
+            j->env = env;
+            j->key = a->signing_key;
+            j->detail[0] = '\0';
+            in[i].jobs[e] = j;
+            (*k)++;
         }
     }
-    kb_verify_pool_run(b->verify, b->jobs, k);
     return KB_OK;
 }
 
@@ -644,25 +655,80 @@ static void s_incoming_clear(kb_incoming_t *in)
     memset(in, 0, sizeof *in);
 }
 
-/* Read up to KB_DRAIN_MAX waiting frames, check their signatures on all
- * cores, then handle them one by one in arrival order. */
-static int s_drain(kb_broker_t *b)
+/* Read up to KB_DRAIN_MAX waiting frames into in; *n is how many. */
+static int s_read_all(kb_broker_t *b, kb_incoming_t *in, size_t *n)
 {
-    size_t n = 0;
+    *n = 0;
     int rc = KB_OK;
-    while (n < KB_DRAIN_MAX) {
-        rc = s_read_one(b, &b->in[n]);
+    while (*n < KB_DRAIN_MAX) {
+        rc = s_read_one(b, &in[*n]);
         if (rc != KB_OK) {
-            zmq_msg_close(&b->in[n].body);
-            zmq_msg_close(&b->in[n].rid);
+            zmq_msg_close(&in[*n].body);
+            zmq_msg_close(&in[*n].rid);
             break;
         }
-        n++;
+        (*n)++;
     }
-    if (rc == KB_ETIMEDOUT)
-        rc = KB_OK;
-    if (rc == KB_OK)
-        rc = s_verify_all(b, b->in, n);
+    return rc == KB_ETIMEDOUT ? KB_OK : rc;
+}
+
+/* Let the pool finish the checks of the frames read ahead and forget
+ * their results, so routing checks them again under the configuration
+ * in force: the keys they used may be about to go (reload). */
+static void s_read_ahead_recheck(kb_broker_t *b)
+{
+    if (b->n_next == 0)
+        return;
+    kb_verify_pool_finish(b->verify);
+    for (size_t i = 0; i < b->n_jobs_next; i++)
+        b->jobs_next[i].rc = KB_EINVAL;
+}
+
+/* Take up to KB_DRAIN_MAX waiting frames with their signatures checked on
+ * all cores, then handle them one by one in arrival order. With checks on,
+ * the frames waiting after these are read ahead and their checks started
+ * on the pool's workers while this thread routes: the next turn finds
+ * them (mostly) checked. Read-ahead frames are always handled first next
+ * turn, so the order of arrival is kept. */
+static int s_drain(kb_broker_t *b)
+{
+    size_t n = 0, k = 0;
+    int rc = KB_OK;
+    if (b->n_next > 0) {
+        kb_verify_pool_finish(b->verify);
+        kb_incoming_t *in = b->in;
+        b->in = b->in_next;
+        b->in_next = in;
+        kb_verify_job_t *jobs = b->jobs;
+        size_t cap = b->cap_jobs;
+        b->jobs = b->jobs_next;
+        b->cap_jobs = b->cap_jobs_next;
+        b->jobs_next = jobs;
+        b->cap_jobs_next = cap;
+        n = b->n_next;
+        b->n_next = b->n_jobs_next = 0;
+    } else {
+        rc = s_read_all(b, b->in, &n);
+        if (rc == KB_OK)
+            rc = s_verify_prepare(b, b->in, n, &b->jobs, &b->cap_jobs, &k);
+        if (rc == KB_OK)
+            kb_verify_pool_run(b->verify, b->jobs, k);
+    }
+    if (rc == KB_OK && n > 0 && b->conf->verify_signatures) {
+        size_t m = 0;
+        int arc = s_read_all(b, b->in_next, &m);
+        if (arc == KB_OK)
+            arc = s_verify_prepare(b, b->in_next, m, &b->jobs_next, &b->cap_jobs_next, &k);
+        if (arc == KB_OK) {
+            b->n_next = m;
+            b->n_jobs_next = k;
+            kb_verify_pool_start(b->verify, b->jobs_next, k);
+        } else {
+            kb_log(KB_LOG_WARN, "read_ahead_failed", "detail=\"%s\"", kb_last_error());
+            for (size_t i = 0; i < m; i++)
+                s_incoming_clear(&b->in_next[i]); /* dropped: their senders resend */
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         kb_incoming_t *in = &b->in[i];
         const uint8_t *rid = zmq_msg_data(&in->rid);
@@ -734,6 +800,7 @@ static int s_turn(kb_broker_t *b)
 
 int kb_broker_reload(kb_broker_t *b, const char *who)
 {
+    s_read_ahead_recheck(b);
     kb_conf_t *fresh = kb_conf_load(b->conf_path);
     char reason[KB_ERROR_MAX + 128];
     if (!fresh) {
@@ -780,7 +847,8 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
                                    {b->zap, 0, ZMQ_POLLIN, 0},
                                    {b->admin, 0, ZMQ_POLLIN, 0},
                                    {NULL, kb_commit_fd(b->commit), ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, kb_commit_busy(b->commit) ? 4 : 3, KB_POLL_MAX_MS);
+        /* frames read ahead are waiting already: only look, do not wait */
+        int n = zmq_poll(items, kb_commit_busy(b->commit) ? 4 : 3, b->n_next > 0 ? 0 : KB_POLL_MAX_MS);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;

@@ -116,9 +116,14 @@ typedef struct kb_broker {
     size_t n_held;                  /* their count */
     size_t cap_held;                /* allocated */
     kb_incoming_t *in;              /* frames of this turn, KB_DRAIN_MAX slots */
+    kb_incoming_t *in_next;         /* frames read ahead for the next turn, KB_DRAIN_MAX slots */
+    size_t n_next;                  /* their count */
     kb_verify_pool_t *verify;       /* signature checks on all cores */
     kb_verify_job_t *jobs;          /* this turn's checks */
     size_t cap_jobs;                /* allocated */
+    kb_verify_job_t *jobs_next;     /* checks of the frames read ahead (running on the pool) */
+    size_t n_jobs_next;             /* their count */
+    size_t cap_jobs_next;           /* allocated */
     int turn_sync;                  /* 1 if the staged batch must be synced (it answers SUBMITs) */
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
