@@ -55,6 +55,8 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     b->session_cache = calloc(KB_SESSION_CACHE, sizeof *b->session_cache);
     b->in = calloc(KB_DRAIN_MAX, sizeof *b->in);
     b->in_next = calloc(KB_DRAIN_MAX, sizeof *b->in_next);
+    b->ids = kb_idset_new();
+    b->ids_flight = kb_idset_new();
     b->batch = kb_batch_new();
     b->spare = kb_batch_new();
     b->verify = kb_verify_pool_new(kb_verify_default_workers());
@@ -64,7 +66,7 @@ kb_broker_t *kb_broker_new(const char *conf_path)
         kb_error_ssl(KB_ECRYPTO, "broker: SHA-256 unavailable");
         goto fail;
     }
-    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->batch || !b->spare || !b->verify) {
+    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->ids || !b->ids_flight || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -105,12 +107,7 @@ static void s_out_clear(kb_broker_t *b)
     b->n_out = 0;
 }
 
-static void s_idlist_free(kb_idlist_t *l)
-{
-    free(l->ids);
-    free(l->senders);
-    memset(l, 0, sizeof *l);
-}
+_Static_assert(KB_IDSET_MAX == KB_DRAIN_MAX * KB_MAX_BATCH, "an id set holds what one turn can accept");
 
 void kb_broker_destroy(kb_broker_t **p)
 {
@@ -144,8 +141,8 @@ void kb_broker_destroy(kb_broker_t **p)
     for (size_t i = 0; i < b->n_held; i++)
         free(b->held[i].frame);
     free(b->held);
-    s_idlist_free(&b->ids);
-    s_idlist_free(&b->ids_flight);
+    kb_idset_destroy(&b->ids);
+    kb_idset_destroy(&b->ids_flight);
     if (b->verify)
         kb_verify_pool_finish(b->verify);
     for (size_t i = 0; b->in_next && i < b->n_next; i++)
@@ -361,7 +358,8 @@ static void s_abort_turn(kb_broker_t *b)
             session_reset(b, s);
     }
     b->n_sessions = 0;
-    b->ids.n = b->ids_flight.n = 0;
+    kb_idset_clear(b->ids);
+    kb_idset_clear(b->ids_flight);
     b->turn_sync = 0;
     kb_batch_clear(b->batch); /* drop the disconnect records staged above */
 }
@@ -388,7 +386,7 @@ int broker_settle(kb_broker_t *b)
         b->out = out;
         b->n_out = n_out;
         b->cap_out = cap_out;
-        b->ids_flight.n = 0;
+        kb_idset_clear(b->ids_flight); /* in the store now */
         return KB_OK;
     }
     s_abort_turn(b);
@@ -413,7 +411,7 @@ static void s_submit(kb_broker_t *b)
         if (kb_store_commit(b->store, b->batch, b->turn_sync) != KB_OK)
             s_abort_turn(b);
         s_flush(b);
-        b->ids.n = 0;
+        kb_idset_clear(b->ids);
         b->turn_sync = 0;
         return;
     }
@@ -430,10 +428,9 @@ static void s_submit(kb_broker_t *b)
     b->out = held;
     b->n_out = 0;
     b->cap_out = cap_held;
-    kb_idlist_t ids = b->ids_flight;
+    kb_idset_t *ids = b->ids_flight; /* empty: settled */
     b->ids_flight = b->ids;
     b->ids = ids;
-    b->ids.n = 0;
     kb_commit_start(b->commit, &job, b->turn_sync); /* cannot fail: nothing is in flight */
     b->turn_sync = 0;
 }

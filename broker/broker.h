@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "conf.h"
+#include "idset.h"
 #include "kb_codec.h"
 #include "kb_merkle.h"
 #include "ketenbus.pb-c.h"
@@ -97,14 +98,6 @@ typedef struct {
     kb_verify_job_t **jobs;         /* per envelope of a SUBMIT: its check, or NULL */
 } kb_incoming_t;
 
-/* Message ids accepted into one batch, for duplicates not yet in the store. */
-typedef struct {
-    uint8_t (*ids)[16];             /* message ids */
-    char (*senders)[KB_AGENCY_ID_MAX + 1]; /* their senders */
-    size_t n;                       /* count */
-    size_t cap;                     /* allocated */
-} kb_idlist_t;
-
 typedef struct kb_broker {
     kb_conf_t *conf;                /* configuration in force (owned) */
     char *conf_path;                /* file to reload from */
@@ -145,8 +138,8 @@ typedef struct kb_broker {
     kb_outgoing_t *out;             /* replies to send after the commit */
     size_t n_out;                   /* their count */
     size_t cap_out;                 /* allocated */
-    kb_idlist_t ids;                /* ids accepted into the staged batch */
-    kb_idlist_t ids_flight;         /* ids accepted into the batch in flight */
+    kb_idset_t *ids;                /* (sender, id) accepted into the staged batch */
+    kb_idset_t *ids_flight;         /* (sender, id) accepted into the batch in flight */
     int64_t started_ms;             /* monotonic start time */
     int64_t next_expiry_ms;         /* next expiry check */
     void *admin;                    /* operators' admin socket (ipc, in data_dir) */
