@@ -21,6 +21,7 @@
 
 #include "broker.h"
 #include "commit.h"
+#include "kb_arena.h"
 #include "kb_error.h"
 #include "kb_keys.h"
 #include "kb_log.h"
@@ -56,6 +57,8 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     b->in = calloc(KB_DRAIN_MAX, sizeof *b->in);
     b->in_next = calloc(KB_DRAIN_MAX, sizeof *b->in_next);
     b->ids = kb_idset_new();
+    b->arena = kb_arena_new();
+    b->arena_next = kb_arena_new();
     b->ids_flight = kb_idset_new();
     b->batch = kb_batch_new();
     b->spare = kb_batch_new();
@@ -66,7 +69,7 @@ kb_broker_t *kb_broker_new(const char *conf_path)
         kb_error_ssl(KB_ECRYPTO, "broker: SHA-256 unavailable");
         goto fail;
     }
-    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->ids || !b->ids_flight || !b->batch || !b->spare || !b->verify) {
+    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->ids || !b->ids_flight || !b->arena || !b->arena_next || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -147,6 +150,8 @@ void kb_broker_destroy(kb_broker_t **p)
         kb_verify_pool_finish(b->verify);
     for (size_t i = 0; b->in_next && i < b->n_next; i++)
         s_incoming_clear(&b->in_next[i]);
+    kb_arena_destroy(&b->arena);
+    kb_arena_destroy(&b->arena_next);
     kb_verify_pool_destroy(&b->verify);
     free(b->jobs);
     free(b->jobs_next);
@@ -475,8 +480,9 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
 }
 
 /* Handle one frame from rid, authenticated as agency: f and rc are the
- * result of decoding it (f is freed here), jobs the signature checks of its
- * envelopes when it is a SUBMIT (NULL entries: not checked yet). */
+ * result of decoding it (f stays in the turn's arena), jobs the signature
+ * checks of its envelopes when it is a SUBMIT (NULL entries: not checked
+ * yet). */
 static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, size_t len,
                       Ketenbus__Frame *f, int rc, const kb_verify_job_t *const *jobs)
 {
@@ -492,8 +498,6 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                  f ? f->version : 0, KB_PROTOCOL_VERSION);
         s_refuse_frame(b, rid, rid_len, agency, f ? f->request_id : 0,
                        KETENBUS__ERROR_CODE__ERROR_CODE_UNSUPPORTED_VERSION, reason);
-        if (f)
-            ketenbus__frame__free_unpacked(f, NULL);
         return KB_OK;
     }
     if (rc != KB_OK) {
@@ -560,13 +564,12 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                      "adapters may not send this command");
         break;
     }
-    ketenbus__frame__free_unpacked(f, NULL);
     return rc;
 }
 
 /* Read one message from the router into in: [routing id][frame].
  * KB_ETIMEDOUT if none is waiting. */
-static int s_read_one(kb_broker_t *b, kb_incoming_t *in)
+static int s_read_one(kb_broker_t *b, kb_incoming_t *in, kb_arena_t *arena)
 {
     memset(in, 0, sizeof *in);
     zmq_msg_init(&in->rid);
@@ -592,9 +595,12 @@ static int s_read_one(kb_broker_t *b, kb_incoming_t *in)
     in->agency = in->parts >= 2 ? zmq_msg_gets(&in->body, "User-Id") : NULL;
     size_t rid_len = zmq_msg_size(&in->rid);
     in->valid = in->agency && *in->agency && rid_len > 0 && rid_len <= KB_ROUTING_ID_MAX && in->parts == 2;
-    if (in->valid)
-        in->decode_rc = kb_frame_decode(zmq_msg_data(&in->body), zmq_msg_size(&in->body),
-                                        b->conf->max_message_bytes, &in->frame);
+    if (in->valid) {
+        /* decoded into the turn's arena: dropped all at once after the turn */
+        ProtobufCAllocator pa = kb_arena_allocator(arena);
+        in->decode_rc = kb_frame_decode_with(zmq_msg_data(&in->body), zmq_msg_size(&in->body),
+                                             b->conf->max_message_bytes, &pa, &in->frame);
+    }
     return KB_OK;
 }
 
@@ -642,10 +648,9 @@ static int s_verify_prepare(kb_broker_t *b, kb_incoming_t *in, size_t n, kb_veri
     return KB_OK;
 }
 
+/* The frame itself lives in the turn's arena: reset that after. */
 static void s_incoming_clear(kb_incoming_t *in)
 {
-    if (in->frame)
-        ketenbus__frame__free_unpacked(in->frame, NULL);
     free(in->jobs);
     zmq_msg_close(&in->body);
     zmq_msg_close(&in->rid);
@@ -653,12 +658,12 @@ static void s_incoming_clear(kb_incoming_t *in)
 }
 
 /* Read up to KB_DRAIN_MAX waiting frames into in; *n is how many. */
-static int s_read_all(kb_broker_t *b, kb_incoming_t *in, size_t *n)
+static int s_read_all(kb_broker_t *b, kb_incoming_t *in, size_t *n, kb_arena_t *arena)
 {
     *n = 0;
     int rc = KB_OK;
     while (*n < KB_DRAIN_MAX) {
-        rc = s_read_one(b, &in[*n]);
+        rc = s_read_one(b, &in[*n], arena);
         if (rc != KB_OK) {
             zmq_msg_close(&in[*n].body);
             zmq_msg_close(&in[*n].rid);
@@ -696,6 +701,9 @@ static int s_drain(kb_broker_t *b)
         kb_incoming_t *in = b->in;
         b->in = b->in_next;
         b->in_next = in;
+        kb_arena_t *arena = b->arena;
+        b->arena = b->arena_next;
+        b->arena_next = arena;
         kb_verify_job_t *jobs = b->jobs;
         size_t cap = b->cap_jobs;
         b->jobs = b->jobs_next;
@@ -705,7 +713,7 @@ static int s_drain(kb_broker_t *b)
         n = b->n_next;
         b->n_next = b->n_jobs_next = 0;
     } else {
-        rc = s_read_all(b, b->in, &n);
+        rc = s_read_all(b, b->in, &n, b->arena);
         if (rc == KB_OK)
             rc = s_verify_prepare(b, b->in, n, &b->jobs, &b->cap_jobs, &k);
         if (rc == KB_OK)
@@ -713,7 +721,7 @@ static int s_drain(kb_broker_t *b)
     }
     if (rc == KB_OK && n > 0 && b->conf->verify_signatures) {
         size_t m = 0;
-        int arc = s_read_all(b, b->in_next, &m);
+        int arc = s_read_all(b, b->in_next, &m, b->arena_next);
         if (arc == KB_OK)
             arc = s_verify_prepare(b, b->in_next, m, &b->jobs_next, &b->cap_jobs_next, &k);
         if (arc == KB_OK) {
@@ -724,6 +732,7 @@ static int s_drain(kb_broker_t *b)
             kb_log(KB_LOG_WARN, "read_ahead_failed", "detail=\"%s\"", kb_last_error());
             for (size_t i = 0; i < m; i++)
                 s_incoming_clear(&b->in_next[i]); /* dropped: their senders resend */
+            kb_arena_reset(b->arena_next);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -740,10 +749,10 @@ static int s_drain(kb_broker_t *b)
         } else {
             rc = s_dispatch(b, rid, rid_len, in->agency, zmq_msg_size(&in->body), in->frame, in->decode_rc,
                             (const kb_verify_job_t *const *)in->jobs);
-            in->frame = NULL; /* freed by s_dispatch */
         }
         s_incoming_clear(in);
     }
+    kb_arena_reset(b->arena); /* every frame of the turn */
     return rc;
 }
 

@@ -94,7 +94,7 @@ typedef struct {
     const char *agency;             /* User-Id from ZAP (owned by body) */
     int valid;                      /* 1 if authenticated and single-part */
     int decode_rc;                  /* kb_frame_decode() result */
-    Ketenbus__Frame *frame;         /* decoded frame (owned) */
+    Ketenbus__Frame *frame;         /* decoded frame (in the turn's arena) */
     kb_verify_job_t **jobs;         /* per envelope of a SUBMIT: its check, or NULL */
 } kb_incoming_t;
 
@@ -110,6 +110,8 @@ typedef struct kb_broker {
     size_t cap_held;                /* allocated */
     kb_incoming_t *in;              /* frames of this turn, KB_DRAIN_MAX slots */
     kb_incoming_t *in_next;         /* frames read ahead for the next turn, KB_DRAIN_MAX slots */
+    struct kb_arena *arena;         /* the decoded frames of in (reset after the turn) */
+    struct kb_arena *arena_next;    /* the decoded frames of in_next */
     size_t n_next;                  /* their count */
     kb_verify_pool_t *verify;       /* signature checks on all cores */
     kb_verify_job_t *jobs;          /* this turn's checks */
