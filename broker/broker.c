@@ -1,14 +1,18 @@
 /*
  * broker.c - ketenbusd's event loop.
  *
- * One turn: wait for frames, answer ZAP requests, drain up to KB_DRAIN_MAX
- * frames from the ROUTER (SUBMIT and ACK stage their changes in one batch),
- * expire old entries when due, commit the batch with one fsync, send the
- * receipts, then hand out deliveries (their "delivered" audit records are
- * written without a sync of their own: they reach the disk with the next
- * synced batch, and a delivery lost in a crash is simply repeated).
- * If a synced commit fails, nothing of the turn is acknowledged: every
- * waiting client gets ERROR_CODE_INTERNAL, counters are reread from disk and
+ * One turn: wait for frames (or the committer), answer ZAP requests, drain
+ * up to KB_DRAIN_MAX frames from the ROUTER (SUBMIT and ACK stage their
+ * changes in the staged batch; with signature checks on, the next frames
+ * are read ahead and checked on the pool meanwhile), expire old entries
+ * when due. If the committer is still writing the previous batch, that is
+ * all: the loop goes on staging. Once it is written, its held replies go
+ * out (receipts, and deliveries whose entries it holds), the pump hands out
+ * deliveries of what is now written (their "delivered" records go into the
+ * staged batch: a delivery lost in a crash is simply repeated), and the
+ * staged batch goes to the committer, synced if it answers SUBMITs.
+ * If a write fails, nothing not yet sent is acknowledged: every waiting
+ * client gets ERROR_CODE_INTERNAL, counters are reread from disk and
  * sessions restart, so adapters resend from their outboxes.
  */
 #include <errno.h>
@@ -767,9 +771,9 @@ static void s_fail_turn(kb_broker_t *b)
 }
 
 /* One turn: read and route what waits while the committer writes the
- * previous turn's batch; then settle that batch (its receipts go out),
- * hand out deliveries of what it made durable, and start writing this
- * turn's batch. Only a batch that answers SUBMITs is synced: RECEIPT
+ * previous batch; once that is written, settle it (its receipts go out),
+ * hand out deliveries of what it made durable, and start writing the
+ * staged batch (this turn's and those of turns while the disk was busy). Only a batch that answers SUBMITs is synced: RECEIPT
  * promises durability. ACKs, sessions, deliveries and expiry ride along
  * unsynced and reach the disk with the next synced write; if the broker
  * dies first, an unacknowledged delivery is simply made again and the SDK
@@ -790,6 +794,12 @@ static int s_turn(kb_broker_t *b)
         s_fail_turn(b);
         return KB_OK; /* keep serving: the next turn may succeed */
     }
+    /* While a batch is being written, what arrives is routed into the
+     * staged batch, which goes next with everything that came meanwhile:
+     * the loop does not wait for the disk, only the replies do. Past
+     * KB_STAGE_OPS_MAX staged operations it waits after all. */
+    if (kb_commit_busy(b->commit) && !kb_commit_ready(b->commit) && kb_batch_size(b->batch) < KB_STAGE_OPS_MAX)
+        return KB_OK; /* the committer's pipe wakes the loop */
     /* deliveries come from what is written, and one batch at a time is */
     if (broker_settle(b) != KB_OK)
         return KB_OK;
@@ -875,6 +885,11 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
         int rc = s_turn(b);
         if (rc != KB_OK)
             return rc;
+    }
+    /* what was staged while the last batch was written goes out too */
+    if (broker_settle(b) == KB_OK) {
+        s_submit(b);
+        broker_settle(b);
     }
     kb_log(KB_LOG_INFO, "stopping", "accepted=%llu rejected=%llu delivered=%llu",
            (unsigned long long)b->stat_accepted, (unsigned long long)b->stat_rejected,

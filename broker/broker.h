@@ -1,11 +1,13 @@
 /*
  * broker.h - internal structures of ketenbusd.
  *
- * One thread owns the ROUTER socket, the ZAP socket and the store. Each turn
- * of the loop (broker.c) drains the frames that are waiting, lets route.c
- * and deliver.c stage their changes in one batch, commits that batch with a
- * single synced write (group commit), and only then sends the receipts and
- * deliveries: RECEIPT ACCEPTED always follows the fsync that made it true.
+ * One thread owns the ROUTER socket, the ZAP socket and the store's
+ * state. Each turn of the loop (broker.c) drains the frames that are
+ * waiting and lets route.c and deliver.c stage their changes in one batch;
+ * the committer thread (commit.c) writes a batch with a single synced write
+ * (group commit) while the loop stages the next, and the replies a batch
+ * makes true (receipts, deliveries) are held until it is written: RECEIPT
+ * ACCEPTED always follows the fsync that made it true.
  */
 #ifndef KB_BROKER_H
 #define KB_BROKER_H
@@ -27,6 +29,7 @@
 
 #define KB_ROUTING_ID_MAX   256u   /* ZeroMQ routing ids are at most 255 bytes */
 #define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
+#define KB_STAGE_OPS_MAX    65536u /* staged store operations before the loop waits for the disk */
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
 #define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */

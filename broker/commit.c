@@ -136,6 +136,16 @@ int kb_commit_busy(const kb_commit_t *c)
     return c->busy;
 }
 
+int kb_commit_ready(kb_commit_t *c)
+{
+    if (!c->busy)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    int ready = c->done != NULL;
+    pthread_mutex_unlock(&c->lock);
+    return ready;
+}
+
 int kb_commit_fd(const kb_commit_t *c)
 {
     return c->pipe_fd[0];

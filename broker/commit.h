@@ -36,6 +36,9 @@ int kb_commit_start(kb_commit_t *c, kb_batch_t **batch, int sync);
 /* 1 if a batch was started and not yet collected. */
 int kb_commit_busy(const kb_commit_t *c);
 
+/* 1 if the batch in flight is written: kb_commit_wait will not block. */
+int kb_commit_ready(kb_commit_t *c);
+
 /* A descriptor that is readable when the batch in flight is written (for
  * the loop's poll); collect with kb_commit_wait. */
 int kb_commit_fd(const kb_commit_t *c);
