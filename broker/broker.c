@@ -1,14 +1,18 @@
 /*
  * broker.c - ketenbusd's event loop.
  *
- * One turn: wait for frames, answer ZAP requests, drain up to KB_DRAIN_MAX
- * frames from the ROUTER (SUBMIT and ACK stage their changes in one batch),
- * expire old entries when due, commit the batch with one fsync, send the
- * receipts, then hand out deliveries (their "delivered" audit records are
- * written without a sync of their own: they reach the disk with the next
- * synced batch, and a delivery lost in a crash is simply repeated).
- * If a synced commit fails, nothing of the turn is acknowledged: every
- * waiting client gets ERROR_CODE_INTERNAL, counters are reread from disk and
+ * One turn: wait for frames (or the committer), answer ZAP requests, drain
+ * up to KB_DRAIN_MAX frames from the ROUTER (SUBMIT and ACK stage their
+ * changes in the staged batch; with signature checks on, the next frames
+ * are read ahead and checked on the pool meanwhile), expire old entries
+ * when due. If the committer is still writing the previous batch, that is
+ * all: the loop goes on staging. Once it is written, its held replies go
+ * out (receipts, and deliveries whose entries it holds), the pump hands out
+ * deliveries of what is now written (their "delivered" records go into the
+ * staged batch: a delivery lost in a crash is simply repeated), and the
+ * staged batch goes to the committer, synced if it answers SUBMITs.
+ * If a write fails, nothing not yet sent is acknowledged: every waiting
+ * client gets ERROR_CODE_INTERNAL, counters are reread from disk and
  * sessions restart, so adapters resend from their outboxes.
  */
 #include <errno.h>
@@ -21,6 +25,7 @@
 
 #include "broker.h"
 #include "commit.h"
+#include "kb_arena.h"
 #include "kb_error.h"
 #include "kb_keys.h"
 #include "kb_log.h"
@@ -31,6 +36,8 @@
 #define KB_HEARTBEAT_MS    2000   /* ZMTP heartbeat interval */
 #define KB_MAX_CREDIT      100000u /* most deliveries an adapter may have granted */
 #define KB_POLL_MAX_MS     250    /* longest wait, so expiry and timeouts run */
+
+static void s_incoming_clear(kb_incoming_t *in);
 
 static int s_key_path(char *buf, size_t len, const char *dir, const char *file)
 {
@@ -52,6 +59,11 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     b->sessions = calloc(KB_MAX_SESSIONS, sizeof *b->sessions);
     b->session_cache = calloc(KB_SESSION_CACHE, sizeof *b->session_cache);
     b->in = calloc(KB_DRAIN_MAX, sizeof *b->in);
+    b->in_next = calloc(KB_DRAIN_MAX, sizeof *b->in_next);
+    b->ids = kb_idset_new();
+    b->arena = kb_arena_new();
+    b->arena_next = kb_arena_new();
+    b->ids_flight = kb_idset_new();
     b->batch = kb_batch_new();
     b->spare = kb_batch_new();
     b->verify = kb_verify_pool_new(kb_verify_default_workers());
@@ -61,7 +73,7 @@ kb_broker_t *kb_broker_new(const char *conf_path)
         kb_error_ssl(KB_ECRYPTO, "broker: SHA-256 unavailable");
         goto fail;
     }
-    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->batch || !b->spare || !b->verify) {
+    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->ids || !b->ids_flight || !b->arena || !b->arena_next || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -102,12 +114,7 @@ static void s_out_clear(kb_broker_t *b)
     b->n_out = 0;
 }
 
-static void s_idlist_free(kb_idlist_t *l)
-{
-    free(l->ids);
-    free(l->senders);
-    memset(l, 0, sizeof *l);
-}
+_Static_assert(KB_IDSET_MAX == KB_DRAIN_MAX * KB_MAX_BATCH, "an id set holds what one turn can accept");
 
 void kb_broker_destroy(kb_broker_t **p)
 {
@@ -141,11 +148,19 @@ void kb_broker_destroy(kb_broker_t **p)
     for (size_t i = 0; i < b->n_held; i++)
         free(b->held[i].frame);
     free(b->held);
-    s_idlist_free(&b->ids);
-    s_idlist_free(&b->ids_flight);
+    kb_idset_destroy(&b->ids);
+    kb_idset_destroy(&b->ids_flight);
+    if (b->verify)
+        kb_verify_pool_finish(b->verify);
+    for (size_t i = 0; b->in_next && i < b->n_next; i++)
+        s_incoming_clear(&b->in_next[i]);
+    kb_arena_destroy(&b->arena);
+    kb_arena_destroy(&b->arena_next);
     kb_verify_pool_destroy(&b->verify);
     free(b->jobs);
+    free(b->jobs_next);
     free(b->in);
+    free(b->in_next);
     kb_store_destroy(&b->store);
     kb_batch_destroy(&b->batch);
     kb_batch_destroy(&b->spare);
@@ -352,7 +367,8 @@ static void s_abort_turn(kb_broker_t *b)
             session_reset(b, s);
     }
     b->n_sessions = 0;
-    b->ids.n = b->ids_flight.n = 0;
+    kb_idset_clear(b->ids);
+    kb_idset_clear(b->ids_flight);
     b->turn_sync = 0;
     kb_batch_clear(b->batch); /* drop the disconnect records staged above */
 }
@@ -379,7 +395,7 @@ int broker_settle(kb_broker_t *b)
         b->out = out;
         b->n_out = n_out;
         b->cap_out = cap_out;
-        b->ids_flight.n = 0;
+        kb_idset_clear(b->ids_flight); /* in the store now */
         return KB_OK;
     }
     s_abort_turn(b);
@@ -404,11 +420,12 @@ static void s_submit(kb_broker_t *b)
         if (kb_store_commit(b->store, b->batch, b->turn_sync) != KB_OK)
             s_abort_turn(b);
         s_flush(b);
-        b->ids.n = 0;
+        kb_idset_clear(b->ids);
         b->turn_sync = 0;
         return;
     }
     b->spare = NULL;
+    kb_store_seal(b->store, b->batch); /* the queue counters as this batch leaves them */
     kb_batch_t *job = b->batch;
     b->batch = next;
     b->tiles.batch = next; /* tiles of the tree are staged with the records */
@@ -420,10 +437,9 @@ static void s_submit(kb_broker_t *b)
     b->out = held;
     b->n_out = 0;
     b->cap_out = cap_held;
-    kb_idlist_t ids = b->ids_flight;
+    kb_idset_t *ids = b->ids_flight; /* empty: settled */
     b->ids_flight = b->ids;
     b->ids = ids;
-    b->ids.n = 0;
     kb_commit_start(b->commit, &job, b->turn_sync); /* cannot fail: nothing is in flight */
     b->turn_sync = 0;
 }
@@ -468,8 +484,9 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
 }
 
 /* Handle one frame from rid, authenticated as agency: f and rc are the
- * result of decoding it (f is freed here), jobs the signature checks of its
- * envelopes when it is a SUBMIT (NULL entries: not checked yet). */
+ * result of decoding it (f stays in the turn's arena), jobs the signature
+ * checks of its envelopes when it is a SUBMIT (NULL entries: not checked
+ * yet). */
 static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, size_t len,
                       Ketenbus__Frame *f, int rc, const kb_verify_job_t *const *jobs)
 {
@@ -485,8 +502,6 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                  f ? f->version : 0, KB_PROTOCOL_VERSION);
         s_refuse_frame(b, rid, rid_len, agency, f ? f->request_id : 0,
                        KETENBUS__ERROR_CODE__ERROR_CODE_UNSUPPORTED_VERSION, reason);
-        if (f)
-            ketenbus__frame__free_unpacked(f, NULL);
         return KB_OK;
     }
     if (rc != KB_OK) {
@@ -553,13 +568,12 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                      "adapters may not send this command");
         break;
     }
-    ketenbus__frame__free_unpacked(f, NULL);
     return rc;
 }
 
 /* Read one message from the router into in: [routing id][frame].
  * KB_ETIMEDOUT if none is waiting. */
-static int s_read_one(kb_broker_t *b, kb_incoming_t *in)
+static int s_read_one(kb_broker_t *b, kb_incoming_t *in, kb_arena_t *arena)
 {
     memset(in, 0, sizeof *in);
     zmq_msg_init(&in->rid);
@@ -585,31 +599,36 @@ static int s_read_one(kb_broker_t *b, kb_incoming_t *in)
     in->agency = in->parts >= 2 ? zmq_msg_gets(&in->body, "User-Id") : NULL;
     size_t rid_len = zmq_msg_size(&in->rid);
     in->valid = in->agency && *in->agency && rid_len > 0 && rid_len <= KB_ROUTING_ID_MAX && in->parts == 2;
-    if (in->valid)
-        in->decode_rc = kb_frame_decode(zmq_msg_data(&in->body), zmq_msg_size(&in->body),
-                                        b->conf->max_message_bytes, &in->frame);
+    if (in->valid) {
+        /* decoded into the turn's arena: dropped all at once after the turn */
+        ProtobufCAllocator pa = kb_arena_allocator(arena);
+        in->decode_rc = kb_frame_decode_with(zmq_msg_data(&in->body), zmq_msg_size(&in->body),
+                                             b->conf->max_message_bytes, &pa, &in->frame);
+    }
     return KB_OK;
 }
 
-/* Queue the signature checks of every envelope of the read SUBMIT frames
+/* Prepare the signature checks of every envelope of the read SUBMIT frames
  * whose sender is the authenticated agency (others are refused before
- * their signature matters), then run them on the pool. */
-static int s_verify_all(kb_broker_t *b, kb_incoming_t *in, size_t n)
+ * their signature matters) in *jobs (grown as needed); *k is their count.
+ * The caller runs them on the pool. */
+static int s_verify_prepare(kb_broker_t *b, kb_incoming_t *in, size_t n, kb_verify_job_t **jobs, size_t *cap,
+                            size_t *k)
 {
-    size_t jobs = 0;
+    *k = 0;
+    size_t want = 0;
     for (size_t i = 0; i < n; i++)
         if (in[i].valid && in[i].decode_rc == KB_OK && in[i].frame->body_case == KETENBUS__FRAME__BODY_SUBMIT)
-            jobs += in[i].frame->submit->n_envelopes;
-    if (jobs == 0 || !b->conf->verify_signatures)
+            want += in[i].frame->submit->n_envelopes;
+    if (want == 0 || !b->conf->verify_signatures)
         return KB_OK;
-    if (jobs > b->cap_jobs) {
-        kb_verify_job_t *p = realloc(b->jobs, jobs * sizeof *p);
+    if (want > *cap) {
+        kb_verify_job_t *p = realloc(*jobs, want * sizeof *p);
         if (!p)
             return kb_error_set(KB_ENOMEM, "verify: out of memory");
-        b->jobs = p;
-        b->cap_jobs = jobs;
+        *jobs = p;
+        *cap = want;
     }
-    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!in[i].valid || in[i].decode_rc != KB_OK || in[i].frame->body_case != KETENBUS__FRAME__BODY_SUBMIT)
             continue;
@@ -622,46 +641,104 @@ static int s_verify_all(kb_broker_t *b, kb_incoming_t *in, size_t n)
             const kb_agency_t *a = env->sender ? kb_conf_agency(b->conf, env->sender) : NULL;
             if (!a || strcmp(env->sender, in[i].agency) != 0 || !a->signing_key)
                 continue;
-            b->jobs[k].env = env;
-            b->jobs[k].key = a->signing_key;
-            b->jobs[k].detail[0] = '\0';
-            in[i].jobs[e] = &b->jobs[k];
-            k++;
+            kb_verify_job_t *j = &(*jobs)[*k];
+            j->env = env;
+            j->key = a->signing_key;
+            j->detail[0] = '\0';
+            in[i].jobs[e] = j;
+            (*k)++;
         }
     }
-    kb_verify_pool_run(b->verify, b->jobs, k);
     return KB_OK;
 }
 
+/* The frame itself lives in the turn's arena: reset that after. */
 static void s_incoming_clear(kb_incoming_t *in)
 {
-    if (in->frame)
-        ketenbus__frame__free_unpacked(in->frame, NULL);
     free(in->jobs);
     zmq_msg_close(&in->body);
     zmq_msg_close(&in->rid);
     memset(in, 0, sizeof *in);
 }
 
-/* Read up to KB_DRAIN_MAX waiting frames, check their signatures on all
- * cores, then handle them one by one in arrival order. */
-static int s_drain(kb_broker_t *b)
+/* Read up to KB_DRAIN_MAX waiting frames into in; *n is how many. */
+static int s_read_all(kb_broker_t *b, kb_incoming_t *in, size_t *n, kb_arena_t *arena)
 {
-    size_t n = 0;
+    *n = 0;
     int rc = KB_OK;
-    while (n < KB_DRAIN_MAX) {
-        rc = s_read_one(b, &b->in[n]);
+    while (*n < KB_DRAIN_MAX) {
+        rc = s_read_one(b, &in[*n], arena);
         if (rc != KB_OK) {
-            zmq_msg_close(&b->in[n].body);
-            zmq_msg_close(&b->in[n].rid);
+            zmq_msg_close(&in[*n].body);
+            zmq_msg_close(&in[*n].rid);
             break;
         }
-        n++;
+        (*n)++;
     }
-    if (rc == KB_ETIMEDOUT)
-        rc = KB_OK;
-    if (rc == KB_OK)
-        rc = s_verify_all(b, b->in, n);
+    return rc == KB_ETIMEDOUT ? KB_OK : rc;
+}
+
+/* Let the pool finish the checks of the frames read ahead and forget
+ * their results, so routing checks them again under the configuration
+ * in force: the keys they used may be about to go (reload). */
+static void s_read_ahead_recheck(kb_broker_t *b)
+{
+    if (b->n_next == 0)
+        return;
+    kb_verify_pool_finish(b->verify);
+    for (size_t i = 0; i < b->n_jobs_next; i++)
+        b->jobs_next[i].rc = KB_EINVAL;
+}
+
+/* Take up to KB_DRAIN_MAX waiting frames with their signatures checked on
+ * all cores, then handle them one by one in arrival order. With checks on,
+ * the frames waiting after these are read ahead and their checks started
+ * on the pool's workers while this thread routes: the next turn finds
+ * them (mostly) checked. Read-ahead frames are always handled first next
+ * turn, so the order of arrival is kept. */
+static int s_drain(kb_broker_t *b)
+{
+    size_t n = 0, k = 0;
+    int rc = KB_OK;
+    if (b->n_next > 0) {
+        kb_verify_pool_finish(b->verify);
+        kb_incoming_t *in = b->in;
+        b->in = b->in_next;
+        b->in_next = in;
+        kb_arena_t *arena = b->arena;
+        b->arena = b->arena_next;
+        b->arena_next = arena;
+        kb_verify_job_t *jobs = b->jobs;
+        size_t cap = b->cap_jobs;
+        b->jobs = b->jobs_next;
+        b->cap_jobs = b->cap_jobs_next;
+        b->jobs_next = jobs;
+        b->cap_jobs_next = cap;
+        n = b->n_next;
+        b->n_next = b->n_jobs_next = 0;
+    } else {
+        rc = s_read_all(b, b->in, &n, b->arena);
+        if (rc == KB_OK)
+            rc = s_verify_prepare(b, b->in, n, &b->jobs, &b->cap_jobs, &k);
+        if (rc == KB_OK)
+            kb_verify_pool_run(b->verify, b->jobs, k);
+    }
+    if (rc == KB_OK && n > 0 && b->conf->verify_signatures) {
+        size_t m = 0;
+        int arc = s_read_all(b, b->in_next, &m, b->arena_next);
+        if (arc == KB_OK)
+            arc = s_verify_prepare(b, b->in_next, m, &b->jobs_next, &b->cap_jobs_next, &k);
+        if (arc == KB_OK) {
+            b->n_next = m;
+            b->n_jobs_next = k;
+            kb_verify_pool_start(b->verify, b->jobs_next, k);
+        } else {
+            kb_log(KB_LOG_WARN, "read_ahead_failed", "detail=\"%s\"", kb_last_error());
+            for (size_t i = 0; i < m; i++)
+                s_incoming_clear(&b->in_next[i]); /* dropped: their senders resend */
+            kb_arena_reset(b->arena_next);
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         kb_incoming_t *in = &b->in[i];
         const uint8_t *rid = zmq_msg_data(&in->rid);
@@ -676,10 +753,10 @@ static int s_drain(kb_broker_t *b)
         } else {
             rc = s_dispatch(b, rid, rid_len, in->agency, zmq_msg_size(&in->body), in->frame, in->decode_rc,
                             (const kb_verify_job_t *const *)in->jobs);
-            in->frame = NULL; /* freed by s_dispatch */
         }
         s_incoming_clear(in);
     }
+    kb_arena_reset(b->arena); /* every frame of the turn */
     return rc;
 }
 
@@ -694,9 +771,9 @@ static void s_fail_turn(kb_broker_t *b)
 }
 
 /* One turn: read and route what waits while the committer writes the
- * previous turn's batch; then settle that batch (its receipts go out),
- * hand out deliveries of what it made durable, and start writing this
- * turn's batch. Only a batch that answers SUBMITs is synced: RECEIPT
+ * previous batch; once that is written, settle it (its receipts go out),
+ * hand out deliveries of what it made durable, and start writing the
+ * staged batch (this turn's and those of turns while the disk was busy). Only a batch that answers SUBMITs is synced: RECEIPT
  * promises durability. ACKs, sessions, deliveries and expiry ride along
  * unsynced and reach the disk with the next synced write; if the broker
  * dies first, an unacknowledged delivery is simply made again and the SDK
@@ -717,6 +794,12 @@ static int s_turn(kb_broker_t *b)
         s_fail_turn(b);
         return KB_OK; /* keep serving: the next turn may succeed */
     }
+    /* While a batch is being written, what arrives is routed into the
+     * staged batch, which goes next with everything that came meanwhile:
+     * the loop does not wait for the disk, only the replies do. Past
+     * KB_STAGE_OPS_MAX staged operations it waits after all. */
+    if (kb_commit_busy(b->commit) && !kb_commit_ready(b->commit) && kb_batch_size(b->batch) < KB_STAGE_OPS_MAX)
+        return KB_OK; /* the committer's pipe wakes the loop */
     /* deliveries come from what is written, and one batch at a time is */
     if (broker_settle(b) != KB_OK)
         return KB_OK;
@@ -733,6 +816,7 @@ static int s_turn(kb_broker_t *b)
 
 int kb_broker_reload(kb_broker_t *b, const char *who)
 {
+    s_read_ahead_recheck(b);
     kb_conf_t *fresh = kb_conf_load(b->conf_path);
     char reason[KB_ERROR_MAX + 128];
     if (!fresh) {
@@ -779,7 +863,8 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
                                    {b->zap, 0, ZMQ_POLLIN, 0},
                                    {b->admin, 0, ZMQ_POLLIN, 0},
                                    {NULL, kb_commit_fd(b->commit), ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, kb_commit_busy(b->commit) ? 4 : 3, KB_POLL_MAX_MS);
+        /* frames read ahead are waiting already: only look, do not wait */
+        int n = zmq_poll(items, kb_commit_busy(b->commit) ? 4 : 3, b->n_next > 0 ? 0 : KB_POLL_MAX_MS);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -800,6 +885,11 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
         int rc = s_turn(b);
         if (rc != KB_OK)
             return rc;
+    }
+    /* what was staged while the last batch was written goes out too */
+    if (broker_settle(b) == KB_OK) {
+        s_submit(b);
+        broker_settle(b);
     }
     kb_log(KB_LOG_INFO, "stopping", "accepted=%llu rejected=%llu delivered=%llu",
            (unsigned long long)b->stat_accepted, (unsigned long long)b->stat_rejected,

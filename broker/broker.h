@@ -1,11 +1,13 @@
 /*
  * broker.h - internal structures of ketenbusd.
  *
- * One thread owns the ROUTER socket, the ZAP socket and the store. Each turn
- * of the loop (broker.c) drains the frames that are waiting, lets route.c
- * and deliver.c stage their changes in one batch, commits that batch with a
- * single synced write (group commit), and only then sends the receipts and
- * deliveries: RECEIPT ACCEPTED always follows the fsync that made it true.
+ * One thread owns the ROUTER socket, the ZAP socket and the store's
+ * state. Each turn of the loop (broker.c) drains the frames that are
+ * waiting and lets route.c and deliver.c stage their changes in one batch;
+ * the committer thread (commit.c) writes a batch with a single synced write
+ * (group commit) while the loop stages the next, and the replies a batch
+ * makes true (receipts, deliveries) are held until it is written: RECEIPT
+ * ACCEPTED always follows the fsync that made it true.
  */
 #ifndef KB_BROKER_H
 #define KB_BROKER_H
@@ -18,6 +20,7 @@
 #include <zmq.h>
 
 #include "conf.h"
+#include "idset.h"
 #include "kb_codec.h"
 #include "kb_merkle.h"
 #include "ketenbus.pb-c.h"
@@ -26,6 +29,7 @@
 
 #define KB_ROUTING_ID_MAX   256u   /* ZeroMQ routing ids are at most 255 bytes */
 #define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
+#define KB_STAGE_OPS_MAX    65536u /* staged store operations before the loop waits for the disk */
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
 #define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */
@@ -93,17 +97,9 @@ typedef struct {
     const char *agency;             /* User-Id from ZAP (owned by body) */
     int valid;                      /* 1 if authenticated and single-part */
     int decode_rc;                  /* kb_frame_decode() result */
-    Ketenbus__Frame *frame;         /* decoded frame (owned) */
+    Ketenbus__Frame *frame;         /* decoded frame (in the turn's arena) */
     kb_verify_job_t **jobs;         /* per envelope of a SUBMIT: its check, or NULL */
 } kb_incoming_t;
-
-/* Message ids accepted into one batch, for duplicates not yet in the store. */
-typedef struct {
-    uint8_t (*ids)[16];             /* message ids */
-    char (*senders)[KB_AGENCY_ID_MAX + 1]; /* their senders */
-    size_t n;                       /* count */
-    size_t cap;                     /* allocated */
-} kb_idlist_t;
 
 typedef struct kb_broker {
     kb_conf_t *conf;                /* configuration in force (owned) */
@@ -116,9 +112,16 @@ typedef struct kb_broker {
     size_t n_held;                  /* their count */
     size_t cap_held;                /* allocated */
     kb_incoming_t *in;              /* frames of this turn, KB_DRAIN_MAX slots */
+    kb_incoming_t *in_next;         /* frames read ahead for the next turn, KB_DRAIN_MAX slots */
+    struct kb_arena *arena;         /* the decoded frames of in (reset after the turn) */
+    struct kb_arena *arena_next;    /* the decoded frames of in_next */
+    size_t n_next;                  /* their count */
     kb_verify_pool_t *verify;       /* signature checks on all cores */
     kb_verify_job_t *jobs;          /* this turn's checks */
     size_t cap_jobs;                /* allocated */
+    kb_verify_job_t *jobs_next;     /* checks of the frames read ahead (running on the pool) */
+    size_t n_jobs_next;             /* their count */
+    size_t cap_jobs_next;           /* allocated */
     int turn_sync;                  /* 1 if the staged batch must be synced (it answers SUBMITs) */
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
@@ -140,8 +143,8 @@ typedef struct kb_broker {
     kb_outgoing_t *out;             /* replies to send after the commit */
     size_t n_out;                   /* their count */
     size_t cap_out;                 /* allocated */
-    kb_idlist_t ids;                /* ids accepted into the staged batch */
-    kb_idlist_t ids_flight;         /* ids accepted into the batch in flight */
+    kb_idset_t *ids;                /* (sender, id) accepted into the staged batch */
+    kb_idset_t *ids_flight;         /* (sender, id) accepted into the batch in flight */
     int64_t started_ms;             /* monotonic start time */
     int64_t next_expiry_ms;         /* next expiry check */
     void *admin;                    /* operators' admin socket (ipc, in data_dir) */

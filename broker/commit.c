@@ -47,7 +47,7 @@ static void *s_run(void *arg)
         int sync = c->job_sync;
         c->job = NULL;
         pthread_mutex_unlock(&c->lock);
-        int rc = kb_store_commit(c->store, b, sync);
+        int rc = kb_store_write(c->store, b, sync); /* sealed by the loop (kb_store_seal) */
         pthread_mutex_lock(&c->lock);
         c->done = b;
         c->done_rc = rc;
@@ -134,6 +134,16 @@ int kb_commit_start(kb_commit_t *c, kb_batch_t **batch, int sync)
 int kb_commit_busy(const kb_commit_t *c)
 {
     return c->busy;
+}
+
+int kb_commit_ready(kb_commit_t *c)
+{
+    if (!c->busy)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    int ready = c->done != NULL;
+    pthread_mutex_unlock(&c->lock);
+    return ready;
 }
 
 int kb_commit_fd(const kb_commit_t *c)

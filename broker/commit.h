@@ -28,19 +28,23 @@ kb_commit_t *kb_commit_new(kb_store_t *store);
  * first to see it), stop and join the thread; accepts NULL. */
 void kb_commit_destroy(kb_commit_t **p);
 
-/* Hand *batch over for kb_store_commit(store, batch, sync) and clear
- * *batch. Only when nothing is in flight: KB_EINVAL otherwise. */
+/* Hand *batch, sealed (kb_store_seal), over for kb_store_write(store,
+ * batch, sync) and clear *batch. Only when nothing is in flight: KB_EINVAL
+ * otherwise. */
 int kb_commit_start(kb_commit_t *c, kb_batch_t **batch, int sync);
 
 /* 1 if a batch was started and not yet collected. */
 int kb_commit_busy(const kb_commit_t *c);
+
+/* 1 if the batch in flight is written: kb_commit_wait will not block. */
+int kb_commit_ready(kb_commit_t *c);
 
 /* A descriptor that is readable when the batch in flight is written (for
  * the loop's poll); collect with kb_commit_wait. */
 int kb_commit_fd(const kb_commit_t *c);
 
 /* Wait until the batch in flight is written and give it back (cleared) in
- * *batch; returns its kb_store_commit() result, with its detail as
+ * *batch; returns its kb_store_write() result, with its detail as
  * kb_last_error() of the caller. KB_OK with *batch NULL if nothing was in
  * flight. */
 int kb_commit_wait(kb_commit_t *c, kb_batch_t **batch);

@@ -87,40 +87,11 @@ static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *
     audit_append(b, &r, NULL);
 }
 
-static int s_idlist_has(const kb_idlist_t *l, const char *sender, const uint8_t id[16])
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (memcmp(l->ids[i], id, 16) == 0 && strcmp(l->senders[i], sender) == 0)
-            return 1;
-    return 0;
-}
-
 /* Accepted before, but not in the store yet: staged, or in the batch the
  * committer is writing. */
 static int s_batch_has(kb_broker_t *b, const char *sender, const uint8_t id[16])
 {
-    return s_idlist_has(&b->ids, sender, id) || s_idlist_has(&b->ids_flight, sender, id);
-}
-
-static int s_batch_add(kb_broker_t *b, const char *sender, const uint8_t id[16])
-{
-    kb_idlist_t *l = &b->ids;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        void *ids = realloc(l->ids, cap * sizeof *l->ids);
-        if (!ids)
-            return kb_error_set(KB_ENOMEM, "route: out of memory");
-        l->ids = ids;
-        void *snd = realloc(l->senders, cap * sizeof *l->senders);
-        if (!snd)
-            return kb_error_set(KB_ENOMEM, "route: out of memory");
-        l->senders = snd;
-        l->cap = cap;
-    }
-    memcpy(l->ids[l->n], id, 16);
-    snprintf(l->senders[l->n], sizeof l->senders[0], "%s", sender);
-    l->n++;
-    return KB_OK;
+    return kb_idset_has(b->ids, sender, id) || kb_idset_has(b->ids_flight, sender, id);
 }
 
 static int s_withheld_by(const Ketenbus__Envelope *e, const char *path)
@@ -380,7 +351,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     if (rc == KB_OK)
         rc = kb_store_seen_put(b->store, b->batch, e->sender, e->message_id.data, res->entry.audit_index);
     if (rc == KB_OK)
-        rc = s_batch_add(b, e->sender, e->message_id.data);
+        rc = kb_idset_add(b->ids, e->sender, e->message_id.data);
     for (size_t i = 0; plans && i < n_cand; i++)
         route_plan_clear(&plans[i]);
     free(plans);

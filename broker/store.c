@@ -40,6 +40,7 @@ typedef struct {
     char *agency;       /* owned agency id; NULL for an empty slot */
     uint64_t next_seq;  /* next delivery tag to assign */
     uint64_t depth;     /* entries queued */
+    int dirty;          /* changed since the last kb_store_seal() */
 } s_counter_t;
 
 struct kb_store {
@@ -54,6 +55,7 @@ struct kb_store {
     s_counter_t *slots;            /* counter hash table */
     size_t n_slots;                /* its size (power of two) */
     size_t n_used;                 /* slots in use */
+    size_t n_dirty;                /* counters changed since the last seal */
     uint64_t audit_next;           /* next audit index */
     uint64_t pruned_end;           /* records below this index are tombstones */
     uint64_t kind_end[KB_STORE_KINDS]; /* per kind: its records below this index are tombstones */
@@ -139,6 +141,7 @@ static s_counter_t *s_counter_get(kb_store_t *s, const char *agency)
     }
     s->slots[i].next_seq = 0;
     s->slots[i].depth = 0;
+    s->slots[i].dirty = 0;
     s->n_used++;
     return &s->slots[i];
 }
@@ -148,8 +151,18 @@ static void s_counters_clear(kb_store_t *s)
     for (size_t i = 0; i < s->n_slots; i++) {
         free(s->slots[i].agency);
         s->slots[i].agency = NULL;
+        s->slots[i].dirty = 0;
     }
     s->n_used = 0;
+    s->n_dirty = 0;
+}
+
+static void s_counter_touch(kb_store_t *s, s_counter_t *c)
+{
+    if (!c->dirty) {
+        c->dirty = 1;
+        s->n_dirty++;
+    }
 }
 
 /* ------------------------------------------------------------ keys */
@@ -664,7 +677,26 @@ static int s_postings_flush(kb_batch_t *b)
     return KB_OK;
 }
 
+void kb_store_seal(kb_store_t *s, kb_batch_t *b)
+{
+    for (size_t i = 0; s->n_dirty > 0 && i < s->n_slots; i++) {
+        s_counter_t *c = &s->slots[i];
+        if (!c->agency || !c->dirty)
+            continue;
+        s_put_counter(b, 'n', c->agency, c->next_seq);
+        s_put_counter(b, 'c', c->agency, c->depth);
+        c->dirty = 0;
+        s->n_dirty--;
+    }
+}
+
 int kb_store_commit(kb_store_t *s, kb_batch_t *b, int sync)
+{
+    kb_store_seal(s, b);
+    return kb_store_write(s, b, sync);
+}
+
+int kb_store_write(kb_store_t *s, kb_batch_t *b, int sync)
 {
     if (b->n == 0)
         return KB_OK;
@@ -724,8 +756,7 @@ int kb_store_queue_put(kb_store_t *s, kb_batch_t *b, const char *agency, const K
     b->n++;
     *seq = c->next_seq++;
     c->depth++;
-    s_put_counter(b, 'n', agency, c->next_seq);
-    s_put_counter(b, 'c', agency, c->depth);
+    s_counter_touch(s, c); /* its counters go into the batch when it is sealed */
     return KB_OK;
 }
 
@@ -743,7 +774,7 @@ int kb_store_queue_del(kb_store_t *s, kb_batch_t *b, const char *agency, uint64_
     leveldb_writebatch_delete(b->wb, (const char *)k, kl);
     b->n++;
     c->depth--;
-    s_put_counter(b, 'c', agency, c->depth);
+    s_counter_touch(s, c);
     return KB_OK;
 }
 

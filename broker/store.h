@@ -66,8 +66,21 @@ void kb_batch_clear(kb_batch_t *b);
 /* Number of operations staged. */
 size_t kb_batch_size(const kb_batch_t *b);
 
-/* Apply the batch (sync: fsync before returning) and clear it. */
+/* Apply the batch (sync: fsync before returning) and clear it: the same
+ * as kb_store_seal() then kb_store_write(). */
 int kb_store_commit(kb_store_t *s, kb_batch_t *b, int sync);
+
+/* Stage the queue counters (next sequence, depth) of every agency whose
+ * queue changed since the last seal, once each with its current value, in
+ * b. Queue puts and deletes mark their agency; a turn of hundreds of them
+ * writes two counter keys per agency, not two per entry. Call it from the
+ * thread that stages, before handing b to another thread. */
+void kb_store_seal(kb_store_t *s, kb_batch_t *b);
+
+/* Write a sealed batch (sync: fsync before returning) and clear it. Reads
+ * nothing of s but its database handle, so another thread may write while
+ * the owner stages the next batch (LevelDB allows that). */
+int kb_store_write(kb_store_t *s, kb_batch_t *b, int sync);
 
 /* Stage a queue entry for agency; *seq is its delivery tag. */
 int kb_store_queue_put(kb_store_t *s, kb_batch_t *b, const char *agency, const Ketenbus__QueueEntry *e,

@@ -111,10 +111,8 @@ void kb_verify_pool_destroy(kb_verify_pool_t **pp)
     *pp = NULL;
 }
 
-void kb_verify_pool_run(kb_verify_pool_t *p, kb_verify_job_t *jobs, size_t n)
+void kb_verify_pool_start(kb_verify_pool_t *p, kb_verify_job_t *jobs, size_t n)
 {
-    if (n == 0)
-        return;
     for (size_t i = 0; i < n; i++)
         jobs[i].rc = KB_EINVAL;
     pthread_mutex_lock(&p->lock);
@@ -128,15 +126,29 @@ void kb_verify_pool_run(kb_verify_pool_t *p, kb_verify_job_t *jobs, size_t n)
         pthread_cond_broadcast(&p->work);
     }
     pthread_mutex_unlock(&p->lock);
+}
+
+void kb_verify_pool_finish(kb_verify_pool_t *p)
+{
+    if (p->n == 0)
+        return;
     s_do(p);
     pthread_mutex_lock(&p->lock);
     /* every job taken is finished, and no worker is still inside this batch
      * (a late worker would otherwise read the next batch's counters) */
-    while (atomic_load(&p->finished) < n || p->busy > 0)
+    while (atomic_load(&p->finished) < p->n || p->busy > 0)
         pthread_cond_wait(&p->done, &p->lock);
     p->jobs = NULL;
     p->n = 0;
     pthread_mutex_unlock(&p->lock);
+}
+
+void kb_verify_pool_run(kb_verify_pool_t *p, kb_verify_job_t *jobs, size_t n)
+{
+    if (n == 0)
+        return;
+    kb_verify_pool_start(p, jobs, n);
+    kb_verify_pool_finish(p);
 }
 
 unsigned kb_verify_default_workers(void)

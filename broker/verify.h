@@ -40,6 +40,14 @@ void kb_verify_pool_destroy(kb_verify_pool_t **p);
  * done. Jobs must stay valid until then. */
 void kb_verify_pool_run(kb_verify_pool_t *p, kb_verify_job_t *jobs, size_t n);
 
+/* The same in two halves: start hands the jobs to the workers and returns
+ * at once (the caller may do other work meanwhile, e.g. route the previous
+ * turn); finish lends the calling thread to what is left and returns when
+ * all are done. One batch at a time: no start before the last finish.
+ * finish with nothing started returns at once. */
+void kb_verify_pool_start(kb_verify_pool_t *p, kb_verify_job_t *jobs, size_t n);
+void kb_verify_pool_finish(kb_verify_pool_t *p);
+
 /* Workers for this machine: online cores minus one, at most the maximum. */
 unsigned kb_verify_default_workers(void);
 

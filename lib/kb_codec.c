@@ -252,6 +252,12 @@ static int s_check_batch(const Ketenbus__Frame *f)
 
 int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame **out)
 {
+    return kb_frame_decode_with(buf, len, max_len, NULL, out);
+}
+
+int kb_frame_decode_with(const void *buf, size_t len, size_t max_len, ProtobufCAllocator *alloc,
+                         Ketenbus__Frame **out)
+{
     if (!out)
         return kb_error_set(KB_EINVAL, "kb_frame_decode: out is NULL");
     *out = NULL;
@@ -265,12 +271,12 @@ int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame
     if (rc != KB_OK)
         return rc;
 
-    Ketenbus__Frame *f = ketenbus__frame__unpack(NULL, len, buf);
+    Ketenbus__Frame *f = ketenbus__frame__unpack(alloc, len, buf);
     if (!f)
         return kb_error_set(KB_EPROTO, "frame: not a valid Frame message (%zu bytes)", len);
     /* Neither a version nor a body: nothing of a Frame was in the bytes. */
     if (f->version == 0 && f->body_case == KETENBUS__FRAME__BODY__NOT_SET) {
-        ketenbus__frame__free_unpacked(f, NULL);
+        ketenbus__frame__free_unpacked(f, alloc);
         return kb_error_set(KB_EPROTO, "frame: no version and no body");
     }
     /* Before the body: a newer version may carry commands we do not know. */
@@ -280,12 +286,12 @@ int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame
                             KB_PROTOCOL_VERSION);
     }
     if (f->body_case == KETENBUS__FRAME__BODY__NOT_SET) {
-        ketenbus__frame__free_unpacked(f, NULL);
+        ketenbus__frame__free_unpacked(f, alloc);
         return kb_error_set(KB_EPROTO, "frame: no command in body");
     }
     rc = s_check_batch(f);
     if (rc != KB_OK) {
-        ketenbus__frame__free_unpacked(f, NULL);
+        ketenbus__frame__free_unpacked(f, alloc);
         return rc;
     }
     *out = f;

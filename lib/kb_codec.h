@@ -51,6 +51,12 @@
  * other error *out is NULL. */
 int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame **out);
 
+/* The same with protobuf-c allocator alloc (NULL: malloc): *out then
+ * belongs to it, and is freed with ketenbus__frame__free_unpacked(*out,
+ * alloc), or not at all when alloc is an arena that is reset. */
+int kb_frame_decode_with(const void *buf, size_t len, size_t max_len, ProtobufCAllocator *alloc,
+                         Ketenbus__Frame **out);
+
 /* Encode a frame (its version is set to KB_PROTOCOL_VERSION). On KB_OK
  * *buf (malloc'd, caller frees) holds *len bytes; on error *buf is NULL and
  * *len 0. KB_EINVAL for NULL arguments or a frame without body, KB_ENOMEM.

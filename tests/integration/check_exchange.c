@@ -5,8 +5,9 @@
  * a scratch directory, connects real SDK clients over CURVE, and stops the
  * broker by pid. Covers: signal and referral with update between two
  * agencies, an offline recipient, a broker killed right after RECEIPT
- * ACCEPTED and one killed with hundreds of messages in flight, the SDK
- * outbox while the broker is down, refusal by the rules.
+ * ACCEPTED and one killed with hundreds of messages in flight, a recipient
+ * with a small credit, the SDK outbox while the broker is down, refusal by
+ * the rules.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,6 +253,73 @@ START_TEST(test_kill9_with_many_in_flight)
 }
 END_TEST
 
+/* A recipient that grants a credit of 3: while it has credit and nothing
+ * older waits, the broker hands it new messages as they are routed; once
+ * the credit is used up the rest waits in the store and comes through the
+ * pump as credit returns. Both ways interleave; every message arrives
+ * once, in submission order. */
+#define S_CREDITED 300
+
+static ketenbus_msg_t *s_recv_ack(ketenbus_client_t *c, int timeout_ms)
+{
+    ketenbus_msg_t *m = NULL;
+    if (ketenbus_client_recv(c, &m, timeout_ms) != KETENBUS_OK)
+        return NULL;
+    ck_assert_int_eq(ketenbus_client_ack(c, m), KETENBUS_OK);
+    return m;
+}
+
+START_TEST(test_small_credit_in_order)
+{
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-rvdk-credit", s_chain.dir);
+    ketenbus_client_opts_t *o = ketenbus_client_opts_new();
+    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "rvdk", s_chain.keys), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, s_chain.endpoint, s_chain.broker_cert), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_credit(o, 3), KETENBUS_OK);
+    ketenbus_client_t *rvdk = ketenbus_client_new(o);
+    ketenbus_client_opts_destroy(&o);
+    ck_assert_msg(rvdk != NULL, "client: %s", ketenbus_last_error());
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    static char sent[S_CREDITED][40];
+    size_t n_got = 0;
+    for (int i = 0; i < S_CREDITED; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "credited %d", i);
+        ketenbus_msg_t *m = kb_test_signal("rvdk", text);
+        ketenbus_receipt_t r;
+        int rc = ketenbus_client_submit(politie, m, &r, 0);
+        ck_assert_msg(rc == KETENBUS_OK || rc == KETENBUS_EPENDING, "submit: %s", ketenbus_last_error());
+        snprintf(sent[i], sizeof sent[i], "%s", ketenbus_msg_id(m));
+        ketenbus_msg_destroy(&m);
+        /* the sender keeps sending while the recipient takes one at most
+         * per message sent: its credit comes back between new messages,
+         * with older ones still waiting in the store */
+        ck_assert_int_eq(ketenbus_client_poll(politie, 2), KETENBUS_OK);
+        ketenbus_msg_t *got = s_recv_ack(rvdk, i % 3 == 0 ? 5 : 0);
+        if (got) {
+            ck_assert_msg(strcmp(ketenbus_msg_id(got), sent[n_got]) == 0, "arrival %zu out of order", n_got);
+            n_got++;
+            ketenbus_msg_destroy(&got);
+        }
+    }
+    ck_assert_int_eq(ketenbus_client_flush(politie, 8000), KETENBUS_OK);
+    while (n_got < S_CREDITED) {
+        ketenbus_client_poll(politie, 1);
+        ketenbus_msg_t *got = s_recv_ack(rvdk, 8000);
+        ck_assert_msg(got != NULL, "%zu of %d arrived: %s", n_got, S_CREDITED, ketenbus_last_error());
+        ck_assert_msg(strcmp(ketenbus_msg_id(got), sent[n_got]) == 0, "arrival %zu out of order", n_got);
+        n_got++;
+        ketenbus_msg_destroy(&got);
+    }
+    ketenbus_msg_t *extra = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(rvdk, &extra, 700), KETENBUS_ETIMEDOUT);
+    ketenbus_client_destroy(&rvdk);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 START_TEST(test_outbox_while_broker_down)
 {
     kb_chain_pin_port(&s_chain);
@@ -376,6 +444,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_offline_recipient);
     tcase_add_test(tc, test_kill9_after_accept);
     tcase_add_test(tc, test_kill9_with_many_in_flight);
+    tcase_add_test(tc, test_small_credit_in_order);
     tcase_add_test(tc, test_outbox_while_broker_down);
     tcase_add_test(tc, test_refused_by_rules);
     tcase_add_test(tc, test_fanout_without_recipients);

@@ -142,6 +142,41 @@ START_TEST(test_tags_never_reused)
 }
 END_TEST
 
+/* A batch of many puts and deletes carries each changed agency's two
+ * counters once, with their values as the batch leaves them; sealed and
+ * written apart (the broker's committer) it persists the same as
+ * kb_store_commit. */
+START_TEST(test_counters_once_per_batch)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint8_t i = 0; i < 40; i++)
+        s_put(s, b, i % 2 ? "politie" : "rvdk", "fier", i);
+    ck_assert_uint_eq(kb_batch_size(b), 40);
+    kb_store_seal(s, b);
+    ck_assert_uint_eq(kb_batch_size(b), 40 + 2 * 2);
+    kb_store_seal(s, b); /* nothing changed since */
+    ck_assert_uint_eq(kb_batch_size(b), 44);
+    ck_assert_int_eq(kb_store_write(s, b, 1), KB_OK);
+    for (uint64_t i = 0; i < 10; i++)
+        ck_assert_int_eq(kb_store_queue_del(s, b, "politie", i), KB_OK);
+    s_put(s, b, "politie", "fier", 77);
+    kb_store_seal(s, b);
+    ck_assert_uint_eq(kb_batch_size(b), 10 + 1 + 2);
+    ck_assert_int_eq(kb_store_write(s, b, 1), KB_OK);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 11);
+    kb_store_destroy(&s);
+    s = s_open();
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 11);
+    ck_assert_int_eq(kb_store_queue_depth(s, "rvdk"), 20);
+    ck_assert_int_eq(kb_store_queue_next(s, "politie"), 21);
+    ck_assert_int_eq(kb_store_queue_next(s, "rvdk"), 20);
+    ck_assert_int_eq(kb_store_queue_next(s, "nobody"), 0);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 START_TEST(test_failed_commit_rolls_back_counters)
 {
     kb_store_t *s = s_open();
@@ -259,6 +294,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, test_queue_order_and_ack);
     tcase_add_test(tc, test_tags_never_reused);
+    tcase_add_test(tc, test_counters_once_per_batch);
     tcase_add_test(tc, test_failed_commit_rolls_back_counters);
     tcase_add_test(tc, test_encrypted_at_rest);
     tcase_add_test(tc, test_seen_and_audit);

@@ -84,12 +84,40 @@ START_TEST(test_pool_matches_direct)
 }
 END_TEST
 
+/* Started, then finished after other work on the calling thread (what
+ * the broker does while it routes the previous turn): the same results;
+ * a finish without a start returns at once. */
+START_TEST(test_start_then_finish)
+{
+    kb_verify_pool_t *p = kb_verify_pool_new(s_workers[_i]);
+    ck_assert_ptr_nonnull(p);
+    kb_verify_pool_finish(p);
+    kb_verify_job_t jobs[N_ENV];
+    for (int round = 0; round < 6; round++) {
+        size_t n = (size_t)(round * 7 + 1) % (N_ENV + 1);
+        for (size_t j = 0; j < n; j++) {
+            jobs[j].env = s_env[(j + (size_t)round) % N_ENV];
+            jobs[j].key = s_key;
+        }
+        kb_verify_pool_start(p, jobs, n);
+        /* meanwhile the caller checks one on its own */
+        ck_assert_int_eq(kb_seal_verify(s_env[0], s_key), KB_OK);
+        kb_verify_pool_finish(p);
+        for (size_t j = 0; j < n; j++)
+            ck_assert_int_eq(jobs[j].rc, ((j + (size_t)round) % N_ENV) % 3 == 2 ? KB_ECRYPTO : KB_OK);
+        kb_verify_pool_finish(p); /* nothing left: returns */
+    }
+    kb_verify_pool_destroy(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("verify");
     TCase *tc = tcase_create("verify");
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_loop_test(tc, test_pool_matches_direct, 0, 3);
+    tcase_add_loop_test(tc, test_start_then_finish, 0, 3);
     suite_add_tcase(s, tc);
     return kb_test_run(s);
 }
