@@ -14,6 +14,7 @@
 #include "kb_arena.h"
 #include "kb_codec.h"
 #include "kb_error.h"
+#include "kb_test.h"
 
 /* Block sizes per row: small, odd, one chunk, more than a chunk. */
 static const size_t s_sizes[] = {1, 13, 64, 1000, KB_ARENA_CHUNK, KB_ARENA_CHUNK + 1, 3 * KB_ARENA_CHUNK};
@@ -117,9 +118,5 @@ int main(void)
     tcase_add_loop_test(tc, test_blocks, 0, (int)(sizeof s_sizes / sizeof s_sizes[0]));
     tcase_add_test(tc, test_frames);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s);
 }

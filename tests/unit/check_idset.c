@@ -12,6 +12,7 @@
 
 #include "idset.h"
 #include "kb_error.h"
+#include "kb_test.h"
 
 static void s_id(uint8_t id[KB_ID_LEN], uint32_t n)
 {
@@ -120,9 +121,5 @@ int main(void)
     tcase_add_loop_test(tc, test_many_and_clear, 0, (int)(sizeof s_counts / sizeof s_counts[0]));
     tcase_add_test(tc, test_limits);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return kb_test_run(s);
 }
