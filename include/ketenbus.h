@@ -186,7 +186,10 @@ int ketenbus_client_opts_set_agency(ketenbus_client_opts_t *o, const char *agenc
 int ketenbus_client_opts_set_broker(ketenbus_client_opts_t *o, const char *endpoint, const char *broker_cert);
 /* Required: directory for the durable outbox and receive state (created). */
 int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *dir);
-/* Optional: deliveries the broker may send ahead of acknowledgement (default 64). */
+/* Optional: deliveries the broker may send ahead of acknowledgement
+ * (default 64). 0 makes a send-only client: the broker delivers nothing to
+ * it, so messages waiting for the agency stay queued for its receiving
+ * client instead of being handed to this one and delivered again later. */
 int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit);
 /* Optional: liveness ping interval in milliseconds (default 1000). */
 int ketenbus_client_opts_set_ping_interval(ketenbus_client_opts_t *o, unsigned ms);

@@ -152,8 +152,8 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
 
 int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit)
 {
-    if (!o || credit == 0 || credit > 100000)
-        return kb_error_set(KB_EINVAL, "options: credit must be 1..100000");
+    if (!o || credit > 100000)
+        return kb_error_set(KB_EINVAL, "options: credit must be 0..100000");
     o->credit = credit;
     return KB_OK;
 }

@@ -43,7 +43,11 @@ extern const char *cli_conn_help;
 /* Fill unset fields from the environment; print what is missing. */
 int cli_conn_finish(cli_conn_t *c, const char *cmd);
 
-/* A connected client for c; NULL after printing why. */
+#define CLI_CREDIT_DEFAULT 0u          /* the SDK's default delivery credit */
+#define CLI_SEND_ONLY      0xffffffffu  /* credit 0: the broker delivers nothing */
+
+/* A connected client for c with the given delivery credit (or one of the
+ * two values above); NULL after printing why. */
 ketenbus_client_t *cli_connect(const cli_conn_t *c, unsigned credit);
 
 /* Parse seconds (may be fractional) into ms; -1 if malformed. */

@@ -85,7 +85,7 @@ int cmd_recv(int argc, char **argv)
     int rc = cli_conn_finish(&conn, "recv");
     if (rc != KB_EXIT_OK)
         return rc;
-    ketenbus_client_t *client = cli_connect(&conn, count > 0 && count < 64 ? (unsigned)count : 0);
+    ketenbus_client_t *client = cli_connect(&conn, count > 0 && count < 64 ? (unsigned)count : CLI_CREDIT_DEFAULT);
     if (!client)
         return KB_EXIT_FAIL;
     int64_t deadline = kb_mono_ms() + timeout_ms;

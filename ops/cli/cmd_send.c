@@ -33,7 +33,8 @@ static void s_usage(FILE *out)
             "sender, created_us, seals and signature. Messages are stored in the outbox\n"
             "in batches of up to 256 (one synced write each); an invalid message stops\n"
             "the run before its batch is stored, and the messages before that batch\n"
-            "stay submitted.\n"
+            "stay submitted. Its session is send-only: messages waiting for the agency\n"
+            "stay queued for `ketenbus recv`.\n"
             "\n"
             "  --timeout S   seconds to wait for all receipts (default 10); messages\n"
             "                without a receipt stay in the outbox and are sent again by\n"
@@ -206,7 +207,7 @@ int cmd_send(int argc, char **argv)
         fprintf(stderr, "ketenbus send: %s: no message in the input\n", file);
         rc = KB_EXIT_FAIL;
     }
-    ketenbus_client_t *client = rc == KB_EXIT_OK ? cli_connect(&conn, 0) : NULL;
+    ketenbus_client_t *client = rc == KB_EXIT_OK ? cli_connect(&conn, CLI_SEND_ONLY) : NULL;
     if (rc == KB_EXIT_OK && !client)
         rc = KB_EXIT_FAIL;
 

@@ -56,7 +56,8 @@ ketenbus_client_t *cli_connect(const cli_conn_t *c, unsigned credit)
     if (o && ketenbus_client_opts_set_agency(o, c->agency, c->keys) == KETENBUS_OK &&
         ketenbus_client_opts_set_broker(o, c->broker, c->broker_cert) == KETENBUS_OK &&
         ketenbus_client_opts_set_state_dir(o, c->state) == KETENBUS_OK &&
-        (credit == 0 || ketenbus_client_opts_set_credit(o, credit) == KETENBUS_OK) &&
+        (credit == CLI_CREDIT_DEFAULT ||
+         ketenbus_client_opts_set_credit(o, credit == CLI_SEND_ONLY ? 0 : credit) == KETENBUS_OK) &&
         (!c->verbose || ketenbus_client_opts_set_log(o, s_log, NULL) == KETENBUS_OK))
         client = ketenbus_client_new(o);
     if (!client)

@@ -131,6 +131,28 @@ START_TEST(test_send_recv)
 }
 END_TEST
 
+/* `send` opens a send-only session: what waits for the agency is not
+ * handed to it (and audited as delivered) only to come again later. */
+START_TEST(test_send_takes_no_deliveries)
+{
+    s_file("signal.json", s_signal);
+    ck_assert_int_eq(s_run("politie", "send signal.json"), 0);
+    /* rvdk sends (refused: no rule lets it reach politie) while a signal waits for it */
+    s_file("back.json", "{\"recipients\":[\"politie\"],\"purpose\":\"child_protection\",\"handling\":\"h1\","
+                        "\"legal_basis\":{\"basis\":\"b\",\"consent\":\"not_required\"},"
+                        "\"signal\":{\"exploitation\":\"labour\"}}\n");
+    ck_assert_int_eq(s_run("rvdk", "send back.json"), 3);
+    ck_assert_int_eq(s_run(NULL, "audit query --data data --event delivered --json"), 0);
+    ck_assert_msg(strstr(s_out, "delivered") == NULL, "a send session got a delivery: %s", s_out);
+    ck_assert_int_eq(s_run("rvdk", "recv --count 1 --timeout 5"), 0);
+    ck_assert_int_eq(s_run(NULL, "audit query --data data --event delivered --json"), 0);
+    int n = 0;
+    for (char *p = s_out; (p = strstr(p, "\"event\":\"delivered\"")) != NULL; p++)
+        n++;
+    ck_assert_msg(n == 1, "want one delivery: %s", s_out);
+}
+END_TEST
+
 START_TEST(test_send_errors)
 {
     s_file("bad.json", "{\"purpose\":\"child_protection\",\n \"signl\":{}}\n");
@@ -174,6 +196,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_keygen);
     tcase_add_test(tc, test_send_recv);
+    tcase_add_test(tc, test_send_takes_no_deliveries);
     tcase_add_test(tc, test_send_errors);
     tcase_add_test(tc, test_pending_then_sent);
     suite_add_tcase(s, tc);
