@@ -710,8 +710,9 @@ int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms)
 }
 
 /* Fill the header fields the SDK owns (sender, message id, created time),
- * validate, sign and pack msg into *buf (the caller frees it). */
-static int s_prepare(ketenbus_client_t *c, ketenbus_msg_t *msg, uint8_t **buf, size_t *len)
+ * validate, sign and pack msg into out (id, bytes, len; the caller frees
+ * out->bytes). */
+static int s_prepare(ketenbus_client_t *c, ketenbus_msg_t *msg, kb_outbox_entry_t *out)
 {
     if (!msg)
         return kb_error_set(KB_EINVAL, "submit: NULL message");
@@ -764,31 +765,23 @@ static int s_prepare(ketenbus_client_t *c, ketenbus_msg_t *msg, uint8_t **buf, s
     rc = kb_seal_sign(e, c->sign_key);
     if (rc != KB_OK)
         return rc;
-    *len = ketenbus__envelope__get_packed_size(e);
-    *buf = malloc(*len);
-    if (!*buf)
+    out->len = ketenbus__envelope__get_packed_size(e);
+    out->bytes = malloc(out->len);
+    if (!out->bytes)
         return kb_error_set(KB_ENOMEM, "submit: out of memory");
-    ketenbus__envelope__pack(e, *buf);
+    ketenbus__envelope__pack(e, out->bytes);
+    memcpy(out->id, e->message_id.data, 16);
     return KB_OK;
 }
 
 /* Store n prepared envelopes with one synced write, then send them if the
- * broker is connected. Frees bufs[i] in every case. */
-static int s_store_and_send(ketenbus_client_t *c, ketenbus_msg_t **msgs, uint8_t **bufs, const size_t *lens, size_t n)
+ * broker is connected. Frees in[i].bytes in every case. */
+static int s_store_and_send(ketenbus_client_t *c, kb_outbox_entry_t *in, size_t n)
 {
-    kb_outbox_entry_t *in = calloc(n, sizeof *in);
-    int rc = in ? KB_OK : kb_error_set(KB_ENOMEM, "submit: out of memory");
-    for (size_t i = 0; rc == KB_OK && i < n; i++) {
-        memcpy(in[i].id, msgs[i]->env->message_id.data, 16);
-        in[i].bytes = bufs[i];
-        in[i].len = lens[i];
-    }
     size_t before = kb_outbox_size(c->outbox);
-    if (rc == KB_OK)
-        rc = kb_outbox_put_batch(c->outbox, in, n);
-    free(in);
+    int rc = kb_outbox_put_batch(c->outbox, in, n);
     for (size_t i = 0; i < n; i++)
-        free(bufs[i]);
+        free(in[i].bytes);
     if (rc != KB_OK)
         return rc;
     if (c->welcomed && !c->resend) {
@@ -853,13 +846,14 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
 {
     if (!c || !msg)
         return kb_error_set(KB_EINVAL, "submit: NULL argument");
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rc = s_prepare(c, msg, &buf, &len);
-    if (rc != KB_OK)
+    kb_outbox_entry_t in = {0};
+    int rc = s_prepare(c, msg, &in);
+    if (rc != KB_OK) {
+        free(in.bytes);
         return rc;
+    }
     uint64_t since = c->ring_total;
-    rc = s_store_and_send(c, &msg, &buf, &len, 1);
+    rc = s_store_and_send(c, &in, 1);
     if (rc != KB_OK)
         return rc;
     ketenbus_receipt_t r;
@@ -880,20 +874,20 @@ int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, si
         return kb_error_set(KB_EINVAL, "submit_batch: NULL argument or no messages");
     if (n > KETENBUS_BATCH_MAX)
         return kb_error_set(KB_EINVAL, "submit_batch: %zu messages, at most %u in one batch", n, KETENBUS_BATCH_MAX);
-    uint8_t *bufs[KETENBUS_BATCH_MAX];
-    size_t lens[KETENBUS_BATCH_MAX];
+    kb_outbox_entry_t in[KETENBUS_BATCH_MAX];
+    memset(in, 0, n * sizeof *in);
     for (size_t i = 0; i < n; i++) {
-        int rc = s_prepare(c, msgs[i], &bufs[i], &lens[i]);
+        int rc = s_prepare(c, msgs[i], &in[i]);
         if (rc != KB_OK) {
             char why[KB_ERROR_MAX];
             snprintf(why, sizeof why, "%s", kb_last_error());
-            for (size_t k = 0; k < i; k++)
-                free(bufs[k]);
+            for (size_t k = 0; k <= i; k++)
+                free(in[k].bytes);
             return kb_error_set(rc, "submit_batch: message %zu: %s; nothing was stored", i, why);
         }
     }
     uint64_t since = c->ring_total;
-    int rc = s_store_and_send(c, msgs, bufs, lens, n);
+    int rc = s_store_and_send(c, in, n);
     if (rc != KB_OK)
         return rc;
     return s_await(c, msgs, n, since, receipts, timeout_ms);
