@@ -51,6 +51,7 @@
 #include "auditq.h"
 #include "checkpoint.h"
 #include "conf.h"
+#include "bench_clock.h"
 #include "kb_error.h"
 #include "kb_merkle.h"
 #include "kb_util.h"
@@ -85,31 +86,6 @@ int64_t __wrap_kb_now_us(void);
 int64_t __wrap_kb_now_us(void)
 {
     return s_clock_us;
-}
-
-static double s_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* CPU seconds of the whole process (LevelDB's compaction thread included). */
-static double s_cpu(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* CPU seconds of the calling thread: verification and the hashing
- * baseline run on it, while LevelDB compacts on its own thread (the fill
- * leaves it work that would otherwise be counted against them). */
-static double s_thread_cpu(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static int s_fail(const char *what)
@@ -499,7 +475,7 @@ static int s_query(kb_store_t *s, const kb_auditq_filter_t *f, double *first_ms,
                    uint64_t *pages)
 {
     uint64_t from = 0, n = 0, np = 0;
-    double t0 = s_now();
+    double t0 = bench_clock_s(CLOCK_MONOTONIC);
     for (;;) {
         kb_auditq_page_t page;
         int rc = kb_auditq_run(s, f, from, KB_AUDITQ_MAX_LIMIT, KB_AUDITQ_BUDGET_ADMIN, s_count_fn, &n, &page);
@@ -507,13 +483,13 @@ static int s_query(kb_store_t *s, const kb_auditq_filter_t *f, double *first_ms,
             return s_fail("query");
         np++;
         if (np == 1)
-            *first_ms = (s_now() - t0) * 1e3;
+            *first_ms = (bench_clock_s(CLOCK_MONOTONIC) - t0) * 1e3;
         if (!whole_ms || page.done)
             break;
         from = page.next;
     }
     if (whole_ms)
-        *whole_ms = (s_now() - t0) * 1e3;
+        *whole_ms = (bench_clock_s(CLOCK_MONOTONIC) - t0) * 1e3;
     if (matched)
         *matched = n;
     if (pages)
@@ -603,7 +579,7 @@ static int s_run(const char *dir, uint64_t size)
     s_rng = 0x9e3779b97f4a7c15ull;
 
     /* 1. the fill */
-    double t0 = s_now(), c0 = s_cpu();
+    double t0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
     uint64_t turn_start = 0;
     while (kb_store_audit_size(x.s) < size) {
         if (s_message(&x) != 0)
@@ -621,7 +597,7 @@ static int s_run(const char *dir, uint64_t size)
         kb_store_commit(x.s, x.b, 1) != KB_OK)
         return s_fail("checkpoint");
     x.checkpoints++;
-    double fill_s = s_now() - t0, fill_cpu = s_cpu() - c0;
+    double fill_s = bench_clock_s(CLOCK_MONOTONIC) - t0, fill_cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     uint64_t records = kb_store_audit_size(x.s), messages = x.messages;
     kb_merkle_destroy(&x.tree);
     kb_batch_destroy(&x.b);
@@ -654,12 +630,12 @@ static int s_run(const char *dir, uint64_t size)
     if (!src)
         return s_fail("asrc");
     kb_verify_result_t vr;
-    t0 = s_now();
-    c0 = s_thread_cpu();
-    double p0 = s_cpu();
+    t0 = bench_clock_s(CLOCK_MONOTONIC);
+    c0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
+    double p0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
     if (kb_audit_verify(src, key, "ketenbus/" BENCH_BROKER_ID, NULL, 0, NULL, &vr) != KB_OK)
         return s_fail("verify");
-    double v_s = s_now() - t0, v_cpu = s_thread_cpu() - c0, v_pcpu = s_cpu() - p0;
+    double v_s = bench_clock_s(CLOCK_MONOTONIC) - t0, v_cpu = bench_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0, v_pcpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - p0;
     kb_asrc_destroy(&src);
     if (!vr.ok || vr.size != records) {
         fprintf(stderr, "bench_audit: verify failed: %s\n", vr.message);
@@ -679,7 +655,7 @@ static int s_run(const char *dir, uint64_t size)
     kb_merkle_acc_t *acc = kb_merkle_acc_new();
     if (!acc)
         return s_fail("acc");
-    c0 = s_thread_cpu();
+    c0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
     for (unsigned round = 0; round < BENCH_HASH_ROUNDS; round++) {
         size_t off = 0;
         for (size_t i = 0; i < sm.n; i++) {
@@ -688,7 +664,7 @@ static int s_run(const char *dir, uint64_t size)
             off += sm.len[i];
         }
     }
-    double h_cpu = s_thread_cpu() - c0, h_rate = (double)(sm.n * BENCH_HASH_ROUNDS) / h_cpu;
+    double h_cpu = bench_clock_s(CLOCK_THREAD_CPUTIME_ID) - c0, h_rate = (double)(sm.n * BENCH_HASH_ROUNDS) / h_cpu;
     kb_merkle_acc_destroy(&acc);
     double v_rate = (double)records / v_cpu;
     snprintf(value, sizeof value, "%.0f records/CPU-s", v_rate);
@@ -708,10 +684,10 @@ static int s_run(const char *dir, uint64_t size)
         uint64_t idx = s_rand() % records;
         uint8_t *raw = NULL;
         size_t len = 0;
-        double q0 = s_now();
+        double q0 = bench_clock_s(CLOCK_MONOTONIC);
         if (kb_store_audit_raw(s, idx, &raw, &len) != KB_OK)
             return s_fail("point read");
-        s_lat_add(&lat, (s_now() - q0) * 1e3);
+        s_lat_add(&lat, (bench_clock_s(CLOCK_MONOTONIC) - q0) * 1e3);
         free(raw);
     }
     double p50, p99, max;

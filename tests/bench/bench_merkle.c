@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
 #include "kb_error.h"
 #include "kb_merkle.h"
 #include "store.h"
@@ -31,21 +32,6 @@
 #define BENCH_BATCH      256u      /* records per synced commit */
 #define BENCH_PROOFS     20000u    /* inclusion proofs made and verified */
 #define BENCH_REASON_LEN 96u       /* bytes of free text per record, for a realistic record size */
-
-static double s_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-/* CPU seconds of the whole process (LevelDB's compaction thread included). */
-static double s_cpu(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int s_fail(const char *what)
 {
@@ -105,7 +91,7 @@ static int s_leveldb_run(const char *dir, uint64_t n, int tree, uint8_t root[KB_
     ProtobufCBinaryData subj;
     uint64_t entries = 0;
     size_t record_len = 0;
-    double t0 = s_now(), c0 = s_cpu();
+    double t0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (uint64_t i = 0; i < n; i++) {
         Ketenbus__AuditRecord r;
         s_record(&r, i, id, subject, sha, &subj, reason);
@@ -120,7 +106,7 @@ static int s_leveldb_run(const char *dir, uint64_t n, int tree, uint8_t root[KB_
                 return s_fail("commit");
         }
     }
-    double dt = s_now() - t0, cpu = s_cpu() - c0;
+    double dt = bench_clock_s(CLOCK_MONOTONIC) - t0, cpu = bench_clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     printf("  leveldb, %-22s %10.0f records/s  %6.2f us each (%.2f us CPU)  %.4f entries/record  (%zu-byte "
            "records)\n",
            tree ? "record + tree:" : "record only:", (double)n / dt, dt / (double)n * 1e6, cpu / (double)n * 1e6,
@@ -132,23 +118,23 @@ static int s_leveldb_run(const char *dir, uint64_t n, int tree, uint8_t root[KB_
         uint8_t proof[KB_MERKLE_PROOF_BYTES], leaf[KB_MERKLE_HASH_LEN];
         size_t np = 0;
         uint64_t x = 88172645463325252ull; /* xorshift: leaves spread over the log */
-        t0 = s_now();
+        t0 = bench_clock_s(CLOCK_MONOTONIC);
         for (unsigned k = 0; k < BENCH_PROOFS; k++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             if (kb_merkle_inclusion_proof(t, x % n, n, proof, &np) != KB_OK)
                 return s_fail("proof");
         }
-        dt = s_now() - t0;
+        dt = bench_clock_s(CLOCK_MONOTONIC) - t0;
         printf("  inclusion proofs made:          %10.0f proofs/s   (%zu hashes each, tree of %" PRIu64 ")\n",
                BENCH_PROOFS / dt, np, n);
         uint64_t index = n / 3;
         if (kb_merkle_inclusion_proof(t, index, n, proof, &np) != KB_OK || kb_merkle_leaf(t, index, leaf) != KB_OK)
             return s_fail("proof");
-        t0 = s_now();
+        t0 = bench_clock_s(CLOCK_MONOTONIC);
         for (unsigned k = 0; k < BENCH_PROOFS; k++)
             if (kb_merkle_verify_inclusion(leaf, index, n, proof, np, root) != KB_OK)
                 return s_fail("verify");
-        dt = s_now() - t0;
+        dt = bench_clock_s(CLOCK_MONOTONIC) - t0;
         printf("  inclusion proofs verified:      %10.0f proofs/s\n", BENCH_PROOFS / dt);
     }
     kb_merkle_destroy(&t);
@@ -187,13 +173,13 @@ int main(int argc, char **argv)
     kb_merkle_t *t = kb_merkle_new(&io);
     if (!t)
         return s_fail("tree");
-    double t0 = s_now();
+    double t0 = bench_clock_s(CLOCK_MONOTONIC);
     for (uint64_t i = 0; i < n; i++) {
         memcpy(leaf, &i, sizeof i);
         if (kb_merkle_append(t, leaf, sizeof leaf, NULL) != KB_OK)
             return s_fail("append");
     }
-    double dt = s_now() - t0;
+    double dt = bench_clock_s(CLOCK_MONOTONIC) - t0;
     printf("  memory, append(200 bytes):      %10.0f appends/s  %6.2f us each\n", (double)n / dt, dt / (double)n * 1e6);
     uint8_t root_mem[KB_MERKLE_HASH_LEN], root[KB_MERKLE_HASH_LEN];
     if (kb_merkle_root(t, root_mem) != KB_OK)
@@ -205,17 +191,17 @@ int main(int argc, char **argv)
     kb_merkle_mem_destroy(&mem);
 
     /* leaf-hash verification: the root again from the leaf hashes alone */
-    t0 = s_now();
+    t0 = bench_clock_s(CLOCK_MONOTONIC);
     if (kb_merkle_root_from_hashes(hashes, n, root) != KB_OK)
         return s_fail("root");
-    dt = s_now() - t0;
+    dt = bench_clock_s(CLOCK_MONOTONIC) - t0;
     printf("  verify, root from leaf hashes:  %10.0f leaves/s   (%.3f s for %" PRIu64 ")%s\n", (double)n / dt, dt, n,
            memcmp(root, root_mem, sizeof root) == 0 ? "" : "  ROOT MISMATCH");
     /* whole records: hash each 200-byte record, then the root */
     kb_merkle_acc_t *acc = kb_merkle_acc_new();
     if (!acc)
         return s_fail("acc");
-    t0 = s_now();
+    t0 = bench_clock_s(CLOCK_MONOTONIC);
     for (uint64_t i = 0; i < n; i++) {
         memcpy(leaf, &i, sizeof i);
         if (kb_merkle_acc_add(acc, leaf, sizeof leaf) != KB_OK)
@@ -223,7 +209,7 @@ int main(int argc, char **argv)
     }
     if (kb_merkle_acc_root(acc, root) != KB_OK)
         return s_fail("root");
-    dt = s_now() - t0;
+    dt = bench_clock_s(CLOCK_MONOTONIC) - t0;
     kb_merkle_acc_destroy(&acc);
     printf("  verify, 200-byte records:       %10.0f records/s%s\n", (double)n / dt,
            memcmp(root, root_mem, sizeof root) == 0 ? "" : "  ROOT MISMATCH");
