@@ -446,8 +446,10 @@ static uint8_t *s_put_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-/* Wire tags of the DELIVER frame's fields (field number << 3 | wire type). */
+/* Wire tags of the DELIVER and RECEIPT frames' fields (field number << 3 | wire type). */
 #define KB_TAG_FRAME_VERSION  ((1u << 3) | KB_WIRE_VARINT)
+#define KB_TAG_FRAME_REQUEST  ((2u << 3) | KB_WIRE_VARINT)
+#define KB_TAG_FRAME_RECEIPT  ((13u << 3) | KB_WIRE_LEN)
 #define KB_TAG_FRAME_DELIVER  ((14u << 3) | KB_WIRE_LEN)
 #define KB_TAG_DELIVERIES     ((1u << 3) | KB_WIRE_LEN)
 #define KB_TAG_DELIVERY_TAG   ((1u << 3) | KB_WIRE_VARINT)
@@ -503,6 +505,39 @@ int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_
             memcpy(p, d[i].envelope, d[i].envelope_len);
         p += d[i].envelope_len;
     }
+    *buf = out;
+    *len = (size_t)(p - out);
+    return KB_OK;
+}
+
+int kb_receipt_encode(uint64_t request_id, const uint8_t *entries, size_t entries_len, uint8_t **buf, size_t *len)
+{
+    if (!buf || !len)
+        return kb_error_set(KB_EINVAL, "kb_receipt_encode: buf or len is NULL");
+    *buf = NULL;
+    *len = 0;
+    if (!entries && entries_len > 0)
+        return kb_error_set(KB_EINVAL, "kb_receipt_encode: entries is NULL");
+    if (entries_len > SIZE_MAX / 2)
+        return kb_error_set(KB_ETOOBIG, "kb_receipt_encode: frame too large");
+    size_t total = 2 + 1 + s_varint_len(entries_len) + entries_len;
+    if (request_id != 0) /* proto3: a zero scalar is not written */
+        total += 1 + s_varint_len(request_id);
+    uint8_t *out = malloc(total);
+    if (!out)
+        return kb_error_set(KB_ENOMEM, "encode receipt: out of memory (%zu bytes)", total);
+    uint8_t *p = out;
+    *p++ = KB_TAG_FRAME_VERSION;
+    *p++ = KB_PROTOCOL_VERSION;
+    if (request_id != 0) {
+        *p++ = KB_TAG_FRAME_REQUEST;
+        p = s_put_varint(p, request_id);
+    }
+    *p++ = KB_TAG_FRAME_RECEIPT;
+    p = s_put_varint(p, entries_len);
+    if (entries_len > 0)
+        memcpy(p, entries, entries_len);
+    p += entries_len;
     *buf = out;
     *len = (size_t)(p - out);
     return KB_OK;

@@ -116,6 +116,15 @@ typedef struct {
  * KB_MAX_BATCH), KB_ETOOBIG (size overflow), KB_ENOMEM. */
 int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_t *len);
 
+/* Encode a RECEIPT frame around entries[0..entries_len), the packed body of
+ * a Receipt (its entries one after another, as ketenbus__receipt__pack
+ * writes them; receipts packed one after another concatenate into one):
+ * the same bytes kb_frame_encode() makes of the unpacked frame. The broker
+ * answers the SUBMITs of one session in one turn with one such frame.
+ * *buf (malloc'd) is the caller's. KB_EINVAL (NULL arguments), KB_ETOOBIG
+ * (size overflow), KB_ENOMEM. */
+int kb_receipt_encode(uint64_t request_id, const uint8_t *entries, size_t entries_len, uint8_t **buf, size_t *len);
+
 /* Short lowercase name of a kind ("signal", "referral", "referral_update",
  * "match_notice", "expiry_notice"; "unknown" for any other value). Static. */
 const char *kb_kind_name(int kind);

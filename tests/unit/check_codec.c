@@ -468,6 +468,90 @@ START_TEST(test_deliver_encode_same_bytes)
 }
 END_TEST
 
+/* kb_receipt_encode around receipts packed one after another makes the
+ * bytes kb_frame_encode makes of one receipt holding all their entries, in
+ * order, with the request_id given: how the broker joins the receipts of
+ * one peer's SUBMITs in a turn. _i: request_id 0 (not written), small,
+ * several varint bytes, UINT64_MAX. */
+START_TEST(test_receipt_encode_joins)
+{
+    static const uint64_t reqs[4] = {0, 7, 300000, UINT64_MAX};
+    enum { N = 5 };
+    Ketenbus__ReceiptEntry ent[N], *ptrs[N];
+    uint8_t ids[N][16];
+    char *recip[] = {(char *)"police", (char *)"fier"};
+    for (size_t k = 0; k < N; k++) {
+        ketenbus__receipt_entry__init(&ent[k]);
+        memset(ids[k], 0xa0 + (int)k, sizeof ids[k]);
+        ent[k].message_id.data = ids[k];
+        ent[k].message_id.len = sizeof ids[k];
+        ent[k].outcome = k == 3 ? KETENBUS__OUTCOME__OUTCOME_REJECTED : KETENBUS__OUTCOME__OUTCOME_ACCEPTED;
+        ent[k].audit_index = 1000 * k;
+        if (k == 3) {
+            ent[k].code = KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED;
+            ent[k].reason = (char *)"no rule allows any recipient";
+        } else {
+            ent[k].n_recipients = k % 2 + 1;
+            ent[k].recipients = recip;
+        }
+        ptrs[k] = &ent[k];
+    }
+    /* three SUBMITs answered by 2, 0 and 3 entries */
+    static const size_t parts[3] = {2, 0, 3};
+    uint8_t body[4096];
+    size_t body_len = 0, at = 0;
+    for (size_t p = 0; p < 3; p++) {
+        Ketenbus__Receipt r;
+        ketenbus__receipt__init(&r);
+        r.n_entries = parts[p];
+        r.entries = ptrs + at;
+        size_t add = ketenbus__receipt__get_packed_size(&r);
+        ck_assert_uint_le(body_len + add, sizeof body);
+        ck_assert_uint_eq(ketenbus__receipt__pack(&r, body + body_len), add);
+        body_len += add;
+        at += parts[p];
+    }
+    Ketenbus__Receipt all;
+    ketenbus__receipt__init(&all);
+    all.n_entries = N;
+    all.entries = ptrs;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.request_id = reqs[_i];
+    f.body_case = KETENBUS__FRAME__BODY_RECEIPT;
+    f.receipt = &all;
+    uint8_t *want = NULL, *got = NULL;
+    size_t want_len = 0, got_len = 0;
+    ck_assert_int_eq(kb_frame_encode(&f, &want, &want_len), KB_OK);
+    ck_assert_int_eq(kb_receipt_encode(reqs[_i], body, body_len, &got, &got_len), KB_OK);
+    ck_assert_uint_eq(got_len, want_len);
+    ck_assert_int_eq(memcmp(got, want, want_len), 0);
+    Ketenbus__Frame *back = NULL;
+    ck_assert_int_eq(kb_frame_decode(got, got_len, got_len, &back), KB_OK);
+    ck_assert_uint_eq(back->request_id, reqs[_i]);
+    ck_assert_uint_eq(back->receipt->n_entries, N);
+    for (size_t k = 0; k < N; k++) {
+        ck_assert_int_eq(memcmp(back->receipt->entries[k]->message_id.data, ids[k], 16), 0);
+        ck_assert_uint_eq(back->receipt->entries[k]->audit_index, 1000 * k);
+    }
+    ck_assert_str_eq(back->receipt->entries[3]->reason, "no rule allows any recipient");
+    ketenbus__frame__free_unpacked(back, NULL);
+    free(want);
+    free(got);
+    /* no entries at all: still a RECEIPT frame */
+    ck_assert_int_eq(kb_receipt_encode(reqs[_i], NULL, 0, &got, &got_len), KB_OK);
+    ck_assert_int_eq(kb_frame_decode(got, got_len, got_len, &back), KB_OK);
+    ck_assert_int_eq(back->body_case, KETENBUS__FRAME__BODY_RECEIPT);
+    ck_assert_uint_eq(back->receipt->n_entries, 0);
+    ketenbus__frame__free_unpacked(back, NULL);
+    free(got);
+    got = NULL;
+    ck_assert_int_eq(kb_receipt_encode(1, NULL, 5, &got, &got_len), KB_EINVAL);
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(kb_receipt_encode(1, body, body_len, NULL, &got_len), KB_EINVAL);
+}
+END_TEST
+
 /* ----------------------------------------------------- invalid envelopes */
 
 /* A field from a newer proto: neither signed nor redactable. protobuf-c
@@ -1370,6 +1454,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_view_malformed, 0, (int)N_VIEW_ROWS);
     tcase_add_test(tc, test_view_limits);
     tcase_add_loop_test(tc, test_deliver_encode_same_bytes, 0, 4);
+    tcase_add_loop_test(tc, test_receipt_encode_joins, 0, 4);
     tcase_add_test(tc, test_good_table_size);
     tcase_add_loop_test(tc, test_invalid_envelopes, 0, N_BAD);
     tcase_add_test(tc, test_bad_table_size);
