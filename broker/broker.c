@@ -283,6 +283,7 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
     if (s_out_grow(b) != KB_OK)
         return KB_ENOMEM;
     kb_outgoing_t *o = &b->out[b->n_out];
+    memset(o, 0, sizeof *o);
     int rc = kb_frame_encode(f, &o->frame, &o->frame_len);
     if (rc != KB_OK)
         return rc;
@@ -290,6 +291,74 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
     o->rid_len = rid_len;
     b->n_out++;
     return KB_OK;
+}
+
+int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t request_id,
+                   const Ketenbus__Receipt *r)
+{
+    size_t add = ketenbus__receipt__get_packed_size(r);
+    kb_outgoing_t *o = b->n_out > 0 ? &b->out[b->n_out - 1] : NULL;
+    int join = o && o->receipt_open && o->rid_len == rid_len && memcmp(o->rid, rid, rid_len) == 0 &&
+               o->receipt_entries + r->n_entries <= KB_MAX_BATCH && o->frame_len + add <= KB_RECEIPT_JOIN_MAX;
+    if (!join) {
+        if (s_out_grow(b) != KB_OK)
+            return KB_ENOMEM;
+        o = &b->out[b->n_out];
+        memset(o, 0, sizeof *o);
+    }
+    if (o->frame_len + add > o->frame_cap) {
+        size_t cap = o->frame_cap ? o->frame_cap * 2 : 512;
+        while (cap < o->frame_len + add)
+            cap *= 2;
+        uint8_t *p = realloc(o->frame, cap);
+        if (!p) {
+            if (!join)
+                free(o->frame);
+            return kb_error_set(KB_ENOMEM, "broker: out of memory");
+        }
+        o->frame = p;
+        o->frame_cap = cap;
+    }
+    if (add > 0) {
+        ketenbus__receipt__pack(r, o->frame + o->frame_len);
+        o->frame_len += add;
+    }
+    o->receipt_entries += r->n_entries;
+    o->receipt_request = request_id;
+    if (!join) {
+        memcpy(o->rid, rid, rid_len);
+        o->rid_len = rid_len;
+        o->receipt_open = 1;
+        b->n_out++;
+    }
+    return KB_OK;
+}
+
+/* Frame the receipts still open: nothing joins them after this. One that
+ * cannot be framed (out of memory) is dropped: its sender resends after
+ * its timeout and is answered DUPLICATE. */
+static void s_out_close(kb_broker_t *b)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < b->n_out; i++) {
+        kb_outgoing_t *o = &b->out[i];
+        if (o->receipt_open) {
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            int rc = kb_receipt_encode(o->receipt_request, o->frame, o->frame_len, &frame, &len);
+            free(o->frame);
+            o->frame = frame;
+            o->frame_len = len;
+            o->receipt_open = 0;
+            if (rc != KB_OK) {
+                kb_log(KB_LOG_ERROR, "receipt_dropped", "entries=%zu detail=\"%s\"", o->receipt_entries,
+                       kb_last_error());
+                continue;
+            }
+        }
+        b->out[k++] = *o;
+    }
+    b->n_out = k;
 }
 
 int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len)
@@ -300,6 +369,7 @@ int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t
         return KB_ENOMEM;
     }
     kb_outgoing_t *o = &b->out[b->n_out++];
+    memset(o, 0, sizeof *o);
     o->frame = *frame;
     o->frame_len = frame_len;
     *frame = NULL;
@@ -325,6 +395,7 @@ static int s_error(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
 
 static void s_flush(kb_broker_t *b)
 {
+    s_out_close(b);
     for (size_t i = 0; i < b->n_out; i++) {
         kb_outgoing_t *o = &b->out[i];
         if (zmq_send(b->router, o->rid, o->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
@@ -425,6 +496,7 @@ static void s_submit(kb_broker_t *b)
         return;
     }
     b->spare = NULL;
+    s_out_close(b); /* held from now on: complete frames */
     kb_store_seal(b->store, b->batch); /* the queue counters as this batch leaves them */
     kb_batch_t *job = b->batch;
     b->batch = next;

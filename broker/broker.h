@@ -32,6 +32,7 @@
 #define KB_STAGE_OPS_MAX    65536u /* staged store operations before the loop waits for the disk */
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
+#define KB_RECEIPT_JOIN_MAX (256u * 1024u) /* bytes of entries one RECEIPT gathers */
 #define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */
 #define KB_EXPIRY_PERIOD_MS 1000   /* how often queues are checked for expiry */
 #define KB_CLOCK_SKEW_US    (300LL * 1000000) /* created_us may be this far ahead */
@@ -77,8 +78,13 @@ typedef struct {
 typedef struct {
     uint8_t rid[KB_ROUTING_ID_MAX]; /* destination routing id */
     size_t rid_len;                 /* its length */
-    uint8_t *frame;                 /* encoded Frame (owned) */
+    uint8_t *frame;                 /* encoded Frame (owned); see receipt_open */
     size_t frame_len;               /* its length */
+    size_t frame_cap;               /* bytes allocated while receipt_open */
+    int receipt_open;               /* 1: frame holds only the packed entries of a
+                                       RECEIPT that later SUBMITs of the turn may join */
+    size_t receipt_entries;         /* their number */
+    uint64_t receipt_request;       /* request_id of the last SUBMIT they answer */
 } kb_outgoing_t;
 
 /* What the signal handlers of main.c tell the loop. */
@@ -169,6 +175,13 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
 /* The same for a frame already encoded: takes *frame (malloc'd) and clears
  * it, also on failure (KB_ENOMEM), when the frame is freed. */
 int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len);
+/* Queue receipt r answering SUBMIT request_id of rid. When the reply
+ * queued last is a receipt to the same peer, r's entries join it (up to
+ * KB_MAX_BATCH entries, KB_RECEIPT_JOIN_MAX bytes) and that RECEIPT carries
+ * this request_id: a sender that submits one envelope per frame gets one
+ * RECEIPT per turn, not one per SUBMIT. */
+int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t request_id,
+                   const Ketenbus__Receipt *r);
 
 /* checkpoint.c: sign a checkpoint of the audit tree when due (force: now,
  * if anything is new). Never fails traffic: a failure is logged as an

@@ -396,12 +396,7 @@ int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus_
         ketenbus__receipt__init(&receipt);
         receipt.n_entries = n;
         receipt.entries = entries;
-        Ketenbus__Frame f;
-        ketenbus__frame__init(&f);
-        f.request_id = request_id;
-        f.body_case = KETENBUS__FRAME__BODY_RECEIPT;
-        f.receipt = &receipt;
-        rc = broker_reply(b, s->rid, s->rid_len, &f);
+        rc = broker_receipt(b, s->rid, s->rid_len, request_id, &receipt);
     }
     free(entries);
     free(res);

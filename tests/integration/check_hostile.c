@@ -6,7 +6,8 @@
  * hand to send what the SDK never would: forged senders, altered signed
  * fields, garbage bytes, oversized frames, unknown protocol versions. A key
  * that is not in the chain must not get a session at all. After each test
- * the broker still accepts a valid message.
+ * the broker still accepts a valid message. A peer that pipelines hundreds
+ * of SUBMITs without waiting gets every answer, in order.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -354,6 +355,79 @@ START_TEST(test_unchecked_signatures_for_benchmarks)
 }
 END_TEST
 
+/* 300 SUBMITs of one envelope each, sent without waiting, with a PING in
+ * the middle and a forged sender among them. The broker may answer several
+ * SUBMITs of a turn with one RECEIPT: every envelope still gets exactly one
+ * entry, in the order sent; each RECEIPT carries the request_id of the
+ * SUBMIT its last entry answers; the PONG comes after the receipts of the
+ * SUBMITs before the PING and before those after it. */
+START_TEST(test_pipelined_submits_answered_in_order)
+{
+    enum { N = 300, PING_AT = 150, FORGED = 77, PING_REQ = 100000 };
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    uint8_t (*ids)[16] = calloc(N, sizeof *ids);
+    ck_assert_ptr_nonnull(ids);
+    for (int i = 0; i < N; i++) {
+        if (i == PING_AT) {
+            Ketenbus__Ping p;
+            ketenbus__ping__init(&p);
+            Ketenbus__Frame pf;
+            ketenbus__frame__init(&pf);
+            pf.request_id = PING_REQ;
+            pf.body_case = KETENBUS__FRAME__BODY_PING;
+            pf.ping = &p;
+            s_send_frame(s_sock, &pf);
+        }
+        Ketenbus__Envelope *e = s_envelope(i == FORGED ? "fier" : "politie", "politie");
+        memcpy(ids[i], e->message_id.data, 16);
+        Ketenbus__Submit sub;
+        ketenbus__submit__init(&sub);
+        sub.n_envelopes = 1;
+        sub.envelopes = &e;
+        Ketenbus__Frame f;
+        ketenbus__frame__init(&f);
+        f.request_id = (uint64_t)i + 1; /* SUBMIT i */
+        f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
+        f.submit = &sub;
+        s_send_frame(s_sock, &f);
+        ketenbus__envelope__free_unpacked(e, NULL);
+    }
+    int got = 0, frames = 0, pong_after = -1;
+    int64_t deadline = kb_mono_ms() + 20000;
+    while (got < N && kb_mono_ms() < deadline) {
+        Ketenbus__Frame *f = s_next(s_sock, 200);
+        if (!f)
+            continue;
+        if (f->body_case == KETENBUS__FRAME__BODY_PONG && f->request_id == PING_REQ) {
+            ck_assert_int_eq(pong_after, -1);
+            pong_after = got;
+        } else if (f->body_case == KETENBUS__FRAME__BODY_RECEIPT) {
+            frames++;
+            ck_assert_uint_ge(f->receipt->n_entries, 1);
+            for (size_t k = 0; k < f->receipt->n_entries; k++, got++) {
+                const Ketenbus__ReceiptEntry *r = f->receipt->entries[k];
+                ck_assert_int_lt(got, N);
+                ck_assert_msg(r->message_id.len == 16 && memcmp(r->message_id.data, ids[got], 16) == 0,
+                              "entry %d answers another envelope than SUBMIT %d", got, got);
+                if (got == FORGED)
+                    ck_assert_int_eq(r->code, KETENBUS__REJECT_CODE__REJECT_SPOOFED_SENDER);
+                else
+                    ck_assert_msg(r->outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED, "SUBMIT %d: %s", got, r->reason);
+            }
+            ck_assert_uint_eq(f->request_id, (uint64_t)got); /* the SUBMIT of its last entry */
+        }
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_assert_int_eq(got, N);
+    ck_assert_int_eq(pong_after, PING_AT);
+    ck_assert_int_le(frames, N);
+    fprintf(stderr, "pipelined: %d SUBMITs answered by %d RECEIPT frames\n", N, frames);
+    free(ids);
+    s_still_serving();
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -366,6 +440,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_no_session_before_hello);
     tcase_add_test(tc, test_unknown_curve_key);
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
+    tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     suite_add_tcase(s, tc);
     return s;
 }
