@@ -148,8 +148,8 @@ static Ketenbus__Envelope *s_envelope(const char *sender, const char *signer)
     return e;
 }
 
-/* Submit one envelope; returns its receipt entry's outcome and code. */
-static void s_submit(void *s, Ketenbus__Envelope *e, int *outcome, int *code, char *reason, size_t reason_len)
+/* Send a SUBMIT of one envelope without waiting for its receipt. */
+static void s_send_submit(void *s, Ketenbus__Envelope *e, uint64_t request_id)
 {
     Ketenbus__Submit sub;
     ketenbus__submit__init(&sub);
@@ -157,9 +157,16 @@ static void s_submit(void *s, Ketenbus__Envelope *e, int *outcome, int *code, ch
     sub.envelopes = &e;
     Ketenbus__Frame f;
     ketenbus__frame__init(&f);
+    f.request_id = request_id;
     f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
     f.submit = &sub;
     s_send_frame(s, &f);
+}
+
+/* Submit one envelope; returns its receipt entry's outcome and code. */
+static void s_submit(void *s, Ketenbus__Envelope *e, int *outcome, int *code, char *reason, size_t reason_len)
+{
+    s_send_submit(s, e, 0);
     Ketenbus__Frame *r = s_expect(s, KETENBUS__FRAME__BODY_RECEIPT);
     ck_assert_int_eq(r->receipt->n_entries, 1);
     *outcome = r->receipt->entries[0]->outcome;
@@ -381,16 +388,7 @@ START_TEST(test_pipelined_submits_answered_in_order)
         }
         Ketenbus__Envelope *e = s_envelope(i == FORGED ? "fier" : "politie", "politie");
         memcpy(ids[i], e->message_id.data, 16);
-        Ketenbus__Submit sub;
-        ketenbus__submit__init(&sub);
-        sub.n_envelopes = 1;
-        sub.envelopes = &e;
-        Ketenbus__Frame f;
-        ketenbus__frame__init(&f);
-        f.request_id = (uint64_t)i + 1; /* SUBMIT i */
-        f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
-        f.submit = &sub;
-        s_send_frame(s_sock, &f);
+        s_send_submit(s_sock, e, (uint64_t)i + 1); /* SUBMIT i */
         ketenbus__envelope__free_unpacked(e, NULL);
     }
     int got = 0, frames = 0, pong_after = -1;
