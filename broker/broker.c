@@ -297,9 +297,18 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
                    const Ketenbus__Receipt *r)
 {
     size_t add = ketenbus__receipt__get_packed_size(r);
-    kb_outgoing_t *o = b->n_out > 0 ? &b->out[b->n_out - 1] : NULL;
-    int join = o && o->receipt_open && o->rid_len == rid_len && memcmp(o->rid, rid, rid_len) == 0 &&
-               o->receipt_entries + r->n_entries <= KB_MAX_BATCH && o->frame_len + add <= KB_RECEIPT_JOIN_MAX;
+    /* the last reply queued for this peer, among the last few: replies to
+     * one peer keep their order, replies to different peers need none */
+    kb_outgoing_t *o = NULL;
+    for (size_t i = b->n_out, k = 0; i > 0 && k < KB_RECEIPT_JOIN_LOOKBACK; i--, k++) {
+        kb_outgoing_t *c = &b->out[i - 1];
+        if (c->rid_len == rid_len && memcmp(c->rid, rid, rid_len) == 0) {
+            o = c;
+            break;
+        }
+    }
+    int join = o && o->receipt_open && o->receipt_entries + r->n_entries <= KB_MAX_BATCH &&
+               o->frame_len + add <= KB_RECEIPT_JOIN_MAX;
     if (!join) {
         if (s_out_grow(b) != KB_OK)
             return KB_ENOMEM;

@@ -33,6 +33,7 @@
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
 #define KB_RECEIPT_JOIN_MAX (256u * 1024u) /* bytes of entries one RECEIPT gathers */
+#define KB_RECEIPT_JOIN_LOOKBACK 32u   /* queued replies searched for the peer's open RECEIPT */
 #define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */
 #define KB_EXPIRY_PERIOD_MS 1000   /* how often queues are checked for expiry */
 #define KB_CLOCK_SKEW_US    (300LL * 1000000) /* created_us may be this far ahead */
@@ -175,11 +176,12 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
 /* The same for a frame already encoded: takes *frame (malloc'd) and clears
  * it, also on failure (KB_ENOMEM), when the frame is freed. */
 int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len);
-/* Queue receipt r answering SUBMIT request_id of rid. When the reply
- * queued last is a receipt to the same peer, r's entries join it (up to
- * KB_MAX_BATCH entries, KB_RECEIPT_JOIN_MAX bytes) and that RECEIPT carries
- * this request_id: a sender that submits one envelope per frame gets one
- * RECEIPT per turn, not one per SUBMIT. */
+/* Queue receipt r answering SUBMIT request_id of rid. When the last reply
+ * queued for the same peer (among the last KB_RECEIPT_JOIN_LOOKBACK
+ * replies) is a receipt, r's entries join it (up to KB_MAX_BATCH entries,
+ * KB_RECEIPT_JOIN_MAX bytes) and that RECEIPT carries this request_id: a
+ * sender that submits one envelope per frame gets one RECEIPT per turn,
+ * not one per SUBMIT, also when other peers' replies come in between. */
 int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t request_id,
                    const Ketenbus__Receipt *r);
 

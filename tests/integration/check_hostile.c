@@ -122,15 +122,16 @@ static void s_hello(void *s)
     ketenbus__frame__free_unpacked(s_expect(s, KETENBUS__FRAME__BODY_WELCOME), NULL);
 }
 
-/* A signed signal envelope from `sender` (signed with signer's key). */
-static Ketenbus__Envelope *s_envelope(const char *sender, const char *signer)
+/* A signed signal envelope from `sender` to `recipient` (signed with
+ * signer's key). */
+static Ketenbus__Envelope *s_envelope_to(const char *sender, const char *signer, const char *recipient)
 {
     char json[1024];
     snprintf(json, sizeof json,
-             "{\"recipients\":[\"fier\"],\"kind\":\"signal\",\"purpose\":\"victim_care\",\"handling\":\"h1\","
+             "{\"recipients\":[\"%s\"],\"kind\":\"signal\",\"purpose\":\"victim_care\",\"handling\":\"h1\","
              "\"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\"sender\":\"%s\","
              "\"signal\":{\"exploitation\":\"criminal\",\"narrative\":\"original text\"}}",
-             sender);
+             recipient, sender);
     ProtobufCMessage *pm = NULL;
     ck_assert_msg(kb_json_decode(json, strlen(json), &ketenbus__envelope__descriptor, &pm) == KB_OK, "%s",
                   kb_last_error());
@@ -146,6 +147,12 @@ static Ketenbus__Envelope *s_envelope(const char *sender, const char *signer)
     ck_assert_int_eq(kb_seal_sign(e, k), KB_OK);
     EVP_PKEY_free(k);
     return e;
+}
+
+/* The same to fier. */
+static Ketenbus__Envelope *s_envelope(const char *sender, const char *signer)
+{
+    return s_envelope_to(sender, signer, "fier");
 }
 
 /* Send a SUBMIT of one envelope without waiting for its receipt. */
@@ -362,66 +369,92 @@ START_TEST(test_unchecked_signatures_for_benchmarks)
 }
 END_TEST
 
-/* 300 SUBMITs of one envelope each, sent without waiting, with a PING in
- * the middle and a forged sender among them. The broker may answer several
- * SUBMITs of a turn with one RECEIPT: every envelope still gets exactly one
- * entry, in the order sent; each RECEIPT carries the request_id of the
- * SUBMIT its last entry answers; the PONG comes after the receipts of the
- * SUBMITs before the PING and before those after it. */
+/* What a pipelining peer sent and what came back to it. */
+typedef struct {
+    void *sock;              /* its raw DEALER */
+    uint8_t ids[300][16];    /* message id of SUBMIT i */
+    int got;                 /* receipt entries so far */
+    int frames;              /* RECEIPT frames so far */
+    int pong_after;          /* entries before the PONG (-1: none yet) */
+} s_pipe_t;
+
+/* Check one frame that came back to peer p; forged: index of the envelope
+ * with a forged sender (-1: none). */
+static void s_pipe_frame(s_pipe_t *p, Ketenbus__Frame *f, int n, int forged, uint64_t ping_req)
+{
+    if (f->body_case == KETENBUS__FRAME__BODY_PONG && f->request_id == ping_req) {
+        ck_assert_int_eq(p->pong_after, -1);
+        p->pong_after = p->got;
+    } else if (f->body_case == KETENBUS__FRAME__BODY_RECEIPT) {
+        p->frames++;
+        ck_assert_uint_ge(f->receipt->n_entries, 1);
+        for (size_t k = 0; k < f->receipt->n_entries; k++, p->got++) {
+            const Ketenbus__ReceiptEntry *r = f->receipt->entries[k];
+            ck_assert_int_lt(p->got, n);
+            ck_assert_msg(r->message_id.len == 16 && memcmp(r->message_id.data, p->ids[p->got], 16) == 0,
+                          "entry %d answers another envelope than SUBMIT %d", p->got, p->got);
+            if (p->got == forged)
+                ck_assert_int_eq(r->code, KETENBUS__REJECT_CODE__REJECT_SPOOFED_SENDER);
+            else
+                ck_assert_msg(r->outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED, "SUBMIT %d: %s", p->got, r->reason);
+        }
+        ck_assert_uint_eq(f->request_id, (uint64_t)p->got); /* the SUBMIT of its last entry */
+    }
+}
+
+/* Two peers send 300 SUBMITs of one envelope each, interleaved and without
+ * waiting; politie has a PING in the middle and a forged sender among its
+ * envelopes. The broker may answer several SUBMITs of a peer with one
+ * RECEIPT: every envelope still gets exactly one entry, in the order its
+ * peer sent it; each RECEIPT carries the request_id of the SUBMIT its last
+ * entry answers; the PONG comes after the receipts of the SUBMITs before
+ * the PING and before those after it. */
 START_TEST(test_pipelined_submits_answered_in_order)
 {
     enum { N = 300, PING_AT = 150, FORGED = 77, PING_REQ = 100000 };
-    s_sock = s_raw(s_chain.keys, "politie");
-    s_hello(s_sock);
-    uint8_t (*ids)[16] = calloc(N, sizeof *ids);
-    ck_assert_ptr_nonnull(ids);
+    static const char *names[2] = {"politie", "fier"};
+    s_pipe_t *p = calloc(2, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    for (int k = 0; k < 2; k++) {
+        p[k].sock = s_raw(s_chain.keys, names[k]);
+        p[k].pong_after = -1;
+        s_hello(p[k].sock);
+    }
     for (int i = 0; i < N; i++) {
-        if (i == PING_AT) {
-            Ketenbus__Ping p;
-            ketenbus__ping__init(&p);
-            Ketenbus__Frame pf;
-            ketenbus__frame__init(&pf);
-            pf.request_id = PING_REQ;
-            pf.body_case = KETENBUS__FRAME__BODY_PING;
-            pf.ping = &p;
-            s_send_frame(s_sock, &pf);
-        }
-        Ketenbus__Envelope *e = s_envelope(i == FORGED ? "fier" : "politie", "politie");
-        memcpy(ids[i], e->message_id.data, 16);
-        s_send_submit(s_sock, e, (uint64_t)i + 1); /* SUBMIT i */
-        ketenbus__envelope__free_unpacked(e, NULL);
-    }
-    int got = 0, frames = 0, pong_after = -1;
-    int64_t deadline = kb_mono_ms() + 20000;
-    while (got < N && kb_mono_ms() < deadline) {
-        Ketenbus__Frame *f = s_next(s_sock, 200);
-        if (!f)
-            continue;
-        if (f->body_case == KETENBUS__FRAME__BODY_PONG && f->request_id == PING_REQ) {
-            ck_assert_int_eq(pong_after, -1);
-            pong_after = got;
-        } else if (f->body_case == KETENBUS__FRAME__BODY_RECEIPT) {
-            frames++;
-            ck_assert_uint_ge(f->receipt->n_entries, 1);
-            for (size_t k = 0; k < f->receipt->n_entries; k++, got++) {
-                const Ketenbus__ReceiptEntry *r = f->receipt->entries[k];
-                ck_assert_int_lt(got, N);
-                ck_assert_msg(r->message_id.len == 16 && memcmp(r->message_id.data, ids[got], 16) == 0,
-                              "entry %d answers another envelope than SUBMIT %d", got, got);
-                if (got == FORGED)
-                    ck_assert_int_eq(r->code, KETENBUS__REJECT_CODE__REJECT_SPOOFED_SENDER);
-                else
-                    ck_assert_msg(r->outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED, "SUBMIT %d: %s", got, r->reason);
+        for (int k = 0; k < 2; k++) {
+            if (k == 0 && i == PING_AT) {
+                Ketenbus__Ping ping;
+                ketenbus__ping__init(&ping);
+                Ketenbus__Frame pf;
+                ketenbus__frame__init(&pf);
+                pf.request_id = PING_REQ;
+                pf.body_case = KETENBUS__FRAME__BODY_PING;
+                pf.ping = &ping;
+                s_send_frame(p[k].sock, &pf);
             }
-            ck_assert_uint_eq(f->request_id, (uint64_t)got); /* the SUBMIT of its last entry */
+            Ketenbus__Envelope *e = s_envelope_to(k == 0 && i == FORGED ? "fier" : names[k], names[k], names[1 - k]);
+            memcpy(p[k].ids[i], e->message_id.data, 16);
+            s_send_submit(p[k].sock, e, (uint64_t)i + 1); /* SUBMIT i */
+            ketenbus__envelope__free_unpacked(e, NULL);
         }
-        ketenbus__frame__free_unpacked(f, NULL);
     }
-    ck_assert_int_eq(got, N);
-    ck_assert_int_eq(pong_after, PING_AT);
-    ck_assert_int_le(frames, N);
-    fprintf(stderr, "pipelined: %d SUBMITs answered by %d RECEIPT frames\n", N, frames);
-    free(ids);
+    int64_t deadline = kb_mono_ms() + 30000;
+    while ((p[0].got < N || p[1].got < N) && kb_mono_ms() < deadline) {
+        for (int k = 0; k < 2; k++) {
+            Ketenbus__Frame *f = s_next(p[k].sock, 50);
+            if (!f)
+                continue;
+            s_pipe_frame(&p[k], f, N, k == 0 ? FORGED : -1, PING_REQ);
+            ketenbus__frame__free_unpacked(f, NULL);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(p[k].got, N);
+        fprintf(stderr, "pipelined: %s: %d SUBMITs answered by %d RECEIPT frames\n", names[k], N, p[k].frames);
+        zmq_close(p[k].sock);
+    }
+    ck_assert_int_eq(p[0].pong_after, PING_AT);
+    free(p);
     s_still_serving();
 }
 END_TEST
