@@ -598,15 +598,16 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
     uint64_t req = f->request_id;
     switch (f->body_case) {
     case KETENBUS__FRAME__BODY_HELLO:
-        s = session_open(b, rid, rid_len, agency);
+        s = session_open(b, rid, rid_len, agency, f->hello->send_only);
         if (!s) {
             rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL, kb_last_error());
             break;
         }
         s->last_seen_ms = kb_mono_ms();
-        s->credit = f->hello->credit < KB_MAX_CREDIT ? f->hello->credit : KB_MAX_CREDIT;
-        kb_log(KB_LOG_INFO, "session_opened", "agency=%s adapter=\"%.64s\" credit=%llu", agency,
-               f->hello->adapter_name, (unsigned long long)s->credit);
+        if (!s->send_only)
+            s->credit = f->hello->credit < KB_MAX_CREDIT ? f->hello->credit : KB_MAX_CREDIT;
+        kb_log(KB_LOG_INFO, "session_opened", "agency=%s adapter=\"%.64s\" credit=%llu%s", agency,
+               f->hello->adapter_name, (unsigned long long)s->credit, s->send_only ? " send_only=1" : "");
         audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECTED, agency, NULL, f->hello->adapter_name);
         rc = s_welcome(b, s, req);
         break;
@@ -624,6 +625,12 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         } else if (f->body_case == KETENBUS__FRAME__BODY_ACK) {
             rc = deliver_ack(b, s, f->ack);
         } else if (f->body_case == KETENBUS__FRAME__BODY_CREDIT) {
+            if (s->send_only) {
+                rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED,
+                             "CREDIT on a send-only session: it takes no deliveries (send HELLO without "
+                             "send_only to receive)");
+                break;
+            }
             uint64_t c = s->credit + f->credit->credit;
             s->credit = c < KB_MAX_CREDIT ? c : KB_MAX_CREDIT;
         } else {

@@ -61,6 +61,7 @@ typedef struct {
     size_t cap_inflight;            /* ring size (a power of two) */
     int64_t last_seen_ms;           /* monotonic time of its last frame */
     int active;                     /* 1 if deliveries for the agency go here */
+    int send_only;                  /* 1: HELLO said send_only; never active */
     kb_delivery_raw_t *direct;      /* delivered this turn straight from routing (envelope bytes owned) */
     size_t n_direct;                /* their count */
     size_t cap_direct;              /* allocated */
@@ -220,7 +221,7 @@ int zap_handle(kb_broker_t *b);
 
 /* session.c */
 kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len);
-kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency);
+kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, int send_only);
 void session_close(kb_broker_t *b, kb_session_t *s, const char *why);
 /* Free what s holds and clear it (no audit record: session_close). */
 void session_reset(kb_broker_t *b, kb_session_t *s);

@@ -3,10 +3,13 @@
  *
  * A session starts with HELLO on a connection whose agency the ZAP handshake
  * established, and ends on timeout (no frame for session_timeout), when the
- * same agency opens a newer session, or at broker stop. Deliveries for an
- * agency go to its newest session only; tags still in flight on an ended
- * session are simply delivered again to the next one (the SDK drops ids it
- * has already acknowledged).
+ * same agency opens a newer receiving session, or at broker stop.
+ * Deliveries for an agency go to its newest receiving session only; tags
+ * still in flight on an ended session are simply delivered again to the
+ * next one (the SDK drops ids it has already acknowledged). A send-only
+ * session (HELLO send_only, e.g. `ketenbus send`) takes no deliveries and
+ * leaves the agency's receiving session alone, so an agency can run its
+ * receiving adapter and submit from a script at the same time.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -87,7 +90,7 @@ void session_close(kb_broker_t *b, kb_session_t *s, const char *why)
     b->n_sessions--;
 }
 
-kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency)
+kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, int send_only)
 {
     if (rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
         kb_error_set(KB_EINVAL, "session: bad routing id");
@@ -113,14 +116,17 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
         s->rid_len = rid_len;
         b->n_sessions++;
     }
-    /* the newest session of an agency receives its deliveries */
-    kb_session_t *old = session_active(b, agency);
-    if (old && old != s)
-        session_close(b, old, "replaced by a newer session of the same agency");
+    /* the newest receiving session of an agency gets its deliveries */
+    if (!send_only) {
+        kb_session_t *old = session_active(b, agency);
+        if (old && old != s)
+            session_close(b, old, "replaced by a newer session of the same agency");
+    }
     snprintf(s->agency, sizeof s->agency, "%s", agency);
     s->credit = 0;
     s->cursor = 0;
-    s->active = 1;
+    s->active = !send_only;
+    s->send_only = send_only != 0;
     b->session_gen++;
     return s;
 }

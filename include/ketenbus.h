@@ -189,7 +189,9 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
 /* Optional: deliveries the broker may send ahead of acknowledgement
  * (default 64). 0 makes a send-only client: the broker delivers nothing to
  * it, so messages waiting for the agency stay queued for its receiving
- * client instead of being handed to this one and delivered again later. */
+ * client instead of being handed to this one and delivered again later,
+ * and its session does not replace the agency's receiving client (a newer
+ * client with credit does: one receiving client per agency). */
 int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit);
 /* Optional: liveness ping interval in milliseconds (default 1000). */
 int ketenbus_client_opts_set_ping_interval(ketenbus_client_opts_t *o, unsigned ms);

@@ -216,6 +216,7 @@ static int s_send_hello(ketenbus_client_t *c)
     h.adapter_name = c->o.agency;
     h.software = (char *)"libketenbus 0.1.0";
     h.credit = c->o.credit;
+    h.send_only = c->o.credit == 0; /* takes no deliveries: leaves the agency's receiver alone */
     Ketenbus__Frame f;
     ketenbus__frame__init(&f);
     f.body_case = KETENBUS__FRAME__BODY_HELLO;

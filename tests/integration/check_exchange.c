@@ -7,7 +7,7 @@
  * agencies, an offline recipient, a broker killed right after RECEIPT
  * ACCEPTED and one killed with hundreds of messages in flight, a recipient
  * with a small credit, the SDK outbox while the broker is down, refusal by
- * the rules.
+ * the rules, a send-only client beside the agency's receiving client.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,6 +434,51 @@ START_TEST(test_callback_style)
 }
 END_TEST
 
+/* An agency submits from a send-only client (credit 0, as `ketenbus send`)
+ * while its receiving client stays connected: the send-only session does
+ * not replace the receiving one, which keeps getting its deliveries. A
+ * second receiving client still replaces the first. */
+START_TEST(test_send_only_beside_receiver)
+{
+    ketenbus_client_t *rcv = kb_chain_client(&s_chain, "fier", "-rcv");
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_receipt_t r;
+    ketenbus_msg_t *m = kb_test_signal("fier", "first for fier");
+    ck_assert_msg(ketenbus_client_submit(politie, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ketenbus_msg_destroy(&m);
+    m = s_recv(rcv, 5000);
+    ck_assert_int_eq(ketenbus_client_ack(rcv, m), KETENBUS_OK);
+    ketenbus_msg_destroy(&m);
+
+    ketenbus_client_t *snd = kb_chain_client_credit(&s_chain, "fier", "-send", 0);
+    m = kb_test_signal("politie", "from fier's script");
+    ck_assert_msg(ketenbus_client_submit(snd, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ketenbus_msg_destroy(&m);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "send_only=1"), 1);
+
+    m = kb_test_signal("fier", "second for fier");
+    ck_assert_msg(ketenbus_client_submit(politie, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ketenbus_msg_destroy(&m);
+    m = s_recv(rcv, 5000);
+    char *text = ketenbus_msg_get(m, "signal.narrative");
+    ck_assert_str_eq(text, "second for fier");
+    free(text);
+    ck_assert_int_eq(ketenbus_client_ack(rcv, m), KETENBUS_OK);
+    ketenbus_msg_destroy(&m);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "replaced by a newer session"), 0);
+    ketenbus_client_destroy(&snd);
+
+    /* a second receiving client of fier is the newest receiver: it replaces the first */
+    ketenbus_client_t *rcv2 = kb_chain_client(&s_chain, "fier", "-rcv2");
+    ck_assert_int_eq(ketenbus_client_recv(rcv2, &m, 700), KETENBUS_ETIMEDOUT);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "replaced by a newer session"), 1);
+    ketenbus_client_destroy(&rcv2);
+    ketenbus_client_destroy(&rcv);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("exchange");
@@ -449,6 +494,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_refused_by_rules);
     tcase_add_test(tc, test_fanout_without_recipients);
     tcase_add_test(tc, test_callback_style);
+    tcase_add_test(tc, test_send_only_beside_receiver);
     suite_add_tcase(s, tc);
     return s;
 }

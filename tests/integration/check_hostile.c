@@ -7,7 +7,8 @@
  * fields, garbage bytes, oversized frames, unknown protocol versions. A key
  * that is not in the chain must not get a session at all. After each test
  * the broker still accepts a valid message. A peer that pipelines hundreds
- * of SUBMITs without waiting gets every answer, in order.
+ * of SUBMITs without waiting gets every answer, in order; a send-only
+ * session may not ask for deliveries.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,6 +370,46 @@ START_TEST(test_unchecked_signatures_for_benchmarks)
 }
 END_TEST
 
+/* A send-only session (HELLO send_only) may submit but not ask for
+ * deliveries: CREDIT is refused with ERROR_CODE_UNEXPECTED, and the
+ * session goes on. */
+START_TEST(test_credit_on_send_only_session)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    Ketenbus__Hello h;
+    ketenbus__hello__init(&h);
+    h.adapter_name = (char *)"send-only-test";
+    h.credit = 10; /* ignored: a send-only session has none */
+    h.send_only = 1;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_HELLO;
+    f.hello = &h;
+    s_send_frame(s_sock, &f);
+    ketenbus__frame__free_unpacked(s_expect(s_sock, KETENBUS__FRAME__BODY_WELCOME), NULL);
+    Ketenbus__Credit cr;
+    ketenbus__credit__init(&cr);
+    cr.credit = 5;
+    ketenbus__frame__init(&f);
+    f.request_id = 42;
+    f.body_case = KETENBUS__FRAME__BODY_CREDIT;
+    f.credit = &cr;
+    s_send_frame(s_sock, &f);
+    Ketenbus__Frame *e = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(e->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED);
+    ck_assert_uint_eq(e->request_id, 42);
+    ck_assert_msg(strstr(e->error->message, "send-only") != NULL, "%s", e->error->message);
+    ketenbus__frame__free_unpacked(e, NULL);
+    int outcome, code;
+    char reason[512];
+    Ketenbus__Envelope *env = s_envelope("politie", "politie");
+    s_submit(s_sock, env, &outcome, &code, reason, sizeof reason);
+    ck_assert_msg(outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED, "%s", reason);
+    ketenbus__envelope__free_unpacked(env, NULL);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "credit=0 send_only=1"), 1);
+}
+END_TEST
+
 /* What a pipelining peer sent and what came back to it. */
 typedef struct {
     void *sock;              /* its raw DEALER */
@@ -472,6 +513,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unknown_curve_key);
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
+    tcase_add_test(tc, test_credit_on_send_only_session);
     suite_add_tcase(s, tc);
     return s;
 }

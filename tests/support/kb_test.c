@@ -176,7 +176,14 @@ void kb_chain_cleanup(kb_chain_t *c)
     }
 }
 
+#define KB_TEST_CREDIT_DEFAULT 0xffffffffu /* leave the SDK's default */
+
 ketenbus_client_t *kb_chain_client(kb_chain_t *c, const char *agency, const char *suffix)
+{
+    return kb_chain_client_credit(c, agency, suffix, KB_TEST_CREDIT_DEFAULT);
+}
+
+ketenbus_client_t *kb_chain_client_credit(kb_chain_t *c, const char *agency, const char *suffix, unsigned credit)
 {
     char state[512];
     snprintf(state, sizeof state, "%s/state-%s%s", c->dir, agency, suffix ? suffix : "");
@@ -186,6 +193,8 @@ ketenbus_client_t *kb_chain_client(kb_chain_t *c, const char *agency, const char
     ck_assert_int_eq(ketenbus_client_opts_set_broker(o, c->endpoint, c->broker_cert), KETENBUS_OK);
     ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
     ck_assert_int_eq(ketenbus_client_opts_set_ping_interval(o, 200), KETENBUS_OK);
+    if (credit != KB_TEST_CREDIT_DEFAULT)
+        ck_assert_int_eq(ketenbus_client_opts_set_credit(o, credit), KETENBUS_OK);
     ketenbus_client_t *cl = ketenbus_client_new(o);
     ketenbus_client_opts_destroy(&o);
     ck_assert_msg(cl != NULL, "client %s: %s", agency, ketenbus_last_error());

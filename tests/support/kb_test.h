@@ -65,6 +65,9 @@ void kb_chain_cleanup(kb_chain_t *c);
 /* A client for agency (state in dir/state-<agency><suffix>). */
 ketenbus_client_t *kb_chain_client(kb_chain_t *c, const char *agency, const char *suffix);
 
+/* The same with the given delivery credit (0: a send-only client). */
+ketenbus_client_t *kb_chain_client_credit(kb_chain_t *c, const char *agency, const char *suffix, unsigned credit);
+
 /* Poll the client until fn(arg) is true or timeout_ms passes; returns fn's last value. */
 int kb_wait_until(ketenbus_client_t *cl, int (*fn)(void *), void *arg, int timeout_ms);
 
