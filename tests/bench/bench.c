@@ -179,6 +179,8 @@ typedef struct {
     double limit_s;          /* time limit of one broker run */
 } s_sizes_t;
 
+#define WIRE_BATCH 64u /* envelopes per SUBMIT in the batched throughput rows */
+
 static const s_sizes_t s_full = {600000, 10, 5, 3, 3, 150000, 40000, 20000, 5000, 5, 60000, 20000, 1000000, 5000, 300};
 static const s_sizes_t s_quick = {100000, 2, 1.5, 0.7, 1, 20000, 6000, 2000, 600, 1.5, 8000, 4000, 1000000, 600, 40};
 
@@ -295,11 +297,12 @@ static void s_finish(bench_broker_t *b)
 }
 
 /* A throughput run; returns 0 and fills w when it completed. */
-static int s_wire(bench_broker_t *b, const bench_keys_t *k, bench_pool_t *pools, unsigned pairs, size_t per_pair,
-                  double rate, int online, const s_sizes_t *z, bench_wire_t *w, const char *what)
+static int s_wire_batch(bench_broker_t *b, const bench_keys_t *k, bench_pool_t *pools, unsigned pairs,
+                        size_t per_pair, double rate, int online, unsigned batch, const s_sizes_t *z, bench_wire_t *w,
+                        const char *what)
 {
     bench_log("%s: %u pair(s), %zu messages each%s", what, pairs, per_pair, online ? "" : ", recipient offline");
-    if (bench_wire_run(b, k, pools, pairs, per_pair, rate, online, z->limit_s, w) != 0 || !w->complete) {
+    if (bench_wire_run(b, k, pools, pairs, per_pair, rate, online, batch, z->limit_s, w) != 0 || !w->complete) {
         bench_log("%s: incomplete: %s", what, w->error);
         s_failed = 1;
         return -1;
@@ -307,6 +310,13 @@ static int s_wire(bench_broker_t *b, const bench_keys_t *k, bench_pool_t *pools,
     if (w->rejected)
         bench_log("%s: %s", what, w->error);
     return 0;
+}
+
+/* The same with one envelope per SUBMIT, as an adapter submitting one at a time sends them. */
+static int s_wire(bench_broker_t *b, const bench_keys_t *k, bench_pool_t *pools, unsigned pairs, size_t per_pair,
+                  double rate, int online, const s_sizes_t *z, bench_wire_t *w, const char *what)
+{
+    return s_wire_batch(b, k, pools, pairs, per_pair, rate, online, 1, z, w, what);
 }
 
 int main(int argc, char **argv)
@@ -581,6 +591,37 @@ int main(int argc, char **argv)
             bench_vs(r, "CURVE forwarder", ceil_rate);
             if (i == 0)
                 bench_note(r, "until a PONG reports the recipient's queue empty: every ACK committed");
+        }
+        /* the same envelopes 64 to a SUBMIT frame, as submit_batch() and
+         * `ketenbus send` send a backlog: what per-frame costs (CURVE, one
+         * receipt entry set per frame) take from the one-per-frame runs */
+        for (int off = 1; off >= 0 && s_want("throughput"); off--) {
+            if (off && !have_switch)
+                continue;
+            if (s_broker(&b, &keys, off ? "tp-batch-off" : "tp-batch-on", 1, 2, off ? NOVERIFY : NULL) != 0)
+                continue;
+            int ok = s_wire_batch(&b, &keys, small, 1, z->tp_small, 0, 1, WIRE_BATCH, z, &w,
+                                  off ? "throughput, 64 per SUBMIT, checks off" : "throughput, 64 per SUBMIT") == 0;
+            s_finish(&b);
+            if (!ok)
+                continue;
+            snprintf(name, sizeof name, "accepted, 256 B, 1->1, %u per SUBMIT, checks %s", WIRE_BATCH, off ? "OFF" : "ON");
+            r = bench_row("throughput", name, w.accept_rate, "msg/s");
+            bench_vs(r, "CURVE forwarder", fwd_s.curve_rate);
+            bench_note(r, "%zu messages in SUBMIT frames of %u envelopes (as ketenbus_client_submit_batch sends them), "
+                          "closed loop with 4,000 messages in flight; not the one-per-frame workload of the targets",
+                       w.accepted, WIRE_BATCH);
+            if (!off) {
+                r = bench_row("throughput", "accepted, 256 B, 1->1, 64 per SUBMIT, checks ON, vs verify ceiling",
+                              w.accept_rate, "msg/s");
+                char vname[64];
+                snprintf(vname, sizeof vname, "Ed25519 verify x %u core%s", verify_cores, verify_cores > 1 ? "s" : "");
+                bench_vs(r, vname, verify_ceiling);
+            }
+            snprintf(name, sizeof name, "end to end through ACK commit, 256 B, 1->1, %u per SUBMIT, checks %s",
+                     WIRE_BATCH, off ? "OFF" : "ON");
+            r = bench_row("throughput", name, w.ack_rate, "msg/s");
+            bench_vs(r, "CURVE forwarder", fwd_s.curve_rate);
         }
     }
 

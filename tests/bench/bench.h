@@ -166,9 +166,12 @@ typedef struct {
 /* Drive n_pairs pairs through the broker at b->endpoint with the pools:
  * rate 0 = closed loop with a window per sender, else the total offered
  * rate in messages per second (open loop, latency measured from the
- * scheduled send time). recipients_online 0: only submit (offline queue). */
+ * scheduled send time). recipients_online 0: only submit (offline queue).
+ * batch > 1 (closed loop only): the same envelopes, `batch` to a SUBMIT
+ * frame, as ketenbus_client_submit_batch() sends them. */
 int bench_wire_run(const bench_broker_t *b, const bench_keys_t *k, bench_pool_t *pools, unsigned n_pairs,
-                   size_t per_pair, double rate, int recipients_online, double time_limit_s, bench_wire_t *out);
+                   size_t per_pair, double rate, int recipients_online, unsigned batch, double time_limit_s,
+                   bench_wire_t *out);
 
 /* The same exchange through libketenbus: submit(..., 0) with a window
  * (batch 1), or submit_batch() of `batch` messages, poll; a handler on the

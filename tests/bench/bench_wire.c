@@ -4,7 +4,8 @@
  * One thread, one ZeroMQ context (one I/O thread), per pair p a CURVE
  * DEALER with s_p's key that submits and one with r_p's key that receives.
  * It speaks the protocol as the SDK does on the wire (one envelope per
- * SUBMIT, an ACK and a CREDIT per DELIVER frame) but keeps no outbox, so
+ * SUBMIT, or up to 256 as submit_batch() sends them; an ACK and a CREDIT
+ * per DELIVER frame) but keeps no outbox, so
  * the figures are the broker's, not the adapter's disk. The loop waits in
  * ppoll() on the sockets' ZMQ_FD with a nanosecond timeout, so an open-loop
  * schedule of 30,000 messages per second is kept without spinning a core
@@ -46,6 +47,9 @@ typedef struct {
     int64_t *t_sent;        /* per index: (scheduled) send time */
     int64_t *t_rcpt;        /* per index: receipt time */
     int64_t *t_dlv;         /* per index: delivery time */
+    uint8_t **bframe;       /* batched runs: SUBMIT frame of indexes [b * batch, (b + 1) * batch) */
+    size_t *blen;           /* their lengths */
+    size_t n_bframe;        /* their count */
     uint64_t tags[WIRE_MAX_TAGS]; /* tags to acknowledge */
 } s_pair_t;
 
@@ -262,6 +266,46 @@ static int s_fd(void *sock)
     return fd;
 }
 
+/* Join the pool's single-envelope SUBMIT frames into frames of `batch`
+ * envelopes each (before any clock starts). */
+static int s_batch_frames(s_pair_t *p, const bench_pool_t *pool, size_t per_pair, unsigned batch)
+{
+    p->n_bframe = (per_pair + batch - 1) / batch;
+    p->bframe = calloc(p->n_bframe, sizeof *p->bframe);
+    p->blen = calloc(p->n_bframe, sizeof *p->blen);
+    Ketenbus__Frame **one = calloc(batch, sizeof *one);
+    Ketenbus__Envelope **envs = calloc(batch, sizeof *envs);
+    int rc = p->bframe && p->blen && one && envs ? 0 : -1;
+    for (size_t b = 0; rc == 0 && b < p->n_bframe; b++) {
+        size_t n = 0;
+        for (size_t j = b * batch; j < per_pair && j < (b + 1) * batch; j++, n++) {
+            if (kb_frame_decode(pool->frame[j], pool->len[j], WIRE_FRAME_MAX, &one[n]) != KB_OK ||
+                one[n]->body_case != KETENBUS__FRAME__BODY_SUBMIT || one[n]->submit->n_envelopes != 1) {
+                rc = -1;
+                break;
+            }
+            envs[n] = one[n]->submit->envelopes[0];
+        }
+        if (rc == 0) {
+            Ketenbus__Submit sub;
+            ketenbus__submit__init(&sub);
+            sub.n_envelopes = n;
+            sub.envelopes = envs;
+            Ketenbus__Frame f;
+            ketenbus__frame__init(&f);
+            f.request_id = b + 1;
+            f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
+            f.submit = &sub;
+            rc = kb_frame_encode(&f, &p->bframe[b], &p->blen[b]) == KB_OK ? 0 : -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            ketenbus__frame__free_unpacked(one[i], NULL);
+    }
+    free(one);
+    free(envs);
+    return rc;
+}
+
 /* Append the latencies of the messages that arrived to tmp[*m...]. */
 static void s_lat(const int64_t *sent, const int64_t *got, size_t n, int64_t *tmp, size_t *m)
 {
@@ -271,10 +315,11 @@ static void s_lat(const int64_t *sent, const int64_t *got, size_t n, int64_t *tm
 }
 
 int bench_wire_run(const bench_broker_t *b, const bench_keys_t *k, bench_pool_t *pools, unsigned n_pairs,
-                   size_t per_pair, double rate, int recipients_online, double time_limit_s, bench_wire_t *out)
+                   size_t per_pair, double rate, int recipients_online, unsigned batch, double time_limit_s,
+                   bench_wire_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (n_pairs == 0 || n_pairs > BENCH_MAX_PAIRS)
+    if (n_pairs == 0 || n_pairs > BENCH_MAX_PAIRS || batch == 0 || batch > 256 || (batch > 1 && rate > 0))
         return -1;
     s_run_t *r = calloc(1, sizeof *r);
     void *ctx = zmq_ctx_new();
@@ -297,6 +342,10 @@ int bench_wire_run(const bench_broker_t *b, const bench_keys_t *k, bench_pool_t 
         p->t_sent = calloc(per_pair, sizeof(int64_t));
         p->t_rcpt = calloc(per_pair, sizeof(int64_t));
         p->t_dlv = calloc(per_pair, sizeof(int64_t));
+        if (batch > 1 && s_batch_frames(p, &pools[i], per_pair, batch) != 0) {
+            snprintf(out->error, sizeof out->error, "pool %u: cannot join its frames in batches of %u", i, batch);
+            goto done;
+        }
         p->snd = s_dealer(ctx, k, sa, b->endpoint);
         p->rcv = recipients_online ? s_dealer(ctx, k, ra, b->endpoint) : NULL;
         if (!p->t_sent || !p->t_rcpt || !p->t_dlv || !p->snd || (recipients_online && !p->rcv)) {
@@ -335,16 +384,24 @@ int bench_wire_run(const bench_broker_t *b, const bench_keys_t *k, bench_pool_t 
                 }
                 if (rate <= 0 && (now < t0 || p->next - p->answered >= window))
                     break;
-                size_t j = p->next;
-                if (zmq_send(p->snd, pools[i].frame[j], pools[i].len[j], ZMQ_DONTWAIT) < 0) {
+                size_t j = p->next, n = 1;
+                const uint8_t *frame = pools[i].frame[j];
+                size_t len = pools[i].len[j];
+                if (batch > 1) {
+                    frame = p->bframe[j / batch];
+                    len = p->blen[j / batch];
+                    n = per_pair - j < batch ? per_pair - j : batch;
+                }
+                if (zmq_send(p->snd, frame, len, ZMQ_DONTWAIT) < 0) {
                     if (zmq_errno() != EAGAIN) {
                         snprintf(out->error, sizeof out->error, "send: %s", zmq_strerror(zmq_errno()));
                         goto done;
                     }
                     break;
                 }
-                p->t_sent[j] = rate > 0 ? due : bench_ns();
-                p->next++;
+                for (size_t m = 0; m < n; m++)
+                    p->t_sent[j + m] = rate > 0 ? due : bench_ns();
+                p->next += n;
             }
         }
         for (unsigned i = 0; i < n_pairs; i++) {
@@ -464,6 +521,10 @@ done:
         free(r->p[i].t_sent);
         free(r->p[i].t_rcpt);
         free(r->p[i].t_dlv);
+        for (size_t b2 = 0; r->p[i].bframe && b2 < r->p[i].n_bframe; b2++)
+            free(r->p[i].bframe[b2]);
+        free(r->p[i].bframe);
+        free(r->p[i].blen);
     }
     zmq_ctx_term(ctx);
     free(r);
