@@ -110,17 +110,25 @@ static Ketenbus__Frame *s_expect(void *s, int body_case)
     return NULL;
 }
 
-static void s_hello(void *s)
+/* HELLO with the given credit and send_only flag; wait for WELCOME. */
+static void s_hello_as(void *s, uint32_t credit, int send_only)
 {
     Ketenbus__Hello h;
     ketenbus__hello__init(&h);
     h.adapter_name = (char *)"hostile-test";
+    h.credit = credit;
+    h.send_only = send_only;
     Ketenbus__Frame f;
     ketenbus__frame__init(&f);
     f.body_case = KETENBUS__FRAME__BODY_HELLO;
     f.hello = &h;
     s_send_frame(s, &f);
     ketenbus__frame__free_unpacked(s_expect(s, KETENBUS__FRAME__BODY_WELCOME), NULL);
+}
+
+static void s_hello(void *s)
+{
+    s_hello_as(s, 0, 0);
 }
 
 /* A signed signal envelope from `sender` to `recipient` (signed with
@@ -376,20 +384,11 @@ END_TEST
 START_TEST(test_credit_on_send_only_session)
 {
     s_sock = s_raw(s_chain.keys, "politie");
-    Ketenbus__Hello h;
-    ketenbus__hello__init(&h);
-    h.adapter_name = (char *)"send-only-test";
-    h.credit = 10; /* ignored: a send-only session has none */
-    h.send_only = 1;
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.body_case = KETENBUS__FRAME__BODY_HELLO;
-    f.hello = &h;
-    s_send_frame(s_sock, &f);
-    ketenbus__frame__free_unpacked(s_expect(s_sock, KETENBUS__FRAME__BODY_WELCOME), NULL);
+    s_hello_as(s_sock, 10, 1); /* the credit is ignored: a send-only session has none */
     Ketenbus__Credit cr;
     ketenbus__credit__init(&cr);
     cr.credit = 5;
+    Ketenbus__Frame f;
     ketenbus__frame__init(&f);
     f.request_id = 42;
     f.body_case = KETENBUS__FRAME__BODY_CREDIT;
