@@ -35,6 +35,21 @@ int admin_start(kb_broker_t *b)
     return KB_OK;
 }
 
+/* Send-only sessions (e.g. `ketenbus send`) of agency: they submit beside
+ * its receiving adapter and are not counted as "connected". */
+static size_t s_senders(const kb_broker_t *b, const char *agency)
+{
+    size_t n = 0;
+    if (b->n_sessions == 0)
+        return 0;
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        const kb_session_t *s = &b->sessions[i];
+        if (s->rid_len > 0 && s->send_only && strcmp(s->agency, agency) == 0)
+            n++;
+    }
+    return n;
+}
+
 static json_object *s_status(kb_broker_t *b)
 {
     json_object *o = json_object_new_object();
@@ -55,6 +70,7 @@ static json_object *s_status(kb_broker_t *b)
         json_object *ao = json_object_new_object();
         json_object_object_add(ao, "id", json_object_new_string(a->id));
         json_object_object_add(ao, "connected", json_object_new_boolean(s != NULL));
+        json_object_object_add(ao, "senders", json_object_new_int64((int64_t)s_senders(b, a->id)));
         json_object_object_add(ao, "queued", json_object_new_int64((int64_t)kb_store_queue_depth(b->store, a->id)));
         json_object_object_add(ao, "in_flight", json_object_new_int64(s ? (int64_t)s->n_inflight : 0));
         json_object_object_add(ao, "credit", json_object_new_int64(s ? (int64_t)s->credit : 0));

@@ -22,7 +22,9 @@ static void s_usage(FILE *out, const char *cmd)
         fprintf(out, "usage: ketenbus status (--data DIR | --admin ENDPOINT) [--json]\n"
                      "\n"
                      "Shows the running broker's uptime, configuration hash, audit size and, per\n"
-                     "agency, whether its adapter is connected and how many messages wait.\n");
+                     "agency, whether its receiving adapter is connected (adapter online), how many\n"
+                     "send-only clients such as `ketenbus send` are connected (senders), and how\n"
+                     "many messages wait.\n");
     else
         fprintf(out, "usage: ketenbus reload (--data DIR | --admin ENDPOINT)\n"
                      "\n"
@@ -154,19 +156,19 @@ int cmd_admin(int argc, char **argv)
                (long long)s_int(ans, "agencies"), (long long)s_int(ans, "rules"));
     } else {
         printf("broker %s at %s, up %llds\nconfig %s (sha256 %.16s...)\naudit records %lld; accepted %lld, "
-               "rejected %lld, delivered %lld since start\n\n%-16s %-9s %8s %9s\n",
+               "rejected %lld, delivered %lld since start\n\n%-16s %-9s %7s %8s %9s\n",
                s_str(ans, "broker_id"), s_str(ans, "endpoint"), (long long)s_int(ans, "uptime_s"),
                s_str(ans, "config"), s_str(ans, "config_sha256"), (long long)s_int(ans, "audit_size"),
                (long long)s_int(ans, "accepted"), (long long)s_int(ans, "rejected"),
-               (long long)s_int(ans, "delivered"), "agency", "adapter", "queued", "in flight");
+               (long long)s_int(ans, "delivered"), "agency", "adapter", "senders", "queued", "in flight");
         json_object *list = NULL;
         json_object_object_get_ex(ans, "agencies", &list);
         for (size_t i = 0; list && i < json_object_array_length(list); i++) {
             json_object *a = json_object_array_get_idx(list, i);
             json_object *conn = NULL;
             json_object_object_get_ex(a, "connected", &conn);
-            printf("%-16s %-9s %8lld %9lld\n", s_str(a, "id"), json_object_get_boolean(conn) ? "online" : "offline",
-                   (long long)s_int(a, "queued"), (long long)s_int(a, "in_flight"));
+            printf("%-16s %-9s %7lld %8lld %9lld\n", s_str(a, "id"), json_object_get_boolean(conn) ? "online" : "offline",
+                   (long long)s_int(a, "senders"), (long long)s_int(a, "queued"), (long long)s_int(a, "in_flight"));
         }
     }
     json_object_put(ans);

@@ -456,6 +456,11 @@ START_TEST(test_send_only_beside_receiver)
     ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
     ketenbus_msg_destroy(&m);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "send_only=1"), 1);
+    /* status: fier's receiving adapter online, one sender beside it */
+    char out[8192];
+    ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "status --data data --json"), 0);
+    ck_assert_msg(strstr(out, "\"id\":\"fier\",\"connected\":true,\"senders\":1") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "\"id\":\"politie\",\"connected\":true,\"senders\":0") != NULL, "%s", out);
 
     m = kb_test_signal("fier", "second for fier");
     ck_assert_msg(ketenbus_client_submit(politie, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
