@@ -31,6 +31,7 @@
 #define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
 #define KB_STAGE_OPS_MAX    65536u /* staged store operations before the loop waits for the disk */
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
+#define KB_SENDERS_PER_AGENCY 16   /* send-only sessions one agency may hold at once */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
 #define KB_RECEIPT_JOIN_MAX (256u * 1024u) /* bytes of entries one RECEIPT gathers */
 #define KB_RECEIPT_JOIN_LOOKBACK 32u   /* queued replies searched for the peer's open RECEIPT */

@@ -90,6 +90,26 @@ void session_close(kb_broker_t *b, kb_session_t *s, const char *why)
     b->n_sessions--;
 }
 
+/* The least recently seen send-only session of agency (NULL: of any
+ * agency) other than keep, or NULL; *count (if given) is how many such
+ * sessions there are. */
+static kb_session_t *s_oldest_sender(kb_broker_t *b, const char *agency, const kb_session_t *keep, size_t *count)
+{
+    kb_session_t *oldest = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len == 0 || !s->send_only || s == keep || (agency && strcmp(s->agency, agency) != 0))
+            continue;
+        n++;
+        if (!oldest || s->last_seen_ms < oldest->last_seen_ms)
+            oldest = s;
+    }
+    if (count)
+        *count = n;
+    return oldest;
+}
+
 kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, int send_only)
 {
     if (rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
@@ -105,9 +125,25 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
         s->n_inflight = s->head_inflight = s->span_inflight = s->cap_inflight = 0;
         s_direct_free(s);
     } else {
+        /* send-only sessions end only by timeout: an agency keeps at most
+         * KB_SENDERS_PER_AGENCY of them, and a full table gives up its
+         * least recently seen one, so connecting scripts cannot crowd out
+         * receiving adapters */
+        size_t mine = 0;
+        kb_session_t *old = send_only ? s_oldest_sender(b, agency, NULL, &mine) : NULL;
+        if (old && mine >= KB_SENDERS_PER_AGENCY) {
+            char why[128];
+            snprintf(why, sizeof why, "the agency opened more than %d send-only sessions: the least recently seen ends",
+                     KB_SENDERS_PER_AGENCY);
+            session_close(b, old, why);
+        }
         for (size_t i = 0; i < KB_MAX_SESSIONS && !s; i++)
             if (b->sessions[i].rid_len == 0)
                 s = &b->sessions[i];
+        if (!s && (old = s_oldest_sender(b, NULL, NULL, NULL)) != NULL) {
+            session_close(b, old, "all session slots in use: the least recently seen send-only session ends");
+            s = old; /* reset by session_close: free */
+        }
         if (!s) {
             kb_error_set(KB_ETOOBIG, "session: all %u session slots in use", KB_MAX_SESSIONS);
             return NULL;

@@ -409,6 +409,37 @@ START_TEST(test_credit_on_send_only_session)
 }
 END_TEST
 
+/* Send-only sessions end only by timeout, so an agency that keeps
+ * connecting may hold at most 16 (KB_SENDERS_PER_AGENCY): the 17th ends
+ * the least recently seen one, which then has no session, while the newest
+ * still has. */
+START_TEST(test_send_only_sessions_are_capped)
+{
+    enum { N = 17 };
+    void *socks[N];
+    for (int i = 0; i < N; i++) {
+        socks[i] = s_raw(s_chain.keys, "politie");
+        s_hello_as(socks[i], 0, 1);
+    }
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
+    Ketenbus__Ping ping;
+    ketenbus__ping__init(&ping);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_PING;
+    f.ping = &ping;
+    s_send_frame(socks[0], &f);
+    Ketenbus__Frame *e = s_expect(socks[0], KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(e->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
+    ketenbus__frame__free_unpacked(e, NULL);
+    s_send_frame(socks[N - 1], &f);
+    ketenbus__frame__free_unpacked(s_expect(socks[N - 1], KETENBUS__FRAME__BODY_PONG), NULL);
+    for (int i = 0; i < N; i++)
+        zmq_close(socks[i]);
+    s_still_serving();
+}
+END_TEST
+
 /* What a pipelining peer sent and what came back to it. */
 typedef struct {
     void *sock;              /* its raw DEALER */
@@ -513,6 +544,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     tcase_add_test(tc, test_credit_on_send_only_session);
+    tcase_add_test(tc, test_send_only_sessions_are_capped);
     suite_add_tcase(s, tc);
     return s;
 }
