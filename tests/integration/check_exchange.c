@@ -16,6 +16,7 @@
 #include <check.h>
 
 #include "kb_test.h"
+#include "kb_util.h"
 #include "ketenbus.pb-c.h"
 
 /* What each test rule says besides id, from, to and kinds. */
@@ -455,7 +456,8 @@ START_TEST(test_send_only_beside_receiver)
     ck_assert_msg(ketenbus_client_submit(snd, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
     ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
     ketenbus_msg_destroy(&m);
-    ck_assert_int_eq(kb_chain_log_count(&s_chain, "send_only=1"), 1);
+    /* (the SDK says HELLO again when WELCOME is slow: at least once) */
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "send_only=1"), 1);
     /* status: fier's receiving adapter online, one sender beside it */
     char out[8192];
     ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "status --data data --json"), 0);
@@ -476,8 +478,10 @@ START_TEST(test_send_only_beside_receiver)
 
     /* a second receiving client of fier is the newest receiver: it replaces the first */
     ketenbus_client_t *rcv2 = kb_chain_client(&s_chain, "fier", "-rcv2");
-    ck_assert_int_eq(ketenbus_client_recv(rcv2, &m, 700), KETENBUS_ETIMEDOUT);
-    ck_assert_int_eq(kb_chain_log_count(&s_chain, "replaced by a newer session"), 1);
+    int64_t deadline = kb_mono_ms() + 5000;
+    while (kb_chain_log_count(&s_chain, "replaced by a newer session") == 0 && kb_mono_ms() < deadline)
+        ketenbus_client_poll(rcv2, 50);
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "replaced by a newer session"), 1);
     ketenbus_client_destroy(&rcv2);
     ketenbus_client_destroy(&rcv);
     ketenbus_client_destroy(&politie);
