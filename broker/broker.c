@@ -320,11 +320,8 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
         while (cap < o->frame_len + add)
             cap *= 2;
         uint8_t *p = realloc(o->frame, cap);
-        if (!p) {
-            if (!join)
-                free(o->frame);
-            return kb_error_set(KB_ENOMEM, "broker: out of memory");
-        }
+        if (!p)
+            return kb_error_set(KB_ENOMEM, "broker: out of memory"); /* a new entry has no frame yet */
         o->frame = p;
         o->frame_cap = cap;
     }
@@ -358,6 +355,7 @@ static void s_out_close(kb_broker_t *b)
             free(o->frame);
             o->frame = frame;
             o->frame_len = len;
+            o->frame_cap = 0;
             o->receipt_open = 0;
             if (rc != KB_OK) {
                 kb_log(KB_LOG_ERROR, "receipt_dropped", "entries=%zu detail=\"%s\"", o->receipt_entries,

@@ -23,8 +23,8 @@ static void s_usage(FILE *out, const char *cmd)
                      "\n"
                      "Shows the running broker's uptime, configuration hash, audit size and, per\n"
                      "agency, whether its receiving adapter is connected (adapter online), how many\n"
-                     "send-only clients such as `ketenbus send` are connected (senders), and how\n"
-                     "many messages wait.\n");
+                     "send-only clients such as `ketenbus send` it has (senders: sessions seen within\n"
+                     "session_timeout), and how many messages wait.\n");
     else
         fprintf(out, "usage: ketenbus reload (--data DIR | --admin ENDPOINT)\n"
                      "\n"

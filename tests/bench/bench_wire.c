@@ -279,8 +279,10 @@ static int s_batch_frames(s_pair_t *p, const bench_pool_t *pool, size_t per_pair
     for (size_t b = 0; rc == 0 && b < p->n_bframe; b++) {
         size_t n = 0;
         for (size_t j = b * batch; j < per_pair && j < (b + 1) * batch; j++, n++) {
-            if (kb_frame_decode(pool->frame[j], pool->len[j], WIRE_FRAME_MAX, &one[n]) != KB_OK ||
-                one[n]->body_case != KETENBUS__FRAME__BODY_SUBMIT || one[n]->submit->n_envelopes != 1) {
+            int drc = kb_frame_decode(pool->frame[j], pool->len[j], WIRE_FRAME_MAX, &one[n]);
+            if (drc != KB_OK || one[n]->body_case != KETENBUS__FRAME__BODY_SUBMIT || one[n]->submit->n_envelopes != 1) {
+                if (one[n]) /* also handed out with KB_EVERSION */
+                    ketenbus__frame__free_unpacked(one[n], NULL);
                 rc = -1;
                 break;
             }
@@ -319,7 +321,8 @@ int bench_wire_run(const bench_broker_t *b, const bench_keys_t *k, bench_pool_t 
                    bench_wire_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (n_pairs == 0 || n_pairs > BENCH_MAX_PAIRS || batch == 0 || batch > 256 || (batch > 1 && rate > 0))
+    if (n_pairs == 0 || n_pairs > BENCH_MAX_PAIRS || per_pair == 0 || batch == 0 || batch > 256 ||
+        (batch > 1 && rate > 0))
         return -1;
     s_run_t *r = calloc(1, sizeof *r);
     void *ctx = zmq_ctx_new();
@@ -382,7 +385,8 @@ int bench_wire_run(const bench_broker_t *b, const bench_keys_t *k, bench_pool_t 
                         next_due = due;
                     break;
                 }
-                if (rate <= 0 && (now < t0 || p->next - p->answered >= window))
+                /* closed loop: at most `window` messages without receipt */
+                if (rate <= 0 && (now < t0 || p->next - p->answered + batch > window))
                     break;
                 size_t j = p->next, n = 1;
                 const uint8_t *frame = pools[i].frame[j];
