@@ -107,11 +107,11 @@ fail:
     return NULL;
 }
 
-static void s_out_clear(kb_broker_t *b)
+static void s_replies_clear(kb_replies_t *r)
 {
-    for (size_t i = 0; i < b->n_out; i++)
-        free(b->out[i].frame);
-    b->n_out = 0;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].frame);
+    r->n = 0;
 }
 
 _Static_assert(KB_IDSET_MAX == KB_DRAIN_MAX * KB_MAX_BATCH, "an id set holds what one turn can accept");
@@ -143,11 +143,10 @@ void kb_broker_destroy(kb_broker_t **p)
         zmq_close(b->zap);
     if (b->zctx)
         zmq_ctx_term(b->zctx);
-    s_out_clear(b);
-    free(b->out);
-    for (size_t i = 0; i < b->n_held; i++)
-        free(b->held[i].frame);
-    free(b->held);
+    s_replies_clear(&b->out);
+    free(b->out.v);
+    s_replies_clear(&b->held);
+    free(b->held.v);
     kb_idset_destroy(&b->ids);
     kb_idset_destroy(&b->ids_flight);
     if (b->verify)
@@ -265,31 +264,36 @@ int kb_broker_start(kb_broker_t *b)
     return KB_OK;
 }
 
-static int s_out_grow(kb_broker_t *b)
+/* A cleared slot for one more reply to rid at the end of r (counted by
+ * the caller once it is filled), or NULL when out of memory. */
+static kb_outgoing_t *s_reply_slot(kb_replies_t *r, const uint8_t *rid, size_t rid_len)
 {
-    if (b->n_out < b->cap_out)
-        return KB_OK;
-    size_t cap = b->cap_out ? b->cap_out * 2 : 64;
-    kb_outgoing_t *p = realloc(b->out, cap * sizeof *p);
-    if (!p)
-        return kb_error_set(KB_ENOMEM, "broker: out of memory");
-    b->out = p;
-    b->cap_out = cap;
-    return KB_OK;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        kb_outgoing_t *p = realloc(r->v, cap * sizeof *p);
+        if (!p) {
+            kb_error_set(KB_ENOMEM, "broker: out of memory");
+            return NULL;
+        }
+        r->v = p;
+        r->cap = cap;
+    }
+    kb_outgoing_t *o = &r->v[r->n];
+    memset(o, 0, sizeof *o);
+    memcpy(o->rid, rid, rid_len);
+    o->rid_len = rid_len;
+    return o;
 }
 
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f)
 {
-    if (s_out_grow(b) != KB_OK)
+    kb_outgoing_t *o = s_reply_slot(&b->out, rid, rid_len);
+    if (!o)
         return KB_ENOMEM;
-    kb_outgoing_t *o = &b->out[b->n_out];
-    memset(o, 0, sizeof *o);
     int rc = kb_frame_encode(f, &o->frame, &o->frame_len);
     if (rc != KB_OK)
         return rc;
-    memcpy(o->rid, rid, rid_len);
-    o->rid_len = rid_len;
-    b->n_out++;
+    b->out.n++;
     return KB_OK;
 }
 
@@ -300,8 +304,8 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
     /* the last reply queued for this peer, among the last few: replies to
      * one peer keep their order, replies to different peers need none */
     kb_outgoing_t *o = NULL;
-    for (size_t i = b->n_out, k = 0; i > 0 && k < KB_RECEIPT_JOIN_LOOKBACK; i--, k++) {
-        kb_outgoing_t *c = &b->out[i - 1];
+    for (size_t i = b->out.n, k = 0; i > 0 && k < KB_RECEIPT_JOIN_LOOKBACK; i--, k++) {
+        kb_outgoing_t *c = &b->out.v[i - 1];
         if (c->rid_len == rid_len && memcmp(c->rid, rid, rid_len) == 0) {
             o = c;
             break;
@@ -309,12 +313,8 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
     }
     int join = o && o->receipt_open && o->receipt_entries + r->n_entries <= KB_MAX_BATCH &&
                o->frame_len + add <= KB_RECEIPT_JOIN_MAX;
-    if (!join) {
-        if (s_out_grow(b) != KB_OK)
-            return KB_ENOMEM;
-        o = &b->out[b->n_out];
-        memset(o, 0, sizeof *o);
-    }
+    if (!join && !(o = s_reply_slot(&b->out, rid, rid_len)))
+        return KB_ENOMEM;
     if (o->frame_len + add > o->frame_cap) {
         size_t cap = o->frame_cap ? o->frame_cap * 2 : 512;
         while (cap < o->frame_len + add)
@@ -332,10 +332,8 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
     o->receipt_entries += r->n_entries;
     o->receipt_request = request_id;
     if (!join) {
-        memcpy(o->rid, rid, rid_len);
-        o->rid_len = rid_len;
         o->receipt_open = 1;
-        b->n_out++;
+        b->out.n++;
     }
     return KB_OK;
 }
@@ -343,11 +341,11 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
 /* Frame the receipts still open: nothing joins them after this. One that
  * cannot be framed (out of memory) is dropped: its sender resends after
  * its timeout and is answered DUPLICATE. */
-static void s_out_close(kb_broker_t *b)
+static void s_replies_close(kb_replies_t *r)
 {
     size_t k = 0;
-    for (size_t i = 0; i < b->n_out; i++) {
-        kb_outgoing_t *o = &b->out[i];
+    for (size_t i = 0; i < r->n; i++) {
+        kb_outgoing_t *o = &r->v[i];
         if (o->receipt_open) {
             uint8_t *frame = NULL;
             size_t len = 0;
@@ -363,25 +361,23 @@ static void s_out_close(kb_broker_t *b)
                 continue;
             }
         }
-        b->out[k++] = *o;
+        r->v[k++] = *o;
     }
-    b->n_out = k;
+    r->n = k;
 }
 
 int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t **frame, size_t frame_len)
 {
-    if (s_out_grow(b) != KB_OK) {
+    kb_outgoing_t *o = s_reply_slot(&b->out, rid, rid_len);
+    if (!o) {
         free(*frame);
         *frame = NULL;
         return KB_ENOMEM;
     }
-    kb_outgoing_t *o = &b->out[b->n_out++];
-    memset(o, 0, sizeof *o);
     o->frame = *frame;
     o->frame_len = frame_len;
     *frame = NULL;
-    memcpy(o->rid, rid, rid_len);
-    o->rid_len = rid_len;
+    b->out.n++;
     return KB_OK;
 }
 
@@ -400,11 +396,12 @@ static int s_error(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
     return broker_reply(b, rid, rid_len, &f);
 }
 
-static void s_flush(kb_broker_t *b)
+/* Send the replies of r, in order, and empty it. */
+static void s_send_replies(kb_broker_t *b, kb_replies_t *r)
 {
-    s_out_close(b);
-    for (size_t i = 0; i < b->n_out; i++) {
-        kb_outgoing_t *o = &b->out[i];
+    s_replies_close(r);
+    for (size_t i = 0; i < r->n; i++) {
+        kb_outgoing_t *o = &r->v[i];
         if (zmq_send(b->router, o->rid, o->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
             zmq_send(b->router, o->frame, o->frame_len, ZMQ_DONTWAIT) < 0) {
             int e = zmq_errno();
@@ -416,7 +413,13 @@ static void s_flush(kb_broker_t *b)
                 session_close(b, s, "peer unreachable");
         }
     }
-    s_out_clear(b);
+    s_replies_clear(r);
+}
+
+/* Send the replies that need no commit (or whose commit is done). */
+static void s_flush(kb_broker_t *b)
+{
+    s_send_replies(b, &b->out);
 }
 
 /* After a failed commit nothing not yet sent may be confirmed: the
@@ -427,18 +430,15 @@ static void s_abort_turn(kb_broker_t *b)
 {
     kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
     broker_resync(b);
-    size_t n_held = b->n_held, n_out = b->n_out;
-    kb_outgoing_t *held = b->held, *out = b->out;
-    b->held = b->out = NULL;
-    b->n_held = b->cap_held = b->n_out = b->cap_out = 0;
-    for (size_t i = 0; i < n_held + n_out; i++) {
-        kb_outgoing_t *o = i < n_held ? &held[i] : &out[i - n_held];
-        s_error(b, o->rid, o->rid_len, 0, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL,
-                "the broker could not store this turn; send again");
-        free(o->frame);
+    kb_replies_t gone[2] = {b->held, b->out};
+    b->held = b->out = (kb_replies_t){0};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < gone[k].n; i++)
+            s_error(b, gone[k].v[i].rid, gone[k].v[i].rid_len, 0, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL,
+                    "the broker could not store this turn; send again");
+        s_replies_clear(&gone[k]);
+        free(gone[k].v);
     }
-    free(held);
-    free(out);
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
         if (s->rid_len)
@@ -461,18 +461,7 @@ int broker_settle(kb_broker_t *b)
         b->spare = done;
     if (rc == KB_OK) {
         /* the held replies are true now: send them before anything later */
-        kb_outgoing_t *out = b->out;
-        size_t n_out = b->n_out, cap_out = b->cap_out;
-        b->out = b->held;
-        b->n_out = b->n_held;
-        b->cap_out = b->cap_held;
-        s_flush(b);
-        b->held = b->out;
-        b->cap_held = b->cap_out;
-        b->n_held = 0;
-        b->out = out;
-        b->n_out = n_out;
-        b->cap_out = cap_out;
+        s_send_replies(b, &b->held);
         kb_idset_clear(b->ids_flight); /* in the store now */
         return KB_OK;
     }
@@ -503,19 +492,14 @@ static void s_submit(kb_broker_t *b)
         return;
     }
     b->spare = NULL;
-    s_out_close(b); /* held from now on: complete frames */
+    s_replies_close(&b->out); /* held from now on: complete frames */
     kb_store_seal(b->store, b->batch); /* the queue counters as this batch leaves them */
     kb_batch_t *job = b->batch;
     b->batch = next;
     b->tiles.batch = next; /* tiles of the tree are staged with the records */
-    kb_outgoing_t *held = b->held;
-    size_t cap_held = b->cap_held;
+    kb_replies_t sent = b->held; /* empty: settled */
     b->held = b->out;
-    b->n_held = b->n_out;
-    b->cap_held = b->cap_out;
-    b->out = held;
-    b->n_out = 0;
-    b->cap_out = cap_held;
+    b->out = sent;
     kb_idset_t *ids = b->ids_flight; /* empty: settled */
     b->ids_flight = b->ids;
     b->ids = ids;

@@ -90,6 +90,13 @@ typedef struct {
     uint64_t receipt_request;       /* request_id of the last SUBMIT they answer */
 } kb_outgoing_t;
 
+/* A list of replies in the order they go out. */
+typedef struct {
+    kb_outgoing_t *v;               /* the replies */
+    size_t n;                       /* their count */
+    size_t cap;                     /* allocated */
+} kb_replies_t;
+
 /* What the signal handlers of main.c tell the loop. */
 typedef struct {
     volatile sig_atomic_t stop;     /* SIGTERM or SIGINT arrived */
@@ -117,9 +124,7 @@ typedef struct kb_broker {
     kb_batch_t *batch;              /* changes staged this turn */
     kb_batch_t *spare;              /* the other batch: idle, or NULL while the committer writes it */
     struct kb_commit *commit;       /* committer thread: writes (and syncs) batches off this thread */
-    kb_outgoing_t *held;            /* replies waiting for the batch in flight */
-    size_t n_held;                  /* their count */
-    size_t cap_held;                /* allocated */
+    kb_replies_t held;              /* replies waiting for the batch in flight */
     kb_incoming_t *in;              /* frames of this turn, KB_DRAIN_MAX slots */
     kb_incoming_t *in_next;         /* frames read ahead for the next turn, KB_DRAIN_MAX slots */
     struct kb_arena *arena;         /* the decoded frames of in (reset after the turn) */
@@ -149,9 +154,7 @@ typedef struct kb_broker {
     size_t n_sessions;              /* sessions in use */
     uint64_t session_gen;           /* bumped whenever a session opens or ends */
     kb_session_cache_t *session_cache; /* agency -> active session, KB_SESSION_CACHE slots */
-    kb_outgoing_t *out;             /* replies to send after the commit */
-    size_t n_out;                   /* their count */
-    size_t cap_out;                 /* allocated */
+    kb_replies_t out;               /* replies of the staged batch: sent after its commit */
     kb_idset_t *ids;                /* (sender, id) accepted into the staged batch */
     kb_idset_t *ids_flight;         /* (sender, id) accepted into the batch in flight */
     int64_t started_ms;             /* monotonic start time */
