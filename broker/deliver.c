@@ -30,8 +30,59 @@ typedef struct {
     int rc;                         /* first error */
 } s_pump_t;
 
-/* The envelope goes out as the queue holds it (packed for this recipient):
- * only the fields of its audit record are read, not the whole of it. */
+/* Hand queue entry q (tag) to session s: a copy of its envelope bytes in
+ * *out, the tag in the session's in-flight window, its DELIVERED record,
+ * one credit used. The envelope goes out as the queue holds it (packed for
+ * this recipient): only the fields of its audit record are read (v). */
+static int s_hand_out(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus__QueueEntry *q,
+                      const kb_envelope_view_t *v, kb_delivery_raw_t *out)
+{
+    uint8_t *bytes = malloc(q->envelope.len ? q->envelope.len : 1);
+    if (!bytes)
+        return kb_error_set(KB_ENOMEM, "deliver: out of memory");
+    if (q->envelope.len > 0)
+        memcpy(bytes, q->envelope.data, q->envelope.len);
+    kb_inflight_t d = {.tag = tag, .kind = (int)q->kind};
+    if (q->message_id.len == 16)
+        memcpy(d.message_id, q->message_id.data, 16);
+    snprintf(d.sender, sizeof d.sender, "%s", q->sender);
+    int rc = session_inflight_add(s, &d);
+    if (rc == KB_OK) {
+        Ketenbus__AuditRecord r;
+        audit_record_view(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, v);
+        r.counterpart = s->agency;
+        r.tag = tag;
+        rc = audit_append(b, &r, NULL);
+    }
+    if (rc != KB_OK) {
+        free(bytes);
+        return rc;
+    }
+    *out = (kb_delivery_raw_t){tag, bytes, q->envelope.len};
+    s->credit--;
+    return KB_OK;
+}
+
+/* Send deliveries items[0..n) to s in DELIVER frames of up to
+ * KB_DELIVER_BATCH, and free their bytes. */
+static int s_send_items(kb_broker_t *b, kb_session_t *s, kb_delivery_raw_t *items, size_t n)
+{
+    int rc = KB_OK;
+    for (size_t i = 0; rc == KB_OK && i < n; i += KB_DELIVER_BATCH) {
+        size_t k = n - i < KB_DELIVER_BATCH ? n - i : KB_DELIVER_BATCH;
+        uint8_t *frame = NULL;
+        size_t frame_len = 0;
+        rc = kb_deliver_encode(items + i, k, &frame, &frame_len);
+        if (rc == KB_OK)
+            rc = broker_reply_raw(b, s->rid, s->rid_len, &frame, frame_len);
+        if (rc == KB_OK)
+            b->stat_delivered += k;
+    }
+    for (size_t i = 0; i < n; i++)
+        free((void *)items[i].envelope);
+    return rc;
+}
+
 static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 {
     s_pump_t *p = arg;
@@ -43,32 +94,12 @@ static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
                (unsigned long long)seq, kb_last_error());
         return 0;
     }
-    uint8_t *bytes = malloc(q->envelope.len ? q->envelope.len : 1);
-    if (!bytes) {
-        p->rc = kb_error_set(KB_ENOMEM, "deliver: out of memory");
-        return 1;
-    }
-    if (q->envelope.len > 0)
-        memcpy(bytes, q->envelope.data, q->envelope.len);
-    kb_inflight_t d = {.tag = seq, .kind = (int)q->kind};
-    if (q->message_id.len == 16)
-        memcpy(d.message_id, q->message_id.data, 16);
-    snprintf(d.sender, sizeof d.sender, "%s", q->sender);
-    int rc = session_inflight_add(p->s, &d);
-    if (rc == KB_OK) {
-        Ketenbus__AuditRecord r;
-        audit_record_view(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, &v);
-        r.counterpart = p->s->agency;
-        r.tag = seq;
-        rc = audit_append(p->b, &r, NULL);
-    }
+    int rc = s_hand_out(p->b, p->s, seq, q, &v, &p->items[p->n]);
     if (rc != KB_OK) {
-        free(bytes);
         p->rc = rc;
         return 1;
     }
-    p->items[p->n++] = (kb_delivery_raw_t){seq, bytes, q->envelope.len};
-    p->s->credit--;
+    p->n++;
     return p->s->credit == 0;
 }
 
@@ -88,17 +119,12 @@ static int s_pump_session(kb_broker_t *b, kb_session_t *s)
         s->cursor = p.last_seq + 1;
     if (rc == KB_OK)
         rc = p.rc;
-    if (rc == KB_OK && p.n > 0) {
-        uint8_t *frame = NULL;
-        size_t frame_len = 0;
-        rc = kb_deliver_encode(p.items, p.n, &frame, &frame_len);
-        if (rc == KB_OK)
-            rc = broker_reply_raw(b, s->rid, s->rid_len, &frame, frame_len);
-        if (rc == KB_OK)
-            b->stat_delivered += p.n;
+    if (rc == KB_OK) {
+        rc = s_send_items(b, s, p.items, p.n); /* frees their bytes */
+    } else {
+        for (size_t i = 0; i < p.n; i++)
+            free((void *)p.items[i].envelope);
     }
-    for (size_t i = 0; i < p.n; i++)
-        free((void *)p.items[i].envelope);
     free(p.items);
     return rc;
 }
@@ -119,30 +145,11 @@ int deliver_direct(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus
         s->direct = p;
         s->cap_direct = cap;
     }
-    uint8_t *bytes = malloc(q->envelope.len ? q->envelope.len : 1);
-    if (!bytes)
-        return kb_error_set(KB_ENOMEM, "deliver: out of memory");
-    if (q->envelope.len > 0)
-        memcpy(bytes, q->envelope.data, q->envelope.len);
-    kb_inflight_t d = {.tag = tag, .kind = (int)q->kind};
-    if (q->message_id.len == 16)
-        memcpy(d.message_id, q->message_id.data, 16);
-    snprintf(d.sender, sizeof d.sender, "%s", q->sender);
-    int rc = session_inflight_add(s, &d);
-    if (rc == KB_OK) {
-        Ketenbus__AuditRecord r;
-        audit_record_view(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, &v);
-        r.counterpart = s->agency;
-        r.tag = tag;
-        rc = audit_append(b, &r, NULL);
-    }
-    if (rc != KB_OK) {
-        free(bytes);
+    int rc = s_hand_out(b, s, tag, q, &v, &s->direct[s->n_direct]);
+    if (rc != KB_OK)
         return rc;
-    }
-    s->direct[s->n_direct++] = (kb_delivery_raw_t){tag, bytes, q->envelope.len};
+    s->n_direct++;
     s->cursor = tag + 1;
-    s->credit--;
     *done = 1;
     return KB_OK;
 }
@@ -150,19 +157,7 @@ int deliver_direct(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus
 /* The DELIVER frames of what routing delivered to s this turn. */
 static int s_send_direct(kb_broker_t *b, kb_session_t *s)
 {
-    int rc = KB_OK;
-    for (size_t i = 0; rc == KB_OK && i < s->n_direct; i += KB_DELIVER_BATCH) {
-        size_t n = s->n_direct - i < KB_DELIVER_BATCH ? s->n_direct - i : KB_DELIVER_BATCH;
-        uint8_t *frame = NULL;
-        size_t frame_len = 0;
-        rc = kb_deliver_encode(s->direct + i, n, &frame, &frame_len);
-        if (rc == KB_OK)
-            rc = broker_reply_raw(b, s->rid, s->rid_len, &frame, frame_len);
-        if (rc == KB_OK)
-            b->stat_delivered += n;
-    }
-    for (size_t i = 0; i < s->n_direct; i++)
-        free((void *)s->direct[i].envelope);
+    int rc = s_send_items(b, s, s->direct, s->n_direct);
     s->n_direct = 0;
     return rc;
 }
