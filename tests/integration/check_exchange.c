@@ -191,6 +191,20 @@ START_TEST(test_kill9_after_accept)
 }
 END_TEST
 
+/* Submit signal "<what> <i>" from c to rvdk without waiting for its
+ * receipt; its message id goes to id. */
+static void s_submit_nowait(ketenbus_client_t *c, const char *what, int i, char id[40])
+{
+    char text[64];
+    snprintf(text, sizeof text, "%s %d", what, i);
+    ketenbus_msg_t *m = kb_test_signal("rvdk", text);
+    ketenbus_receipt_t r;
+    int rc = ketenbus_client_submit(c, m, &r, 0);
+    ck_assert_msg(rc == KETENBUS_OK || rc == KETENBUS_EPENDING, "submit: %s", ketenbus_last_error());
+    snprintf(id, 40, "%s", ketenbus_msg_id(m));
+    ketenbus_msg_destroy(&m);
+}
+
 /* Many submissions and deliveries in flight when the broker is killed:
  * every message with a RECEIPT ACCEPTED before the kill arrives after the
  * restart, the rest arrive once the outbox is resent, each exactly once
@@ -208,14 +222,7 @@ START_TEST(test_kill9_with_many_in_flight)
     static char sent[S_MANY][40], got[S_MANY][40];
     size_t n_got = 0;
     for (int i = 0; i < S_MANY; i++) {
-        char text[64];
-        snprintf(text, sizeof text, "in flight %d", i);
-        ketenbus_msg_t *m = kb_test_signal("rvdk", text);
-        ketenbus_receipt_t r;
-        int rc = ketenbus_client_submit(politie, m, &r, 0);
-        ck_assert_msg(rc == KETENBUS_OK || rc == KETENBUS_EPENDING, "submit: %s", ketenbus_last_error());
-        snprintf(sent[i], sizeof sent[i], "%s", ketenbus_msg_id(m));
-        ketenbus_msg_destroy(&m);
+        s_submit_nowait(politie, "in flight", i, sent[i]);
     }
     /* receipts come in submission order: once the outbox is this small,
      * the first S_ACCEPTED_BEFORE_KILL are durable at the broker */
@@ -286,14 +293,7 @@ START_TEST(test_small_credit_in_order)
     static char sent[S_CREDITED][40];
     size_t n_got = 0;
     for (int i = 0; i < S_CREDITED; i++) {
-        char text[64];
-        snprintf(text, sizeof text, "credited %d", i);
-        ketenbus_msg_t *m = kb_test_signal("rvdk", text);
-        ketenbus_receipt_t r;
-        int rc = ketenbus_client_submit(politie, m, &r, 0);
-        ck_assert_msg(rc == KETENBUS_OK || rc == KETENBUS_EPENDING, "submit: %s", ketenbus_last_error());
-        snprintf(sent[i], sizeof sent[i], "%s", ketenbus_msg_id(m));
-        ketenbus_msg_destroy(&m);
+        s_submit_nowait(politie, "credited", i, sent[i]);
         /* the sender keeps sending while the recipient takes one at most
          * per message sent: its credit comes back between new messages,
          * with older ones still waiting in the store */

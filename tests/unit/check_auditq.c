@@ -220,14 +220,15 @@ static void s_record_of(size_t i, Ketenbus__AuditRecord *r, s_bufs_t *bufs)
     r->reason = bufs->reason;
 }
 
-/* Write the model as the broker would: batches of 1..97 records. */
-static void s_write_log(s_log_t *l)
+/* Write model records [from, to) as the broker would, in batches of
+ * 1..97 records drawn from seed; commit 0 stages them all and commits none. */
+static void s_write_batches(s_log_t *l, size_t from, size_t to, int commit, uint32_t seed)
 {
-    uint32_t st = 7;
-    size_t i = 0;
-    while (i < LOG_RECORDS) {
+    uint32_t st = seed;
+    size_t i = from;
+    while (i < to) {
         size_t n = 1 + s_rand(&st) % 97;
-        for (size_t k = 0; k < n && i < LOG_RECORDS; k++, i++) {
+        for (size_t k = 0; k < n && i < to; k++, i++) {
             Ketenbus__AuditRecord r;
             s_bufs_t bufs;
             s_record_of(i, &r, &bufs);
@@ -235,8 +236,15 @@ static void s_write_log(s_log_t *l)
             ck_assert_int_eq(kb_store_audit_log(l->store, l->batch, l->tree, &r, &idx), KB_OK);
             ck_assert_uint_eq(idx, i);
         }
-        ck_assert_int_eq(kb_store_commit(l->store, l->batch, 0), KB_OK);
+        if (commit)
+            ck_assert_int_eq(kb_store_commit(l->store, l->batch, 0), KB_OK);
     }
+}
+
+/* The whole model log, committed. */
+static void s_write_log(s_log_t *l)
+{
+    s_write_batches(l, 0, LOG_RECORDS, 1, 7);
 }
 
 /* ------------------------------------------------------------ brute force */
@@ -454,25 +462,11 @@ static size_t s_count_prefix(const char *dir, char prefix)
  * staged but not committed between pages must give what a fresh query
  * gives. */
 
-/* Write model records [from, to) in batches of 1..97 as s_write_log does;
- * commit 0 stages them all and commits none. */
+/* Write model records [from, to) in batches as s_write_log does; commit 0
+ * stages them all and commits none. */
 static void s_write_range(s_log_t *l, size_t from, size_t to, int commit)
 {
-    uint32_t st = (uint32_t)from + 11;
-    size_t i = from;
-    while (i < to) {
-        size_t n = 1 + s_rand(&st) % 97;
-        for (size_t k = 0; k < n && i < to; k++, i++) {
-            Ketenbus__AuditRecord r;
-            s_bufs_t bufs;
-            s_record_of(i, &r, &bufs);
-            uint64_t idx;
-            ck_assert_int_eq(kb_store_audit_log(l->store, l->batch, l->tree, &r, &idx), KB_OK);
-            ck_assert_uint_eq(idx, i);
-        }
-        if (commit)
-            ck_assert_int_eq(kb_store_commit(l->store, l->batch, 0), KB_OK);
-    }
+    s_write_batches(l, from, to, commit, (uint32_t)from + 11);
 }
 
 static void s_want(const kb_auditq_filter_t *f, s_got_t *want)
