@@ -446,15 +446,50 @@ static uint8_t *s_put_varint(uint8_t *p, uint64_t v)
     return p;
 }
 
-/* Wire tags of the DELIVER and RECEIPT frames' fields (field number << 3 | wire type). */
+/* Wire tags of the fields the raw encoders below write (field number << 3 | wire type). */
 #define KB_TAG_FRAME_VERSION  ((1u << 3) | KB_WIRE_VARINT)
 #define KB_TAG_FRAME_REQUEST  ((2u << 3) | KB_WIRE_VARINT)
+#define KB_TAG_FRAME_SUBMIT   ((12u << 3) | KB_WIRE_LEN)
 #define KB_TAG_FRAME_RECEIPT  ((13u << 3) | KB_WIRE_LEN)
 #define KB_TAG_FRAME_DELIVER  ((14u << 3) | KB_WIRE_LEN)
+#define KB_TAG_ENVELOPES      ((1u << 3) | KB_WIRE_LEN)
 #define KB_TAG_DELIVERIES     ((1u << 3) | KB_WIRE_LEN)
 #define KB_TAG_DELIVERY_TAG   ((1u << 3) | KB_WIRE_VARINT)
 #define KB_TAG_DELIVERY_ENV   ((2u << 3) | KB_WIRE_LEN)
 _Static_assert(KB_PROTOCOL_VERSION < 0x80, "the version is written as a one-byte varint");
+
+/* Bytes of a frame with a request id and a body of body_len bytes. */
+static size_t s_frame_len(uint64_t request_id, size_t body_len)
+{
+    size_t n = 2 + 1 + s_varint_len(body_len) + body_len;
+    if (request_id != 0) /* proto3: a zero scalar is not written */
+        n += 1 + s_varint_len(request_id);
+    return n;
+}
+
+/* Write the frame's fields up to its body's bytes: version, request id,
+ * the body's tag and length. Returns where the body goes. */
+static uint8_t *s_frame_head(uint8_t *p, uint64_t request_id, uint8_t body_tag, size_t body_len)
+{
+    *p++ = KB_TAG_FRAME_VERSION;
+    *p++ = KB_PROTOCOL_VERSION;
+    if (request_id != 0) {
+        *p++ = KB_TAG_FRAME_REQUEST;
+        p = s_put_varint(p, request_id);
+    }
+    *p++ = body_tag;
+    return s_put_varint(p, body_len);
+}
+
+/* Write one length-delimited field: tag, length, bytes. */
+static uint8_t *s_put_bytes(uint8_t *p, uint8_t tag, const uint8_t *bytes, size_t len)
+{
+    *p++ = tag;
+    p = s_put_varint(p, len);
+    if (len > 0)
+        memcpy(p, bytes, len);
+    return p + len;
+}
 
 /* Bytes of one Delivery message's body. */
 static size_t s_delivery_len(const kb_delivery_raw_t *d)
@@ -483,15 +518,11 @@ int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_
             return kb_error_set(KB_ETOOBIG, "kb_deliver_encode: frame too large");
         body += add;
     }
-    size_t total = 2 + 1 + s_varint_len(body) + body;
+    size_t total = s_frame_len(0, body);
     uint8_t *out = malloc(total);
     if (!out)
         return kb_error_set(KB_ENOMEM, "encode deliver: out of memory (%zu bytes)", total);
-    uint8_t *p = out;
-    *p++ = KB_TAG_FRAME_VERSION;
-    *p++ = KB_PROTOCOL_VERSION;
-    *p++ = KB_TAG_FRAME_DELIVER;
-    p = s_put_varint(p, body);
+    uint8_t *p = s_frame_head(out, 0, KB_TAG_FRAME_DELIVER, body);
     for (size_t i = 0; i < n; i++) {
         *p++ = KB_TAG_DELIVERIES;
         p = s_put_varint(p, s_delivery_len(&d[i]));
@@ -499,12 +530,37 @@ int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_
             *p++ = KB_TAG_DELIVERY_TAG;
             p = s_put_varint(p, d[i].tag);
         }
-        *p++ = KB_TAG_DELIVERY_ENV;
-        p = s_put_varint(p, d[i].envelope_len);
-        if (d[i].envelope_len > 0)
-            memcpy(p, d[i].envelope, d[i].envelope_len);
-        p += d[i].envelope_len;
+        p = s_put_bytes(p, KB_TAG_DELIVERY_ENV, d[i].envelope, d[i].envelope_len);
     }
+    *buf = out;
+    *len = (size_t)(p - out);
+    return KB_OK;
+}
+
+int kb_submit_encode(uint64_t request_id, const kb_packed_t *envelopes, size_t n, uint8_t **buf, size_t *len)
+{
+    if (!buf || !len)
+        return kb_error_set(KB_EINVAL, "kb_submit_encode: buf or len is NULL");
+    *buf = NULL;
+    *len = 0;
+    if (!envelopes || n == 0 || n > KB_MAX_BATCH)
+        return kb_error_set(KB_EINVAL, "kb_submit_encode: %zu envelopes", n);
+    size_t body = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!envelopes[i].bytes && envelopes[i].len > 0)
+            return kb_error_set(KB_EINVAL, "kb_submit_encode: envelope %zu has no bytes", i);
+        size_t add = 1 + s_varint_len(envelopes[i].len) + envelopes[i].len;
+        if (body > SIZE_MAX / 2 - add)
+            return kb_error_set(KB_ETOOBIG, "kb_submit_encode: frame too large");
+        body += add;
+    }
+    size_t total = s_frame_len(request_id, body);
+    uint8_t *out = malloc(total);
+    if (!out)
+        return kb_error_set(KB_ENOMEM, "encode submit: out of memory (%zu bytes)", total);
+    uint8_t *p = s_frame_head(out, request_id, KB_TAG_FRAME_SUBMIT, body);
+    for (size_t i = 0; i < n; i++)
+        p = s_put_bytes(p, KB_TAG_ENVELOPES, envelopes[i].bytes, envelopes[i].len);
     *buf = out;
     *len = (size_t)(p - out);
     return KB_OK;
@@ -520,21 +576,11 @@ int kb_receipt_encode(uint64_t request_id, const uint8_t *entries, size_t entrie
         return kb_error_set(KB_EINVAL, "kb_receipt_encode: entries is NULL");
     if (entries_len > SIZE_MAX / 2)
         return kb_error_set(KB_ETOOBIG, "kb_receipt_encode: frame too large");
-    size_t total = 2 + 1 + s_varint_len(entries_len) + entries_len;
-    if (request_id != 0) /* proto3: a zero scalar is not written */
-        total += 1 + s_varint_len(request_id);
+    size_t total = s_frame_len(request_id, entries_len);
     uint8_t *out = malloc(total);
     if (!out)
         return kb_error_set(KB_ENOMEM, "encode receipt: out of memory (%zu bytes)", total);
-    uint8_t *p = out;
-    *p++ = KB_TAG_FRAME_VERSION;
-    *p++ = KB_PROTOCOL_VERSION;
-    if (request_id != 0) {
-        *p++ = KB_TAG_FRAME_REQUEST;
-        p = s_put_varint(p, request_id);
-    }
-    *p++ = KB_TAG_FRAME_RECEIPT;
-    p = s_put_varint(p, entries_len);
+    uint8_t *p = s_frame_head(out, request_id, KB_TAG_FRAME_RECEIPT, entries_len);
     if (entries_len > 0)
         memcpy(p, entries, entries_len);
     p += entries_len;

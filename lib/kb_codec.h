@@ -116,6 +116,19 @@ typedef struct {
  * KB_MAX_BATCH), KB_ETOOBIG (size overflow), KB_ENOMEM. */
 int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_t *len);
 
+/* One message already packed (borrowed bytes). */
+typedef struct {
+    const uint8_t *bytes;           /* packed message */
+    size_t len;                     /* its length */
+} kb_packed_t;
+
+/* Encode a SUBMIT frame of n packed envelopes without unpacking them: the
+ * same bytes kb_frame_encode() makes of the unpacked frame with this
+ * request_id (0: none). The SDK resends its outbox with it. *buf
+ * (malloc'd) is the caller's. KB_EINVAL (NULL arguments, n == 0 or over
+ * KB_MAX_BATCH), KB_ETOOBIG (size overflow), KB_ENOMEM. */
+int kb_submit_encode(uint64_t request_id, const kb_packed_t *envelopes, size_t n, uint8_t **buf, size_t *len);
+
 /* Encode a RECEIPT frame around entries[0..entries_len), the packed body of
  * a Receipt (its entries one after another, as ketenbus__receipt__pack
  * writes them; receipts packed one after another concatenate into one):

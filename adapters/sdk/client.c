@@ -33,6 +33,7 @@
 #define KB_DEFAULT_PING_MS    1000u
 #define KB_HELLO_RETRY_MS     500
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
+_Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within the broker's batch limit");
 #define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
 #define KB_SILENCE_PINGS      3      /* missed pings before the session is presumed gone */
 #define KB_CLOSE_LINGER_MS    500    /* how long closing waits for queued frames */
@@ -191,6 +192,18 @@ static void s_log(ketenbus_client_t *c, int level, const char *fmt, ...)
     c->o.log(level, line, c->o.log_arg);
 }
 
+/* Send an encoded frame and free it. */
+static int s_send_encoded(ketenbus_client_t *c, uint8_t *buf, size_t len)
+{
+    int n = zmq_send(c->dealer, buf, len, ZMQ_DONTWAIT);
+    free(buf);
+    if (n < 0) {
+        /* EAGAIN: not connected (ZMQ_IMMEDIATE) or the pipe is full */
+        return kb_error_set(zmq_errno() == EAGAIN ? KB_EPENDING : KB_ENET, "send: %s", zmq_strerror(zmq_errno()));
+    }
+    return KB_OK;
+}
+
 static int s_send(ketenbus_client_t *c, Ketenbus__Frame *f)
 {
     uint8_t *buf = NULL;
@@ -200,13 +213,7 @@ static int s_send(ketenbus_client_t *c, Ketenbus__Frame *f)
     int rc = kb_frame_encode(f, &buf, &len);
     if (rc != KB_OK)
         return rc;
-    int n = zmq_send(c->dealer, buf, len, ZMQ_DONTWAIT);
-    free(buf);
-    if (n < 0) {
-        /* EAGAIN: not connected (ZMQ_IMMEDIATE) or the pipe is full */
-        return kb_error_set(zmq_errno() == EAGAIN ? KB_EPENDING : KB_ENET, "send: %s", zmq_strerror(zmq_errno()));
-    }
-    return KB_OK;
+    return s_send_encoded(c, buf, len);
 }
 
 static int s_send_hello(ketenbus_client_t *c)
@@ -225,31 +232,24 @@ static int s_send_hello(ketenbus_client_t *c)
     return s_send(c, &f);
 }
 
-/* Send outbox entries from index `from`, in SUBMIT frames of up to KB_RESEND_BATCH. */
+/* Send outbox entries from index `from`, in SUBMIT frames of up to
+ * KB_RESEND_BATCH, around the stored bytes: the outbox holds only
+ * envelopes the SDK packed, and checks those it loads at open. */
 static int s_send_outbox(ketenbus_client_t *c, size_t from)
 {
     size_t n = kb_outbox_size(c->outbox);
     while (from < n) {
         size_t k = n - from < KB_RESEND_BATCH ? n - from : KB_RESEND_BATCH;
-        Ketenbus__Envelope *envs[KB_RESEND_BATCH];
-        size_t got = 0;
+        kb_packed_t envs[KB_RESEND_BATCH];
         for (size_t i = 0; i < k; i++) {
             const kb_outbox_entry_t *e = kb_outbox_at(c->outbox, from + i);
-            envs[got] = ketenbus__envelope__unpack(NULL, e->len, e->bytes);
-            if (envs[got])
-                got++;
+            envs[i] = (kb_packed_t){e->bytes, e->len};
         }
-        Ketenbus__Submit sub;
-        ketenbus__submit__init(&sub);
-        sub.n_envelopes = got;
-        sub.envelopes = envs;
-        Ketenbus__Frame f;
-        ketenbus__frame__init(&f);
-        f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
-        f.submit = &sub;
-        int rc = s_send(c, &f);
-        for (size_t i = 0; i < got; i++)
-            ketenbus__envelope__free_unpacked(envs[i], NULL);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int rc = kb_submit_encode(++c->next_request, envs, k, &buf, &len);
+        if (rc == KB_OK)
+            rc = s_send_encoded(c, buf, len);
         if (rc != KB_OK)
             return rc;
         from += k;

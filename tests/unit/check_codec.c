@@ -473,6 +473,64 @@ END_TEST
  * order, with the request_id given: how the broker joins the receipts of
  * one peer's SUBMITs in a turn. _i: request_id 0 (not written), small,
  * several varint bytes, UINT64_MAX. */
+/* kb_submit_encode makes the bytes kb_frame_encode makes of the same
+ * SUBMIT frame unpacked, with and without a request id, and the broker's
+ * decoder reads back every envelope. */
+START_TEST(test_submit_encode_same_bytes)
+{
+    const size_t n = (size_t)_i + 1;
+    static const uint64_t request_ids[4] = {0, 1, 300, UINT64_MAX};
+    kb_packed_t raw[4];
+    uint8_t *packed[4];
+    Ketenbus__Envelope *envs[4];
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_int_eq(s_make_good((int)k), 1);
+        if (k == 2)
+            s_fx.signal.narrative = s_text(20000, 'n');
+        size_t len = ketenbus__envelope__get_packed_size(&s_fx.env);
+        packed[k] = malloc(len ? len : 1);
+        ketenbus__envelope__pack(&s_fx.env, packed[k]);
+        raw[k] = (kb_packed_t){packed[k], len};
+        envs[k] = ketenbus__envelope__unpack(NULL, len, packed[k]);
+        ck_assert_ptr_nonnull(envs[k]);
+    }
+    Ketenbus__Submit sub;
+    ketenbus__submit__init(&sub);
+    sub.n_envelopes = n;
+    sub.envelopes = envs;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
+    f.submit = &sub;
+    f.request_id = request_ids[_i];
+    uint8_t *want = NULL, *got = NULL;
+    size_t want_len = 0, got_len = 0;
+    ck_assert_int_eq(kb_frame_encode(&f, &want, &want_len), KB_OK);
+    ck_assert_int_eq(kb_submit_encode(request_ids[_i], raw, n, &got, &got_len), KB_OK);
+    ck_assert_uint_eq(got_len, want_len);
+    ck_assert_int_eq(memcmp(got, want, want_len), 0);
+    Ketenbus__Frame *back = NULL;
+    ck_assert_int_eq(kb_frame_decode(got, got_len, got_len, &back), KB_OK);
+    ck_assert_uint_eq(back->request_id, request_ids[_i]);
+    ck_assert_int_eq(back->body_case, KETENBUS__FRAME__BODY_SUBMIT);
+    ck_assert_uint_eq(back->submit->n_envelopes, n);
+    for (size_t k = 0; k < n; k++)
+        ck_assert_int_eq(memcmp(back->submit->envelopes[k]->message_id.data, envs[k]->message_id.data, 16), 0);
+    ketenbus__frame__free_unpacked(back, NULL);
+    for (size_t k = 0; k < n; k++) {
+        ketenbus__envelope__free_unpacked(envs[k], NULL);
+        free(packed[k]);
+    }
+    free(want);
+    free(got);
+    ck_assert_int_eq(kb_submit_encode(1, raw, 0, &got, &got_len), KB_EINVAL);
+    ck_assert_ptr_null(got);
+    ck_assert_int_eq(kb_submit_encode(1, NULL, 1, &got, &got_len), KB_EINVAL);
+    ck_assert_int_eq(kb_submit_encode(1, raw, KB_MAX_BATCH + 1, &got, &got_len), KB_EINVAL);
+    ck_assert_int_eq(kb_submit_encode(1, raw, 1, NULL, &got_len), KB_EINVAL);
+}
+END_TEST
+
 START_TEST(test_receipt_encode_joins)
 {
     static const uint64_t reqs[4] = {0, 7, 300000, UINT64_MAX};
@@ -1454,6 +1512,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_view_malformed, 0, (int)N_VIEW_ROWS);
     tcase_add_test(tc, test_view_limits);
     tcase_add_loop_test(tc, test_deliver_encode_same_bytes, 0, 4);
+    tcase_add_loop_test(tc, test_submit_encode_same_bytes, 0, 4);
     tcase_add_loop_test(tc, test_receipt_encode_joins, 0, 4);
     tcase_add_test(tc, test_good_table_size);
     tcase_add_loop_test(tc, test_invalid_envelopes, 0, N_BAD);
