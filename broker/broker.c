@@ -64,6 +64,8 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     b->arena = kb_arena_new();
     b->arena_next = kb_arena_new();
     b->ids_flight = kb_idset_new();
+    b->dels = kb_idset_new();
+    b->dels_flight = kb_idset_new();
     b->batch = kb_batch_new();
     b->spare = kb_batch_new();
     b->verify = kb_verify_pool_new(kb_verify_default_workers());
@@ -73,7 +75,7 @@ kb_broker_t *kb_broker_new(const char *conf_path)
         kb_error_ssl(KB_ECRYPTO, "broker: SHA-256 unavailable");
         goto fail;
     }
-    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->ids || !b->ids_flight || !b->arena || !b->arena_next || !b->batch || !b->spare || !b->verify) {
+    if (!b->conf_path || !b->sessions || !b->session_cache || !b->in || !b->in_next || !b->ids || !b->ids_flight || !b->dels || !b->dels_flight || !b->arena || !b->arena_next || !b->batch || !b->spare || !b->verify) {
         kb_error_set(KB_ENOMEM, "broker: out of memory");
         goto fail;
     }
@@ -149,6 +151,8 @@ void kb_broker_destroy(kb_broker_t **p)
     free(b->held.v);
     kb_idset_destroy(&b->ids);
     kb_idset_destroy(&b->ids_flight);
+    kb_idset_destroy(&b->dels);
+    kb_idset_destroy(&b->dels_flight);
     if (b->verify)
         kb_verify_pool_finish(b->verify);
     for (size_t i = 0; b->in_next && i < b->n_next; i++)
@@ -447,6 +451,8 @@ static void s_abort_turn(kb_broker_t *b)
     b->n_sessions = 0;
     kb_idset_clear(b->ids);
     kb_idset_clear(b->ids_flight);
+    kb_idset_clear(b->dels); /* the entries are still queued: sessions start again from the first */
+    kb_idset_clear(b->dels_flight);
     b->turn_sync = 0;
     kb_batch_clear(b->batch); /* drop the disconnect records staged above */
 }
@@ -463,6 +469,7 @@ int broker_settle(kb_broker_t *b)
         /* the held replies are true now: send them before anything later */
         s_send_replies(b, &b->held);
         kb_idset_clear(b->ids_flight); /* in the store now */
+        kb_idset_clear(b->dels_flight); /* gone from the store now */
         return KB_OK;
     }
     s_abort_turn(b);
@@ -488,6 +495,7 @@ static void s_submit(kb_broker_t *b)
             s_abort_turn(b);
         s_flush(b);
         kb_idset_clear(b->ids);
+        kb_idset_clear(b->dels);
         b->turn_sync = 0;
         return;
     }
@@ -503,6 +511,9 @@ static void s_submit(kb_broker_t *b)
     kb_idset_t *ids = b->ids_flight; /* empty: settled */
     b->ids_flight = b->ids;
     b->ids = ids;
+    kb_idset_t *dels = b->dels_flight; /* empty: settled */
+    b->dels_flight = b->dels;
+    b->dels = dels;
     kb_commit_start(b->commit, &job, b->turn_sync); /* cannot fail: nothing is in flight */
     b->turn_sync = 0;
 }

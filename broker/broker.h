@@ -157,6 +157,8 @@ typedef struct kb_broker {
     kb_replies_t out;               /* replies of the staged batch: sent after its commit */
     kb_idset_t *ids;                /* (sender, id) accepted into the staged batch */
     kb_idset_t *ids_flight;         /* (sender, id) accepted into the batch in flight */
+    kb_idset_t *dels;               /* (agency, queue tag) removed in the staged batch (deliver.c) */
+    kb_idset_t *dels_flight;        /* (agency, queue tag) removed in the batch in flight */
     int64_t started_ms;             /* monotonic start time */
     int64_t next_expiry_ms;         /* next expiry check */
     void *admin;                    /* operators' admin socket (ipc, in data_dir) */

@@ -9,6 +9,13 @@
  * with the replies of the batch that writes it. An entry in
  * flight is never expired: the adapter may be storing it right now.
  * Expiry tells the sender with an EXPIRY_NOTICE signed by the broker.
+ *
+ * A removal (ACK or expiry) is staged in a batch that reaches the store
+ * later, while the pump and expiry read the store: until it is written,
+ * the entry is in the broker's set of removals (b->dels, b->dels_flight)
+ * and both pass it by. Otherwise a session that starts again from the
+ * first entry (a new HELLO) would get an entry it has acknowledged, and
+ * its second ACK would remove the entry, and count it off, twice.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -83,11 +90,40 @@ static int s_send_items(kb_broker_t *b, kb_session_t *s, kb_delivery_raw_t *item
     return rc;
 }
 
+/* The key of queue entry `tag` of agency in the sets of removals. */
+static void s_del_key(uint64_t tag, uint8_t id[KB_ID_LEN])
+{
+    memset(id, 0, KB_ID_LEN);
+    kb_be64_put(id, tag);
+}
+
+/* 1 if the removal of agency's entry `tag` is staged or being written. */
+static int s_removing(const kb_broker_t *b, const char *agency, uint64_t tag)
+{
+    uint8_t id[KB_ID_LEN];
+    s_del_key(tag, id);
+    return kb_idset_has(b->dels, agency, id) || kb_idset_has(b->dels_flight, agency, id);
+}
+
+/* Stage the removal of agency's entry `tag`, and remember it until it is
+ * written. KB_ENOTFOUND if it is not queued. */
+static int s_remove(kb_broker_t *b, const char *agency, uint64_t tag)
+{
+    uint8_t id[KB_ID_LEN];
+    s_del_key(tag, id);
+    int rc = kb_idset_add(b->dels, agency, id);
+    if (rc == KB_OK)
+        rc = kb_store_queue_del(b->store, b->batch, agency, tag);
+    return rc;
+}
+
 static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 {
     s_pump_t *p = arg;
     p->last_seq = seq;
     p->looked = 1;
+    if (s_removing(p->b, p->s->agency, seq))
+        return 0; /* acknowledged or expired; the store does not know yet */
     kb_envelope_view_t v;
     if (kb_envelope_view(q->envelope.data, q->envelope.len, &v) != KB_OK) {
         kb_log(KB_LOG_ERROR, "queue_corrupt", "agency=%s tag=%llu detail=\"%s\"", p->s->agency,
@@ -201,7 +237,20 @@ int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack)
             kb_log(KB_LOG_DEBUG, "ack_unknown", "agency=%s tag=%llu", s->agency, (unsigned long long)ack->tags[i]);
             continue;
         }
-        int rc = kb_store_queue_del(b->store, b->batch, s->agency, d.tag);
+        if (s_removing(b, s->agency, d.tag)) {
+            /* cannot happen since the pump passes removed entries by; if it
+             * does, the entry must not be counted off twice */
+            kb_log(KB_LOG_WARN, "ack_twice", "agency=%s tag=%llu", s->agency, (unsigned long long)d.tag);
+            continue;
+        }
+        int rc = s_remove(b, s->agency, d.tag);
+        if (rc == KB_ENOTFOUND) {
+            /* the store has no such entry: nothing to remove, and no reason
+             * to refuse the rest of the turn to every other agency */
+            kb_log(KB_LOG_ERROR, "ack_not_queued", "agency=%s tag=%llu detail=\"%s\"", s->agency,
+                   (unsigned long long)d.tag, kb_last_error());
+            continue;
+        }
         if (rc != KB_OK)
             return rc;
         Ketenbus__AuditRecord r;
@@ -221,11 +270,19 @@ int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack)
 
 /* ------------------------------------------------------------ expiry */
 
+/* Most queue entries expiry looks at per agency and check: entries in
+ * flight are passed by, so a recipient holding many deliveries does not
+ * keep the older entries behind them from expiring. */
+#define KB_EXPIRE_SCAN_MAX (8u * KB_DELIVER_BATCH)
+
 typedef struct {
     kb_broker_t *b;        /* the broker */
     const char *agency;    /* whose queue */
     int64_t now_us;        /* expiry reference time */
     size_t expired;        /* entries expired */
+    size_t looked;         /* entries looked at */
+    uint64_t next;         /* the sequence after the last looked at */
+    int done;              /* 1 once an entry that has not expired is reached */
     int rc;                /* first error */
 } s_expire_t;
 
@@ -306,13 +363,17 @@ done:
 static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 {
     s_expire_t *x = arg;
-    if (q->expires_us > x->now_us)
+    x->looked++;
+    x->next = seq + 1;
+    if (q->expires_us > x->now_us) {
+        x->done = 1;
         return 1; /* entries expire in queue order */
+    }
     kb_session_t *s = session_active(x->b, x->agency);
-    if (s && session_inflight_has(s, seq))
+    if ((s && session_inflight_has(s, seq)) || s_removing(x->b, x->agency, seq))
         return 0;
     Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, q->envelope.len, q->envelope.data);
-    int rc = kb_store_queue_del(x->b->store, x->b->batch, x->agency, seq);
+    int rc = s_remove(x->b, x->agency, seq);
     if (rc == KB_OK) {
         Ketenbus__AuditRecord r;
         audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, e);
@@ -349,11 +410,17 @@ int deliver_expire(kb_broker_t *b, int64_t now_us)
         if (kb_store_queue_depth(b->store, agency) == 0)
             continue;
         s_expire_t x = {.b = b, .agency = agency, .now_us = now_us};
-        int rc = kb_store_queue_scan(b->store, agency, 0, KB_DELIVER_BATCH, s_expire_one, &x);
-        if (rc == KB_ECRYPTO)
-            rc = KB_OK; /* logged by the pump; the entry stays for an operator */
-        if (rc == KB_OK)
-            rc = x.rc;
+        int rc = KB_OK;
+        while (rc == KB_OK && !x.done && x.looked < KB_EXPIRE_SCAN_MAX) {
+            size_t before = x.looked;
+            rc = kb_store_queue_scan(b->store, agency, x.next, KB_DELIVER_BATCH, s_expire_one, &x);
+            if (rc == KB_ECRYPTO)
+                rc = KB_OK; /* logged by the pump; the entry stays for an operator */
+            if (rc == KB_OK)
+                rc = x.rc;
+            if (x.looked - before < KB_DELIVER_BATCH)
+                break; /* the end of the queue, or stopped */
+        }
         if (rc != KB_OK)
             return rc;
     }

@@ -7,7 +7,8 @@
  * cleared every turn costs what the turn added. Bounded: it holds at most
  * KB_IDSET_MAX pairs (every envelope one turn can accept), and refuses more.
  * Used by route.c through the broker's two sets (the staged batch's and the
- * one being written).
+ * one being written), and by deliver.c for the queue entries those batches
+ * remove: (agency, tag) with the tag big-endian in the id's first 8 bytes.
  */
 #ifndef KB_IDSET_H
 #define KB_IDSET_H

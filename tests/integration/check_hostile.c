@@ -8,13 +8,17 @@
  * that is not in the chain must not get a session at all. After each test
  * the broker still accepts a valid message. A peer that pipelines hundreds
  * of SUBMITs without waiting gets every answer, in order; a send-only
- * session may not ask for deliveries.
+ * session may not ask for deliveries. An adapter that acknowledges and
+ * starts a new session at once never gets an acknowledged entry again, and
+ * one that holds many deliveries without acknowledging them does not stop
+ * the entries behind them from expiring.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <check.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "kb_codec.h"
@@ -552,6 +556,171 @@ START_TEST(test_pipelined_submits_answered_in_order)
 }
 END_TEST
 
+/* Send an ACK of tags[0..n) without waiting. */
+static void s_send_ack(void *s, uint64_t *tags, size_t n)
+{
+    Ketenbus__Ack a;
+    ketenbus__ack__init(&a);
+    a.n_tags = n;
+    a.tags = tags;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_ACK;
+    f.ack = &a;
+    s_send_frame(s, &f);
+}
+
+/* Deliveries to s within ms (or until want tags): their tags in tags[],
+ * how many in the return value. A WELCOME or PONG on the way is skipped. */
+static size_t s_delivered(void *s, uint64_t *tags, size_t want, int ms)
+{
+    size_t n = 0;
+    int64_t deadline = kb_mono_ms() + ms;
+    while (n < want && kb_mono_ms() < deadline) {
+        Ketenbus__Frame *f = s_next(s, 50);
+        if (!f)
+            continue;
+        ck_assert_msg(f->body_case != KETENBUS__FRAME__BODY_ERROR, "ERROR frame: %s", f->error->message);
+        if (f->body_case == KETENBUS__FRAME__BODY_DELIVER)
+            for (size_t i = 0; i < f->deliver->n_deliveries; i++) {
+                ck_assert_uint_lt(n, want);
+                tags[n++] = f->deliver->deliveries[i]->tag;
+            }
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    return n;
+}
+
+/* The queue count the broker reports in a PONG. */
+static uint64_t s_queued(void *s)
+{
+    Ketenbus__Ping ping;
+    ketenbus__ping__init(&ping);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_PING;
+    f.ping = &ping;
+    s_send_frame(s, &f);
+    Ketenbus__Frame *r = s_expect(s, KETENBUS__FRAME__BODY_PONG);
+    uint64_t q = r->pong->queued;
+    ketenbus__frame__free_unpacked(r, NULL);
+    return q;
+}
+
+/* An adapter that acknowledges deliveries and says HELLO again in the same
+ * breath (a restart, or the SDK after a silent broker) gets what it has
+ * not acknowledged, and never again what it has: the acknowledgements are
+ * staged, not yet in the store, when the new session reads the queue.
+ * Each entry leaves the queue once, and the queue count stays right, also
+ * after a restart of the broker. */
+START_TEST(test_acked_not_redelivered_after_hello)
+{
+    enum { N = 3, ROUNDS = 8 };
+    void *snd = s_raw(s_chain.keys, "politie");
+    s_hello(snd);
+    s_sock = s_raw(s_chain.keys, "fier");
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) {
+            Ketenbus__Envelope *e = s_envelope("politie", "politie");
+            int outcome, code;
+            char reason[512];
+            s_submit(snd, e, &outcome, &code, reason, sizeof reason);
+            ck_assert_msg(outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED, "%s", reason);
+            ketenbus__envelope__free_unpacked(e, NULL);
+        }
+        s_hello_as(s_sock, N - 1, 0);
+        uint64_t first[N], again[N];
+        ck_assert_uint_eq(s_delivered(s_sock, first, N - 1, 5000), N - 1);
+        /* acknowledge what came, and start a new session at once */
+        uint8_t *bufs[N];
+        size_t lens[N];
+        for (int i = 0; i < N; i++) {
+            Ketenbus__Frame f;
+            ketenbus__frame__init(&f);
+            Ketenbus__Ack a;
+            Ketenbus__Hello h;
+            if (i < N - 1) {
+                ketenbus__ack__init(&a);
+                a.n_tags = 1;
+                a.tags = &first[i];
+                f.body_case = KETENBUS__FRAME__BODY_ACK;
+                f.ack = &a;
+            } else {
+                ketenbus__hello__init(&h);
+                h.adapter_name = (char *)"hostile-test";
+                h.credit = N;
+                f.body_case = KETENBUS__FRAME__BODY_HELLO;
+                f.hello = &h;
+            }
+            ck_assert_int_eq(kb_frame_encode(&f, &bufs[i], &lens[i]), KB_OK);
+        }
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(zmq_send(s_sock, bufs[i], lens[i], 0), (int)lens[i]);
+            free(bufs[i]);
+        }
+        /* only the one not acknowledged comes again, and nothing else */
+        size_t n = s_delivered(s_sock, again, N, 1500);
+        ck_assert_msg(n == 1, "round %d: %zu deliveries after the new HELLO, want 1 (the first was tag %llu)", round,
+                      n, (unsigned long long)(n ? again[0] : 0));
+        for (int i = 0; i < N - 1; i++)
+            ck_assert_msg(again[0] != first[i], "round %d: acknowledged tag %llu delivered again", round,
+                          (unsigned long long)first[i]);
+        s_send_ack(s_sock, again, 1);
+        ck_assert_uint_eq(s_queued(s_sock), 0);
+    }
+    zmq_close(snd);
+    zmq_close(s_sock);
+    s_sock = NULL;
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ACKNOWLEDGED, NULL), ROUNDS * N);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "commit_failed"), 0);
+    /* the count on disk is right too: nothing waits after a restart */
+    kb_chain_start(&s_chain);
+    s_sock = s_raw(s_chain.keys, "fier");
+    s_hello_as(s_sock, N, 0);
+    ck_assert_uint_eq(s_queued(s_sock), 0);
+    s_still_serving();
+    uint64_t late[1];
+    ck_assert_uint_eq(s_delivered(s_sock, late, 1, 3000), 1); /* still serving's message, once */
+}
+END_TEST
+
+/* A recipient that holds more deliveries than one DELIVER frame carries and
+ * never acknowledges them does not keep the entries behind them from
+ * expiring: expiry passes entries in flight by. */
+START_TEST(test_expiry_passes_many_in_flight)
+{
+    enum { HELD = 200, LATE = 5 };
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 2, s_rules, "  max_message_bytes: 4096\n  message_ttl: 2s\n");
+    kb_chain_start(&s_chain);
+    s_sock = s_raw(s_chain.keys, "fier");
+    s_hello_as(s_sock, HELD, 0);
+    void *snd = s_raw(s_chain.keys, "politie");
+    s_hello(snd);
+    for (int i = 0; i < HELD + LATE; i++) {
+        Ketenbus__Envelope *e = s_envelope("politie", "politie");
+        s_send_submit(snd, e, (uint64_t)i + 1);
+        ketenbus__envelope__free_unpacked(e, NULL);
+    }
+    uint64_t *tags = calloc(HELD, sizeof *tags);
+    ck_assert_ptr_nonnull(tags);
+    ck_assert_uint_eq(s_delivered(s_sock, tags, HELD, 10000), HELD); /* held, never acknowledged */
+    free(tags);
+    /* the LATE ones were never delivered (no credit left) and expire; the
+     * HELD ones are in flight and stay */
+    uint64_t queued = 0;
+    int64_t deadline = kb_mono_ms() + 10000;
+    while ((queued = s_queued(s_sock)) > HELD && kb_mono_ms() < deadline)
+        usleep(200000);
+    ck_assert_uint_eq(queued, HELD);
+    zmq_close(snd);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, NULL), LATE);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -567,6 +736,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     tcase_add_test(tc, test_credit_on_send_only_session);
     tcase_add_test(tc, test_send_only_sessions_are_capped);
+    tcase_add_test(tc, test_acked_not_redelivered_after_hello);
+    tcase_add_test(tc, test_expiry_passes_many_in_flight);
     suite_add_tcase(s, tc);
     return s;
 }
