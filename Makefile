@@ -153,6 +153,14 @@ $(BUILD)/tests/%: tests/integration/%.c $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -Iops/cli -o $@ $< $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
+# disk faults that some integration tests preload into the broker
+# (tests/support/faults/kb_faults.c); built without sanitizers
+FAULTS_SO := $(BUILD)/tests/libkbfaults.so
+$(FAULTS_SO): tests/support/faults/kb_faults.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(WARN) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
+
 # pkg-config file for PREFIX; `make install` writes it again for its own PREFIX.
 define KB_PC_TEXT
 prefix=$(1)
@@ -174,13 +182,13 @@ $(BUILD)/ketenbus.pc: Makefile
 	@mkdir -p $(BUILD)
 	@printf '%s\n' "$$KB_PC_INSTALL" > $@
 
-test: all $(UNIT_BIN) $(INTEG_BIN)
+test: all $(UNIT_BIN) $(INTEG_BIN) $(FAULTS_SO)
 	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
 
 unit: all $(UNIT_BIN)
 	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN)
 
-integration: all $(INTEG_BIN)
+integration: all $(INTEG_BIN) $(FAULTS_SO)
 	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(INTEG_BIN)
 
 demo: all

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +90,21 @@ void kb_chain_write_config(kb_chain_t *c, const char *text)
     s_write(c->config, text);
 }
 
+void kb_chain_fault(const kb_chain_t *c, const char *name, int on)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/faults", c->dir);
+    ck_assert(mkdir(path, 0700) == 0 || errno == EEXIST);
+    snprintf(path, sizeof path, "%s/faults/%s", c->dir, name);
+    if (on) {
+        FILE *f = fopen(path, "w");
+        ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+        fclose(f);
+    } else {
+        ck_assert(unlink(path) == 0 || errno == ENOENT);
+    }
+}
+
 void kb_chain_start(kb_chain_t *c)
 {
     const char *build = getenv("KB_BUILD");
@@ -103,6 +119,18 @@ void kb_chain_start(kb_chain_t *c)
         if (fd >= 0) {
             dup2(fd, 2);
             close(fd);
+        }
+        if (c->faults) {
+            /* the fault library comes after ASan's runtime, which would
+             * refuse to start otherwise */
+            char so[600], dir[400], asan[600];
+            snprintf(so, sizeof so, "%s/tests/libkbfaults.so", build ? build : "build");
+            snprintf(dir, sizeof dir, "%s/faults", c->dir);
+            const char *prev = getenv("ASAN_OPTIONS");
+            snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0", prev ? prev : "", prev ? ":" : "");
+            setenv("LD_PRELOAD", so, 1);
+            setenv("KB_FAULTS", dir, 1);
+            setenv("ASAN_OPTIONS", asan, 1);
         }
         if (c->valgrind)
             execlp("valgrind", "valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",

@@ -31,7 +31,13 @@ typedef struct {
     size_t n_agencies;                   /* count */
     pid_t pid;                           /* running broker, 0 if none */
     int valgrind;                        /* 1: run the broker under valgrind's leak check */
+    int faults;                          /* 1: preload the disk faults of tests/support/faults/
+                                          * (switched by kb_chain_fault) */
 } kb_chain_t;
+
+/* Switch a fault of tests/support/faults/kb_faults.c on (a file in the
+ * chain's fault directory) or off. */
+void kb_chain_fault(const kb_chain_t *c, const char *name, int on);
 
 /* Make a scratch dir, keys for the broker and each agency, and a config with
  * the given rules text (YAML list items under `rules:`, may be "") and extra
