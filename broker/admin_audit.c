@@ -323,11 +323,11 @@ static json_object *s_prune(kb_broker_t *b, json_object *req)
     snprintf(who, sizeof who, "admin socket user %.64s pid %lld",
              json_object_is_type(user, json_type_string) ? json_object_get_string(user) : "?",
              json_object_is_type(pid, json_type_int) ? (long long)json_object_get_int64(pid) : -1LL);
-    /* the loop commits every turn: nothing else is staged now */
-    if (kb_batch_size(b->batch) != 0 && kb_store_commit(b->store, b->batch, 1) != KB_OK) {
-        broker_resync(b);
-        return s_fail("audit_prune: %s", kb_last_error());
-    }
+    /* what the loop staged while a batch was written goes first, with its
+     * replies, so that the prune's batch holds the prune alone: written
+     * here by itself, its failure must not confirm or drop anyone's work */
+    if (broker_write_staged(b) != KB_OK)
+        return s_fail("audit_prune: the broker could not store its staged work: %s", kb_last_error());
     /* only records under a signed checkpoint are pruned: sign one first */
     checkpoint_maybe(b, 1);
     kb_auditq_prune_t p;

@@ -518,6 +518,21 @@ static void s_submit(kb_broker_t *b)
     b->turn_sync = 0;
 }
 
+int broker_write_staged(kb_broker_t *b)
+{
+    int rc = broker_settle(b);
+    if (rc != KB_OK)
+        return rc;
+    rc = deliver_send_direct(b);
+    if (rc != KB_OK) {
+        s_abort_turn(b);
+        s_flush(b);
+        return rc;
+    }
+    s_submit(b);
+    return broker_settle(b);
+}
+
 void broker_resync(kb_broker_t *b)
 {
     kb_batch_clear(b->batch);
@@ -968,10 +983,7 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
             return rc;
     }
     /* what was staged while the last batch was written goes out too */
-    if (broker_settle(b) == KB_OK) {
-        s_submit(b);
-        broker_settle(b);
-    }
+    broker_write_staged(b);
     kb_log(KB_LOG_INFO, "stopping", "accepted=%llu rejected=%llu delivered=%llu",
            (unsigned long long)b->stat_accepted, (unsigned long long)b->stat_rejected,
            (unsigned long long)b->stat_delivered);

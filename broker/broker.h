@@ -212,6 +212,11 @@ void broker_resync(kb_broker_t *b);
  * batch in flight changes (expiry, checkpoints, retention, admin), settles
  * first. */
 int broker_settle(kb_broker_t *b);
+/* Settle, then write what is staged the way a turn does (its replies and
+ * direct deliveries go out once it is written), and settle that: nothing
+ * is staged afterwards. For whatever must write the store by itself
+ * (admin commands, shutdown). On failure as broker_settle. */
+int broker_write_staged(kb_broker_t *b);
 
 /* admin.c: the operators' admin socket (status, reload) */
 int admin_start(kb_broker_t *b);
@@ -251,6 +256,10 @@ int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus_
                  const kb_verify_job_t *const *jobs);
 
 /* deliver.c */
+/* The DELIVER frames of the entries routing delivered from memory
+ * (deliver_direct), to go with the replies of the staged batch that
+ * writes them; deliver_pump sends them first. */
+int deliver_send_direct(kb_broker_t *b);
 int deliver_pump(kb_broker_t *b);
 /* Deliver queue entry tag of s's agency (packed envelope bytes) from
  * memory while it is being routed, if s is caught up: it has credit and

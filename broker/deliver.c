@@ -198,18 +198,27 @@ static int s_send_direct(kb_broker_t *b, kb_session_t *s)
     return rc;
 }
 
-int deliver_pump(kb_broker_t *b)
+int deliver_send_direct(kb_broker_t *b)
 {
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
-        if (s->rid_len == 0)
-            continue;
-        if (s->n_direct > 0) {
+        if (s->rid_len > 0 && s->n_direct > 0) {
             int rc = s_send_direct(b, s);
             if (rc != KB_OK)
                 return rc;
         }
-        if (!s->active || s->credit == 0)
+    }
+    return KB_OK;
+}
+
+int deliver_pump(kb_broker_t *b)
+{
+    int rc = deliver_send_direct(b);
+    if (rc != KB_OK)
+        return rc;
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (s->rid_len == 0 || !s->active || s->credit == 0)
             continue;
         /* nothing queued past the cursor: skip the seek */
         if (kb_store_queue_depth(b->store, s->agency) == 0 || s->cursor >= kb_store_queue_next(b->store, s->agency))
@@ -218,7 +227,7 @@ int deliver_pump(kb_broker_t *b)
          * accepted hundreds of messages for this recipient */
         for (unsigned k = 0; k < KB_DELIVER_FRAMES_MAX && s->credit > 0 && s->rid_len > 0; k++) {
             uint64_t before = s->cursor;
-            int rc = s_pump_session(b, s);
+            rc = s_pump_session(b, s);
             if (rc != KB_OK)
                 return rc;
             if (s->cursor == before)
