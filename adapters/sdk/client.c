@@ -2,8 +2,9 @@
  * client.c - ketenbus_client_t: the adapter's side of the protocol.
  *
  * One DEALER socket with CURVE (the agency's key pair, the broker's public
- * key). The client is driven by the caller's thread through poll, submit,
- * recv and flush; nothing runs in the background. Session life:
+ * key) and a random routing id, since the broker keys sessions by it. The
+ * client is driven by the caller's thread through poll, submit, recv and
+ * flush; nothing runs in the background. Session life:
  *   not welcomed --HELLO--> welcomed (WELCOME) --silence or NO_SESSION--> not welcomed
  * On every WELCOME all outbox entries are sent again, in order: the broker
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
@@ -19,6 +20,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <zmq.h>
 
 #include "kb_codec.h"
@@ -38,6 +40,8 @@ _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within th
 #define KB_SILENCE_PINGS      3      /* missed pings before the session is presumed gone */
 #define KB_CLOSE_LINGER_MS    500    /* how long closing waits for queued frames */
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
+#define KB_ROUTING_ID_LEN     16u    /* random bytes naming the connection at the broker's ROUTER */
+#define KB_ROUTING_ID_TRIES   8      /* draws for a routing id whose first byte is not 0 */
 
 struct ketenbus_client_opts {
     char *agency;            /* agency id */
@@ -190,6 +194,31 @@ static void s_log(ketenbus_client_t *c, int level, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     c->o.log(level, line, c->o.log_arg);
+}
+
+/* Give a new DEALER a routing id of KB_ROUTING_ID_LEN random bytes before it
+ * connects. The broker keys sessions by the routing id, and the one libzmq
+ * makes up (a zero byte and a counter) is easy to guess: another agency
+ * connecting with it while this agency's session is still open would be
+ * handed this agency's deliveries. Ids starting with a zero byte are
+ * reserved by libzmq, so the first byte is drawn again until it is not 0.
+ * Every socket the client creates gets a fresh id through this function. */
+static int s_set_routing_id(void *sock)
+{
+    uint8_t id[KB_ROUTING_ID_LEN];
+    int tries = 0;
+    do {
+        if (RAND_bytes(id, sizeof id) != 1)
+            return kb_error_ssl(KB_ECRYPTO, "client: RAND_bytes for the routing id");
+    } while (id[0] == 0 && ++tries < KB_ROUTING_ID_TRIES);
+    int rc = KB_OK;
+    if (id[0] == 0)
+        rc = kb_error_set(KB_ECRYPTO, "client: no routing id without a leading zero byte in %d draws",
+                          KB_ROUTING_ID_TRIES);
+    else if (zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, sizeof id) != 0)
+        rc = kb_error_set(KB_ENET, "client: routing id: %s", zmq_strerror(zmq_errno()));
+    OPENSSL_cleanse(id, sizeof id);
+    return rc;
 }
 
 /* Send an encoded frame and free it. */
@@ -618,6 +647,10 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     if (!c->dealer) {
         OPENSSL_cleanse(sec, sizeof sec);
         kb_error_set(KB_ENET, "client: socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (s_set_routing_id(c->dealer) != KB_OK) {
+        OPENSSL_cleanse(sec, sizeof sec);
         goto fail;
     }
     int zero = 0, one = 1, ivl = 100, ivl_max = 2000, hb = 2000, hbt = 6000;
