@@ -149,8 +149,21 @@ typedef enum {
     KETENBUS_OUTCOME_NONE = 0,      /* no receipt yet: the message waits in the outbox */
     KETENBUS_OUTCOME_ACCEPTED = 1,  /* durable at the broker */
     KETENBUS_OUTCOME_DUPLICATE = 2, /* the broker had accepted this id before */
-    KETENBUS_OUTCOME_REJECTED = 3   /* refused: code and reason say why */
+    KETENBUS_OUTCOME_REJECTED = 3   /* refused for good: code and reason say why */
 } ketenbus_outcome_t;
+
+/* A refusal the broker gives only for now (ketenbus.RejectCode
+ * REJECT_INTERNAL, "retry later": it could not look the message up in its
+ * store) is not a receipt. The message stays in the outbox and is sent
+ * again with the same id, first after 0.5 s, then after twice as long each
+ * time the refusal repeats (at most 30 s apart; back to 0.5 s once the
+ * broker accepts something), or at once on a new session. Until the broker
+ * decides, the message has outcome NONE: ketenbus_client_submit() and
+ * ketenbus_client_submit_batch() keep waiting and return KETENBUS_EPENDING
+ * when their timeout passes first, ketenbus_client_last_receipt() does not
+ * show it, and ketenbus_client_flush() waits for it. Each such refusal is
+ * logged (level 1, event=receipt_retry). KETENBUS_OUTCOME_REJECTED and
+ * KETENBUS_EREJECTED mean a final refusal only. */
 
 typedef struct {
     ketenbus_outcome_t outcome; /* what the broker decided */
@@ -211,8 +224,9 @@ void ketenbus_client_destroy(ketenbus_client_t **p);
  * anything but an argument error. It then waits up to timeout_ms (0: not at
  * all) for the broker's receipt, filling *receipt if it is not NULL.
  * Returns KETENBUS_OK when accepted (or duplicate), KETENBUS_EREJECTED when
- * refused (the receipt says why), KETENBUS_EPENDING when no receipt came in
- * time (the message is safe in the outbox and goes out on reconnect).
+ * refused for good (the receipt says why), KETENBUS_EPENDING when no receipt
+ * came in time (the message is safe in the outbox and goes out on reconnect,
+ * or again after a refusal for now: see REJECT_INTERNAL above).
  * msg stays the caller's; its id and sender are readable afterwards. */
 int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms);
 
@@ -226,8 +240,9 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
  * waits up to timeout_ms for all receipts; receipts (n entries, may be NULL)
  * gets each message's, in order (outcome NONE where none came in time).
  * Returns KETENBUS_OK when all were accepted (or duplicates),
- * KETENBUS_EREJECTED when at least one was refused, KETENBUS_EPENDING when
- * at least one has no receipt yet (it goes out on reconnect). */
+ * KETENBUS_EREJECTED when at least one was refused for good,
+ * KETENBUS_EPENDING when at least one has no receipt yet (it goes out on
+ * reconnect, or again after a refusal for now). */
 int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, ketenbus_receipt_t *receipts,
                                  int timeout_ms);
 
@@ -252,12 +267,14 @@ int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg);
 /* Messages in the outbox without a receipt. */
 size_t ketenbus_client_outbox_size(const ketenbus_client_t *c);
 
-/* Wait up to timeout_ms until every outbox entry has a receipt. Returns
+/* Wait up to timeout_ms until every outbox entry has a receipt (a refusal
+ * for now is none: such entries are sent again meanwhile). Returns
  * KETENBUS_OK or KETENBUS_ETIMEDOUT. */
 int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms);
 
 /* Receipt of the last outbox entry that got one during poll (for scripts that
- * submit with timeout 0 and flush later); NULL if none yet. */
+ * submit with timeout 0 and flush later); NULL if none yet. Refusals for now
+ * are not receipts and do not show here. */
 const ketenbus_receipt_t *ketenbus_client_last_receipt(const ketenbus_client_t *c);
 
 /* True once the broker has welcomed this client on the current connection. */

@@ -2,13 +2,17 @@
  * client.c - ketenbus_client_t: the adapter's side of the protocol.
  *
  * One DEALER socket with CURVE (the agency's key pair, the broker's public
- * key). The client is driven by the caller's thread through poll, submit,
- * recv and flush; nothing runs in the background. Session life:
+ * key) and a random routing id, since the broker keys sessions by it. The
+ * client is driven by the caller's thread through poll, submit, recv and
+ * flush; nothing runs in the background. Session life:
  *   not welcomed --HELLO--> welcomed (WELCOME) --silence or NO_SESSION--> not welcomed
  * On every WELCOME all outbox entries are sent again, in order: the broker
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
- * receipt costs nothing. Deliveries whose ids were acknowledged before are
- * acknowledged again and dropped (effectively once).
+ * receipt costs nothing. An entry the broker refused only for now
+ * (REJECT_INTERNAL, "retry later") keeps its place in the outbox and is sent
+ * again after a delay that doubles while such refusals go on; it gets no
+ * receipt until the broker decides. Deliveries whose ids were acknowledged
+ * before are acknowledged again and dropped (effectively once).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -19,6 +23,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <zmq.h>
 
 #include "kb_codec.h"
@@ -38,6 +43,10 @@ _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within th
 #define KB_SILENCE_PINGS      3      /* missed pings before the session is presumed gone */
 #define KB_CLOSE_LINGER_MS    500    /* how long closing waits for queued frames */
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
+#define KB_RETRY_MIN_MS       500    /* first wait before sending again what the broker refused for now */
+#define KB_RETRY_MAX_MS       30000  /* longest wait between such retries */
+#define KB_ROUTING_ID_LEN     16u    /* random bytes naming the connection at the broker's ROUTER */
+#define KB_ROUTING_ID_TRIES   8      /* draws for a routing id whose first byte is not 0 */
 
 struct ketenbus_client_opts {
     char *agency;            /* agency id */
@@ -59,6 +68,8 @@ struct ketenbus_client {
     kb_outbox_t *outbox;              /* durable state */
     int welcomed;                     /* session open on this connection */
     int resend;                       /* outbox must be (re)sent */
+    int64_t retry_at_ms;              /* when entries refused for now go again (0: none due) */
+    unsigned retry_ms;                /* wait before the next such round (backoff) */
     int64_t last_hello_ms;            /* when HELLO was last sent */
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
@@ -192,6 +203,31 @@ static void s_log(ketenbus_client_t *c, int level, const char *fmt, ...)
     c->o.log(level, line, c->o.log_arg);
 }
 
+/* Give a new DEALER a routing id of KB_ROUTING_ID_LEN random bytes before it
+ * connects. The broker keys sessions by the routing id, and the one libzmq
+ * makes up (a zero byte and a counter) is easy to guess: another agency
+ * connecting with it while this agency's session is still open would be
+ * handed this agency's deliveries. Ids starting with a zero byte are
+ * reserved by libzmq, so the first byte is drawn again until it is not 0.
+ * Every socket the client creates gets a fresh id through this function. */
+static int s_set_routing_id(void *sock)
+{
+    uint8_t id[KB_ROUTING_ID_LEN];
+    int tries = 0;
+    do {
+        if (RAND_bytes(id, sizeof id) != 1)
+            return kb_error_ssl(KB_ECRYPTO, "client: RAND_bytes for the routing id");
+    } while (id[0] == 0 && ++tries < KB_ROUTING_ID_TRIES);
+    int rc = KB_OK;
+    if (id[0] == 0)
+        rc = kb_error_set(KB_ECRYPTO, "client: no routing id without a leading zero byte in %d draws",
+                          KB_ROUTING_ID_TRIES);
+    else if (zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, sizeof id) != 0)
+        rc = kb_error_set(KB_ENET, "client: routing id: %s", zmq_strerror(zmq_errno()));
+    OPENSSL_cleanse(id, sizeof id);
+    return rc;
+}
+
 /* Send an encoded frame and free it. */
 static int s_send_encoded(ketenbus_client_t *c, uint8_t *buf, size_t len)
 {
@@ -232,29 +268,37 @@ static int s_send_hello(ketenbus_client_t *c)
     return s_send(c, &f);
 }
 
-/* Send outbox entries from index `from`, in SUBMIT frames of up to
- * KB_RESEND_BATCH, around the stored bytes: the outbox holds only
- * envelopes the SDK packed, and checks those it loads at open. */
-static int s_send_outbox(ketenbus_client_t *c, size_t from)
+static int s_send_submit(ketenbus_client_t *c, const kb_packed_t *envs, size_t n)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = kb_submit_encode(++c->next_request, envs, n, &buf, &len);
+    return rc == KB_OK ? s_send_encoded(c, buf, len) : rc;
+}
+
+/* Send outbox entries from index `from` (with only_retry: just those marked
+ * to be sent again), in SUBMIT frames of up to KB_RESEND_BATCH, around the
+ * stored bytes: the outbox holds only envelopes the SDK packed, and checks
+ * those it loads at open. Every entry passed clears its retry mark, as it
+ * goes out now. */
+static int s_send_outbox(ketenbus_client_t *c, size_t from, int only_retry)
 {
     size_t n = kb_outbox_size(c->outbox);
-    while (from < n) {
-        size_t k = n - from < KB_RESEND_BATCH ? n - from : KB_RESEND_BATCH;
-        kb_packed_t envs[KB_RESEND_BATCH];
-        for (size_t i = 0; i < k; i++) {
-            const kb_outbox_entry_t *e = kb_outbox_at(c->outbox, from + i);
-            envs[i] = (kb_packed_t){e->bytes, e->len};
+    kb_packed_t envs[KB_RESEND_BATCH];
+    size_t k = 0;
+    for (size_t i = from; i < n; i++) {
+        if (!kb_outbox_take_retry(c->outbox, i) && only_retry)
+            continue;
+        const kb_outbox_entry_t *e = kb_outbox_at(c->outbox, i);
+        envs[k++] = (kb_packed_t){e->bytes, e->len};
+        if (k == KB_RESEND_BATCH) {
+            int rc = s_send_submit(c, envs, k);
+            if (rc != KB_OK)
+                return rc;
+            k = 0;
         }
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        int rc = kb_submit_encode(++c->next_request, envs, k, &buf, &len);
-        if (rc == KB_OK)
-            rc = s_send_encoded(c, buf, len);
-        if (rc != KB_OK)
-            return rc;
-        from += k;
     }
-    return KB_OK;
+    return k > 0 ? s_send_submit(c, envs, k) : KB_OK;
 }
 
 static int s_grow(void **p, size_t *cap, size_t need, size_t item)
@@ -356,14 +400,46 @@ static void s_fill_receipt(ketenbus_receipt_t *r, const Ketenbus__ReceiptEntry *
     }
 }
 
+/* A refusal that means "not now" rather than "not this message": the broker
+ * could not look up or store it (a store read error) and says to retry. */
+static int s_refused_for_now(const Ketenbus__ReceiptEntry *e)
+{
+    return e->outcome == KETENBUS__OUTCOME__OUTCOME_REJECTED && e->code == KETENBUS__REJECT_CODE__REJECT_INTERNAL;
+}
+
+/* Keep an entry the broker refused for now, marked to be sent again when
+ * the next retry round is due. Rounds are spaced KB_RETRY_MIN_MS apart at
+ * first and twice as far each time a round is scheduled, up to
+ * KB_RETRY_MAX_MS, so a broker whose store keeps failing is not flooded;
+ * the spacing starts again at KB_RETRY_MIN_MS once the broker accepts. */
+static void s_retry_later(ketenbus_client_t *c, const Ketenbus__ReceiptEntry *e)
+{
+    if (kb_outbox_mark_retry(c->outbox, e->message_id.data) != KB_OK)
+        return; /* answered before (a resend crossed this receipt) */
+    if (c->retry_at_ms == 0) {
+        c->retry_at_ms = kb_mono_ms() + c->retry_ms;
+        c->retry_ms = c->retry_ms > KB_RETRY_MAX_MS / 2 ? KB_RETRY_MAX_MS : c->retry_ms * 2;
+    }
+    char id[37];
+    kb_uuid_format(e->message_id.data, id);
+    s_log(c, 1, "event=receipt_retry message=%s code=%d reason=\"%s\" retry_in_ms=%lld", id, (int)e->code,
+          e->reason ? e->reason : "", (long long)(c->retry_at_ms - kb_mono_ms()));
+}
+
 static void s_on_receipt(ketenbus_client_t *c, const Ketenbus__Receipt *rc)
 {
     for (size_t i = 0; i < rc->n_entries; i++) {
         const Ketenbus__ReceiptEntry *e = rc->entries[i];
         if (e->message_id.len != 16)
             continue;
+        if (s_refused_for_now(e)) {
+            s_retry_later(c, e); /* no receipt yet: the outbox keeps it */
+            continue;
+        }
         if (kb_outbox_remove(c->outbox, e->message_id.data) != KB_OK)
             continue; /* a receipt for something already answered */
+        if (e->outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED || e->outcome == KETENBUS__OUTCOME__OUTCOME_DUPLICATE)
+            c->retry_ms = KB_RETRY_MIN_MS;
         size_t slot = c->ring_next;
         s_fill_receipt(&c->ring[slot], e);
         memcpy(c->ring_ids[slot], e->message_id.data, 16);
@@ -529,10 +605,18 @@ static int s_housekeeping(ketenbus_client_t *c)
         return KB_OK;
     }
     if (c->resend) {
-        int rc = s_send_outbox(c, 0);
+        int rc = s_send_outbox(c, 0, 0);
         if (rc == KB_OK)
             c->resend = 0;
         else if (rc != KB_EPENDING)
+            return rc;
+    }
+    if (c->retry_at_ms != 0 && now >= c->retry_at_ms) {
+        c->retry_at_ms = 0;
+        int rc = s_send_outbox(c, 0, 1);
+        if (rc != KB_OK)
+            c->resend = 1; /* marks of entries that did not go out are gone: send all again */
+        if (rc != KB_OK && rc != KB_EPENDING)
             return rc;
     }
     int rc = s_flush_acks(c);
@@ -596,6 +680,7 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     c->o.broker_cert = strdup(opts->broker_cert);
     c->o.state_dir = strdup(opts->state_dir);
     c->ping_ms = opts->ping_ms;
+    c->retry_ms = KB_RETRY_MIN_MS;
     if (!c->o.agency || !c->o.key_dir || !c->o.endpoint || !c->o.broker_cert || !c->o.state_dir) {
         kb_error_set(KB_ENOMEM, "client: out of memory");
         goto fail;
@@ -618,6 +703,10 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     if (!c->dealer) {
         OPENSSL_cleanse(sec, sizeof sec);
         kb_error_set(KB_ENET, "client: socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (s_set_routing_id(c->dealer) != KB_OK) {
+        OPENSSL_cleanse(sec, sizeof sec);
         goto fail;
     }
     int zero = 0, one = 1, ivl = 100, ivl_max = 2000, hb = 2000, hbt = 6000;
@@ -786,7 +875,7 @@ static int s_store_and_send(ketenbus_client_t *c, kb_outbox_entry_t *in, size_t 
     if (rc != KB_OK)
         return rc;
     if (c->welcomed && !c->resend) {
-        rc = s_send_outbox(c, before);
+        rc = s_send_outbox(c, before, 0);
         if (rc == KB_EPENDING)
             c->resend = 1;
         else if (rc != KB_OK)

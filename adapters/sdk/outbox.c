@@ -6,8 +6,10 @@
  *   s<id:16>   a delivered message id the agency acknowledged
  * A submission is written with a synced write before the SDK sends it, so a
  * crash of the agency's system or a broker outage loses nothing; the entry
- * goes when the broker's receipt arrives. Unsent entries are kept in memory
- * too (the backlog is small and bounded by KB_OUTBOX_MAX_ENTRIES).
+ * goes when the broker's receipt arrives, unless the broker refused it only
+ * for now (REJECT_INTERNAL): then it stays, marked in memory to be sent
+ * again. Unsent entries are kept in memory too (the backlog is small and
+ * bounded by KB_OUTBOX_MAX_ENTRIES).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -66,6 +68,7 @@ static int s_append(kb_outbox_t *o, uint64_t seq, const uint8_t id[16], const ui
     e->len = len;
     e->seq = seq;
     memcpy(e->id, id, 16);
+    e->retry = 0;
     o->n++;
     return KB_OK;
 }
@@ -197,6 +200,7 @@ int kb_outbox_put_batch(kb_outbox_t *o, const kb_outbox_entry_t *in, size_t n)
         slot[made].len = in[made].len;
         slot[made].seq = o->next_seq + made;
         memcpy(slot[made].id, in[made].id, 16);
+        slot[made].retry = 0;
         uint8_t k[9];
         k[0] = 'o';
         kb_be64_put(k + 1, slot[made].seq);
@@ -251,6 +255,28 @@ int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16])
         return KB_OK;
     }
     return KB_ENOTFOUND;
+}
+
+int kb_outbox_mark_retry(kb_outbox_t *o, const uint8_t id[16])
+{
+    for (size_t k = 0; k < o->n; k++) {
+        kb_outbox_entry_t *e = &o->items[o->head + k];
+        if (memcmp(e->id, id, 16) == 0) {
+            e->retry = 1;
+            return KB_OK;
+        }
+    }
+    return KB_ENOTFOUND;
+}
+
+int kb_outbox_take_retry(kb_outbox_t *o, size_t i)
+{
+    if (i >= o->n)
+        return 0;
+    kb_outbox_entry_t *e = &o->items[o->head + i];
+    int marked = e->retry;
+    e->retry = 0;
+    return marked;
 }
 
 size_t kb_outbox_size(const kb_outbox_t *o)

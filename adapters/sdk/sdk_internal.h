@@ -36,6 +36,7 @@ typedef struct {
     uint8_t id[16];    /* message id */
     uint8_t *bytes;    /* packed signed envelope (owned) */
     size_t len;        /* its length */
+    uint8_t retry;     /* in memory only: refused for now, to be sent again */
 } kb_outbox_entry_t;
 
 typedef struct kb_outbox kb_outbox_t;
@@ -53,6 +54,15 @@ int kb_outbox_put_batch(kb_outbox_t *o, const kb_outbox_entry_t *in, size_t n);
 
 /* Forget an entry that got its receipt. KB_ENOTFOUND if unknown. */
 int kb_outbox_remove(kb_outbox_t *o, const uint8_t id[16]);
+
+/* Mark an entry the broker refused for now (REJECT_INTERNAL, "retry later")
+ * to be sent again. Kept in memory only: after a restart every entry is sent
+ * anyway. KB_ENOTFOUND if unknown. */
+int kb_outbox_mark_retry(kb_outbox_t *o, const uint8_t id[16]);
+
+/* Is entry i (0 <= i < size) marked for sending again? Clears the mark: the
+ * caller is sending it. 0 for an index out of range. */
+int kb_outbox_take_retry(kb_outbox_t *o, size_t i);
 
 size_t kb_outbox_size(const kb_outbox_t *o);
 

@@ -121,6 +121,39 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* Retry marks: set by id, read and cleared by index, gone with the entry,
+ * and never stored (after a restart every entry is sent anyway). */
+START_TEST(test_retry_marks)
+{
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    for (uint8_t i = 1; i <= 3; i++)
+        s_put(o, i);
+    uint8_t id[16] = {2}, unknown[16] = {9};
+    ck_assert_int_eq(kb_outbox_take_retry(o, 1), 0); /* new entries are unmarked */
+    ck_assert_int_eq(kb_outbox_mark_retry(o, id), KB_OK);
+    ck_assert_int_eq(kb_outbox_mark_retry(o, unknown), KB_ENOTFOUND);
+    ck_assert_int_eq(kb_outbox_take_retry(o, 0), 0);
+    ck_assert_int_eq(kb_outbox_take_retry(o, 1), 1);
+    ck_assert_int_eq(kb_outbox_take_retry(o, 1), 0); /* taking clears it */
+    ck_assert_int_eq(kb_outbox_take_retry(o, 3), 0); /* out of range */
+    /* the mark follows its entry when an earlier one goes */
+    ck_assert_int_eq(kb_outbox_mark_retry(o, id), KB_OK);
+    id[0] = 1;
+    ck_assert_int_eq(kb_outbox_remove(o, id), KB_OK);
+    ck_assert_int_eq(kb_outbox_at(o, 0)->id[0], 2);
+    ck_assert_int_eq(kb_outbox_take_retry(o, 0), 1);
+    id[0] = 3;
+    ck_assert_int_eq(kb_outbox_mark_retry(o, id), KB_OK);
+    kb_outbox_destroy(&o);
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_uint_eq(kb_outbox_size(o), 2);
+    ck_assert_int_eq(kb_outbox_take_retry(o, 1), 0);
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
 START_TEST(test_seen)
 {
     kb_outbox_t *o = kb_outbox_open(s_dir);
@@ -143,6 +176,7 @@ int main(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, test_order_and_removal);
     tcase_add_test(tc, test_batch);
+    tcase_add_test(tc, test_retry_marks);
     tcase_add_test(tc, test_seen);
     suite_add_tcase(s, tc);
     return kb_test_run(s);
