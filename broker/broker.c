@@ -230,6 +230,9 @@ int kb_broker_start(kb_broker_t *b)
     OPENSSL_cleanse(sec, sizeof sec);
     rc |= zmq_setsockopt(b->router, ZMQ_ZAP_DOMAIN, "ketenbus", 8);
     rc |= zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    /* adapters keep their (random) routing id when they reconnect: the new
+     * connection takes it over from one that has not timed out yet */
+    rc |= zmq_setsockopt(b->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     rc |= zmq_setsockopt(b->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     rc |= zmq_setsockopt(b->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
     rc |= zmq_setsockopt(b->router, ZMQ_LINGER, &zero, sizeof zero);
@@ -599,13 +602,26 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         return KB_OK;
     }
     kb_session_t *s = session_find(b, rid, rid_len);
-    if (s && strcmp(s->agency, agency) != 0)
-        s = NULL; /* cannot happen with ZAP, but never trust a reused routing id */
+    if (s && strcmp(s->agency, agency) != 0) {
+        /* another agency's connection has the routing id of a session whose
+         * own connection went: what is sent to that id now reaches the
+         * newcomer, so the session ends here */
+        session_close(b, s, "its routing id is used by another agency's connection");
+        s = NULL;
+    }
     if (s)
         s->last_seen_ms = kb_mono_ms();
     uint64_t req = f->request_id;
     switch (f->body_case) {
     case KETENBUS__FRAME__BODY_HELLO:
+        if (rid_len < KB_ROUTING_ID_LEN || rid[0] == 0) {
+            /* ids libzmq makes up for a peer (a zero byte and a counter) can
+             * be guessed, and taken by another connection once this one goes */
+            s_refuse_frame(b, rid, rid_len, agency, req, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED,
+                           "HELLO refused: the connection must set a random routing id of at least 16 bytes, "
+                           "not starting with a zero byte (ZMQ_ROUTING_ID)");
+            break;
+        }
         s = session_open(b, rid, rid_len, agency, f->hello->send_only);
         if (!s) {
             rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL, kb_last_error());
@@ -614,8 +630,10 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         s->last_seen_ms = kb_mono_ms();
         if (!s->send_only)
             s->credit = f->hello->credit < KB_MAX_CREDIT ? f->hello->credit : KB_MAX_CREDIT;
-        kb_log(KB_LOG_INFO, "session_opened", "agency=%s adapter=\"%.64s\" credit=%llu%s", agency,
-               f->hello->adapter_name, (unsigned long long)s->credit, s->send_only ? " send_only=1" : "");
+        char name[160]; /* the first ~150 bytes of the name, quoted */
+        kb_log(KB_LOG_INFO, "session_opened", "agency=%s adapter=%s credit=%llu%s", agency,
+               kb_log_quote(f->hello->adapter_name, name, sizeof name), (unsigned long long)s->credit,
+               s->send_only ? " send_only=1" : "");
         audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECTED, agency, NULL, f->hello->adapter_name);
         rc = s_welcome(b, s, req);
         break;

@@ -32,6 +32,19 @@ int64_t kb_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int kb_routing_id_new(uint8_t out[KB_ROUTING_ID_LEN])
+{
+    /* drawn again while the first byte is 0 (1 in 256), so that the id
+     * stays uniform over the ids allowed */
+    for (int tries = 0; tries < 8; tries++) {
+        if (RAND_bytes(out, KB_ROUTING_ID_LEN) != 1)
+            return kb_error_ssl(KB_ECRYPTO, "RAND_bytes for a routing id");
+        if (out[0] != 0)
+            return KB_OK;
+    }
+    return kb_error_set(KB_ECRYPTO, "no routing id without a leading zero byte in 8 draws");
+}
+
 int kb_uuid7(uint8_t out[16])
 {
     /* RFC 9562 section 5.7: 48-bit Unix milliseconds, version 7, 74 random

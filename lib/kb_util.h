@@ -16,6 +16,14 @@ int64_t kb_mono_ms(void);
 /* A new time-ordered UUIDv7 (RFC 9562) from the clock and OpenSSL's RNG. */
 int kb_uuid7(uint8_t out[16]);
 
+/* Bytes of the routing id a connection to the broker sets (ZMQ_ROUTING_ID):
+ * the broker refuses HELLO from shorter ids, which could be guessed. */
+#define KB_ROUTING_ID_LEN 16u
+
+/* A new random routing id from OpenSSL's RNG whose first byte is not 0
+ * (libzmq keeps ids starting with 0 for the ones it makes up). */
+int kb_routing_id_new(uint8_t out[KB_ROUTING_ID_LEN]);
+
 /* Canonical text form, 36 chars plus NUL. */
 void kb_uuid_format(const uint8_t id[16], char out[37]);
 

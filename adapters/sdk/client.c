@@ -23,7 +23,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <zmq.h>
 
 #include "kb_codec.h"
@@ -45,8 +44,6 @@ _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within th
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
 #define KB_RETRY_MIN_MS       500    /* first wait before sending again what the broker refused for now */
 #define KB_RETRY_MAX_MS       30000  /* longest wait between such retries */
-#define KB_ROUTING_ID_LEN     16u    /* random bytes naming the connection at the broker's ROUTER */
-#define KB_ROUTING_ID_TRIES   8      /* draws for a routing id whose first byte is not 0 */
 
 struct ketenbus_client_opts {
     char *agency;            /* agency id */
@@ -203,26 +200,17 @@ static void s_log(ketenbus_client_t *c, int level, const char *fmt, ...)
     c->o.log(level, line, c->o.log_arg);
 }
 
-/* Give a new DEALER a routing id of KB_ROUTING_ID_LEN random bytes before it
- * connects. The broker keys sessions by the routing id, and the one libzmq
- * makes up (a zero byte and a counter) is easy to guess: another agency
- * connecting with it while this agency's session is still open would be
- * handed this agency's deliveries. Ids starting with a zero byte are
- * reserved by libzmq, so the first byte is drawn again until it is not 0.
- * Every socket the client creates gets a fresh id through this function. */
+/* Give a new DEALER a random routing id (kb_routing_id_new) before it
+ * connects. The broker keys sessions by the routing id, and refuses the one
+ * libzmq makes up (a zero byte and a counter), which is easy to guess:
+ * another agency connecting with it while this agency's session is still
+ * open would be handed this agency's deliveries. Every socket the client
+ * creates gets a fresh id through this function. */
 static int s_set_routing_id(void *sock)
 {
     uint8_t id[KB_ROUTING_ID_LEN];
-    int tries = 0;
-    do {
-        if (RAND_bytes(id, sizeof id) != 1)
-            return kb_error_ssl(KB_ECRYPTO, "client: RAND_bytes for the routing id");
-    } while (id[0] == 0 && ++tries < KB_ROUTING_ID_TRIES);
-    int rc = KB_OK;
-    if (id[0] == 0)
-        rc = kb_error_set(KB_ECRYPTO, "client: no routing id without a leading zero byte in %d draws",
-                          KB_ROUTING_ID_TRIES);
-    else if (zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, sizeof id) != 0)
+    int rc = kb_routing_id_new(id);
+    if (rc == KB_OK && zmq_setsockopt(sock, ZMQ_ROUTING_ID, id, sizeof id) != 0)
         rc = kb_error_set(KB_ENET, "client: routing id: %s", zmq_strerror(zmq_errno()));
     OPENSSL_cleanse(id, sizeof id);
     return rc;

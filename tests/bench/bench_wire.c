@@ -80,6 +80,11 @@ static void *s_dealer(void *ctx, const bench_keys_t *k, const char *agency, cons
     rc |= zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     rc |= zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     rc |= zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    uint8_t id[KB_ROUTING_ID_LEN];
+    if (kb_routing_id_new(id) != KB_OK)
+        rc = -1;
+    else
+        rc |= zmq_setsockopt(s, ZMQ_ROUTING_ID, id, sizeof id);
     memset(sec, 0, sizeof sec);
     if (rc != 0 || zmq_connect(s, endpoint) != 0) {
         bench_log("dealer %s: %s", agency, zmq_strerror(zmq_errno()));

@@ -58,8 +58,9 @@ static void s_teardown(void)
     kb_chain_cleanup(&s_chain);
 }
 
-/* A raw CURVE DEALER using the key files of `name` in dir. */
-static void *s_raw(const char *dir, const char *name)
+/* A raw CURVE DEALER using the key files of `name` in dir, with routing id
+ * id (id_len bytes; NULL: the one libzmq makes up). */
+static void *s_raw_id(const char *dir, const char *name, const uint8_t *id, size_t id_len)
 {
     char path[512], pub[41], sec[41], srv[41];
     snprintf(path, sizeof path, "%s/%s.curve_secret", dir, name);
@@ -71,8 +72,18 @@ static void *s_raw(const char *dir, const char *name)
     zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
     zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, 40);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (id)
+        ck_assert_int_eq(zmq_setsockopt(s, ZMQ_ROUTING_ID, id, id_len), 0);
     ck_assert_int_eq(zmq_connect(s, s_chain.endpoint), 0);
     return s;
+}
+
+/* The same with a new random routing id, as the SDK sets. */
+static void *s_raw(const char *dir, const char *name)
+{
+    uint8_t id[KB_ROUTING_ID_LEN];
+    ck_assert_int_eq(kb_routing_id_new(id), KB_OK);
+    return s_raw_id(dir, name, id, sizeof id);
 }
 
 static void s_send_frame(void *s, Ketenbus__Frame *f)
@@ -721,6 +732,81 @@ START_TEST(test_expiry_passes_many_in_flight)
 }
 END_TEST
 
+/* A connection must name itself with a random routing id: an id libzmq
+ * makes up (a zero byte and a counter) can be guessed and taken by another
+ * connection, so HELLO from one is refused and opens no session. */
+START_TEST(test_hello_needs_random_routing_id)
+{
+    static const uint8_t zero_first[KB_ROUTING_ID_LEN] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    static const uint8_t short_id[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const uint8_t *ids[3] = {NULL, zero_first, short_id};
+    const size_t lens[3] = {0, sizeof zero_first, sizeof short_id};
+    for (int k = 0; k < 3; k++) {
+        s_sock = s_raw_id(s_chain.keys, "politie", ids[k], lens[k]);
+        Ketenbus__Hello h;
+        ketenbus__hello__init(&h);
+        h.adapter_name = (char *)"hostile-test";
+        h.credit = 10;
+        Ketenbus__Frame f;
+        ketenbus__frame__init(&f);
+        f.body_case = KETENBUS__FRAME__BODY_HELLO;
+        f.hello = &h;
+        s_send_frame(s_sock, &f);
+        Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+        ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED);
+        ck_assert_msg(strstr(r->error->message, "random routing id") != NULL, "%s", r->error->message);
+        ketenbus__frame__free_unpacked(r, NULL);
+        Ketenbus__Ping ping;
+        ketenbus__ping__init(&ping);
+        ketenbus__frame__init(&f);
+        f.body_case = KETENBUS__FRAME__BODY_PING;
+        f.ping = &ping;
+        s_send_frame(s_sock, &f);
+        r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+        ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
+        ketenbus__frame__free_unpacked(r, NULL);
+        zmq_close(s_sock);
+        s_sock = NULL;
+    }
+    s_still_serving();
+}
+END_TEST
+
+/* When another agency's connection turns up with the routing id of a
+ * session whose own connection went, that session ends at its first frame:
+ * nothing for the first agency is sent to the newcomer. */
+START_TEST(test_routing_id_taken_by_another_agency)
+{
+    uint8_t id[KB_ROUTING_ID_LEN];
+    ck_assert_int_eq(kb_routing_id_new(id), KB_OK);
+    void *pol = s_raw_id(s_chain.keys, "politie", id, sizeof id);
+    s_hello_as(pol, 10, 0);
+    zmq_close(pol);
+    s_sock = s_raw_id(s_chain.keys, "fier", id, sizeof id);
+    Ketenbus__Ping ping;
+    ketenbus__ping__init(&ping);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_PING;
+    f.ping = &ping;
+    s_send_frame(s_sock, &f);
+    Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
+    ketenbus__frame__free_unpacked(r, NULL);
+    /* a signal for politie now: queued, and not handed to fier's connection */
+    ketenbus_client_t *c = kb_chain_client(&s_chain, "fier", "-sender");
+    ketenbus_msg_t *m = kb_test_signal("politie", "for politie only");
+    ketenbus_receipt_t rc;
+    ck_assert_msg(ketenbus_client_submit(c, m, &rc, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&c);
+    uint64_t tags[1];
+    ck_assert_uint_eq(s_delivered(s_sock, tags, 1, 1500), 0);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "routing id is used by another agency"), 1);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -738,6 +824,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_send_only_sessions_are_capped);
     tcase_add_test(tc, test_acked_not_redelivered_after_hello);
     tcase_add_test(tc, test_expiry_passes_many_in_flight);
+    tcase_add_test(tc, test_hello_needs_random_routing_id);
+    tcase_add_test(tc, test_routing_id_taken_by_another_agency);
     suite_add_tcase(s, tc);
     return s;
 }
