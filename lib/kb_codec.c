@@ -355,6 +355,38 @@ static int s_check_batch(const Ketenbus__Frame *f)
     return KB_OK;
 }
 
+/* Free text a peer shows in logs and audit records (Hello's names): at most
+ * max bytes of UTF-8 without control characters (C0, DEL, C1), which could
+ * forge or garble log lines. */
+static int s_check_label(const char *s, size_t max, const char *field)
+{
+    s = s ? s : "";
+    size_t n = strnlen(s, max + 1);
+    if (n > max)
+        return kb_error_set(KB_EPROTO, "frame: %s: longer than %zu bytes", field, max);
+    if (!kb_utf8_valid(s, n))
+        return kb_error_set(KB_EPROTO, "frame: %s: not valid UTF-8", field);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        unsigned c1 = ch == 0xc2 && i + 1 < n ? (unsigned char)s[i + 1] : 0; /* U+0080..U+009F */
+        if (ch < 0x20 || ch == 0x7f || (c1 >= 0x80 && c1 <= 0x9f))
+            return kb_error_set(KB_EPROTO, "frame: %s: control character U+%04X at byte %zu", field,
+                                c1 ? c1 : ch, i);
+    }
+    return KB_OK;
+}
+
+/* What validation a body needs beyond the wire scan. */
+static int s_check_body(const Ketenbus__Frame *f)
+{
+    if (f->body_case != KETENBUS__FRAME__BODY_HELLO)
+        return KB_OK;
+    int rc = s_check_label(f->hello->adapter_name, KB_SHORT_TEXT_MAX, "hello.adapter_name");
+    if (rc == KB_OK)
+        rc = s_check_label(f->hello->software, KB_SHORT_TEXT_MAX, "hello.software");
+    return rc;
+}
+
 /* ---------------------------------------------------------------- frames */
 
 int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame **out)
@@ -404,6 +436,8 @@ int kb_frame_decode_with(const void *buf, size_t len, size_t max_len, ProtobufCA
         return kb_error_set(KB_EPROTO, "frame: no command in body");
     }
     rc = s_check_batch(f);
+    if (rc == KB_OK)
+        rc = s_check_body(f);
     if (rc != KB_OK) {
         ketenbus__frame__free_unpacked(f, alloc);
         return rc;

@@ -72,6 +72,8 @@
  * the wire before unpacking, whatever the version, with a detail naming
  * the field, e.g. "frame: submit.envelopes[0].seals: more than 64 items"),
  * or would take more memory than KB_DECODE_MEM_PER_BYTE allows (KB_EPROTO);
+ * a Hello whose adapter_name or software is longer than KB_SHORT_TEXT_MAX
+ * bytes, not UTF-8 or holds a control character (KB_EPROTO);
  * versions other than KB_PROTOCOL_VERSION
  * (KB_EVERSION) and NULL arguments (KB_EINVAL). A frame with neither version nor body is KB_EPROTO.
  * On KB_OK *out is the caller's. On KB_EVERSION *out is handed out too (the

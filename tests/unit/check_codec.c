@@ -1364,6 +1364,67 @@ START_TEST(test_decode_memory)
 }
 END_TEST
 
+/* ------------------------------------------------------------ hello text */
+
+/* Hello's names go into logs and CONNECTED audit records. */
+static const struct {
+    const char *name;     /* adapter_name ("" : the long one below) */
+    const char *software; /* software */
+    size_t name_len;      /* > 0: adapter_name is this many 'a's */
+    int rc;               /* expected return */
+    const char *why;      /* part of the detail when refused */
+} s_hellos[] = {
+    {"fier-case-system", "ketenbus-adapter 0.1.0", 0, KB_OK, NULL},
+    {"", "", 0, KB_OK, NULL},
+    {"Caf\xc3\xa9-systeem \xe2\x82\xac", "v1", 0, KB_OK, NULL},
+    {NULL, "v1", KB_SHORT_TEXT_MAX, KB_OK, NULL},
+    {NULL, "v1", KB_SHORT_TEXT_MAX + 1, KB_EPROTO, "hello.adapter_name: longer than 256 bytes"},
+    {NULL, "v1", 1000000, KB_EPROTO, "hello.adapter_name: longer than 256 bytes"},
+    {"a\nforged=1", "v1", 0, KB_EPROTO, "hello.adapter_name: control character U+000A at byte 1"},
+    {"tab\there", "v1", 0, KB_EPROTO, "control character U+0009"},
+    {"del\x7f", "v1", 0, KB_EPROTO, "control character U+007F"},
+    {"c1\xc2\x85", "v1", 0, KB_EPROTO, "control character U+0085"},
+    {"latin1 caf\xe9", "v1", 0, KB_EPROTO, "hello.adapter_name: not valid UTF-8"},
+    {"fier", "v1\r\n", 0, KB_EPROTO, "hello.software: control character U+000D"},
+    {"fier", "\xc0\xaf", 0, KB_EPROTO, "hello.software: not valid UTF-8"},
+};
+#define N_HELLOS (sizeof s_hellos / sizeof s_hellos[0])
+
+START_TEST(test_hello_text)
+{
+    char *long_name = NULL;
+    Ketenbus__Hello hello = KETENBUS__HELLO__INIT;
+    hello.adapter_name = (char *)s_hellos[_i].name;
+    if (s_hellos[_i].name_len > 0) {
+        long_name = malloc(s_hellos[_i].name_len + 1);
+        ck_assert_ptr_nonnull(long_name);
+        memset(long_name, 'a', s_hellos[_i].name_len);
+        long_name[s_hellos[_i].name_len] = '\0';
+        hello.adapter_name = long_name;
+    }
+    hello.software = (char *)s_hellos[_i].software;
+    Ketenbus__Frame out = KETENBUS__FRAME__INIT;
+    out.body_case = KETENBUS__FRAME__BODY_HELLO;
+    out.hello = &hello;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_frame_encode(&out, &buf, &len), KB_OK);
+    Ketenbus__Frame *f = (Ketenbus__Frame *)(uintptr_t)1;
+    int rc = kb_frame_decode(buf, len, 2 * KB_FRAME_MAX_DEFAULT, &f);
+    ck_assert_msg(rc == s_hellos[_i].rc, "row %d: rc %d (%s)", _i, rc, kb_last_error());
+    if (rc == KB_OK) {
+        ck_assert_str_eq(f->hello->adapter_name, hello.adapter_name);
+        ketenbus__frame__free_unpacked(f, NULL);
+    } else {
+        ck_assert_ptr_null(f);
+        ck_assert_msg(strstr(kb_last_error(), s_hellos[_i].why) != NULL, "row %d: \"%s\" lacks \"%s\"", _i,
+                      kb_last_error(), s_hellos[_i].why);
+    }
+    free(buf);
+    free(long_name);
+}
+END_TEST
+
 /* ------------------------------------------------------------ round trips */
 
 /* Body cases in the order of the proto, one round trip each. */
@@ -1690,6 +1751,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_list_limits, 0, (int)N_LISTS);
     tcase_add_test(tc, test_every_list_limited);
     tcase_add_test(tc, test_decode_memory);
+    tcase_add_loop_test(tc, test_hello_text, 0, (int)N_HELLOS);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("envelopes");
