@@ -1186,6 +1186,17 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
     return s_walk(&e->base, "", 0, why, why_len);
 }
 
+int kb_envelope_validate_submitted(const Ketenbus__Envelope *e, char *why, size_t why_len)
+{
+    int rc = kb_envelope_validate(e, why, why_len);
+    if (rc != KB_OK)
+        return rc;
+    if (e->n_withheld > 0)
+        return s_reject(why, why_len, "withheld: %zu paths given; withheld paths are set by the broker only",
+                        e->n_withheld);
+    return KB_OK;
+}
+
 /* ---------------------------------------------------------------- helpers */
 
 Ketenbus__Envelope *kb_envelope_dup(const Ketenbus__Envelope *e)

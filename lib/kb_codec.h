@@ -110,6 +110,12 @@ int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len);
  * KB_EINVAL if e is NULL. */
 int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len);
 
+/* kb_envelope_validate() for an envelope an adapter submits: also refuses
+ * any withheld path (KB_EPROTO, "withheld: ..."). The broker alone lists
+ * what it withholds from a recipient, and the signature does not cover the
+ * list. KB_EINVAL if e is NULL. */
+int kb_envelope_validate_submitted(const Ketenbus__Envelope *e, char *why, size_t why_len);
+
 /* Deep copy of an envelope (through pack/unpack), the caller's to free with
  * protobuf_c_message_free_unpacked(). NULL on no memory or a NULL e. */
 Ketenbus__Envelope *kb_envelope_dup(const Ketenbus__Envelope *e);

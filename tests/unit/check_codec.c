@@ -918,6 +918,23 @@ START_TEST(test_validate_arguments)
 }
 END_TEST
 
+/* An adapter may not set withheld paths; a delivered envelope may. */
+START_TEST(test_validate_submitted)
+{
+    char why[256];
+    s_fixture(KETENBUS__KIND__KIND_SIGNAL);
+    ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_OK);
+    s_fx.env.n_withheld = 1;
+    ck_assert_int_eq(kb_envelope_validate(&s_fx.env, why, sizeof why), KB_OK);
+    ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_EPROTO);
+    ck_assert_str_eq(why, "withheld: 1 paths given; withheld paths are set by the broker only");
+    s_fx.env.n_withheld = KB_MAX_SEALS + 1; /* the general limit still speaks first */
+    ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_EPROTO);
+    ck_assert_ptr_nonnull(strstr(why, "at most 64"));
+    ck_assert_int_eq(kb_envelope_validate_submitted(NULL, why, sizeof why), KB_EINVAL);
+}
+END_TEST
+
 /* ------------------------------------------------------- malformed frames */
 
 /* How a row's bytes are made: given in the row, or built by s_build(). */
@@ -1767,6 +1784,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bad_table_size);
     tcase_add_test(tc, test_validate_arguments);
     tcase_add_test(tc, test_envelope_dup);
+    tcase_add_test(tc, test_validate_submitted);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("helpers");
