@@ -1,7 +1,8 @@
 /*
  * route.c - SUBMIT handling: validate, authenticate, decide, queue, audit.
  *
- * For each envelope, in order: structure (kb_envelope_validate), sender equal
+ * For each envelope, in order: structure (kb_envelope_validate_submitted: an
+ * adapter may not set withheld paths), sender equal
  * to the authenticated agency, created time within the message TTL and clock
  * skew, not a duplicate (same sender and id accepted before: on disk, earlier
  * in this turn, or in the batch the committer is writing), the sender's
@@ -212,7 +213,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     res->entry.refused = (char **)res->refused;
 
     char why[256];
-    if (kb_envelope_validate(e, why, sizeof why) != KB_OK) {
+    if (kb_envelope_validate_submitted(e, why, sizeof why) != KB_OK) {
         s_reject(b, s, e, 0, res, KETENBUS__REJECT_CODE__REJECT_MALFORMED, "%s", why);
         return KB_OK;
     }
@@ -300,7 +301,23 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
             res->refused[res->entry.n_refused++] = candidates[i];
         }
     }
-    if (rc == KB_OK && res->entry.n_recipients == 0) {
+    if (rc != KB_OK) {
+        /* Nothing of this envelope is staged yet: refuse it alone rather
+         * than fail the turn of every agency. */
+        int code = rc == KB_ENOMEM || rc == KB_ECRYPTO ? KETENBUS__REJECT_CODE__REJECT_INTERNAL
+                                                       : KETENBUS__REJECT_CODE__REJECT_MALFORMED;
+        char detail[KB_ERROR_MAX];
+        snprintf(detail, sizeof detail, "%s", kb_last_error());
+        for (size_t i = 0; plans && i < n_cand; i++)
+            route_plan_clear(&plans[i]);
+        free(plans);
+        free(packed);
+        res->entry.n_recipients = 0;
+        res->entry.n_refused = 0;
+        s_reject(b, s, e, 1, res, code, "could not route this envelope: %s", detail);
+        return KB_OK;
+    }
+    if (res->entry.n_recipients == 0) {
         rc = s_refuse_all(b, s, e, res, plans, n_cand);
         free(plans);
         free(packed);

@@ -8,10 +8,13 @@
  * Invariants:
  * - kb_frame_decode() refuses a frame over the caller's size limit before any
  *   allocation. It then checks the whole frame on the wire (tags, wire types,
- *   lengths, at every depth) and counts the items of a batch command
- *   (Submit, Receipt, Deliver, Ack) before protobuf-c allocates one struct
- *   per item: a 1 MiB frame of empty envelopes would otherwise cost a
- *   hundred times its size in memory.
+ *   lengths, at every depth), counts the items of every list of every
+ *   message against the limit validation would enforce anyway, and refuses
+ *   singular fields given twice and piles of unknown fields, all before
+ *   protobuf-c allocates one struct or string per item: a 1 MiB frame of
+ *   empty seals cost 40 times its size in memory. protobuf-c then unpacks
+ *   through an allocator with a budget of KB_DECODE_MEM_PER_BYTE per byte,
+ *   so that no shape of frame takes more.
  * - On every error path the unpacked frame is freed and *out stays NULL, with
  *   one exception: on KB_EVERSION the frame is handed out so that the caller
  *   can answer with the peer's request_id.
@@ -39,6 +42,9 @@
 /* Deepest message nesting followed on the wire and in the walk (the proto
  * nests Frame > Submit > Envelope > Referral > Signal > Observation). */
 #define KB_CODEC_MAX_DEPTH 8u
+/* Most fields of a message the wire scan counts (AuditRecord, the largest
+ * message of the proto, has 19). */
+#define KB_CODEC_MAX_FIELDS 32u
 /* A varint is at most 10 bytes on the wire. */
 #define KB_VARINT_MAX_BYTES 10u
 /* Highest field number protobuf allows. */
@@ -51,9 +57,6 @@ enum {
     KB_WIRE_LEN = 2,
     KB_WIRE_FIXED32 = 5
 };
-
-/* Every batch body keeps its repeated items in field 1. */
-#define KB_BATCH_ITEMS_FIELD 1u
 
 /* Read position in an untrusted buffer. */
 typedef struct {
@@ -127,45 +130,151 @@ static int s_skip_value(kb_cursor_t *c, unsigned wire, kb_cursor_t *inner)
     }
 }
 
+/* Most items each repeated field reachable from a Frame may hold: the
+ * limits kb_envelope_validate() and the batch commands enforce anyway,
+ * checked on the wire so that protobuf-c never allocates past them. A
+ * repeated field missing here gets KB_MAX_BATCH (tests/unit/check_codec.c
+ * checks that every one reachable from a Frame is listed). */
+static const struct {
+    const ProtobufCMessageDescriptor *msg; /* message holding the list */
+    const char *field;                     /* the repeated field */
+    size_t max;                            /* most items allowed */
+} s_list_limits[] = {
+    {&ketenbus__submit__descriptor, "envelopes", KB_MAX_BATCH},
+    {&ketenbus__receipt__descriptor, "entries", KB_MAX_BATCH},
+    {&ketenbus__receipt_entry__descriptor, "recipients", KB_MAX_RECIPIENTS},
+    {&ketenbus__receipt_entry__descriptor, "refused", KB_MAX_RECIPIENTS},
+    {&ketenbus__deliver__descriptor, "deliveries", KB_MAX_BATCH},
+    {&ketenbus__ack__descriptor, "tags", KB_MAX_BATCH},
+    {&ketenbus__envelope__descriptor, "recipients", KB_MAX_RECIPIENTS},
+    {&ketenbus__envelope__descriptor, "subject_keys", KB_MAX_SUBJECT_KEYS},
+    {&ketenbus__envelope__descriptor, "seals", KB_MAX_SEALS},
+    {&ketenbus__envelope__descriptor, "withheld", KB_MAX_SEALS},
+    {&ketenbus__signal__descriptor, "indicators", KB_MAX_INDICATORS},
+    {&ketenbus__notice__descriptor, "agencies", KB_MAX_RECIPIENTS},
+};
+#define KB_N_LIST_LIMITS (sizeof s_list_limits / sizeof s_list_limits[0])
+
+size_t kb_frame_list_limit(const ProtobufCMessageDescriptor *msg, const char *field)
+{
+    for (size_t i = 0; i < KB_N_LIST_LIMITS; i++)
+        if (s_list_limits[i].msg == msg && strcmp(s_list_limits[i].field, field) == 0)
+            return s_list_limits[i].max;
+    return 0;
+}
+
+/* Where the scan is: the field (and item) through which each enclosing
+ * message was entered, to name the place of a refusal without building
+ * the name for every message that passes. */
+typedef struct {
+    const ProtobufCFieldDescriptor *field[KB_CODEC_MAX_DEPTH + 1]; /* field entered at each depth */
+    size_t index[KB_CODEC_MAX_DEPTH + 1];                          /* item number if it is repeated */
+} kb_scan_path_t;
+
+/* Record a refusal "frame: submit.envelopes[2].seals: <what>"; fd (may be
+ * NULL) is the field of the message at depth the refusal is about. */
+static int s_scan_fail(const kb_scan_path_t *p, unsigned depth, const ProtobufCFieldDescriptor *fd, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+
+static int s_scan_fail(const kb_scan_path_t *p, unsigned depth, const ProtobufCFieldDescriptor *fd, const char *fmt,
+                       ...)
+{
+    char path[2 * KB_CODEC_PATH_MAX] = "frame";
+    size_t used = strlen(path);
+    for (unsigned k = 0; k <= depth; k++) {
+        const ProtobufCFieldDescriptor *f = k < depth ? p->field[k] : fd;
+        if (!f)
+            break;
+        int n = f->label == PROTOBUF_C_LABEL_REPEATED && k < depth
+                    ? snprintf(path + used, sizeof path - used, "%s%s[%zu]", k ? "." : ": ", f->name, p->index[k])
+                    : snprintf(path + used, sizeof path - used, "%s%s", k ? "." : ": ", f->name);
+        if (n < 0 || (size_t)n >= sizeof path - used)
+            break; /* a cut name still says where; depth is limited anyway */
+        used += (size_t)n;
+    }
+    char what[KB_ERROR_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return kb_error_set(KB_EPROTO, "%s: %s", path, what);
+}
+
 /* Check one message on the wire against its descriptor, recursing into
- * the known message fields: every tag names a field number 1..2^29-1 (also
- * when its varint is overlong), every wire type is one proto3 uses and every
- * length stays inside its parent. protobuf-c 1.4 lets an overlong tag of
- * field 0 through as an unknown field and then re-encodes it into bytes it
- * refuses itself, so a frame would decode and its re-encoded envelope not.
- * A known string field must not hold a NUL byte: protobuf-c would cut the
- * C string there without a word ("rvdk\0x" would arrive as "rvdk").
- * When items is given, the values of field 1 are counted into it (a packed
- * run of varints counts one per varint). Failures record a detail. */
-static int s_scan_message(kb_cursor_t *c, const ProtobufCMessageDescriptor *d, unsigned depth, size_t *items)
+ * the known message fields, before protobuf-c allocates anything for it:
+ * - every tag names a field number 1..2^29-1 (also when its varint is
+ *   overlong), every wire type is one proto3 uses and every length stays
+ *   inside its parent. protobuf-c 1.4 lets an overlong tag of field 0
+ *   through as an unknown field and then re-encodes it into bytes it
+ *   refuses itself, so a frame would decode and its re-encoded envelope not.
+ * - a known string field holds no NUL byte: protobuf-c would cut the C
+ *   string there without a word ("rvdk\0x" would arrive as "rvdk").
+ * - a repeated field holds at most its s_list_limits items (a packed run of
+ *   varints counts one per varint); a singular field, and a oneof, appears
+ *   at most once; at most KB_MAX_UNKNOWN_FIELDS unknown fields. protobuf-c
+ *   allocates a struct or string for every occurrence, also of a singular
+ *   field it then drops: a few bytes each on the wire, tens of bytes each
+ *   in memory. No encoder writes a singular field twice.
+ * Failures record a detail naming the field. */
+static int s_scan_message(kb_cursor_t *c, const ProtobufCMessageDescriptor *d, unsigned depth, kb_scan_path_t *p)
 {
     if (depth > KB_CODEC_MAX_DEPTH)
-        return kb_error_set(KB_EPROTO, "%s: nested deeper than %u", d->short_name, KB_CODEC_MAX_DEPTH);
+        return s_scan_fail(p, depth, NULL, "nested deeper than %u", KB_CODEC_MAX_DEPTH);
+    if (d->n_fields > KB_CODEC_MAX_FIELDS)
+        return s_scan_fail(p, depth, NULL, "%s has more fields than the scan counts", d->short_name);
+    size_t seen[KB_CODEC_MAX_FIELDS] = {0}; /* occurrences (items for lists) per field index */
+    size_t limit[KB_CODEC_MAX_FIELDS];      /* for lists, set at the first item */
+    unsigned oneof_seen[KB_CODEC_MAX_FIELDS]; /* quantifier offsets of the oneofs met */
+    size_t n_oneof = 0, n_unknown = 0;
     while (c->pos < c->len) {
         uint32_t field;
         unsigned wire;
         kb_cursor_t inner;
+        size_t at = c->pos;
         if (s_read_tag(c, &field, &wire) != KB_OK || s_skip_value(c, wire, &inner) != KB_OK)
-            return kb_error_set(KB_EPROTO, "%s: malformed protobuf near byte %zu", d->short_name, c->pos);
+            return s_scan_fail(p, depth, NULL, "malformed protobuf near byte %zu", at);
         const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, field);
-        if (fd && fd->type == PROTOBUF_C_TYPE_STRING && wire == KB_WIRE_LEN && memchr(inner.buf, 0, inner.len))
-            return kb_error_set(KB_EPROTO, "%s.%s: NUL byte in string", d->short_name, fd->name);
-        if (items && field == KB_BATCH_ITEMS_FIELD) {
-            int packable = fd && fd->type != PROTOBUF_C_TYPE_MESSAGE && fd->type != PROTOBUF_C_TYPE_STRING &&
+        if (!fd) {
+            if (++n_unknown > KB_MAX_UNKNOWN_FIELDS)
+                return s_scan_fail(p, depth, NULL, "more than %u unknown fields", KB_MAX_UNKNOWN_FIELDS);
+            continue;
+        }
+        size_t fi = (size_t)(fd - d->fields);
+        if (fd->type == PROTOBUF_C_TYPE_STRING && wire == KB_WIRE_LEN && memchr(inner.buf, 0, inner.len))
+            return s_scan_fail(p, depth, fd, "NUL byte in string");
+        size_t items = 1;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            int packable = fd->type != PROTOBUF_C_TYPE_MESSAGE && fd->type != PROTOBUF_C_TYPE_STRING &&
                            fd->type != PROTOBUF_C_TYPE_BYTES;
             if (wire == KB_WIRE_LEN && packable) {
                 if (inner.len > 0 && (inner.buf[inner.len - 1] & 0x80) != 0)
-                    return kb_error_set(KB_EPROTO, "%s.%s: packed run ends inside a varint", d->short_name,
-                                        fd->name);
+                    return s_scan_fail(p, depth, fd, "packed run ends inside a varint");
+                items = 0;
                 for (size_t i = 0; i < inner.len; i++)
                     if ((inner.buf[i] & 0x80) == 0)
-                        (*items)++;
-            } else {
-                (*items)++;
+                        items++;
             }
+            if (seen[fi] == 0) {
+                limit[fi] = kb_frame_list_limit(d, fd->name);
+                if (limit[fi] == 0)
+                    limit[fi] = KB_MAX_BATCH;
+            }
+            if (items > limit[fi] - seen[fi])
+                return s_scan_fail(p, depth, fd, "more than %zu items", limit[fi]);
+        } else if (seen[fi] > 0) {
+            return s_scan_fail(p, depth, fd, "given more than once");
+        } else if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            for (size_t k = 0; k < n_oneof; k++)
+                if (oneof_seen[k] == fd->quantifier_offset)
+                    return s_scan_fail(p, depth, fd, "a second member of the same oneof");
+            oneof_seen[n_oneof++] = fd->quantifier_offset; /* at most one per field */
         }
-        if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE && wire == KB_WIRE_LEN) {
-            int rc = s_scan_message(&inner, fd->descriptor, depth + 1, NULL);
+        size_t index = seen[fi];
+        seen[fi] += items;
+        if (fd->type == PROTOBUF_C_TYPE_MESSAGE && wire == KB_WIRE_LEN) {
+            p->field[depth] = fd;
+            p->index[depth] = index;
+            int rc = s_scan_message(&inner, fd->descriptor, depth + 1, p);
             if (rc != KB_OK)
                 return rc;
         }
@@ -173,48 +282,46 @@ static int s_scan_message(kb_cursor_t *c, const ProtobufCMessageDescriptor *d, u
     return KB_OK;
 }
 
-/* The batch commands; each keeps its items in field 1. */
-static const struct {
-    uint32_t field;   /* field number of the body in Frame */
-    const char *name; /* body and item field, for reasons */
-} s_batches[] = {
-    {KETENBUS__FRAME__BODY_SUBMIT, "submit.envelopes"},
-    {KETENBUS__FRAME__BODY_RECEIPT, "receipt.entries"},
-    {KETENBUS__FRAME__BODY_DELIVER, "deliver.deliveries"},
-    {KETENBUS__FRAME__BODY_ACK, "ack.tags"},
-};
-#define KB_N_BATCHES (sizeof s_batches / sizeof s_batches[0])
-
-/* Check the whole frame on the wire (s_scan_message) and refuse batches
- * over KB_MAX_BATCH before protobuf-c allocates them. Occurrences of the
- * same body field are summed: protobuf says repeated occurrences of a
- * message field merge (protobuf-c 1.4 keeps only the last one of a oneof
- * member), so the sum bounds what any decoder may make of them. */
+/* Check the whole frame on the wire (s_scan_message) before protobuf-c
+ * allocates any of it. */
 static int s_prescan(const uint8_t *buf, size_t len)
 {
-    size_t counts[KB_N_BATCHES] = {0};
     kb_cursor_t c = {.buf = buf, .len = len, .pos = 0};
-    while (c.pos < c.len) {
-        uint32_t field;
-        unsigned wire;
-        kb_cursor_t body;
-        if (s_read_tag(&c, &field, &wire) != KB_OK || s_skip_value(&c, wire, &body) != KB_OK)
-            return kb_error_set(KB_EPROTO, "frame: malformed protobuf near byte %zu", c.pos);
-        const ProtobufCFieldDescriptor *fd;
-        fd = protobuf_c_message_descriptor_get_field(&ketenbus__frame__descriptor, field);
-        if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE)
-            continue;
-        if (wire != KB_WIRE_LEN)
-            return kb_error_set(KB_EPROTO, "frame: %s sent with wire type %u", fd->name, wire);
-        size_t b = 0;
-        while (b < KB_N_BATCHES && s_batches[b].field != field)
-            b++;
-        if (s_scan_message(&body, fd->descriptor, 1, b < KB_N_BATCHES ? &counts[b] : NULL) != KB_OK)
-            return kb_error_wrap(KB_EPROTO, "frame: %s body", fd->name);
-        if (b < KB_N_BATCHES && counts[b] > KB_MAX_BATCH)
-            return kb_error_set(KB_EPROTO, "frame: %s: more than %u items", s_batches[b].name, KB_MAX_BATCH);
+    kb_scan_path_t p;
+    return s_scan_message(&c, &ketenbus__frame__descriptor, 0, &p);
+}
+
+/* An allocator that hands protobuf-c at most `left` more bytes (each
+ * request counted as an arena that aligns to KB_DECODE_ALIGN hands it out)
+ * and then fails, so that one frame cannot take more than its budget
+ * whatever shape it has. */
+typedef struct {
+    ProtobufCAllocator *inner; /* the caller's allocator, NULL: malloc */
+    size_t left;               /* bytes it may still hand out */
+    int over;                  /* 1 once a request was refused */
+} kb_budget_t;
+
+static void *s_budget_alloc(void *data, size_t size)
+{
+    kb_budget_t *b = data;
+    size_t need = size > SIZE_MAX - KB_DECODE_ALIGN ? SIZE_MAX : (size + KB_DECODE_ALIGN - 1) & ~(size_t)(KB_DECODE_ALIGN - 1);
+    if (need == 0)
+        need = KB_DECODE_ALIGN;
+    if (need > b->left) {
+        b->over = 1;
+        return NULL;
     }
-    return KB_OK;
+    b->left -= need;
+    return b->inner ? b->inner->alloc(b->inner->allocator_data, size) : malloc(size);
+}
+
+static void s_budget_free(void *data, void *ptr)
+{
+    kb_budget_t *b = data;
+    if (b->inner)
+        b->inner->free(b->inner->allocator_data, ptr);
+    else
+        free(ptr);
 }
 
 /* The same limit on the unpacked frame: protects callers against a prescan
@@ -248,6 +355,38 @@ static int s_check_batch(const Ketenbus__Frame *f)
     return KB_OK;
 }
 
+/* Free text a peer shows in logs and audit records (Hello's names): at most
+ * max bytes of UTF-8 without control characters (C0, DEL, C1), which could
+ * forge or garble log lines. */
+static int s_check_label(const char *s, size_t max, const char *field)
+{
+    s = s ? s : "";
+    size_t n = strnlen(s, max + 1);
+    if (n > max)
+        return kb_error_set(KB_EPROTO, "frame: %s: longer than %zu bytes", field, max);
+    if (!kb_utf8_valid(s, n))
+        return kb_error_set(KB_EPROTO, "frame: %s: not valid UTF-8", field);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        unsigned c1 = ch == 0xc2 && i + 1 < n ? (unsigned char)s[i + 1] : 0; /* U+0080..U+009F */
+        if (ch < 0x20 || ch == 0x7f || (c1 >= 0x80 && c1 <= 0x9f))
+            return kb_error_set(KB_EPROTO, "frame: %s: control character U+%04X at byte %zu", field,
+                                c1 ? c1 : ch, i);
+    }
+    return KB_OK;
+}
+
+/* What validation a body needs beyond the wire scan. */
+static int s_check_body(const Ketenbus__Frame *f)
+{
+    if (f->body_case != KETENBUS__FRAME__BODY_HELLO)
+        return KB_OK;
+    int rc = s_check_label(f->hello->adapter_name, KB_SHORT_TEXT_MAX, "hello.adapter_name");
+    if (rc == KB_OK)
+        rc = s_check_label(f->hello->software, KB_SHORT_TEXT_MAX, "hello.software");
+    return rc;
+}
+
 /* ---------------------------------------------------------------- frames */
 
 int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame **out)
@@ -267,11 +406,18 @@ int kb_frame_decode_with(const void *buf, size_t len, size_t max_len, ProtobufCA
         return kb_error_set(KB_ETOOBIG, "frame: %zu bytes, limit %zu", len, max_len);
     if (len == 0)
         return kb_error_set(KB_EPROTO, "frame: empty");
+    if (len > (SIZE_MAX - KB_DECODE_MEM_BASE) / KB_DECODE_MEM_PER_BYTE)
+        return kb_error_set(KB_ETOOBIG, "frame: %zu bytes, too large to decode", len);
     int rc = s_prescan(buf, len);
     if (rc != KB_OK)
         return rc;
 
-    Ketenbus__Frame *f = ketenbus__frame__unpack(alloc, len, buf);
+    kb_budget_t budget = {.inner = alloc, .left = len * KB_DECODE_MEM_PER_BYTE + KB_DECODE_MEM_BASE};
+    ProtobufCAllocator bounded = {s_budget_alloc, s_budget_free, &budget};
+    Ketenbus__Frame *f = ketenbus__frame__unpack(&bounded, len, buf);
+    if (!f && budget.over)
+        return kb_error_set(KB_EPROTO, "frame: decoding %zu bytes would take more than %zu bytes of memory", len,
+                            len * KB_DECODE_MEM_PER_BYTE + KB_DECODE_MEM_BASE);
     if (!f)
         return kb_error_set(KB_EPROTO, "frame: not a valid Frame message (%zu bytes)", len);
     /* Neither a version nor a body: nothing of a Frame was in the bytes. */
@@ -290,6 +436,8 @@ int kb_frame_decode_with(const void *buf, size_t len, size_t max_len, ProtobufCA
         return kb_error_set(KB_EPROTO, "frame: no command in body");
     }
     rc = s_check_batch(f);
+    if (rc == KB_OK)
+        rc = s_check_body(f);
     if (rc != KB_OK) {
         ketenbus__frame__free_unpacked(f, alloc);
         return rc;
@@ -1036,6 +1184,17 @@ int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len)
         return rc;
     /* Last, so that the specific reasons above win over generic ones. */
     return s_walk(&e->base, "", 0, why, why_len);
+}
+
+int kb_envelope_validate_submitted(const Ketenbus__Envelope *e, char *why, size_t why_len)
+{
+    int rc = kb_envelope_validate(e, why, why_len);
+    if (rc != KB_OK)
+        return rc;
+    if (e->n_withheld > 0)
+        return s_reject(why, why_len, "withheld: %zu paths given; withheld paths are set by the broker only",
+                        e->n_withheld);
+    return KB_OK;
 }
 
 /* ---------------------------------------------------------------- helpers */

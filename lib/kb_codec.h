@@ -37,13 +37,44 @@
 #define KB_DIGEST_LEN          32u
 #define KB_SIGNATURE_LEN       64u
 #define KB_MAX_BATCH           1024u /* envelopes per Submit, tags per Ack, ... */
+/* KB_MAX_RECIPIENTS also bounds Notice.agencies and a ReceiptEntry's
+ * recipients and refused (one per candidate recipient at most). */
+#define KB_MAX_UNKNOWN_FIELDS  8u    /* unknown fields per message of a frame */
+
+/* Memory decoding one frame may take: KB_DECODE_MEM_PER_BYTE bytes per
+ * byte of the frame plus KB_DECODE_MEM_BASE, counting every allocation
+ * rounded up to KB_DECODE_ALIGN (as kb_arena does); a frame that would need
+ * more is refused (KB_EPROTO) instead of allocated. So the worst case of
+ * any frame into a kb_arena is kb_arena_used() <= 16 * len + 512 KiB.
+ * Measured with kb_arena_used() after kb_frame_decode_with() (protobuf-c
+ * 1.4.1, x86-64; tests/unit/check_codec.c test_decode_memory asserts the
+ * bound): signed envelopes as the SDK makes them take 2.9x their frame;
+ * an unsigned one with nothing optional 7.1x; 1024 unsigned ones naming 64
+ * agencies of 1-3 characters each 17.1x (accepted, the base makes up the
+ * rest); a frame of envelopes of 64 empty seals each is refused at the
+ * budget (it would need 40x); before the wire scan
+ * limited lists and repeats, empty seals (f2 01 00 ...) took 42x, empty
+ * recipients 40x, a repeated singular field 52x, without bound in count.
+ * The base covers a full batch of empty items (1024 empty envelopes: 280
+ * KiB for 2 KiB). Frames of contrived but valid envelopes above 16x are
+ * refused whole. */
+#define KB_DECODE_MEM_PER_BYTE 16u
+#define KB_DECODE_MEM_BASE     (512u * 1024u)
+#define KB_DECODE_ALIGN        16u
 
 /* Decode one frame of len bytes. Refuses frames over max_len (KB_ETOOBIG,
  * before anything is allocated); bytes that are not a Frame (at any depth:
  * field number 0, groups, lengths past their message, a NUL byte in a
- * string), have no body or carry more than KB_MAX_BATCH items in a Submit,
- * Receipt, Deliver or Ack (KB_EPROTO; checked on the wire before unpacking,
- * whatever the version); versions other than KB_PROTOCOL_VERSION
+ * string), have no body, carry more items in a list than its limit above
+ * (KB_MAX_BATCH in a Submit, Receipt, Deliver or Ack, KB_MAX_SEALS seals in
+ * an envelope, ...), a singular field or oneof twice, or more than
+ * KB_MAX_UNKNOWN_FIELDS unknown fields in a message (KB_EPROTO; checked on
+ * the wire before unpacking, whatever the version, with a detail naming
+ * the field, e.g. "frame: submit.envelopes[0].seals: more than 64 items"),
+ * or would take more memory than KB_DECODE_MEM_PER_BYTE allows (KB_EPROTO);
+ * a Hello whose adapter_name or software is longer than KB_SHORT_TEXT_MAX
+ * bytes, not UTF-8 or holds a control character (KB_EPROTO);
+ * versions other than KB_PROTOCOL_VERSION
  * (KB_EVERSION) and NULL arguments (KB_EINVAL). A frame with neither version nor body is KB_EPROTO.
  * On KB_OK *out is the caller's. On KB_EVERSION *out is handed out too (the
  * caller's to free; only version and request_id are meaningful, the body may
@@ -56,6 +87,11 @@ int kb_frame_decode(const void *buf, size_t len, size_t max_len, Ketenbus__Frame
  * alloc), or not at all when alloc is an arena that is reset. */
 int kb_frame_decode_with(const void *buf, size_t len, size_t max_len, ProtobufCAllocator *alloc,
                          Ketenbus__Frame **out);
+
+/* The most items the wire scan of kb_frame_decode() lets field (by name)
+ * of message msg hold; 0 if the field has no limit of its own (it then
+ * gets KB_MAX_BATCH). */
+size_t kb_frame_list_limit(const ProtobufCMessageDescriptor *msg, const char *field);
 
 /* Encode a frame (its version is set to KB_PROTOCOL_VERSION). On KB_OK
  * *buf (malloc'd, caller frees) holds *len bytes; on error *buf is NULL and
@@ -73,6 +109,12 @@ int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len);
  * envelope are refused: no seal covers them and no rule could withhold them.
  * KB_EINVAL if e is NULL. */
 int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len);
+
+/* kb_envelope_validate() for an envelope an adapter submits: also refuses
+ * any withheld path (KB_EPROTO, "withheld: ..."). The broker alone lists
+ * what it withholds from a recipient, and the signature does not cover the
+ * list. KB_EINVAL if e is NULL. */
+int kb_envelope_validate_submitted(const Ketenbus__Envelope *e, char *why, size_t why_len);
 
 /* Deep copy of an envelope (through pack/unpack), the caller's to free with
  * protobuf_c_message_free_unpacked(). NULL on no memory or a NULL e. */

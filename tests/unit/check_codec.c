@@ -16,6 +16,7 @@
 
 #include <check.h>
 
+#include "kb_arena.h"
 #include "kb_codec.h"
 #include "kb_error.h"
 #include "kb_test.h"
@@ -917,6 +918,23 @@ START_TEST(test_validate_arguments)
 }
 END_TEST
 
+/* An adapter may not set withheld paths; a delivered envelope may. */
+START_TEST(test_validate_submitted)
+{
+    char why[256];
+    s_fixture(KETENBUS__KIND__KIND_SIGNAL);
+    ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_OK);
+    s_fx.env.n_withheld = 1;
+    ck_assert_int_eq(kb_envelope_validate(&s_fx.env, why, sizeof why), KB_OK);
+    ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_EPROTO);
+    ck_assert_str_eq(why, "withheld: 1 paths given; withheld paths are set by the broker only");
+    s_fx.env.n_withheld = KB_MAX_SEALS + 1; /* the general limit still speaks first */
+    ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_EPROTO);
+    ck_assert_ptr_nonnull(strstr(why, "at most 64"));
+    ck_assert_int_eq(kb_envelope_validate_submitted(NULL, why, sizeof why), KB_EINVAL);
+}
+END_TEST
+
 /* ------------------------------------------------------- malformed frames */
 
 /* How a row's bytes are made: given in the row, or built by s_build(). */
@@ -1012,6 +1030,18 @@ static const struct {
     {"ack with KB_MAX_BATCH packed tags", NULL, 0, GEN_ACK_PACKED_MAX, KB_FRAME_MAX_DEFAULT, KB_OK, 0},
     {"ack with too many packed tags", NULL, 0, GEN_ACK_PACKED_OVER, KB_FRAME_MAX_DEFAULT, KB_EPROTO, 0},
     {"ack with too many unpacked tags", NULL, 0, GEN_ACK_LOOSE_OVER, KB_FRAME_MAX_DEFAULT, KB_EPROTO, 0},
+    /* protobuf-c allocates every occurrence of a singular field, and keeps the last */
+    {"version given twice", RAW("\x08\x01\x08\x01\x8a\x01\x00"), GEN_RAW, KB_FRAME_MAX_DEFAULT, KB_EPROTO, 0},
+    {"ping and credit in one frame", RAW("\x08\x01\x8a\x01\x00\x82\x01\x00"), GEN_RAW, KB_FRAME_MAX_DEFAULT,
+     KB_EPROTO, 0},
+    {"envelope sender given twice", RAW("\x08\x01\x62\x08\x0a\x06\x12\x01" "a" "\x12\x01" "b"), GEN_RAW,
+     KB_FRAME_MAX_DEFAULT, KB_EPROTO, 0},
+    {"legal basis given twice", RAW("\x08\x01\x62\x06\x0a\x04\x3a\x00\x3a\x00"), GEN_RAW,
+     KB_FRAME_MAX_DEFAULT, KB_EPROTO, 0},
+    {"8 unknown fields in a ping", RAW("\x08\x01\x8a\x01\x10\x78\x00\x78\x00\x78\x00\x78\x00\x78\x00\x78\x00"
+                                        "\x78\x00\x78\x00"), GEN_RAW, KB_FRAME_MAX_DEFAULT, KB_OK, 0},
+    {"9 unknown fields in a ping", RAW("\x08\x01\x8a\x01\x12\x78\x00\x78\x00\x78\x00\x78\x00\x78\x00\x78\x00"
+                                        "\x78\x00\x78\x00\x78\x00"), GEN_RAW, KB_FRAME_MAX_DEFAULT, KB_EPROTO, 0},
 };
 #define N_FRAMES (sizeof s_frames / sizeof s_frames[0])
 
@@ -1167,7 +1197,7 @@ START_TEST(test_decode_details)
 
     ck_assert_int_eq(kb_frame_decode(RAW("\x08\x01\x62\x07\x0a\x05\x12\x03" "po\x00"), KB_FRAME_MAX_DEFAULT, &f),
                      KB_EPROTO);
-    ck_assert_str_eq(kb_last_error(), "frame: submit body: Envelope.sender: NUL byte in string");
+    ck_assert_str_eq(kb_last_error(), "frame: submit.envelopes[0].sender: NUL byte in string");
 
     w = s_batch(1, KETENBUS__FRAME__BODY_SUBMIT, KB_MAX_BATCH, ITEM_MESSAGE, 1);
     ck_assert_int_eq(kb_frame_decode(w.buf, w.len, KB_FRAME_MAX_DEFAULT, &f), KB_OK);
@@ -1178,6 +1208,237 @@ START_TEST(test_decode_details)
     ck_assert_int_eq(kb_frame_decode(NULL, 1, KB_FRAME_MAX_DEFAULT, &f), KB_EINVAL);
     ck_assert_ptr_null(f);
     ck_assert_int_eq(kb_frame_decode(RAW(PING_V1), KB_FRAME_MAX_DEFAULT, NULL), KB_EINVAL);
+}
+END_TEST
+
+/* ------------------------------------------------ list limits and memory */
+
+/* How a list's items look on the wire. */
+enum { LIST_EMPTY, LIST_LOOSE_VARINT, LIST_PACKED };
+
+/* A list of some message reachable from a Frame: the field numbers from the
+ * Frame down to the message holding it, and the list's own. */
+typedef struct {
+    const char *name;      /* as the refusal names it */
+    uint32_t path[4];      /* field numbers from the Frame, 0-terminated */
+    uint32_t field;        /* the list's field number */
+    int style;             /* LIST_* */
+    size_t max;            /* its limit */
+} list_row_t;
+
+static const list_row_t s_lists[] = {
+    {"submit.envelopes", {KETENBUS__FRAME__BODY_SUBMIT}, 1, LIST_EMPTY, KB_MAX_BATCH},
+    {"submit.envelopes[0].seals", {KETENBUS__FRAME__BODY_SUBMIT, 1}, 30, LIST_EMPTY, KB_MAX_SEALS},
+    {"submit.envelopes[0].recipients", {KETENBUS__FRAME__BODY_SUBMIT, 1}, 3, LIST_EMPTY, KB_MAX_RECIPIENTS},
+    {"submit.envelopes[0].subject_keys", {KETENBUS__FRAME__BODY_SUBMIT, 1}, 10, LIST_EMPTY, KB_MAX_SUBJECT_KEYS},
+    {"submit.envelopes[0].withheld", {KETENBUS__FRAME__BODY_SUBMIT, 1}, 32, LIST_EMPTY, KB_MAX_SEALS},
+    {"submit.envelopes[0].signal.indicators", {KETENBUS__FRAME__BODY_SUBMIT, 1, 20}, 2, LIST_LOOSE_VARINT,
+     KB_MAX_INDICATORS},
+    {"submit.envelopes[0].signal.indicators", {KETENBUS__FRAME__BODY_SUBMIT, 1, 20}, 2, LIST_PACKED,
+     KB_MAX_INDICATORS},
+    {"submit.envelopes[0].referral.signal.indicators", {KETENBUS__FRAME__BODY_SUBMIT, 1, 21, 5}, 2,
+     LIST_LOOSE_VARINT, KB_MAX_INDICATORS},
+    {"submit.envelopes[0].notice.agencies", {KETENBUS__FRAME__BODY_SUBMIT, 1, 23}, 3, LIST_EMPTY, KB_MAX_RECIPIENTS},
+    {"receipt.entries", {KETENBUS__FRAME__BODY_RECEIPT}, 1, LIST_EMPTY, KB_MAX_BATCH},
+    {"receipt.entries[0].recipients", {KETENBUS__FRAME__BODY_RECEIPT, 1}, 7, LIST_EMPTY, KB_MAX_RECIPIENTS},
+    {"receipt.entries[0].refused", {KETENBUS__FRAME__BODY_RECEIPT, 1}, 8, LIST_EMPTY, KB_MAX_RECIPIENTS},
+    {"deliver.deliveries", {KETENBUS__FRAME__BODY_DELIVER}, 1, LIST_EMPTY, KB_MAX_BATCH},
+    {"deliver.deliveries[0].envelope.seals", {KETENBUS__FRAME__BODY_DELIVER, 1, 2}, 30, LIST_EMPTY, KB_MAX_SEALS},
+    {"deliver.deliveries[0].envelope.withheld", {KETENBUS__FRAME__BODY_DELIVER, 1, 2}, 32, LIST_EMPTY, KB_MAX_SEALS},
+    {"ack.tags", {KETENBUS__FRAME__BODY_ACK}, 1, LIST_LOOSE_VARINT, KB_MAX_BATCH},
+    {"ack.tags", {KETENBUS__FRAME__BODY_ACK}, 1, LIST_PACKED, KB_MAX_BATCH},
+};
+#define N_LISTS (sizeof s_lists / sizeof s_lists[0])
+
+/* A frame with n items in list r, its holding message given `copies`
+ * times in the first list on the way down (one when the list is the
+ * body's own). */
+static wire_t s_list_frame(const list_row_t *r, size_t n, size_t copies)
+{
+    wire_t m = {0};
+    if (r->style == LIST_PACKED) {
+        wire_t run = {0};
+        for (size_t i = 0; i < n; i++)
+            s_put_varint(&run, 1 + i % 16);
+        s_put_field(&m, r->field, &run);
+        free(run.buf);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            s_put_varint(&m, (uint64_t)r->field << 3 | (r->style == LIST_EMPTY ? 2 : 0));
+            s_put_varint(&m, r->style == LIST_EMPTY ? 0 : 1 + i % 16);
+        }
+    }
+    size_t depth = 0;
+    while (depth < 4 && r->path[depth])
+        depth++;
+    for (size_t k = depth; k-- > 0;) {
+        wire_t outer = {0};
+        if (k == 0)
+            s_put_varint(&outer, 1 << 3), s_put_varint(&outer, KB_PROTOCOL_VERSION);
+        for (size_t c = 0; c < (k == 1 ? copies : 1); c++)
+            s_put_field(&outer, r->path[k], &m);
+        free(m.buf);
+        m = outer;
+    }
+    return m;
+}
+
+/* At the limit a list decodes; one more is refused before anything is
+ * allocated, with a reason naming the list and the limit. */
+START_TEST(test_list_limits)
+{
+    const list_row_t *r = &s_lists[_i];
+    kb_arena_t *a = kb_arena_new();
+    ck_assert_ptr_nonnull(a);
+    ProtobufCAllocator pa = kb_arena_allocator(a);
+    Ketenbus__Frame *f = NULL;
+
+    wire_t w = s_list_frame(r, r->max, 1);
+    int rc = kb_frame_decode_with(w.buf, w.len, KB_FRAME_MAX_DEFAULT, &pa, &f);
+    ck_assert_msg(rc == KB_OK, "%s at the limit: %s", r->name, kb_last_error());
+    ck_assert_ptr_nonnull(f);
+    free(w.buf);
+    kb_arena_reset(a);
+
+    w = s_list_frame(r, r->max + 1, 1);
+    f = (Ketenbus__Frame *)(uintptr_t)1;
+    rc = kb_frame_decode_with(w.buf, w.len, KB_FRAME_MAX_DEFAULT, &pa, &f);
+    ck_assert_int_eq(rc, KB_EPROTO);
+    ck_assert_ptr_null(f);
+    ck_assert_uint_eq(kb_arena_used(a), 0); /* refused on the wire */
+    char want[256];
+    snprintf(want, sizeof want, "frame: %s: more than %zu items", r->name, r->max);
+    ck_assert_str_eq(kb_last_error(), want);
+    free(w.buf);
+    kb_arena_destroy(&a);
+}
+END_TEST
+
+/* Every list reachable from a Frame has a limit of its own. */
+static void s_check_lists(const ProtobufCMessageDescriptor *d, unsigned depth)
+{
+    ck_assert_uint_le(depth, 8);
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *fd = &d->fields[i];
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED)
+            ck_assert_msg(kb_frame_list_limit(d, fd->name) > 0, "%s.%s has no limit", d->short_name, fd->name);
+        if (fd->type == PROTOBUF_C_TYPE_MESSAGE)
+            s_check_lists(fd->descriptor, depth + 1);
+    }
+}
+
+START_TEST(test_every_list_limited)
+{
+    s_check_lists(&ketenbus__frame__descriptor, 0);
+    ck_assert_uint_eq(kb_frame_list_limit(&ketenbus__envelope__descriptor, "seals"), KB_MAX_SEALS);
+    ck_assert_uint_eq(kb_frame_list_limit(&ketenbus__envelope__descriptor, "sender"), 0);
+}
+END_TEST
+
+/* The shapes that cost most memory per byte: empty items in every list
+ * at its limit, their holders repeated up to the batch limit and to 1 MiB,
+ * and the same one item over (refused on the wire). Whatever the outcome,
+ * the arena stays within the bound kb_codec.h documents. */
+START_TEST(test_decode_memory)
+{
+    kb_arena_t *a = kb_arena_new();
+    ck_assert_ptr_nonnull(a);
+    ProtobufCAllocator pa = kb_arena_allocator(a);
+    static const size_t copies[] = {1, 16, 256, KB_MAX_BATCH};
+    for (size_t i = 0; i < N_LISTS; i++) {
+        for (size_t c = 0; c < sizeof copies / sizeof copies[0]; c++) {
+            for (size_t over = 0; over <= 1; over++) {
+                const list_row_t *r = &s_lists[i];
+                if (r->path[1] == 0 && copies[c] > 1)
+                    continue;
+                wire_t w = s_list_frame(r, r->max + over, copies[c]);
+                if (w.len > KB_FRAME_MAX_DEFAULT) {
+                    free(w.buf);
+                    continue;
+                }
+                Ketenbus__Frame *f = NULL;
+                int rc = kb_frame_decode_with(w.buf, w.len, KB_FRAME_MAX_DEFAULT, &pa, &f);
+                size_t used = kb_arena_used(a);
+                ck_assert_msg(used <= w.len * KB_DECODE_MEM_PER_BYTE + KB_DECODE_MEM_BASE,
+                              "%s x%zu: %zu bytes took %zu (rc %d)", r->name, copies[c], w.len, used, rc);
+                if (over)
+                    ck_assert_int_eq(rc, KB_EPROTO);
+                kb_arena_reset(a);
+                free(w.buf);
+            }
+        }
+    }
+    /* 1 MiB of envelopes of 64 empty seals: within the bound, refused. */
+    const list_row_t *seals = &s_lists[1];
+    wire_t w = s_list_frame(seals, KB_MAX_SEALS, KB_MAX_BATCH);
+    ck_assert_uint_le(w.len, KB_FRAME_MAX_DEFAULT);
+    Ketenbus__Frame *f = NULL;
+    ck_assert_int_eq(kb_frame_decode_with(w.buf, w.len, KB_FRAME_MAX_DEFAULT, &pa, &f), KB_EPROTO);
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "bytes of memory"));
+    ck_assert_uint_le(kb_arena_used(a), w.len * KB_DECODE_MEM_PER_BYTE + KB_DECODE_MEM_BASE);
+    free(w.buf);
+    kb_arena_destroy(&a);
+}
+END_TEST
+
+/* ------------------------------------------------------------ hello text */
+
+/* Hello's names go into logs and CONNECTED audit records. */
+static const struct {
+    const char *name;     /* adapter_name ("" : the long one below) */
+    const char *software; /* software */
+    size_t name_len;      /* > 0: adapter_name is this many 'a's */
+    int rc;               /* expected return */
+    const char *why;      /* part of the detail when refused */
+} s_hellos[] = {
+    {"fier-case-system", "ketenbus-adapter 0.1.0", 0, KB_OK, NULL},
+    {"", "", 0, KB_OK, NULL},
+    {"Caf\xc3\xa9-systeem \xe2\x82\xac", "v1", 0, KB_OK, NULL},
+    {NULL, "v1", KB_SHORT_TEXT_MAX, KB_OK, NULL},
+    {NULL, "v1", KB_SHORT_TEXT_MAX + 1, KB_EPROTO, "hello.adapter_name: longer than 256 bytes"},
+    {NULL, "v1", 1000000, KB_EPROTO, "hello.adapter_name: longer than 256 bytes"},
+    {"a\nforged=1", "v1", 0, KB_EPROTO, "hello.adapter_name: control character U+000A at byte 1"},
+    {"tab\there", "v1", 0, KB_EPROTO, "control character U+0009"},
+    {"del\x7f", "v1", 0, KB_EPROTO, "control character U+007F"},
+    {"c1\xc2\x85", "v1", 0, KB_EPROTO, "control character U+0085"},
+    {"latin1 caf\xe9", "v1", 0, KB_EPROTO, "hello.adapter_name: not valid UTF-8"},
+    {"fier", "v1\r\n", 0, KB_EPROTO, "hello.software: control character U+000D"},
+    {"fier", "\xc0\xaf", 0, KB_EPROTO, "hello.software: not valid UTF-8"},
+};
+#define N_HELLOS (sizeof s_hellos / sizeof s_hellos[0])
+
+START_TEST(test_hello_text)
+{
+    char *long_name = NULL;
+    Ketenbus__Hello hello = KETENBUS__HELLO__INIT;
+    hello.adapter_name = (char *)s_hellos[_i].name;
+    if (s_hellos[_i].name_len > 0) {
+        long_name = malloc(s_hellos[_i].name_len + 1);
+        ck_assert_ptr_nonnull(long_name);
+        memset(long_name, 'a', s_hellos[_i].name_len);
+        long_name[s_hellos[_i].name_len] = '\0';
+        hello.adapter_name = long_name;
+    }
+    hello.software = (char *)s_hellos[_i].software;
+    Ketenbus__Frame out = KETENBUS__FRAME__INIT;
+    out.body_case = KETENBUS__FRAME__BODY_HELLO;
+    out.hello = &hello;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_frame_encode(&out, &buf, &len), KB_OK);
+    Ketenbus__Frame *f = (Ketenbus__Frame *)(uintptr_t)1;
+    int rc = kb_frame_decode(buf, len, 2 * KB_FRAME_MAX_DEFAULT, &f);
+    ck_assert_msg(rc == s_hellos[_i].rc, "row %d: rc %d (%s)", _i, rc, kb_last_error());
+    if (rc == KB_OK) {
+        ck_assert_str_eq(f->hello->adapter_name, hello.adapter_name);
+        ketenbus__frame__free_unpacked(f, NULL);
+    } else {
+        ck_assert_ptr_null(f);
+        ck_assert_msg(strstr(kb_last_error(), s_hellos[_i].why) != NULL, "row %d: \"%s\" lacks \"%s\"", _i,
+                      kb_last_error(), s_hellos[_i].why);
+    }
+    free(buf);
+    free(long_name);
 }
 END_TEST
 
@@ -1504,6 +1765,10 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_round_trip, 0, (int)N_COMMANDS);
     tcase_add_test(tc, test_encode_errors);
     tcase_add_test(tc, test_submit_then_validate);
+    tcase_add_loop_test(tc, test_list_limits, 0, (int)N_LISTS);
+    tcase_add_test(tc, test_every_list_limited);
+    tcase_add_test(tc, test_decode_memory);
+    tcase_add_loop_test(tc, test_hello_text, 0, (int)N_HELLOS);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("envelopes");
@@ -1519,6 +1784,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_bad_table_size);
     tcase_add_test(tc, test_validate_arguments);
     tcase_add_test(tc, test_envelope_dup);
+    tcase_add_test(tc, test_validate_submitted);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("helpers");
