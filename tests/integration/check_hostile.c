@@ -11,7 +11,9 @@
  * session may not ask for deliveries. An adapter that acknowledges and
  * starts a new session at once never gets an acknowledged entry again, and
  * one that holds many deliveries without acknowledging them does not stop
- * the entries behind them from expiring.
+ * the entries behind them from expiring. Sessions need a random routing id.
+ * One envelope's content (withheld paths, which only the broker sets) is
+ * refused alone and never fails the turn for the others.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,10 @@
 static const char *s_agencies[] = {"politie", "fier"};
 static const char *s_rules = "  - id: both-ways\n    from: [politie, fier]\n    to: [politie, fier]\n"
                              "    kinds: [signal]\n" S_RULE_REST;
+/* The same rule, withholding a field from the recipient. */
+#define S_RULES_REDACT                                                                               \
+    "  - id: both-ways\n    from: [politie, fier]\n    to: [politie, fier]\n    kinds: [signal]\n" \
+    S_RULE_REST "    redact: [signal.narrative]\n"
 static kb_chain_t s_chain;
 static void *s_ctx, *s_sock;
 
@@ -807,6 +813,73 @@ START_TEST(test_routing_id_taken_by_another_agency)
 }
 END_TEST
 
+/* Set n withheld paths on e after it was signed. */
+static void s_withhold(Ketenbus__Envelope *e, size_t n)
+{
+    e->withheld = calloc(n, sizeof *e->withheld);
+    ck_assert_ptr_nonnull(e->withheld);
+    for (size_t i = 0; i < n; i++) {
+        e->withheld[i] = strdup("signal.observed.location");
+        ck_assert_ptr_nonnull(e->withheld[i]);
+    }
+    e->n_withheld = n;
+}
+
+/* Rows: how many withheld paths the hostile envelope carries. */
+static const size_t s_withheld_counts[] = {1, KB_MAX_SEALS};
+
+/* A correctly signed envelope with `withheld` set (the signature does not
+ * cover it; only the broker lists what it withholds) is REJECTED as
+ * malformed and audited, while another agency's valid message in the same
+ * burst is accepted. The rule withholds a field, so an envelope that got
+ * through would be redacted: with KB_MAX_SEALS paths listed already, that
+ * used to fail the whole turn for everyone. */
+START_TEST(test_withheld_from_adapter_rejected)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 2, S_RULES_REDACT, "  max_message_bytes: 4096\n");
+    kb_chain_start(&s_chain);
+    void *politie = s_raw(s_chain.keys, "politie"), *fier = s_raw(s_chain.keys, "fier");
+    s_hello(politie);
+    s_hello(fier);
+    Ketenbus__Envelope *bad = s_envelope("politie", "politie");
+    s_withhold(bad, s_withheld_counts[_i]);
+    Ketenbus__Envelope *good = s_envelope_to("fier", "fier", "politie");
+    /* one burst: both SUBMITs are on their way before either is answered */
+    s_send_submit(politie, bad, 1);
+    s_send_submit(fier, good, 1);
+    Ketenbus__Frame *r = s_expect(politie, KETENBUS__FRAME__BODY_RECEIPT);
+    ck_assert_uint_eq(r->receipt->n_entries, 1);
+    Ketenbus__ReceiptEntry *en = r->receipt->entries[0];
+    ck_assert_int_eq(en->outcome, KETENBUS__OUTCOME__OUTCOME_REJECTED);
+    ck_assert_int_eq(en->code, KETENBUS__REJECT_CODE__REJECT_MALFORMED);
+    ck_assert_msg(strstr(en->reason, "withheld paths are set by the broker only") != NULL, "reason: %s", en->reason);
+    ck_assert_uint_eq(en->n_recipients, 0);
+    ketenbus__frame__free_unpacked(r, NULL);
+    r = s_expect(fier, KETENBUS__FRAME__BODY_RECEIPT);
+    ck_assert_uint_eq(r->receipt->n_entries, 1);
+    ck_assert_int_eq(r->receipt->entries[0]->outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
+    ketenbus__frame__free_unpacked(r, NULL);
+    /* and afterwards politie's valid message is accepted */
+    Ketenbus__Envelope *again = s_envelope("politie", "politie");
+    s_send_submit(politie, again, 2);
+    r = s_expect(politie, KETENBUS__FRAME__BODY_RECEIPT);
+    ck_assert_int_eq(r->receipt->entries[0]->outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
+    ketenbus__frame__free_unpacked(r, NULL);
+    ketenbus__envelope__free_unpacked(bad, NULL);
+    ketenbus__envelope__free_unpacked(good, NULL);
+    ketenbus__envelope__free_unpacked(again, NULL);
+    zmq_close(politie);
+    zmq_close(fier);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED,
+                                          "withheld paths are set by the broker only"),
+                     1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED, NULL), 2);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -826,6 +899,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_expiry_passes_many_in_flight);
     tcase_add_test(tc, test_hello_needs_random_routing_id);
     tcase_add_test(tc, test_routing_id_taken_by_another_agency);
+    tcase_add_loop_test(tc, test_withheld_from_adapter_rejected, 0,
+                        (int)(sizeof s_withheld_counts / sizeof s_withheld_counts[0]));
     suite_add_tcase(s, tc);
     return s;
 }
