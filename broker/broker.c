@@ -775,12 +775,13 @@ static void s_incoming_clear(kb_incoming_t *in)
     memset(in, 0, sizeof *in);
 }
 
-/* Read up to KB_DRAIN_MAX waiting frames into in; *n is how many. */
+/* Read up to KB_DRAIN_MAX waiting frames into in, decoded into arena until
+ * it holds KB_DRAIN_ARENA_MAX bytes; *n is how many. */
 static int s_read_all(kb_broker_t *b, kb_incoming_t *in, size_t *n, kb_arena_t *arena)
 {
     *n = 0;
     int rc = KB_OK;
-    while (*n < KB_DRAIN_MAX) {
+    while (*n < KB_DRAIN_MAX && kb_arena_used(arena) < KB_DRAIN_ARENA_MAX) {
         rc = s_read_one(b, &in[*n], arena);
         if (rc != KB_OK) {
             zmq_msg_close(&in[*n].body);

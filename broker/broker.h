@@ -29,6 +29,9 @@
 
 #define KB_ROUTING_ID_MAX   256u   /* ZeroMQ routing ids are at most 255 bytes */
 #define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
+#define KB_DRAIN_ARENA_MAX  (32u << 20) /* decoded bytes a turn reads frames into: one more frame
+                                         * at most (its decoding is bounded by the codec), so a
+                                         * turn's memory is bounded whatever peers send */
 #define KB_STAGE_OPS_MAX    65536u /* staged store operations before the loop waits for the disk */
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_SENDERS_PER_AGENCY 16   /* send-only sessions one agency may hold at once */
