@@ -1192,8 +1192,8 @@ int kb_envelope_validate_submitted(const Ketenbus__Envelope *e, char *why, size_
     if (rc != KB_OK)
         return rc;
     if (e->n_withheld > 0)
-        return s_reject(why, why_len, "withheld: %zu paths given; withheld paths are set by the broker only",
-                        e->n_withheld);
+        return s_reject(why, why_len, "withheld: %zu path%s given; withheld paths are set by the broker only",
+                        e->n_withheld, e->n_withheld == 1 ? "" : "s");
     return KB_OK;
 }
 

@@ -927,7 +927,7 @@ START_TEST(test_validate_submitted)
     s_fx.env.n_withheld = 1;
     ck_assert_int_eq(kb_envelope_validate(&s_fx.env, why, sizeof why), KB_OK);
     ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_EPROTO);
-    ck_assert_str_eq(why, "withheld: 1 paths given; withheld paths are set by the broker only");
+    ck_assert_str_eq(why, "withheld: 1 path given; withheld paths are set by the broker only");
     s_fx.env.n_withheld = KB_MAX_SEALS + 1; /* the general limit still speaks first */
     ck_assert_int_eq(kb_envelope_validate_submitted(&s_fx.env, why, sizeof why), KB_EPROTO);
     ck_assert_ptr_nonnull(strstr(why, "at most 64"));
