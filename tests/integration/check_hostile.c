@@ -608,8 +608,8 @@ static size_t s_delivered(void *s, uint64_t *tags, size_t want, int ms)
     return n;
 }
 
-/* The queue count the broker reports in a PONG. */
-static uint64_t s_queued(void *s)
+/* Send a PING without waiting. */
+static void s_send_ping(void *s)
 {
     Ketenbus__Ping ping;
     ketenbus__ping__init(&ping);
@@ -618,6 +618,12 @@ static uint64_t s_queued(void *s)
     f.body_case = KETENBUS__FRAME__BODY_PING;
     f.ping = &ping;
     s_send_frame(s, &f);
+}
+
+/* The queue count the broker reports in a PONG. */
+static uint64_t s_queued(void *s)
+{
+    s_send_ping(s);
     Ketenbus__Frame *r = s_expect(s, KETENBUS__FRAME__BODY_PONG);
     uint64_t q = r->pong->queued;
     ketenbus__frame__free_unpacked(r, NULL);
@@ -762,12 +768,7 @@ START_TEST(test_hello_needs_random_routing_id)
         ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED);
         ck_assert_msg(strstr(r->error->message, "random routing id") != NULL, "%s", r->error->message);
         ketenbus__frame__free_unpacked(r, NULL);
-        Ketenbus__Ping ping;
-        ketenbus__ping__init(&ping);
-        ketenbus__frame__init(&f);
-        f.body_case = KETENBUS__FRAME__BODY_PING;
-        f.ping = &ping;
-        s_send_frame(s_sock, &f);
+        s_send_ping(s_sock);
         r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
         ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
         ketenbus__frame__free_unpacked(r, NULL);
@@ -789,13 +790,7 @@ START_TEST(test_routing_id_taken_by_another_agency)
     s_hello_as(pol, 10, 0);
     zmq_close(pol);
     s_sock = s_raw_id(s_chain.keys, "fier", id, sizeof id);
-    Ketenbus__Ping ping;
-    ketenbus__ping__init(&ping);
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.body_case = KETENBUS__FRAME__BODY_PING;
-    f.ping = &ping;
-    s_send_frame(s_sock, &f);
+    s_send_ping(s_sock);
     Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
     ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
     ketenbus__frame__free_unpacked(r, NULL);

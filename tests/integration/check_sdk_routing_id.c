@@ -14,8 +14,8 @@
 
 #include "kb_fake.h"
 #include "kb_test.h"
+#include "kb_util.h"
 
-#define KB_RID_LEN 16 /* what the SDK sets */
 
 static const char *s_agencies[] = {"politie", "fier"};
 static kb_chain_t s_chain;
@@ -41,7 +41,7 @@ static void s_hello_rid(ketenbus_client_t *cl, uint8_t rid[KB_FAKE_RID_MAX], siz
     ketenbus__frame__free_unpacked(f, NULL);
     *rid_len = s_fake.rid_len;
     memcpy(rid, s_fake.rid, s_fake.rid_len);
-    ck_assert_uint_eq(*rid_len, KB_RID_LEN);
+    ck_assert_uint_eq(*rid_len, KB_ROUTING_ID_LEN);
     ck_assert_uint_ne(rid[0], 0);
 }
 
