@@ -109,12 +109,12 @@ static int s_removing(const kb_broker_t *b, const char *agency, uint64_t tag)
  * written. KB_ENOTFOUND if it is not queued. */
 static int s_remove(kb_broker_t *b, const char *agency, uint64_t tag)
 {
+    int rc = kb_store_queue_del(b->store, b->batch, agency, tag);
+    if (rc != KB_OK)
+        return rc;
     uint8_t id[KB_ID_LEN];
     s_del_key(tag, id);
-    int rc = kb_idset_add(b->dels, agency, id);
-    if (rc == KB_OK)
-        rc = kb_store_queue_del(b->store, b->batch, agency, tag);
-    return rc;
+    return kb_idset_add(b->dels, agency, id);
 }
 
 static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)

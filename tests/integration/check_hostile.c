@@ -132,7 +132,7 @@ static Ketenbus__Frame *s_expect(void *s, int body_case)
 }
 
 /* HELLO with the given credit and send_only flag; wait for WELCOME. */
-static void s_hello_as(void *s, uint32_t credit, int send_only)
+static void s_send_hello(void *s, uint32_t credit, int send_only)
 {
     Ketenbus__Hello h;
     ketenbus__hello__init(&h);
@@ -144,6 +144,11 @@ static void s_hello_as(void *s, uint32_t credit, int send_only)
     f.body_case = KETENBUS__FRAME__BODY_HELLO;
     f.hello = &h;
     s_send_frame(s, &f);
+}
+
+static void s_hello_as(void *s, uint32_t credit, int send_only)
+{
+    s_send_hello(s, credit, send_only);
     ketenbus__frame__free_unpacked(s_expect(s, KETENBUS__FRAME__BODY_WELCOME), NULL);
 }
 
@@ -755,15 +760,7 @@ START_TEST(test_hello_needs_random_routing_id)
     const size_t lens[3] = {0, sizeof zero_first, sizeof short_id};
     for (int k = 0; k < 3; k++) {
         s_sock = s_raw_id(s_chain.keys, "politie", ids[k], lens[k]);
-        Ketenbus__Hello h;
-        ketenbus__hello__init(&h);
-        h.adapter_name = (char *)"hostile-test";
-        h.credit = 10;
-        Ketenbus__Frame f;
-        ketenbus__frame__init(&f);
-        f.body_case = KETENBUS__FRAME__BODY_HELLO;
-        f.hello = &h;
-        s_send_frame(s_sock, &f);
+        s_send_hello(s_sock, 10, 0);
         Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
         ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED);
         ck_assert_msg(strstr(r->error->message, "random routing id") != NULL, "%s", r->error->message);
