@@ -539,8 +539,16 @@ int broker_write_staged(kb_broker_t *b)
 void broker_resync(kb_broker_t *b)
 {
     kb_batch_clear(b->batch);
-    if (kb_store_reload(b->store) != KB_OK || kb_merkle_load(b->tree, kb_store_audit_size(b->store)) != KB_OK)
-        kb_log(KB_LOG_ERROR, "resync_failed", "detail=\"%s\"", kb_last_error());
+    if (kb_store_reopen(b->store) != KB_OK || kb_merkle_load(b->tree, kb_store_audit_size(b->store)) != KB_OK) {
+        /* the store cannot be used, nor trusted to match what is in memory:
+         * nothing more may be confirmed. What was confirmed is on disk; the
+         * adapters keep the rest and send it to the restarted broker. */
+        kb_log(KB_LOG_ERROR, "store_lost", "detail=\"%s\" action=\"exiting; start the broker again once the "
+               "disk works\"", kb_last_error());
+        exit(1);
+    }
+    kb_log(KB_LOG_WARN, "store_reopened", "detail=\"after a failed write\" audit_size=%llu",
+           (unsigned long long)kb_store_audit_size(b->store));
 }
 
 static void s_refuse_frame(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, uint64_t req,

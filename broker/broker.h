@@ -204,8 +204,9 @@ void checkpoint_maybe(kb_broker_t *b, int force);
  * again later); retention_describe logs the periods in force. */
 void retention_maybe(kb_broker_t *b);
 void retention_describe(const kb_broker_t *b);
-/* Re-read counters and tree from disk after a failed commit (nothing may
- * be in flight: see broker_settle). */
+/* After a failed write: open the store again and re-read counters and tree
+ * from disk (nothing may be in flight: see broker_settle). If the store
+ * does not open, the broker logs store_lost and exits with status 1. */
 void broker_resync(kb_broker_t *b);
 /* Wait for the batch in flight (if any) to be written and send the replies
  * it makes true. If it failed, nothing not yet sent is confirmed: every

@@ -278,6 +278,26 @@ static int s_load_counters(kb_store_t *s)
 static int s_index_check(kb_store_t *s);
 static int s_load_kind_ends(kb_store_t *s);
 
+/* Open the LevelDB database in s->dir with s->opts. */
+static int s_open_db(kb_store_t *s)
+{
+    char *err = NULL;
+    s->db = leveldb_open(s->opts, s->dir, &err);
+    if (!err)
+        return KB_OK;
+    int rc;
+    if (strstr(err, "does not exist"))
+        rc = kb_error_set(KB_ENOTFOUND, "store: no database in %s", s->dir);
+    else if (strstr(err, "lock"))
+        rc = kb_error_set(KB_EIO, "store: %s is in use by another process (a running broker: ask it through its "
+                                  "admin socket): %s", s->dir, err);
+    else
+        rc = kb_error_set(KB_EIO, "store: open %s: %s", s->dir, err);
+    leveldb_free(err);
+    s->db = NULL;
+    return rc;
+}
+
 kb_store_t *kb_store_open(const char *dir, const uint8_t key[32])
 {
     return kb_store_open_ex(dir, key, 0);
@@ -324,21 +344,8 @@ kb_store_t *kb_store_open_ex(const char *dir, const uint8_t key[32], unsigned fl
     leveldb_readoptions_set_verify_checksums(s->ropts, 1);
     leveldb_writeoptions_set_sync(s->wsync, 1);
     leveldb_writeoptions_set_sync(s->wfast, 0);
-    char *err = NULL;
-    s->db = leveldb_open(s->opts, dir, &err);
-    if (err) {
-        if (strstr(err, "does not exist"))
-            kb_error_set(KB_ENOTFOUND, "store: no database in %s", dir);
-        else if (strstr(err, "lock"))
-            kb_error_set(KB_EIO, "store: %s is in use by another process (a running broker: ask it through its "
-                                 "admin socket): %s", dir, err);
-        else
-            kb_error_set(KB_EIO, "store: open %s: %s", dir, err);
-        leveldb_free(err);
-        kb_store_destroy(&s);
-        return NULL;
-    }
-    if (s_load_counters(s) != KB_OK || s_load_kind_ends(s) != KB_OK || s_index_check(s) != KB_OK) {
+    if (s_open_db(s) != KB_OK || s_load_counters(s) != KB_OK || s_load_kind_ends(s) != KB_OK ||
+        s_index_check(s) != KB_OK) {
         kb_store_destroy(&s);
         return NULL;
     }
@@ -388,10 +395,19 @@ void kb_store_cache_set(kb_store_t *s, void *cache, void (*free_fn)(void *))
     s->aux_free = free_fn;
 }
 
-int kb_store_reload(kb_store_t *s)
+int kb_store_reopen(kb_store_t *s)
 {
     kb_store_cache_set(s, NULL, NULL);
-    int rc = s_load_counters(s);
+    /* LevelDB keeps its log position after a write whose bytes did not
+     * reach the file (ENOSPC), so the records written after it would sit
+     * at the wrong offsets in their blocks; and after a failed sync it
+     * refuses every later write. A fresh open recovers what the log holds
+     * up to the failure and starts a new log. */
+    leveldb_close(s->db);
+    s->db = NULL;
+    int rc = s_open_db(s);
+    if (rc == KB_OK)
+        rc = s_load_counters(s);
     return rc == KB_OK ? s_load_kind_ends(s) : rc;
 }
 

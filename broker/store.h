@@ -21,7 +21,7 @@
  * broker commits one synced batch per loop turn (group commit). Counters
  * (next queue sequence per agency, next audit index, depths) live in memory,
  * are found at open without scanning whole queues (a seek to the last key of
- * each prefix), and are rolled back by kb_store_reload() if a commit fails.
+ * each prefix), and are read again by kb_store_reopen() if a commit fails.
  */
 #ifndef KB_STORE_H
 #define KB_STORE_H
@@ -51,14 +51,16 @@ void kb_store_destroy(kb_store_t **p);
  * candidates of the last subject query there, so that its next page goes
  * on where the last one ended. The store owns it: free_fn frees it when it
  * is replaced, when the store is destroyed, and whenever the audit log or
- * its index may change other than by appending (kb_store_reload,
+ * its index may change other than by appending (kb_store_reopen,
  * kb_store_audit_reindex, kb_store_audit_prune). kb_store_cache_set(s,
  * NULL, NULL) drops it. */
 void *kb_store_cache(const kb_store_t *s);
 void kb_store_cache_set(kb_store_t *s, void *cache, void (*free_fn)(void *));
 
-/* Re-read the counters from disk (after a failed commit). */
-int kb_store_reload(kb_store_t *s);
+/* After a failed write: close the database and open it again, then read
+ * the counters from disk; nothing written may be in flight. On failure
+ * the store is unusable (only kb_store_destroy() may follow). */
+int kb_store_reopen(kb_store_t *s);
 
 kb_batch_t *kb_batch_new(void);
 void kb_batch_destroy(kb_batch_t **p);
@@ -311,7 +313,7 @@ typedef struct {
 
 /* The vtable for kb_merkle_new() (ctx = t). Open the tree with
  * kb_merkle_load(tree, kb_store_audit_size(store)); do so again after a
- * failed commit (with kb_store_reload()). */
+ * failed commit (with kb_store_reopen()). */
 kb_merkle_io_t kb_store_tiles_io(kb_store_tiles_t *t);
 
 /* Stage audit record r as kb_store_audit_append() does and append the same

@@ -571,11 +571,13 @@ int kb_asrc_consistency(kb_asrc_t *a, uint64_t from, uint64_t to, uint8_t proof[
 
 /* ------------------------------------------------------------ prune */
 
-/* Undo what a failed offline change staged. */
+/* Undo what a failed offline change staged; the command ends after it
+ * (a store that did not open again is only destroyed). */
 static void s_resync(kb_asrc_t *a)
 {
     kb_batch_clear(a->batch);
-    kb_store_reload(a->store);
+    if (kb_store_reopen(a->store) != KB_OK)
+        return;
     if (a->tree)
         kb_merkle_load(a->tree, kb_store_audit_size(a->store));
 }

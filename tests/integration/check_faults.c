@@ -80,6 +80,81 @@ START_TEST(test_prune_on_full_disk_confirms_nothing_unwritten)
 }
 END_TEST
 
+enum { S_AFTER = 60 }; /* messages sent after the fault: more than one 32 KiB log block */
+
+/* Receive from agency until nothing more comes, acknowledging each, and
+ * check that the narratives are exactly want[0..n), in any order. */
+static void s_expect_exactly(kb_chain_t *c, const char *agency, char **want, int n)
+{
+    ketenbus_client_t *cl = kb_chain_client(c, agency, NULL);
+    int *seen = calloc((size_t)n, sizeof *seen);
+    ck_assert_ptr_nonnull(seen);
+    for (int got = 0;; got++) {
+        ketenbus_msg_t *m = NULL;
+        int rc = ketenbus_client_recv(cl, &m, got < n ? 5000 : 1500);
+        if (got >= n) {
+            ck_assert_msg(rc != KETENBUS_OK, "%s received a message more than the %d sent", agency, n);
+            break;
+        }
+        ck_assert_msg(rc == KETENBUS_OK, "%s recv %d: %s", agency, got, ketenbus_last_error());
+        char *text = ketenbus_msg_get(m, "signal.narrative");
+        ck_assert_ptr_nonnull(text);
+        int k = 0;
+        while (k < n && strcmp(want[k], text) != 0)
+            k++;
+        ck_assert_msg(k < n, "unexpected message '%s'", text);
+        ck_assert_msg(!seen[k], "'%s' delivered twice", text);
+        seen[k] = 1;
+        free(text);
+        ck_assert_int_eq(ketenbus_client_ack(cl, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    free(seen);
+    ketenbus_client_destroy(&cl);
+}
+
+/* A write of submitted work fails because the disk is full. LevelDB keeps
+ * its log position after such a write, so a broker that wrote on into that
+ * log would misplace every record past the next 32 KiB block boundary, and
+ * the log would not open again. What the broker confirms after the fault
+ * has to survive a restart, and the broker has to start on the same data. */
+START_TEST(test_failed_commit_leaves_a_store_that_opens_again)
+{
+    char *texts[2 + S_AFTER];
+    texts[0] = strdup("before the fault");
+    texts[1] = strdup("when the disk was full");
+    for (int i = 0; i < S_AFTER; i++) {
+        texts[2 + i] = calloc(1, 64);
+        snprintf(texts[2 + i], 64, "after the fault, number %d", i);
+    }
+    ketenbus_client_t *pol = kb_chain_client_credit(&s_chain, "politie", "", 0);
+    ketenbus_receipt_t r;
+    ketenbus_msg_t *m = kb_test_signal("fier", texts[0]);
+    ck_assert_msg(ketenbus_client_submit(pol, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ketenbus_msg_destroy(&m);
+    kb_chain_fault(&s_chain, "commit-write-enospc", 1);
+    /* refused as "retry later": the client keeps it and sends it again */
+    s_submit_nowait(pol, texts[1]);
+    for (int i = 2; i < 2 + S_AFTER; i++) {
+        m = kb_test_signal("fier", texts[i]);
+        ck_assert_msg(ketenbus_client_submit(pol, m, &r, 10000) == KETENBUS_OK, "%s", ketenbus_last_error());
+        ketenbus_msg_destroy(&m);
+    }
+    ck_assert_int_eq(ketenbus_client_flush(pol, 10000), KETENBUS_OK);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(pol), 0);
+    ketenbus_client_destroy(&pol);
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "No space left on device"), 1);
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "store_reopened"), 1);
+    /* everything confirmed is on disk, in a store that opens */
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_start(&s_chain);
+    s_expect_exactly(&s_chain, "fier", texts, 2 + S_AFTER);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    for (int i = 0; i < 2 + S_AFTER; i++)
+        free(texts[i]);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -87,6 +162,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_prune_on_full_disk_confirms_nothing_unwritten);
+    tcase_add_test(tc, test_failed_commit_leaves_a_store_that_opens_again);
     suite_add_tcase(s, tc);
     return s;
 }

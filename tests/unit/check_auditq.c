@@ -554,7 +554,7 @@ START_TEST(test_subject_pages_taking_turns)
     a->done = 0;
     s_page(l.store, a, 1, 0);
     ck_assert_ptr_nonnull(kb_store_cache(l.store));
-    ck_assert_int_eq(kb_store_reload(l.store), KB_OK);
+    ck_assert_int_eq(kb_store_reopen(l.store), KB_OK);
     ck_assert_ptr_null(kb_store_cache(l.store));
     s_log_close(&l);
 }

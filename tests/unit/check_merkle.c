@@ -637,7 +637,7 @@ START_TEST(test_leveldb_uncommitted_and_out_of_step)
     size_t n;
     ck_assert_int_eq(kb_merkle_inclusion_proof(l.tree, 3, 300, proof, &n), KB_ENOTFOUND);
     kb_batch_clear(l.batch);
-    ck_assert_int_eq(kb_store_reload(l.store), KB_OK);
+    ck_assert_int_eq(kb_store_reopen(l.store), KB_OK);
     ck_assert_uint_eq(kb_store_audit_size(l.store), 250);
     /* a tree out of step with the log is refused */
     Ketenbus__AuditRecord r;

@@ -185,7 +185,7 @@ START_TEST(test_failed_commit_rolls_back_counters)
     ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 1);
     /* abandon the batch as the broker does after a failed commit */
     kb_batch_clear(b);
-    ck_assert_int_eq(kb_store_reload(s), KB_OK);
+    ck_assert_int_eq(kb_store_reopen(s), KB_OK);
     ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 0);
     ck_assert_int_eq(s_put(s, b, "politie", "fier", 2), 0);
     kb_batch_destroy(&b);

@@ -9,6 +9,8 @@
  *                     thread (the loop: admin commands, checkpoints, the
  *                     start) fails with ENOSPC, as on a full disk; the file
  *                     is removed, so it happens once
+ *   commit-write-enospc  the same, for the next write() from another thread
+ *                     (the committer, which writes what adapters submit)
  *   fdatasync-slow    while the file exists, every fdatasync() of such a
  *                     log from another thread (the committer) takes 400 ms
  *                     longer, so that work piles up behind a write
@@ -61,7 +63,7 @@ ssize_t write(int fd, const void *buf, size_t len)
     static ssize_t (*real)(int, const void *, size_t);
     if (!real)
         real = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
-    if (s_main_thread() && s_is_log(fd) && s_fault("log-write-enospc", 1)) {
+    if (s_is_log(fd) && s_fault(s_main_thread() ? "log-write-enospc" : "commit-write-enospc", 1)) {
         errno = ENOSPC;
         return -1;
     }
