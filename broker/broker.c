@@ -231,7 +231,9 @@ int kb_broker_start(kb_broker_t *b)
     rc |= zmq_setsockopt(b->router, ZMQ_ZAP_DOMAIN, "ketenbus", 8);
     rc |= zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     /* adapters keep their (random) routing id when they reconnect: the new
-     * connection takes it over from one that has not timed out yet */
+     * connection takes it over from one that has not timed out yet. What
+     * was queued on the old one is lost; the adapter's HELLO on the new
+     * connection sends it again (proto/ketenbus.proto, the header) */
     rc |= zmq_setsockopt(b->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     rc |= zmq_setsockopt(b->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
     rc |= zmq_setsockopt(b->router, ZMQ_RCVHWM, &hwm, sizeof hwm);

@@ -5,7 +5,12 @@
  * key) and a random routing id, since the broker keys sessions by it. The
  * client is driven by the caller's thread through poll, submit, recv and
  * flush; nothing runs in the background. Session life:
- *   not welcomed --HELLO--> welcomed (WELCOME) --silence or NO_SESSION--> not welcomed
+ *   not welcomed --HELLO--> welcomed (WELCOME) --silence, NO_SESSION or a new connection--> not welcomed
+ * ZeroMQ reconnects by itself and keeps the routing id, so the broker's
+ * session would go on across a reconnect while the frames it had queued on
+ * the old connection are gone. A monitor on the socket reports every lost
+ * and every new connection; either ends the session here, and HELLO on the
+ * new connection makes the broker send again what was in flight.
  * On every WELCOME all outbox entries are sent again, in order: the broker
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
  * receipt costs nothing. An entry the broker refused only for now
@@ -61,6 +66,7 @@ struct ketenbus_client {
     ketenbus_client_opts_t o;         /* copy of the options */
     void *zctx;                       /* ZeroMQ context */
     void *dealer;                     /* connection to the broker */
+    void *monitor;                    /* the dealer's connection events (PAIR) */
     EVP_PKEY *sign_key;               /* agency's Ed25519 key */
     kb_outbox_t *outbox;              /* durable state */
     int welcomed;                     /* session open on this connection */
@@ -579,8 +585,11 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
 }
 
 /* Timers: hello, ping, silence, resend, acks. */
+static int s_read_events(ketenbus_client_t *c);
+
 static int s_housekeeping(ketenbus_client_t *c)
 {
+    s_read_events(c); /* a HELLO due now goes after what the connection did */
     int64_t now = kb_mono_ms();
     if (c->welcomed && now - c->last_rx_ms > (int64_t)c->ping_ms * KB_SILENCE_PINGS + 1000)
         s_unwelcome(c, "no answer from the broker");
@@ -626,10 +635,44 @@ static int s_housekeeping(ketenbus_client_t *c)
     return KB_OK;
 }
 
+/* Read the dealer's connection events: a connection that went or a new
+ * one ends the session (see the top of this file). Returns how many were
+ * read. */
+static int s_read_events(ketenbus_client_t *c)
+{
+    int n = 0;
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return n;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&m) >= sizeof event)
+            memcpy(&event, zmq_msg_data(&m), sizeof event);
+        /* the second part is the endpoint */
+        while (zmq_msg_more(&m)) {
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, c->monitor, 0) < 0)
+                break;
+        }
+        zmq_msg_close(&m);
+        n++;
+        if (event == ZMQ_EVENT_DISCONNECTED)
+            s_unwelcome(c, "connection lost");
+        else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            s_unwelcome(c, "new connection");
+            s_log(c, 2, "event=connected endpoint=%s", c->o.endpoint);
+        }
+    }
+}
+
 /* Read every waiting frame; returns how many were handled (or an error). */
 static int s_read_all(ketenbus_client_t *c)
 {
-    int handled = 0;
+    int handled = s_read_events(c); /* first: frames after an event belong to the new connection */
     for (;;) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -697,6 +740,16 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
         OPENSSL_cleanse(sec, sizeof sec);
         goto fail;
     }
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://ketenbus-monitor-%p", (void *)c);
+    c->monitor = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (!c->monitor ||
+        zmq_socket_monitor(c->dealer, mon, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0 ||
+        zmq_connect(c->monitor, mon) != 0) {
+        OPENSSL_cleanse(sec, sizeof sec);
+        kb_error_set(KB_ENET, "client: socket monitor: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
     int zero = 0, one = 1, ivl = 100, ivl_max = 2000, hb = 2000, hbt = 6000;
     int rc = zmq_setsockopt(c->dealer, ZMQ_CURVE_SERVERKEY, server, KB_Z85_KEY_LEN);
     rc |= zmq_setsockopt(c->dealer, ZMQ_CURVE_PUBLICKEY, pub, KB_Z85_KEY_LEN);
@@ -731,6 +784,11 @@ void ketenbus_client_destroy(ketenbus_client_t **p)
     ketenbus_client_t *c = *p;
     if (c->dealer && c->outbox && c->welcomed)
         s_flush_acks(c);
+    if (c->monitor) {
+        int zero = 0;
+        zmq_setsockopt(c->monitor, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(c->monitor);
+    }
     if (c->dealer) {
         /* let ACKs and submissions already handed to ZeroMQ leave; with
          * ZMQ_IMMEDIATE nothing waits for a broker that is not connected */
@@ -772,8 +830,8 @@ int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms)
             return rc;
         int64_t left = deadline - kb_mono_ms();
         int wait = left <= 0 ? 0 : (left > 100 ? 100 : (int)left);
-        zmq_pollitem_t item = {c->dealer, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, wait) < 0 && zmq_errno() != EINTR)
+        zmq_pollitem_t items[2] = {{c->dealer, 0, ZMQ_POLLIN, 0}, {c->monitor, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, wait) < 0 && zmq_errno() != EINTR)
             return kb_error_set(KB_ENET, "poll: %s", zmq_strerror(zmq_errno()));
         int handled = s_read_all(c);
         if (handled < 0)
