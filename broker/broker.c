@@ -92,6 +92,9 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     OPENSSL_cleanse(storage_key, sizeof storage_key);
     if (!b->store)
         goto fail;
+    if (kb_store_queues_repaired(b->store) > 0)
+        kb_log(KB_LOG_WARN, "queue_depth_repaired", "queues=%zu detail=\"a stored depth of 0 with entries queued "
+               "was counted again\"", kb_store_queues_repaired(b->store));
     b->commit = kb_commit_new(b->store);
     if (!b->commit)
         goto fail;

@@ -60,6 +60,7 @@ struct kb_store {
     uint64_t pruned_end;           /* records below this index are tombstones */
     uint64_t kind_end[KB_STORE_KINDS]; /* per kind: its records below this index are tombstones */
     int has_key;                   /* 0: opened without storage key (audit tools) */
+    size_t repaired;               /* queues whose depth the last load corrected */
     char *dir;                     /* database directory */
     void *aux;                     /* another module's cache (kb_store_cache_set), or NULL */
     void (*aux_free)(void *);      /* frees it */
@@ -202,6 +203,48 @@ static void s_put_counter(kb_batch_t *b, char prefix, const char *agency, uint64
 
 /* ------------------------------------------------------------ open/close */
 
+/* A stored depth of 0 with entries still queued: an earlier version could
+ * count one acknowledgement twice, and the pump and expiry skip a queue of
+ * depth 0, so its entries would never go. For each agency whose depth is
+ * 0, one seek tells whether it has entries; only such a queue is counted
+ * (and its depth written with the next batch). */
+static int s_repair_depths(kb_store_t *s)
+{
+    s->repaired = 0;
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    for (size_t i = 0; i < s->n_slots; i++) {
+        s_counter_t *c = &s->slots[i];
+        if (!c->agency || c->depth != 0 || c->next_seq == 0)
+            continue;
+        uint8_t k[KB_KEY_MAX];
+        size_t pl = s_queue_key(k, c->agency, 0) - 8; /* 'q', agency, NUL */
+        uint64_t n = 0;
+        for (leveldb_iter_seek(it, (const char *)k, pl); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+            size_t kl;
+            const char *key = leveldb_iter_key(it, &kl);
+            if (kl != pl + 8 || memcmp(key, k, pl) != 0)
+                break;
+            n++;
+        }
+        if (n > 0) {
+            c->depth = n;
+            s_counter_touch(s, c);
+            s->repaired++;
+        }
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "store: counting queue entries: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    return KB_OK;
+}
+
 static int s_load_counters(kb_store_t *s)
 {
     s_counters_clear(s);
@@ -272,7 +315,7 @@ static int s_load_counters(kb_store_t *s)
         leveldb_free(err);
         return rc;
     }
-    return KB_OK;
+    return s_repair_depths(s);
 }
 
 static int s_index_check(kb_store_t *s);
@@ -858,6 +901,11 @@ uint64_t kb_store_queue_depth(const kb_store_t *s, const char *agency)
 {
     const s_counter_t *c = s_counter_find(s, agency);
     return c ? c->depth : 0;
+}
+
+size_t kb_store_queues_repaired(const kb_store_t *s)
+{
+    return s->repaired;
 }
 
 uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency)

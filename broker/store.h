@@ -104,6 +104,9 @@ int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t
 uint64_t kb_store_queue_depth(const kb_store_t *s, const char *agency);
 /* The sequence the agency's next queue entry gets (0: none ever). */
 uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency);
+/* How many queues the last open (or reopen) found with a stored depth of
+ * 0 while entries were queued, and counted again (see store.c). */
+size_t kb_store_queues_repaired(const kb_store_t *s);
 
 /* Look up an accepted message id of sender: KB_OK with its audit index, or
  * KB_ENOTFOUND. */

@@ -177,6 +177,58 @@ START_TEST(test_counters_once_per_batch)
 }
 END_TEST
 
+/* A queue whose stored depth says 0 while entries are queued (an earlier
+ * version could count one acknowledgement twice) is counted again at
+ * open, and its corrected depth is written with the next batch. */
+START_TEST(test_zero_depth_with_entries_repaired_at_open)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint8_t i = 0; i < 4; i++)
+        s_put(s, b, "politie", "fier", i);
+    s_put(s, b, "rvdk", "fier", 9);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    ck_assert_int_eq(kb_store_queue_del(s, b, "politie", 0), KB_OK);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    ck_assert_int_eq(kb_store_queues_repaired(s), 0);
+    kb_store_destroy(&s);
+    /* the damage: politie's depth counter ("c" + agency) set to 0 */
+    leveldb_options_t *o = leveldb_options_create();
+    char *err = NULL;
+    leveldb_t *db = leveldb_open(o, s_dir, &err);
+    ck_assert_msg(err == NULL, "%s", err);
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    const uint8_t zero[8] = {0};
+    leveldb_put(db, wo, "cpolitie", 8, (const char *)zero, 8, &err);
+    ck_assert_msg(err == NULL, "%s", err);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+
+    s = s_open();
+    ck_assert_int_eq(kb_store_queues_repaired(s), 1);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 3);
+    ck_assert_int_eq(kb_store_queue_depth(s, "rvdk"), 1);
+    /* written with the next batch: found without a count next time */
+    s_put(s, b, "rvdk", "fier", 10);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_store_destroy(&s);
+    s = s_open();
+    ck_assert_int_eq(kb_store_queues_repaired(s), 0);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 3);
+    /* an emptied queue stays at 0 without being counted */
+    for (uint64_t i = 1; i < 4; i++)
+        ck_assert_int_eq(kb_store_queue_del(s, b, "politie", i), KB_OK);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_store_destroy(&s);
+    s = s_open();
+    ck_assert_int_eq(kb_store_queues_repaired(s), 0);
+    ck_assert_int_eq(kb_store_queue_depth(s, "politie"), 0);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 START_TEST(test_failed_commit_rolls_back_counters)
 {
     kb_store_t *s = s_open();
@@ -296,6 +348,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_tags_never_reused);
     tcase_add_test(tc, test_counters_once_per_batch);
     tcase_add_test(tc, test_failed_commit_rolls_back_counters);
+    tcase_add_test(tc, test_zero_depth_with_entries_repaired_at_open);
     tcase_add_test(tc, test_encrypted_at_rest);
     tcase_add_test(tc, test_seen_and_audit);
     tcase_add_test(tc, test_open_errors);
