@@ -246,6 +246,8 @@ int session_inflight_add(kb_session_t *s, const kb_inflight_t *d);
 /* Remove tag; copies the entry to *out when found, else KB_ENOTFOUND. */
 int session_inflight_remove(kb_session_t *s, uint64_t tag, kb_inflight_t *out);
 int session_inflight_has(const kb_session_t *s, uint64_t tag);
+/* 1 and the highest tag in flight in *tag; 0 if nothing is in flight. */
+int session_inflight_last(const kb_session_t *s, uint64_t *tag);
 void session_expire_idle(kb_broker_t *b, int64_t now_ms);
 
 /* audit.c: build and stage audit records. */

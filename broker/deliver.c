@@ -279,9 +279,11 @@ int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack)
 
 /* ------------------------------------------------------------ expiry */
 
-/* Most queue entries expiry looks at per agency and check: entries in
- * flight are passed by, so a recipient holding many deliveries does not
- * keep the older entries behind them from expiring. */
+/* Most queue entries expiry looks at per agency and check. Entries in
+ * flight are passed by, the whole window at once (the pump delivers queue
+ * entries in order, so every entry between the first and the last in
+ * flight is in flight or being removed): a recipient holding many
+ * deliveries does not keep the entries behind them from expiring. */
 #define KB_EXPIRE_SCAN_MAX (8u * KB_DELIVER_BATCH)
 
 typedef struct {
@@ -291,6 +293,7 @@ typedef struct {
     size_t expired;        /* entries expired */
     size_t looked;         /* entries looked at */
     uint64_t next;         /* the sequence after the last looked at */
+    int jumped;            /* 1: the scan stopped to go on after the in-flight window */
     int done;              /* 1 once an entry that has not expired is reached */
     int rc;                /* first error */
 } s_expire_t;
@@ -379,7 +382,16 @@ static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
         return 1; /* entries expire in queue order */
     }
     kb_session_t *s = session_active(x->b, x->agency);
-    if ((s && session_inflight_has(s, seq)) || s_removing(x->b, x->agency, seq))
+    if (s && session_inflight_has(s, seq)) {
+        uint64_t last = seq;
+        if (session_inflight_last(s, &last) && last > seq) {
+            x->next = last + 1;
+            x->jumped = 1;
+            return 1;
+        }
+        return 0;
+    }
+    if (s_removing(x->b, x->agency, seq))
         return 0;
     Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, q->envelope.len, q->envelope.data);
     int rc = s_remove(x->b, x->agency, seq);
@@ -422,12 +434,13 @@ int deliver_expire(kb_broker_t *b, int64_t now_us)
         int rc = KB_OK;
         while (rc == KB_OK && !x.done && x.looked < KB_EXPIRE_SCAN_MAX) {
             size_t before = x.looked;
+            x.jumped = 0;
             rc = kb_store_queue_scan(b->store, agency, x.next, KB_DELIVER_BATCH, s_expire_one, &x);
             if (rc == KB_ECRYPTO)
                 rc = KB_OK; /* logged by the pump; the entry stays for an operator */
             if (rc == KB_OK)
                 rc = x.rc;
-            if (x.looked - before < KB_DELIVER_BATCH)
+            if (!x.jumped && x.looked - before < KB_DELIVER_BATCH)
                 break; /* the end of the queue, or stopped */
         }
         if (rc != KB_OK)

@@ -245,6 +245,14 @@ int session_inflight_has(const kb_session_t *s, uint64_t tag)
     return s_inflight_find(s, tag) != NULL;
 }
 
+int session_inflight_last(const kb_session_t *s, uint64_t *tag)
+{
+    if (s->span_inflight == 0)
+        return 0;
+    *tag = s_slot(s, s->span_inflight - 1)->tag; /* live: trailing holes are trimmed */
+    return 1;
+}
+
 int session_inflight_remove(kb_session_t *s, uint64_t tag, kb_inflight_t *out)
 {
     kb_inflight_t *p = s_inflight_find(s, tag);
