@@ -14,7 +14,8 @@
  * On every WELCOME all outbox entries are sent again, in order: the broker
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
  * receipt costs nothing. An entry the broker refused only for now
- * (REJECT_INTERNAL, "retry later") keeps its place in the outbox and is sent
+ * (REJECT_INTERNAL, "retry later"), or answered with an outcome this SDK does
+ * not know, keeps its place in the outbox and is sent
  * again after a delay that doubles while such refusals go on; it gets no
  * receipt until the broker decides. Deliveries whose ids were acknowledged
  * before are acknowledged again and dropped (effectively once).
@@ -396,8 +397,14 @@ static void s_fill_receipt(ketenbus_receipt_t *r, const Ketenbus__ReceiptEntry *
 
 /* A refusal that means "not now" rather than "not this message": the broker
  * could not look up or store it (a store read error) and says to retry. */
+/* A refusal for now (REJECT_INTERNAL, "retry later"), or an outcome this
+ * SDK does not know (UNSPECIFIED, or one a later protocol adds): neither
+ * is a decision, so the outbox keeps the entry. */
 static int s_refused_for_now(const Ketenbus__ReceiptEntry *e)
 {
+    if (e->outcome != KETENBUS__OUTCOME__OUTCOME_ACCEPTED && e->outcome != KETENBUS__OUTCOME__OUTCOME_DUPLICATE &&
+        e->outcome != KETENBUS__OUTCOME__OUTCOME_REJECTED)
+        return 1;
     return e->outcome == KETENBUS__OUTCOME__OUTCOME_REJECTED && e->code == KETENBUS__REJECT_CODE__REJECT_INTERNAL;
 }
 
@@ -416,8 +423,8 @@ static void s_retry_later(ketenbus_client_t *c, const Ketenbus__ReceiptEntry *e)
     }
     char id[37];
     kb_uuid_format(e->message_id.data, id);
-    s_log(c, 1, "event=receipt_retry message=%s code=%d reason=\"%s\" retry_in_ms=%lld", id, (int)e->code,
-          e->reason ? e->reason : "", (long long)(c->retry_at_ms - kb_mono_ms()));
+    s_log(c, 1, "event=receipt_retry message=%s outcome=%d code=%d reason=\"%s\" retry_in_ms=%lld", id,
+          (int)e->outcome, (int)e->code, e->reason ? e->reason : "", (long long)(c->retry_at_ms - kb_mono_ms()));
 }
 
 static void s_on_receipt(ketenbus_client_t *c, const Ketenbus__Receipt *rc)

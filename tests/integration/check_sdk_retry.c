@@ -146,6 +146,39 @@ START_TEST(test_final_refusal_not_retried)
 }
 END_TEST
 
+/* A receipt whose outcome the SDK does not know (here UNSPECIFIED) is no
+ * decision: the entry stays in the outbox and goes again, and only a real
+ * outcome answers it. */
+START_TEST(test_unknown_outcome_is_no_receipt)
+{
+    ketenbus_client_t *cl = s_welcomed_client();
+    ketenbus_msg_t *m = kb_test_signal("fier", "answered with an outcome nobody knows");
+    ck_assert_int_eq(ketenbus_client_submit(cl, m, NULL, 0), KETENBUS_EPENDING);
+    uint8_t first[16], again[16];
+    Ketenbus__Frame *f = s_expect_submit(cl, first, 5000);
+    ck_assert_msg(f != NULL, "no SUBMIT within 5 s");
+    ck_assert_int_eq(kb_fake_receipt(&s_fake, f->submit, KETENBUS__OUTCOME__OUTCOME_UNSPECIFIED,
+                                     KETENBUS__REJECT_CODE__REJECT_NONE, NULL),
+                     KB_OK);
+    ketenbus__frame__free_unpacked(f, NULL);
+    s_poll_for(cl, 100);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(cl), 1);
+    ck_assert_ptr_null(ketenbus_client_last_receipt(cl));
+    f = s_expect_submit(cl, again, 5000);
+    ck_assert_msg(f != NULL, "the unanswered message was not sent again within 5 s");
+    ck_assert_mem_eq(again, first, 16);
+    ck_assert_int_eq(kb_fake_receipt(&s_fake, f->submit, KETENBUS__OUTCOME__OUTCOME_ACCEPTED,
+                                     KETENBUS__REJECT_CODE__REJECT_NONE, NULL),
+                     KB_OK);
+    ketenbus__frame__free_unpacked(f, NULL);
+    ck_assert_int_eq(ketenbus_client_flush(cl, 5000), KETENBUS_OK);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(cl), 0);
+    ck_assert_int_eq(ketenbus_client_last_receipt(cl)->outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&cl);
+}
+END_TEST
+
 /* A scripted broker on its own thread: WELCOMEs every HELLO, refuses the
  * first `refuse` SUBMITs for now and accepts the rest, recording ids. */
 typedef struct {
@@ -266,6 +299,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_internal_then_accepted);
     tcase_add_test(tc, test_final_refusal_not_retried);
+    tcase_add_test(tc, test_unknown_outcome_is_no_receipt);
     tcase_add_test(tc, test_blocking_submit_gets_final_receipt);
     tcase_add_test(tc, test_blocking_submit_pending_while_refused);
     suite_add_tcase(s, tc);
