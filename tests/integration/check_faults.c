@@ -45,6 +45,25 @@ static void s_submit_nowait(ketenbus_client_t *c, const char *text)
     ketenbus_client_poll(c, 50);
 }
 
+/* Fill the audit log past its first leaf tile (256 records; the newest
+ * tile is never pruned) with refusals, so that a prune has records to
+ * remove. */
+static void s_fill_audit(ketenbus_client_t *c)
+{
+    enum { N = 150 };
+    ketenbus_msg_t *msgs[N];
+    ketenbus_receipt_t rs[N];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++)
+            msgs[i] = kb_test_signal("nobody", "refused: no such agency");
+        ketenbus_client_submit_batch(c, msgs, N, rs, 10000); /* fails: all refused, as the receipts say */
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_REJECTED);
+            ketenbus_msg_destroy(&msgs[i]);
+        }
+    }
+}
+
 /* An operator prunes the audit log while the disk is full and work is
  * staged behind a slow write: the prune's own write fails, but what was
  * staged before it is written and answered as a turn would be, or refused
@@ -57,14 +76,19 @@ START_TEST(test_prune_on_full_disk_confirms_nothing_unwritten)
     ketenbus_msg_t *m = kb_test_signal("fier", "before the fault");
     ck_assert_msg(ketenbus_client_submit(pol, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
     ketenbus_msg_destroy(&m);
+    s_fill_audit(pol);
     /* the next submission's batch syncs slowly; one more is staged meanwhile */
     kb_chain_fault(&s_chain, "fdatasync-slow", 1);
     s_submit_nowait(pol, "written slowly");
     s_submit_nowait(pol, "staged behind the slow write");
-    kb_chain_fault(&s_chain, "log-write-enospc", 1);
+    /* the prune's own write fails: the one holding its PRUNED record, which
+     * names who asked; the checkpoint signed before it is written */
+    kb_chain_fault_text(&s_chain, "log-write-enospc", "admin socket user");
     char out[4096];
-    int st = kb_chain_cli(&s_chain, out, sizeof out, "audit prune --data data --before 2000-01-01T00:00:00Z");
+    int st = kb_chain_cli(&s_chain, out, sizeof out, "audit prune --data data --before 2100-01-01T00:00:00Z");
     fprintf(stderr, "audit prune on a full disk: exit %d: %s\n", st, out);
+    ck_assert_int_ne(st, 0);
+    ck_assert_msg(strstr(out, "No space left on device") != NULL, "%s", out);
     kb_chain_fault(&s_chain, "fdatasync-slow", 0);
     /* the disk works again: everything submitted is accepted, and lands */
     m = kb_test_signal("fier", "after the fault");
@@ -76,7 +100,8 @@ START_TEST(test_prune_on_full_disk_confirms_nothing_unwritten)
     kb_chain_drain(&s_chain, "fier", 4);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
     /* the fault did happen, in the write it was meant for */
-    ck_assert_int_ge(kb_chain_log_count(&s_chain, "No space left on device"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "audit_prune_failed"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "checkpoint_failed"), 0);
 }
 END_TEST
 

@@ -105,6 +105,18 @@ void kb_chain_fault(const kb_chain_t *c, const char *name, int on)
     }
 }
 
+void kb_chain_fault_text(const kb_chain_t *c, const char *name, const char *text)
+{
+    char path[600], tmp[640];
+    snprintf(path, sizeof path, "%s/faults", c->dir);
+    ck_assert(mkdir(path, 0700) == 0 || errno == EEXIST);
+    snprintf(path, sizeof path, "%s/faults/%s", c->dir, name);
+    snprintf(tmp, sizeof tmp, "%s/faults/.%s", c->dir, name);
+    /* whole or not at all: the broker may look at any moment */
+    ck_assert_int_eq(kb_file_write(tmp, text, strlen(text), 0600), KB_OK);
+    ck_assert_msg(rename(tmp, path) == 0, "%s: %s", path, strerror(errno));
+}
+
 void kb_chain_start(kb_chain_t *c)
 {
     const char *build = getenv("KB_BUILD");

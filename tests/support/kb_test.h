@@ -38,6 +38,8 @@ typedef struct {
 /* Switch a fault of tests/support/faults/kb_faults.c on (a file in the
  * chain's fault directory) or off. */
 void kb_chain_fault(const kb_chain_t *c, const char *name, int on);
+/* Switch a write fault on that fails only a write holding text. */
+void kb_chain_fault_text(const kb_chain_t *c, const char *name, const char *text);
 
 /* Make a scratch dir, keys for the broker and each agency, and a config with
  * the given rules text (YAML list items under `rules:`, may be "") and extra

@@ -3,7 +3,10 @@
  * (LD_PRELOAD) when a test sets kb_chain_t.faults (tests/support/kb_test.h).
  *
  * Each fault is switched on by a file in the directory named by $KB_FAULTS
- * and touches only the LevelDB log files (`*.log`) of a `data` directory:
+ * and touches only the LevelDB log files (`*.log`) of a `data` directory.
+ * A write fault whose file holds text fails only a write that contains that
+ * text (audit records are stored as plain protobuf, so a reason names the
+ * write it is in); an empty file fails the next write.
  *
  *   log-write-enospc  the next write() to such a log from the broker's main
  *                     thread (the loop: admin commands, checkpoints, the
@@ -20,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -29,16 +33,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* 1 if the fault file `name` exists in $KB_FAULTS; with take, remove it. */
-static int s_fault(const char *name, int take)
+/* 1 if the fault file `name` exists in $KB_FAULTS. */
+static int s_fault(const char *name)
 {
     const char *dir = getenv("KB_FAULTS");
     char path[PATH_MAX];
     if (!dir || snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
         return 0;
-    if (access(path, F_OK) != 0)
-        return 0;
-    return take ? unlink(path) == 0 : 1;
+    return access(path, F_OK) == 0;
 }
 
 /* 1 if fd is a LevelDB log in a data directory. */
@@ -53,6 +55,24 @@ static int s_is_log(int fd)
     return strstr(target, "/data/") != NULL && strcmp(target + n - 4, ".log") == 0;
 }
 
+/* 1 if the write fault `name` is on and buf holds its text (if any); the
+ * file is then removed, so the fault happens once. */
+static int s_write_fault(const char *name, const void *buf, size_t len)
+{
+    const char *dir = getenv("KB_FAULTS");
+    char path[PATH_MAX], needle[256];
+    if (!dir || snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, needle, sizeof needle);
+    close(fd);
+    if (n < 0 || (n > 0 && !memmem(buf, len, needle, (size_t)n)))
+        return 0;
+    return unlink(path) == 0;
+}
+
 static int s_main_thread(void)
 {
     return (pid_t)syscall(SYS_gettid) == getpid();
@@ -63,7 +83,7 @@ ssize_t write(int fd, const void *buf, size_t len)
     static ssize_t (*real)(int, const void *, size_t);
     if (!real)
         real = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
-    if (s_is_log(fd) && s_fault(s_main_thread() ? "log-write-enospc" : "commit-write-enospc", 1)) {
+    if (s_is_log(fd) && s_write_fault(s_main_thread() ? "log-write-enospc" : "commit-write-enospc", buf, len)) {
         errno = ENOSPC;
         return -1;
     }
@@ -75,7 +95,7 @@ int fdatasync(int fd)
     static int (*real)(int);
     if (!real)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    if (!s_main_thread() && s_is_log(fd) && s_fault("fdatasync-slow", 0)) {
+    if (!s_main_thread() && s_is_log(fd) && s_fault("fdatasync-slow")) {
         struct timespec ts = {0, 400 * 1000000L};
         nanosleep(&ts, NULL);
     }
