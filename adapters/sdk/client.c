@@ -10,7 +10,9 @@
  * session would go on across a reconnect while the frames it had queued on
  * the old connection are gone. A monitor on the socket reports every lost
  * and every new connection; either ends the session here, and HELLO on the
- * new connection makes the broker send again what was in flight.
+ * new connection makes the broker send again what was in flight. Frames of
+ * the old connection can still be read after those events, so only a
+ * WELCOME that echoes a HELLO sent since the session ended opens one.
  * On every WELCOME all outbox entries are sent again, in order: the broker
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
  * receipt costs nothing. An entry the broker refused only for now
@@ -75,6 +77,7 @@ struct ketenbus_client {
     int64_t retry_at_ms;              /* when entries refused for now go again (0: none due) */
     unsigned retry_ms;                /* wait before the next such round (backoff) */
     int64_t last_hello_ms;            /* when HELLO was last sent */
+    uint64_t hello_floor;             /* a WELCOME answers a HELLO only from this request id up */
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
     unsigned ping_ms;                 /* ping interval in force */
@@ -534,6 +537,7 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
         s_log(c, 1, "event=session_lost reason=\"%s\"", why);
     c->welcomed = 0;
     c->last_hello_ms = 0;
+    c->hello_floor = c->next_request + 1; /* an answer to an earlier HELLO opens nothing */
     /* deliveries not yet acknowledged come again in the next session; the
      * ones the handler took are recorded as seen first, so their
      * redelivery is acknowledged and dropped, not handled twice */
@@ -560,6 +564,11 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
     rc = KB_OK;
     switch (f->body_case) {
     case KETENBUS__FRAME__BODY_WELCOME:
+        if (f->request_id < c->hello_floor) {
+            s_log(c, 2, "event=welcome_dropped request=%llu reason=\"answers a HELLO of a session that ended\"",
+                  (unsigned long long)f->request_id);
+            break;
+        }
         c->welcomed = 1;
         c->resend = 1;
         c->last_ping_ms = c->last_rx_ms;
@@ -679,7 +688,7 @@ static int s_read_events(ketenbus_client_t *c)
 /* Read every waiting frame; returns how many were handled (or an error). */
 static int s_read_all(ketenbus_client_t *c)
 {
-    int handled = s_read_events(c); /* first: frames after an event belong to the new connection */
+    int handled = s_read_events(c); /* before the frames, which are checked against what they say */
     for (;;) {
         zmq_msg_t m;
         zmq_msg_init(&m);

@@ -107,7 +107,7 @@ static void s_send(Ketenbus__Frame *f)
     free(buf);
 }
 
-static void s_welcome(void)
+static void s_welcome(uint64_t request_id)
 {
     Ketenbus__Welcome w;
     ketenbus__welcome__init(&w);
@@ -118,6 +118,7 @@ static void s_welcome(void)
     Ketenbus__Frame f;
     ketenbus__frame__init(&f);
     f.version = 1;
+    f.request_id = request_id; /* the HELLO's: the SDK checks it */
     f.body_case = KETENBUS__FRAME__BODY_WELCOME;
     f.welcome = &w;
     s_send(&f);
@@ -185,8 +186,9 @@ START_TEST(test_same_message_three_tags)
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
     ketenbus_client_set_handler(fier, s_handler, NULL);
     s_handled = 0;
-    ketenbus__frame__free_unpacked(s_expect(fier, KETENBUS__FRAME__BODY_HELLO), NULL);
-    s_welcome();
+    Ketenbus__Frame *hello = s_expect(fier, KETENBUS__FRAME__BODY_HELLO);
+    s_welcome(hello->request_id);
+    ketenbus__frame__free_unpacked(hello, NULL);
 
     /* the message as a broker would deliver it (signed by politie) */
     ketenbus_msg_t *m = kb_test_signal("fier", "delivered three times");

@@ -59,8 +59,9 @@ static ketenbus_client_t *s_welcomed_client(void)
     ketenbus_client_t *cl = kb_chain_client(&s_chain, "politie", NULL);
     Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 5000);
     ck_assert_msg(f != NULL, "no HELLO within 5 s");
+    uint64_t req = f->request_id;
     ketenbus__frame__free_unpacked(f, NULL);
-    ck_assert_int_eq(kb_fake_welcome(&s_fake, "politie"), KB_OK);
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "politie", req), KB_OK);
     for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(cl) && kb_mono_ms() < end;)
         ketenbus_client_poll(cl, 10);
     ck_assert(ketenbus_client_is_connected(cl));
@@ -198,7 +199,7 @@ static void *s_script_run(void *arg)
         if (!f)
             continue;
         if (f->body_case == KETENBUS__FRAME__BODY_HELLO) {
-            kb_fake_welcome(&s_fake, "politie");
+            kb_fake_welcome(&s_fake, "politie", f->request_id);
         } else if (f->body_case == KETENBUS__FRAME__BODY_SUBMIT) {
             int n = atomic_load(&sc->n_submits);
             if (f->submit->n_envelopes != 1 || f->submit->envelopes[0]->message_id.len != 16)

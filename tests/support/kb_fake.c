@@ -112,7 +112,7 @@ int kb_fake_send(kb_fake_t *f, Ketenbus__Frame *fr)
     return rc;
 }
 
-int kb_fake_welcome(kb_fake_t *f, const char *agency)
+int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id)
 {
     Ketenbus__Welcome w;
     ketenbus__welcome__init(&w);
@@ -122,6 +122,7 @@ int kb_fake_welcome(kb_fake_t *f, const char *agency)
     w.max_message_bytes = KB_FAKE_FRAME_MAX;
     Ketenbus__Frame fr;
     ketenbus__frame__init(&fr);
+    fr.request_id = request_id;
     fr.body_case = KETENBUS__FRAME__BODY_WELCOME;
     fr.welcome = &w;
     return kb_fake_send(f, &fr);

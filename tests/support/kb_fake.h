@@ -47,8 +47,9 @@ Ketenbus__Frame *kb_fake_expect(kb_fake_t *f, ketenbus_client_t *cl, int body_ca
 /* Send fr to the client with routing id f->rid; KB_OK or KB_ENET. */
 int kb_fake_send(kb_fake_t *f, Ketenbus__Frame *fr);
 
-/* Answer a HELLO from f->rid with a WELCOME for agency. */
-int kb_fake_welcome(kb_fake_t *f, const char *agency);
+/* Answer a HELLO from f->rid (its request id echoed, as the SDK checks)
+ * with a WELCOME for agency. */
+int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id);
 
 /* Send one RECEIPT with an entry per envelope of sub: outcome (and reject
  * code, REJECT_NONE unless outcome is REJECTED) the same for all. */

@@ -1,17 +1,25 @@
 /*
- * check_sdk_routing_id.c - every SDK connection has an unguessable routing id.
+ * check_sdk_session.c - how the SDK names its connection and when it takes
+ * a session as open, against a scripted broker.
  *
- * The broker keys sessions by the ZeroMQ routing id of the connection. The
+ * Routing ids: the broker keys sessions by the ZeroMQ routing id of the
+ * connection. The
  * id libzmq makes up when none is set is a zero byte and a counter, which
  * another agency can present while an earlier session is still open. The
  * SDK sets 16 random bytes whose first byte is not 0 (libzmq reserves those)
  * on every socket it makes. A scripted broker (a CURVE ROUTER with the
  * broker's key) reads the ids the clients arrive with.
+ *
+ * WELCOME: a session opens only on a WELCOME that answers a HELLO sent
+ * since the last session ended. Frames of a connection that went can still
+ * be read after the SDK learnt that it went; a WELCOME among them must not
+ * make it skip the HELLO that the new connection needs.
  */
 #include <string.h>
 
 #include <check.h>
 
+#include "kb_error.h"
 #include "kb_fake.h"
 #include "kb_test.h"
 #include "kb_util.h"
@@ -85,14 +93,59 @@ START_TEST(test_new_socket_new_id)
 }
 END_TEST
 
+/* Poll cl for ms milliseconds. */
+static void s_poll_for(ketenbus_client_t *cl, int ms)
+{
+    for (int64_t end = kb_mono_ms() + ms; kb_mono_ms() < end;)
+        ketenbus_client_poll(cl, 10);
+}
+
+START_TEST(test_stale_welcome_opens_nothing)
+{
+    ketenbus_client_t *cl = kb_chain_client(&s_chain, "politie", NULL);
+    Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 5000);
+    ck_assert_msg(f != NULL, "no HELLO within 5 s");
+    uint64_t first = f->request_id;
+    ketenbus__frame__free_unpacked(f, NULL);
+    /* the session ends before the answer comes (here the broker says so),
+     * then the answer to that first HELLO arrives */
+    Ketenbus__Error err;
+    ketenbus__error__init(&err);
+    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION;
+    err.message = (char *)"no session: say HELLO";
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_ERROR;
+    fr.error = &err;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "politie", first), KB_OK);
+    s_poll_for(cl, 300);
+    ck_assert_msg(!ketenbus_client_is_connected(cl), "a WELCOME for a HELLO of an ended session opened one");
+    /* the HELLOs sent since are answered: that opens it */
+    int64_t end = kb_mono_ms() + 5000;
+    while (!ketenbus_client_is_connected(cl) && kb_mono_ms() < end) {
+        f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 200);
+        if (f) {
+            ck_assert_int_eq(kb_fake_welcome(&s_fake, "politie", f->request_id), KB_OK);
+            ketenbus__frame__free_unpacked(f, NULL);
+        }
+        ketenbus_client_poll(cl, 10);
+    }
+    ck_assert(ketenbus_client_is_connected(cl));
+    ketenbus_client_destroy(&cl);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
-    Suite *s = suite_create("sdk_routing_id");
-    TCase *tc = tcase_create("routing_id");
+    Suite *s = suite_create("sdk_session");
+    TCase *tc = tcase_create("session");
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_two_clients_differ);
     tcase_add_test(tc, test_new_socket_new_id);
+    tcase_add_test(tc, test_stale_welcome_opens_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
