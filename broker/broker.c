@@ -35,6 +35,7 @@
 #define KB_FRAME_SLACK     (1u << 20) /* over max_message_bytes: still answered, beyond: dropped by libzmq */
 #define KB_HEARTBEAT_MS    2000   /* ZMTP heartbeat interval */
 #define KB_MAX_CREDIT      100000u /* most deliveries an adapter may have granted */
+#define KB_LOST_LINGER_MS  1000    /* how long replies may take to leave when the store is lost */
 #define KB_POLL_MAX_MS     250    /* longest wait, so expiry and timeouts run */
 
 static void s_incoming_clear(kb_incoming_t *in);
@@ -436,12 +437,12 @@ static void s_flush(kb_broker_t *b)
 
 /* After a failed commit nothing not yet sent may be confirmed: the
  * replies held for the batch in flight and those of this turn become
- * errors (in the order they would have gone), the staged batch goes, and
+ * errors (in the order they would have gone) and leave before the store
+ * is opened again (which may end the broker), the staged batch goes, and
  * sessions restart so adapters resend. Nothing may be in flight. */
 static void s_abort_turn(kb_broker_t *b)
 {
     kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
-    broker_resync(b);
     kb_replies_t gone[2] = {b->held, b->out};
     b->held = b->out = (kb_replies_t){0};
     for (int k = 0; k < 2; k++) {
@@ -451,6 +452,8 @@ static void s_abort_turn(kb_broker_t *b)
         s_replies_clear(&gone[k]);
         free(gone[k].v);
     }
+    s_flush(b);
+    broker_resync(b); /* drops what a failed send above staged, too */
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
         if (s->rid_len)
@@ -541,16 +544,35 @@ int broker_write_staged(kb_broker_t *b)
     return broker_settle(b);
 }
 
+/* The store cannot be used after a failed write, nor trusted to match
+ * what is in memory: nothing more may be confirmed. What was confirmed is
+ * on disk and the adapters keep the rest for the restarted broker. The
+ * replies already queued (the "send again" errors) get a moment to leave;
+ * then the broker exits with status 1. */
+static void s_store_lost(kb_broker_t *b, const char *detail)
+{
+    kb_log(KB_LOG_ERROR, "store_lost", "detail=\"%s\" action=\"exiting; start the broker again once the disk "
+           "works\"", detail);
+    int linger = KB_LOST_LINGER_MS, zero = 0;
+    zmq_setsockopt(b->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(b->router);
+    zmq_setsockopt(b->admin, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(b->admin);
+    zmq_close(b->zap);
+    zmq_ctx_term(b->zctx);
+    exit(1);
+}
+
 void broker_resync(kb_broker_t *b)
 {
     kb_batch_clear(b->batch);
-    if (kb_store_reopen(b->store) != KB_OK || kb_merkle_load(b->tree, kb_store_audit_size(b->store)) != KB_OK) {
-        /* the store cannot be used, nor trusted to match what is in memory:
-         * nothing more may be confirmed. What was confirmed is on disk; the
-         * adapters keep the rest and send it to the restarted broker. */
-        kb_log(KB_LOG_ERROR, "store_lost", "detail=\"%s\" action=\"exiting; start the broker again once the "
-               "disk works\"", kb_last_error());
-        exit(1);
+    if (kb_store_reopen(b->store) != KB_OK || kb_merkle_load(b->tree, kb_store_audit_size(b->store)) != KB_OK)
+        s_store_lost(b, kb_last_error());
+    if (kb_store_audit_size(b->store) < b->cp_size) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "the store opened with %llu audit records; a checkpoint covered %llu",
+                 (unsigned long long)kb_store_audit_size(b->store), (unsigned long long)b->cp_size);
+        s_store_lost(b, detail);
     }
     kb_log(KB_LOG_WARN, "store_reopened", "detail=\"after a failed write\" audit_size=%llu",
            (unsigned long long)kb_store_audit_size(b->store));

@@ -448,6 +448,8 @@ int kb_store_reopen(kb_store_t *s)
      * up to the failure and starts a new log. */
     leveldb_close(s->db);
     s->db = NULL;
+    /* a data directory that went with its volume must not come back empty */
+    leveldb_options_set_create_if_missing(s->opts, 0);
     int rc = s_open_db(s);
     if (rc == KB_OK)
         rc = s_load_counters(s);

@@ -57,9 +57,10 @@ void kb_store_destroy(kb_store_t **p);
 void *kb_store_cache(const kb_store_t *s);
 void kb_store_cache_set(kb_store_t *s, void *cache, void (*free_fn)(void *));
 
-/* After a failed write: close the database and open it again, then read
- * the counters from disk; nothing written may be in flight. On failure
- * the store is unusable (only kb_store_destroy() may follow). */
+/* After a failed write: close the database and open it again (never
+ * creating one), then read the counters from disk; nothing written may be
+ * in flight. On failure the store is unusable (only kb_store_destroy()
+ * may follow). */
 int kb_store_reopen(kb_store_t *s);
 
 kb_batch_t *kb_batch_new(void);

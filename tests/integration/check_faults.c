@@ -14,6 +14,7 @@
 #include <check.h>
 
 #include "kb_test.h"
+#include "kb_util.h"
 
 static const char *s_agencies[] = {"politie", "fier"};
 static const char *s_rules = "  - id: both-ways\n    from: [politie, fier]\n    to: [politie, fier]\n"
@@ -180,6 +181,41 @@ START_TEST(test_failed_commit_leaves_a_store_that_opens_again)
 }
 END_TEST
 
+/* The disk stays full: the store does not open again after the failed
+ * write, and the broker exits with status 1 and store_lost rather than
+ * confirm anything more. Started again once the disk works, it has lost
+ * nothing: the adapter kept what was not confirmed and sends it again. */
+START_TEST(test_disk_stays_full_broker_exits)
+{
+    static const char *texts[] = {"before the disk filled up", "while the disk was full"};
+    char *want[2] = {(char *)texts[0], (char *)texts[1]};
+    kb_chain_pin_port(&s_chain); /* the client finds the restarted broker where it was */
+    ketenbus_client_t *pol = kb_chain_client_credit(&s_chain, "politie", "", 0);
+    ketenbus_receipt_t r;
+    ketenbus_msg_t *m = kb_test_signal("fier", texts[0]);
+    ck_assert_msg(ketenbus_client_submit(pol, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ketenbus_msg_destroy(&m);
+    kb_chain_fault(&s_chain, "disk-full", 1);
+    s_submit_nowait(pol, texts[1]);
+    int st = -1;
+    for (int64_t end = kb_mono_ms() + 15000; st < 0 && kb_mono_ms() < end;) {
+        ketenbus_client_poll(pol, 50);
+        st = kb_chain_wait_exit(&s_chain, 50);
+    }
+    ck_assert_int_eq(st, 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "store_lost"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "store_reopened"), 0);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(pol), 1);
+    kb_chain_fault(&s_chain, "disk-full", 0);
+    kb_chain_start(&s_chain);
+    ck_assert_int_eq(ketenbus_client_flush(pol, 10000), KETENBUS_OK);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(pol), 0);
+    ketenbus_client_destroy(&pol);
+    s_expect_exactly(&s_chain, "fier", want, 2);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -188,6 +224,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_prune_on_full_disk_confirms_nothing_unwritten);
     tcase_add_test(tc, test_failed_commit_leaves_a_store_that_opens_again);
+    tcase_add_test(tc, test_disk_stays_full_broker_exits);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -196,6 +196,23 @@ int kb_chain_stop(kb_chain_t *c)
     return -1;
 }
 
+int kb_chain_wait_exit(kb_chain_t *c, int timeout_ms)
+{
+    if (c->pid <= 0)
+        return -1;
+    int64_t deadline = kb_mono_ms() + timeout_ms;
+    int status = 0;
+    while (kb_mono_ms() < deadline) {
+        if (waitpid(c->pid, &status, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
 void kb_chain_kill(kb_chain_t *c)
 {
     if (c->pid <= 0)

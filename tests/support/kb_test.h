@@ -67,6 +67,10 @@ int kb_chain_stop(kb_chain_t *c);
 /* SIGKILL and reap. */
 void kb_chain_kill(kb_chain_t *c);
 
+/* Wait up to timeout_ms for the broker to exit by itself: its exit status
+ * (128 + signal if killed), or -1 if it still runs. */
+int kb_chain_wait_exit(kb_chain_t *c, int timeout_ms);
+
 /* Stop anything running and remove the scratch directory. */
 void kb_chain_cleanup(kb_chain_t *c);
 

@@ -14,6 +14,9 @@
  *                     is removed, so it happens once
  *   commit-write-enospc  the same, for the next write() from another thread
  *                     (the committer, which writes what adapters submit)
+ *   disk-full         while the file exists, every write() to any file of
+ *                     a data directory fails with ENOSPC, from any thread
+ *                     (LevelDB cannot open the store again either)
  *   fdatasync-slow    while the file exists, every fdatasync() of such a
  *                     log from another thread (the committer) takes 400 ms
  *                     longer, so that work piles up behind a write
@@ -43,8 +46,8 @@ static int s_fault(const char *name)
     return access(path, F_OK) == 0;
 }
 
-/* 1 if fd is a LevelDB log in a data directory. */
-static int s_is_log(int fd)
+/* 1 if fd is a file in a data directory; with log, a LevelDB log there. */
+static int s_in_data(int fd, int log)
 {
     char link[64], target[PATH_MAX];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -52,7 +55,12 @@ static int s_is_log(int fd)
     if (n < 5)
         return 0;
     target[n] = '\0';
-    return strstr(target, "/data/") != NULL && strcmp(target + n - 4, ".log") == 0;
+    return strstr(target, "/data/") != NULL && (!log || strcmp(target + n - 4, ".log") == 0);
+}
+
+static int s_is_log(int fd)
+{
+    return s_in_data(fd, 1);
 }
 
 /* 1 if the write fault `name` is on and buf holds its text (if any); the
@@ -83,6 +91,10 @@ ssize_t write(int fd, const void *buf, size_t len)
     static ssize_t (*real)(int, const void *, size_t);
     if (!real)
         real = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    if (s_fault("disk-full") && s_in_data(fd, 0)) {
+        errno = ENOSPC;
+        return -1;
+    }
     if (s_is_log(fd) && s_write_fault(s_main_thread() ? "log-write-enospc" : "commit-write-enospc", buf, len)) {
         errno = ENOSPC;
         return -1;
