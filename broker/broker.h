@@ -58,6 +58,8 @@ typedef struct {
     char agency[KB_AGENCY_ID_MAX + 1]; /* agency from the ZAP handshake */
     uint64_t credit;                /* deliveries it can still take */
     uint64_t cursor;                /* next queue sequence to look at */
+    uint64_t passed;                /* entries the pump passed undelivered (unreadable): expiry
+                                     * then looks at the in-flight window entry by entry */
     kb_inflight_t *inflight;        /* ring of deliveries in tag order, unacknowledged ones live */
     size_t n_inflight;              /* live entries (delivered, unacknowledged) */
     size_t head_inflight;           /* ring index of the oldest slot */

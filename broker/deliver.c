@@ -128,6 +128,7 @@ static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
     if (kb_envelope_view(q->envelope.data, q->envelope.len, &v) != KB_OK) {
         kb_log(KB_LOG_ERROR, "queue_corrupt", "agency=%s tag=%llu detail=\"%s\"", p->s->agency,
                (unsigned long long)seq, kb_last_error());
+        p->s->passed++; /* it lies among the entries in flight now */
         return 0;
     }
     int rc = s_hand_out(p->b, p->s, seq, q, &v, &p->items[p->n]);
@@ -280,10 +281,12 @@ int deliver_ack(kb_broker_t *b, kb_session_t *s, const Ketenbus__Ack *ack)
 /* ------------------------------------------------------------ expiry */
 
 /* Most queue entries expiry looks at per agency and check. Entries in
- * flight are passed by, the whole window at once (the pump delivers queue
+ * flight are passed by, the whole window at once: the pump delivers queue
  * entries in order, so every entry between the first and the last in
- * flight is in flight or being removed): a recipient holding many
- * deliveries does not keep the entries behind them from expiring. */
+ * flight is in flight or being removed, unless the pump passed an entry it
+ * could not read (then the window is looked at entry by entry, so that
+ * such an entry still expires). A recipient holding many deliveries does
+ * not keep the entries behind them from expiring. */
 #define KB_EXPIRE_SCAN_MAX (8u * KB_DELIVER_BATCH)
 
 typedef struct {
@@ -384,7 +387,7 @@ static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
     kb_session_t *s = session_active(x->b, x->agency);
     if (s && session_inflight_has(s, seq)) {
         uint64_t last = seq;
-        if (session_inflight_last(s, &last) && last > seq) {
+        if (s->passed == 0 && session_inflight_last(s, &last) && last > seq) {
             x->next = last + 1;
             x->jumped = 1;
             return 1;
