@@ -96,6 +96,9 @@ kb_broker_t *kb_broker_new(const char *conf_path)
     if (kb_store_queues_repaired(b->store) > 0)
         kb_log(KB_LOG_WARN, "queue_depth_repaired", "queues=%zu detail=\"a stored depth of 0 with entries queued "
                "was counted again\"", kb_store_queues_repaired(b->store));
+    if (kb_store_audit_migrated(b->store) > 0)
+        kb_log(KB_LOG_INFO, "audit_log_migrated", "records=%llu detail=\"moved from one entry per record into "
+               "blocks of 16\"", (unsigned long long)kb_store_audit_migrated(b->store));
     b->commit = kb_commit_new(b->store);
     if (!b->commit)
         goto fail;

@@ -11,6 +11,7 @@
  * records of one batch that share a value share one LevelDB entry.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "audit_block.h"
 #include "kb_aead.h"
 #include "kb_error.h"
 #include "kb_util.h"
@@ -57,6 +59,9 @@ struct kb_store {
     size_t n_used;                 /* slots in use */
     size_t n_dirty;                /* counters changed since the last seal */
     uint64_t audit_next;           /* next audit index */
+    kb_ablock_buf_t tail;          /* the newest block's records while it holds fewer than 16 */
+    int tail_dirty;                /* records added to it since the last kb_store_seal() */
+    uint64_t migrated;             /* records the last open moved into blocks (s_migrate) */
     uint64_t pruned_end;           /* records below this index are tombstones */
     uint64_t kind_end[KB_STORE_KINDS]; /* per kind: its records below this index are tombstones */
     int has_key;                   /* 0: opened without storage key (audit tools) */
@@ -294,32 +299,132 @@ static int s_load_counters(kb_store_t *s)
             s->pruned_end = kb_be64_get((const uint8_t *)v);
         leveldb_free(v);
     }
-    /* the audit log's last key gives its size without a scan */
-    const char after = 'a' + 1;
+    /* the audit log's last block gives its size without a scan; a block
+     * of fewer than 16 records is the tail the next records join */
+    kb_ablock_reset(&s->tail);
+    s->tail_dirty = 0;
+    int rc = KB_OK;
+    const char after = KB_ABLOCK_PREFIX + 1;
     leveldb_iter_seek(it, &after, 1);
     if (leveldb_iter_valid(it))
         leveldb_iter_prev(it);
     else
         leveldb_iter_seek_to_last(it);
-    if (leveldb_iter_valid(it)) {
-        size_t kl;
-        const char *k = leveldb_iter_key(it, &kl);
-        if (kl == 9 && k[0] == 'a')
-            s->audit_next = kb_be64_get((const uint8_t *)k + 1) + 1;
+    uint64_t block;
+    size_t kl = 0;
+    const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &kl) : NULL;
+    if (k && kb_ablock_key_parse(k, kl, &block)) {
+        size_t vl;
+        const char *v = leveldb_iter_value(it, &vl);
+        kb_ablock_iter_t bi;
+        unsigned slot;
+        const uint8_t *rec;
+        size_t rl;
+        kb_ablock_iter_init(&bi, v, vl);
+        while ((rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK)
+            rc = kb_ablock_add(&s->tail, rec, rl);
+        if (rc == KB_ENOTFOUND) {
+            rc = KB_OK;
+        } else {
+            char why[KB_ERROR_MAX];
+            snprintf(why, sizeof why, "%s", kb_last_error());
+            kb_error_set(rc, "store: the newest audit block (records from %llu) is damaged: %s",
+                         (unsigned long long)block * KB_ABLOCK_RECORDS, why);
+        }
+        s->audit_next = block * KB_ABLOCK_RECORDS + s->tail.n;
+        if (s->tail.n == KB_ABLOCK_RECORDS)
+            kb_ablock_reset(&s->tail);
     }
     char *err = NULL;
     leveldb_iter_get_error(it, &err);
     leveldb_iter_destroy(it);
     if (err) {
-        int rc = kb_error_set(KB_EIO, "store: reading counters: %s", err);
+        rc = kb_error_set(KB_EIO, "store: reading counters: %s", err);
         leveldb_free(err);
         return rc;
     }
-    return s_repair_depths(s);
+    return rc != KB_OK ? rc : s_repair_depths(s);
 }
 
 static int s_index_check(kb_store_t *s);
 static int s_load_kind_ends(kb_store_t *s);
+
+static int s_iter_done(leveldb_iterator_t *it, int rc, const char *what);
+
+#define KB_MIGRATE_BLOCKS 256u /* blocks written per batch by s_migrate */
+
+/* Put block b, built in blk, into wb. */
+static void s_block_put(leveldb_writebatch_t *wb, uint64_t block, const kb_ablock_buf_t *blk)
+{
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    kb_ablock_key(k, block);
+    leveldb_writebatch_put(wb, (const char *)k, sizeof k, (const char *)blk->buf, blk->len);
+}
+
+/* At open: move an audit log stored one record per entry (a<index:8>, the
+ * layout before blocks) into blocks of 16 (audit_block.h). Each write holds
+ * whole blocks and the deletion of the entries they replace, so a stop
+ * halfway leaves the rest for the next open. A record missing from the old
+ * log becomes an empty slot, which readers report as missing, as before. */
+static int s_migrate(kb_store_t *s)
+{
+    s->migrated = 0;
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    kb_ablock_buf_t blk = {0};
+    if (!it || !wb) {
+        if (it)
+            leveldb_iter_destroy(it);
+        if (wb)
+            leveldb_writebatch_destroy(wb);
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    }
+    int rc = KB_OK;
+    uint64_t block = UINT64_MAX;
+    size_t blocks = 0;
+    char *err = NULL;
+    for (leveldb_iter_seek(it, "a", 1); rc == KB_OK && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < 1 || k[0] != 'a')
+            break;
+        if (kl != 9)
+            continue;
+        const char *v = leveldb_iter_value(it, &vl);
+        uint64_t index = kb_be64_get((const uint8_t *)k + 1);
+        if (index / KB_ABLOCK_RECORDS != block) {
+            if (block != UINT64_MAX) {
+                s_block_put(wb, block, &blk);
+                if (++blocks % KB_MIGRATE_BLOCKS == 0) {
+                    leveldb_write(s->db, s->wfast, wb, &err);
+                    leveldb_writebatch_clear(wb);
+                    if (err)
+                        break;
+                }
+            }
+            block = index / KB_ABLOCK_RECORDS;
+            kb_ablock_reset(&blk);
+        }
+        while (rc == KB_OK && blk.n < index % KB_ABLOCK_RECORDS)
+            rc = kb_ablock_add(&blk, NULL, 0);
+        if (rc == KB_OK)
+            rc = kb_ablock_add(&blk, v, vl);
+        leveldb_writebatch_delete(wb, k, kl);
+        s->migrated++;
+    }
+    if (rc == KB_OK && !err && block != UINT64_MAX) {
+        s_block_put(wb, block, &blk);
+        leveldb_write(s->db, s->wsync, wb, &err);
+    }
+    leveldb_writebatch_destroy(wb);
+    kb_ablock_free(&blk);
+    rc = s_iter_done(it, rc, "moving the audit log into blocks");
+    if (err) {
+        rc = kb_error_set(KB_EIO, "store: moving the audit log into blocks: %s", err);
+        leveldb_free(err);
+    }
+    return rc;
+}
 
 /* Open the LevelDB database in s->dir with s->opts. */
 static int s_open_db(kb_store_t *s)
@@ -387,7 +492,7 @@ kb_store_t *kb_store_open_ex(const char *dir, const uint8_t key[32], unsigned fl
     leveldb_readoptions_set_verify_checksums(s->ropts, 1);
     leveldb_writeoptions_set_sync(s->wsync, 1);
     leveldb_writeoptions_set_sync(s->wfast, 0);
-    if (s_open_db(s) != KB_OK || s_load_counters(s) != KB_OK || s_load_kind_ends(s) != KB_OK ||
+    if (s_open_db(s) != KB_OK || s_migrate(s) != KB_OK || s_load_counters(s) != KB_OK || s_load_kind_ends(s) != KB_OK ||
         s_index_check(s) != KB_OK) {
         kb_store_destroy(&s);
         return NULL;
@@ -420,6 +525,7 @@ void kb_store_destroy(kb_store_t **p)
         free(s->slots);
     }
     kb_aead_destroy(&s->aead);
+    kb_ablock_free(&s->tail);
     free(s->dir);
     free(s);
     *p = NULL;
@@ -740,6 +846,11 @@ static int s_postings_flush(kb_batch_t *b)
 
 void kb_store_seal(kb_store_t *s, kb_batch_t *b)
 {
+    if (s->tail_dirty && s->tail.n > 0) { /* the newest block as it stands */
+        s_block_put(b->wb, s->audit_next / KB_ABLOCK_RECORDS, &s->tail);
+        b->n++;
+        s->tail_dirty = 0;
+    }
     for (size_t i = 0; s->n_dirty > 0 && i < s->n_slots; i++) {
         s_counter_t *c = &s->slots[i];
         if (!c->agency || !c->dirty)
@@ -905,6 +1016,11 @@ uint64_t kb_store_queue_depth(const kb_store_t *s, const char *agency)
     return c ? c->depth : 0;
 }
 
+uint64_t kb_store_audit_migrated(const kb_store_t *s)
+{
+    return s->migrated;
+}
+
 size_t kb_store_queues_repaired(const kb_store_t *s)
 {
     return s->repaired;
@@ -958,7 +1074,11 @@ int kb_store_seen_put(kb_store_t *s, kb_batch_t *b, const char *sender, const ui
 
 /* ------------------------------------------------------------ audit */
 
-int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r, uint64_t *index)
+/* Stage record r as the next of the log: its index postings, its leaf in
+ * tree (if not NULL) and its bytes in the tail block, which goes into b
+ * once it holds 16 records and otherwise when b is sealed. On failure
+ * nothing stays staged. */
+static int s_audit_stage(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenbus__AuditRecord *r, uint64_t *index)
 {
     r->index = s->audit_next;
     size_t len = ketenbus__audit_record__get_packed_size(r);
@@ -966,19 +1086,28 @@ int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r
     uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
     if (!buf)
         return kb_error_set(KB_ENOMEM, "store: audit: out of memory");
-    int rc = s_index_record(b, r, r->index);
-    if (rc != KB_OK) {
-        if (buf != stackbuf)
-            free(buf);
-        return rc;
-    }
     ketenbus__audit_record__pack(r, buf);
-    uint8_t k[9];
-    k[0] = 'a';
-    kb_be64_put(k + 1, r->index);
-    leveldb_writebatch_put(b->wb, (const char *)k, sizeof k, (const char *)buf, len);
+    size_t tail_len = s->tail.len;
+    unsigned tail_n = s->tail.n;
+    /* the tail, index and tree in turn: each undoes itself when it fails */
+    int rc = kb_ablock_add(&s->tail, buf, len);
+    if (rc == KB_OK && (rc = s_index_record(b, r, r->index)) == KB_OK && tree &&
+        (rc = kb_merkle_append(tree, buf, len, NULL)) != KB_OK)
+        s_index_each(b, r, r->index, s_undo_fn);
     if (buf != stackbuf)
         free(buf);
+    if (rc != KB_OK) {
+        s->tail.len = tail_len;
+        s->tail.n = tail_n;
+        return rc;
+    }
+    if (s->tail.n == KB_ABLOCK_RECORDS) {
+        s_block_put(b->wb, s->audit_next / KB_ABLOCK_RECORDS, &s->tail);
+        kb_ablock_reset(&s->tail);
+        s->tail_dirty = 0;
+    } else {
+        s->tail_dirty = 1;
+    }
     b->n++;
     if (index)
         *index = r->index;
@@ -986,33 +1115,58 @@ int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r
     return KB_OK;
 }
 
+int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r, uint64_t *index)
+{
+    return s_audit_stage(s, b, NULL, r, index);
+}
+
 uint64_t kb_store_audit_size(const kb_store_t *s)
 {
     return s->audit_next;
 }
 
-int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **out)
+/* The stored bytes of record index: its block (freed by the caller with
+ * leveldb_free) in *blockv and the record's place in it. KB_ENOTFOUND
+ * (error set) when the log has no such record. */
+static int s_record_get(kb_store_t *s, uint64_t index, char **blockv, const uint8_t **rec, size_t *len)
 {
-    uint8_t k[9];
-    k[0] = 'a';
-    kb_be64_put(k + 1, index);
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    kb_ablock_key(k, index / KB_ABLOCK_RECORDS);
     char *err = NULL;
     size_t vl = 0;
-    char *v = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
+    *blockv = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
     if (err) {
         int rc = kb_error_set(KB_EIO, "store: read: %s", err);
         leveldb_free(err);
         return rc;
     }
-    if (!v)
-        return kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
-    if (vl > 0 && v[0] == 0) {
-        leveldb_free(v);
-        *out = NULL;
+    int rc = *blockv ? kb_ablock_slot(*blockv, vl, (unsigned)(index % KB_ABLOCK_RECORDS), rec, len) : KB_ENOTFOUND;
+    if (rc == KB_OK && *len == 0)
+        rc = KB_ENOTFOUND;
+    if (rc == KB_ENOTFOUND)
+        kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
+    if (rc != KB_OK) {
+        leveldb_free(*blockv);
+        *blockv = NULL;
+    }
+    return rc;
+}
+
+int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **out)
+{
+    char *blockv;
+    const uint8_t *v;
+    size_t vl;
+    *out = NULL;
+    int rc = s_record_get(s, index, &blockv, &v, &vl);
+    if (rc != KB_OK)
+        return rc;
+    if (v[0] == 0) {
+        leveldb_free(blockv);
         return kb_error_set(KB_ENOTFOUND, "store: audit record %llu was pruned", (unsigned long long)index);
     }
-    *out = ketenbus__audit_record__unpack(NULL, vl, (const uint8_t *)v);
-    leveldb_free(v);
+    *out = ketenbus__audit_record__unpack(NULL, vl, v);
+    leveldb_free(blockv);
     if (!*out)
         return kb_error_set(KB_EPROTO, "store: audit record %llu does not decode", (unsigned long long)index);
     return KB_OK;
@@ -1079,47 +1233,41 @@ int kb_store_tile_put(kb_store_t *s, kb_batch_t *b, unsigned level, uint64_t ind
     return kb_batch_put(b, k, sizeof k, hashes, width * KB_MERKLE_HASH_LEN);
 }
 
+typedef struct {
+    uint8_t *buf;   /* leaf hashes */
+    uint64_t first; /* index of the first */
+    size_t n;       /* hashes so far */
+    int rc;         /* first failure */
+} s_leaves_t;
+
+static int s_leaf_one(uint64_t index, const uint8_t *val, size_t len, void *arg)
+{
+    s_leaves_t *x = arg;
+    if (index != x->first + x->n)
+        return 1; /* a record is missing */
+    kb_audit_tombstone_t ts;
+    int trc = kb_audit_tombstone_parse(val, len, &ts);
+    if (trc == KB_OK) /* pruning keeps this tile's records, but a tombstone knows its hash */
+        memcpy(x->buf + x->n * KB_MERKLE_HASH_LEN, ts.leaf_hash, KB_MERKLE_HASH_LEN);
+    else if (trc != KB_ENOTFOUND)
+        x->rc = trc;
+    else
+        x->rc = kb_merkle_leaf_hash(val, len, x->buf + x->n * KB_MERKLE_HASH_LEN);
+    x->n++;
+    return x->rc != KB_OK;
+}
+
 /* Leaf hashes of the width audit records from leaf tile index: the partial
  * leaf tile, which is not stored (see store.h). */
 static int s_tiles_from_audit(kb_store_t *s, uint64_t index, size_t width, uint8_t *buf)
 {
-    uint64_t first = index * KB_MERKLE_TILE_WIDTH;
-    uint8_t k[9];
-    k[0] = 'a';
-    kb_be64_put(k + 1, first);
-    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-    if (!it)
-        return kb_error_set(KB_ENOMEM, "store: iterator");
-    int rc = KB_OK;
-    size_t i = 0;
-    leveldb_iter_seek(it, (const char *)k, sizeof k);
-    for (; i < width && leveldb_iter_valid(it); i++, leveldb_iter_next(it)) {
-        size_t kl, vl;
-        const char *ik = leveldb_iter_key(it, &kl);
-        const char *iv = leveldb_iter_value(it, &vl);
-        if (kl != sizeof k || ik[0] != 'a' || kb_be64_get((const uint8_t *)ik + 1) != first + i)
-            break;
-        kb_audit_tombstone_t ts;
-        int trc = kb_audit_tombstone_parse((const uint8_t *)iv, vl, &ts);
-        if (trc == KB_OK) /* pruning keeps this tile's records, but a tombstone knows its hash */
-            memcpy(buf + i * KB_MERKLE_HASH_LEN, ts.leaf_hash, KB_MERKLE_HASH_LEN);
-        else if (trc != KB_ENOTFOUND)
-            rc = trc;
-        else
-            rc = kb_merkle_leaf_hash(iv, vl, buf + i * KB_MERKLE_HASH_LEN);
-        if (rc != KB_OK)
-            break;
-    }
-    char *err = NULL;
-    leveldb_iter_get_error(it, &err);
-    leveldb_iter_destroy(it);
-    if (err) {
-        rc = kb_error_set(KB_EIO, "store: read audit records: %s", err);
-        leveldb_free(err);
-    } else if (rc == KB_OK && i < width) {
+    s_leaves_t x = {buf, index * KB_MERKLE_TILE_WIDTH, 0, KB_OK};
+    int rc = kb_store_audit_scan(s, x.first, x.first + width, width, s_leaf_one, &x);
+    if (rc == KB_OK)
+        rc = x.rc;
+    if (rc == KB_OK && x.n < width)
         rc = kb_error_set(KB_ENOTFOUND, "store: audit record %llu is missing (leaf tile %llu)",
-                          (unsigned long long)(first + i), (unsigned long long)index);
-    }
+                          (unsigned long long)(x.first + x.n), (unsigned long long)index);
     return rc;
 }
 
@@ -1151,31 +1299,7 @@ int kb_store_audit_log(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenbus
     if (kb_merkle_size(tree) != s->audit_next)
         return kb_error_set(KB_EINVAL, "store: audit tree has %llu leaves, the log %llu records",
                             (unsigned long long)kb_merkle_size(tree), (unsigned long long)s->audit_next);
-    r->index = s->audit_next;
-    size_t len = ketenbus__audit_record__get_packed_size(r);
-    uint8_t stackbuf[1024];
-    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
-    if (!buf)
-        return kb_error_set(KB_ENOMEM, "store: audit: out of memory");
-    ketenbus__audit_record__pack(r, buf);
-    /* index and tree first: each undoes itself when it fails */
-    int rc = s_index_record(b, r, r->index);
-    if (rc == KB_OK && (rc = kb_merkle_append(tree, buf, len, NULL)) != KB_OK)
-        s_index_each(b, r, r->index, s_undo_fn);
-    if (rc == KB_OK) {
-        uint8_t k[9];
-        k[0] = 'a';
-        kb_be64_put(k + 1, r->index);
-        rc = kb_batch_put(b, k, sizeof k, buf, len);
-    }
-    if (buf != stackbuf)
-        free(buf);
-    if (rc != KB_OK)
-        return rc;
-    if (index)
-        *index = r->index;
-    s->audit_next++;
-    return KB_OK;
+    return s_audit_stage(s, b, tree, r, index);
 }
 
 /* ------------------------------------------------------------ checkpoints */
@@ -1275,6 +1399,9 @@ static int s_iter_done(leveldb_iterator_t *it, int rc, const char *what)
     return rc;
 }
 
+/* Walk the stored records with from <= index < end in index order, at
+ * most max of them, through the blocks that hold them; empty slots are
+ * skipped. */
 int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, kb_audit_raw_fn *fn, void *arg)
 {
     if (!s || !fn)
@@ -1282,63 +1409,82 @@ int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, 
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
     if (!it)
         return kb_error_set(KB_ENOMEM, "store: iterator");
-    uint8_t k[9];
-    k[0] = 'a';
-    kb_be64_put(k + 1, from);
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    kb_ablock_key(k, from / KB_ABLOCK_RECORDS);
     size_t seen = 0;
-    for (leveldb_iter_seek(it, (const char *)k, sizeof k); leveldb_iter_valid(it) && seen < max;
+    int rc = KB_OK, stop = 0;
+    for (leveldb_iter_seek(it, (const char *)k, sizeof k); !stop && leveldb_iter_valid(it) && seen < max;
          leveldb_iter_next(it)) {
         size_t kl, vl;
+        uint64_t block;
         const char *ik = leveldb_iter_key(it, &kl);
-        if (kl != sizeof k || ik[0] != 'a')
-            break;
-        uint64_t index = kb_be64_get((const uint8_t *)ik + 1);
-        if (index >= end)
+        if (!kb_ablock_key_parse(ik, kl, &block) || block * KB_ABLOCK_RECORDS >= end)
             break;
         const char *iv = leveldb_iter_value(it, &vl);
-        seen++;
-        if (fn(index, (const uint8_t *)iv, vl, arg))
+        kb_ablock_iter_t bi;
+        unsigned slot;
+        const uint8_t *rec;
+        size_t rl;
+        kb_ablock_iter_init(&bi, iv, vl);
+        while (!stop && seen < max && (rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK) {
+            uint64_t index = block * KB_ABLOCK_RECORDS + slot;
+            if (index >= end)
+                stop = 1;
+            else if (index >= from && rl > 0) {
+                seen++;
+                stop = fn(index, rec, rl, arg) != 0;
+            }
+        }
+        if (rc == KB_ENOTFOUND)
+            rc = KB_OK;
+        if (rc != KB_OK) {
+            char why[KB_ERROR_MAX];
+            snprintf(why, sizeof why, "%s", kb_last_error());
+            rc = kb_error_set(rc, "store: audit records %llu to %llu: %s",
+                              (unsigned long long)block * KB_ABLOCK_RECORDS,
+                              (unsigned long long)block * KB_ABLOCK_RECORDS + KB_ABLOCK_RECORDS - 1, why);
             break;
+        }
     }
-    return s_iter_done(it, KB_OK, "reading audit records");
+    return s_iter_done(it, rc, "reading audit records");
+}
+
+typedef struct {
+    int64_t *time_us; /* out: its time */
+    uint64_t *found;  /* out: its index */
+    int rc;           /* KB_OK once found */
+} s_time_t;
+
+static int s_time_one(uint64_t index, const uint8_t *val, size_t len, void *arg)
+{
+    s_time_t *x = arg;
+    *x->found = index;
+    kb_audit_tombstone_t ts;
+    x->rc = kb_audit_tombstone_parse(val, len, &ts);
+    if (x->rc == KB_OK) {
+        *x->time_us = ts.time_us;
+    } else if (x->rc == KB_ENOTFOUND) {
+        Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, len, val);
+        if (r) {
+            *x->time_us = r->time_us;
+            ketenbus__audit_record__free_unpacked(r, NULL);
+            x->rc = KB_OK;
+        } else {
+            x->rc = kb_error_set(KB_EPROTO, "store: audit record %llu does not decode", (unsigned long long)index);
+        }
+    }
+    return 1;
 }
 
 int kb_store_audit_time(kb_store_t *s, uint64_t index, int64_t *time_us, uint64_t *found)
 {
-    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-    if (!it)
-        return kb_error_set(KB_ENOMEM, "store: iterator");
-    uint8_t k[9];
-    k[0] = 'a';
-    kb_be64_put(k + 1, index);
-    int rc = KB_ENOTFOUND;
-    leveldb_iter_seek(it, (const char *)k, sizeof k);
-    if (leveldb_iter_valid(it)) {
-        size_t kl, vl;
-        const char *ik = leveldb_iter_key(it, &kl);
-        const uint8_t *iv = (const uint8_t *)leveldb_iter_value(it, &vl);
-        if (kl == sizeof k && ik[0] == 'a') {
-            *found = kb_be64_get((const uint8_t *)ik + 1);
-            kb_audit_tombstone_t ts;
-            rc = kb_audit_tombstone_parse(iv, vl, &ts);
-            if (rc == KB_OK) {
-                *time_us = ts.time_us;
-            } else if (rc == KB_ENOTFOUND) {
-                Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, vl, iv);
-                if (r) {
-                    *time_us = r->time_us;
-                    ketenbus__audit_record__free_unpacked(r, NULL);
-                    rc = KB_OK;
-                } else {
-                    rc = kb_error_set(KB_EPROTO, "store: audit record %llu does not decode",
-                                      (unsigned long long)*found);
-                }
-            }
-        }
-    }
+    s_time_t x = {time_us, found, KB_ENOTFOUND};
+    int rc = kb_store_audit_scan(s, index, UINT64_MAX, 1, s_time_one, &x);
+    if (rc == KB_OK)
+        rc = x.rc;
     if (rc == KB_ENOTFOUND)
         kb_error_set(KB_ENOTFOUND, "store: no audit record at or after %llu", (unsigned long long)index);
-    return s_iter_done(it, rc, "reading audit records");
+    return rc;
 }
 
 /* ------------------------------------------------------------ index reads */
@@ -1626,12 +1772,18 @@ typedef struct {
     uint64_t expect;            /* next index expected */
     uint64_t tile;              /* leaf tile in tile_buf, UINT64_MAX: none */
     uint8_t tile_buf[KB_MERKLE_TILE_BYTES]; /* its hashes */
+    uint8_t stone[KB_AUDIT_TOMBSTONE_LEN];  /* the tombstone s_prune_one made, if stoned */
+    int stoned;                 /* whether it made one for the record it was given */
+    kb_ablock_buf_t out;        /* the block being rewritten */
     int rc;                     /* first failure */
 } s_prune_t;
 
+/* Decide about record index: kept, or replaced by the tombstone it leaves
+ * in x->stone (x->stoned); 1 to stop, with x->rc set. */
 static int s_prune_one(uint64_t index, const uint8_t *val, size_t len, void *arg)
 {
     s_prune_t *x = arg;
+    x->stoned = 0;
     if (index != x->expect) {
         x->rc = kb_error_set(KB_ECRYPTO, "store: audit record %llu is missing; not pruning (run audit verify)",
                              (unsigned long long)x->expect);
@@ -1669,18 +1821,16 @@ static int s_prune_one(uint64_t index, const uint8_t *val, size_t len, void *arg
                                  (unsigned long long)index);
         return 1;
     }
-    uint8_t stone[KB_AUDIT_TOMBSTONE_LEN], k[9];
-    s_tombstone(stone, x->kind, r->time_us, x->now_us, hash);
-    k[0] = 'a';
-    kb_be64_put(k + 1, index);
+    uint8_t be[8];
+    s_tombstone(x->stone, x->kind, r->time_us, x->now_us, hash);
+    x->stoned = 1;
+    kb_be64_put(be, index);
     x->count++;
-    if (EVP_DigestUpdate(x->digest, k + 1, 8) != 1) {
+    if (EVP_DigestUpdate(x->digest, be, sizeof be) != 1) {
         ketenbus__audit_record__free_unpacked(r, NULL);
         x->rc = kb_error_set(KB_ECRYPTO, "store: prune: SHA-256 failed");
         return 1;
     }
-    leveldb_writebatch_put(x->b->wb, (const char *)k, sizeof k, (const char *)stone, sizeof stone);
-    x->b->n++;
     /* the lists that lose this index */
     x->rc = s_index_each(x->gone, r, index, s_posting_add);
     /* an anchor may index it under subjects s_index_each leaves out */
@@ -1853,6 +2003,58 @@ static int s_prune_postings(kb_store_t *s, kb_batch_t *b, const uint8_t *prefix,
     return s_iter_done(it, rc, "pruning the audit index");
 }
 
+/* Stage the blocks holding [first, end) again, with s_prune_one's
+ * tombstones in place of the records it takes; the records around the
+ * range stay as they are. */
+static int s_prune_blocks(kb_store_t *s, s_prune_t *x, uint64_t first, uint64_t end)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "store: iterator");
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    kb_ablock_key(k, first / KB_ABLOCK_RECORDS);
+    int rc = KB_OK, stop = 0;
+    for (leveldb_iter_seek(it, (const char *)k, sizeof k); !stop && leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        uint64_t block;
+        const char *ik = leveldb_iter_key(it, &kl);
+        if (!kb_ablock_key_parse(ik, kl, &block) || block * KB_ABLOCK_RECORDS >= end)
+            break;
+        const char *iv = leveldb_iter_value(it, &vl);
+        kb_ablock_iter_t bi;
+        unsigned slot;
+        const uint8_t *rec;
+        size_t rl;
+        int changed = 0;
+        kb_ablock_reset(&x->out);
+        kb_ablock_iter_init(&bi, iv, vl);
+        while (!stop && (rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK) {
+            uint64_t index = block * KB_ABLOCK_RECORDS + slot;
+            if (index >= first && index < end && rl > 0) {
+                stop = s_prune_one(index, rec, rl, x);
+                if (x->stoned) {
+                    rec = x->stone;
+                    rl = sizeof x->stone;
+                    changed = 1;
+                }
+            }
+            if (!stop)
+                rc = kb_ablock_add(&x->out, rec, rl);
+            if (rc != KB_OK)
+                break;
+        }
+        if (rc == KB_ENOTFOUND)
+            rc = KB_OK;
+        if (rc != KB_OK)
+            break;
+        if (!stop && changed) {
+            s_block_put(x->b->wb, block, &x->out);
+            x->b->n++;
+        }
+    }
+    return s_iter_done(it, rc, "reading audit records");
+}
+
 int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, size_t max, int64_t now_us,
                          kb_store_pruned_t *out)
 {
@@ -1890,7 +2092,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
     x->tile = UINT64_MAX;
     int rc = x->gone ? KB_OK : KB_ENOMEM;
     if (rc == KB_OK)
-        rc = kb_store_audit_scan(s, first, end, (size_t)(end - first), s_prune_one, x);
+        rc = s_prune_blocks(s, x, first, end);
     if (rc == KB_OK)
         rc = x->rc;
     if (rc == KB_OK && x->expect != end)
@@ -1924,6 +2126,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
     EVP_MD_CTX_free(digest);
     kb_batch_destroy(&x->gone);
     kb_batch_destroy(&staged);
+    kb_ablock_free(&x->out);
     free(x->about);
     free(x);
     return rc;
@@ -1971,26 +2174,19 @@ int kb_store_leaf_hashes(kb_store_t *s, uint64_t from, size_t count, uint8_t *ou
 
 int kb_store_audit_raw(kb_store_t *s, uint64_t index, uint8_t **val, size_t *len)
 {
-    uint8_t k[9];
-    k[0] = 'a';
-    kb_be64_put(k + 1, index);
-    char *err = NULL;
-    size_t vl = 0;
+    char *blockv;
+    const uint8_t *v;
+    size_t vl;
     *val = NULL;
     *len = 0;
-    char *v = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
-    if (err) {
-        int rc = kb_error_set(KB_EIO, "store: read: %s", err);
-        leveldb_free(err);
+    int rc = s_record_get(s, index, &blockv, &v, &vl);
+    if (rc != KB_OK)
         return rc;
-    }
-    if (!v)
-        return kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
-    *val = malloc(vl ? vl : 1);
+    *val = malloc(vl);
     if (*val) {
         memcpy(*val, v, vl);
         *len = vl;
     }
-    leveldb_free(v);
+    leveldb_free(blockv);
     return *val ? KB_OK : kb_error_set(KB_ENOMEM, "store: out of memory");
 }

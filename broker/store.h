@@ -5,7 +5,9 @@
  *   q<agency>\0<seq:8>   queued delivery for agency, AES-256-GCM sealed QueueEntry
  *   c<agency>            queue depth of agency (u64), kept in the same batch as q
  *   d<sender>\0<id:16>   message ids accepted per sender (u64 audit index of "received")
- *   a<index:8>           AuditRecord, append-only
+ *   b<block:8>           audit records block * 16 to block * 16 + 15, append-only: each a
+ *                        varint length and a packed AuditRecord or tombstone
+ *                        (audit_block.h; one entry per 16 records, not per record)
  *   k<size:8>            signed checkpoint note of the audit tree at that size
  *   t<level:1><index:8>  tile of the audit Merkle tree (lib/kb_merkle.h):
  *                        concatenated 32-byte hashes, width = length / 32
@@ -76,8 +78,9 @@ int kb_store_commit(kb_store_t *s, kb_batch_t *b, int sync);
 /* Stage the queue counters (next sequence, depth) of every agency whose
  * queue changed since the last seal, once each with its current value, in
  * b. Queue puts and deletes mark their agency; a turn of hundreds of them
- * writes two counter keys per agency, not two per entry. Call it from the
- * thread that stages, before handing b to another thread. */
+ * writes two counter keys per agency, not two per entry. The newest audit
+ * block goes in too, if records joined it since the last seal. Call it from
+ * the thread that stages, before handing b to another thread. */
 void kb_store_seal(kb_store_t *s, kb_batch_t *b);
 
 /* Write a sealed batch (sync: fsync before returning) and clear it. Reads
@@ -108,13 +111,20 @@ uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency);
 /* How many queues the last open (or reopen) found with a stored depth of
  * 0 while entries were queued, and counted again (see store.c). */
 size_t kb_store_queues_repaired(const kb_store_t *s);
+/* How many audit records the last open moved from the layout of one entry
+ * per record (a<index:8>) into blocks (audit_block.h); 0 once moved. */
+uint64_t kb_store_audit_migrated(const kb_store_t *s);
 
 /* Look up an accepted message id of sender: KB_OK with its audit index, or
  * KB_ENOTFOUND. */
 int kb_store_seen_get(kb_store_t *s, const char *sender, const uint8_t id[16], uint64_t *audit_index);
 int kb_store_seen_put(kb_store_t *s, kb_batch_t *b, const char *sender, const uint8_t id[16], uint64_t audit_index);
 
-/* Stage an audit record; sets r->index and returns it through *index. */
+/* Stage an audit record; sets r->index and returns it through *index. The
+ * record joins the newest block, which is staged in b when it holds 16
+ * records and otherwise when the batch is sealed (kb_store_seal): stage
+ * the records of one batch at a time, seal it, and after a failed write
+ * read the log's end again (kb_store_reopen). */
 int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r, uint64_t *index);
 
 /* Number of audit records (the next index). */
@@ -135,7 +145,8 @@ typedef int (kb_audit_raw_fn)(uint64_t index, const uint8_t *val, size_t len, vo
 
 /* Visit the stored audit values with from <= index < end in index order, at
  * most max of them. A record missing from the log (which only tampering
- * causes) shows as a jump in index. KB_OK or KB_EIO. */
+ * causes) shows as a jump in index. KB_OK, KB_EIO, or KB_EPROTO for a block
+ * that does not decode (naming its records). */
 int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, kb_audit_raw_fn *fn, void *arg);
 
 /* The time of the first stored record at or after index: *time_us and

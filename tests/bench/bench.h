@@ -216,7 +216,7 @@ int bench_store_fill(const bench_broker_t *b, const bench_keys_t *k, const char 
 
 /* Logical bytes per key prefix in a stopped broker's store. */
 typedef struct {
-    uint64_t audit;         /* 'a' records: keys + values */
+    uint64_t audit;         /* 'b' audit blocks: keys + values */
     uint64_t queue;         /* 'q' entries */
     uint64_t seen;          /* 'd' accepted ids */
     uint64_t tiles;         /* 't' Merkle tiles of the audit tree */

@@ -375,7 +375,7 @@ static uint64_t s_dir_bytes(const char *dir)
     return total;
 }
 
-/* Logical bytes (key + value) by key prefix: a, t, k, x<kind>, other. */
+/* Logical bytes (key + value) by key prefix: b (audit blocks), t, k, x<kind>, other. */
 typedef struct {
     uint64_t records, tiles, checkpoints, x_msg, x_subj, x_agency, x_event, other;
 } s_bytes_t;
@@ -401,7 +401,7 @@ static int s_logical(const char *dir, s_bytes_t *out)
         (void)leveldb_iter_value(it, &vl);
         uint64_t n = kl + vl;
         switch (kl ? k[0] : 0) {
-        case 'a': out->records += n; break;
+        case 'b': out->records += n; break; /* audit blocks */
         case 't': out->tiles += n; break;
         case 'k': out->checkpoints += n; break;
         case 'x':

@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "audit_block.h"
 #include "bench.h"
 #include "kb_error.h"
 #include "kb_keys.h"
@@ -134,10 +135,20 @@ int bench_store_bytes(const char *data_dir, bench_store_bytes_t *out)
     for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *key = leveldb_iter_key(it, &kl);
-        leveldb_iter_value(it, &vl);
+        const char *val = leveldb_iter_value(it, &vl);
         uint64_t sz = kl + vl;
         switch (kl ? key[0] : 0) {
-        case 'a': out->audit += sz; out->n_audit++; break;
+        case KB_ABLOCK_PREFIX: { /* 16 audit records to an entry */
+            kb_ablock_iter_t bi;
+            unsigned slot;
+            const uint8_t *rec;
+            size_t rl;
+            kb_ablock_iter_init(&bi, val, vl);
+            while (kb_ablock_next(&bi, &slot, &rec, &rl) == KB_OK)
+                out->n_audit++;
+            out->audit += sz;
+            break;
+        }
         case 'q': out->queue += sz; out->n_queue++; break;
         case 'd': out->seen += sz; break;
         case 't': out->tiles += sz; break;

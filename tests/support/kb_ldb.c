@@ -1,10 +1,16 @@
 /*
  * kb_ldb.c - direct access to a stopped broker's LevelDB (see kb_ldb.h).
+ *
+ * Audit records live 16 to a LevelDB value (broker/audit_block.h): reading
+ * or changing one record reads its block and writes the whole block again.
  */
 #include <check.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "audit_block.h"
+#include "kb_error.h"
 #include "kb_ldb.h"
-#include "kb_util.h"
 
 void kb_ldb_open(kb_ldb_t *l, const char *dir)
 {
@@ -24,28 +30,57 @@ void kb_ldb_close(kb_ldb_t *l)
     leveldb_writeoptions_destroy(l->wo);
 }
 
-void kb_ldb_record_key(uint8_t k[9], uint64_t i)
+/* The block holding record i (NULL if there is none; free with leveldb_free). */
+static char *s_block(kb_ldb_t *l, uint64_t i, uint8_t k[KB_ABLOCK_KEY_LEN], size_t *len)
 {
-    k[0] = 'a';
-    kb_be64_put(k + 1, i);
+    char *err = NULL;
+    kb_ablock_key(k, i / KB_ABLOCK_RECORDS);
+    char *v = leveldb_get(l->db, l->ro, (const char *)k, KB_ABLOCK_KEY_LEN, len, &err);
+    ck_assert_msg(err == NULL, "%s", err);
+    return v;
 }
 
 char *kb_ldb_get_record(kb_ldb_t *l, uint64_t i, size_t *len)
 {
-    uint8_t k[9];
-    char *err = NULL;
-    kb_ldb_record_key(k, i);
-    char *v = leveldb_get(l->db, l->ro, (const char *)k, sizeof k, len, &err);
-    ck_assert_msg(err == NULL, "%s", err);
-    ck_assert_msg(v != NULL, "no audit record %llu", (unsigned long long)i);
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    size_t bl = 0;
+    char *b = s_block(l, i, k, &bl);
+    ck_assert_msg(b != NULL, "no audit block for record %llu", (unsigned long long)i);
+    const uint8_t *rec;
+    int rc = kb_ablock_slot(b, bl, (unsigned)(i % KB_ABLOCK_RECORDS), &rec, len);
+    ck_assert_msg(rc == KB_OK && *len > 0, "no audit record %llu", (unsigned long long)i);
+    char *v = malloc(*len); /* leveldb_free is free() */
+    ck_assert_ptr_nonnull(v);
+    memcpy(v, rec, *len);
+    leveldb_free(b);
     return v;
+}
+
+/* Write record i's block again with v (len 0: without the record). */
+static void s_replace(kb_ldb_t *l, uint64_t i, const void *v, size_t len)
+{
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    size_t bl = 0;
+    char *b = s_block(l, i, k, &bl);
+    kb_ablock_buf_t out = {0};
+    ck_assert_int_eq(kb_ablock_replace(&out, b, b ? bl : 0, (unsigned)(i % KB_ABLOCK_RECORDS), v, len), KB_OK);
+    leveldb_free(b);
+    char *err = NULL;
+    if (out.n > 0)
+        leveldb_put(l->db, l->wo, (const char *)k, sizeof k, (const char *)out.buf, out.len, &err);
+    else
+        leveldb_delete(l->db, l->wo, (const char *)k, sizeof k, &err);
+    ck_assert_msg(err == NULL, "%s", err);
+    kb_ablock_free(&out);
 }
 
 void kb_ldb_put_record(kb_ldb_t *l, uint64_t i, const void *v, size_t len)
 {
-    uint8_t k[9];
-    char *err = NULL;
-    kb_ldb_record_key(k, i);
-    leveldb_put(l->db, l->wo, (const char *)k, sizeof k, v, len, &err);
-    ck_assert_msg(err == NULL, "%s", err);
+    ck_assert_uint_gt(len, 0);
+    s_replace(l, i, v, len);
+}
+
+void kb_ldb_delete_record(kb_ldb_t *l, uint64_t i)
+{
+    s_replace(l, i, NULL, 0);
 }

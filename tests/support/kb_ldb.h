@@ -24,13 +24,15 @@ typedef struct {
 void kb_ldb_open(kb_ldb_t *l, const char *dir);
 void kb_ldb_close(kb_ldb_t *l);
 
-/* The key of audit record i: 'a' and the index, big-endian (store.h). */
-void kb_ldb_record_key(uint8_t k[9], uint64_t i);
-
-/* The stored value of audit record i (free with leveldb_free); it must exist. */
+/* The stored bytes of audit record i (free with leveldb_free); it must
+ * exist. Records are stored 16 to a block (broker/audit_block.h). */
 char *kb_ldb_get_record(kb_ldb_t *l, uint64_t i, size_t *len);
 
-/* Store v as the value of audit record i. */
+/* Store v (len > 0) as the bytes of audit record i, in its block. */
 void kb_ldb_put_record(kb_ldb_t *l, uint64_t i, const void *v, size_t len);
+
+/* Take audit record i out of its block: an empty slot, or a shorter block
+ * when it was the block's last record (none left: the block is deleted). */
+void kb_ldb_delete_record(kb_ldb_t *l, uint64_t i);
 
 #endif

@@ -12,6 +12,7 @@
 #include <leveldb/c.h>
 
 #include "kb_error.h"
+#include "kb_util.h"
 #include "store.h"
 #include "kb_test.h"
 
@@ -332,6 +333,207 @@ START_TEST(test_seen_and_audit)
 }
 END_TEST
 
+/* ------------------------------------------------------------ audit blocks */
+
+static void s_audit_add(kb_store_t *s, kb_batch_t *b, uint64_t want)
+{
+    Ketenbus__AuditRecord r;
+    ketenbus__audit_record__init(&r);
+    r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED;
+    r.agency = (char *)"fier";
+    r.time_us = 1000 + (int64_t)want * 10;
+    uint64_t got = UINT64_MAX;
+    ck_assert_int_eq(kb_store_audit_append(s, b, &r, &got), KB_OK);
+    ck_assert_uint_eq(got, want);
+}
+
+typedef struct {
+    uint64_t next; /* index expected next */
+    size_t n;      /* records seen */
+} s_walk_t;
+
+static int s_walk_fn(uint64_t index, const uint8_t *val, size_t len, void *arg)
+{
+    s_walk_t *w = arg;
+    ck_assert_uint_eq(index, w->next);
+    Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, len, val);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->index, index);
+    ck_assert_int_eq(r->time_us, 1000 + (int64_t)index * 10);
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    w->next++;
+    w->n++;
+    return 0;
+}
+
+/* Every record of [0, n) reads back, one by one and by scans that start
+ * and end inside blocks. */
+static void s_audit_check(kb_store_t *s, uint64_t n)
+{
+    ck_assert_uint_eq(kb_store_audit_size(s), n);
+    for (uint64_t i = 0; i < n; i++) {
+        Ketenbus__AuditRecord *r = NULL;
+        ck_assert_msg(kb_store_audit_get(s, i, &r) == KB_OK, "record %llu: %s", (unsigned long long)i,
+                      kb_last_error());
+        ck_assert_uint_eq(r->index, i);
+        ketenbus__audit_record__free_unpacked(r, NULL);
+    }
+    Ketenbus__AuditRecord *r = NULL;
+    ck_assert_int_eq(kb_store_audit_get(s, n, &r), KB_ENOTFOUND);
+    for (uint64_t from = 0; from < n; from += 7) {
+        s_walk_t w = {from, 0};
+        uint64_t end = from + 19 < n ? from + 19 : n;
+        ck_assert_int_eq(kb_store_audit_scan(s, from, end, SIZE_MAX, s_walk_fn, &w), KB_OK);
+        ck_assert_uint_eq(w.next, end);
+        int64_t t = 0;
+        uint64_t found = 0;
+        ck_assert_int_eq(kb_store_audit_time(s, from, &t, &found), KB_OK);
+        ck_assert_uint_eq(found, from);
+        ck_assert_int_eq(t, 1000 + (int64_t)from * 10);
+    }
+    s_walk_t w = {3, 0};
+    uint64_t want = n < 3 ? 0 : n - 3 < 5 ? n - 3 : 5;
+    ck_assert_int_eq(kb_store_audit_scan(s, 3, n, 5, s_walk_fn, &w), KB_OK);
+    ck_assert_uint_eq(w.n, want);
+}
+
+static size_t s_keys_with_prefix(char prefix)
+{
+    char *err = NULL;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_t *db = leveldb_open(o, s_dir, &err);
+    ck_assert_msg(err == NULL, "%s", err);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+    size_t n = 0;
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < 1 || k[0] != prefix)
+            break;
+        n++;
+    }
+    leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+    return n;
+}
+
+/* Batches of every size around the block's 16: the newest block is written
+ * again with each batch that adds to it, and the log reads back whole after
+ * each commit and each reopen. */
+START_TEST(test_audit_blocks_across_batches)
+{
+    static const unsigned sizes[] = {1, 15, 3, 16, 5, 33, 2, 14, 16, 1};
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    uint64_t n = 0;
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        for (unsigned i = 0; i < sizes[k]; i++)
+            s_audit_add(s, b, n++);
+        ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+        s_audit_check(s, n);
+        if (k % 3 == 2) { /* and from disk */
+            kb_store_destroy(&s);
+            s = s_open();
+            s_audit_check(s, n);
+        }
+    }
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+    ck_assert_uint_eq(n, 106);
+    ck_assert_uint_eq(s_keys_with_prefix('b'), (106 + 15) / 16);
+    ck_assert_uint_eq(s_keys_with_prefix('a'), 0);
+}
+END_TEST
+
+/* A batch that is never written (a failed commit) takes its records with
+ * it: after kb_store_reopen the log goes on from what is on disk, also
+ * inside a block the lost batch had added to. */
+START_TEST(test_audit_lost_batch_leaves_the_block_as_stored)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint64_t i = 0; i < 21; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    for (uint64_t i = 21; i < 40; i++) /* fills block 1, starts block 2 */
+        s_audit_add(s, b, i);
+    kb_store_seal(s, b);
+    kb_batch_clear(b);
+    ck_assert_int_eq(kb_store_reopen(s), KB_OK);
+    s_audit_check(s, 21);
+    for (uint64_t i = 21; i < 26; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+    s = s_open();
+    s_audit_check(s, 26);
+    kb_store_destroy(&s);
+}
+END_TEST
+
+/* A data directory of the layout before blocks (one a<index> entry per
+ * record) is moved into blocks when opened; a record missing from it stays
+ * missing. */
+START_TEST(test_audit_one_entry_per_record_migrated)
+{
+    kb_store_t *s = s_open(); /* the other keys of a store (index version, ...) */
+    kb_store_destroy(&s);
+    char *err = NULL;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_t *db = leveldb_open(o, s_dir, &err);
+    ck_assert_msg(err == NULL, "%s", err);
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    const uint64_t n = 16 * 300 + 7, gap = 40;
+    for (uint64_t i = 0; i < n; i++) {
+        if (i == gap)
+            continue;
+        Ketenbus__AuditRecord r;
+        ketenbus__audit_record__init(&r);
+        r.index = i;
+        r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED;
+        r.time_us = 1000 + (int64_t)i * 10;
+        uint8_t buf[64], k[9] = {'a'};
+        size_t len = ketenbus__audit_record__pack(&r, buf);
+        kb_be64_put(k + 1, i);
+        leveldb_put(db, wo, (const char *)k, sizeof k, (const char *)buf, len, &err);
+        ck_assert_msg(err == NULL, "%s", err);
+    }
+    leveldb_writeoptions_destroy(wo);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+
+    s = s_open();
+    ck_assert_uint_eq(kb_store_audit_migrated(s), n - 1);
+    ck_assert_uint_eq(kb_store_audit_size(s), n);
+    Ketenbus__AuditRecord *r = NULL;
+    ck_assert_int_eq(kb_store_audit_get(s, gap, &r), KB_ENOTFOUND);
+    s_walk_t w = {0, 0};
+    ck_assert_int_eq(kb_store_audit_scan(s, 0, gap, SIZE_MAX, s_walk_fn, &w), KB_OK);
+    w.next = gap + 1;
+    ck_assert_int_eq(kb_store_audit_scan(s, gap, n, SIZE_MAX, s_walk_fn, &w), KB_OK);
+    ck_assert_uint_eq(w.n, n - 1);
+    /* the log goes on in the newest block */
+    kb_batch_t *b = kb_batch_new();
+    s_audit_add(s, b, n);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+    ck_assert_uint_eq(s_keys_with_prefix('a'), 0);
+    ck_assert_uint_eq(s_keys_with_prefix('b'), n / 16 + 1);
+    s = s_open();
+    ck_assert_uint_eq(kb_store_audit_migrated(s), 0);
+    ck_assert_uint_eq(kb_store_audit_size(s), n + 1);
+    ck_assert_int_eq(kb_store_audit_get(s, n, &r), KB_OK);
+    ck_assert_int_eq(r->time_us, 1000 + (int64_t)n * 10);
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
     ck_assert_ptr_null(kb_store_open("/proc/definitely/not/here", s_key));
@@ -352,6 +554,9 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_encrypted_at_rest);
     tcase_add_test(tc, test_seen_and_audit);
     tcase_add_test(tc, test_open_errors);
+    tcase_add_test(tc, test_audit_blocks_across_batches);
+    tcase_add_test(tc, test_audit_lost_batch_leaves_the_block_as_stored);
+    tcase_add_test(tc, test_audit_one_entry_per_record_migrated);
     suite_add_tcase(s, tc);
     return s;
 }
