@@ -62,6 +62,9 @@ struct kb_store {
     kb_ablock_buf_t tail;          /* the newest block's records while it holds fewer than 16 */
     int tail_dirty;                /* records added to it since the last kb_store_seal() */
     uint64_t migrated;             /* records the last open moved into blocks (s_migrate) */
+    char *rblock;                  /* the block the last record read came from (leveldb_get), or NULL */
+    size_t rblock_len;             /* its length */
+    uint64_t rblock_no;            /* its number */
     uint64_t pruned_end;           /* records below this index are tombstones */
     uint64_t kind_end[KB_STORE_KINDS]; /* per kind: its records below this index are tombstones */
     int has_key;                   /* 0: opened without storage key (audit tools) */
@@ -350,6 +353,7 @@ static int s_index_check(kb_store_t *s);
 static int s_load_kind_ends(kb_store_t *s);
 
 static int s_iter_done(leveldb_iterator_t *it, int rc, const char *what);
+static void s_rblock_drop(kb_store_t *s);
 
 #define KB_MIGRATE_BLOCKS 256u /* blocks written per batch by s_migrate */
 
@@ -526,6 +530,7 @@ void kb_store_destroy(kb_store_t **p)
     }
     kb_aead_destroy(&s->aead);
     kb_ablock_free(&s->tail);
+    s_rblock_drop(s);
     free(s->dir);
     free(s);
     *p = NULL;
@@ -547,6 +552,7 @@ void kb_store_cache_set(kb_store_t *s, void *cache, void (*free_fn)(void *))
 int kb_store_reopen(kb_store_t *s)
 {
     kb_store_cache_set(s, NULL, NULL);
+    s_rblock_drop(s);
     /* LevelDB keeps its log position after a write whose bytes did not
      * reach the file (ENOSPC), so the records written after it would sit
      * at the wrong offsets in their blocks; and after a failed sync it
@@ -865,7 +871,9 @@ void kb_store_seal(kb_store_t *s, kb_batch_t *b)
 int kb_store_commit(kb_store_t *s, kb_batch_t *b, int sync)
 {
     kb_store_seal(s, b);
-    return kb_store_write(s, b, sync);
+    int rc = kb_store_write(s, b, sync);
+    s_rblock_drop(s); /* a block read since a prune staged its tombstones is stale now */
+    return rc;
 }
 
 int kb_store_write(kb_store_t *s, kb_batch_t *b, int sync)
@@ -1125,48 +1133,58 @@ uint64_t kb_store_audit_size(const kb_store_t *s)
     return s->audit_next;
 }
 
-/* The stored bytes of record index: its block (freed by the caller with
- * leveldb_free) in *blockv and the record's place in it. KB_ENOTFOUND
- * (error set) when the log has no such record. */
-static int s_record_get(kb_store_t *s, uint64_t index, char **blockv, const uint8_t **rec, size_t *len)
+/* Forget the block kept by s_record_get: pruning rewrites blocks. */
+static void s_rblock_drop(kb_store_t *s)
 {
-    uint8_t k[KB_ABLOCK_KEY_LEN];
-    kb_ablock_key(k, index / KB_ABLOCK_RECORDS);
-    char *err = NULL;
-    size_t vl = 0;
-    *blockv = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
-    if (err) {
-        int rc = kb_error_set(KB_EIO, "store: read: %s", err);
-        leveldb_free(err);
-        return rc;
+    leveldb_free(s->rblock);
+    s->rblock = NULL;
+}
+
+/* The stored bytes of record index, in the block kept with the store
+ * (valid until the next read or change of the log). Queries read the
+ * records of one message, which mostly share a block, one after another:
+ * the block is kept for the next read, and fetched again if it does not
+ * hold the slot (the newest block grows). KB_ENOTFOUND (error set) when
+ * the log has no such record. */
+static int s_record_get(kb_store_t *s, uint64_t index, const uint8_t **rec, size_t *len)
+{
+    uint64_t block = index / KB_ABLOCK_RECORDS;
+    unsigned slot = (unsigned)(index % KB_ABLOCK_RECORDS);
+    int rc = KB_ENOTFOUND;
+    if (s->rblock && s->rblock_no == block)
+        rc = kb_ablock_slot(s->rblock, s->rblock_len, slot, rec, len);
+    if (rc != KB_OK) {
+        uint8_t k[KB_ABLOCK_KEY_LEN];
+        kb_ablock_key(k, block);
+        char *err = NULL;
+        s_rblock_drop(s);
+        s->rblock = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &s->rblock_len, &err);
+        if (err) {
+            rc = kb_error_set(KB_EIO, "store: read: %s", err);
+            leveldb_free(err);
+            return rc;
+        }
+        s->rblock_no = block;
+        rc = s->rblock ? kb_ablock_slot(s->rblock, s->rblock_len, slot, rec, len) : KB_ENOTFOUND;
     }
-    int rc = *blockv ? kb_ablock_slot(*blockv, vl, (unsigned)(index % KB_ABLOCK_RECORDS), rec, len) : KB_ENOTFOUND;
     if (rc == KB_OK && *len == 0)
         rc = KB_ENOTFOUND;
     if (rc == KB_ENOTFOUND)
         kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
-    if (rc != KB_OK) {
-        leveldb_free(*blockv);
-        *blockv = NULL;
-    }
     return rc;
 }
 
 int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **out)
 {
-    char *blockv;
     const uint8_t *v;
     size_t vl;
     *out = NULL;
-    int rc = s_record_get(s, index, &blockv, &v, &vl);
+    int rc = s_record_get(s, index, &v, &vl);
     if (rc != KB_OK)
         return rc;
-    if (v[0] == 0) {
-        leveldb_free(blockv);
+    if (v[0] == 0)
         return kb_error_set(KB_ENOTFOUND, "store: audit record %llu was pruned", (unsigned long long)index);
-    }
     *out = ketenbus__audit_record__unpack(NULL, vl, v);
-    leveldb_free(blockv);
     if (!*out)
         return kb_error_set(KB_EPROTO, "store: audit record %llu does not decode", (unsigned long long)index);
     return KB_OK;
@@ -2061,6 +2079,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
     if (kind != KB_PRUNE_ALL && (kind < 0 || kind >= (int)KB_STORE_KINDS))
         return kb_error_set(KB_EINVAL, "store: no kind %d to prune", kind);
     kb_store_cache_set(s, NULL, NULL);
+    s_rblock_drop(s);
     uint64_t first = kb_store_audit_pruned_kind(s, kind);
     kb_store_pruned_t none = {.end = first};
     if (out)
@@ -2127,6 +2146,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
     kb_batch_destroy(&x->gone);
     kb_batch_destroy(&staged);
     kb_ablock_free(&x->out);
+    s_rblock_drop(s); /* the anchors read blocks this prune rewrites */
     free(x->about);
     free(x);
     return rc;
@@ -2174,19 +2194,17 @@ int kb_store_leaf_hashes(kb_store_t *s, uint64_t from, size_t count, uint8_t *ou
 
 int kb_store_audit_raw(kb_store_t *s, uint64_t index, uint8_t **val, size_t *len)
 {
-    char *blockv;
     const uint8_t *v;
     size_t vl;
     *val = NULL;
     *len = 0;
-    int rc = s_record_get(s, index, &blockv, &v, &vl);
+    int rc = s_record_get(s, index, &v, &vl);
     if (rc != KB_OK)
         return rc;
     *val = malloc(vl);
-    if (*val) {
-        memcpy(*val, v, vl);
-        *len = vl;
-    }
-    leveldb_free(blockv);
-    return *val ? KB_OK : kb_error_set(KB_ENOMEM, "store: out of memory");
+    if (!*val)
+        return kb_error_set(KB_ENOMEM, "store: out of memory");
+    memcpy(*val, v, vl);
+    *len = vl;
+    return KB_OK;
 }

@@ -847,6 +847,40 @@ static int s_walk_fn(uint64_t index, const uint8_t *val, size_t len, void *arg)
     return 0;
 }
 
+/* A record read just before it is pruned is not served again afterwards
+ * from the block the store keeps for the next read. */
+START_TEST(test_pruned_record_read_before_is_gone)
+{
+    EVP_PKEY *key = s_sign_key();
+    s_log_t l;
+    s_log_open(&l);
+    s_simple_log(&l, 600, key);
+    Ketenbus__AuditRecord *r = NULL;
+    ck_assert_int_eq(kb_store_audit_get(l.store, 299, &r), KB_OK); /* block 18: records 288 to 303 */
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    kb_auditq_prune_t p;
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 550LL * 1000000, 300, "test", &p),
+                     KB_OK);
+    ck_assert_uint_eq(p.end, 300);
+    /* a read between the prune and its commit (the anchors, a query) */
+    ck_assert_int_eq(kb_store_audit_get(l.store, 301, &r), KB_OK);
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    ck_assert_int_eq(kb_store_audit_get(l.store, 299, &r), KB_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "pruned"));
+    ck_assert_int_eq(kb_store_audit_get(l.store, 300, &r), KB_OK);
+    ck_assert_uint_eq(r->index, 300);
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    uint8_t *v = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_store_audit_raw(l.store, 298, &v, &len), KB_OK);
+    ck_assert_uint_eq(len, KB_AUDIT_TOMBSTONE_LEN);
+    free(v);
+    s_log_close(&l);
+    EVP_PKEY_free(key);
+}
+END_TEST
+
 START_TEST(test_prune_keeps_the_tree)
 {
     EVP_PKEY *key = s_sign_key();
@@ -1188,6 +1222,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_prune_keeps_the_tree);
+    tcase_add_test(tc, test_pruned_record_read_before_is_gone);
     tcase_add_test(tc, test_prune_keeps_later_records_findable);
     tcase_add_test(tc, test_prune_needs_a_checkpoint);
     tcase_add_test(tc, test_prune_refuses_an_altered_record);
