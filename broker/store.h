@@ -303,7 +303,7 @@ int kb_store_tile_get(kb_store_t *s, unsigned level, uint64_t index, size_t widt
 int kb_store_tile_put(kb_store_t *s, kb_batch_t *b, unsigned level, uint64_t index, const uint8_t *hashes,
                       size_t width);
 
-/* The audit tree: leaf i is the packed AuditRecord stored at a<i>, byte
+/* The audit tree: leaf i is the packed AuditRecord stored as record i, byte
  * for byte, so the log needs no copy of its leaf hashes: the rightmost,
  * partial leaf tile is never stored but rehashed from its (at most 255)
  * records when the tree is loaded; full leaf tiles and every tile of the
