@@ -1417,21 +1417,21 @@ static int s_iter_done(leveldb_iterator_t *it, int rc, const char *what)
     return rc;
 }
 
-/* Walk the stored records with from <= index < end in index order, at
- * most max of them, through the blocks that hold them; empty slots are
- * skipped. */
-int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, kb_audit_raw_fn *fn, void *arg)
+/* Called by s_blocks_walk with each block's slots: 0 to go on, 1 to stop,
+ * or a KB_E* code from decoding them. */
+typedef int (s_block_fn)(uint64_t block, kb_ablock_iter_t *bi, void *arg);
+
+/* Call fn for every stored block holding records of [from, end), in
+ * order. A block that does not decode fails the walk, naming its records. */
+static int s_blocks_walk(kb_store_t *s, uint64_t from, uint64_t end, s_block_fn *fn, void *arg)
 {
-    if (!s || !fn)
-        return kb_error_set(KB_EINVAL, "store: NULL argument");
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
     if (!it)
         return kb_error_set(KB_ENOMEM, "store: iterator");
     uint8_t k[KB_ABLOCK_KEY_LEN];
     kb_ablock_key(k, from / KB_ABLOCK_RECORDS);
-    size_t seen = 0;
-    int rc = KB_OK, stop = 0;
-    for (leveldb_iter_seek(it, (const char *)k, sizeof k); !stop && leveldb_iter_valid(it) && seen < max;
+    int rc = KB_OK;
+    for (leveldb_iter_seek(it, (const char *)k, sizeof k); rc == KB_OK && leveldb_iter_valid(it);
          leveldb_iter_next(it)) {
         size_t kl, vl;
         uint64_t block;
@@ -1440,31 +1440,55 @@ int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, 
             break;
         const char *iv = leveldb_iter_value(it, &vl);
         kb_ablock_iter_t bi;
-        unsigned slot;
-        const uint8_t *rec;
-        size_t rl;
         kb_ablock_iter_init(&bi, iv, vl);
-        while (!stop && seen < max && (rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK) {
-            uint64_t index = block * KB_ABLOCK_RECORDS + slot;
-            if (index >= end)
-                stop = 1;
-            else if (index >= from && rl > 0) {
-                seen++;
-                stop = fn(index, rec, rl, arg) != 0;
-            }
-        }
-        if (rc == KB_ENOTFOUND)
-            rc = KB_OK;
-        if (rc != KB_OK) {
+        rc = fn(block, &bi, arg);
+        if (rc == KB_EPROTO) {
             char why[KB_ERROR_MAX];
             snprintf(why, sizeof why, "%s", kb_last_error());
             rc = kb_error_set(rc, "store: audit records %llu to %llu: %s",
                               (unsigned long long)block * KB_ABLOCK_RECORDS,
                               (unsigned long long)block * KB_ABLOCK_RECORDS + KB_ABLOCK_RECORDS - 1, why);
-            break;
         }
     }
-    return s_iter_done(it, rc, "reading audit records");
+    return s_iter_done(it, rc > 0 ? KB_OK : rc, "reading audit records");
+}
+
+typedef struct {
+    uint64_t from, end;  /* the range */
+    size_t max, seen;    /* records to visit at most, visited */
+    kb_audit_raw_fn *fn; /* the caller's */
+    void *arg;
+} s_scan_t;
+
+static int s_scan_block(uint64_t block, kb_ablock_iter_t *bi, void *arg)
+{
+    s_scan_t *x = arg;
+    unsigned slot;
+    const uint8_t *rec;
+    size_t rl;
+    int rc;
+    while ((rc = kb_ablock_next(bi, &slot, &rec, &rl)) == KB_OK) {
+        uint64_t index = block * KB_ABLOCK_RECORDS + slot;
+        if (index >= x->end || x->seen >= x->max)
+            return 1;
+        if (index >= x->from && rl > 0) {
+            x->seen++;
+            if (x->fn(index, rec, rl, x->arg))
+                return 1;
+        }
+    }
+    return rc == KB_ENOTFOUND ? (x->seen >= x->max) : rc;
+}
+
+/* Walk the stored records with from <= index < end in index order, at
+ * most max of them, through the blocks that hold them; empty slots are
+ * skipped. */
+int kb_store_audit_scan(kb_store_t *s, uint64_t from, uint64_t end, size_t max, kb_audit_raw_fn *fn, void *arg)
+{
+    if (!s || !fn)
+        return kb_error_set(KB_EINVAL, "store: NULL argument");
+    s_scan_t x = {from, end, max, 0, fn, arg};
+    return max > 0 ? s_blocks_walk(s, from, end, s_scan_block, &x) : KB_OK;
 }
 
 typedef struct {
@@ -1793,6 +1817,7 @@ typedef struct {
     uint8_t stone[KB_AUDIT_TOMBSTONE_LEN];  /* the tombstone s_prune_one made, if stoned */
     int stoned;                 /* whether it made one for the record it was given */
     kb_ablock_buf_t out;        /* the block being rewritten */
+    uint64_t first, end;        /* the range pruned */
     int rc;                     /* first failure */
 } s_prune_t;
 
@@ -2024,53 +2049,43 @@ static int s_prune_postings(kb_store_t *s, kb_batch_t *b, const uint8_t *prefix,
 /* Stage the blocks holding [first, end) again, with s_prune_one's
  * tombstones in place of the records it takes; the records around the
  * range stay as they are. */
-static int s_prune_blocks(kb_store_t *s, s_prune_t *x, uint64_t first, uint64_t end)
+static int s_prune_block(uint64_t block, kb_ablock_iter_t *bi, void *arg)
 {
-    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-    if (!it)
-        return kb_error_set(KB_ENOMEM, "store: iterator");
-    uint8_t k[KB_ABLOCK_KEY_LEN];
-    kb_ablock_key(k, first / KB_ABLOCK_RECORDS);
-    int rc = KB_OK, stop = 0;
-    for (leveldb_iter_seek(it, (const char *)k, sizeof k); !stop && leveldb_iter_valid(it); leveldb_iter_next(it)) {
-        size_t kl, vl;
-        uint64_t block;
-        const char *ik = leveldb_iter_key(it, &kl);
-        if (!kb_ablock_key_parse(ik, kl, &block) || block * KB_ABLOCK_RECORDS >= end)
-            break;
-        const char *iv = leveldb_iter_value(it, &vl);
-        kb_ablock_iter_t bi;
-        unsigned slot;
-        const uint8_t *rec;
-        size_t rl;
-        int changed = 0;
-        kb_ablock_reset(&x->out);
-        kb_ablock_iter_init(&bi, iv, vl);
-        while (!stop && (rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK) {
-            uint64_t index = block * KB_ABLOCK_RECORDS + slot;
-            if (index >= first && index < end && rl > 0) {
-                stop = s_prune_one(index, rec, rl, x);
-                if (x->stoned) {
-                    rec = x->stone;
-                    rl = sizeof x->stone;
-                    changed = 1;
-                }
+    s_prune_t *x = arg;
+    unsigned slot;
+    const uint8_t *rec;
+    size_t rl;
+    int rc, changed = 0;
+    kb_ablock_reset(&x->out);
+    while ((rc = kb_ablock_next(bi, &slot, &rec, &rl)) == KB_OK) {
+        uint64_t index = block * KB_ABLOCK_RECORDS + slot;
+        if (index >= x->first && index < x->end && rl > 0) {
+            if (s_prune_one(index, rec, rl, x))
+                return 1; /* x->rc says why */
+            if (x->stoned) {
+                rec = x->stone;
+                rl = sizeof x->stone;
+                changed = 1;
             }
-            if (!stop)
-                rc = kb_ablock_add(&x->out, rec, rl);
-            if (rc != KB_OK)
-                break;
         }
-        if (rc == KB_ENOTFOUND)
-            rc = KB_OK;
-        if (rc != KB_OK)
-            break;
-        if (!stop && changed) {
-            s_block_put(x->b->wb, block, &x->out);
-            x->b->n++;
-        }
+        if ((rc = kb_ablock_add(&x->out, rec, rl)) != KB_OK)
+            return rc;
     }
-    return s_iter_done(it, rc, "reading audit records");
+    if (rc != KB_ENOTFOUND)
+        return rc;
+    if (changed) {
+        s_block_put(x->b->wb, block, &x->out);
+        x->b->n++;
+    }
+    return 0;
+}
+
+/* Stage the blocks holding [first, end) again, with s_prune_one's
+ * tombstones in place of the records it takes; the records around the
+ * range stay as they are. */
+static int s_prune_blocks(kb_store_t *s, s_prune_t *x)
+{
+    return s_blocks_walk(s, x->first, x->end, s_prune_block, x);
 }
 
 int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, size_t max, int64_t now_us,
@@ -2108,10 +2123,12 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
     x->now_us = now_us;
     x->kind = kind;
     x->expect = first;
+    x->first = first;
+    x->end = end;
     x->tile = UINT64_MAX;
     int rc = x->gone ? KB_OK : KB_ENOMEM;
     if (rc == KB_OK)
-        rc = s_prune_blocks(s, x, first, end);
+        rc = s_prune_blocks(s, x);
     if (rc == KB_OK)
         rc = x->rc;
     if (rc == KB_OK && x->expect != end)

@@ -30,6 +30,24 @@ void kb_ldb_close(kb_ldb_t *l)
     leveldb_writeoptions_destroy(l->wo);
 }
 
+size_t kb_ldb_count_prefix(const char *dir, char prefix)
+{
+    kb_ldb_t l;
+    kb_ldb_open(&l, dir);
+    leveldb_iterator_t *it = leveldb_create_iterator(l.db, l.ro);
+    size_t n = 0;
+    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < 1 || k[0] != prefix)
+            break;
+        n++;
+    }
+    leveldb_iter_destroy(it);
+    kb_ldb_close(&l);
+    return n;
+}
+
 /* The block holding record i (NULL if there is none; free with leveldb_free). */
 static char *s_block(kb_ldb_t *l, uint64_t i, uint8_t k[KB_ABLOCK_KEY_LEN], size_t *len)
 {

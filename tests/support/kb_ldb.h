@@ -24,6 +24,9 @@ typedef struct {
 void kb_ldb_open(kb_ldb_t *l, const char *dir);
 void kb_ldb_close(kb_ldb_t *l);
 
+/* How many keys of the stopped database in dir start with prefix. */
+size_t kb_ldb_count_prefix(const char *dir, char prefix);
+
 /* The stored bytes of audit record i (free with leveldb_free); it must
  * exist. Records are stored 16 to a block (broker/audit_block.h). */
 char *kb_ldb_get_record(kb_ldb_t *l, uint64_t i, size_t *len);

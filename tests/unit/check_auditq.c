@@ -432,29 +432,6 @@ END_TEST
 
 /* ------------------------------------------------------------ costs */
 
-static size_t s_count_prefix(const char *dir, char prefix)
-{
-    char *err = NULL;
-    leveldb_options_t *o = leveldb_options_create();
-    leveldb_t *db = leveldb_open(o, dir, &err);
-    ck_assert_msg(err == NULL, "%s", err);
-    leveldb_readoptions_t *ro = leveldb_readoptions_create();
-    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
-    size_t n = 0;
-    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-        size_t kl;
-        const char *k = leveldb_iter_key(it, &kl);
-        if (kl < 1 || k[0] != prefix)
-            break;
-        n++;
-    }
-    leveldb_iter_destroy(it);
-    leveldb_readoptions_destroy(ro);
-    leveldb_close(db);
-    leveldb_options_destroy(o);
-    return n;
-}
-
 /* ------------------------------------------------------------ the subject cursor
  *
  * A subject query keeps its collected candidates with the store between
@@ -606,10 +583,10 @@ START_TEST(test_index_entries_are_few)
     s_log_open(&l);
     s_write_log(&l);
     s_log_close(&l);
-    size_t records = LOG_RECORDS, entries = s_count_prefix(s_dir, 'x');
+    size_t records = LOG_RECORDS, entries = kb_ldb_count_prefix(s_dir, 'x');
     /* the records themselves are 16 to an entry */
-    ck_assert_uint_eq(s_count_prefix(s_dir, 'b'), (LOG_RECORDS + 15) / 16);
-    ck_assert_uint_eq(s_count_prefix(s_dir, 'a'), 0);
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'b'), (LOG_RECORDS + 15) / 16);
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'a'), 0);
     /* a record is indexed under four or five values; batches share lists */
     printf("index: %zu entries for %zu records (%.2f per record)\n", entries, records, (double)entries / records);
     ck_assert_msg(entries < records * 2, "%zu index entries for %zu records", entries, records);
@@ -654,7 +631,7 @@ START_TEST(test_reindex_at_open)
     leveldb_writeoptions_destroy(wo);
     leveldb_close(db);
     leveldb_options_destroy(o);
-    ck_assert_uint_eq(s_count_prefix(s_dir, 'x'), 0);
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'x'), 0);
 
     s_log_open(&l);
     s_run_all(l.store, &f, 100, 0, &after);

@@ -12,6 +12,7 @@
 #include <leveldb/c.h>
 
 #include "kb_error.h"
+#include "kb_ldb.h"
 #include "kb_util.h"
 #include "store.h"
 #include "kb_test.h"
@@ -397,29 +398,6 @@ static void s_audit_check(kb_store_t *s, uint64_t n)
     ck_assert_uint_eq(w.n, want);
 }
 
-static size_t s_keys_with_prefix(char prefix)
-{
-    char *err = NULL;
-    leveldb_options_t *o = leveldb_options_create();
-    leveldb_t *db = leveldb_open(o, s_dir, &err);
-    ck_assert_msg(err == NULL, "%s", err);
-    leveldb_readoptions_t *ro = leveldb_readoptions_create();
-    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
-    size_t n = 0;
-    for (leveldb_iter_seek(it, &prefix, 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-        size_t kl;
-        const char *k = leveldb_iter_key(it, &kl);
-        if (kl < 1 || k[0] != prefix)
-            break;
-        n++;
-    }
-    leveldb_iter_destroy(it);
-    leveldb_readoptions_destroy(ro);
-    leveldb_close(db);
-    leveldb_options_destroy(o);
-    return n;
-}
-
 /* Batches of every size around the block's 16: the newest block is written
  * again with each batch that adds to it, and the log reads back whole after
  * each commit and each reopen. */
@@ -443,8 +421,8 @@ START_TEST(test_audit_blocks_across_batches)
     kb_batch_destroy(&b);
     kb_store_destroy(&s);
     ck_assert_uint_eq(n, 106);
-    ck_assert_uint_eq(s_keys_with_prefix('b'), (106 + 15) / 16);
-    ck_assert_uint_eq(s_keys_with_prefix('a'), 0);
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'b'), (106 + 15) / 16);
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'a'), 0);
 }
 END_TEST
 
@@ -522,8 +500,8 @@ START_TEST(test_audit_one_entry_per_record_migrated)
     ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
     kb_batch_destroy(&b);
     kb_store_destroy(&s);
-    ck_assert_uint_eq(s_keys_with_prefix('a'), 0);
-    ck_assert_uint_eq(s_keys_with_prefix('b'), n / 16 + 1);
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'a'), 0);
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'b'), n / 16 + 1);
     s = s_open();
     ck_assert_uint_eq(kb_store_audit_migrated(s), 0);
     ck_assert_uint_eq(kb_store_audit_size(s), n + 1);
