@@ -137,9 +137,10 @@ void kb_broker_destroy(kb_broker_t **p)
         if (b->tree) {
             for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
                 session_close(b, &b->sessions[i], "broker stopping");
+            /* no checkpoint over records that may not be on disk */
             if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
                 kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
-            if (b->sign_key)
+            else if (b->sign_key)
                 checkpoint_maybe(b, 1);
         }
     }

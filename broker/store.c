@@ -62,6 +62,7 @@ struct kb_store {
     kb_ablock_buf_t tail;          /* the newest block's records while it holds fewer than 16 */
     int tail_dirty;                /* records added to it since the last kb_store_seal() */
     uint64_t migrated;             /* records the last open moved into blocks (s_migrate) */
+    const char *no_append;         /* why records cannot be appended now, or NULL */
     char *rblock;                  /* the block the last record read came from (leveldb_get), or NULL */
     size_t rblock_len;             /* its length */
     uint64_t rblock_no;            /* its number */
@@ -89,6 +90,7 @@ struct kb_batch {
     s_posting_t *post;        /* posting lists of staged audit records (open addressing) */
     size_t n_post;            /* table size (power of two) */
     size_t used_post;         /* slots in use */
+    int pruned;               /* holds a prune's rewritten blocks (one prune per batch) */
 };
 
 /* ------------------------------------------------------------ counters */
@@ -306,6 +308,7 @@ static int s_load_counters(kb_store_t *s)
      * of fewer than 16 records is the tail the next records join */
     kb_ablock_reset(&s->tail);
     s->tail_dirty = 0;
+    s->no_append = NULL;
     int rc = KB_OK;
     const char after = KB_ABLOCK_PREFIX + 1;
     leveldb_iter_seek(it, &after, 1);
@@ -331,8 +334,15 @@ static int s_load_counters(kb_store_t *s)
         } else {
             char why[KB_ERROR_MAX];
             snprintf(why, sizeof why, "%s", kb_last_error());
-            kb_error_set(rc, "store: the newest audit block (records from %llu) is damaged: %s",
-                         (unsigned long long)block * KB_ABLOCK_RECORDS, why);
+            kb_error_set(rc, "store: the newest audit block (records from %llu) is damaged: %s%s",
+                         (unsigned long long)block * KB_ABLOCK_RECORDS, why,
+                         s->has_key ? "; see what else is with ketenbus audit verify --offline" : "");
+            /* the audit tools open it anyway, to show the damage; nothing
+             * can be appended to it without writing over the evidence */
+            if (!s->has_key) {
+                s->no_append = "the newest audit block is damaged (audit verify says where)";
+                rc = KB_OK;
+            }
         }
         s->audit_next = block * KB_ABLOCK_RECORDS + s->tail.n;
         if (s->tail.n == KB_ABLOCK_RECORDS)
@@ -365,17 +375,98 @@ static void s_block_put(leveldb_writebatch_t *wb, uint64_t block, const kb_abloc
     leveldb_writebatch_put(wb, (const char *)k, sizeof k, (const char *)blk->buf, blk->len);
 }
 
+/* Start migrating block: from what is stored of it already (a stop
+ * halfway can leave a block written while entries of it remain: it is
+ * completed, never written over). */
+static int s_migrate_block_start(kb_store_t *s, uint64_t block, kb_ablock_buf_t *blk)
+{
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    kb_ablock_key(k, block);
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = leveldb_get(s->db, s->ropts, (const char *)k, sizeof k, &vl, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "store: read: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    kb_ablock_reset(blk);
+    int rc = KB_OK;
+    if (v) {
+        kb_ablock_iter_t bi;
+        unsigned slot;
+        const uint8_t *rec;
+        size_t rl;
+        kb_ablock_iter_init(&bi, v, vl);
+        while ((rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK && (rc = kb_ablock_add(blk, rec, rl)) == KB_OK)
+            ;
+        if (rc == KB_ENOTFOUND)
+            rc = KB_OK;
+        leveldb_free(v);
+    }
+    return rc;
+}
+
+/* Put record index (len > 0) into blk, the block being migrated: into an
+ * empty slot only. */
+static int s_migrate_record(kb_ablock_buf_t *blk, kb_ablock_buf_t *tmp, uint64_t index, const char *v, size_t len)
+{
+    unsigned slot = (unsigned)(index % KB_ABLOCK_RECORDS);
+    const uint8_t *have;
+    size_t hl = 0;
+    if (slot >= blk->n) {
+        int rc = KB_OK;
+        while (rc == KB_OK && blk->n < slot)
+            rc = kb_ablock_add(blk, NULL, 0);
+        return rc == KB_OK ? kb_ablock_add(blk, v, len) : rc;
+    }
+    if (kb_ablock_slot(blk->buf, blk->len, slot, &have, &hl) == KB_OK && hl > 0)
+        return kb_error_set(KB_EPROTO, "store: audit record %llu is stored both as an entry of its own and in its "
+                                       "block; not moving it (run audit verify with the version that wrote it)",
+                            (unsigned long long)index);
+    int rc = kb_ablock_replace(tmp, blk->buf, blk->len, slot, v, len);
+    if (rc == KB_OK) {
+        kb_ablock_buf_t t = *blk;
+        *blk = *tmp;
+        *tmp = t;
+    }
+    return rc;
+}
+
+/* Write wb (synced if sync) unless the iterator that filled it failed:
+ * LevelDB's iterator skips a block it cannot read and reports it only
+ * through its error, so nothing is written after a read error. */
+static int s_migrate_write(kb_store_t *s, leveldb_iterator_t *it, leveldb_writebatch_t *wb, int sync)
+{
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "store: reading the audit log to move it into blocks: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    leveldb_write(s->db, sync ? s->wsync : s->wfast, wb, &err);
+    leveldb_writebatch_clear(wb);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "store: moving the audit log into blocks: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    return KB_OK;
+}
+
 /* At open: move an audit log stored one record per entry (a<index:8>, the
  * layout before blocks) into blocks of 16 (audit_block.h). Each write holds
  * whole blocks and the deletion of the entries they replace, so a stop
- * halfway leaves the rest for the next open. A record missing from the old
+ * halfway leaves the rest for the next open, which completes a block it
+ * finds written rather than writing over it. A record missing from the old
  * log becomes an empty slot, which readers report as missing, as before. */
 static int s_migrate(kb_store_t *s)
 {
     s->migrated = 0;
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    kb_ablock_buf_t blk = {0};
+    kb_ablock_buf_t blk = {0}, tmp = {0};
     if (!it || !wb) {
         if (it)
             leveldb_iter_destroy(it);
@@ -386,7 +477,6 @@ static int s_migrate(kb_store_t *s)
     int rc = KB_OK;
     uint64_t block = UINT64_MAX;
     size_t blocks = 0;
-    char *err = NULL;
     for (leveldb_iter_seek(it, "a", 1); rc == KB_OK && leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
@@ -399,35 +489,26 @@ static int s_migrate(kb_store_t *s)
         if (index / KB_ABLOCK_RECORDS != block) {
             if (block != UINT64_MAX) {
                 s_block_put(wb, block, &blk);
-                if (++blocks % KB_MIGRATE_BLOCKS == 0) {
-                    leveldb_write(s->db, s->wfast, wb, &err);
-                    leveldb_writebatch_clear(wb);
-                    if (err)
-                        break;
-                }
+                if (++blocks % KB_MIGRATE_BLOCKS == 0 && (rc = s_migrate_write(s, it, wb, 0)) != KB_OK)
+                    break;
             }
             block = index / KB_ABLOCK_RECORDS;
-            kb_ablock_reset(&blk);
+            if ((rc = s_migrate_block_start(s, block, &blk)) != KB_OK)
+                break;
         }
-        while (rc == KB_OK && blk.n < index % KB_ABLOCK_RECORDS)
-            rc = kb_ablock_add(&blk, NULL, 0);
-        if (rc == KB_OK)
-            rc = kb_ablock_add(&blk, v, vl);
+        if (vl > 0 && (rc = s_migrate_record(&blk, &tmp, index, v, vl)) != KB_OK)
+            break;
         leveldb_writebatch_delete(wb, k, kl);
         s->migrated++;
     }
-    if (rc == KB_OK && !err && block != UINT64_MAX) {
+    if (rc == KB_OK && block != UINT64_MAX) {
         s_block_put(wb, block, &blk);
-        leveldb_write(s->db, s->wsync, wb, &err);
+        rc = s_migrate_write(s, it, wb, 1);
     }
     leveldb_writebatch_destroy(wb);
     kb_ablock_free(&blk);
-    rc = s_iter_done(it, rc, "moving the audit log into blocks");
-    if (err) {
-        rc = kb_error_set(KB_EIO, "store: moving the audit log into blocks: %s", err);
-        leveldb_free(err);
-    }
-    return rc;
+    kb_ablock_free(&tmp);
+    return s_iter_done(it, rc, "moving the audit log into blocks");
 }
 
 /* Open the LevelDB database in s->dir with s->opts. */
@@ -615,6 +696,7 @@ void kb_batch_clear(kb_batch_t *b)
 {
     leveldb_writebatch_clear(b->wb);
     b->n = 0;
+    b->pruned = 0;
     s_postings_clear(b);
 }
 
@@ -873,6 +955,9 @@ int kb_store_commit(kb_store_t *s, kb_batch_t *b, int sync)
     kb_store_seal(s, b);
     int rc = kb_store_write(s, b, sync);
     s_rblock_drop(s); /* a block read since a prune staged its tombstones is stale now */
+    /* the newest block in memory holds records that are not on disk */
+    if (rc != KB_OK)
+        s->no_append = "a write failed and the store was not opened again since";
     return rc;
 }
 
@@ -1088,8 +1173,12 @@ int kb_store_seen_put(kb_store_t *s, kb_batch_t *b, const char *sender, const ui
  * nothing stays staged. */
 static int s_audit_stage(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenbus__AuditRecord *r, uint64_t *index)
 {
+    if (s->no_append)
+        return kb_error_set(KB_EIO, "store: no audit record can be appended: %s", s->no_append);
     r->index = s->audit_next;
     size_t len = ketenbus__audit_record__get_packed_size(r);
+    if (len == 0) /* an empty slot means a missing record */
+        return kb_error_set(KB_EINVAL, "store: an audit record with no field set");
     uint8_t stackbuf[1024];
     uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
     if (!buf)
@@ -1169,8 +1258,13 @@ static int s_record_get(kb_store_t *s, uint64_t index, const uint8_t **rec, size
     }
     if (rc == KB_OK && *len == 0)
         rc = KB_ENOTFOUND;
-    if (rc == KB_ENOTFOUND)
+    if (rc == KB_ENOTFOUND) {
         kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
+    } else if (rc == KB_EPROTO) {
+        char why[KB_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", kb_last_error());
+        kb_error_set(rc, "store: audit record %llu: %s", (unsigned long long)index, why);
+    }
     return rc;
 }
 
@@ -2093,6 +2187,10 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
 {
     if (kind != KB_PRUNE_ALL && (kind < 0 || kind >= (int)KB_STORE_KINDS))
         return kb_error_set(KB_EINVAL, "store: no kind %d to prune", kind);
+    /* its blocks are read from disk: a second prune before this batch is
+     * written would stage them again without the first one's tombstones */
+    if (b->pruned)
+        return kb_error_set(KB_EINVAL, "store: this batch holds a prune already; write it before the next");
     kb_store_cache_set(s, NULL, NULL);
     s_rblock_drop(s);
     uint64_t first = kb_store_audit_pruned_kind(s, kind);
@@ -2148,6 +2246,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
         kb_batch_put(staged, key, kind == KB_PRUNE_ALL ? 1 : 2, v, sizeof v);
         leveldb_writebatch_append(b->wb, staged->wb);
         b->n += staged->n;
+        b->pruned = 1;
         if (kind == KB_PRUNE_ALL)
             s->pruned_end = end;
         else

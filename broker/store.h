@@ -131,12 +131,13 @@ int kb_store_audit_append(kb_store_t *s, kb_batch_t *b, Ketenbus__AuditRecord *r
 uint64_t kb_store_audit_size(const kb_store_t *s);
 
 /* Read audit record index (caller frees with protobuf_c_message_free_unpacked).
- * KB_ENOTFOUND if there is none or it was pruned; KB_EPROTO if it does not
- * decode. */
+ * KB_ENOTFOUND if there is none or it was pruned; KB_EPROTO if it (or its
+ * block) does not decode. */
 int kb_store_audit_get(kb_store_t *s, uint64_t index, Ketenbus__AuditRecord **out);
 
 /* The stored bytes of record index (a packed AuditRecord or a tombstone)
- * into *val (the caller frees it), *len. KB_ENOTFOUND, KB_EIO. */
+ * into *val (the caller frees it), *len. KB_ENOTFOUND, KB_EIO, KB_EPROTO
+ * if its block does not decode. */
 int kb_store_audit_raw(kb_store_t *s, uint64_t index, uint8_t **val, size_t *len);
 
 /* Called by kb_store_audit_scan with the stored bytes of record index (a
@@ -277,7 +278,8 @@ typedef struct {
  * find what is kept. KB_EINVAL for another kind, or if end passes the
  * last full leaf tile or a staged record; read errors. Nothing is staged
  * on failure. The caller appends the PRUNED audit record in the same
- * batch. */
+ * batch. One prune per batch: it rewrites blocks as they are on disk, so
+ * a second one before the batch is written fails with KB_EINVAL. */
 int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, size_t max, int64_t now_us,
                          kb_store_pruned_t *out);
 

@@ -825,7 +825,7 @@ static int s_walk_fn(uint64_t index, const uint8_t *val, size_t len, void *arg)
 }
 
 /* A record read just before it is pruned is not served again afterwards
- * from the block the store keeps for the next read. */
+ * from the block the store keeps for the next read; one prune per batch. */
 START_TEST(test_pruned_record_read_before_is_gone)
 {
     EVP_PKEY *key = s_sign_key();
@@ -839,6 +839,10 @@ START_TEST(test_pruned_record_read_before_is_gone)
     ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 550LL * 1000000, 300, "test", &p),
                      KB_OK);
     ck_assert_uint_eq(p.end, 300);
+    /* a second prune would rewrite the same blocks from disk, without the
+     * first one's tombstones: refused until the batch is written */
+    ck_assert_int_eq(kb_store_audit_prune(l.store, l.batch, KB_PRUNE_ALL, 512, 300, T0, NULL), KB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kb_last_error(), "holds a prune already"));
     /* a read between the prune and its commit (the anchors, a query) */
     ck_assert_int_eq(kb_store_audit_get(l.store, 301, &r), KB_OK);
     ketenbus__audit_record__free_unpacked(r, NULL);
@@ -853,6 +857,10 @@ START_TEST(test_pruned_record_read_before_is_gone)
     ck_assert_int_eq(kb_store_audit_raw(l.store, 298, &v, &len), KB_OK);
     ck_assert_uint_eq(len, KB_AUDIT_TOMBSTONE_LEN);
     free(v);
+    /* written: the next prune goes on */
+    kb_store_pruned_t out;
+    ck_assert_int_eq(kb_store_audit_prune(l.store, l.batch, KB_PRUNE_ALL, 512, 300, T0, &out), KB_OK);
+    ck_assert_uint_eq(out.end, 512);
     s_log_close(&l);
     EVP_PKEY_free(key);
 }

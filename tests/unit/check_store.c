@@ -512,6 +512,147 @@ START_TEST(test_audit_one_entry_per_record_migrated)
 }
 END_TEST
 
+/* Write old-layout records (a<index>, one entry each) for [from, to)
+ * straight into the stopped store's LevelDB. */
+static void s_old_records(uint64_t from, uint64_t to)
+{
+    char *err = NULL;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_t *db = leveldb_open(o, s_dir, &err);
+    ck_assert_msg(err == NULL, "%s", err);
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    for (uint64_t i = from; i < to; i++) {
+        Ketenbus__AuditRecord r;
+        ketenbus__audit_record__init(&r);
+        r.index = i;
+        r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED;
+        r.time_us = 1000 + (int64_t)i * 10;
+        r.reason = (char *)"a record written in the layout of one entry per record";
+        uint8_t buf[128], k[9] = {'a'};
+        size_t len = ketenbus__audit_record__pack(&r, buf);
+        kb_be64_put(k + 1, i);
+        leveldb_put(db, wo, (const char *)k, sizeof k, (const char *)buf, len, &err);
+        ck_assert_msg(err == NULL, "%s", err);
+    }
+    leveldb_compact_range(db, NULL, 0, NULL, 0); /* into tables, as an old store is */
+    leveldb_writeoptions_destroy(wo);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+}
+
+/* A move into blocks that stopped halfway left block 0 written with
+ * records 0-9 and entries for 10-20: the next open completes the block
+ * rather than writing over it. A record in both layouts is refused. */
+START_TEST(test_audit_migration_completes_a_written_block)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint64_t i = 0; i < 10; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+    s_old_records(10, 21);
+    s = s_open();
+    ck_assert_uint_eq(kb_store_audit_migrated(s), 11);
+    s_audit_check(s, 21);
+    kb_store_destroy(&s);
+
+    s_old_records(5, 6);
+    ck_assert_ptr_null(kb_store_open(s_dir, s_key));
+    ck_assert_msg(strstr(kb_last_error(), "audit record 5 is stored both") != NULL, "%s", kb_last_error());
+}
+END_TEST
+
+/* A table of the old layout that cannot be read (a checksum mismatch, a
+ * third of the way into 6,000 records, before the first write of 4,096)
+ * stops the move before anything is written; once it reads again, every
+ * record is moved. */
+START_TEST(test_audit_migration_stops_at_a_read_error)
+{
+    kb_store_t *s = s_open();
+    kb_store_destroy(&s);
+    const uint64_t n = 6000;
+    s_old_records(0, n);
+    /* flip a byte in the middle of the biggest table */
+    char cmd[256], path[256] = "";
+    snprintf(cmd, sizeof cmd, "ls -S '%s'/*.ldb | head -1", s_dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(fgets(path, sizeof path, p));
+    pclose(p);
+    path[strcspn(path, "\n")] = '\0';
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long at = ftell(f) / 3;
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    int c = fgetc(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+
+    ck_assert_ptr_null(kb_store_open(s_dir, s_key));
+    ck_assert_msg(strstr(kb_last_error(), "audit log") && strstr(kb_last_error(), "Corruption"), "%s",
+                  kb_last_error());
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_dir, 'b'), 0); /* nothing written */
+    f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    fputc(c, f);
+    fclose(f);
+    s = s_open();
+    ck_assert_uint_eq(kb_store_audit_size(s), n);
+    s_walk_t w = {0, 0};
+    ck_assert_int_eq(kb_store_audit_scan(s, 0, n, SIZE_MAX, s_walk_fn, &w), KB_OK);
+    ck_assert_uint_eq(w.n, n);
+    kb_store_destroy(&s);
+}
+END_TEST
+
+/* A newest block that does not decode: the broker (with the storage key)
+ * does not open the store; the audit tools do, to show the damage, and
+ * append nothing to it. */
+START_TEST(test_audit_damaged_newest_block)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint64_t i = 0; i < 20; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_store_destroy(&s);
+    kb_ldb_t l;
+    kb_ldb_open(&l, s_dir);
+    uint8_t k[9] = {'b'};
+    kb_be64_put(k + 1, 1);
+    char *err = NULL;
+    leveldb_put(l.db, l.wo, (const char *)k, sizeof k, "\x05" "abc", 4, &err); /* a length past its end */
+    ck_assert_ptr_null(err);
+    kb_ldb_close(&l);
+
+    ck_assert_ptr_null(kb_store_open(s_dir, s_key));
+    ck_assert_msg(strstr(kb_last_error(), "newest audit block (records from 16) is damaged") != NULL, "%s",
+                  kb_last_error());
+    s = kb_store_open_ex(s_dir, NULL, KB_STORE_NO_CREATE);
+    ck_assert_msg(s != NULL, "%s", kb_last_error());
+    s_walk_t w = {0, 0};
+    ck_assert_int_eq(kb_store_audit_scan(s, 0, UINT64_MAX, SIZE_MAX, s_walk_fn, &w), KB_EPROTO);
+    ck_assert_msg(strstr(kb_last_error(), "audit records 16 to 31") != NULL, "%s", kb_last_error());
+    ck_assert_uint_eq(w.n, 16);
+    Ketenbus__AuditRecord *r = NULL;
+    ck_assert_int_eq(kb_store_audit_get(s, 17, &r), KB_EPROTO);
+    ck_assert_msg(strstr(kb_last_error(), "audit record 17") != NULL, "%s", kb_last_error());
+    Ketenbus__AuditRecord rec;
+    ketenbus__audit_record__init(&rec);
+    rec.time_us = 1;
+    ck_assert_int_eq(kb_store_audit_append(s, b, &rec, NULL), KB_EIO);
+    ck_assert_msg(strstr(kb_last_error(), "damaged") != NULL, "%s", kb_last_error());
+    ck_assert_uint_eq(kb_batch_size(b), 0);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
     ck_assert_ptr_null(kb_store_open("/proc/definitely/not/here", s_key));
@@ -535,6 +676,9 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_audit_blocks_across_batches);
     tcase_add_test(tc, test_audit_lost_batch_leaves_the_block_as_stored);
     tcase_add_test(tc, test_audit_one_entry_per_record_migrated);
+    tcase_add_test(tc, test_audit_migration_completes_a_written_block);
+    tcase_add_test(tc, test_audit_migration_stops_at_a_read_error);
+    tcase_add_test(tc, test_audit_damaged_newest_block);
     suite_add_tcase(s, tc);
     return s;
 }
