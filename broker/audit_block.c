@@ -22,7 +22,10 @@ int kb_ablock_key_parse(const void *k, size_t kl, uint64_t *block)
     const uint8_t *p = k;
     if (kl != KB_ABLOCK_KEY_LEN || p[0] != KB_ABLOCK_PREFIX)
         return 0;
-    *block = kb_be64_get(p + 1);
+    uint64_t b = kb_be64_get(p + 1);
+    if (b > UINT64_MAX / KB_ABLOCK_RECORDS)
+        return 0; /* its records' indices would not fit in 64 bits */
+    *block = b;
     return 1;
 }
 

@@ -33,7 +33,8 @@
 /* The key of a block. */
 void kb_ablock_key(uint8_t k[KB_ABLOCK_KEY_LEN], uint64_t block);
 
-/* Whether k is a block key; if so, its block number in *block. */
+/* Whether k is a block key (of a block whose records' indices fit in 64
+ * bits); if so, its block number in *block. */
 int kb_ablock_key_parse(const void *k, size_t kl, uint64_t *block);
 
 /* Walks the slots of one stored block value (not copied: it must outlive

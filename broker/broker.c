@@ -267,6 +267,12 @@ int kb_broker_start(kb_broker_t *b)
     if (kb_store_checkpoint_latest(b->store, &cp_size, &note, &note_len) == KB_OK)
         b->cp_size = cp_size;
     free(note);
+    /* records a signed checkpoint covers are gone: appending now would
+     * give other records their indices */
+    if (kb_store_audit_size(b->store) < b->cp_size)
+        return kb_error_set(KB_EIO, "the store holds %llu audit records; its latest signed checkpoint covers %llu "
+                                    "(see ketenbus audit verify --offline)",
+                            (unsigned long long)kb_store_audit_size(b->store), (unsigned long long)b->cp_size);
     b->cp_next_ms = b->started_ms + b->conf->checkpoint_interval_us / 1000;
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
     if (kb_store_commit(b->store, b->batch, 1) != KB_OK)

@@ -90,8 +90,8 @@ int checkpoint_sign(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, const char 
 void checkpoint_maybe(kb_broker_t *b, int force)
 {
     uint64_t size = kb_merkle_size(b->tree);
-    if (size == b->cp_size || kb_batch_size(b->batch) != 0)
-        return; /* nothing new, or changes of this turn not committed yet */
+    if (size <= b->cp_size || kb_batch_size(b->batch) != 0)
+        return; /* nothing new (a checkpoint never goes back), or changes of this turn not committed yet */
     int64_t now = kb_mono_ms();
     if (!force && size - b->cp_size < b->conf->checkpoint_records && now < b->cp_next_ms)
         return;

@@ -319,7 +319,17 @@ static int s_load_counters(kb_store_t *s)
     uint64_t block;
     size_t kl = 0;
     const char *k = leveldb_iter_valid(it) ? leveldb_iter_key(it, &kl) : NULL;
-    if (k && kb_ablock_key_parse(k, kl, &block)) {
+    if (k && kl >= 1 && k[0] == KB_ABLOCK_PREFIX && !kb_ablock_key_parse(k, kl, &block)) {
+        /* not a block's key: where the log ends is unknown, and appending
+         * from a guess would write over records */
+        rc = kb_error_set(KB_EPROTO, "store: a key of %zu bytes among the audit blocks is not a block's key; "
+                                     "the end of the audit log is unknown%s", kl,
+                          s->has_key ? " (see ketenbus audit verify --offline)" : "");
+        if (!s->has_key) {
+            s->no_append = "the end of the audit log is unknown (a stray key among its blocks)";
+            rc = KB_OK;
+        }
+    } else if (k && kb_ablock_key_parse(k, kl, &block)) {
         size_t vl;
         const char *v = leveldb_iter_value(it, &vl);
         kb_ablock_iter_t bi;
@@ -646,7 +656,11 @@ int kb_store_reopen(kb_store_t *s)
     int rc = s_open_db(s);
     if (rc == KB_OK)
         rc = s_load_counters(s);
-    return rc == KB_OK ? s_load_kind_ends(s) : rc;
+    if (rc == KB_OK)
+        rc = s_load_kind_ends(s);
+    if (rc != KB_OK)
+        s->no_append = "the store could not be opened again";
+    return rc;
 }
 
 /* ------------------------------------------------------------ batches */
@@ -1530,7 +1544,13 @@ static int s_blocks_walk(kb_store_t *s, uint64_t from, uint64_t end, s_block_fn 
         size_t kl, vl;
         uint64_t block;
         const char *ik = leveldb_iter_key(it, &kl);
-        if (!kb_ablock_key_parse(ik, kl, &block) || block * KB_ABLOCK_RECORDS >= end)
+        if (kl < 1 || ik[0] != KB_ABLOCK_PREFIX)
+            break; /* past the blocks */
+        if (!kb_ablock_key_parse(ik, kl, &block)) {
+            rc = kb_error_set(KB_EPROTO, "store: a key of %zu bytes among the audit blocks is not a block's key", kl);
+            break;
+        }
+        if (block * KB_ABLOCK_RECORDS >= end)
             break;
         const char *iv = leveldb_iter_value(it, &vl);
         kb_ablock_iter_t bi;
@@ -2239,7 +2259,10 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
     }
     if (rc == KB_OK)
         rc = s_prune_anchors(x, staged, end);
-    if (rc == KB_OK) {
+    uint8_t indices_sha256[KB_MERKLE_HASH_LEN];
+    if (rc == KB_OK && EVP_DigestFinal_ex(digest, indices_sha256, NULL) != 1)
+        rc = kb_error_set(KB_ECRYPTO, "store: prune: SHA-256 failed");
+    if (rc == KB_OK) { /* nothing reaches b before this point */
         uint8_t v[8];
         const char key[2] = {kind == KB_PRUNE_ALL ? 'p' : 'r', (char)kind};
         kb_be64_put(v, end);
@@ -2254,8 +2277,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
         if (out) {
             out->end = end;
             out->count = x->count;
-            if (EVP_DigestFinal_ex(digest, out->indices_sha256, NULL) != 1)
-                rc = kb_error_set(KB_ECRYPTO, "store: prune: SHA-256 failed");
+            memcpy(out->indices_sha256, indices_sha256, sizeof indices_sha256);
         }
     }
     EVP_MD_CTX_free(digest);

@@ -276,7 +276,8 @@ typedef struct {
  * pruned while later ones of it stay gets its first remaining record
  * indexed under those subjects (an anchor), so queries by subject still
  * find what is kept. KB_EINVAL for another kind, or if end passes the
- * last full leaf tile or a staged record; read errors. Nothing is staged
+ * last full leaf tile (records staged but not yet written have no stored
+ * leaf tile: KB_ENOTFOUND or KB_ECRYPTO); read errors. Nothing is staged
  * on failure. The caller appends the PRUNED audit record in the same
  * batch. One prune per batch: it rewrites blocks as they are on disk, so
  * a second one before the batch is written fails with KB_EINVAL. */

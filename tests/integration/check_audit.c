@@ -731,6 +731,33 @@ START_TEST(test_tampering_is_detected)
 }
 END_TEST
 
+/* A log shorter than its latest signed checkpoint (records lost or cut
+ * off behind the broker's back): the broker refuses to start, saying so,
+ * and signs no checkpoint over the shorter log on its way out. */
+START_TEST(test_broker_refuses_a_log_shorter_than_its_checkpoint)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0); /* signs a checkpoint over the whole log */
+    char data[400];
+    snprintf(data, sizeof data, "%s/data", s_chain.dir);
+    size_t notes = kb_ldb_count_prefix(data, 'k');
+    ck_assert_uint_gt(notes, 0);
+    uint64_t size = 0, audit_size = 0;
+    kb_chain_checkpoint(&s_chain, &size, &audit_size);
+    ck_assert_uint_gt(size, 0);
+    ck_assert_uint_ge(audit_size, size);
+    /* cut the log back to one record short of what the checkpoint covers */
+    kb_ldb_t l;
+    kb_ldb_open(&l, data);
+    for (uint64_t i = audit_size; i-- > size - 1;)
+        kb_ldb_delete_record(&l, i);
+    kb_ldb_close(&l);
+    int st = kb_chain_try_start(&s_chain);
+    ck_assert_msg(st == 1, "exit status %d", st);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "latest signed checkpoint covers"), 1);
+    ck_assert_uint_eq(kb_ldb_count_prefix(data, 'k'), notes);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -741,6 +768,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_kept_checkpoint_and_proofs);
     tcase_add_test(tc, test_prune_then_verify);
     tcase_add_test(tc, test_admin_requests_are_checked);
+    tcase_add_test(tc, test_broker_refuses_a_log_shorter_than_its_checkpoint);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("tamper");

@@ -119,6 +119,13 @@ void kb_chain_fault_text(const kb_chain_t *c, const char *name, const char *text
 
 void kb_chain_start(kb_chain_t *c)
 {
+    int st = kb_chain_try_start(c);
+    if (st != 0)
+        ck_abort_msg("ketenbusd exited during start (status %d); see %s", st, c->log);
+}
+
+int kb_chain_try_start(kb_chain_t *c)
+{
     const char *build = getenv("KB_BUILD");
     char bin[512], ready[400];
     snprintf(bin, sizeof bin, "%s/ketenbusd", build ? build : "build");
@@ -162,19 +169,21 @@ void kb_chain_start(kb_chain_t *c)
             text[len - 1] = '\0';
             snprintf(c->endpoint, sizeof c->endpoint, "%s", text);
             free(text);
-            return;
+            return 0;
         }
         free(text);
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             c->pid = 0;
-            ck_abort_msg("ketenbusd exited during start (status %d); see %s", status, c->log);
+            return WIFEXITED(status) ? (WEXITSTATUS(status) ? WEXITSTATUS(status) : 255)
+                                     : 128 + WTERMSIG(status);
         }
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);
     }
     kb_chain_kill(c);
     ck_abort_msg("ketenbusd did not become ready within %d ms", KB_TEST_READY_MS);
+    return -1;
 }
 
 int kb_chain_stop(kb_chain_t *c)

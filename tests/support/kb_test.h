@@ -50,6 +50,11 @@ void kb_chain_init(kb_chain_t *c, const char **agencies, size_t n, const char *r
 /* Start ketenbusd and wait until it is serving; fills c->endpoint. */
 void kb_chain_start(kb_chain_t *c);
 
+/* The same, for a broker that may refuse to start: 0 once it serves, or
+ * its exit status (255 for a clean exit 0, 128 + signal if killed) if it
+ * exited during start. */
+int kb_chain_try_start(kb_chain_t *c);
+
 /* Rewrite the config to listen on the port the broker got, so a restart
  * keeps the endpoint the clients know. */
 void kb_chain_pin_port(kb_chain_t *c);

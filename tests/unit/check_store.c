@@ -653,6 +653,58 @@ START_TEST(test_audit_damaged_newest_block)
 }
 END_TEST
 
+/* A key among the blocks that is not a block's key (a stray write, or a
+ * block number whose indices overflow): the end of the log is unknown, so
+ * the broker does not open the store and the audit tools append nothing;
+ * a scan reports the key rather than stopping short of the records after
+ * it. */
+START_TEST(test_audit_stray_key_among_blocks)
+{
+    static const struct {
+        uint8_t key[10];
+        size_t len;
+        int last;         /* whether it sorts after the newest block */
+        size_t scanned;   /* records a scan visits before it */
+    } stray[] = {
+        {{'b', 0, 0, 0, 0, 0, 0, 0, 2, 'X'}, 10, 1, 40}, /* after block 2, not 9 bytes */
+        {{'b', 0x10, 0, 0, 0, 0, 0, 0, 0}, 9, 1, 40},    /* block 2^60: index 2^64 */
+        {{'b', 0, 0, 0, 0, 0, 0, 0, 1, 'X'}, 10, 0, 32}, /* between blocks 1 and 2 */
+    };
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint64_t i = 0; i < 40; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_store_destroy(&s);
+    kb_ldb_t l;
+    kb_ldb_open(&l, s_dir);
+    char *err = NULL;
+    leveldb_put(l.db, l.wo, (const char *)stray[_i].key, stray[_i].len, "\x01" "x", 2, &err);
+    ck_assert_ptr_null(err);
+    kb_ldb_close(&l);
+
+    if (stray[_i].last) {
+        ck_assert_ptr_null(kb_store_open(s_dir, s_key));
+        ck_assert_msg(strstr(kb_last_error(), "end of the audit log is unknown") != NULL, "%s", kb_last_error());
+        s = kb_store_open_ex(s_dir, NULL, KB_STORE_NO_CREATE);
+        ck_assert_msg(s != NULL, "%s", kb_last_error());
+        Ketenbus__AuditRecord rec;
+        ketenbus__audit_record__init(&rec);
+        rec.time_us = 1;
+        ck_assert_int_eq(kb_store_audit_append(s, b, &rec, NULL), KB_EIO);
+    } else {
+        s = s_open();
+        ck_assert_uint_eq(kb_store_audit_size(s), 40);
+    }
+    s_walk_t w = {0, 0};
+    ck_assert_int_eq(kb_store_audit_scan(s, 0, UINT64_MAX, SIZE_MAX, s_walk_fn, &w), KB_EPROTO);
+    ck_assert_msg(strstr(kb_last_error(), "not a block's key") != NULL, "%s", kb_last_error());
+    ck_assert_uint_eq(w.n, stray[_i].scanned);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
     ck_assert_ptr_null(kb_store_open("/proc/definitely/not/here", s_key));
@@ -679,6 +731,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_audit_migration_completes_a_written_block);
     tcase_add_test(tc, test_audit_migration_stops_at_a_read_error);
     tcase_add_test(tc, test_audit_damaged_newest_block);
+    tcase_add_loop_test(tc, test_audit_stray_key_among_blocks, 0, 3);
     suite_add_tcase(s, tc);
     return s;
 }
