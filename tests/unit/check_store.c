@@ -348,6 +348,18 @@ static void s_audit_add(kb_store_t *s, kb_batch_t *b, uint64_t want)
     ck_assert_uint_eq(got, want);
 }
 
+/* A store holding audit records [0, n), closed again. */
+static void s_audit_fill(uint64_t n)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint64_t i = 0; i < n; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+
 typedef struct {
     uint64_t next; /* index expected next */
     size_t n;      /* records seen */
@@ -545,15 +557,9 @@ static void s_old_records(uint64_t from, uint64_t to)
  * rather than writing over it. A record in both layouts is refused. */
 START_TEST(test_audit_migration_completes_a_written_block)
 {
-    kb_store_t *s = s_open();
-    kb_batch_t *b = kb_batch_new();
-    for (uint64_t i = 0; i < 10; i++)
-        s_audit_add(s, b, i);
-    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
-    kb_batch_destroy(&b);
-    kb_store_destroy(&s);
+    s_audit_fill(10);
     s_old_records(10, 21);
-    s = s_open();
+    kb_store_t *s = s_open();
     ck_assert_uint_eq(kb_store_audit_migrated(s), 11);
     s_audit_check(s, 21);
     kb_store_destroy(&s);
@@ -615,12 +621,9 @@ END_TEST
  * append nothing to it. */
 START_TEST(test_audit_damaged_newest_block)
 {
-    kb_store_t *s = s_open();
+    s_audit_fill(20);
+    kb_store_t *s = NULL;
     kb_batch_t *b = kb_batch_new();
-    for (uint64_t i = 0; i < 20; i++)
-        s_audit_add(s, b, i);
-    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
-    kb_store_destroy(&s);
     kb_ldb_t l;
     kb_ldb_open(&l, s_dir);
     uint8_t k[9] = {'b'};
@@ -670,12 +673,9 @@ START_TEST(test_audit_stray_key_among_blocks)
         {{'b', 0x10, 0, 0, 0, 0, 0, 0, 0}, 9, 1, 40},    /* block 2^60: index 2^64 */
         {{'b', 0, 0, 0, 0, 0, 0, 0, 1, 'X'}, 10, 0, 32}, /* between blocks 1 and 2 */
     };
-    kb_store_t *s = s_open();
+    s_audit_fill(40);
+    kb_store_t *s = NULL;
     kb_batch_t *b = kb_batch_new();
-    for (uint64_t i = 0; i < 40; i++)
-        s_audit_add(s, b, i);
-    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
-    kb_store_destroy(&s);
     kb_ldb_t l;
     kb_ldb_open(&l, s_dir);
     char *err = NULL;
