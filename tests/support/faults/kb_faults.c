@@ -6,7 +6,8 @@
  * and touches only the LevelDB log files (`*.log`) of a `data` directory.
  * A write fault whose file holds text fails only a write that contains that
  * text (audit records are stored as plain protobuf, so a reason names the
- * write it is in); an empty file fails the next write.
+ * write it is in), or that completes it when LevelDB's buffered writer cut
+ * it between two write()s; an empty file fails the next write.
  *
  *   log-write-enospc  the next write() to such a log from the broker's main
  *                     thread (the loop: admin commands, checkpoints, the
@@ -29,6 +30,7 @@
 #include <fcntl.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,20 +65,81 @@ static int s_is_log(int fd)
     return s_in_data(fd, 1);
 }
 
-/* 1 if the write fault `name` is on and buf holds its text (if any); the
- * file is then removed, so the fault happens once. */
-static int s_write_fault(const char *name, const void *buf, size_t len)
+#define S_NEEDLE_MAX 256 /* longest text of a write fault */
+#define S_TAILS 16       /* log files whose last bytes are kept */
+
+/* The last bytes written to a few log fds, so that a text cut between two
+ * write()s is still found. */
+static struct {
+    int fd;                              /* 0: free */
+    size_t len;                          /* bytes kept */
+    unsigned char b[S_NEEDLE_MAX - 1];   /* the last ones written */
+} s_tails[S_TAILS];
+static pthread_mutex_t s_tails_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether needle is in buf or starts in what fd got last and ends in buf. */
+static int s_holds(int fd, const void *buf, size_t len, const char *needle, size_t nl)
+{
+    if (memmem(buf, len, needle, nl))
+        return 1;
+    unsigned char join[2 * S_NEEDLE_MAX];
+    size_t jl = 0;
+    pthread_mutex_lock(&s_tails_lock);
+    for (int i = 0; i < S_TAILS; i++)
+        if (s_tails[i].fd == fd) {
+            size_t keep = s_tails[i].len < nl - 1 ? s_tails[i].len : nl - 1;
+            memcpy(join, s_tails[i].b + s_tails[i].len - keep, keep);
+            jl = keep;
+        }
+    pthread_mutex_unlock(&s_tails_lock);
+    size_t head = len < nl - 1 ? len : nl - 1;
+    memcpy(join + jl, buf, head);
+    return memmem(join, jl + head, needle, nl) != NULL;
+}
+
+/* Keep the last bytes of what was written to fd (buf). */
+static void s_remember(int fd, const void *buf, size_t len)
+{
+    pthread_mutex_lock(&s_tails_lock);
+    int at = -1;
+    for (int i = 0; i < S_TAILS && at < 0; i++)
+        if (s_tails[i].fd == fd)
+            at = i;
+    for (int i = 0; i < S_TAILS && at < 0; i++)
+        if (s_tails[i].fd == 0)
+            at = i;
+    if (at < 0)
+        at = fd % S_TAILS;
+    unsigned char *t = s_tails[at].b;
+    size_t cap = sizeof s_tails[at].b, have = s_tails[at].fd == fd ? s_tails[at].len : 0;
+    if (len >= cap) {
+        memcpy(t, (const unsigned char *)buf + len - cap, cap);
+        have = cap;
+    } else {
+        size_t keep = have + len > cap ? cap - len : have;
+        memmove(t, t + have - keep, keep);
+        memcpy(t + keep, buf, len);
+        have = keep + len;
+    }
+    s_tails[at].fd = fd;
+    s_tails[at].len = have;
+    pthread_mutex_unlock(&s_tails_lock);
+}
+
+/* 1 if the write fault `name` is on and fd is getting its text (if any);
+ * the file is then removed, so the fault happens once. */
+static int s_write_fault(const char *name, int fd, const void *buf, size_t len)
 {
     const char *dir = getenv("KB_FAULTS");
-    char path[PATH_MAX], needle[256];
+    char path[PATH_MAX], needle[S_NEEDLE_MAX];
     if (!dir || snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
         return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    int ffd = open(path, O_RDONLY | O_CLOEXEC);
+    if (ffd < 0)
         return 0;
-    ssize_t n = read(fd, needle, sizeof needle);
-    close(fd);
-    if (n < 0 || (n > 0 && !memmem(buf, len, needle, (size_t)n)))
+    ssize_t n = read(ffd, needle, sizeof needle);
+    close(ffd);
+    if (n < 0 || (n > 0 && !s_holds(fd, buf, len, needle, (size_t)n)))
         return 0;
     return unlink(path) == 0;
 }
@@ -95,11 +158,16 @@ ssize_t write(int fd, const void *buf, size_t len)
         errno = ENOSPC;
         return -1;
     }
-    if (s_is_log(fd) && s_write_fault(s_main_thread() ? "log-write-enospc" : "commit-write-enospc", buf, len)) {
+    if (!s_is_log(fd))
+        return real(fd, buf, len);
+    if (s_write_fault(s_main_thread() ? "log-write-enospc" : "commit-write-enospc", fd, buf, len)) {
         errno = ENOSPC;
         return -1;
     }
-    return real(fd, buf, len);
+    ssize_t n = real(fd, buf, len);
+    if (n > 0)
+        s_remember(fd, buf, (size_t)n);
+    return n;
 }
 
 int fdatasync(int fd)
