@@ -110,19 +110,15 @@ static void s_remember(int fd, const void *buf, size_t len)
             at = i;
     if (at < 0)
         at = fd % S_TAILS;
-    unsigned char *t = s_tails[at].b;
-    size_t cap = sizeof s_tails[at].b, have = s_tails[at].fd == fd ? s_tails[at].len : 0;
-    if (len >= cap) {
-        memcpy(t, (const unsigned char *)buf + len - cap, cap);
-        have = cap;
-    } else {
-        size_t keep = have + len > cap ? cap - len : have;
-        memmove(t, t + have - keep, keep);
-        memcpy(t + keep, buf, len);
-        have = keep + len;
-    }
+    const size_t cap = sizeof s_tails[at].b;
+    unsigned char join[2 * sizeof s_tails[at].b];
+    size_t have = s_tails[at].fd == fd ? s_tails[at].len : 0, take = len < cap ? len : cap;
+    memcpy(join, s_tails[at].b, have);
+    memcpy(join + have, (const unsigned char *)buf + len - take, take);
+    size_t keep = have + take < cap ? have + take : cap;
+    memcpy(s_tails[at].b, join + have + take - keep, keep);
     s_tails[at].fd = fd;
-    s_tails[at].len = have;
+    s_tails[at].len = keep;
     pthread_mutex_unlock(&s_tails_lock);
 }
 
