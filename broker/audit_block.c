@@ -108,6 +108,26 @@ int kb_ablock_add(kb_ablock_buf_t *b, const void *rec, size_t len)
     return KB_OK;
 }
 
+int kb_ablock_load(kb_ablock_buf_t *b, const void *val, size_t len)
+{
+    kb_ablock_reset(b);
+    kb_ablock_iter_t it;
+    unsigned slot;
+    const uint8_t *rec;
+    size_t rl;
+    int rc;
+    kb_ablock_iter_init(&it, val, len);
+    while ((rc = kb_ablock_next(&it, &slot, &rec, &rl)) == KB_OK)
+        ;
+    if (s_reserve(b, it.pos) != KB_OK)
+        return KB_ENOMEM;
+    if (it.pos)
+        memcpy(b->buf, val, it.pos); /* the slots that decode */
+    b->len = it.pos;
+    b->n = it.slot;
+    return rc == KB_ENOTFOUND ? KB_OK : rc;
+}
+
 void kb_ablock_reset(kb_ablock_buf_t *b)
 {
     b->len = 0;

@@ -68,6 +68,11 @@ typedef struct {
 /* Add the next slot (len 0: an empty one). KB_EINVAL when 16 are there. */
 int kb_ablock_add(kb_ablock_buf_t *b, const void *rec, size_t len);
 
+/* Copy a stored value (len 0: none) into b, checking that it decodes:
+ * KB_OK, or KB_EPROTO as kb_ablock_next with b holding the slots before
+ * the damage. */
+int kb_ablock_load(kb_ablock_buf_t *b, const void *val, size_t len);
+
 /* Empty b, keeping its memory. */
 void kb_ablock_reset(kb_ablock_buf_t *b);
 

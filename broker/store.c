@@ -332,21 +332,11 @@ static int s_load_counters(kb_store_t *s)
     } else if (k && kb_ablock_key_parse(k, kl, &block)) {
         size_t vl;
         const char *v = leveldb_iter_value(it, &vl);
-        kb_ablock_iter_t bi;
-        unsigned slot;
-        const uint8_t *rec;
-        size_t rl;
-        kb_ablock_iter_init(&bi, v, vl);
-        while ((rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK)
-            rc = kb_ablock_add(&s->tail, rec, rl);
-        if (rc == KB_ENOTFOUND) {
-            rc = KB_OK;
-        } else {
-            char why[KB_ERROR_MAX];
-            snprintf(why, sizeof why, "%s", kb_last_error());
-            kb_error_set(rc, "store: the newest audit block (records from %llu) is damaged: %s%s",
-                         (unsigned long long)block * KB_ABLOCK_RECORDS, why,
-                         s->has_key ? "; see what else is with ketenbus audit verify --offline" : "");
+        rc = kb_ablock_load(&s->tail, v, vl);
+        if (rc != KB_OK) {
+            kb_error_wrap(rc, "store: the newest audit block (records from %llu) is damaged%s",
+                          (unsigned long long)block * KB_ABLOCK_RECORDS,
+                          s->has_key ? " (see ketenbus audit verify --offline)" : "");
             /* the audit tools open it anyway, to show the damage; nothing
              * can be appended to it without writing over the evidence */
             if (!s->has_key) {
@@ -400,20 +390,8 @@ static int s_migrate_block_start(kb_store_t *s, uint64_t block, kb_ablock_buf_t 
         leveldb_free(err);
         return rc;
     }
-    kb_ablock_reset(blk);
-    int rc = KB_OK;
-    if (v) {
-        kb_ablock_iter_t bi;
-        unsigned slot;
-        const uint8_t *rec;
-        size_t rl;
-        kb_ablock_iter_init(&bi, v, vl);
-        while ((rc = kb_ablock_next(&bi, &slot, &rec, &rl)) == KB_OK && (rc = kb_ablock_add(blk, rec, rl)) == KB_OK)
-            ;
-        if (rc == KB_ENOTFOUND)
-            rc = KB_OK;
-        leveldb_free(v);
-    }
+    int rc = kb_ablock_load(blk, v, v ? vl : 0);
+    leveldb_free(v);
     return rc;
 }
 
@@ -1275,9 +1253,7 @@ static int s_record_get(kb_store_t *s, uint64_t index, const uint8_t **rec, size
     if (rc == KB_ENOTFOUND) {
         kb_error_set(KB_ENOTFOUND, "store: no audit record %llu", (unsigned long long)index);
     } else if (rc == KB_EPROTO) {
-        char why[KB_ERROR_MAX];
-        snprintf(why, sizeof why, "%s", kb_last_error());
-        kb_error_set(rc, "store: audit record %llu: %s", (unsigned long long)index, why);
+        kb_error_wrap(rc, "store: audit record %llu", (unsigned long long)index);
     }
     return rc;
 }
@@ -1556,13 +1532,9 @@ static int s_blocks_walk(kb_store_t *s, uint64_t from, uint64_t end, s_block_fn 
         kb_ablock_iter_t bi;
         kb_ablock_iter_init(&bi, iv, vl);
         rc = fn(block, &bi, arg);
-        if (rc == KB_EPROTO) {
-            char why[KB_ERROR_MAX];
-            snprintf(why, sizeof why, "%s", kb_last_error());
-            rc = kb_error_set(rc, "store: audit records %llu to %llu: %s",
-                              (unsigned long long)block * KB_ABLOCK_RECORDS,
-                              (unsigned long long)block * KB_ABLOCK_RECORDS + KB_ABLOCK_RECORDS - 1, why);
-        }
+        if (rc == KB_EPROTO)
+            rc = kb_error_wrap(rc, "store: audit records %llu to %llu", (unsigned long long)block * KB_ABLOCK_RECORDS,
+                               (unsigned long long)block * KB_ABLOCK_RECORDS + KB_ABLOCK_RECORDS - 1);
     }
     return s_iter_done(it, rc > 0 ? KB_OK : rc, "reading audit records");
 }
@@ -2160,9 +2132,10 @@ static int s_prune_postings(kb_store_t *s, kb_batch_t *b, const uint8_t *prefix,
     return s_iter_done(it, rc, "pruning the audit index");
 }
 
-/* Stage the blocks holding [first, end) again, with s_prune_one's
- * tombstones in place of the records it takes; the records around the
- * range stay as they are. */
+/* Stage one block holding records of [x->first, x->end) again, with
+ * s_prune_one's tombstones in place of the records it takes; the records
+ * around the range stay as they are, and an unchanged block is not
+ * staged. */
 static int s_prune_block(uint64_t block, kb_ablock_iter_t *bi, void *arg)
 {
     s_prune_t *x = arg;
@@ -2192,14 +2165,6 @@ static int s_prune_block(uint64_t block, kb_ablock_iter_t *bi, void *arg)
         x->b->n++;
     }
     return 0;
-}
-
-/* Stage the blocks holding [first, end) again, with s_prune_one's
- * tombstones in place of the records it takes; the records around the
- * range stay as they are. */
-static int s_prune_blocks(kb_store_t *s, s_prune_t *x)
-{
-    return s_blocks_walk(s, x->first, x->end, s_prune_block, x);
 }
 
 int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, size_t max, int64_t now_us,
@@ -2246,7 +2211,7 @@ int kb_store_audit_prune(kb_store_t *s, kb_batch_t *b, int kind, uint64_t end, s
     x->tile = UINT64_MAX;
     int rc = x->gone ? KB_OK : KB_ENOMEM;
     if (rc == KB_OK)
-        rc = s_prune_blocks(s, x);
+        rc = s_blocks_walk(s, first, end, s_prune_block, x);
     if (rc == KB_OK)
         rc = x->rc;
     if (rc == KB_OK && x->expect != end)

@@ -130,6 +130,32 @@ START_TEST(test_replace_one_record)
 }
 END_TEST
 
+/* A stored value is loaded whole; a damaged one up to the damage. */
+START_TEST(test_load)
+{
+    kb_ablock_buf_t b = {0}, got = {0};
+    s_build(&b, 5, 1u << 2);
+    ck_assert_int_eq(kb_ablock_load(&got, b.buf, b.len), KB_OK);
+    ck_assert_uint_eq(got.n, 5);
+    ck_assert_uint_eq(got.len, b.len);
+    s_expect_slot(&got, 2, "");
+    s_expect_slot(&got, 4, "r4");
+    ck_assert_int_eq(kb_ablock_add(&got, "r5", 2), KB_OK); /* and goes on */
+    s_expect_slot(&got, 5, "r5");
+    ck_assert_int_eq(kb_ablock_load(&got, NULL, 0), KB_OK);
+    ck_assert_uint_eq(got.n, 0);
+    /* two slots, then a length past the end */
+    uint8_t bad[16];
+    memcpy(bad, b.buf, 6); /* "r0" and "r1" with their lengths */
+    bad[6] = 0x7f;
+    ck_assert_int_eq(kb_ablock_load(&got, bad, 7), KB_EPROTO);
+    ck_assert_uint_eq(got.n, 2);
+    s_expect_slot(&got, 1, "r1");
+    kb_ablock_free(&b);
+    kb_ablock_free(&got);
+}
+END_TEST
+
 START_TEST(test_keys)
 {
     uint8_t k[KB_ABLOCK_KEY_LEN];
@@ -153,6 +179,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_slots_in_order);
     tcase_add_loop_test(tc, test_malformed_values, 0, (int)(sizeof s_bad / sizeof *s_bad));
     tcase_add_test(tc, test_replace_one_record);
+    tcase_add_test(tc, test_load);
     tcase_add_test(tc, test_keys);
     suite_add_tcase(s, tc);
     return s;
