@@ -4,9 +4,13 @@
  * Runs against a real LevelDB in a scratch directory, reopened between steps
  * where durability is what is being tested.
  */
+#include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <check.h>
 #include <leveldb/c.h>
@@ -465,6 +469,75 @@ START_TEST(test_audit_lost_batch_leaves_the_block_as_stored)
 }
 END_TEST
 
+/* Bytes in the largest LevelDB log (*.log) of the store's directory: the
+ * one being written. */
+static off_t s_log_size(void)
+{
+    DIR *d = opendir(s_dir);
+    ck_assert_ptr_nonnull(d);
+    off_t max = -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t l = strlen(e->d_name);
+        char path[320];
+        struct stat st;
+        if (l < 4 || strcmp(e->d_name + l - 4, ".log") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", s_dir, e->d_name);
+        if (stat(path, &st) == 0 && st.st_size > max)
+            max = st.st_size;
+    }
+    closedir(d);
+    ck_assert_int_ge(max, 0);
+    return max;
+}
+
+/* A write that fails (here: the log may not grow, RLIMIT_FSIZE, as a full
+ * disk would) leaves records in the newest block in memory that are not
+ * on disk. Until the store is opened again no record may be appended: it
+ * would be numbered after records that do not exist. */
+START_TEST(test_audit_no_append_after_failed_commit)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint64_t i = 0; i < 20; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    for (uint64_t i = 20; i < 30; i++)
+        s_audit_add(s, b, i);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)s_log_size() + 16; /* not even the record's header fits */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = kb_store_commit(s, b, 1);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    ck_assert_msg(rc == KB_EIO, "the commit past the file size limit returned %d", rc);
+    /* refused, and the message says why */
+    Ketenbus__AuditRecord r;
+    ketenbus__audit_record__init(&r);
+    r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED;
+    r.agency = (char *)"fier";
+    uint64_t got = UINT64_MAX;
+    ck_assert_int_eq(kb_store_audit_append(s, b, &r, &got), KB_EIO);
+    ck_assert_msg(strstr(kb_last_error(), "a write failed") != NULL, "%s", kb_last_error());
+    ck_assert_uint_eq(got, UINT64_MAX);
+    /* opened again, the log goes on from what is on disk */
+    kb_batch_clear(b);
+    ck_assert_int_eq(kb_store_reopen(s), KB_OK);
+    s_audit_check(s, 20);
+    for (uint64_t i = 20; i < 25; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+    s = s_open();
+    s_audit_check(s, 25);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 /* A data directory of the layout before blocks (one a<index> entry per
  * record) is moved into blocks when opened; a record missing from it stays
  * missing. */
@@ -727,6 +800,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_audit_blocks_across_batches);
     tcase_add_test(tc, test_audit_lost_batch_leaves_the_block_as_stored);
+    tcase_add_test(tc, test_audit_no_append_after_failed_commit);
     tcase_add_test(tc, test_audit_one_entry_per_record_migrated);
     tcase_add_test(tc, test_audit_migration_completes_a_written_block);
     tcase_add_test(tc, test_audit_migration_stops_at_a_read_error);
