@@ -820,19 +820,28 @@ static void s_incoming_clear(kb_incoming_t *in)
     memset(in, 0, sizeof *in);
 }
 
-/* Read up to KB_DRAIN_MAX waiting frames into in, decoded into arena until
- * it holds KB_DRAIN_ARENA_MAX bytes; *n is how many. */
+/* Read waiting frames into in, decoded into arena, until KB_DRAIN_MAX
+ * frames or envelopes (a SUBMIT counts its envelopes, any other frame one)
+ * or KB_DRAIN_ARENA_MAX decoded bytes are read; *n is how many frames.
+ * Counting envelopes keeps the turns of batched SUBMITs as short as those
+ * of single ones, so routing the next turn overlaps the write of this one
+ * instead of one turn taking a sender's whole window. */
 static int s_read_all(kb_broker_t *b, kb_incoming_t *in, size_t *n, kb_arena_t *arena)
 {
     *n = 0;
     int rc = KB_OK;
-    while (*n < KB_DRAIN_MAX && kb_arena_used(arena) < KB_DRAIN_ARENA_MAX) {
+    size_t envs = 0;
+    while (*n < KB_DRAIN_MAX && envs < KB_DRAIN_MAX && kb_arena_used(arena) < KB_DRAIN_ARENA_MAX) {
         rc = s_read_one(b, &in[*n], arena);
         if (rc != KB_OK) {
             zmq_msg_close(&in[*n].body);
             zmq_msg_close(&in[*n].rid);
             break;
         }
+        const kb_incoming_t *f = &in[*n];
+        envs += f->valid && f->decode_rc == KB_OK && f->frame->body_case == KETENBUS__FRAME__BODY_SUBMIT
+                    ? f->frame->submit->n_envelopes
+                    : 1;
         (*n)++;
     }
     return rc == KB_ETIMEDOUT ? KB_OK : rc;

@@ -28,7 +28,7 @@
 #include "verify.h"
 
 #define KB_ROUTING_ID_MAX   256u   /* ZeroMQ routing ids are at most 255 bytes */
-#define KB_DRAIN_MAX        512u   /* frames read per loop turn before committing */
+#define KB_DRAIN_MAX        512u   /* frames, and envelopes, read per loop turn */
 #define KB_DRAIN_ARENA_MAX  (32u << 20) /* decoded bytes a turn reads frames into: one more frame
                                          * at most (its decoding is bounded by the codec), so a
                                          * turn's memory is bounded whatever peers send */
