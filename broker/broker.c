@@ -624,8 +624,15 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
  * result of decoding it (f stays in the turn's arena), jobs the signature
  * checks of its envelopes when it is a SUBMIT (NULL entries: not checked
  * yet). */
-static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, size_t len,
-                      Ketenbus__Frame *f, int rc, const kb_verify_job_t *const *jobs)
+/* 1 if key (Z85) is one of agency's CURVE keys in configuration c. */
+static int s_key_in_force(const kb_conf_t *c, const char *agency, const char *key)
+{
+    const kb_agency_t *a = key ? kb_conf_agency_by_curve(c, key) : NULL;
+    return a && strcmp(a->id, agency) == 0;
+}
+
+static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, const char *key,
+                      size_t len, Ketenbus__Frame *f, int rc, const kb_verify_job_t *const *jobs)
 {
     char reason[256];
     if (rc == KB_ETOOBIG) {
@@ -647,11 +654,11 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         return KB_OK;
     }
     kb_session_t *s = session_find(b, rid, rid_len);
-    if (s && strcmp(s->agency, agency) != 0) {
-        /* another agency's connection has the routing id of a session whose
-         * own connection went: what is sent to that id now reaches the
-         * newcomer, so the session ends here */
-        session_close(b, s, "its routing id is used by another agency's connection");
+    if (s && (strcmp(s->agency, agency) != 0 || !key || strcmp(s->key, key) != 0)) {
+        /* another connection (another agency's, or one with another key)
+         * has the routing id of a session whose own connection went: what
+         * is sent to that id now reaches the newcomer, so the session ends */
+        session_close(b, s, "its routing id is used by another connection");
         s = NULL;
     }
     if (s)
@@ -667,7 +674,19 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                            "not starting with a zero byte (ZMQ_ROUTING_ID)");
             break;
         }
-        s = session_open(b, rid, rid_len, agency, f->hello->send_only);
+        if (!s_key_in_force(b->conf, agency, key)) {
+            /* ZAP accepted the key, and a reload took it (or the agency)
+             * out of the chain since: the connection stays open (ZeroMQ
+             * cannot close one peer's), but it gets no session */
+            snprintf(reason, sizeof reason,
+                     "HELLO refused: the CURVE key %s of this connection is no longer %s's in the chain "
+                     "configuration",
+                     key ? key : "(none)", agency);
+            zap_refused(b, reason);
+            s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN, reason);
+            break;
+        }
+        s = session_open(b, rid, rid_len, agency, key, f->hello->send_only);
         if (!s) {
             rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL, kb_last_error());
             break;
@@ -756,6 +775,7 @@ static int s_read_one(kb_broker_t *b, kb_incoming_t *in, kb_arena_t *arena)
         }
     }
     in->agency = in->parts >= 2 ? zmq_msg_gets(&in->body, "User-Id") : NULL;
+    in->key = in->parts >= 2 ? zmq_msg_gets(&in->body, KB_ZAP_KEY_PROPERTY) : NULL;
     size_t rid_len = zmq_msg_size(&in->rid);
     in->valid = in->agency && *in->agency && rid_len > 0 && rid_len <= KB_ROUTING_ID_MAX && in->parts == 2;
     if (in->valid) {
@@ -920,7 +940,7 @@ static int s_drain(kb_broker_t *b)
             s_refuse_frame(b, rid, rid_len, in->agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED,
                            "expected a single-part message");
         } else {
-            rc = s_dispatch(b, rid, rid_len, in->agency, zmq_msg_size(&in->body), in->frame, in->decode_rc,
+            rc = s_dispatch(b, rid, rid_len, in->agency, in->key, zmq_msg_size(&in->body), in->frame, in->decode_rc,
                             (const kb_verify_job_t *const *)in->jobs);
         }
         s_incoming_clear(in);
@@ -956,6 +976,7 @@ static int s_turn(kb_broker_t *b)
         if (broker_settle(b) != KB_OK)
             return KB_OK;
         session_expire_idle(b, now_ms);
+        zap_refusals_flush(b, 0);
         rc = deliver_expire(b, kb_now_us());
         b->next_expiry_ms = now_ms + KB_EXPIRY_PERIOD_MS;
     }
@@ -1003,11 +1024,16 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
         kb_log(KB_LOG_WARN, "reload_partial", "detail=\"listen, data_dir and key_dir changes need a restart\"");
     kb_conf_t *old = b->conf;
     b->conf = fresh;
-    /* sessions of agencies that left the chain end now */
+    /* sessions of agencies that left the chain, and of connections whose
+     * key left it, end now; their connections get no new one (HELLO) */
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
         kb_session_t *s = &b->sessions[i];
-        if (s->rid_len > 0 && !kb_conf_agency(fresh, s->agency))
+        if (s->rid_len == 0)
+            continue;
+        if (!kb_conf_agency(fresh, s->agency))
             session_close(b, s, "agency removed from the chain configuration");
+        else if (!s_key_in_force(fresh, s->agency, s->key))
+            session_close(b, s, "its CURVE key was removed from the chain configuration");
     }
     kb_log(KB_LOG_INFO, "rules_loaded", "by=\"%s\" sha256=%s previous=%s agencies=%zu rules=%zu", who,
            fresh->sha256, old->sha256, fresh->n_agencies, fresh->n_rules);
@@ -1055,6 +1081,7 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
         if (rc != KB_OK)
             return rc;
     }
+    zap_refusals_flush(b, 1);
     /* what was staged while the last batch was written goes out too */
     broker_write_staged(b);
     kb_log(KB_LOG_INFO, "stopping", "accepted=%llu rejected=%llu delivered=%llu",

@@ -28,6 +28,7 @@
 #include "verify.h"
 
 #define KB_ROUTING_ID_MAX   256u   /* ZeroMQ routing ids are at most 255 bytes */
+#define KB_ZAP_KEY_PROPERTY "X-Curve-Key" /* connection property: the CURVE key it was accepted with */
 #define KB_DRAIN_MAX        512u   /* frames, and envelopes, read per loop turn */
 #define KB_DRAIN_ARENA_MAX  (32u << 20) /* decoded bytes a turn reads frames into: one more frame
                                          * at most (its decoding is bounded by the codec), so a
@@ -41,6 +42,8 @@
 #define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */
 #define KB_EXPIRY_PERIOD_MS 1000   /* how often queues are checked for expiry */
 #define KB_CLOCK_SKEW_US    (300LL * 1000000) /* created_us may be this far ahead */
+#define KB_REFUSED_WINDOW_MS 60000 /* refused connections are recorded one by one ... */
+#define KB_REFUSED_PER_WINDOW 60u  /* ... up to this many per window, the rest counted */
 
 /* A delivery sent and not yet acknowledged. */
 typedef struct {
@@ -56,6 +59,7 @@ typedef struct {
     uint8_t rid[KB_ROUTING_ID_MAX]; /* routing id of the connection */
     size_t rid_len;                 /* its length; 0 = free slot */
     char agency[KB_AGENCY_ID_MAX + 1]; /* agency from the ZAP handshake */
+    char key[KB_Z85_KEY_LEN + 1];   /* CURVE key its connection was accepted with */
     uint64_t credit;                /* deliveries it can still take */
     uint64_t cursor;                /* next queue sequence to look at */
     uint64_t passed;                /* entries the pump passed undelivered (unreadable): expiry
@@ -116,6 +120,7 @@ typedef struct {
     zmq_msg_t body;                 /* the frame's bytes */
     int parts;                      /* message parts received */
     const char *agency;             /* User-Id from ZAP (owned by body) */
+    const char *key;                /* X-Curve-Key from ZAP (owned by body), or NULL */
     int valid;                      /* 1 if authenticated and single-part */
     int decode_rc;                  /* kb_frame_decode() result */
     Ketenbus__Frame *frame;         /* decoded frame (in the turn's arena) */
@@ -151,6 +156,9 @@ typedef struct kb_broker {
     void *zctx;                     /* ZeroMQ context */
     void *router;                   /* adapters connect here (CURVE server) */
     void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
+    int64_t refused_since_ms;       /* start of the current window of refused connections */
+    unsigned refused_told;          /* refusals recorded one by one in it */
+    uint64_t refused_untold;        /* refusals only counted in it */
     char endpoint[256];             /* bound endpoint, after start */
     EVP_PKEY *sign_key;             /* broker's Ed25519 key, signs notices */
     EVP_MD *sha256;                 /* SHA-256, fetched once: a fetch per digest costs more than the digest */
@@ -235,10 +243,19 @@ struct json_object *admin_audit(kb_broker_t *b, const char *command, struct json
 
 /* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
 int zap_handle(kb_broker_t *b);
+/* Log and audit a refused connection (or HELLO), reason saying why: at most
+ * KB_REFUSED_PER_WINDOW one by one per KB_REFUSED_WINDOW_MS, and the rest
+ * counted in one record when the window ends, so that whoever can reach the
+ * port cannot grow the audit log at handshake rate. */
+void zap_refused(kb_broker_t *b, const char *reason);
+/* Write the record of the refusals not recorded one by one once their
+ * window is over (or now, with force: at shutdown). */
+void zap_refusals_flush(kb_broker_t *b, int force);
 
 /* session.c */
 kb_session_t *session_find(kb_broker_t *b, const uint8_t *rid, size_t rid_len);
-kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, int send_only);
+kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, const char *key,
+                           int send_only);
 void session_close(kb_broker_t *b, kb_session_t *s, const char *why);
 /* Free what s holds and clear it (no audit record: session_close). */
 void session_reset(kb_broker_t *b, kb_session_t *s);

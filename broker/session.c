@@ -110,7 +110,8 @@ static kb_session_t *s_oldest_sender(kb_broker_t *b, const char *agency, const k
     return oldest;
 }
 
-kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, int send_only)
+kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, const char *key,
+                           int send_only)
 {
     if (rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
         kb_error_set(KB_EINVAL, "session: bad routing id");
@@ -159,6 +160,7 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
             session_close(b, old, "replaced by a newer session of the same agency");
     }
     snprintf(s->agency, sizeof s->agency, "%s", agency);
+    snprintf(s->key, sizeof s->key, "%s", key);
     s->credit = 0;
     s->cursor = 0;
     s->active = !send_only;

@@ -5,7 +5,10 @@
  * for an agency in the chain configuration is accepted with the agency id as
  * User-Id, which the broker reads from every received message afterwards:
  * the sender of a message is who the key says, never what the frame claims.
- * Any other key is refused (status 400), logged and audited.
+ * The key itself goes along as the connection's property X-Curve-Key, so
+ * that the broker can tell, after a reload, which connections hold a key
+ * that is no longer in force. Any other key is refused (status 400),
+ * logged and audited (zap_refused).
  */
 #include <string.h>
 
@@ -14,6 +17,7 @@
 #include "broker.h"
 #include "kb_error.h"
 #include "kb_log.h"
+#include "kb_util.h"
 
 #define KB_ZAP_FRAMES 7 /* version, request id, domain, address, identity, mechanism, key */
 
@@ -22,14 +26,31 @@ static int s_send(void *sock, const void *data, size_t len, int more)
     return zmq_send(sock, data, len, more ? ZMQ_SNDMORE : 0) < 0 ? KB_ENET : KB_OK;
 }
 
-static void s_reply(void *sock, const zmq_msg_t *req_id, const char *code, const char *text, const char *user)
+/* Answer a ZAP request; key (Z85, or NULL) becomes the connection's
+ * X-Curve-Key property, in the ZMTP metadata encoding (RFC 37): name
+ * length in one byte, name, value length in four bytes big-endian, value. */
+static void s_reply(void *sock, const zmq_msg_t *req_id, const char *code, const char *text, const char *user,
+                    const char *key)
 {
+    uint8_t meta[1 + sizeof KB_ZAP_KEY_PROPERTY - 1 + 4 + KB_Z85_KEY_LEN];
+    size_t ml = 0;
+    if (key && strlen(key) == KB_Z85_KEY_LEN) {
+        meta[ml++] = (uint8_t)(sizeof KB_ZAP_KEY_PROPERTY - 1);
+        memcpy(meta + ml, KB_ZAP_KEY_PROPERTY, sizeof KB_ZAP_KEY_PROPERTY - 1);
+        ml += sizeof KB_ZAP_KEY_PROPERTY - 1;
+        meta[ml++] = 0; /* 40 in four bytes, big-endian */
+        meta[ml++] = 0;
+        meta[ml++] = 0;
+        meta[ml++] = (uint8_t)KB_Z85_KEY_LEN;
+        memcpy(meta + ml, key, KB_Z85_KEY_LEN);
+        ml += KB_Z85_KEY_LEN;
+    }
     s_send(sock, "1.0", 3, 1);
     s_send(sock, zmq_msg_data((zmq_msg_t *)req_id), zmq_msg_size((zmq_msg_t *)req_id), 1);
     s_send(sock, code, strlen(code), 1);
     s_send(sock, text, strlen(text), 1);
     s_send(sock, user, strlen(user), 1);
-    s_send(sock, "", 0, 0);
+    s_send(sock, meta, ml, 0);
 }
 
 static int s_handle_one(kb_broker_t *b)
@@ -68,23 +89,57 @@ static int s_handle_one(kb_broker_t *b)
         zmq_z85_encode(z85, zmq_msg_data(&parts[6]), 32);
         const kb_agency_t *a = kb_conf_agency_by_curve(b->conf, z85);
         if (a) {
-            s_reply(b->zap, &parts[1], "200", "OK", a->id);
+            s_reply(b->zap, &parts[1], "200", "OK", a->id, z85);
             kb_log(KB_LOG_DEBUG, "zap_accepted", "agency=%s address=%s", a->id, address);
         } else {
-            s_reply(b->zap, &parts[1], "400", "unknown key", "");
-            kb_log(KB_LOG_WARN, "connect_refused", "reason=\"CURVE key not in the chain\" key=%s address=%s", z85,
-                   address);
+            s_reply(b->zap, &parts[1], "400", "unknown key", "", NULL);
             char reason[192];
             snprintf(reason, sizeof reason, "CURVE key %s not in the chain (from %s)", z85, address);
-            audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "", NULL, reason);
+            zap_refused(b, reason);
         }
     } else {
-        s_reply(b->zap, &parts[1], "400", "CURVE required", "");
+        s_reply(b->zap, &parts[1], "400", "CURVE required", "", NULL);
         kb_log(KB_LOG_WARN, "connect_refused", "reason=\"not CURVE\" address=%s", address);
     }
     for (int i = 0; i < n && i < KB_ZAP_FRAMES + 1; i++)
         zmq_msg_close(&parts[i]);
     return KB_OK;
+}
+
+/* End the current minute of refusals if it is over (or force): what was
+ * not recorded one by one gets one record with its count. */
+static void s_refusals_roll(kb_broker_t *b, int64_t now_ms, int force)
+{
+    if (!force && now_ms - b->refused_since_ms < KB_REFUSED_WINDOW_MS)
+        return;
+    if (b->refused_untold > 0) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "%llu more connections refused in %lld s, not recorded one by one",
+                 (unsigned long long)b->refused_untold, (long long)((now_ms - b->refused_since_ms + 999) / 1000));
+        kb_log(KB_LOG_WARN, "connect_refused", "reason=\"%s\"", reason);
+        audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "", NULL, reason);
+    }
+    b->refused_since_ms = now_ms;
+    b->refused_told = 0;
+    b->refused_untold = 0;
+}
+
+void zap_refused(kb_broker_t *b, const char *reason)
+{
+    int64_t now = kb_mono_ms();
+    s_refusals_roll(b, now, 0);
+    if (b->refused_told >= KB_REFUSED_PER_WINDOW) {
+        b->refused_untold++;
+        return;
+    }
+    b->refused_told++;
+    kb_log(KB_LOG_WARN, "connect_refused", "reason=\"%s\"", reason);
+    audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "", NULL, reason);
+}
+
+void zap_refusals_flush(kb_broker_t *b, int force)
+{
+    s_refusals_roll(b, kb_mono_ms(), force);
 }
 
 int zap_handle(kb_broker_t *b)

@@ -381,6 +381,38 @@ START_TEST(test_unknown_curve_key)
 }
 END_TEST
 
+/* Whoever can reach the port can make handshakes with keys the chain does
+ * not know, one per connection, as fast as it can connect: the audit log
+ * records the first 60 refusals of a minute one by one and counts the rest
+ * in one record, so it grows by at most 61 records a minute however many
+ * come. */
+START_TEST(test_refused_handshakes_recorded_at_a_bounded_rate)
+{
+    enum { S_TRIES = 90 };
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/outsider", s_chain.dir);
+    ck_assert_int_eq(kb_keys_generate(dir, "politie", 0), KB_OK);
+    void *socks[S_TRIES];
+    for (int i = 0; i < S_TRIES; i++)
+        socks[i] = s_raw(dir, "politie"); /* libzmq does not reconnect after a refused handshake */
+    int64_t deadline = kb_mono_ms() + 20000;
+    while (kb_chain_log_count(&s_chain, "not in the chain") < 60 && kb_mono_ms() < deadline)
+        usleep(50000);
+    usleep(1000000); /* the other 30 */
+    s_still_serving();
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "not in the chain"), 60);
+    for (int i = 0; i < S_TRIES; i++)
+        zmq_close(socks[i]);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    /* the rest, counted in one record at shutdown */
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "more connections refused"), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, NULL), 61);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
+                                          "not recorded one by one"),
+                     1);
+}
+END_TEST
+
 START_TEST(test_unchecked_signatures_for_benchmarks)
 {
     /* verify_signatures: false (benchmarks only) skips the Ed25519 check but
@@ -801,7 +833,7 @@ START_TEST(test_routing_id_taken_by_another_agency)
     uint64_t tags[1];
     ck_assert_uint_eq(s_delivered(s_sock, tags, 1, 1500), 0);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
-    ck_assert_int_eq(kb_chain_log_count(&s_chain, "routing id is used by another agency"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "routing id is used by another connection"), 1);
 }
 END_TEST
 
@@ -883,6 +915,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_garbage_oversized_version);
     tcase_add_test(tc, test_no_session_before_hello);
     tcase_add_test(tc, test_unknown_curve_key);
+    tcase_add_test(tc, test_refused_handshakes_recorded_at_a_bounded_rate);
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     tcase_add_test(tc, test_credit_on_send_only_session);

@@ -5,7 +5,8 @@
  * submitted after it, while a client keeps submitting: no message is lost,
  * earlier messages keep the old decision, later ones get the new. A broken
  * file is refused and the broker goes on serving with the old rules.
- * `ketenbus status` shows the running broker.
+ * `ketenbus status` shows the running broker. An agency, or a key, taken
+ * out of the chain loses the connections it had.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 
 #include <check.h>
 
+#include "kb_error.h"
+#include "kb_keys.h"
 #include "kb_test.h"
 #include "kb_util.h"
 #include "ketenbus.pb-c.h"
@@ -164,6 +167,137 @@ START_TEST(test_rule_about_to_expire_is_logged)
 }
 END_TEST
 
+/* Put fier in the configuration with the CURVE certificate fier_curve
+ * (relative to the chain's directory), or leave it out (NULL); reload and
+ * wait, polling cl, until the broker has loaded it. */
+static void s_reconfigure(ketenbus_client_t *cl, const char *fier_curve, int loads_before)
+{
+    char cfg[4096];
+    int n = snprintf(cfg, sizeof cfg,
+                     "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n"
+                     "agencies:\n  - id: politie\n    name: Agency politie\n    curve_cert: keys/politie.curve\n"
+                     "    signing_key: keys/politie.sign.pub.pem\n",
+                     s_chain.endpoint);
+    if (fier_curve)
+        n += snprintf(cfg + n, sizeof cfg - (size_t)n,
+                      "  - id: fier\n    name: Agency fier\n    curve_cert: %s\n"
+                      "    signing_key: keys/fier.sign.pub.pem\nrules:\n%s",
+                      fier_curve, s_rules_open);
+    else
+        n += snprintf(cfg + n, sizeof cfg - (size_t)n, "rules: []\n");
+    ck_assert_int_lt(n, (int)sizeof cfg);
+    kb_chain_write_config(&s_chain, cfg);
+    ck_assert_int_eq(kill(s_chain.pid, SIGHUP), 0);
+    int64_t deadline = kb_mono_ms() + 10000;
+    while (kb_chain_log_count(&s_chain, "event=rules_loaded") <= loads_before && kb_mono_ms() < deadline)
+        ketenbus_client_poll(cl, 50);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), loads_before + 1);
+}
+
+/* cl gets nothing, and its adapter's HELLOs are refused: polled until the
+ * broker has refused `refusals` of them, and one second more. */
+static void s_gets_nothing(ketenbus_client_t *cl, int refusals)
+{
+    ketenbus_msg_t *m = NULL;
+    int64_t deadline = kb_mono_ms() + 10000;
+    while (kb_chain_log_count(&s_chain, "HELLO refused") < refusals && kb_mono_ms() < deadline)
+        ck_assert_msg(ketenbus_client_recv(cl, &m, 100) != KETENBUS_OK, "a message reached a connection "
+                                                                        "whose key is out of the chain");
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "HELLO refused"), refusals);
+    ck_assert_int_ne(ketenbus_client_recv(cl, &m, 1000), KETENBUS_OK);
+}
+
+/* Receive n messages on cl (each within 5 s), acknowledging them, and
+ * check that they are "message 0" .. "message n-1", each once. */
+static void s_receive_all(ketenbus_client_t *cl, int n)
+{
+    int seen[8] = {0};
+    ck_assert_int_le(n, 8);
+    for (int k = 0; k < n; k++) {
+        ketenbus_msg_t *m = NULL;
+        ck_assert_msg(ketenbus_client_recv(cl, &m, 5000) == KETENBUS_OK, "message %d of %d: %s", k, n,
+                      ketenbus_last_error());
+        char *text = ketenbus_msg_get(m, "signal.narrative");
+        int i = -1;
+        ck_assert_int_eq(sscanf(text, "message %d", &i), 1);
+        ck_assert(i >= 0 && i < n && !seen[i]);
+        seen[i] = 1;
+        free(text);
+        ck_assert_int_eq(ketenbus_client_ack(cl, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_msg_t *m = NULL;
+    ck_assert_int_ne(ketenbus_client_recv(cl, &m, 1000), KETENBUS_OK);
+}
+
+/* An agency taken out of the chain by a reload gets nothing more on the
+ * connection it had: ZeroMQ keeps that connection (and the User-Id ZAP
+ * gave it), but its session ends and its adapter's HELLOs are refused.
+ * Back in the chain, the same connection gets what waited, the message it
+ * had in hand and never acknowledged included. */
+START_TEST(test_removed_agency_gets_nothing_more)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(s_submit(politie, i), 1);
+    ketenbus_client_destroy(&politie);
+    ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, 1);
+    ketenbus_msg_t *m = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &m, 5000), KETENBUS_OK);
+    ketenbus_msg_destroy(&m); /* in hand, not acknowledged */
+    s_reconfigure(fier, NULL, 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "agency removed from the chain configuration"), 1);
+    s_gets_nothing(fier, 2);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=session_opened agency=fier"), 1);
+    s_reconfigure(fier, "keys/fier.curve", 1);
+    s_receive_all(fier, 3);
+    ketenbus_client_destroy(&fier);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_ge(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
+                                          "is no longer fier's in the chain configuration"),
+                     2);
+}
+END_TEST
+
+/* An agency's key is replaced (say, its adapter's secret key leaked): the
+ * connections made with the old key get nothing more, and an adapter with
+ * the new key gets everything that waited. */
+START_TEST(test_replaced_key_ends_its_connections)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_int_eq(s_submit(politie, 0), 1);
+    ketenbus_client_t *old = kb_chain_client(&s_chain, "fier", "-old");
+    ketenbus_msg_t *m = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(old, &m, 5000), KETENBUS_OK);
+    ketenbus_msg_destroy(&m); /* in hand, not acknowledged */
+    char keys2[512];
+    snprintf(keys2, sizeof keys2, "%s/keys2", s_chain.dir);
+    ck_assert_int_eq(kb_keys_generate(keys2, "fier", 0), KB_OK);
+    s_reconfigure(old, "keys2/fier.curve", 0);
+    /* sent after the new key is in force */
+    ck_assert_int_eq(s_submit(politie, 1), 1);
+    ck_assert_int_eq(s_submit(politie, 2), 1);
+    ketenbus_client_destroy(&politie);
+    s_gets_nothing(old, 2);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "its CURVE key was removed from the chain configuration"), 1);
+    /* the adapter with the new key */
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-fier-new", s_chain.dir);
+    ketenbus_client_opts_t *o = ketenbus_client_opts_new();
+    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "fier", keys2), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, s_chain.endpoint, s_chain.broker_cert), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
+    ketenbus_client_t *fresh = ketenbus_client_new(o);
+    ketenbus_client_opts_destroy(&o);
+    ck_assert_ptr_nonnull(fresh);
+    s_receive_all(fresh, 3);
+    ck_assert_int_ne(ketenbus_client_recv(old, &m, 500), KETENBUS_OK);
+    ketenbus_client_destroy(&fresh);
+    ketenbus_client_destroy(&old);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+}
+END_TEST
+
 START_TEST(test_admin_without_broker)
 {
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
@@ -182,6 +316,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_broken_file_keeps_old_rules);
     tcase_add_test(tc, test_admin_without_broker);
     tcase_add_test(tc, test_rule_about_to_expire_is_logged);
+    tcase_add_test(tc, test_removed_agency_gets_nothing_more);
+    tcase_add_test(tc, test_replaced_key_ends_its_connections);
     suite_add_tcase(s, tc);
     return s;
 }
