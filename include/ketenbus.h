@@ -257,7 +257,8 @@ int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms);
 /* Take the next delivered message, waiting up to timeout_ms. On
  * KETENBUS_OK *out is the caller's; acknowledge it with ketenbus_client_ack()
  * once stored. Returns KETENBUS_ETIMEDOUT if none arrived. Redelivered
- * messages that were acknowledged before are dropped silently. */
+ * messages that were acknowledged before are dropped silently; a message is
+ * known by its sender and id together, since senders may choose ids. */
 int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout_ms);
 
 /* Acknowledge a message from ketenbus_client_recv(): the broker removes it

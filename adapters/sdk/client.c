@@ -19,8 +19,9 @@
  * (REJECT_INTERNAL, "retry later"), or answered with an outcome this SDK does
  * not know, keeps its place in the outbox and is sent
  * again after a delay that doubles while such refusals go on; it gets no
- * receipt until the broker decides. Deliveries whose ids were acknowledged
- * before are acknowledged again and dropped (effectively once).
+ * receipt until the broker decides. Deliveries acknowledged before are
+ * acknowledged again and dropped (effectively once); like the broker, the
+ * SDK knows a message by its sender and id, since senders may choose ids.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -86,7 +87,7 @@ struct ketenbus_client {
     size_t n_inbox;                   /* count */
     size_t cap_inbox;                 /* allocated */
     uint64_t *ack_tags;               /* tags to acknowledge */
-    uint8_t (*ack_ids)[16];           /* their ids, to record as seen */
+    kb_seen_key_t *ack_keys;          /* their senders and ids, to record as seen */
     size_t n_ack;                     /* count */
     size_t cap_ack;                   /* allocated */
     uint64_t *dup_tags;               /* redelivered tags to acknowledge (already seen) */
@@ -322,7 +323,7 @@ static int s_flush_acks(ketenbus_client_t *c)
         return KB_OK;
     if (!c->welcomed)
         return KB_OK; /* tags belong to the session; redelivery will come */
-    int rc = kb_outbox_mark_seen(c->outbox, c->ack_ids, c->n_ack);
+    int rc = kb_outbox_mark_seen(c->outbox, c->ack_keys, c->n_ack);
     if (rc != KB_OK)
         return rc;
     size_t n = c->n_ack + c->n_dup;
@@ -359,17 +360,17 @@ static int s_flush_acks(ketenbus_client_t *c)
     return rc == KB_EPENDING ? KB_OK : rc;
 }
 
-static int s_queue_ack(ketenbus_client_t *c, uint64_t tag, const uint8_t id[16])
+static int s_queue_ack(ketenbus_client_t *c, uint64_t tag, const kb_seen_key_t *key)
 {
     if (s_grow((void **)&c->ack_tags, &c->cap_ack, c->n_ack + 1, sizeof *c->ack_tags) != KB_OK)
         return KB_ENOMEM;
-    /* ack_ids shares cap_ack: grow it to the same capacity */
-    uint8_t(*ids)[16] = realloc(c->ack_ids, c->cap_ack * sizeof *ids);
-    if (!ids)
+    /* ack_keys shares cap_ack: grow it to the same capacity */
+    kb_seen_key_t *keys = realloc(c->ack_keys, c->cap_ack * sizeof *keys);
+    if (!keys)
         return kb_error_set(KB_ENOMEM, "client: out of memory");
-    c->ack_ids = ids;
+    c->ack_keys = keys;
     c->ack_tags[c->n_ack] = tag;
-    memcpy(c->ack_ids[c->n_ack], id, 16);
+    c->ack_keys[c->n_ack] = *key;
     c->n_ack++;
     return KB_OK;
 }
@@ -471,19 +472,27 @@ static const ketenbus_receipt_t *s_find_receipt(const ketenbus_client_t *c, cons
     return NULL;
 }
 
-static int s_inbox_has(const ketenbus_client_t *c, const uint8_t id[16])
+static int s_same_key(const kb_seen_key_t *a, const kb_seen_key_t *b)
 {
-    for (size_t i = 0; i < c->n_inbox; i++)
-        if (memcmp(c->inbox[i]->env->message_id.data, id, 16) == 0)
+    return memcmp(a->id, b->id, KB_ID_LEN) == 0 && strcmp(a->sender, b->sender) == 0;
+}
+
+/* Is this message (sender and id) in the inbox already? */
+static int s_inbox_has(const ketenbus_client_t *c, const kb_seen_key_t *key)
+{
+    for (size_t i = 0; i < c->n_inbox; i++) {
+        kb_seen_key_t k;
+        if (kb_outbox_seen_key(&k, c->inbox[i]->env) == KB_OK && s_same_key(&k, key))
             return 1;
+    }
     return 0;
 }
 
-/* Did the handler take this id in this poll (its ACK not sent yet)? */
-static int s_ack_pending(const ketenbus_client_t *c, const uint8_t id[16])
+/* Did the handler take this message in this poll (its ACK not sent yet)? */
+static int s_ack_pending(const ketenbus_client_t *c, const kb_seen_key_t *key)
 {
     for (size_t i = 0; i < c->n_ack; i++)
-        if (memcmp(c->ack_ids[i], id, 16) == 0)
+        if (s_same_key(&c->ack_keys[i], key))
             return 1;
     return 0;
 }
@@ -493,14 +502,18 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
     for (size_t i = 0; i < d->n_deliveries; i++) {
         Ketenbus__Delivery *dl = d->deliveries[i];
         Ketenbus__Envelope *e = dl->envelope;
-        if (!e || e->message_id.len != 16) {
-            s_log(c, 1, "event=delivery_dropped tag=%llu reason=\"no message id\"", (unsigned long long)dl->tag);
+        kb_seen_key_t key;
+        if (!e || kb_outbox_seen_key(&key, e) != KB_OK) {
+            /* left unacknowledged: it stays in the broker's queue */
+            s_log(c, 1, "event=delivery_dropped tag=%llu reason=\"%s\"", (unsigned long long)dl->tag,
+                  e ? kb_last_error() : "no envelope");
             continue;
         }
         /* a redelivery (the broker may send an entry again, e.g. when a
-         * repeated HELLO opens a new session) is acknowledged, not handled */
-        int taken = kb_outbox_seen(c->outbox, e->message_id.data) || s_ack_pending(c, e->message_id.data);
-        if (taken || s_inbox_has(c, e->message_id.data)) {
+         * repeated HELLO opens a new session) is acknowledged, not handled;
+         * the same id from another sender is another message */
+        int taken = kb_outbox_seen(c->outbox, &key) || s_ack_pending(c, &key);
+        if (taken || s_inbox_has(c, &key)) {
             if (taken) {
                 if (s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + 1, sizeof *c->dup_tags) != KB_OK)
                     return KB_ENOMEM;
@@ -516,7 +529,7 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
         m->received = 1;
         if (c->handler) {
             int keep = c->handler(c, m, c->handler_arg);
-            int rc = keep == 0 ? s_queue_ack(c, m->tag, m->env->message_id.data) : KB_OK;
+            int rc = keep == 0 ? s_queue_ack(c, m->tag, &key) : KB_OK;
             ketenbus_msg_destroy(&m);
             if (rc != KB_OK)
                 return rc;
@@ -541,7 +554,7 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
     /* deliveries not yet acknowledged come again in the next session; the
      * ones the handler took are recorded as seen first, so their
      * redelivery is acknowledged and dropped, not handled twice */
-    if (c->n_ack > 0 && kb_outbox_mark_seen(c->outbox, c->ack_ids, c->n_ack) != KB_OK)
+    if (c->n_ack > 0 && kb_outbox_mark_seen(c->outbox, c->ack_keys, c->n_ack) != KB_OK)
         s_log(c, 0, "event=seen_not_recorded count=%zu detail=\"%s\"", c->n_ack, kb_last_error());
     for (size_t i = 0; i < c->n_inbox; i++)
         ketenbus_msg_destroy(&c->inbox[i]);
@@ -820,7 +833,7 @@ void ketenbus_client_destroy(ketenbus_client_t **p)
         ketenbus_msg_destroy(&c->inbox[i]);
     free(c->inbox);
     free(c->ack_tags);
-    free(c->ack_ids);
+    free(c->ack_keys);
     free(c->dup_tags);
     s_opts_free(&c->o);
     free(c);
@@ -1070,7 +1083,10 @@ int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg)
 {
     if (!c || !msg || !msg->received)
         return kb_error_set(KB_EINVAL, "ack: not a received message");
-    int rc = s_queue_ack(c, msg->tag, msg->env->message_id.data);
+    kb_seen_key_t key;
+    int rc = kb_outbox_seen_key(&key, msg->env);
+    if (rc == KB_OK)
+        rc = s_queue_ack(c, msg->tag, &key);
     if (rc != KB_OK)
         return rc;
     return s_flush_acks(c);

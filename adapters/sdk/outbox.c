@@ -1,9 +1,15 @@
 /*
- * outbox.c - the SDK's durable state: unsent submissions and seen ids.
+ * outbox.c - the SDK's durable state: unsent submissions and seen messages.
  *
  * Keys in the agency-side LevelDB (state_dir/state.ldb):
- *   o<seq:8>   a signed, packed envelope waiting for its receipt
- *   s<id:16>   a delivered message id the agency acknowledged
+ *   o<seq:8>               a signed, packed envelope waiting for its receipt
+ *   r<sender>\0<id:16>     a delivered message the agency acknowledged
+ *                          (value: the time of the acknowledgement, u64 us)
+ *   s<id:16>               the same as earlier versions of the SDK wrote it,
+ *                          without the sender: no longer read (kb_outbox_seen)
+ * Seen messages are keyed by sender and id, as the broker keeps accepted
+ * ids (d<sender>\0<id:16> in broker/store.h): senders may choose their ids,
+ * so two agencies may send different messages under one id.
  * A submission is written with a synced write before the SDK sends it, so a
  * crash of the agency's system or a broker outage loses nothing; the entry
  * goes when the broker's receipt arrives, unless the broker refused it only
@@ -289,14 +295,48 @@ const kb_outbox_entry_t *kb_outbox_at(const kb_outbox_t *o, size_t i)
     return i < o->n ? &o->items[o->head + i] : NULL;
 }
 
-int kb_outbox_seen(kb_outbox_t *o, const uint8_t id[16])
+int kb_outbox_seen_key(kb_seen_key_t *k, const Ketenbus__Envelope *e)
 {
-    uint8_t k[17];
-    k[0] = 's';
-    memcpy(k + 1, id, 16);
+    if (e->message_id.len != KB_ID_LEN)
+        return kb_error_set(KB_EPROTO, "delivery: message id of %zu bytes", e->message_id.len);
+    const char *sender = e->sender ? e->sender : "";
+    size_t len = strnlen(sender, KB_AGENCY_ID_MAX + 1);
+    if (len > KB_AGENCY_ID_MAX)
+        return kb_error_set(KB_EPROTO, "delivery: sender longer than %u bytes", KB_AGENCY_ID_MAX);
+    memcpy(k->sender, sender, len);
+    k->sender[len] = '\0';
+    memcpy(k->id, e->message_id.data, KB_ID_LEN);
+    return KB_OK;
+}
+
+/* The LevelDB key of a seen message: r<sender>\0<id:16>. An agency id holds
+ * no NUL, so the key names one (sender, id). */
+#define KB_SEEN_KEY_MAX (1 + KB_AGENCY_ID_MAX + 1 + KB_ID_LEN)
+
+static size_t s_seen_key(uint8_t out[KB_SEEN_KEY_MAX], const kb_seen_key_t *k)
+{
+    size_t len = strnlen(k->sender, KB_AGENCY_ID_MAX);
+    out[0] = 'r';
+    memcpy(out + 1, k->sender, len);
+    out[1 + len] = '\0';
+    memcpy(out + 2 + len, k->id, KB_ID_LEN);
+    return 2 + len + KB_ID_LEN;
+}
+
+/* Entries s<id:16> that earlier versions of the SDK wrote are not read: they do not
+ * say who sent the message, and taking one for a match would drop another
+ * agency's message that reuses the id, for good. Without them, a message
+ * acknowledged under the old key whose acknowledgement never reached the
+ * broker is handed to the adapter once more after the upgrade: a
+ * duplicate, which the agency can recognise, instead of a loss, which
+ * nobody sees. They stay on disk, unread. */
+int kb_outbox_seen(kb_outbox_t *o, const kb_seen_key_t *k)
+{
+    uint8_t key[KB_SEEN_KEY_MAX];
+    size_t key_len = s_seen_key(key, k);
     char *err = NULL;
     size_t vl;
-    char *v = leveldb_get(o->db, o->ropts, (const char *)k, sizeof k, &vl, &err);
+    char *v = leveldb_get(o->db, o->ropts, (const char *)key, key_len, &vl, &err);
     if (err) {
         leveldb_free(err);
         return 0;
@@ -308,7 +348,7 @@ int kb_outbox_seen(kb_outbox_t *o, const uint8_t id[16])
     return 0;
 }
 
-int kb_outbox_mark_seen(kb_outbox_t *o, uint8_t (*ids)[16], size_t n)
+int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n)
 {
     if (n == 0)
         return KB_OK;
@@ -316,10 +356,9 @@ int kb_outbox_mark_seen(kb_outbox_t *o, uint8_t (*ids)[16], size_t n)
     uint8_t now[8];
     kb_be64_put(now, (uint64_t)kb_now_us());
     for (size_t i = 0; i < n; i++) {
-        uint8_t k[17];
-        k[0] = 's';
-        memcpy(k + 1, ids[i], 16);
-        leveldb_writebatch_put(wb, (const char *)k, sizeof k, (const char *)now, sizeof now);
+        uint8_t key[KB_SEEN_KEY_MAX];
+        size_t key_len = s_seen_key(key, &keys[i]);
+        leveldb_writebatch_put(wb, (const char *)key, key_len, (const char *)now, sizeof now);
     }
     char *err = NULL;
     leveldb_write(o->db, o->wsync, wb, &err);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kb_codec.h"
 #include "ketenbus.h"
 #include "ketenbus.pb-c.h"
 
@@ -69,10 +70,25 @@ size_t kb_outbox_size(const kb_outbox_t *o);
 /* Entry i in outbox order (0 <= i < size); borrowed. */
 const kb_outbox_entry_t *kb_outbox_at(const kb_outbox_t *o, size_t i);
 
-/* Has a delivery with this id been acknowledged before? */
-int kb_outbox_seen(kb_outbox_t *o, const uint8_t id[16]);
+/* A delivered message as the seen record knows it. The broker keeps
+ * message ids per sender and senders may choose their ids, so the id alone
+ * does not name a message: two agencies may send the same one. */
+typedef struct {
+    char sender[KB_AGENCY_ID_MAX + 1]; /* sending agency, NUL-terminated */
+    uint8_t id[KB_ID_LEN];             /* message id */
+} kb_seen_key_t;
 
-/* Record delivery ids as acknowledged (one synced write). */
-int kb_outbox_mark_seen(kb_outbox_t *o, uint8_t (*ids)[16], size_t n);
+/* Fill k with the sender and message id of a delivered envelope.
+ * KB_EPROTO if the id is not 16 bytes or the sender is longer than
+ * KB_AGENCY_ID_MAX (the broker delivers neither). */
+int kb_outbox_seen_key(kb_seen_key_t *k, const Ketenbus__Envelope *e);
+
+/* Has this delivery (sender and id) been acknowledged before? 0 also when
+ * the record cannot be read: handing a message over twice is better than
+ * dropping one. */
+int kb_outbox_seen(kb_outbox_t *o, const kb_seen_key_t *k);
+
+/* Record deliveries as acknowledged (one synced write). */
+int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * check_outbox.c - the SDK's durable outbox and seen-id record.
+ * check_outbox.c - the SDK's durable outbox and its record of seen messages.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +8,9 @@
 #include <check.h>
 
 #include "kb_error.h"
-#include "sdk_internal.h"
+#include "kb_ldb.h"
 #include "kb_test.h"
+#include "sdk_internal.h"
 
 static char s_dir[64];
 
@@ -154,18 +155,84 @@ START_TEST(test_retry_marks)
 }
 END_TEST
 
+/* Seen messages are known by sender and id: the same id from another
+ * sender is another message. */
 START_TEST(test_seen)
 {
     kb_outbox_t *o = kb_outbox_open(s_dir);
-    uint8_t ids[3][16] = {{1}, {2}, {3}};
-    ck_assert_int_eq(kb_outbox_seen(o, ids[0]), 0);
-    ck_assert_int_eq(kb_outbox_mark_seen(o, ids, 2), KB_OK);
+    kb_seen_key_t keys[3] = {{"politie", {1}}, {"politie", {2}}, {"rvdk", {1}}};
+    ck_assert_int_eq(kb_outbox_seen(o, &keys[0]), 0);
+    ck_assert_int_eq(kb_outbox_mark_seen(o, keys, 2), KB_OK);
+    ck_assert_int_eq(kb_outbox_mark_seen(o, keys, 0), KB_OK); /* nothing */
     kb_outbox_destroy(&o);
     o = kb_outbox_open(s_dir);
-    ck_assert_int_eq(kb_outbox_seen(o, ids[0]), 1);
-    ck_assert_int_eq(kb_outbox_seen(o, ids[1]), 1);
-    ck_assert_int_eq(kb_outbox_seen(o, ids[2]), 0);
+    ck_assert_int_eq(kb_outbox_seen(o, &keys[0]), 1);
+    ck_assert_int_eq(kb_outbox_seen(o, &keys[1]), 1);
+    ck_assert_int_eq(kb_outbox_seen(o, &keys[2]), 0); /* rvdk's id 1 is not politie's */
+    /* a sender that is a prefix of another names other keys */
+    kb_seen_key_t pol = {"pol", {1}};
+    ck_assert_int_eq(kb_outbox_seen(o, &pol), 0);
     kb_outbox_destroy(&o);
+}
+END_TEST
+
+/* Entries s<id:16> of earlier SDK versions hold no sender: they are not
+ * taken as a match for any sender, and the unsent submissions load as
+ * before. */
+START_TEST(test_seen_old_entries_ignored)
+{
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    s_put(o, 7);
+    kb_outbox_destroy(&o);
+    char path[128];
+    snprintf(path, sizeof path, "%s/state.ldb", s_dir);
+    kb_ldb_t l;
+    kb_ldb_open(&l, path);
+    uint8_t key[17] = {'s', 1}, when[8] = {0};
+    char *err = NULL;
+    leveldb_put(l.db, l.wo, (const char *)key, sizeof key, (const char *)when, sizeof when, &err);
+    ck_assert_ptr_null(err);
+    kb_ldb_close(&l);
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    kb_seen_key_t k = {"politie", {1}};
+    ck_assert_int_eq(kb_outbox_seen(o, &k), 0);
+    uint8_t want[] = {7};
+    s_expect(o, want, 1);
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
+/* kb_outbox_seen_key() on what a broker could deliver. */
+static const struct {
+    size_t id_len;      /* message id bytes */
+    const char *sender; /* NULL: the protobuf-c default "" */
+    int rc;             /* expected */
+} s_key_rows[] = {
+    {16, "politie", KB_OK},
+    {16, NULL, KB_OK},                                /* no sender: still one key */
+    {16, "abcdefghijklmnopqrstuvwxyz012345", KB_OK},  /* KB_AGENCY_ID_MAX */
+    {16, "abcdefghijklmnopqrstuvwxyz0123456", KB_EPROTO},
+    {0, "politie", KB_EPROTO},
+    {15, "politie", KB_EPROTO},
+    {17, "politie", KB_EPROTO},
+};
+
+START_TEST(test_seen_key)
+{
+    uint8_t id[17] = {0x01, 0x89};
+    Ketenbus__Envelope e;
+    ketenbus__envelope__init(&e);
+    e.message_id.data = id;
+    e.message_id.len = s_key_rows[_i].id_len;
+    if (s_key_rows[_i].sender)
+        e.sender = (char *)s_key_rows[_i].sender;
+    kb_seen_key_t k;
+    ck_assert_int_eq(kb_outbox_seen_key(&k, &e), s_key_rows[_i].rc);
+    if (s_key_rows[_i].rc == KB_OK) {
+        ck_assert_str_eq(k.sender, s_key_rows[_i].sender ? s_key_rows[_i].sender : "");
+        ck_assert_mem_eq(k.id, id, 16);
+    }
 }
 END_TEST
 
@@ -178,6 +245,8 @@ int main(void)
     tcase_add_test(tc, test_batch);
     tcase_add_test(tc, test_retry_marks);
     tcase_add_test(tc, test_seen);
+    tcase_add_test(tc, test_seen_old_entries_ignored);
+    tcase_add_loop_test(tc, test_seen_key, 0, (int)(sizeof s_key_rows / sizeof s_key_rows[0]));
     suite_add_tcase(s, tc);
     return kb_test_run(s);
 }
