@@ -262,7 +262,15 @@ int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms);
 int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout_ms);
 
 /* Acknowledge a message from ketenbus_client_recv(): the broker removes it
- * from this agency's queue. */
+ * from this agency's queue. Before it returns KETENBUS_OK the message is
+ * recorded as acknowledged in the state directory (a synced write), with or
+ * without a session: it is never handed out again, also not after a
+ * restart. The broker hears of it on the session that delivered the
+ * message; if that session ended, the broker delivers the message again on
+ * the next one and the SDK acknowledges that copy. Returns KETENBUS_EINVAL
+ * for a message that was not received, KETENBUS_EIO when the record could
+ * not be written (then nothing is acknowledged and the message comes
+ * again), or a transport error. */
 int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg);
 
 /* Messages in the outbox without a receipt. */

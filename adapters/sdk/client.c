@@ -74,6 +74,7 @@ struct ketenbus_client {
     EVP_PKEY *sign_key;               /* agency's Ed25519 key */
     kb_outbox_t *outbox;              /* durable state */
     int welcomed;                     /* session open on this connection */
+    uint64_t session;                 /* sessions opened so far: the number of the current one */
     int resend;                       /* outbox must be (re)sent */
     int64_t retry_at_ms;              /* when entries refused for now go again (0: none due) */
     unsigned retry_ms;                /* wait before the next such round (backoff) */
@@ -86,11 +87,11 @@ struct ketenbus_client {
     ketenbus_msg_t **inbox;           /* received, not yet taken by recv */
     size_t n_inbox;                   /* count */
     size_t cap_inbox;                 /* allocated */
-    uint64_t *ack_tags;               /* tags to acknowledge */
-    kb_seen_key_t *ack_keys;          /* their senders and ids, to record as seen */
+    uint64_t *ack_tags;               /* tags the handler took in this poll, to acknowledge */
+    kb_seen_key_t *ack_keys;          /* their senders and ids, to record as seen first */
     size_t n_ack;                     /* count */
     size_t cap_ack;                   /* allocated */
-    uint64_t *dup_tags;               /* redelivered tags to acknowledge (already seen) */
+    uint64_t *dup_tags;               /* tags to acknowledge whose messages are recorded as seen */
     size_t n_dup;                     /* count */
     size_t cap_dup;                   /* allocated */
     ketenbus_receipt_t ring[KB_RECEIPT_RING]; /* recent receipts */
@@ -315,8 +316,11 @@ static int s_grow(void **p, size_t *cap, size_t need, size_t item)
     return KB_OK;
 }
 
-/* Send the acknowledgements collected so far: record ids as seen first
- * (one synced write), then ACK and return the credit. */
+/* Send the acknowledgements collected so far: record what the handler took
+ * as seen first (one synced write), then ACK and return the credit. Tags
+ * are good only on the session that delivered them, so a session's end
+ * clears them (s_unwelcome): the broker delivers again on the next one,
+ * and the copy is acknowledged as seen. */
 static int s_flush_acks(ketenbus_client_t *c)
 {
     if (c->n_ack == 0 && c->n_dup == 0)
@@ -372,6 +376,15 @@ static int s_queue_ack(ketenbus_client_t *c, uint64_t tag, const kb_seen_key_t *
     c->ack_tags[c->n_ack] = tag;
     c->ack_keys[c->n_ack] = *key;
     c->n_ack++;
+    return KB_OK;
+}
+
+/* Queue the tag of a delivery whose message is recorded as seen. */
+static int s_queue_seen_tag(ketenbus_client_t *c, uint64_t tag)
+{
+    if (s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + 1, sizeof *c->dup_tags) != KB_OK)
+        return KB_ENOMEM;
+    c->dup_tags[c->n_dup++] = tag;
     return KB_OK;
 }
 
@@ -514,11 +527,8 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
          * the same id from another sender is another message */
         int taken = kb_outbox_seen(c->outbox, &key) || s_ack_pending(c, &key);
         if (taken || s_inbox_has(c, &key)) {
-            if (taken) {
-                if (s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + 1, sizeof *c->dup_tags) != KB_OK)
-                    return KB_ENOMEM;
-                c->dup_tags[c->n_dup++] = dl->tag;
-            }
+            if (taken && s_queue_seen_tag(c, dl->tag) != KB_OK)
+                return KB_ENOMEM;
             continue;
         }
         dl->envelope = NULL; /* ownership moves to the message */
@@ -526,6 +536,7 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
         if (!m)
             return KB_ENOMEM;
         m->tag = dl->tag;
+        m->session = c->session;
         m->received = 1;
         if (c->handler) {
             int keep = c->handler(c, m, c->handler_arg);
@@ -583,6 +594,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
             break;
         }
         c->welcomed = 1;
+        c->session++;
         c->resend = 1;
         c->last_ping_ms = c->last_rx_ms;
         if (f->welcome->ping_interval_ms > 0 && f->welcome->ping_interval_ms < c->o.ping_ms)
@@ -1083,12 +1095,21 @@ int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg)
 {
     if (!c || !msg || !msg->received)
         return kb_error_set(KB_EINVAL, "ack: not a received message");
+    /* recorded now, whatever the session: once this returns KB_OK the
+     * message is never handed over again, also after a restart */
     kb_seen_key_t key;
     int rc = kb_outbox_seen_key(&key, msg->env);
     if (rc == KB_OK)
-        rc = s_queue_ack(c, msg->tag, &key);
+        rc = kb_outbox_mark_seen(c->outbox, &key, 1);
     if (rc != KB_OK)
         return rc;
+    /* the tag means something only on the session that delivered it; on a
+     * later one the broker delivers again and that copy is acknowledged */
+    if (c->welcomed && msg->session == c->session) {
+        rc = s_queue_seen_tag(c, msg->tag);
+        if (rc != KB_OK)
+            return rc;
+    }
     return s_flush_acks(c);
 }
 

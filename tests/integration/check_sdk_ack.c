@@ -1,0 +1,172 @@
+/*
+ * check_sdk_ack.c - an acknowledged message is never handed to the adapter
+ * again, whatever the session did meanwhile, against a scripted broker.
+ *
+ * ketenbus_client_ack() records the message as seen (a synced write)
+ * before it returns: on any session, or on none when the broker is away.
+ * The tag goes to the broker only on the session that delivered it; the
+ * broker delivers again on a new session, and the SDK acknowledges that
+ * copy and drops it. A copy delivered again before the adapter acknowledged
+ * the first one may wait in the inbox; recv must not hand it out once the
+ * first is acknowledged. The real broker cannot be made to end a session
+ * on cue, so a scripted broker (kb_fake.h) does.
+ */
+#include <string.h>
+
+#include <check.h>
+
+#include "kb_error.h"
+#include "kb_fake.h"
+#include "kb_test.h"
+#include "kb_util.h"
+#include "sdk_internal.h"
+
+#define S_TAG 7 /* the delivery tag the scripted broker uses */
+
+static const char *s_agencies[] = {"politie", "fier"};
+static kb_chain_t s_chain;
+static kb_fake_t s_fake;
+static ketenbus_msg_t *s_msg; /* the message delivered: from politie, a fixed id */
+
+static void s_setup(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 2, "", ""); /* keys only: no ketenbusd here */
+    kb_fake_start(&s_fake, &s_chain);
+    static uint8_t id[16] = {0x01, 0x89, 0x0a, 0x5d, 0xac, 0x96, 0x77, 0x4b,
+                             0xbc, 0xce, 0xb3, 0x02, 0x09, 0x9a, 0x80, 0x57};
+    s_msg = kb_test_signal("fier", "to be handed over once");
+    s_msg->env->sender = (char *)"politie";
+    s_msg->env->message_id.data = id;
+    s_msg->env->message_id.len = 16;
+}
+
+static void s_teardown(void)
+{
+    /* the fields borrowed above are not the message's to free */
+    s_msg->env->sender = (char *)protobuf_c_empty_string;
+    s_msg->env->message_id.data = NULL;
+    s_msg->env->message_id.len = 0;
+    ketenbus_msg_destroy(&s_msg);
+    kb_fake_stop(&s_fake);
+    kb_chain_cleanup(&s_chain);
+}
+
+/* Answer cl's HELLOs until it is welcomed (within 5 s). */
+static void s_open_session(ketenbus_client_t *cl)
+{
+    int64_t end = kb_mono_ms() + 5000;
+    while (!ketenbus_client_is_connected(cl) && kb_mono_ms() < end) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 200);
+        if (f) {
+            ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
+            ketenbus__frame__free_unpacked(f, NULL);
+        }
+        ketenbus_client_poll(cl, 10);
+    }
+    ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
+}
+
+/* The broker ends the session (as after its restart); cl notices. */
+static void s_end_session(ketenbus_client_t *cl)
+{
+    Ketenbus__Error err;
+    ketenbus__error__init(&err);
+    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION;
+    err.message = (char *)"no session: say HELLO";
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_ERROR;
+    fr.error = &err;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    for (int64_t end = kb_mono_ms() + 5000; ketenbus_client_is_connected(cl) && kb_mono_ms() < end;)
+        ketenbus_client_poll(cl, 10);
+    ck_assert(!ketenbus_client_is_connected(cl));
+}
+
+/* Deliver s_msg under S_TAG. */
+static void s_deliver(void)
+{
+    Ketenbus__Delivery d;
+    ketenbus__delivery__init(&d);
+    d.tag = S_TAG;
+    d.envelope = s_msg->env;
+    Ketenbus__Delivery *dp = &d;
+    Ketenbus__Deliver del;
+    ketenbus__deliver__init(&del);
+    del.n_deliveries = 1;
+    del.deliveries = &dp;
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_DELIVER;
+    fr.deliver = &del;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+}
+
+/* cl acknowledges S_TAG within 5 s. */
+static void s_expect_ack(ketenbus_client_t *cl)
+{
+    int64_t end = kb_mono_ms() + 5000;
+    while (kb_mono_ms() < end) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_ACK, (int)(end - kb_mono_ms()));
+        if (!f)
+            break;
+        int found = 0;
+        for (size_t i = 0; i < f->ack->n_tags; i++)
+            found |= f->ack->tags[i] == S_TAG;
+        ketenbus__frame__free_unpacked(f, NULL);
+        if (found)
+            return;
+    }
+    ck_abort_msg("tag %d was not acknowledged within 5 s", S_TAG);
+}
+
+/* Read what the scripted broker got until 100 ms pass without a frame. */
+static void s_drain(void)
+{
+    Ketenbus__Frame *f;
+    while ((f = kb_fake_recv(&s_fake, NULL, 100)) != NULL)
+        ketenbus__frame__free_unpacked(f, NULL);
+}
+
+/* The adapter acknowledges while the session is gone and then stops: the
+ * acknowledgement still holds after the restart. */
+START_TEST(test_ack_without_session_survives_restart)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    s_open_session(fier);
+    s_deliver();
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    s_end_session(fier);
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    ketenbus_client_destroy(&fier);
+    s_drain();
+
+    /* the same state directory; the broker delivers the message again */
+    fier = kb_chain_client(&s_chain, "fier", NULL);
+    s_open_session(fier);
+    s_deliver();
+    s_expect_ack(fier);
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 300), KETENBUS_ETIMEDOUT);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("sdk_ack");
+    TCase *tc = tcase_create("ack");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_ack_without_session_survives_restart);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return kb_test_run(s_suite());
+}
