@@ -1070,12 +1070,39 @@ int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, si
     return s_await(c, msgs, n, since, receipts, timeout_ms);
 }
 
+/* Acknowledge and drop the messages at the front of the inbox that are
+ * recorded as seen. A copy that the broker delivered again while the
+ * adapter held the first one (a new session sends again what was in
+ * flight) waits in the inbox; once the adapter acknowledged the first,
+ * handing out the copy would give it the message twice. */
+static int s_inbox_drop_seen(ketenbus_client_t *c)
+{
+    size_t dropped = 0;
+    while (c->n_inbox > 0) {
+        ketenbus_msg_t *m = c->inbox[0];
+        kb_seen_key_t key;
+        if (kb_outbox_seen_key(&key, m->env) != KB_OK || !kb_outbox_seen(c->outbox, &key))
+            break;
+        /* the inbox holds deliveries of the open session only (s_unwelcome) */
+        if (s_queue_seen_tag(c, m->tag) != KB_OK)
+            return KB_ENOMEM;
+        memmove(c->inbox, c->inbox + 1, (c->n_inbox - 1) * sizeof *c->inbox);
+        c->n_inbox--;
+        ketenbus_msg_destroy(&m);
+        dropped++;
+    }
+    return dropped > 0 ? s_flush_acks(c) : KB_OK;
+}
+
 int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout_ms)
 {
     if (!c || !out)
         return kb_error_set(KB_EINVAL, "recv: NULL argument");
     int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
+        int rc = s_inbox_drop_seen(c);
+        if (rc != KB_OK)
+            return rc;
         if (c->n_inbox > 0) {
             *out = c->inbox[0];
             memmove(c->inbox, c->inbox + 1, (c->n_inbox - 1) * sizeof *c->inbox);
@@ -1085,7 +1112,7 @@ int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout
         int64_t left = deadline - kb_mono_ms();
         if (left <= 0)
             return kb_error_set(KB_ETIMEDOUT, "recv: nothing arrived within %d ms", timeout_ms);
-        int rc = ketenbus_client_poll(c, (int)left);
+        rc = ketenbus_client_poll(c, (int)left);
         if (rc != KB_OK)
             return rc;
     }

@@ -155,6 +155,46 @@ START_TEST(test_ack_without_session_survives_restart)
 }
 END_TEST
 
+/* A copy delivered on a new session waits in the inbox while the adapter
+ * still holds the first; once the first is acknowledged, recv acknowledges
+ * the copy instead of handing it out. */
+START_TEST(test_recv_skips_copy_of_acknowledged)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    s_open_session(fier);
+    /* an outbox entry, whose receipt later shows that the copy was read */
+    ketenbus_msg_t *out = kb_test_signal("politie", "marks the end of the copy");
+    ck_assert_int_eq(ketenbus_client_submit(fier, out, NULL, 0), KETENBUS_EPENDING);
+    s_deliver();
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+
+    s_end_session(fier);
+    s_open_session(fier);
+    Ketenbus__Frame *sub = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_SUBMIT, 5000);
+    ck_assert_msg(sub != NULL, "the outbox was not sent on the new session");
+    s_deliver();
+    ck_assert_int_eq(kb_fake_receipt(&s_fake, sub->submit, KETENBUS__OUTCOME__OUTCOME_ACCEPTED,
+                                     KETENBUS__REJECT_CODE__REJECT_NONE, NULL),
+                     KB_OK);
+    ketenbus__frame__free_unpacked(sub, NULL);
+    /* frames keep their order: the copy was read once the receipt was */
+    for (int64_t end = kb_mono_ms() + 5000; ketenbus_client_outbox_size(fier) > 0 && kb_mono_ms() < end;)
+        ketenbus_client_poll(fier, 10);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(fier), 0);
+
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    int rc = ketenbus_client_recv(fier, &got, 300);
+    if (rc == KETENBUS_OK)
+        ketenbus_msg_destroy(&got);
+    ck_assert_msg(rc == KETENBUS_ETIMEDOUT, "recv handed out the acknowledged message again");
+    s_expect_ack(fier);
+    ketenbus_msg_destroy(&out);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -162,6 +202,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_ack_without_session_survives_restart);
+    tcase_add_test(tc, test_recv_skips_copy_of_acknowledged);
     suite_add_tcase(s, tc);
     return s;
 }
