@@ -94,6 +94,7 @@ struct ketenbus_client {
     uint64_t *dup_tags;               /* tags to acknowledge whose messages are recorded as seen */
     size_t n_dup;                     /* count */
     size_t cap_dup;                   /* allocated */
+    uint64_t credit_owed;             /* acknowledged deliveries whose CREDIT is not sent yet */
     ketenbus_receipt_t ring[KB_RECEIPT_RING]; /* recent receipts */
     uint8_t ring_ids[KB_RECEIPT_RING][16];    /* their ids */
     size_t ring_next;                 /* next slot */
@@ -320,48 +321,53 @@ static int s_grow(void **p, size_t *cap, size_t need, size_t item)
  * as seen first (one synced write), then ACK and return the credit. Tags
  * are good only on the session that delivered them, so a session's end
  * clears them (s_unwelcome): the broker delivers again on the next one,
- * and the copy is acknowledged as seen. */
+ * and the copy is acknowledged as seen. A frame ZeroMQ cannot take now
+ * (EAGAIN: the queue to the broker is full) goes at a later poll: the tags
+ * and the credit stay owed until then. Forgetting them would cost the
+ * session that credit for good, and deliveries stop once it is gone. */
 static int s_flush_acks(ketenbus_client_t *c)
 {
-    if (c->n_ack == 0 && c->n_dup == 0)
-        return KB_OK;
+    if (c->n_ack > 0) {
+        int rc = kb_outbox_mark_seen(c->outbox, c->ack_keys, c->n_ack);
+        if (rc == KB_OK)
+            rc = s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + c->n_ack, sizeof *c->dup_tags);
+        if (rc != KB_OK)
+            return rc; /* kept: recorded again (the same keys) at the next flush */
+        memcpy(c->dup_tags + c->n_dup, c->ack_tags, c->n_ack * sizeof *c->dup_tags);
+        c->n_dup += c->n_ack;
+        c->n_ack = 0;
+    }
     if (!c->welcomed)
-        return KB_OK; /* tags belong to the session; redelivery will come */
-    int rc = kb_outbox_mark_seen(c->outbox, c->ack_keys, c->n_ack);
-    if (rc != KB_OK)
-        return rc;
-    size_t n = c->n_ack + c->n_dup;
-    uint64_t *tags = malloc(n * sizeof *tags);
-    if (!tags)
-        return kb_error_set(KB_ENOMEM, "client: out of memory");
-    memcpy(tags, c->ack_tags, c->n_ack * sizeof *tags);
-    if (c->n_dup)
-        memcpy(tags + c->n_ack, c->dup_tags, c->n_dup * sizeof *tags);
-    Ketenbus__Ack ack;
-    ketenbus__ack__init(&ack);
-    ack.n_tags = n;
-    ack.tags = tags;
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.body_case = KETENBUS__FRAME__BODY_ACK;
-    f.ack = &ack;
-    rc = s_send(c, &f);
-    if (rc == KB_OK) {
+        return KB_OK;
+    if (c->n_dup > 0) {
+        Ketenbus__Ack ack;
+        ketenbus__ack__init(&ack);
+        ack.n_tags = c->n_dup;
+        ack.tags = c->dup_tags;
+        Ketenbus__Frame f;
+        ketenbus__frame__init(&f);
+        f.body_case = KETENBUS__FRAME__BODY_ACK;
+        f.ack = &ack;
+        int rc = s_send(c, &f);
+        if (rc != KB_OK)
+            return rc == KB_EPENDING ? KB_OK : rc;
+        c->credit_owed += c->n_dup;
+        c->n_dup = 0;
+    }
+    if (c->credit_owed > 0) {
         Ketenbus__Credit cr;
         ketenbus__credit__init(&cr);
-        cr.credit = (uint32_t)n;
+        cr.credit = c->credit_owed < UINT32_MAX ? (uint32_t)c->credit_owed : UINT32_MAX;
         Ketenbus__Frame g;
         ketenbus__frame__init(&g);
         g.body_case = KETENBUS__FRAME__BODY_CREDIT;
         g.credit = &cr;
-        rc = s_send(c, &g);
+        int rc = s_send(c, &g);
+        if (rc != KB_OK)
+            return rc == KB_EPENDING ? KB_OK : rc;
+        c->credit_owed -= cr.credit;
     }
-    free(tags);
-    /* if sending failed the broker redelivers; the ids are recorded as seen,
-     * so the redelivery is acknowledged and dropped then */
-    c->n_ack = 0;
-    c->n_dup = 0;
-    return rc == KB_EPENDING ? KB_OK : rc;
+    return KB_OK;
 }
 
 static int s_queue_ack(ketenbus_client_t *c, uint64_t tag, const kb_seen_key_t *key)
@@ -571,7 +577,10 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
         ketenbus_msg_destroy(&c->inbox[i]);
     c->n_inbox = 0;
     c->n_ack = 0;
+    /* tags and credit are the ended session's: the next HELLO grants the
+     * whole credit again, and what was in flight comes again */
     c->n_dup = 0;
+    c->credit_owed = 0;
 }
 
 static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)

@@ -1,0 +1,194 @@
+/*
+ * check_sdk_backpressure.c - what the SDK does when ZeroMQ cannot take a
+ * frame now, against a real ketenbusd.
+ *
+ * zmq_send() with ZMQ_DONTWAIT fails with EAGAIN when the connection's
+ * queue is full (a slow or stalled broker) or, with ZMQ_IMMEDIATE, while
+ * no connection is up. Nothing that was to go out may be forgotten then:
+ * acknowledgements and the credit they return are sent at a later poll
+ * (credit lost is never given back, and deliveries stop once it is all
+ * gone). Filling a real queue depends on socket buffer sizes, so this
+ * file puts its own zmq_send() in front of libzmq's (found with
+ * dlsym(RTLD_NEXT), as tests/support/faults does for write()) that fails
+ * the clients' frames with EAGAIN on cue and records what the DEALER
+ * sockets do send. The broker is the real one.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+#include <zmq.h>
+
+#include "kb_codec.h"
+#include "kb_error.h"
+#include "kb_test.h"
+#include "kb_util.h"
+#include "sdk_internal.h"
+
+#define S_RULE_REST                                                                              \
+    "    kinds: [signal]\n    purposes: [victim_care]\n    max_handling: h3\n"                   \
+    "    legal_basis: Wpg art. 19\n"
+#define S_RECORD_MAX  4096                  /* tags recorded */
+#define S_DECODE_MAX  (64u * 1024u * 1024u) /* largest client frame decoded here */
+
+static const char *s_agencies[] = {"politie", "fier"};
+static const char *s_rules = "  - id: politie-fier\n    from: [politie]\n    to: [fier]\n" S_RULE_REST;
+static kb_chain_t s_chain;
+
+/* ------------------------------------------------ zmq_send on cue */
+
+static int s_refuse_ack;      /* ACK frames still to fail with EAGAIN */
+static int s_refuse_credit;   /* CREDIT frames still to fail with EAGAIN */
+static int s_undecodable;     /* client frames the codec refuses (the broker would too) */
+static uint64_t s_acked[S_RECORD_MAX];   /* tags of ACK frames that went out */
+static size_t s_n_acked;                 /* count */
+
+static void s_reset(void)
+{
+    s_refuse_ack = s_refuse_credit = 0;
+    s_undecodable = 0;
+    s_n_acked = 0;
+}
+
+/* 1 to let the frame go, 0 to fail it with EAGAIN; records what goes. */
+static int s_pass(const void *buf, size_t len)
+{
+    Ketenbus__Frame *f = NULL;
+    if (kb_frame_decode(buf, len, S_DECODE_MAX, &f) != KB_OK) {
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+        s_undecodable++;
+        return 1;
+    }
+    int pass = 1;
+    if (f->body_case == KETENBUS__FRAME__BODY_ACK && s_refuse_ack > 0) {
+        s_refuse_ack--;
+        pass = 0;
+    } else if (f->body_case == KETENBUS__FRAME__BODY_CREDIT && s_refuse_credit > 0) {
+        s_refuse_credit--;
+        pass = 0;
+    }
+    if (pass && f->body_case == KETENBUS__FRAME__BODY_ACK)
+        for (size_t i = 0; i < f->ack->n_tags && s_n_acked < S_RECORD_MAX; i++)
+            s_acked[s_n_acked++] = f->ack->tags[i];
+    ketenbus__frame__free_unpacked(f, NULL);
+    return pass;
+}
+
+int zmq_send(void *s, const void *buf, size_t len, int flags)
+{
+    static int (*real)(void *, const void *, size_t, int);
+    if (!real)
+        real = (int (*)(void *, const void *, size_t, int))dlsym(RTLD_NEXT, "zmq_send");
+    int type = 0;
+    size_t type_len = sizeof type;
+    if (zmq_getsockopt(s, ZMQ_TYPE, &type, &type_len) == 0 && type == ZMQ_DEALER && !s_pass(buf, len)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return real(s, buf, len, flags);
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void s_setup(void)
+{
+    s_reset();
+    kb_chain_init(&s_chain, s_agencies, 2, s_rules, "");
+    kb_chain_start(&s_chain);
+}
+
+static void s_teardown(void)
+{
+    kb_chain_cleanup(&s_chain);
+}
+
+/* politie sends n signals to fier; all accepted. */
+static void s_send_signals(size_t n)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[KETENBUS_BATCH_MAX];
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < KETENBUS_BATCH_MAX ? n - done : KETENBUS_BATCH_MAX;
+        for (size_t i = 0; i < k; i++) {
+            char text[32];
+            snprintf(text, sizeof text, "signal %zu", done + i);
+            msgs[i] = kb_test_signal("fier", text);
+        }
+        ck_assert_msg(ketenbus_client_submit_batch(politie, msgs, k, NULL, 10000) == KETENBUS_OK, "%s",
+                      ketenbus_last_error());
+        for (size_t i = 0; i < k; i++)
+            ketenbus_msg_destroy(&msgs[i]);
+        done += k;
+    }
+    ketenbus_client_destroy(&politie);
+}
+
+static int s_is_acked(uint64_t tag)
+{
+    for (size_t i = 0; i < s_n_acked; i++)
+        if (s_acked[i] == tag)
+            return 1;
+    return 0;
+}
+
+typedef struct {
+    const uint64_t *tags; /* tags that must be acknowledged */
+    size_t n;             /* count */
+} s_tags_t;
+
+static int s_all_acked(void *arg)
+{
+    const s_tags_t *t = arg;
+    for (size_t i = 0; i < t->n; i++)
+        if (!s_is_acked(t->tags[i]))
+            return 0;
+    return 1;
+}
+
+/* With a credit of 2, the first ACK and then the first CREDIT cannot go
+ * out at once. Both must go later: forgetting them would leave the broker
+ * with no credit for fier, and deliveries would stop. */
+START_TEST(test_ack_and_credit_sent_later)
+{
+    enum { N = 10 };
+    s_send_signals(N);
+    ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, 2);
+    s_refuse_ack = 1;
+    s_refuse_credit = 1;
+    uint64_t tags[N];
+    for (size_t i = 0; i < N; i++) {
+        ketenbus_msg_t *m = NULL;
+        ck_assert_msg(ketenbus_client_recv(fier, &m, 5000) == KETENBUS_OK, "message %zu of %d: %s", i, N,
+                      ketenbus_last_error());
+        tags[i] = m->tag;
+        ck_assert_int_eq(ketenbus_client_ack(fier, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ck_assert_int_eq(s_refuse_ack, 0);
+    ck_assert_int_eq(s_refuse_credit, 0);
+    s_tags_t want = {tags, N};
+    ck_assert_msg(kb_wait_until(fier, s_all_acked, &want, 5000), "a tag was never acknowledged");
+    ck_assert_int_eq(s_undecodable, 0);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("sdk_backpressure");
+    TCase *tc = tcase_create("backpressure");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_ack_and_credit_sent_later);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return kb_test_run(s_suite());
+}
