@@ -15,7 +15,9 @@
  * WELCOME that echoes a HELLO sent since the session ended opens one.
  * On every WELCOME all outbox entries are sent again, in order: the broker
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
- * receipt costs nothing. An entry the broker refused only for now
+ * receipt costs nothing. A SUBMIT that ZeroMQ cannot take now (EAGAIN: the
+ * queue to the broker is full) is tried again at the next poll, and the
+ * outbox goes on from its first entry, not from the start again. An entry the broker refused only for now
  * (REJECT_INTERNAL, "retry later"), or answered with an outcome this SDK does
  * not know, keeps its place in the outbox and is sent
  * again after a delay that doubles while such refusals go on; it gets no
@@ -76,6 +78,7 @@ struct ketenbus_client {
     int welcomed;                     /* session open on this connection */
     uint64_t session;                 /* sessions opened so far: the number of the current one */
     int resend;                       /* outbox must be (re)sent */
+    uint64_t resend_seq;              /* with resend: from the entry of this seq on */
     int64_t retry_at_ms;              /* when entries refused for now go again (0: none due) */
     unsigned retry_ms;                /* wait before the next such round (backoff) */
     int64_t last_hello_ms;            /* when HELLO was last sent */
@@ -277,29 +280,53 @@ static int s_send_submit(ketenbus_client_t *c, const kb_packed_t *envs, size_t n
     return rc == KB_OK ? s_send_encoded(c, buf, len) : rc;
 }
 
-/* Send outbox entries from index `from` (with only_retry: just those marked
- * to be sent again), in SUBMIT frames of up to KB_RESEND_BATCH, around the
- * stored bytes: the outbox holds only envelopes the SDK packed, and checks
- * those it loads at open. Every entry passed clears its retry mark, as it
- * goes out now. */
-static int s_send_outbox(ketenbus_client_t *c, size_t from, int only_retry)
+/* Send outbox entries from the one of seq `from_seq` on (with only_retry:
+ * just those marked to be sent again), in SUBMIT frames of up to
+ * KB_RESEND_BATCH, around the stored bytes: the outbox holds only envelopes
+ * the SDK packed, and checks those it loads at open. Every entry passed
+ * clears its retry mark, as it goes out now. When a frame cannot go,
+ * *stop_seq is the seq of its first entry: everything from there on is
+ * still to be sent (s_resend_from), and what went before need not go
+ * again on this session. */
+static int s_send_outbox(ketenbus_client_t *c, uint64_t from_seq, int only_retry, uint64_t *stop_seq)
 {
     size_t n = kb_outbox_size(c->outbox);
     kb_packed_t envs[KB_RESEND_BATCH];
     size_t k = 0;
-    for (size_t i = from; i < n; i++) {
+    uint64_t first = 0; /* seq of envs[0] */
+    for (size_t i = kb_outbox_index_from(c->outbox, from_seq); i < n; i++) {
         if (!kb_outbox_take_retry(c->outbox, i) && only_retry)
             continue;
         const kb_outbox_entry_t *e = kb_outbox_at(c->outbox, i);
+        if (k == 0)
+            first = e->seq;
         envs[k++] = (kb_packed_t){e->bytes, e->len};
         if (k == KB_RESEND_BATCH) {
             int rc = s_send_submit(c, envs, k);
-            if (rc != KB_OK)
+            if (rc != KB_OK) {
+                *stop_seq = first;
                 return rc;
+            }
             k = 0;
         }
     }
-    return k > 0 ? s_send_submit(c, envs, k) : KB_OK;
+    if (k > 0) {
+        int rc = s_send_submit(c, envs, k);
+        if (rc != KB_OK) {
+            *stop_seq = first;
+            return rc;
+        }
+    }
+    return KB_OK;
+}
+
+/* Send the outbox again from the entry of seq `seq` on, at the next poll,
+ * keeping an earlier start that is due already. */
+static void s_resend_from(ketenbus_client_t *c, uint64_t seq)
+{
+    if (!c->resend || seq < c->resend_seq)
+        c->resend_seq = seq;
+    c->resend = 1;
 }
 
 static int s_grow(void **p, size_t *cap, size_t need, size_t item)
@@ -605,6 +632,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         c->welcomed = 1;
         c->session++;
         c->resend = 1;
+        c->resend_seq = 0; /* all of it: the broker may have lost what went before */
         c->last_ping_ms = c->last_rx_ms;
         if (f->welcome->ping_interval_ms > 0 && f->welcome->ping_interval_ms < c->o.ping_ms)
             c->ping_ms = f->welcome->ping_interval_ms;
@@ -652,17 +680,23 @@ static int s_housekeeping(ketenbus_client_t *c)
         return KB_OK;
     }
     if (c->resend) {
-        int rc = s_send_outbox(c, 0, 0);
+        /* on from where the last try stopped: what went out is in the
+         * connection's queue already, in order */
+        uint64_t stop = 0;
+        int rc = s_send_outbox(c, c->resend_seq, 0, &stop);
         if (rc == KB_OK)
             c->resend = 0;
-        else if (rc != KB_EPENDING)
+        else
+            c->resend_seq = stop;
+        if (rc != KB_OK && rc != KB_EPENDING)
             return rc;
     }
     if (c->retry_at_ms != 0 && now >= c->retry_at_ms) {
         c->retry_at_ms = 0;
-        int rc = s_send_outbox(c, 0, 1);
+        uint64_t stop = 0;
+        int rc = s_send_outbox(c, 0, 1, &stop);
         if (rc != KB_OK)
-            c->resend = 1; /* marks of entries that did not go out are gone: send all again */
+            s_resend_from(c, stop); /* marks of entries that did not go out are gone: all from there */
         if (rc != KB_OK && rc != KB_EPENDING)
             return rc;
     }
@@ -971,10 +1005,11 @@ static int s_store_and_send(ketenbus_client_t *c, kb_outbox_entry_t *in, size_t 
     if (rc != KB_OK)
         return rc;
     if (c->welcomed && !c->resend) {
-        rc = s_send_outbox(c, before, 0);
-        if (rc == KB_EPENDING)
-            c->resend = 1;
-        else if (rc != KB_OK)
+        uint64_t stop = 0;
+        rc = s_send_outbox(c, kb_outbox_at(c->outbox, before)->seq, 0, &stop);
+        if (rc != KB_OK)
+            s_resend_from(c, stop);
+        if (rc != KB_OK && rc != KB_EPENDING)
             return rc;
     }
     return KB_OK;

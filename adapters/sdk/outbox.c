@@ -295,6 +295,19 @@ const kb_outbox_entry_t *kb_outbox_at(const kb_outbox_t *o, size_t i)
     return i < o->n ? &o->items[o->head + i] : NULL;
 }
 
+size_t kb_outbox_index_from(const kb_outbox_t *o, uint64_t seq)
+{
+    size_t lo = 0, hi = o->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (o->items[o->head + mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int kb_outbox_seen_key(kb_seen_key_t *k, const Ketenbus__Envelope *e)
 {
     if (e->message_id.len != KB_ID_LEN)

@@ -71,6 +71,10 @@ size_t kb_outbox_size(const kb_outbox_t *o);
 /* Entry i in outbox order (0 <= i < size); borrowed. */
 const kb_outbox_entry_t *kb_outbox_at(const kb_outbox_t *o, size_t i);
 
+/* Index of the first entry whose seq is seq or later (size if none):
+ * entries are in ascending seq order, whatever was removed. */
+size_t kb_outbox_index_from(const kb_outbox_t *o, uint64_t seq);
+
 /* A delivered message as the seen record knows it. The broker keeps
  * message ids per sender and senders may choose their ids, so the id alone
  * does not name a message: two agencies may send the same one. */

@@ -7,8 +7,9 @@
  * no connection is up. Nothing that was to go out may be forgotten then:
  * acknowledgements and the credit they return are sent at a later poll
  * (credit lost is never given back, and deliveries stop once it is all
- * gone). Filling a real queue depends on socket buffer sizes, so this
- * file puts its own zmq_send() in front of libzmq's (found with
+ * gone), and the outbox goes on from the first entry that did not go out,
+ * not from its start. Filling a real queue depends on socket buffer sizes,
+ * so this file puts its own zmq_send() in front of libzmq's (found with
  * dlsym(RTLD_NEXT), as tests/support/faults does for write()) that fails
  * the clients' frames with EAGAIN on cue and records what the DEALER
  * sockets do send. The broker is the real one.
@@ -31,7 +32,7 @@
 #define S_RULE_REST                                                                              \
     "    kinds: [signal]\n    purposes: [victim_care]\n    max_handling: h3\n"                   \
     "    legal_basis: Wpg art. 19\n"
-#define S_RECORD_MAX  4096                  /* tags recorded */
+#define S_RECORD_MAX  4096                  /* tags and message ids recorded */
 #define S_DECODE_MAX  (64u * 1024u * 1024u) /* largest client frame decoded here */
 
 static const char *s_agencies[] = {"politie", "fier"};
@@ -42,15 +43,20 @@ static kb_chain_t s_chain;
 
 static int s_refuse_ack;      /* ACK frames still to fail with EAGAIN */
 static int s_refuse_credit;   /* CREDIT frames still to fail with EAGAIN */
+static int s_submit_pass;     /* SUBMIT frames to let through before failing them */
+static int s_refuse_submit;   /* 1: fail SUBMIT frames (after s_submit_pass) */
+static int s_submit_refused;  /* SUBMIT frames failed */
 static int s_undecodable;     /* client frames the codec refuses (the broker would too) */
 static uint64_t s_acked[S_RECORD_MAX];   /* tags of ACK frames that went out */
 static size_t s_n_acked;                 /* count */
+static uint8_t s_sent[S_RECORD_MAX][16]; /* ids of envelopes in SUBMITs that went out */
+static size_t s_n_sent;                  /* count */
 
 static void s_reset(void)
 {
-    s_refuse_ack = s_refuse_credit = 0;
+    s_refuse_ack = s_refuse_credit = s_submit_pass = s_refuse_submit = s_submit_refused = 0;
     s_undecodable = 0;
-    s_n_acked = 0;
+    s_n_acked = s_n_sent = 0;
 }
 
 /* 1 to let the frame go, 0 to fail it with EAGAIN; records what goes. */
@@ -70,10 +76,20 @@ static int s_pass(const void *buf, size_t len)
     } else if (f->body_case == KETENBUS__FRAME__BODY_CREDIT && s_refuse_credit > 0) {
         s_refuse_credit--;
         pass = 0;
+    } else if (f->body_case == KETENBUS__FRAME__BODY_SUBMIT && s_refuse_submit) {
+        if (s_submit_pass > 0) {
+            s_submit_pass--;
+        } else {
+            s_submit_refused++;
+            pass = 0;
+        }
     }
     if (pass && f->body_case == KETENBUS__FRAME__BODY_ACK)
         for (size_t i = 0; i < f->ack->n_tags && s_n_acked < S_RECORD_MAX; i++)
             s_acked[s_n_acked++] = f->ack->tags[i];
+    if (pass && f->body_case == KETENBUS__FRAME__BODY_SUBMIT)
+        for (size_t i = 0; i < f->submit->n_envelopes && s_n_sent < S_RECORD_MAX; i++)
+            memcpy(s_sent[s_n_sent++], f->submit->envelopes[i]->message_id.data, 16);
     ketenbus__frame__free_unpacked(f, NULL);
     return pass;
 }
@@ -177,6 +193,45 @@ START_TEST(test_ack_and_credit_sent_later)
 }
 END_TEST
 
+static int s_id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* A batch goes out, the next two cannot: once frames go again, the outbox
+ * is sent from the first entry that did not go, so nothing is sent twice
+ * in one session. */
+START_TEST(test_outbox_goes_on_where_it_stopped)
+{
+    enum { BATCHES = 3, N = BATCHES * KETENBUS_BATCH_MAX };
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(politie) && kb_mono_ms() < end;)
+        ketenbus_client_poll(politie, 10);
+    ck_assert(ketenbus_client_is_connected(politie));
+    s_submit_pass = 1;
+    s_refuse_submit = 1;
+    for (int b = 0; b < BATCHES; b++) {
+        ketenbus_msg_t *msgs[KETENBUS_BATCH_MAX];
+        for (size_t i = 0; i < KETENBUS_BATCH_MAX; i++)
+            msgs[i] = kb_test_signal("fier", "sent once");
+        /* timeout 0: stored, and no poll that could send the rest */
+        ck_assert_int_eq(ketenbus_client_submit_batch(politie, msgs, KETENBUS_BATCH_MAX, NULL, 0),
+                         KETENBUS_EPENDING);
+        for (size_t i = 0; i < KETENBUS_BATCH_MAX; i++)
+            ketenbus_msg_destroy(&msgs[i]);
+    }
+    ck_assert_int_eq(s_n_sent, KETENBUS_BATCH_MAX);
+    ck_assert_int_gt(s_submit_refused, 0);
+    s_refuse_submit = 0;
+    ck_assert_msg(ketenbus_client_flush(politie, 10000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ck_assert_uint_eq(s_n_sent, N);
+    qsort(s_sent, s_n_sent, sizeof s_sent[0], s_id_cmp);
+    for (size_t i = 1; i < s_n_sent; i++)
+        ck_assert_msg(memcmp(s_sent[i - 1], s_sent[i], 16) != 0, "a message was sent twice");
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_backpressure");
@@ -184,6 +239,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ack_and_credit_sent_later);
+    tcase_add_test(tc, test_outbox_goes_on_where_it_stopped);
     suite_add_tcase(s, tc);
     return s;
 }

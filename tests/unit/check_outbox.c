@@ -81,6 +81,35 @@ START_TEST(test_order_and_removal)
 }
 END_TEST
 
+/* kb_outbox_index_from() finds where to go on sending, whatever was
+ * removed before, between and after. */
+START_TEST(test_index_from)
+{
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_uint_eq(kb_outbox_index_from(o, 0), 0); /* empty */
+    for (uint8_t i = 1; i <= 10; i++)
+        s_put(o, i);
+    uint64_t seq[10];
+    for (size_t i = 0; i < 10; i++)
+        seq[i] = kb_outbox_at(o, i)->seq;
+    uint8_t id[16] = {1};
+    ck_assert_int_eq(kb_outbox_remove(o, id), KB_OK); /* from the front */
+    id[0] = 5;
+    ck_assert_int_eq(kb_outbox_remove(o, id), KB_OK); /* from the middle */
+    /* left: ids 2 3 4 6 7 8 9 10 at indexes 0..7 */
+    ck_assert_uint_eq(kb_outbox_index_from(o, 0), 0);
+    ck_assert_uint_eq(kb_outbox_index_from(o, seq[0]), 0); /* removed: the next one */
+    ck_assert_uint_eq(kb_outbox_index_from(o, seq[1]), 0);
+    ck_assert_uint_eq(kb_outbox_index_from(o, seq[3]), 2);
+    ck_assert_uint_eq(kb_outbox_index_from(o, seq[4]), 3); /* removed: id 6 */
+    ck_assert_int_eq(kb_outbox_at(o, 3)->id[0], 6);
+    ck_assert_uint_eq(kb_outbox_index_from(o, seq[9]), 7);
+    ck_assert_uint_eq(kb_outbox_index_from(o, seq[9] + 1), 8); /* past the end */
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
 /* Batches go in one write, keep their order among single puts, and grow the
  * table past its first allocation in one step. */
 START_TEST(test_batch)
@@ -242,6 +271,7 @@ int main(void)
     TCase *tc = tcase_create("outbox");
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, test_order_and_removal);
+    tcase_add_test(tc, test_index_from);
     tcase_add_test(tc, test_batch);
     tcase_add_test(tc, test_retry_marks);
     tcase_add_test(tc, test_seen);
