@@ -366,21 +366,31 @@ static int s_flush_acks(ketenbus_client_t *c)
     }
     if (!c->welcomed)
         return KB_OK;
-    if (c->n_dup > 0) {
+    /* at most KB_MAX_BATCH tags per ACK: the broker refuses a longer frame
+     * as malformed, and a credit above it lets one poll take more */
+    size_t sent = 0;
+    int rc = KB_OK;
+    while (sent < c->n_dup) {
         Ketenbus__Ack ack;
         ketenbus__ack__init(&ack);
-        ack.n_tags = c->n_dup;
-        ack.tags = c->dup_tags;
+        ack.n_tags = c->n_dup - sent < KB_MAX_BATCH ? c->n_dup - sent : KB_MAX_BATCH;
+        ack.tags = c->dup_tags + sent;
         Ketenbus__Frame f;
         ketenbus__frame__init(&f);
         f.body_case = KETENBUS__FRAME__BODY_ACK;
         f.ack = &ack;
-        int rc = s_send(c, &f);
+        rc = s_send(c, &f);
         if (rc != KB_OK)
-            return rc == KB_EPENDING ? KB_OK : rc;
-        c->credit_owed += c->n_dup;
-        c->n_dup = 0;
+            break;
+        sent += ack.n_tags;
     }
+    if (sent > 0) {
+        memmove(c->dup_tags, c->dup_tags + sent, (c->n_dup - sent) * sizeof *c->dup_tags);
+        c->n_dup -= sent;
+        c->credit_owed += sent;
+    }
+    if (rc != KB_OK)
+        return rc == KB_EPENDING ? KB_OK : rc;
     if (c->credit_owed > 0) {
         Ketenbus__Credit cr;
         ketenbus__credit__init(&cr);
@@ -389,7 +399,7 @@ static int s_flush_acks(ketenbus_client_t *c)
         ketenbus__frame__init(&g);
         g.body_case = KETENBUS__FRAME__BODY_CREDIT;
         g.credit = &cr;
-        int rc = s_send(c, &g);
+        rc = s_send(c, &g);
         if (rc != KB_OK)
             return rc == KB_EPENDING ? KB_OK : rc;
         c->credit_owed -= cr.credit;

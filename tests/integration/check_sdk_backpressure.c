@@ -8,7 +8,8 @@
  * acknowledgements and the credit they return are sent at a later poll
  * (credit lost is never given back, and deliveries stop once it is all
  * gone), and the outbox goes on from the first entry that did not go out,
- * not from its start. Filling a real queue depends on socket buffer sizes,
+ * not from its start. And no ACK frame carries more tags than the broker
+ * takes, however many pile up. Filling a real queue depends on socket buffer sizes,
  * so this file puts its own zmq_send() in front of libzmq's (found with
  * dlsym(RTLD_NEXT), as tests/support/faults does for write()) that fails
  * the clients' frames with EAGAIN on cue and records what the DEALER
@@ -193,6 +194,46 @@ START_TEST(test_ack_and_credit_sent_later)
 }
 END_TEST
 
+static uint64_t s_taken[S_RECORD_MAX]; /* tags the handler took */
+static size_t s_n_taken;               /* count */
+
+static int s_take(ketenbus_client_t *c, const ketenbus_msg_t *m, void *arg)
+{
+    (void)c;
+    (void)arg;
+    if (s_n_taken < S_RECORD_MAX)
+        s_taken[s_n_taken++] = m->tag;
+    return 0;
+}
+
+static int s_taken_all(void *arg)
+{
+    return s_n_taken >= *(const size_t *)arg;
+}
+
+/* More deliveries are acknowledged at once than one ACK frame may carry
+ * (KB_MAX_BATCH tags: the broker refuses a longer frame as malformed):
+ * here they pile up while ACKs cannot go, as they also do when one poll
+ * reads more than KB_MAX_BATCH deliveries. They must go in several frames. */
+START_TEST(test_ack_frames_within_limit)
+{
+    size_t n = KB_MAX_BATCH + 76;
+    s_send_signals(n);
+    ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, 2 * KB_MAX_BATCH);
+    s_n_taken = 0;
+    ketenbus_client_set_handler(fier, s_take, NULL);
+    s_refuse_ack = 1 << 30;
+    ck_assert_msg(kb_wait_until(fier, s_taken_all, &n, 20000), "took %zu of %zu", s_n_taken, n);
+    ck_assert_uint_eq(s_n_acked, 0);
+    s_refuse_ack = 0;
+    s_tags_t want = {s_taken, n};
+    ck_assert_msg(kb_wait_until(fier, s_all_acked, &want, 5000), "%zu tags acknowledged of %zu, %d frames refused",
+                  s_n_acked, n, s_undecodable);
+    ck_assert_int_eq(s_undecodable, 0);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static int s_id_cmp(const void *a, const void *b)
 {
     return memcmp(a, b, 16);
@@ -240,6 +281,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ack_and_credit_sent_later);
     tcase_add_test(tc, test_outbox_goes_on_where_it_stopped);
+    tcase_add_test(tc, test_ack_frames_within_limit);
     suite_add_tcase(s, tc);
     return s;
 }
