@@ -17,13 +17,17 @@
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
  * receipt costs nothing. A SUBMIT that ZeroMQ cannot take now (EAGAIN: the
  * queue to the broker is full) is tried again at the next poll, and the
- * outbox goes on from its first entry, not from the start again. An entry the broker refused only for now
- * (REJECT_INTERNAL, "retry later"), or answered with an outcome this SDK does
- * not know, keeps its place in the outbox and is sent
- * again after a delay that doubles while such refusals go on; it gets no
- * receipt until the broker decides. Deliveries acknowledged before are
- * acknowledged again and dropped (effectively once); like the broker, the
- * SDK knows a message by its sender and id, since senders may choose ids.
+ * outbox goes on from its first entry, not from the start again. An entry
+ * the broker refused only for now (REJECT_INTERNAL, "retry later"), or
+ * answered with an outcome this SDK does not know, keeps its place in the
+ * outbox and is sent again after a delay that doubles while such refusals
+ * go on; it gets no receipt until the broker decides.
+ * Deliveries acknowledged before are acknowledged again and dropped
+ * (effectively once); like the broker, the SDK knows a message by its
+ * sender and id, since senders may choose ids. ketenbus_client_ack()
+ * records a message as seen before it returns, with or without a session;
+ * ACK and CREDIT go on the session that delivered the message, and stay
+ * owed across EAGAIN until a poll can send them.
  */
 #include <errno.h>
 #include <stdarg.h>
