@@ -32,6 +32,9 @@
 #include "kb_util.h"
 
 #define KB_SNDHWM          100000 /* frames queued per peer before sends fail */
+#define KB_RCV_BYTES       (256 << 20) /* frames of the largest size libzmq holds per connection, */
+#define KB_RCVHWM_MIN      16     /* but at least this many */
+#define KB_RCVHWM_MAX      512    /* and at most a turn's worth (KB_DRAIN_MAX) */
 #define KB_FRAME_SLACK     (1u << 20) /* over max_message_bytes: still answered, beyond: dropped by libzmq */
 #define KB_HEARTBEAT_MS    2000   /* ZMTP heartbeat interval */
 #define KB_MAX_CREDIT      100000u /* most deliveries an adapter may have granted */
@@ -233,6 +236,12 @@ int kb_broker_start(kb_broker_t *b)
     }
     int one = 1, zero = 0, hwm = KB_SNDHWM, hb = KB_HEARTBEAT_MS, hbt = KB_HEARTBEAT_MS * 3;
     int64_t maxsize = (int64_t)b->conf->max_message_bytes + KB_FRAME_SLACK;
+    /* what a connection sends faster than the loop reads waits in libzmq's
+     * pipe up to this many frames, and then in the kernel's socket buffers
+     * and at the sender (the I/O thread stops reading it): the broker's
+     * memory stays bounded whatever an adapter sends */
+    int rcvhwm = (int)(KB_RCV_BYTES / maxsize);
+    rcvhwm = rcvhwm < KB_RCVHWM_MIN ? KB_RCVHWM_MIN : rcvhwm > KB_RCVHWM_MAX ? KB_RCVHWM_MAX : rcvhwm;
     int rc = zmq_setsockopt(b->router, ZMQ_CURVE_SERVER, &one, sizeof one);
     rc |= zmq_setsockopt(b->router, ZMQ_CURVE_SECRETKEY, sec, KB_Z85_KEY_LEN);
     OPENSSL_cleanse(sec, sizeof sec);
@@ -244,7 +253,7 @@ int kb_broker_start(kb_broker_t *b)
      * connection sends it again (proto/ketenbus.proto, the header) */
     rc |= zmq_setsockopt(b->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     rc |= zmq_setsockopt(b->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    rc |= zmq_setsockopt(b->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    rc |= zmq_setsockopt(b->router, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     rc |= zmq_setsockopt(b->router, ZMQ_LINGER, &zero, sizeof zero);
     rc |= zmq_setsockopt(b->router, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
     rc |= zmq_setsockopt(b->router, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
