@@ -32,9 +32,8 @@
 #include "kb_util.h"
 
 #define KB_SNDHWM          100000 /* frames queued per peer before sends fail */
-#define KB_RCV_BYTES       (256 << 20) /* frames of the largest size libzmq holds per connection, */
+#define KB_RCV_BYTES       (256 << 20) /* frames of the largest size libzmq holds per connection */
 #define KB_RCVHWM_MIN      16     /* but at least this many */
-#define KB_RCVHWM_MAX      512    /* and at most a turn's worth (KB_DRAIN_MAX) */
 #define KB_FRAME_SLACK     (1u << 20) /* over max_message_bytes: still answered, beyond: dropped by libzmq */
 #define KB_HEARTBEAT_MS    2000   /* ZMTP heartbeat interval */
 #define KB_MAX_CREDIT      100000u /* most deliveries an adapter may have granted */
@@ -241,7 +240,8 @@ int kb_broker_start(kb_broker_t *b)
      * and at the sender (the I/O thread stops reading it): the broker's
      * memory stays bounded whatever an adapter sends */
     int rcvhwm = (int)(KB_RCV_BYTES / maxsize);
-    rcvhwm = rcvhwm < KB_RCVHWM_MIN ? KB_RCVHWM_MIN : rcvhwm > KB_RCVHWM_MAX ? KB_RCVHWM_MAX : rcvhwm;
+    if (rcvhwm < KB_RCVHWM_MIN) /* 255 frames at most: the largest frame is over 1 MiB */
+        rcvhwm = KB_RCVHWM_MIN;
     int rc = zmq_setsockopt(b->router, ZMQ_CURVE_SERVER, &one, sizeof one);
     rc |= zmq_setsockopt(b->router, ZMQ_CURVE_SECRETKEY, sec, KB_Z85_KEY_LEN);
     OPENSSL_cleanse(sec, sizeof sec);
