@@ -286,7 +286,13 @@ int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms);
  * are not receipts and do not show here. */
 const ketenbus_receipt_t *ketenbus_client_last_receipt(const ketenbus_client_t *c);
 
-/* True once the broker has welcomed this client on the current connection. */
+/* True once the broker has welcomed this client on the current connection.
+ * A broker whose configuration no longer holds this agency, or this key,
+ * refuses the client (ketenbus.ErrorCode ERROR_CODE_NOT_IN_CHAIN): that is
+ * logged once (level 0, event=not_in_chain), and the client asks again
+ * after 2 s, then twice as long each time up to 5 minutes, so that it
+ * reconnects by itself once its key is back in force (event=back_in_chain).
+ * Messages submitted meanwhile wait in the outbox. */
 int ketenbus_client_is_connected(const ketenbus_client_t *c);
 
 #ifdef __cplusplus

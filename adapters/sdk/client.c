@@ -51,6 +51,8 @@
 #define KB_DEFAULT_CREDIT     64u
 #define KB_DEFAULT_PING_MS    1000u
 #define KB_HELLO_RETRY_MS     500
+#define KB_REVOKED_FIRST_MS   2000   /* HELLO again this long after the key was refused (NOT_IN_CHAIN), */
+#define KB_REVOKED_MAX_MS     300000 /* twice as long each time, up to this */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
 _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within the broker's batch limit");
 #define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
@@ -86,6 +88,7 @@ struct ketenbus_client {
     int64_t retry_at_ms;              /* when entries refused for now go again (0: none due) */
     unsigned retry_ms;                /* wait before the next such round (backoff) */
     int64_t last_hello_ms;            /* when HELLO was last sent */
+    int64_t revoked_ms;               /* HELLO interval while the broker refuses this key; 0: not refused */
     uint64_t hello_floor;             /* a WELCOME answers a HELLO only from this request id up */
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
@@ -643,6 +646,9 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
                   (unsigned long long)f->request_id);
             break;
         }
+        if (c->revoked_ms > 0)
+            s_log(c, 2, "event=back_in_chain");
+        c->revoked_ms = 0;
         c->welcomed = 1;
         c->session++;
         c->resend = 1;
@@ -663,6 +669,17 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
     case KETENBUS__FRAME__BODY_PONG:
         break;
     case KETENBUS__FRAME__BODY_ERROR:
+        if (f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN) {
+            /* this key (or agency) was taken out of the chain: said once,
+             * then asked again less and less often, so that it reconnects
+             * by itself once put back */
+            if (c->revoked_ms == 0)
+                s_log(c, 0, "event=not_in_chain message=\"%s\"", f->error->message);
+            c->revoked_ms = c->revoked_ms == 0                  ? KB_REVOKED_FIRST_MS
+                            : c->revoked_ms * 2 > KB_REVOKED_MAX_MS ? KB_REVOKED_MAX_MS
+                                                                  : c->revoked_ms * 2;
+            break;
+        }
         s_log(c, 1, "event=broker_error code=%d message=\"%s\"", f->error->code, f->error->message);
         if (f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION ||
             f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL)
@@ -686,7 +703,7 @@ static int s_housekeeping(ketenbus_client_t *c)
     if (c->welcomed && now - c->last_rx_ms > (int64_t)c->ping_ms * KB_SILENCE_PINGS + 1000)
         s_unwelcome(c, "no answer from the broker");
     if (!c->welcomed) {
-        if (now - c->last_hello_ms >= KB_HELLO_RETRY_MS) {
+        if (now - c->last_hello_ms >= (c->revoked_ms > 0 ? c->revoked_ms : KB_HELLO_RETRY_MS)) {
             int rc = s_send_hello(c);
             if (rc != KB_OK && rc != KB_EPENDING)
                 return rc;

@@ -248,6 +248,9 @@ START_TEST(test_removed_agency_gets_nothing_more)
     s_reconfigure(fier, NULL, 0);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "agency removed from the chain configuration"), 1);
     s_gets_nothing(fier, 2);
+    /* its adapter asks again after 2 s, then 4 s, ... (not every 0.5 s) */
+    ck_assert_int_ne(ketenbus_client_recv(fier, &m, 2500), KETENBUS_OK);
+    ck_assert_int_le(kb_chain_log_count(&s_chain, "HELLO refused"), 3);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=session_opened agency=fier"), 1);
     s_reconfigure(fier, "keys/fier.curve", 1);
     s_receive_all(fier, 3);
