@@ -646,6 +646,14 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
                   (unsigned long long)f->request_id);
             break;
         }
+        /* a later HELLO answered on a welcomed connection started the
+         * broker's session again: what it had in flight comes again under
+         * new tags, so the copies waiting here are of the old session */
+        if (c->welcomed) {
+            uint64_t floor = c->hello_floor; /* the answers to later HELLOs restart it too */
+            s_unwelcome(c, "the broker answered a later HELLO");
+            c->hello_floor = floor;
+        }
         if (c->revoked_ms > 0)
             s_log(c, 2, "event=back_in_chain");
         c->revoked_ms = 0;

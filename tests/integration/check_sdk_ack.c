@@ -84,12 +84,12 @@ static void s_end_session(ketenbus_client_t *cl)
     ck_assert(!ketenbus_client_is_connected(cl));
 }
 
-/* Deliver s_msg under S_TAG. */
-static void s_deliver(void)
+/* Deliver s_msg under tag. */
+static void s_deliver_tag(uint64_t tag)
 {
     Ketenbus__Delivery d;
     ketenbus__delivery__init(&d);
-    d.tag = S_TAG;
+    d.tag = tag;
     d.envelope = s_msg->env;
     Ketenbus__Delivery *dp = &d;
     Ketenbus__Deliver del;
@@ -104,8 +104,13 @@ static void s_deliver(void)
     ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
 }
 
-/* cl acknowledges S_TAG within 5 s. */
-static void s_expect_ack(ketenbus_client_t *cl)
+static void s_deliver(void)
+{
+    s_deliver_tag(S_TAG);
+}
+
+/* cl acknowledges tag within 5 s. */
+static void s_expect_ack_tag(ketenbus_client_t *cl, uint64_t tag)
 {
     int64_t end = kb_mono_ms() + 5000;
     while (kb_mono_ms() < end) {
@@ -114,12 +119,17 @@ static void s_expect_ack(ketenbus_client_t *cl)
             break;
         int found = 0;
         for (size_t i = 0; i < f->ack->n_tags; i++)
-            found |= f->ack->tags[i] == S_TAG;
+            found |= f->ack->tags[i] == tag;
         ketenbus__frame__free_unpacked(f, NULL);
         if (found)
             return;
     }
-    ck_abort_msg("tag %d was not acknowledged within 5 s", S_TAG);
+    ck_abort_msg("tag %llu was not acknowledged within 5 s", (unsigned long long)tag);
+}
+
+static void s_expect_ack(ketenbus_client_t *cl)
+{
+    s_expect_ack_tag(cl, S_TAG);
 }
 
 /* Read what the scripted broker got until 100 ms pass without a frame. */
@@ -195,6 +205,36 @@ START_TEST(test_recv_skips_copy_of_acknowledged)
 }
 END_TEST
 
+/* Two HELLOs were answered (the second went out while the broker held the
+ * first WELCOME behind a write): the broker's second HELLO started its
+ * session again and delivers what was in flight under new tags. The client
+ * must take the new copy, so that the adapter's acknowledgement reaches the
+ * broker with the tag it now knows; otherwise that delivery stays in flight
+ * and its credit is gone for good. */
+START_TEST(test_second_welcome_starts_a_new_session)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    Ketenbus__Frame *h1 = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_HELLO, 5000);
+    ck_assert_ptr_nonnull(h1);
+    Ketenbus__Frame *h2 = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_HELLO, 5000); /* 0.5 s later */
+    ck_assert_ptr_nonnull(h2);
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", h1->request_id), KB_OK);
+    s_deliver_tag(S_TAG);
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", h2->request_id), KB_OK);
+    s_deliver_tag(S_TAG + 1);
+    ketenbus__frame__free_unpacked(h1, NULL);
+    ketenbus__frame__free_unpacked(h2, NULL);
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    s_expect_ack_tag(fier, S_TAG + 1);
+    /* one message, handed over once */
+    ck_assert_int_ne(ketenbus_client_recv(fier, &got, 500), KETENBUS_OK);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -203,6 +243,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_ack_without_session_survives_restart);
     tcase_add_test(tc, test_recv_skips_copy_of_acknowledged);
+    tcase_add_test(tc, test_second_welcome_starts_a_new_session);
     suite_add_tcase(s, tc);
     return s;
 }
