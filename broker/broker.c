@@ -1031,6 +1031,11 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     if (strcmp(fresh->listen, b->conf->listen) != 0 || strcmp(fresh->data_dir, b->conf->data_dir) != 0 ||
         strcmp(fresh->key_dir, b->conf->key_dir) != 0)
         kb_log(KB_LOG_WARN, "reload_partial", "detail=\"listen, data_dir and key_dir changes need a restart\"");
+    /* a clean cut: what was decided under the old configuration is written
+     * and its replies sent now, so that no DELIVER held with a batch in
+     * flight reaches a connection after its key was revoked below */
+    if (broker_write_staged(b) != KB_OK)
+        kb_log(KB_LOG_WARN, "reload_flush_failed", "detail=\"%s\"", kb_last_error());
     kb_conf_t *old = b->conf;
     b->conf = fresh;
     /* sessions of agencies that left the chain, and of connections whose
