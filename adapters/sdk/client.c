@@ -51,10 +51,6 @@
 #define KB_DEFAULT_CREDIT     64u
 #define KB_DEFAULT_PING_MS    1000u
 #define KB_HELLO_RETRY_MS     500
-#define KB_PRUNE_PERIOD_MS    1000   /* how often seen messages are pruned ... */
-#define KB_PRUNE_STEP         256    /* ... looking at this many records each time */
-#define KB_SEEN_MARGIN_US     (86400LL * 1000000) /* kept a day longer than twice the TTL */
-#define KB_SEEN_TTL_MAX_US    (3650LL * 86400 * 1000000) /* the broker's largest message_ttl */
 #define KB_REVOKED_FIRST_MS   2000   /* HELLO again this long after the key was refused (NOT_IN_CHAIN), */
 #define KB_REVOKED_MAX_MS     300000 /* twice as long each time, up to this */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
@@ -93,8 +89,6 @@ struct ketenbus_client {
     unsigned retry_ms;                /* wait before the next such round (backoff) */
     int64_t last_hello_ms;            /* when HELLO was last sent */
     int64_t revoked_ms;               /* HELLO interval while the broker refuses this key; 0: not refused */
-    int64_t message_ttl_us;           /* the broker's message TTL (WELCOME); 0: unknown, nothing pruned */
-    int64_t last_prune_ms;            /* when seen messages were last pruned */
     uint64_t hello_floor;             /* a WELCOME answers a HELLO only from this request id up */
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
@@ -665,9 +659,6 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         c->revoked_ms = 0;
         c->welcomed = 1;
         c->session++;
-        if (f->welcome->message_ttl_us > c->message_ttl_us) /* the longest seen: pruning waits for it */
-            c->message_ttl_us = f->welcome->message_ttl_us < KB_SEEN_TTL_MAX_US ? f->welcome->message_ttl_us
-                                                                               : KB_SEEN_TTL_MAX_US;
         c->resend = 1;
         c->resend_seq = 0; /* all of it: the broker may have lost what went before */
         c->last_ping_ms = c->last_rx_ms;
@@ -751,19 +742,6 @@ static int s_housekeeping(ketenbus_client_t *c)
     int rc = s_flush_acks(c);
     if (rc != KB_OK)
         return rc;
-    if (c->message_ttl_us > 0 && now - c->last_prune_ms >= KB_PRUNE_PERIOD_MS) {
-        /* a message is delivered again at most until it expires, a TTL
-         * after the broker accepted it, so before its acknowledgement plus
-         * the TTL; twice that and a day allow for clocks and a TTL made
-         * longer by a reload since the WELCOME */
-        c->last_prune_ms = now;
-        int64_t t = kb_now_us(), keep = 2 * c->message_ttl_us + KB_SEEN_MARGIN_US;
-        size_t gone = 0;
-        if (kb_outbox_prune_seen(c->outbox, t > keep ? t - keep : 0, KB_PRUNE_STEP, &gone) != KB_OK)
-            s_log(c, 1, "event=seen_prune_failed detail=\"%s\"", kb_last_error());
-        else if (gone > 0)
-            s_log(c, 3, "event=seen_pruned count=%zu", gone);
-    }
     if (now - c->last_ping_ms >= (int64_t)c->ping_ms) {
         Ketenbus__Ping p;
         ketenbus__ping__init(&p);

@@ -6,10 +6,7 @@
  *   r<sender>\0<id:16>     a delivered message the agency acknowledged
  *                          (value: the time of the acknowledgement, u64 us)
  *   s<id:16>               the same as earlier versions of the SDK wrote it,
- *                          without the sender: no longer read (kb_outbox_seen),
- *                          deleted by kb_outbox_prune_seen
- * Seen messages are deleted once no delivery of them can come any more
- * (kb_outbox_prune_seen, a few at a time).
+ *                          without the sender: no longer read (kb_outbox_seen)
  * Seen messages are keyed by sender and id, as the broker keeps accepted
  * ids (d<sender>\0<id:16> in broker/store.h): senders may choose their ids,
  * so two agencies may send different messages under one id.
@@ -42,8 +39,6 @@ struct kb_outbox {
     size_t n;                      /* live entries: items[head .. head + n) */
     size_t cap;                    /* allocated */
     uint64_t next_seq;             /* next outbox sequence */
-    uint8_t prune_at[1 + KB_AGENCY_ID_MAX + 1 + KB_ID_LEN]; /* where the next kb_outbox_prune_seen looks */
-    size_t prune_at_len;           /* its length; 0: from the first seen record */
 };
 
 /* Room for n more entries at the end of items. */
@@ -347,8 +342,7 @@ static size_t s_seen_key(uint8_t out[KB_SEEN_KEY_MAX], const kb_seen_key_t *k)
  * acknowledged under the old key whose acknowledgement never reached the
  * broker is handed to the adapter once more after the upgrade: a
  * duplicate, which the agency can recognise, instead of a loss, which
- * nobody sees. They stay on disk, unread, until kb_outbox_prune_seen()
- * deletes them. */
+ * nobody sees. They stay on disk, unread. */
 int kb_outbox_seen(kb_outbox_t *o, const kb_seen_key_t *k)
 {
     uint8_t key[KB_SEEN_KEY_MAX];
@@ -385,56 +379,6 @@ int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n)
     if (err) {
         int rc = kb_error_set(KB_EIO, "outbox: write: %s", err);
         leveldb_free(err);
-        return rc;
-    }
-    return KB_OK;
-}
-
-int kb_outbox_prune_seen(kb_outbox_t *o, int64_t before_us, size_t max, size_t *deleted)
-{
-    *deleted = 0;
-    leveldb_iterator_t *it = leveldb_create_iterator(o->db, o->ropts);
-    if (!it)
-        return kb_error_set(KB_ENOMEM, "outbox: iterator");
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    if (o->prune_at_len > 0)
-        leveldb_iter_seek(it, (const char *)o->prune_at, o->prune_at_len);
-    else
-        leveldb_iter_seek(it, "r", 1);
-    size_t looked = 0;
-    for (; leveldb_iter_valid(it) && looked < max; leveldb_iter_next(it), looked++) {
-        size_t kl, vl;
-        const char *k = leveldb_iter_key(it, &kl);
-        if (kl == 0 || (k[0] != 'r' && k[0] != 's'))
-            break; /* past the seen records */
-        const char *v = leveldb_iter_value(it, &vl);
-        int old_layout = k[0] == 's';
-        int expired = k[0] == 'r' && vl == 8 && (int64_t)kb_be64_get((const uint8_t *)v) < before_us;
-        if (old_layout || expired) {
-            leveldb_writebatch_delete(wb, k, kl);
-            (*deleted)++;
-        }
-    }
-    /* resume after the last record looked at, or from the start again */
-    o->prune_at_len = 0;
-    if (leveldb_iter_valid(it) && looked == max) {
-        size_t kl;
-        const char *k = leveldb_iter_key(it, &kl);
-        if (kl > 0 && (k[0] == 'r' || k[0] == 's') && kl <= sizeof o->prune_at) {
-            memcpy(o->prune_at, k, kl);
-            o->prune_at_len = kl;
-        }
-    }
-    char *err = NULL;
-    leveldb_iter_get_error(it, &err);
-    leveldb_iter_destroy(it);
-    if (!err && *deleted > 0) /* unsynced: a deletion lost in a crash is made again */
-        leveldb_write(o->db, o->wfast, wb, &err);
-    leveldb_writebatch_destroy(wb);
-    if (err) {
-        int rc = kb_error_set(KB_EIO, "outbox: pruning seen messages: %s", err);
-        leveldb_free(err);
-        *deleted = 0;
         return rc;
     }
     return KB_OK;

@@ -95,9 +95,5 @@ int kb_outbox_seen(kb_outbox_t *o, const kb_seen_key_t *k);
 
 /* Record deliveries as acknowledged (one synced write). */
 int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n);
-/* Look at up to max seen records, from where the last call stopped (then
- * from the first again), and delete those acknowledged before before_us
- * and those of the earlier layout (s<id>); *deleted says how many. */
-int kb_outbox_prune_seen(kb_outbox_t *o, int64_t before_us, size_t max, size_t *deleted);
 
 #endif

@@ -500,19 +500,6 @@ START_TEST(test_flood_of_submits_keeps_memory_bounded)
 }
 END_TEST
 
-/* WELCOME tells the adapter how long a message waits for its ACK (the
- * default 14 days here): the SDK keeps its record of acknowledged
- * messages that long at least, and prunes older ones. */
-START_TEST(test_welcome_tells_message_ttl)
-{
-    s_sock = s_raw(s_chain.keys, "politie");
-    s_send_hello(s_sock, 0, 0);
-    Ketenbus__Frame *w = s_expect(s_sock, KETENBUS__FRAME__BODY_WELCOME);
-    ck_assert_int_eq(w->welcome->message_ttl_us, 14LL * 86400 * 1000000);
-    ketenbus__frame__free_unpacked(w, NULL);
-}
-END_TEST
-
 START_TEST(test_unchecked_signatures_for_benchmarks)
 {
     /* verify_signatures: false (benchmarks only) skips the Ed25519 check but
@@ -1017,7 +1004,6 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unknown_curve_key);
     tcase_add_test(tc, test_refused_handshakes_recorded_at_a_bounded_rate);
     tcase_add_test(tc, test_flood_of_submits_keeps_memory_bounded);
-    tcase_add_test(tc, test_welcome_tells_message_ttl);
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     tcase_add_test(tc, test_credit_on_send_only_session);

@@ -6,12 +6,10 @@
 #include <string.h>
 
 #include <check.h>
-#include <unistd.h>
 
 #include "kb_error.h"
 #include "kb_ldb.h"
 #include "kb_test.h"
-#include "kb_util.h"
 #include "sdk_internal.h"
 
 static char s_dir[64];
@@ -234,54 +232,6 @@ START_TEST(test_seen_old_entries_ignored)
 }
 END_TEST
 
-/* Seen messages acknowledged before the cut are deleted, a few at a time
- * from where the last call stopped; later ones stay; entries of the
- * earlier layout go whatever their age. */
-START_TEST(test_seen_pruned)
-{
-    kb_outbox_t *o = kb_outbox_open(s_dir);
-    kb_seen_key_t old[5] = {{"politie", {1}}, {"politie", {2}}, {"politie", {3}}, {"rvdk", {1}}, {"rvdk", {2}}};
-    ck_assert_int_eq(kb_outbox_mark_seen(o, old, 5), KB_OK);
-    int64_t cut = kb_now_us() + 1; /* everything marked so far is older */
-    usleep(2000);
-    kb_seen_key_t young = {"politie", {9}};
-    ck_assert_int_eq(kb_outbox_mark_seen(o, &young, 1), KB_OK);
-    kb_outbox_destroy(&o);
-    char path[128];
-    snprintf(path, sizeof path, "%s/state.ldb", s_dir);
-    kb_ldb_t l;
-    kb_ldb_open(&l, path);
-    uint8_t key[17] = {'s', 1}, when[8] = {0};
-    char *err = NULL;
-    leveldb_put(l.db, l.wo, (const char *)key, sizeof key, (const char *)when, sizeof when, &err);
-    ck_assert_ptr_null(err);
-    kb_ldb_close(&l);
-    o = kb_outbox_open(s_dir);
-    s_put(o, 7); /* an unsent submission is not a seen record */
-    size_t gone = 0;
-    ck_assert_int_eq(kb_outbox_prune_seen(o, 0, 100, &gone), KB_OK); /* nothing is that old */
-    ck_assert_uint_eq(gone, 1);                                    /* but the old layout goes */
-    size_t total = 0;
-    for (int i = 0; i < 3; i++) { /* 6 records, 2 at a time, each call going on from the last */
-        ck_assert_int_eq(kb_outbox_prune_seen(o, cut, 2, &gone), KB_OK);
-        ck_assert_uint_le(gone, 2);
-        total += gone;
-    }
-    ck_assert_uint_eq(total, 5);
-    for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(kb_outbox_seen(o, &old[i]), 0);
-    ck_assert_int_eq(kb_outbox_seen(o, &young), 1);
-    kb_outbox_destroy(&o);
-    o = kb_outbox_open(s_dir);
-    ck_assert_int_eq(kb_outbox_seen(o, &young), 1);
-    uint8_t want[] = {7};
-    s_expect(o, want, 1);
-    kb_outbox_destroy(&o);
-    ck_assert_uint_eq(kb_ldb_count_prefix(path, 'r'), 1);
-    ck_assert_uint_eq(kb_ldb_count_prefix(path, 's'), 0);
-}
-END_TEST
-
 /* kb_outbox_seen_key() on what a broker could deliver. */
 static const struct {
     size_t id_len;      /* message id bytes */
@@ -326,7 +276,6 @@ int main(void)
     tcase_add_test(tc, test_retry_marks);
     tcase_add_test(tc, test_seen);
     tcase_add_test(tc, test_seen_old_entries_ignored);
-    tcase_add_test(tc, test_seen_pruned);
     tcase_add_loop_test(tc, test_seen_key, 0, (int)(sizeof s_key_rows / sizeof s_key_rows[0]));
     suite_add_tcase(s, tc);
     return kb_test_run(s);
