@@ -621,6 +621,7 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
     w.policy_version = b->conf->sha256;
     w.max_message_bytes = (uint32_t)b->conf->max_message_bytes;
     w.ping_interval_ms = (uint32_t)(b->conf->session_timeout_us / 1000 / 3);
+    w.message_ttl_us = (uint64_t)b->conf->message_ttl_us; /* the SDK forgets seen ids after it */
     Ketenbus__Frame f;
     ketenbus__frame__init(&f);
     f.request_id = req;

@@ -27,7 +27,9 @@
  * sender and id, since senders may choose ids. ketenbus_client_ack()
  * records a message as seen before it returns, with or without a session;
  * ACK and CREDIT go on the session that delivered the message, and stay
- * owed across EAGAIN until a poll can send them.
+ * owed across EAGAIN until a poll can send them. The broker delivers a
+ * message again only until its TTL, which WELCOME tells: seen records older
+ * than that (and a margin) are deleted, a bounded step per poll.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -61,6 +63,9 @@ _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within th
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
 #define KB_RETRY_MIN_MS       500    /* first wait before sending again what the broker refused for now */
 #define KB_RETRY_MAX_MS       30000  /* longest wait between such retries */
+#define KB_PRUNE_STEP         1000u  /* seen records looked at per pruning step */
+#define KB_PRUNE_STEP_MS      100    /* pause between steps of one pass (at most 10,000 records/s) */
+#define KB_PRUNE_PASS_MS      (3600 * 1000) /* pause between passes */
 
 struct ketenbus_client_opts {
     char *agency;            /* agency id */
@@ -92,6 +97,9 @@ struct ketenbus_client {
     uint64_t hello_floor;             /* a WELCOME answers a HELLO only from this request id up */
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
+    int ttl_told;                     /* the last WELCOME told the broker's message TTL */
+    int64_t prune_at_ms;              /* when the next step over the seen records is due */
+    size_t pruned;                    /* seen records removed in this pass so far */
     unsigned ping_ms;                 /* ping interval in force */
     uint64_t next_request;            /* request id counter */
     ketenbus_msg_t **inbox;           /* received, not yet taken by recv */
@@ -666,6 +674,15 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
             c->ping_ms = f->welcome->ping_interval_ms;
         s_log(c, 2, "event=welcome broker=%s agency=%s policy=%.16s", f->welcome->broker_id, f->welcome->agency,
               f->welcome->policy_version);
+        /* a broker that does not tell its TTL (older ones) may keep a
+         * message for any time: then no seen record goes */
+        c->ttl_told = 0;
+        if (f->welcome->message_ttl_us > 0) {
+            if (kb_outbox_set_ttl(c->outbox, f->welcome->message_ttl_us, kb_now_us()) == KB_OK)
+                c->ttl_told = 1;
+            else
+                s_log(c, 1, "event=state_write_failed detail=\"%s\"", kb_last_error());
+        }
         break;
     case KETENBUS__FRAME__BODY_RECEIPT:
         s_on_receipt(c, f->receipt);
@@ -701,13 +718,35 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
     return rc;
 }
 
-/* Timers: hello, ping, silence, resend, acks. */
+/* One step of pruning the seen records (outbox.c), a pass after another
+ * while a broker told its TTL. A failure is logged and tried again with the
+ * next pass: it costs disk space, not messages. */
+static void s_prune_step(ketenbus_client_t *c, int64_t now_ms)
+{
+    size_t removed = 0;
+    int done = 1;
+    int rc = kb_outbox_prune_seen(c->outbox, kb_now_us(), KB_PRUNE_STEP, &removed, &done);
+    c->pruned += removed;
+    if (rc != KB_OK) {
+        s_log(c, 1, "event=prune_failed detail=\"%s\"", kb_last_error());
+        done = 1;
+    } else if (done) {
+        s_log(c, c->pruned > 0 ? 2 : 3, "event=seen_pruned removed=%zu", c->pruned);
+    }
+    if (done)
+        c->pruned = 0;
+    c->prune_at_ms = now_ms + (done ? KB_PRUNE_PASS_MS : KB_PRUNE_STEP_MS);
+}
+
+/* Timers: hello, ping, silence, resend, acks, pruning. */
 static int s_read_events(ketenbus_client_t *c);
 
 static int s_housekeeping(ketenbus_client_t *c)
 {
     s_read_events(c); /* a HELLO due now goes after what the connection did */
     int64_t now = kb_mono_ms();
+    if (c->ttl_told && now >= c->prune_at_ms)
+        s_prune_step(c, now);
     if (c->welcomed && now - c->last_rx_ms > (int64_t)c->ping_ms * KB_SILENCE_PINGS + 1000)
         s_unwelcome(c, "no answer from the broker");
     if (!c->welcomed) {

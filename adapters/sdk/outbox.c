@@ -6,7 +6,10 @@
  *   r<sender>\0<id:16>     a delivered message the agency acknowledged
  *                          (value: the time of the acknowledgement, u64 us)
  *   s<id:16>               the same as earlier versions of the SDK wrote it,
- *                          without the sender: no longer read (kb_outbox_seen)
+ *                          without the sender: no longer read (kb_outbox_seen),
+ *                          deleted by kb_outbox_prune_seen
+ *   t                      the broker's message TTL as this state last heard it,
+ *                          and a longer one still in force (kb_outbox_set_ttl)
  * Seen messages are keyed by sender and id, as the broker keeps accepted
  * ids (d<sender>\0<id:16> in broker/store.h): senders may choose their ids,
  * so two agencies may send different messages under one id.
@@ -16,8 +19,14 @@
  * for now (REJECT_INTERNAL): then it stays, marked in memory to be sent
  * again. Unsent entries are kept in memory too (the backlog is small and
  * bounded by KB_OUTBOX_MAX_ENTRIES).
+ * A seen record matters only while the broker may deliver the message
+ * again, which it does only while the message is queued: at most its
+ * message TTL after the acknowledgement (the broker accepted it before).
+ * kb_outbox_prune_seen deletes older records a bounded step at a time,
+ * going on from where the last step stopped.
  */
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +36,9 @@
 #include "kb_error.h"
 #include "kb_util.h"
 #include "sdk_internal.h"
+
+/* The longest key of a seen record: r<sender>\0<id:16>. */
+#define KB_SEEN_KEY_MAX (1 + KB_AGENCY_ID_MAX + 1 + KB_ID_LEN)
 
 struct kb_outbox {
     leveldb_t *db;                 /* the state database */
@@ -39,7 +51,17 @@ struct kb_outbox {
     size_t n;                      /* live entries: items[head .. head + n) */
     size_t cap;                    /* allocated */
     uint64_t next_seq;             /* next outbox sequence */
+    int64_t ttl_us;                /* the broker's message TTL as last heard (0: never told) */
+    int64_t old_ttl_us;            /* a longer TTL heard before, still in force until old_until_us */
+    int64_t old_until_us;          /* when the last message queued under old_ttl_us has expired */
+    uint8_t cursor[KB_SEEN_KEY_MAX]; /* the key the next pruning step starts at */
+    size_t cursor_len;             /* its length; 0: at the start of a pass */
 };
+
+/* The state key of the TTLs (the t record): ttl, old ttl, old until, each
+ * a big-endian u64. */
+#define KB_TTL_KEY     "t"
+#define KB_TTL_VAL_LEN 24u
 
 /* Room for n more entries at the end of items. */
 static int s_reserve(kb_outbox_t *o, size_t n)
@@ -117,6 +139,34 @@ static int s_load(kb_outbox_t *o)
     return rc;
 }
 
+static int64_t s_ttl_clamp(uint64_t v)
+{
+    return v > (uint64_t)KB_SEEN_TTL_MAX_US ? KB_SEEN_TTL_MAX_US : (int64_t)v;
+}
+
+/* Read the t record. One that is not 24 bytes was not written by this SDK:
+ * it is taken as never told, and the next WELCOME writes it anew. */
+static int s_load_ttl(kb_outbox_t *o)
+{
+    char *err = NULL;
+    size_t vl;
+    char *v = leveldb_get(o->db, o->ropts, KB_TTL_KEY, 1, &vl, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "outbox: read the message TTL: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    if (v && vl == KB_TTL_VAL_LEN) {
+        const uint8_t *u = (const uint8_t *)v;
+        o->ttl_us = s_ttl_clamp(kb_be64_get(u));
+        o->old_ttl_us = s_ttl_clamp(kb_be64_get(u + 8));
+        uint64_t until = kb_be64_get(u + 16);
+        o->old_until_us = until > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)until;
+    }
+    leveldb_free(v);
+    return KB_OK;
+}
+
 kb_outbox_t *kb_outbox_open(const char *dir)
 {
     kb_outbox_t *o = calloc(1, sizeof *o);
@@ -146,7 +196,7 @@ kb_outbox_t *kb_outbox_open(const char *dir)
         leveldb_free(err);
         goto fail;
     }
-    if (s_load(o) != KB_OK)
+    if (s_load(o) != KB_OK || s_load_ttl(o) != KB_OK)
         goto fail;
     return o;
 fail:
@@ -324,8 +374,6 @@ int kb_outbox_seen_key(kb_seen_key_t *k, const Ketenbus__Envelope *e)
 
 /* The LevelDB key of a seen message: r<sender>\0<id:16>. An agency id holds
  * no NUL, so the key names one (sender, id). */
-#define KB_SEEN_KEY_MAX (1 + KB_AGENCY_ID_MAX + 1 + KB_ID_LEN)
-
 static size_t s_seen_key(uint8_t out[KB_SEEN_KEY_MAX], const kb_seen_key_t *k)
 {
     size_t len = strnlen(k->sender, KB_AGENCY_ID_MAX);
@@ -342,7 +390,7 @@ static size_t s_seen_key(uint8_t out[KB_SEEN_KEY_MAX], const kb_seen_key_t *k)
  * acknowledged under the old key whose acknowledgement never reached the
  * broker is handed to the adapter once more after the upgrade: a
  * duplicate, which the agency can recognise, instead of a loss, which
- * nobody sees. They stay on disk, unread. */
+ * nobody sees. They are never read, and kb_outbox_prune_seen deletes them. */
 int kb_outbox_seen(kb_outbox_t *o, const kb_seen_key_t *k)
 {
     uint8_t key[KB_SEEN_KEY_MAX];
@@ -382,4 +430,134 @@ int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n)
         return rc;
     }
     return KB_OK;
+}
+
+int kb_outbox_set_ttl(kb_outbox_t *o, uint64_t told_us, int64_t now_us)
+{
+    if (told_us == 0)
+        return KB_OK;
+    int64_t ttl = s_ttl_clamp(told_us);
+    int64_t old = o->old_ttl_us, until = o->old_until_us;
+    if (old != 0 && now_us >= until)
+        old = until = 0; /* everything queued under it has expired */
+    if (o->ttl_us > ttl) {
+        /* The broker took the shorter TTL (a reload) before this WELCOME;
+         * what it queued under the longer one may wait until now plus that. */
+        int64_t lapse = now_us > INT64_MAX - o->ttl_us ? INT64_MAX : now_us + o->ttl_us;
+        if (o->ttl_us > old)
+            old = o->ttl_us;
+        if (lapse > until)
+            until = lapse;
+    }
+    if (old <= ttl)
+        old = until = 0; /* the TTL in force covers it */
+    if (ttl == o->ttl_us && old == o->old_ttl_us && until == o->old_until_us)
+        return KB_OK;
+    uint8_t v[KB_TTL_VAL_LEN];
+    kb_be64_put(v, (uint64_t)ttl);
+    kb_be64_put(v + 8, (uint64_t)old);
+    kb_be64_put(v + 16, (uint64_t)until);
+    char *err = NULL;
+    /* synced: pruning with a shorter TTL than the one remembered here could
+     * take records the broker may still need */
+    leveldb_put(o->db, o->wsync, KB_TTL_KEY, 1, (const char *)v, sizeof v, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "outbox: write the message TTL: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    o->ttl_us = ttl;
+    o->old_ttl_us = old;
+    o->old_until_us = until;
+    return KB_OK;
+}
+
+int64_t kb_outbox_keep_us(const kb_outbox_t *o, int64_t now_us)
+{
+    if (o->old_ttl_us > o->ttl_us && now_us < o->old_until_us)
+        return o->old_ttl_us;
+    return o->ttl_us;
+}
+
+/* 1 for a seen record of the shape s_seen_key writes: r, a sender of at
+ * most KB_AGENCY_ID_MAX bytes without NUL, NUL, 16 id bytes, and an 8-byte
+ * time as its value. */
+static int s_seen_record(const char *k, size_t kl, size_t vl)
+{
+    if (kl < 2 + KB_ID_LEN || kl > KB_SEEN_KEY_MAX || k[0] != 'r' || vl != 8)
+        return 0;
+    return memchr(k + 1, '\0', kl - 1 - KB_ID_LEN) == k + kl - 1 - KB_ID_LEN;
+}
+
+int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *removed, int *done)
+{
+    *removed = 0;
+    *done = 1;
+    int64_t keep = kb_outbox_keep_us(o, now_us);
+    if (keep <= 0) {
+        o->cursor_len = 0;
+        return KB_OK; /* never told how long the broker keeps messages: keep all */
+    }
+    int64_t before = now_us - keep - KB_SEEN_MARGIN_US; /* no overflow: keep is clamped */
+    if (max < 2)
+        max = 2; /* a step must get past a cursor shortened from a long key (below) */
+    leveldb_iterator_t *it = leveldb_create_iterator(o->db, o->ropts);
+    if (!it)
+        return kb_error_set(KB_ENOMEM, "outbox: iterator");
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    if (o->cursor_len > 0)
+        leveldb_iter_seek(it, (const char *)o->cursor, o->cursor_len);
+    else
+        leveldb_iter_seek(it, "r", 1);
+    size_t looked = 0, gone = 0;
+    for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl == 0 || (uint8_t)k[0] > 's')
+            break; /* past the seen records: the pass is over */
+        if (looked == max) {
+            /* go on from here next time; a key longer than any this SDK
+             * writes is cut, which seeks to at most one record before it */
+            o->cursor_len = kl < sizeof o->cursor ? kl : sizeof o->cursor;
+            memcpy(o->cursor, k, o->cursor_len);
+            *done = 0;
+            break;
+        }
+        looked++;
+        const char *v = leveldb_iter_value(it, &vl);
+        /* s<id:16> records are never read (kb_outbox_seen). A record that
+         * cannot be dated is not one this SDK wrote; it goes too: at worst
+         * a message comes twice, which the agency sees, where keeping
+         * unreadable records would grow the state for good. */
+        int old = !s_seen_record(k, kl, vl) || (int64_t)kb_be64_get((const uint8_t *)v) < before;
+        if (old) {
+            leveldb_writebatch_delete(wb, k, kl);
+            gone++;
+        }
+    }
+    if (*done)
+        o->cursor_len = 0;
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    int rc = KB_OK;
+    if (err) {
+        rc = kb_error_set(KB_EIO, "outbox: read seen records: %s", err);
+        leveldb_free(err);
+        o->cursor_len = 0;
+        *done = 1;
+    } else if (gone > 0) {
+        /* unsynced: a removal lost in a crash is made again by the next pass */
+        leveldb_write(o->db, o->wfast, wb, &err);
+        if (err) {
+            rc = kb_error_set(KB_EIO, "outbox: delete seen records: %s", err);
+            leveldb_free(err);
+            o->cursor_len = 0; /* the next pass starts over */
+            *done = 1;
+        } else {
+            *removed = gone;
+        }
+    }
+    leveldb_writebatch_destroy(wb);
+    return rc;
 }

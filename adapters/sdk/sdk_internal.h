@@ -96,4 +96,35 @@ int kb_outbox_seen(kb_outbox_t *o, const kb_seen_key_t *k);
 /* Record deliveries as acknowledged (one synced write). */
 int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n);
 
+/* Seen records are kept this long after the broker's message TTL. The
+ * record is dated by the agency's clock, the expiry by the broker's, and
+ * nothing bounds how far the two differ (the broker refuses only envelopes
+ * dated minutes ahead of its clock); the broker also expires with a delay,
+ * longer after it was down, and the agency's clock may be stepped (NTP, a
+ * resumed virtual machine). A day covers all of these with room to spare,
+ * and costs no more than a day's records. */
+#define KB_SEEN_MARGIN_US  (86400LL * 1000000)
+/* Longest TTL taken from a broker (100 years; the broker allows 10): a
+ * larger one keeps everything, and sums with it cannot overflow. */
+#define KB_SEEN_TTL_MAX_US (100LL * 365 * 86400 * 1000000)
+
+/* The broker told its message TTL (told_us; 0: not told, ignored). The
+ * state remembers it with a synced write when it changed, and a longer TTL
+ * told before stays in force until the messages queued under it have
+ * expired (a reload may shorten the TTL, but not of what is queued).
+ * KB_OK or KB_EIO. */
+int kb_outbox_set_ttl(kb_outbox_t *o, uint64_t told_us, int64_t now_us);
+
+/* How long after its acknowledgement, in us, a seen record must be kept at
+ * now_us (before KB_SEEN_MARGIN_US); 0 if no broker ever told its TTL. */
+int64_t kb_outbox_keep_us(const kb_outbox_t *o, int64_t now_us);
+
+/* One step of a pass over the seen records: look at up to max of them
+ * from where the last step stopped, and delete those acknowledged before
+ * now_us - keep - KB_SEEN_MARGIN_US, legacy s<id:16> records, and records
+ * this SDK does not write. *removed is how many went; *done is 1 when the
+ * pass reached the end (the next step starts a new one). Nothing goes
+ * while kb_outbox_keep_us is 0. KB_OK, KB_EIO or KB_ENOMEM. */
+int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *removed, int *done);
+
 #endif

@@ -10,6 +10,7 @@
 #include "kb_error.h"
 #include "kb_ldb.h"
 #include "kb_test.h"
+#include "kb_util.h"
 #include "sdk_internal.h"
 
 static char s_dir[64];
@@ -232,6 +233,133 @@ START_TEST(test_seen_old_entries_ignored)
 }
 END_TEST
 
+#define S_HOUR_US (3600LL * 1000000)
+#define S_DAY_US  (24 * S_HOUR_US)
+
+/* Write a seen record r<sender>\0<id:16> acknowledged at when_us, or a raw
+ * key and value, into the stopped state database l. */
+static void s_raw(kb_ldb_t *l, const void *k, size_t kl, const void *v, size_t vl)
+{
+    char *err = NULL;
+    leveldb_put(l->db, l->wo, k, kl, v, vl, &err);
+    ck_assert_ptr_null(err);
+}
+
+static void s_seen_at(kb_ldb_t *l, const char *sender, uint8_t a, uint8_t b, int64_t when_us)
+{
+    uint8_t k[64], v[8];
+    size_t sl = strlen(sender);
+    k[0] = 'r';
+    memcpy(k + 1, sender, sl + 1);
+    memset(k + 2 + sl, 0, 16);
+    k[2 + sl] = a;
+    k[3 + sl] = b;
+    kb_be64_put(v, (uint64_t)when_us);
+    s_raw(l, k, 2 + sl + 16, v, sizeof v);
+}
+
+/* Seen records older than the broker's TTL plus the margin go, younger
+ * ones stay; records of the old s<id:16> layout and records this SDK does
+ * not write go; the work comes in steps of at most `max` records, each
+ * going on where the last stopped; nothing goes before a broker told its
+ * TTL. */
+START_TEST(test_prune_seen)
+{
+    enum { N = 25 };
+    const int64_t now = kb_now_us();
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    s_put(o, 7);
+    kb_outbox_destroy(&o);
+    char path[128];
+    snprintf(path, sizeof path, "%s/state.ldb", s_dir);
+    kb_ldb_t l;
+    kb_ldb_open(&l, path);
+    for (uint8_t i = 0; i < N; i++) {
+        s_seen_at(&l, "politie", 1, i, now - 10 * S_DAY_US);          /* expired long ago */
+        s_seen_at(&l, "rvdk", 2, i, now - 2 * S_HOUR_US);             /* past the TTL, within the margin */
+        s_seen_at(&l, "fier", 3, i, now - 60LL * 1000000);            /* within the TTL */
+        uint8_t legacy[17] = {'s', 4, i};
+        s_raw(&l, legacy, sizeof legacy, "\0\0\0\0\0\0\0\0", 8);
+    }
+    uint8_t odd[18] = {'r', '\0', 5};
+    s_raw(&l, odd, sizeof odd, "short", 5); /* cannot be dated */
+    kb_ldb_close(&l);
+
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    size_t removed = 99, total = 0;
+    int done = 0, steps = 0;
+    /* no TTL told yet: everything stays */
+    ck_assert_int_eq(kb_outbox_prune_seen(o, now, 10, &removed, &done), KB_OK);
+    ck_assert_uint_eq(removed, 0);
+    ck_assert_int_eq(done, 1);
+    ck_assert_int_eq(kb_outbox_set_ttl(o, (uint64_t)S_HOUR_US, now), KB_OK);
+    do {
+        ck_assert_int_eq(kb_outbox_prune_seen(o, now, 10, &removed, &done), KB_OK);
+        ck_assert_uint_le(removed, 10);
+        total += removed;
+        steps++;
+        ck_assert_int_le(steps, 100);
+    } while (!done);
+    ck_assert_int_eq(steps, (4 * N + 1 + 9) / 10); /* each record looked at once */
+    ck_assert_uint_eq(total, 2 * N + 1);
+    kb_seen_key_t gone = {"politie", {1, 3}}, kept = {"rvdk", {2, 3}}, young = {"fier", {3, 3}};
+    ck_assert_int_eq(kb_outbox_seen(o, &gone), 0);
+    ck_assert_int_eq(kb_outbox_seen(o, &kept), 1);
+    ck_assert_int_eq(kb_outbox_seen(o, &young), 1);
+    /* a second pass finds nothing more to do */
+    ck_assert_int_eq(kb_outbox_prune_seen(o, now, 1000, &removed, &done), KB_OK);
+    ck_assert_uint_eq(removed, 0);
+    ck_assert_int_eq(done, 1);
+    /* the margin is a day: a day later the rvdk records go too */
+    ck_assert_int_eq(kb_outbox_prune_seen(o, now + S_DAY_US, 1000, &removed, &done), KB_OK);
+    ck_assert_uint_eq(removed, N);
+    uint8_t want[] = {7};
+    s_expect(o, want, 1);
+    kb_outbox_destroy(&o);
+    ck_assert_uint_eq(kb_ldb_count_prefix(path, 's'), 0);
+    ck_assert_uint_eq(kb_ldb_count_prefix(path, 'r'), N);
+    ck_assert_uint_eq(kb_ldb_count_prefix(path, 'o'), 1);
+}
+END_TEST
+
+/* The TTL the state keeps records for: the one told last, but a longer one
+ * told before until what was queued under it has expired, also across a
+ * restart. */
+START_TEST(test_prune_ttl_shortened)
+{
+    const int64_t t0 = kb_now_us();
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(kb_outbox_keep_us(o, t0), 0);
+    ck_assert_int_eq(kb_outbox_set_ttl(o, 0, t0), KB_OK); /* not told */
+    ck_assert_int_eq(kb_outbox_keep_us(o, t0), 0);
+    ck_assert_int_eq(kb_outbox_set_ttl(o, (uint64_t)(10 * S_DAY_US), t0), KB_OK);
+    ck_assert_int_eq(kb_outbox_keep_us(o, t0), 10 * S_DAY_US);
+    /* a reload shortened it to an hour, seen at t1 */
+    const int64_t t1 = t0 + S_DAY_US;
+    ck_assert_int_eq(kb_outbox_set_ttl(o, (uint64_t)S_HOUR_US, t1), KB_OK);
+    ck_assert_int_eq(kb_outbox_keep_us(o, t1), 10 * S_DAY_US);
+    kb_outbox_destroy(&o);
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(kb_outbox_set_ttl(o, (uint64_t)S_HOUR_US, t1 + S_DAY_US), KB_OK); /* told again */
+    ck_assert_int_eq(kb_outbox_keep_us(o, t1 + 10 * S_DAY_US - 1), 10 * S_DAY_US);
+    ck_assert_int_eq(kb_outbox_keep_us(o, t1 + 10 * S_DAY_US), S_HOUR_US);
+    /* a longer one replaces both */
+    ck_assert_int_eq(kb_outbox_set_ttl(o, (uint64_t)(20 * S_DAY_US), t1 + 2 * S_DAY_US), KB_OK);
+    ck_assert_int_eq(kb_outbox_keep_us(o, t1 + 2 * S_DAY_US), 20 * S_DAY_US);
+    /* a TTL no broker gives is taken as the longest */
+    ck_assert_int_eq(kb_outbox_set_ttl(o, UINT64_MAX, t1 + 3 * S_DAY_US), KB_OK);
+    ck_assert_int_eq(kb_outbox_keep_us(o, t1 + 3 * S_DAY_US), KB_SEEN_TTL_MAX_US);
+    size_t removed;
+    int done;
+    ck_assert_int_eq(kb_outbox_prune_seen(o, t1 + 3 * S_DAY_US, 10, &removed, &done), KB_OK);
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
 /* kb_outbox_seen_key() on what a broker could deliver. */
 static const struct {
     size_t id_len;      /* message id bytes */
@@ -276,6 +404,8 @@ int main(void)
     tcase_add_test(tc, test_retry_marks);
     tcase_add_test(tc, test_seen);
     tcase_add_test(tc, test_seen_old_entries_ignored);
+    tcase_add_test(tc, test_prune_seen);
+    tcase_add_test(tc, test_prune_ttl_shortened);
     tcase_add_loop_test(tc, test_seen_key, 0, (int)(sizeof s_key_rows / sizeof s_key_rows[0]));
     suite_add_tcase(s, tc);
     return kb_test_run(s);
