@@ -645,6 +645,22 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                       size_t len, Ketenbus__Frame *f, int rc, const kb_verify_job_t *const *jobs)
 {
     char reason[256];
+    /* a connection whose key a reload took out of the chain gets nothing
+     * done, not even a refusal audited one by one: only the limited
+     * record of zap_refused. A session with this key proves it in force
+     * (a reload ends the others); without one, the configuration says. */
+    const kb_session_t *cur = session_find(b, rid, rid_len);
+    if (!(cur && key && strcmp(cur->agency, agency) == 0 && strcmp(cur->key, key) == 0) &&
+        !s_key_in_force(b->conf, agency, key)) {
+        snprintf(reason, sizeof reason,
+                 "%s refused: the CURVE key %s of this connection is no longer %s's in the chain configuration",
+                 rc == KB_OK && f && f->body_case == KETENBUS__FRAME__BODY_HELLO ? "HELLO" : "frame",
+                 key ? key : "(none)", agency);
+        zap_refused(b, reason);
+        s_error(b, rid, rid_len, rc == KB_OK && f ? f->request_id : 0, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN,
+                reason);
+        return KB_OK;
+    }
     if (rc == KB_ETOOBIG) {
         snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len,
                  b->conf->max_message_bytes);
@@ -682,18 +698,6 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
             s_refuse_frame(b, rid, rid_len, agency, req, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED,
                            "HELLO refused: the connection must set a random routing id of at least 16 bytes, "
                            "not starting with a zero byte (ZMQ_ROUTING_ID)");
-            break;
-        }
-        if (!s_key_in_force(b->conf, agency, key)) {
-            /* ZAP accepted the key, and a reload took it (or the agency)
-             * out of the chain since: the connection stays open (ZeroMQ
-             * cannot close one peer's), but it gets no session */
-            snprintf(reason, sizeof reason,
-                     "HELLO refused: the CURVE key %s of this connection is no longer %s's in the chain "
-                     "configuration",
-                     key ? key : "(none)", agency);
-            zap_refused(b, reason);
-            s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN, reason);
             break;
         }
         s = session_open(b, rid, rid_len, agency, key, f->hello->send_only);

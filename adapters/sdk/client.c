@@ -700,9 +700,13 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
              * by itself once put back */
             if (c->revoked_ms == 0)
                 s_log(c, 0, "event=not_in_chain message=\"%s\"", f->error->message);
-            c->revoked_ms = c->revoked_ms == 0                  ? KB_REVOKED_FIRST_MS
-                            : c->revoked_ms * 2 > KB_REVOKED_MAX_MS ? KB_REVOKED_MAX_MS
-                                                                  : c->revoked_ms * 2;
+            int answers_hello = !c->welcomed; /* else a frame of the session it ends */
+            s_unwelcome(c, f->error->message);
+            c->last_hello_ms = kb_mono_ms(); /* the next HELLO waits */
+            if (c->revoked_ms == 0)
+                c->revoked_ms = KB_REVOKED_FIRST_MS;
+            else if (answers_hello)
+                c->revoked_ms = c->revoked_ms * 2 > KB_REVOKED_MAX_MS ? KB_REVOKED_MAX_MS : c->revoked_ms * 2;
             break;
         }
         s_log(c, 1, "event=broker_error code=%d message=\"%s\"", f->error->code, f->error->message);

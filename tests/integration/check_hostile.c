@@ -15,6 +15,7 @@
  * One envelope's content (withheld paths, which only the broker sets) is
  * refused alone and never fails the turn for the others.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,6 +498,43 @@ START_TEST(test_flood_of_submits_keeps_memory_bounded)
     ck_assert_int_eq(sscanf(at, "rejected=%ld", &rejected), 1);
     free(log);
     ck_assert_int_ge(rejected, (long)S_ENVS * 100);
+}
+END_TEST
+
+/* fier is taken out of the chain while its connection stays open (ZeroMQ
+ * keeps it): whatever that connection sends now, garbage included, is
+ * refused with ERROR_CODE_NOT_IN_CHAIN and recorded only within the
+ * limit of refused connections, never audited frame by frame. */
+START_TEST(test_revoked_connection_gets_nothing_done)
+{
+    s_sock = s_raw(s_chain.keys, "fier");
+    s_hello(s_sock);
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n"
+             "  max_message_bytes: 4096\nagencies:\n  - id: politie\n    name: Agency politie\n"
+             "    curve_cert: keys/politie.curve\n    signing_key: keys/politie.sign.pub.pem\nrules: []\n",
+             s_chain.endpoint);
+    kb_chain_write_config(&s_chain, cfg);
+    ck_assert_int_eq(kill(s_chain.pid, SIGHUP), 0);
+    for (int64_t end = kb_mono_ms() + 10000;
+         kb_chain_log_count(&s_chain, "event=rules_loaded") < 1 && kb_mono_ms() < end;)
+        usleep(20000);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), 1);
+    uint8_t junk[3] = {0xff, 0x01, 0x02};
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(zmq_send(s_sock, junk, sizeof junk, 0), (int)sizeof junk);
+    Ketenbus__Frame *f = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN);
+    ketenbus__frame__free_unpacked(f, NULL);
+    void *pol = s_raw(s_chain.keys, "politie"); /* still in the chain: still served */
+    s_hello(pol);
+    zmq_close(pol);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, NULL), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
+                                          "frame refused: the CURVE key"),
+                     60);
 }
 END_TEST
 
@@ -1004,6 +1042,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unknown_curve_key);
     tcase_add_test(tc, test_refused_handshakes_recorded_at_a_bounded_rate);
     tcase_add_test(tc, test_flood_of_submits_keeps_memory_bounded);
+    tcase_add_test(tc, test_revoked_connection_gets_nothing_done);
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     tcase_add_test(tc, test_credit_on_send_only_session);
