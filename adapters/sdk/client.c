@@ -1252,13 +1252,14 @@ int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg)
      * message is never handed over again, also after a restart */
     kb_seen_key_t key;
     int rc = kb_outbox_seen_key(&key, msg->env);
-    if (rc == KB_OK)
+    int again = rc == KB_OK && kb_outbox_seen(c->outbox, &key); /* acknowledged before: its tag went */
+    if (rc == KB_OK && !again)
         rc = kb_outbox_mark_seen(c->outbox, &key, 1);
     if (rc != KB_OK)
         return rc;
     /* the tag means something only on the session that delivered it; on a
      * later one the broker delivers again and that copy is acknowledged */
-    if (c->welcomed && msg->session == c->session) {
+    if (!again && c->welcomed && msg->session == c->session) {
         rc = s_queue_seen_tag(c, msg->tag);
         if (rc != KB_OK)
             return rc;

@@ -235,6 +235,38 @@ START_TEST(test_second_welcome_starts_a_new_session)
 }
 END_TEST
 
+/* The adapter acknowledges one message twice: its tag goes to the broker
+ * once, and so does the credit it frees. */
+START_TEST(test_second_ack_sends_nothing)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    s_open_session(fier);
+    s_drain();
+    s_deliver();
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    size_t tags = 0;
+    uint64_t credit = 0;
+    for (int64_t end = kb_mono_ms() + 1500; kb_mono_ms() < end;) { /* what the client sends meanwhile */
+        Ketenbus__Frame *f = kb_fake_recv(&s_fake, fier, 100);
+        if (!f)
+            continue;
+        if (f->body_case == KETENBUS__FRAME__BODY_ACK)
+            for (size_t i = 0; i < f->ack->n_tags; i++)
+                tags += f->ack->tags[i] == S_TAG;
+        if (f->body_case == KETENBUS__FRAME__BODY_CREDIT)
+            credit += f->credit->credit;
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_assert_uint_eq(tags, 1);
+    ck_assert_uint_eq(credit, 1);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -244,6 +276,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_ack_without_session_survives_restart);
     tcase_add_test(tc, test_recv_skips_copy_of_acknowledged);
     tcase_add_test(tc, test_second_welcome_starts_a_new_session);
+    tcase_add_test(tc, test_second_ack_sends_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
