@@ -649,8 +649,8 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
      * done, not even a refusal audited one by one: only the limited
      * record of zap_refused. A session with this key proves it in force
      * (a reload ends the others); without one, the configuration says. */
-    const kb_session_t *cur = session_find(b, rid, rid_len);
-    if (!(cur && key && strcmp(cur->agency, agency) == 0 && strcmp(cur->key, key) == 0) &&
+    kb_session_t *s = session_find(b, rid, rid_len);
+    if (!(s && key && strcmp(s->agency, agency) == 0 && strcmp(s->key, key) == 0) &&
         !s_key_in_force(b->conf, agency, key)) {
         snprintf(reason, sizeof reason,
                  "%s refused: the CURVE key %s of this connection is no longer %s's in the chain configuration",
@@ -679,7 +679,6 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         s_refuse_frame(b, rid, rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED, reason);
         return KB_OK;
     }
-    kb_session_t *s = session_find(b, rid, rid_len);
     if (s && (strcmp(s->agency, agency) != 0 || !key || strcmp(s->key, key) != 0)) {
         /* another connection (another agency's, or one with another key)
          * has the routing id of a session whose own connection went: what
