@@ -656,7 +656,7 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                  "%s refused: the CURVE key %s of this connection is no longer %s's in the chain configuration",
                  rc == KB_OK && f && f->body_case == KETENBUS__FRAME__BODY_HELLO ? "HELLO" : "frame",
                  key ? key : "(none)", agency);
-        zap_refused(b, reason);
+        zap_refused(b, KB_REFUSED_REVOKED, reason);
         s_error(b, rid, rid_len, rc == KB_OK && f ? f->request_id : 0, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN,
                 reason);
         return KB_OK;

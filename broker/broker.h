@@ -43,7 +43,23 @@
 #define KB_EXPIRY_PERIOD_MS 1000   /* how often queues are checked for expiry */
 #define KB_CLOCK_SKEW_US    (300LL * 1000000) /* created_us may be this far ahead */
 #define KB_REFUSED_WINDOW_MS 60000 /* refused connections are recorded one by one ... */
-#define KB_REFUSED_PER_WINDOW 60u  /* ... up to this many per window, the rest counted */
+#define KB_REFUSED_PER_WINDOW 60u  /* ... up to this many per window and kind, the rest counted */
+
+/* What a refusal recorded by zap_refused is about. Each kind has its own
+ * limit, so that a revoked adapter that keeps sending cannot use up the
+ * records that name an outsider's key, nor the other way round. */
+typedef enum {
+    KB_REFUSED_UNKNOWN_KEY, /* a handshake with a key the chain does not know */
+    KB_REFUSED_REVOKED,     /* a frame on a connection whose key a reload took out */
+    KB_REFUSED_KINDS
+} kb_refused_kind_t;
+
+/* One kind's window of refusals. */
+typedef struct {
+    int64_t since_ms; /* start of the current window */
+    unsigned told;    /* refusals recorded one by one in it */
+    uint64_t untold;  /* refusals only counted in it */
+} kb_refusals_t;
 
 /* A delivery sent and not yet acknowledged. */
 typedef struct {
@@ -156,9 +172,7 @@ typedef struct kb_broker {
     void *zctx;                     /* ZeroMQ context */
     void *router;                   /* adapters connect here (CURVE server) */
     void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
-    int64_t refused_since_ms;       /* start of the current window of refused connections */
-    unsigned refused_told;          /* refusals recorded one by one in it */
-    uint64_t refused_untold;        /* refusals only counted in it */
+    kb_refusals_t refused[KB_REFUSED_KINDS]; /* refused connections and frames, by kind */
     char endpoint[256];             /* bound endpoint, after start */
     EVP_PKEY *sign_key;             /* broker's Ed25519 key, signs notices */
     EVP_MD *sha256;                 /* SHA-256, fetched once: a fetch per digest costs more than the digest */
@@ -243,12 +257,13 @@ struct json_object *admin_audit(kb_broker_t *b, const char *command, struct json
 
 /* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
 int zap_handle(kb_broker_t *b);
-/* Log and audit a refused connection (or HELLO), reason saying why: at most
- * KB_REFUSED_PER_WINDOW one by one per KB_REFUSED_WINDOW_MS, and the rest
- * counted in one record when the window ends, so that whoever can reach the
- * port cannot grow the audit log at handshake rate. */
-void zap_refused(kb_broker_t *b, const char *reason);
-/* Write the record of the refusals not recorded one by one once their
+/* Log and audit a refused connection (or a frame of a revoked one), reason
+ * saying why: at most KB_REFUSED_PER_WINDOW of each kind one by one per
+ * KB_REFUSED_WINDOW_MS, and the rest counted in one record when the window
+ * ends, so that whoever can reach the port cannot grow the audit log at
+ * handshake (or frame) rate. */
+void zap_refused(kb_broker_t *b, kb_refused_kind_t kind, const char *reason);
+/* Write the records of the refusals not recorded one by one once their
  * window is over (or now, with force: at shutdown). */
 void zap_refusals_flush(kb_broker_t *b, int force);
 

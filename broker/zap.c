@@ -95,51 +95,62 @@ static int s_handle_one(kb_broker_t *b)
             s_reply(b->zap, &parts[1], "400", "unknown key", "", NULL);
             char reason[192];
             snprintf(reason, sizeof reason, "CURVE key %s not in the chain (from %s)", z85, address);
-            zap_refused(b, reason);
+            zap_refused(b, KB_REFUSED_UNKNOWN_KEY, reason);
         }
     } else {
         s_reply(b->zap, &parts[1], "400", "CURVE required", "", NULL);
-        kb_log(KB_LOG_WARN, "connect_refused", "reason=\"not CURVE\" address=%s", address);
+        char reason[160];
+        snprintf(reason, sizeof reason, "not CURVE (from %s)", address);
+        zap_refused(b, KB_REFUSED_UNKNOWN_KEY, reason);
     }
     for (int i = 0; i < n && i < KB_ZAP_FRAMES + 1; i++)
         zmq_msg_close(&parts[i]);
     return KB_OK;
 }
 
-/* End the current minute of refusals if it is over (or force): what was
- * not recorded one by one gets one record with its count. */
-static void s_refusals_roll(kb_broker_t *b, int64_t now_ms, int force)
+/* What the record of the refusals of a kind not recorded one by one says. */
+static const char *const s_untold_what[KB_REFUSED_KINDS] = {
+    [KB_REFUSED_UNKNOWN_KEY] = "connections refused",
+    [KB_REFUSED_REVOKED] = "frames refused on connections whose key left the chain",
+};
+
+/* End a kind's current minute of refusals if it is over (or force): what
+ * was not recorded one by one gets one record with its count. */
+static void s_refusals_roll(kb_broker_t *b, kb_refused_kind_t kind, int64_t now_ms, int force)
 {
-    if (!force && now_ms - b->refused_since_ms < KB_REFUSED_WINDOW_MS)
+    kb_refusals_t *w = &b->refused[kind];
+    if (!force && now_ms - w->since_ms < KB_REFUSED_WINDOW_MS)
         return;
-    if (b->refused_untold > 0) {
+    if (w->untold > 0) {
         char reason[160];
-        snprintf(reason, sizeof reason, "%llu more connections refused in %lld s, not recorded one by one",
-                 (unsigned long long)b->refused_untold, (long long)((now_ms - b->refused_since_ms + 999) / 1000));
+        snprintf(reason, sizeof reason, "%llu more %s in %lld s, not recorded one by one",
+                 (unsigned long long)w->untold, s_untold_what[kind], (long long)((now_ms - w->since_ms + 999) / 1000));
         kb_log(KB_LOG_WARN, "connect_refused", "reason=\"%s\"", reason);
         audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "", NULL, reason);
     }
-    b->refused_since_ms = now_ms;
-    b->refused_told = 0;
-    b->refused_untold = 0;
+    w->since_ms = now_ms;
+    w->told = 0;
+    w->untold = 0;
 }
 
-void zap_refused(kb_broker_t *b, const char *reason)
+void zap_refused(kb_broker_t *b, kb_refused_kind_t kind, const char *reason)
 {
-    int64_t now = kb_mono_ms();
-    s_refusals_roll(b, now, 0);
-    if (b->refused_told >= KB_REFUSED_PER_WINDOW) {
-        b->refused_untold++;
+    s_refusals_roll(b, kind, kb_mono_ms(), 0);
+    kb_refusals_t *w = &b->refused[kind];
+    if (w->told >= KB_REFUSED_PER_WINDOW) {
+        w->untold++;
         return;
     }
-    b->refused_told++;
+    w->told++;
     kb_log(KB_LOG_WARN, "connect_refused", "reason=\"%s\"", reason);
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED, "", NULL, reason);
 }
 
 void zap_refusals_flush(kb_broker_t *b, int force)
 {
-    s_refusals_roll(b, kb_mono_ms(), force);
+    int64_t now = kb_mono_ms();
+    for (int k = 0; k < KB_REFUSED_KINDS; k++)
+        s_refusals_roll(b, (kb_refused_kind_t)k, now, force);
 }
 
 int zap_handle(kb_broker_t *b)

@@ -504,7 +504,8 @@ END_TEST
 /* fier is taken out of the chain while its connection stays open (ZeroMQ
  * keeps it): whatever that connection sends now, garbage included, is
  * refused with ERROR_CODE_NOT_IN_CHAIN and recorded only within the
- * limit of refused connections, never audited frame by frame. */
+ * limit of refused connections, never audited frame by frame. That limit
+ * is its own: an outsider's key tried after the flood is still named. */
 START_TEST(test_revoked_connection_gets_nothing_done)
 {
     s_sock = s_raw(s_chain.keys, "fier");
@@ -524,17 +525,104 @@ START_TEST(test_revoked_connection_gets_nothing_done)
     uint8_t junk[3] = {0xff, 0x01, 0x02};
     for (int i = 0; i < 100; i++)
         ck_assert_int_eq(zmq_send(s_sock, junk, sizeof junk, 0), (int)sizeof junk);
-    Ketenbus__Frame *f = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
-    ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN);
-    ketenbus__frame__free_unpacked(f, NULL);
+    for (int i = 0; i < 100; i++) { /* one answer each: all of them read */
+        Ketenbus__Frame *f = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+        ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN);
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
     void *pol = s_raw(s_chain.keys, "politie"); /* still in the chain: still served */
     s_hello(pol);
     zmq_close(pol);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/outsider", s_chain.dir);
+    ck_assert_int_eq(kb_keys_generate(dir, "politie", 0), KB_OK);
+    void *outsider = s_raw(dir, "politie");
+    for (int64_t end = kb_mono_ms() + 10000;
+         kb_chain_log_count(&s_chain, "not in the chain") < 1 && kb_mono_ms() < end;)
+        usleep(20000);
+    zmq_close(outsider);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, NULL), 0);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
                                           "frame refused: the CURVE key"),
                      60);
+    /* the outsider named, though the revoked connection used up its own limit */
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
+                                          "not in the chain (from"),
+                     1);
+    /* the other 40, counted in one record at shutdown */
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
+                                          "40 more frames refused on connections whose key left the chain"),
+                     1);
+}
+END_TEST
+
+/* The broker's side of revocation, seen on the wire: a connection whose
+ * key a reload replaced gets no DELIVER any more, neither of the message it
+ * had in hand nor of those that arrive for its agency afterwards; HELLO on
+ * it is answered with ERROR_CODE_NOT_IN_CHAIN. A connection with the new
+ * key gets all three. */
+START_TEST(test_replaced_key_connection_gets_no_delivery)
+{
+    s_sock = s_raw(s_chain.keys, "fier");
+    s_hello_as(s_sock, 16, 0);
+    void *pol = s_raw(s_chain.keys, "politie");
+    s_hello(pol);
+    int outcome, code;
+    char reason[512];
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    s_submit(pol, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    ketenbus__frame__free_unpacked(s_expect(s_sock, KETENBUS__FRAME__BODY_DELIVER), NULL); /* in hand */
+    char dir[512], cfg[2048];
+    snprintf(dir, sizeof dir, "%s/keys2", s_chain.dir);
+    ck_assert_int_eq(kb_keys_generate(dir, "fier", 0), KB_OK);
+    snprintf(cfg, sizeof cfg,
+             "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n"
+             "  max_message_bytes: 4096\nagencies:\n  - id: politie\n    name: Agency politie\n"
+             "    curve_cert: keys/politie.curve\n    signing_key: keys/politie.sign.pub.pem\n"
+             "  - id: fier\n    name: Agency fier\n    curve_cert: keys2/fier.curve\n"
+             "    signing_key: keys/fier.sign.pub.pem\nrules:\n%s",
+             s_chain.endpoint, s_rules);
+    kb_chain_write_config(&s_chain, cfg);
+    ck_assert_int_eq(kill(s_chain.pid, SIGHUP), 0);
+    for (int64_t end = kb_mono_ms() + 10000;
+         kb_chain_log_count(&s_chain, "event=rules_loaded") < 1 && kb_mono_ms() < end;)
+        usleep(20000);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), 1);
+    for (int i = 0; i < 2; i++) {
+        e = s_envelope("politie", "politie");
+        s_submit(pol, e, &outcome, &code, reason, sizeof reason);
+        ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
+        ketenbus__envelope__free_unpacked(e, NULL);
+    }
+    zmq_close(pol);
+    s_send_hello(s_sock, 16, 0);
+    int refusals = 0;
+    for (int64_t end = kb_mono_ms() + 1500; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = s_next(s_sock, 100);
+        if (!f)
+            continue;
+        ck_assert_msg(f->body_case == KETENBUS__FRAME__BODY_ERROR,
+                      "a frame of case %d reached a connection whose key left the chain", (int)f->body_case);
+        ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN);
+        refusals++;
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_assert_int_eq(refusals, 1);
+    void *fresh = s_raw(dir, "fier");
+    s_hello_as(fresh, 16, 0);
+    size_t delivered = 0;
+    for (int64_t end = kb_mono_ms() + 5000; delivered < 3 && kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = s_next(fresh, 100);
+        if (f && f->body_case == KETENBUS__FRAME__BODY_DELIVER)
+            delivered += f->deliver->n_deliveries;
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_assert_uint_eq(delivered, 3);
+    zmq_close(fresh);
 }
 END_TEST
 
@@ -1043,6 +1131,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_refused_handshakes_recorded_at_a_bounded_rate);
     tcase_add_test(tc, test_flood_of_submits_keeps_memory_bounded);
     tcase_add_test(tc, test_revoked_connection_gets_nothing_done);
+    tcase_add_test(tc, test_replaced_key_connection_gets_no_delivery);
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     tcase_add_test(tc, test_credit_on_send_only_session);
