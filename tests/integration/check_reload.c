@@ -230,6 +230,18 @@ static void s_receive_all(ketenbus_client_t *cl, int n)
     ck_assert_int_ne(ketenbus_client_recv(cl, &m, 1000), KETENBUS_OK);
 }
 
+/* What the fier adapter logged: how often it said it is out of the chain,
+ * and back in. */
+static int s_not_in_chain, s_back_in_chain;
+
+static void s_fier_log(int level, const char *line, void *arg)
+{
+    (void)level;
+    (void)arg;
+    s_not_in_chain += strstr(line, "event=not_in_chain") != NULL;
+    s_back_in_chain += strstr(line, "event=back_in_chain") != NULL;
+}
+
 /* An agency taken out of the chain by a reload gets nothing more on the
  * connection it had: ZeroMQ keeps that connection (and the User-Id ZAP
  * gave it), but its session ends and its adapter's HELLOs are refused.
@@ -241,6 +253,8 @@ START_TEST(test_removed_agency_gets_nothing_more)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(s_submit(politie, i), 1);
     ketenbus_client_destroy(&politie);
+    s_not_in_chain = s_back_in_chain = 0;
+    s_chain.client_log = s_fier_log;
     ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, 1);
     ketenbus_msg_t *m = NULL;
     ck_assert_int_eq(ketenbus_client_recv(fier, &m, 5000), KETENBUS_OK);
@@ -252,8 +266,13 @@ START_TEST(test_removed_agency_gets_nothing_more)
     ck_assert_int_ne(ketenbus_client_recv(fier, &m, 2500), KETENBUS_OK);
     ck_assert_int_le(kb_chain_log_count(&s_chain, "HELLO refused"), 3);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=session_opened agency=fier"), 1);
+    /* the adapter said so once, not at every refusal */
+    ck_assert_int_eq(s_not_in_chain, 1);
+    ck_assert_int_eq(s_back_in_chain, 0);
     s_reconfigure(fier, "keys/fier.curve", 1);
     s_receive_all(fier, 3);
+    ck_assert_int_eq(s_not_in_chain, 1);
+    ck_assert_int_eq(s_back_in_chain, 1);
     ketenbus_client_destroy(&fier);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
     ck_assert_int_ge(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,

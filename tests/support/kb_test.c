@@ -261,6 +261,8 @@ ketenbus_client_t *kb_chain_client_credit(kb_chain_t *c, const char *agency, con
     ck_assert_int_eq(ketenbus_client_opts_set_ping_interval(o, 200), KETENBUS_OK);
     if (credit != KB_TEST_CREDIT_DEFAULT)
         ck_assert_int_eq(ketenbus_client_opts_set_credit(o, credit), KETENBUS_OK);
+    if (c->client_log)
+        ck_assert_int_eq(ketenbus_client_opts_set_log(o, c->client_log, c->client_log_arg), KETENBUS_OK);
     ketenbus_client_t *cl = ketenbus_client_new(o);
     ketenbus_client_opts_destroy(&o);
     ck_assert_msg(cl != NULL, "client %s: %s", agency, ketenbus_last_error());

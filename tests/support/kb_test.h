@@ -33,6 +33,8 @@ typedef struct {
     int valgrind;                        /* 1: run the broker under valgrind's leak check */
     int faults;                          /* 1: preload the disk faults of tests/support/faults/
                                           * (switched by kb_chain_fault) */
+    ketenbus_log_fn *client_log;         /* if set: the log callback of the clients made next */
+    void *client_log_arg;                /* its argument */
 } kb_chain_t;
 
 /* Switch a fault of tests/support/faults/kb_faults.c on (a file in the
