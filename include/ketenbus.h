@@ -227,6 +227,12 @@ void ketenbus_client_destroy(ketenbus_client_t **p);
  * refused for good (the receipt says why), KETENBUS_EPENDING when no receipt
  * came in time (the message is safe in the outbox and goes out on reconnect,
  * or again after a refusal for now: see REJECT_INTERNAL above).
+ * KETENBUS_ETOOBIG, with nothing stored, when the signed message is larger
+ * than the broker takes in one frame (its max_message_bytes, known once
+ * the client has connected). A message stored before the client knew, and
+ * too large, is answered by the SDK itself when it would be sent: a receipt
+ * REJECTED with code REJECT_TOO_LARGE (6), and it leaves the outbox. The
+ * SDK sends what waits in SUBMIT frames within that limit.
  * msg stays the caller's; its id and sender are readable afterwards. */
 int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms);
 

@@ -685,6 +685,16 @@ int kb_deliver_encode(const kb_delivery_raw_t *d, size_t n, uint8_t **buf, size_
     return KB_OK;
 }
 
+size_t kb_submit_item_len(size_t len)
+{
+    return 1 + s_varint_len(len) + len;
+}
+
+size_t kb_submit_frame_len(uint64_t request_id, size_t body)
+{
+    return s_frame_len(request_id, body);
+}
+
 int kb_submit_encode(uint64_t request_id, const kb_packed_t *envelopes, size_t n, uint8_t **buf, size_t *len)
 {
     if (!buf || !len)
@@ -697,7 +707,7 @@ int kb_submit_encode(uint64_t request_id, const kb_packed_t *envelopes, size_t n
     for (size_t i = 0; i < n; i++) {
         if (!envelopes[i].bytes && envelopes[i].len > 0)
             return kb_error_set(KB_EINVAL, "kb_submit_encode: envelope %zu has no bytes", i);
-        size_t add = 1 + s_varint_len(envelopes[i].len) + envelopes[i].len;
+        size_t add = kb_submit_item_len(envelopes[i].len);
         if (body > SIZE_MAX / 2 - add)
             return kb_error_set(KB_ETOOBIG, "kb_submit_encode: frame too large");
         body += add;

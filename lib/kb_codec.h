@@ -171,6 +171,13 @@ typedef struct {
  * KB_MAX_BATCH), KB_ETOOBIG (size overflow), KB_ENOMEM. */
 int kb_submit_encode(uint64_t request_id, const kb_packed_t *envelopes, size_t n, uint8_t **buf, size_t *len);
 
+/* Bytes that one packed envelope of len bytes takes in a SUBMIT frame, and
+ * the bytes of the whole frame with this request_id (0: none) around
+ * envelopes taking body bytes: what kb_submit_encode() makes, so that a
+ * sender can keep its frames within the broker's max_message_bytes. */
+size_t kb_submit_item_len(size_t len);
+size_t kb_submit_frame_len(uint64_t request_id, size_t body);
+
 /* Encode a RECEIPT frame around entries[0..entries_len), the packed body of
  * a Receipt (its entries one after another, as ketenbus__receipt__pack
  * writes them; receipts packed one after another concatenate into one):

@@ -98,6 +98,7 @@ struct ketenbus_client {
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
     int ttl_told;                     /* the last WELCOME told the broker's message TTL */
+    size_t max_frame;                 /* largest frame the broker takes (WELCOME); 0: not told yet */
     int64_t prune_at_ms;              /* when the next step over the seen records is due */
     size_t pruned;                    /* seen records removed in this pass so far */
     unsigned ping_ms;                 /* ping interval in force */
@@ -295,44 +296,110 @@ static int s_send_submit(ketenbus_client_t *c, const kb_packed_t *envs, size_t n
     return rc == KB_OK ? s_send_encoded(c, buf, len) : rc;
 }
 
+/* The largest SUBMIT frame the broker takes: what its last WELCOME said. */
+static size_t s_max_frame(const ketenbus_client_t *c)
+{
+    return c->max_frame > 0 ? c->max_frame : KB_FRAME_MAX_DEFAULT;
+}
+
+/* Answer an outbox entry that no SUBMIT frame can carry (larger alone
+ * than the broker takes) as the broker would: rejected for good, with
+ * REJECT_TOO_LARGE, so that it leaves the outbox and its submitter
+ * learns why instead of waiting for ever. */
+static void s_on_receipt(ketenbus_client_t *c, const Ketenbus__Receipt *rc);
+
+static void s_reject_too_large(ketenbus_client_t *c, const uint8_t id[16], size_t frame_len)
+{
+    char reason[160];
+    snprintf(reason, sizeof reason,
+             "a SUBMIT of this message alone is %zu bytes; the broker takes frames of at most %zu bytes "
+             "(max_message_bytes)",
+             frame_len, s_max_frame(c));
+    Ketenbus__ReceiptEntry e;
+    ketenbus__receipt_entry__init(&e);
+    e.message_id.data = (uint8_t *)id;
+    e.message_id.len = 16;
+    e.outcome = KETENBUS__OUTCOME__OUTCOME_REJECTED;
+    e.code = KETENBUS__REJECT_CODE__REJECT_TOO_LARGE;
+    e.reason = reason;
+    Ketenbus__ReceiptEntry *ep = &e;
+    Ketenbus__Receipt r;
+    ketenbus__receipt__init(&r);
+    r.n_entries = 1;
+    r.entries = &ep;
+    s_on_receipt(c, &r);
+}
+
 /* Send outbox entries from the one of seq `from_seq` on (with only_retry:
  * just those marked to be sent again), in SUBMIT frames of up to
- * KB_RESEND_BATCH, around the stored bytes: the outbox holds only envelopes
- * the SDK packed, and checks those it loads at open. Every entry passed
- * clears its retry mark, as it goes out now. When a frame cannot go,
- * *stop_seq is the seq of its first entry: everything from there on is
- * still to be sent (s_resend_from), and what went before need not go
- * again on this session. */
+ * KB_RESEND_BATCH envelopes and at most the broker's max_message_bytes,
+ * around the stored bytes: the outbox holds only envelopes the SDK
+ * packed, and checks those it loads at open. An entry too large for any
+ * frame is rejected here (s_reject_too_large). Every entry passed clears
+ * its retry mark, as it goes out now. When a frame cannot go, *stop_seq
+ * is the seq of its first entry: everything from there on is still to be
+ * sent (s_resend_from), and what went before need not go again on this
+ * session. */
 static int s_send_outbox(ketenbus_client_t *c, uint64_t from_seq, int only_retry, uint64_t *stop_seq)
 {
     size_t n = kb_outbox_size(c->outbox);
     kb_packed_t envs[KB_RESEND_BATCH];
-    size_t k = 0;
+    size_t k = 0, body = 0;
     uint64_t first = 0; /* seq of envs[0] */
-    for (size_t i = kb_outbox_index_from(c->outbox, from_seq); i < n; i++) {
+    struct {
+        uint8_t id[16];
+        size_t frame_len;
+    } *oversized = NULL;
+    size_t n_oversized = 0;
+    int rc = KB_OK;
+    for (size_t i = kb_outbox_index_from(c->outbox, from_seq); i < n && rc == KB_OK; i++) {
         if (!kb_outbox_take_retry(c->outbox, i) && only_retry)
             continue;
         const kb_outbox_entry_t *e = kb_outbox_at(c->outbox, i);
+        size_t item = kb_submit_item_len(e->len);
+        /* the request id of the next frame is at most this long */
+        if (kb_submit_frame_len(c->next_request + 1, item) > s_max_frame(c)) {
+            void *grown = realloc(oversized, (n_oversized + 1) * sizeof *oversized);
+            if (!grown) {
+                rc = kb_error_set(KB_ENOMEM, "client: out of memory");
+                break;
+            }
+            oversized = grown;
+            memcpy(oversized[n_oversized].id, e->id, 16);
+            oversized[n_oversized++].frame_len = kb_submit_frame_len(c->next_request + 1, item);
+            continue;
+        }
+        if (k > 0 && kb_submit_frame_len(c->next_request + 1, body + item) > s_max_frame(c)) {
+            rc = s_send_submit(c, envs, k);
+            if (rc != KB_OK) {
+                *stop_seq = first;
+                break;
+            }
+            k = 0;
+            body = 0;
+        }
         if (k == 0)
             first = e->seq;
         envs[k++] = (kb_packed_t){e->bytes, e->len};
+        body += item;
         if (k == KB_RESEND_BATCH) {
-            int rc = s_send_submit(c, envs, k);
-            if (rc != KB_OK) {
+            rc = s_send_submit(c, envs, k);
+            if (rc != KB_OK)
                 *stop_seq = first;
-                return rc;
-            }
             k = 0;
+            body = 0;
         }
     }
-    if (k > 0) {
-        int rc = s_send_submit(c, envs, k);
-        if (rc != KB_OK) {
+    if (rc == KB_OK && k > 0) {
+        rc = s_send_submit(c, envs, k);
+        if (rc != KB_OK)
             *stop_seq = first;
-            return rc;
-        }
     }
-    return KB_OK;
+    /* after the loop: a rejection takes the entry out of the outbox */
+    for (size_t i = 0; i < n_oversized; i++)
+        s_reject_too_large(c, oversized[i].id, oversized[i].frame_len);
+    free(oversized);
+    return rc;
 }
 
 /* Send the outbox again from the entry of seq `seq` on, at the next poll,
@@ -670,6 +737,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         c->resend = 1;
         c->resend_seq = 0; /* all of it: the broker may have lost what went before */
         c->last_ping_ms = c->last_rx_ms;
+        c->max_frame = f->welcome->max_message_bytes; /* 0 from an older broker: its default */
         if (f->welcome->ping_interval_ms > 0 && f->welcome->ping_interval_ms < c->o.ping_ms)
             c->ping_ms = f->welcome->ping_interval_ms;
         s_log(c, 2, "event=welcome broker=%s agency=%s policy=%.16s", f->welcome->broker_id, f->welcome->agency,
@@ -1068,6 +1136,12 @@ static int s_prepare(ketenbus_client_t *c, ketenbus_msg_t *msg, kb_outbox_entry_
     if (rc != KB_OK)
         return rc;
     out->len = ketenbus__envelope__get_packed_size(e);
+    /* what the broker said it takes, once it has said so (a message stored
+     * before that and too large is rejected when it would be sent) */
+    size_t frame = kb_submit_frame_len(UINT64_MAX, kb_submit_item_len(out->len));
+    if (c->max_frame > 0 && frame > c->max_frame)
+        return kb_error_set(KB_ETOOBIG, "submit: the message packs into %zu bytes; the broker takes frames of at most %zu "
+                            "(max_message_bytes)", frame, c->max_frame);
     out->bytes = malloc(out->len);
     if (!out->bytes)
         return kb_error_set(KB_ENOMEM, "submit: out of memory");

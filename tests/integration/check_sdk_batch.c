@@ -5,7 +5,8 @@
  * receipt per message, in order. Covers: all accepted and delivered in
  * order; one refused among accepted ones; an invalid message refusing the
  * whole batch before anything is stored; a batch written while the broker
- * is down and sent when it comes up; the argument limits.
+ * is down and sent when it comes up; the argument limits; a backlog larger
+ * than one frame the broker takes, and a message larger than that alone.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +202,65 @@ START_TEST(test_batch_limits)
 }
 END_TEST
 
+/* 40 messages of 40 KiB each are far under the broker's 1 MiB frame
+ * limit one by one, but not together: the SDK sends them in as many
+ * SUBMIT frames as that limit needs, and all are accepted. */
+START_TEST(test_batch_larger_than_a_frame)
+{
+    enum { N = 40 };
+    static char big[40 * 1024 + 1];
+    memset(big, 'x', sizeof big - 1);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[N];
+    ketenbus_receipt_t rs[N];
+    for (size_t i = 0; i < N; i++)
+        msgs[i] = kb_test_signal("fier", big);
+    ck_assert_msg(ketenbus_client_submit_batch(politie, msgs, N, rs, 10000) == KETENBUS_OK, "%s",
+                  ketenbus_last_error());
+    for (size_t i = 0; i < N; i++)
+        ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
+    s_free(msgs, N);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
+/* With a broker that takes frames of at most 4 KiB, a message of 8 KiB is
+ * refused at submit once the client knows the limit, with nothing stored;
+ * stored before the client knew it, it is answered REJECT_TOO_LARGE when
+ * it would be sent, and leaves the outbox instead of waiting for ever. */
+START_TEST(test_message_larger_than_the_broker_takes)
+{
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 3, s_rules, "  max_message_bytes: 4096\n");
+    kb_chain_start(&s_chain);
+    static char big[8 * 1024 + 1];
+    memset(big, 'x', sizeof big - 1);
+    ketenbus_receipt_t r;
+    /* a client that does not know the limit yet: stored, then rejected */
+    ketenbus_client_t *early = kb_chain_client(&s_chain, "politie", "-early");
+    ketenbus_msg_t *m = kb_test_signal("fier", big);
+    ck_assert_int_eq(ketenbus_client_submit(early, m, &r, 0), KETENBUS_EPENDING);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(early), 1);
+    ck_assert_msg(ketenbus_client_flush(early, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    const ketenbus_receipt_t *last = ketenbus_client_last_receipt(early);
+    ck_assert_ptr_nonnull(last);
+    ck_assert_int_eq(last->outcome, KETENBUS_OUTCOME_REJECTED);
+    ck_assert_int_eq(last->code, 6); /* REJECT_TOO_LARGE */
+    ck_assert_ptr_nonnull(strstr(last->reason, "at most 4096 bytes"));
+    /* a small one still goes */
+    ketenbus_msg_t *small = kb_test_signal("fier", "small");
+    ck_assert_int_eq(ketenbus_client_submit(early, small, &r, 5000), KETENBUS_OK);
+    /* now it knows: refused at once, nothing stored */
+    ck_assert_int_eq(ketenbus_client_submit(early, m, &r, 0), KETENBUS_ETOOBIG);
+    ck_assert_ptr_nonnull(strstr(ketenbus_last_error(), "at most 4096"));
+    ck_assert_uint_eq(ketenbus_client_outbox_size(early), 0);
+    ketenbus_msg_destroy(&m);
+    ketenbus_msg_destroy(&small);
+    ketenbus_client_destroy(&early);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_batch");
@@ -212,6 +272,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_batch_invalid_stores_nothing);
     tcase_add_test(tc, test_batch_while_broker_down);
     tcase_add_test(tc, test_batch_limits);
+    tcase_add_test(tc, test_batch_larger_than_a_frame);
+    tcase_add_test(tc, test_message_larger_than_the_broker_takes);
     suite_add_tcase(s, tc);
     return s;
 }
