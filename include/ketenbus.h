@@ -185,7 +185,11 @@ typedef void (ketenbus_log_fn)(int level, const char *line, void *arg);
 /* Called for each delivered message during ketenbus_client_poll(). The
  * message is borrowed for the call. Return 0 once the message is stored
  * durably on the agency's side: the SDK then acknowledges it. Any other
- * value leaves it unacknowledged; the broker redelivers it later. */
+ * value leaves it unacknowledged, and the broker delivers it again later:
+ * the SDK starts its session again 1 s after the first such message (then
+ * twice as long each time one is kept again, up to a minute; back to 1 s
+ * once a message is handled while none waits), which brings every
+ * unacknowledged delivery back. */
 typedef int (ketenbus_handler_fn)(ketenbus_client_t *client, const ketenbus_msg_t *msg, void *arg);
 
 ketenbus_client_opts_t *ketenbus_client_opts_new(void);

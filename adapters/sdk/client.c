@@ -55,6 +55,8 @@
 #define KB_HELLO_RETRY_MS     500
 #define KB_REVOKED_FIRST_MS   2000   /* HELLO again this long after the key was refused (NOT_IN_CHAIN), */
 #define KB_REVOKED_MAX_MS     300000 /* twice as long each time, up to this */
+#define KB_KEEP_FIRST_MS      1000   /* a delivery the handler kept is asked for again after this, */
+#define KB_KEEP_MAX_MS        60000  /* twice as long each time it is kept again, up to this */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
 _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within the broker's batch limit");
 #define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
@@ -99,6 +101,8 @@ struct ketenbus_client {
     int64_t last_rx_ms;               /* when a frame last arrived */
     int ttl_told;                     /* the last WELCOME told the broker's message TTL */
     size_t max_frame;                 /* largest frame the broker takes (WELCOME); 0: not told yet */
+    int64_t keep_at_ms;               /* when to start the session again for deliveries the handler kept (0: none) */
+    int64_t keep_ms;                  /* the wait before that (backoff) */
     int64_t prune_at_ms;              /* when the next step over the seen records is due */
     size_t pruned;                    /* seen records removed in this pass so far */
     unsigned ping_ms;                 /* ping interval in force */
@@ -666,6 +670,12 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
         if (c->handler) {
             int keep = c->handler(c, m, c->handler_arg);
             int rc = keep == 0 ? s_queue_ack(c, m->tag, &key) : KB_OK;
+            /* the broker sends a delivery again only in a new session:
+             * one is started after a while (s_housekeeping) */
+            if (keep != 0 && c->keep_at_ms == 0)
+                c->keep_at_ms = kb_mono_ms() + c->keep_ms;
+            else if (keep == 0 && c->keep_at_ms == 0)
+                c->keep_ms = KB_KEEP_FIRST_MS; /* handled again: the next keep waits the least */
             ketenbus_msg_destroy(&m);
             if (rc != KB_OK)
                 return rc;
@@ -732,6 +742,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         if (c->revoked_ms > 0)
             s_log(c, 2, "event=back_in_chain");
         c->revoked_ms = 0;
+        c->keep_at_ms = 0; /* what the handler kept comes again in this session */
         c->welcomed = 1;
         c->session++;
         c->resend = 1;
@@ -821,6 +832,14 @@ static int s_housekeeping(ketenbus_client_t *c)
         s_prune_step(c, now);
     if (c->welcomed && now - c->last_rx_ms > (int64_t)c->ping_ms * KB_SILENCE_PINGS + 1000)
         s_unwelcome(c, "no answer from the broker");
+    if (c->welcomed && c->keep_at_ms != 0 && now >= c->keep_at_ms) {
+        /* a new session on the same connection: the broker delivers again
+         * what is not acknowledged, the kept deliveries with it */
+        s_log(c, 2, "event=redeliver_kept wait_ms=%lld", (long long)c->keep_ms);
+        c->keep_ms = c->keep_ms * 2 > KB_KEEP_MAX_MS ? KB_KEEP_MAX_MS : c->keep_ms * 2;
+        c->welcomed = 0; /* ended on purpose: not logged as a lost session */
+        s_unwelcome(c, "deliveries the handler kept are asked for again");
+    }
     if (!c->welcomed) {
         if (now - c->last_hello_ms >= (c->revoked_ms > 0 ? c->revoked_ms : KB_HELLO_RETRY_MS)) {
             int rc = s_send_hello(c);
@@ -945,6 +964,7 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     c->o.broker_cert = strdup(opts->broker_cert);
     c->o.state_dir = strdup(opts->state_dir);
     c->ping_ms = opts->ping_ms;
+    c->keep_ms = KB_KEEP_FIRST_MS;
     c->retry_ms = KB_RETRY_MIN_MS;
     if (!c->o.agency || !c->o.key_dir || !c->o.endpoint || !c->o.broker_cert || !c->o.state_dir) {
         kb_error_set(KB_ENOMEM, "client: out of memory");

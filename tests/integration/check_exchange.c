@@ -7,7 +7,9 @@
  * agencies, an offline recipient, a broker killed right after RECEIPT
  * ACCEPTED and one killed with hundreds of messages in flight, a recipient
  * with a small credit, the SDK outbox while the broker is down, refusal by
- * the rules, a send-only client beside the agency's receiving client.
+ * the rules, a send-only client beside the agency's receiving client, a
+ * handler that keeps messages for a while (they come again on the same
+ * connection).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,6 +437,62 @@ START_TEST(test_callback_style)
 }
 END_TEST
 
+/* A handler that cannot store what it gets yet keeps the first two
+ * deliveries (returns non-zero), using up a credit of 2: the SDK asks for
+ * them again on the same connection, without a reconnect, and all three
+ * messages are handled in the end, each accepted once. */
+static int s_kept, s_accepted[3];
+
+static int s_keep_twice(ketenbus_client_t *c, const ketenbus_msg_t *m, void *arg)
+{
+    (void)c;
+    (void)arg;
+    if (s_kept < 2) {
+        s_kept++;
+        return 1;
+    }
+    char *text = ketenbus_msg_get(m, "signal.narrative");
+    int i = -1;
+    ck_assert_int_eq(sscanf(text, "kept %d", &i), 1);
+    free(text);
+    ck_assert(i >= 0 && i < 3);
+    s_accepted[i]++;
+    return 0;
+}
+
+static int s_all_accepted(void *arg)
+{
+    (void)arg;
+    return s_accepted[0] > 0 && s_accepted[1] > 0 && s_accepted[2] > 0;
+}
+
+START_TEST(test_kept_deliveries_come_again)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    for (int i = 0; i < 3; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "kept %d", i);
+        ketenbus_msg_t *m = kb_test_signal("fier", text);
+        ck_assert_int_eq(ketenbus_client_submit(politie, m, NULL, 5000), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_client_destroy(&politie);
+    s_kept = 0;
+    memset(s_accepted, 0, sizeof s_accepted);
+    ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, 2);
+    ketenbus_client_set_handler(fier, s_keep_twice, NULL);
+    ck_assert_msg(kb_wait_until(fier, s_all_accepted, NULL, 10000), "kept %d, accepted %d/%d/%d", s_kept,
+                  s_accepted[0], s_accepted[1], s_accepted[2]);
+    ketenbus_client_poll(fier, 300); /* the last ACK out */
+    ck_assert_int_eq(s_kept, 2);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(s_accepted[i], 1);
+    ketenbus_client_destroy(&fier);
+    /* the first session, and the one started again for the kept two */
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=session_opened agency=fier"), 2);
+}
+END_TEST
+
 /* An agency submits from a send-only client (credit 0, as `ketenbus send`)
  * while its receiving client stays connected: the send-only session does
  * not replace the receiving one, which keeps getting its deliveries. A
@@ -504,6 +562,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_fanout_without_recipients);
     tcase_add_test(tc, test_callback_style);
     tcase_add_test(tc, test_send_only_beside_receiver);
+    tcase_add_test(tc, test_kept_deliveries_come_again);
     suite_add_tcase(s, tc);
     return s;
 }
