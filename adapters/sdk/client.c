@@ -81,6 +81,13 @@ struct ketenbus_client_opts {
     void *log_arg;           /* its argument */
 };
 
+/* A delivery of the open session whose message the adapter holds (recv),
+ * or a copy of it: its tag goes when the message is acknowledged. */
+typedef struct {
+    kb_seen_key_t key; /* sender and id */
+    uint64_t tag;      /* delivery tag */
+} kb_held_t;
+
 struct ketenbus_client {
     ketenbus_client_opts_t o;         /* copy of the options */
     void *zctx;                       /* ZeroMQ context */
@@ -117,6 +124,10 @@ struct ketenbus_client {
     uint64_t *dup_tags;               /* tags to acknowledge whose messages are recorded as seen */
     size_t n_dup;                     /* count */
     size_t cap_dup;                   /* allocated */
+    kb_held_t *held;                  /* tags of this session's deliveries handed out by recv, or of
+                                       * copies of them, waiting for ketenbus_client_ack() */
+    size_t n_held;                    /* count */
+    size_t cap_held;                  /* allocated */
     uint64_t credit_owed;             /* acknowledged deliveries whose CREDIT is not sent yet */
     ketenbus_receipt_t ring[KB_RECEIPT_RING]; /* recent receipts */
     uint8_t ring_ids[KB_RECEIPT_RING][16];    /* their ids */
@@ -517,6 +528,42 @@ static int s_queue_seen_tag(ketenbus_client_t *c, uint64_t tag)
     return KB_OK;
 }
 
+/* Remember a tag of this session to acknowledge with its message. */
+static int s_hold(ketenbus_client_t *c, const kb_seen_key_t *key, uint64_t tag)
+{
+    if (s_grow((void **)&c->held, &c->cap_held, c->n_held + 1, sizeof *c->held) != KB_OK)
+        return KB_ENOMEM;
+    c->held[c->n_held++] = (kb_held_t){*key, tag};
+    return KB_OK;
+}
+
+static int s_same_key(const kb_seen_key_t *a, const kb_seen_key_t *b);
+
+/* Is a tag of this message (sender and id) held? */
+static int s_held_has(const ketenbus_client_t *c, const kb_seen_key_t *key)
+{
+    for (size_t i = 0; i < c->n_held; i++)
+        if (s_same_key(&c->held[i].key, key))
+            return 1;
+    return 0;
+}
+
+/* The message is recorded as seen: queue every held tag of it (each once:
+ * a tag acknowledged twice would give the broker a credit too many). */
+static int s_release_held(ketenbus_client_t *c, const kb_seen_key_t *key)
+{
+    size_t kept = 0;
+    int rc = KB_OK;
+    for (size_t i = 0; i < c->n_held; i++) {
+        if (rc == KB_OK && s_same_key(&c->held[i].key, key))
+            rc = s_queue_seen_tag(c, c->held[i].tag);
+        else
+            c->held[kept++] = c->held[i];
+    }
+    c->n_held = kept;
+    return rc;
+}
+
 static void s_fill_receipt(ketenbus_receipt_t *r, const Ketenbus__ReceiptEntry *e)
 {
     memset(r, 0, sizeof *r);
@@ -655,8 +702,15 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
          * repeated HELLO opens a new session) is acknowledged, not handled;
          * the same id from another sender is another message */
         int taken = kb_outbox_seen(c->outbox, &key) || s_ack_pending(c, &key);
-        if (taken || s_inbox_has(c, &key)) {
-            if (taken && s_queue_seen_tag(c, dl->tag) != KB_OK)
+        if (taken) {
+            if (s_queue_seen_tag(c, dl->tag) != KB_OK)
+                return KB_ENOMEM;
+            continue;
+        }
+        /* a copy of one waiting in the inbox or in the adapter's hands:
+         * not handed out twice, its tag goes with the message's ACK */
+        if (s_inbox_has(c, &key) || s_held_has(c, &key)) {
+            if (s_hold(c, &key, dl->tag) != KB_OK)
                 return KB_ENOMEM;
             continue;
         }
@@ -665,7 +719,6 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
         if (!m)
             return KB_ENOMEM;
         m->tag = dl->tag;
-        m->session = c->session;
         m->received = 1;
         if (c->handler) {
             int keep = c->handler(c, m, c->handler_arg);
@@ -706,6 +759,7 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
         ketenbus_msg_destroy(&c->inbox[i]);
     c->n_inbox = 0;
     c->n_ack = 0;
+    c->n_held = 0; /* their messages come again in the next session */
     /* tags and credit are the ended session's: the next HELLO grants the
      * whole credit again, and what was in flight comes again */
     c->n_dup = 0;
@@ -1060,6 +1114,7 @@ void ketenbus_client_destroy(ketenbus_client_t **p)
     free(c->ack_tags);
     free(c->ack_keys);
     free(c->dup_tags);
+    free(c->held);
     s_opts_free(&c->o);
     free(c);
     *p = NULL;
@@ -1304,7 +1359,7 @@ static int s_inbox_drop_seen(ketenbus_client_t *c)
         if (kb_outbox_seen_key(&key, m->env) != KB_OK || !kb_outbox_seen(c->outbox, &key))
             break;
         /* the inbox holds deliveries of the open session only (s_unwelcome) */
-        if (s_queue_seen_tag(c, m->tag) != KB_OK)
+        if (s_queue_seen_tag(c, m->tag) != KB_OK || s_release_held(c, &key) != KB_OK)
             return KB_ENOMEM;
         memmove(c->inbox, c->inbox + 1, (c->n_inbox - 1) * sizeof *c->inbox);
         c->n_inbox--;
@@ -1324,6 +1379,9 @@ int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout
         if (rc != KB_OK)
             return rc;
         if (c->n_inbox > 0) {
+            kb_seen_key_t key;
+            if (kb_outbox_seen_key(&key, c->inbox[0]->env) == KB_OK && s_hold(c, &key, c->inbox[0]->tag) != KB_OK)
+                return KB_ENOMEM;
             *out = c->inbox[0];
             memmove(c->inbox, c->inbox + 1, (c->n_inbox - 1) * sizeof *c->inbox);
             c->n_inbox--;
@@ -1346,18 +1404,16 @@ int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg)
      * message is never handed over again, also after a restart */
     kb_seen_key_t key;
     int rc = kb_outbox_seen_key(&key, msg->env);
-    int again = rc == KB_OK && kb_outbox_seen(c->outbox, &key); /* acknowledged before: its tag went */
-    if (rc == KB_OK && !again)
+    if (rc == KB_OK && !kb_outbox_seen(c->outbox, &key))
         rc = kb_outbox_mark_seen(c->outbox, &key, 1);
     if (rc != KB_OK)
         return rc;
-    /* the tag means something only on the session that delivered it; on a
-     * later one the broker delivers again and that copy is acknowledged */
-    if (!again && c->welcomed && msg->session == c->session) {
-        rc = s_queue_seen_tag(c, msg->tag);
-        if (rc != KB_OK)
-            return rc;
-    }
+    /* the tags of this session's copies go now, whichever copy this is; a
+     * copy from an ended session has no tag here (the broker delivers it
+     * again, and that delivery is acknowledged as seen) */
+    rc = s_release_held(c, &key);
+    if (rc != KB_OK)
+        return rc;
     return s_flush_acks(c);
 }
 

@@ -19,7 +19,6 @@ struct ketenbus_msg {
     Ketenbus__Envelope *env; /* the envelope (unpacked form, owned) */
     char id[37];             /* message id text, "" until numbered */
     uint64_t tag;            /* delivery tag, for received messages */
-    uint64_t session;        /* the client's session that delivered it (its tag is good there only) */
     int received;            /* 1 if it came from the broker */
 };
 

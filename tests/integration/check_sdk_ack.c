@@ -8,8 +8,10 @@
  * broker delivers again on a new session, and the SDK acknowledges that
  * copy and drops it. A copy delivered again before the adapter acknowledged
  * the first one may wait in the inbox; recv must not hand it out once the
- * first is acknowledged. The real broker cannot be made to end a session
- * on cue, so a scripted broker (kb_fake.h) does.
+ * first is acknowledged. Every tag of the open session goes once, with
+ * whichever copy of the message the adapter acknowledges. The real broker
+ * cannot be made to end a session on cue, so a scripted broker (kb_fake.h)
+ * does.
  */
 #include <string.h>
 
@@ -267,6 +269,67 @@ START_TEST(test_second_ack_sends_nothing)
 }
 END_TEST
 
+/* How often the client acknowledges tag within ms. */
+static size_t s_count_acks(ketenbus_client_t *cl, uint64_t tag, int ms)
+{
+    size_t n = 0;
+    for (int64_t end = kb_mono_ms() + ms; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_recv(&s_fake, cl, 100);
+        if (!f)
+            continue;
+        if (f->body_case == KETENBUS__FRAME__BODY_ACK)
+            for (size_t i = 0; i < f->ack->n_tags; i++)
+                n += f->ack->tags[i] == tag;
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    return n;
+}
+
+/* One message arrives under tags 7 and 8 in one burst: recv hands it out
+ * once, and its acknowledgement sends both tags (else tag 8 stays in
+ * flight and its credit is lost for the session). */
+START_TEST(test_copy_in_one_burst_acknowledged_with_it)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    s_open_session(fier);
+    s_drain();
+    s_deliver_tag(7);
+    s_deliver_tag(8);
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 300), KETENBUS_ETIMEDOUT);
+    s_expect_ack_tag(fier, 8);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* The adapter holds the copy of an ended session and the one delivered
+ * again in the new session, and acknowledges the old copy first: the new
+ * copy's tag goes then, once, and acknowledging the new copy sends it
+ * no second time. */
+START_TEST(test_old_copy_acknowledged_first)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    s_open_session(fier);
+    s_deliver_tag(7);
+    ketenbus_msg_t *first = NULL, *copy = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &first, 5000), KETENBUS_OK);
+    s_end_session(fier);
+    s_open_session(fier);
+    s_drain();
+    s_deliver_tag(8);
+    ck_assert_int_eq(ketenbus_client_recv(fier, &copy, 5000), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_ack(fier, first), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_ack(fier, copy), KETENBUS_OK);
+    ketenbus_msg_destroy(&first);
+    ketenbus_msg_destroy(&copy);
+    ck_assert_uint_eq(s_count_acks(fier, 8, 1500), 1);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -277,6 +340,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_recv_skips_copy_of_acknowledged);
     tcase_add_test(tc, test_second_welcome_starts_a_new_session);
     tcase_add_test(tc, test_second_ack_sends_nothing);
+    tcase_add_test(tc, test_copy_in_one_burst_acknowledged_with_it);
+    tcase_add_test(tc, test_old_copy_acknowledged_first);
     suite_add_tcase(s, tc);
     return s;
 }
