@@ -189,7 +189,12 @@ typedef void (ketenbus_log_fn)(int level, const char *line, void *arg);
  * the SDK starts its session again 1 s after the first such message (then
  * twice as long each time one is kept again, up to a minute; back to 1 s
  * once a message is handled while none waits), which brings every
- * unacknowledged delivery back. */
+ * unacknowledged delivery back. The handler may submit with timeout 0
+ * (the message is stored and sent; its receipt comes in a later poll), but
+ * must not call ketenbus_client_poll(), _recv(), _flush() or submit with a
+ * timeout: those read the connection from inside the handler, and a
+ * session that ends meanwhile would leave the rest of the current
+ * delivery frame answered on the next one. */
 typedef int (ketenbus_handler_fn)(ketenbus_client_t *client, const ketenbus_msg_t *msg, void *arg);
 
 ketenbus_client_opts_t *ketenbus_client_opts_new(void);
