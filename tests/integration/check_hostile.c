@@ -218,6 +218,17 @@ static void s_submit(void *s, Ketenbus__Envelope *e, int *outcome, int *code, ch
     ketenbus__frame__free_unpacked(r, NULL);
 }
 
+/* Submit a valid signal from politie to fier on s and check it is accepted. */
+static void s_submit_accepted(void *s)
+{
+    int outcome, code;
+    char reason[512];
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    s_submit(s, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_msg(outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED, "outcome %d: %s", outcome, reason);
+    ketenbus__envelope__free_unpacked(e, NULL);
+}
+
 /* The broker still serves: a valid signal from politie to fier is accepted. */
 static void s_still_serving(void)
 {
@@ -568,12 +579,7 @@ START_TEST(test_replaced_key_connection_gets_no_delivery)
     s_hello_as(s_sock, 16, 0);
     void *pol = s_raw(s_chain.keys, "politie");
     s_hello(pol);
-    int outcome, code;
-    char reason[512];
-    Ketenbus__Envelope *e = s_envelope("politie", "politie");
-    s_submit(pol, e, &outcome, &code, reason, sizeof reason);
-    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
-    ketenbus__envelope__free_unpacked(e, NULL);
+    s_submit_accepted(pol);
     ketenbus__frame__free_unpacked(s_expect(s_sock, KETENBUS__FRAME__BODY_DELIVER), NULL); /* in hand */
     char dir[512], cfg[2048];
     snprintf(dir, sizeof dir, "%s/keys2", s_chain.dir);
@@ -591,12 +597,8 @@ START_TEST(test_replaced_key_connection_gets_no_delivery)
          kb_chain_log_count(&s_chain, "event=rules_loaded") < 1 && kb_mono_ms() < end;)
         usleep(20000);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), 1);
-    for (int i = 0; i < 2; i++) {
-        e = s_envelope("politie", "politie");
-        s_submit(pol, e, &outcome, &code, reason, sizeof reason);
-        ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
-        ketenbus__envelope__free_unpacked(e, NULL);
-    }
+    for (int i = 0; i < 2; i++)
+        s_submit_accepted(pol);
     zmq_close(pol);
     s_send_hello(s_sock, 16, 0);
     int refusals = 0;
