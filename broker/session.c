@@ -118,6 +118,19 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
         return NULL;
     }
     kb_session_t *s = session_find(b, rid, rid_len);
+    /* send-only sessions end only by timeout: an agency keeps at most
+     * KB_SENDERS_PER_AGENCY of them, and a full table gives up its least
+     * recently seen one, so connecting scripts cannot crowd out receiving
+     * adapters. A session a second HELLO turns send-only counts too, or
+     * HELLO then HELLO send_only on many connections would pass the cap */
+    size_t mine = 0;
+    kb_session_t *old = send_only ? s_oldest_sender(b, agency, s, &mine) : NULL;
+    if (old && mine >= KB_SENDERS_PER_AGENCY) {
+        char why[128];
+        snprintf(why, sizeof why, "the agency opened more than %d send-only sessions: the least recently seen ends",
+                 KB_SENDERS_PER_AGENCY);
+        session_close(b, old, why);
+    }
     if (s) {
         /* a second HELLO on the same connection restarts the session:
          * what it had in flight, or was about to get, comes again */
@@ -126,18 +139,6 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
         s->n_inflight = s->head_inflight = s->span_inflight = s->cap_inflight = 0;
         s_direct_free(s);
     } else {
-        /* send-only sessions end only by timeout: an agency keeps at most
-         * KB_SENDERS_PER_AGENCY of them, and a full table gives up its
-         * least recently seen one, so connecting scripts cannot crowd out
-         * receiving adapters */
-        size_t mine = 0;
-        kb_session_t *old = send_only ? s_oldest_sender(b, agency, NULL, &mine) : NULL;
-        if (old && mine >= KB_SENDERS_PER_AGENCY) {
-            char why[128];
-            snprintf(why, sizeof why, "the agency opened more than %d send-only sessions: the least recently seen ends",
-                     KB_SENDERS_PER_AGENCY);
-            session_close(b, old, why);
-        }
         for (size_t i = 0; i < KB_MAX_SESSIONS && !s; i++)
             if (b->sessions[i].rid_len == 0)
                 s = &b->sessions[i];
@@ -155,7 +156,7 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     }
     /* the newest receiving session of an agency gets its deliveries */
     if (!send_only) {
-        kb_session_t *old = session_active(b, agency);
+        old = session_active(b, agency);
         if (old && old != s)
             session_close(b, old, "replaced by a newer session of the same agency");
     }

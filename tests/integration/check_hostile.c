@@ -713,6 +713,44 @@ START_TEST(test_send_only_sessions_are_capped)
 }
 END_TEST
 
+/* The cap holds for sessions a second HELLO turns send-only too: 17
+ * connections that each say HELLO and then HELLO send_only leave politie
+ * 16 send-only sessions, not 17 (else one agency could fill every session
+ * slot, and the eviction of a full table would end other agencies'
+ * send-only sessions). A send-only session saying HELLO send_only again
+ * ends no other. */
+START_TEST(test_send_only_cap_holds_for_restarted_sessions)
+{
+    enum { N = 17 };
+    void *socks[N];
+    for (int i = 0; i < N; i++) {
+        socks[i] = s_raw(s_chain.keys, "politie");
+        s_hello_as(socks[i], 10, 0);
+        s_hello_as(socks[i], 0, 1);
+    }
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
+    s_hello_as(socks[N - 1], 0, 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
+    Ketenbus__Ping ping;
+    ketenbus__ping__init(&ping);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_PING;
+    f.ping = &ping;
+    s_send_frame(socks[0], &f);
+    Ketenbus__Frame *e = s_expect(socks[0], KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(e->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
+    ketenbus__frame__free_unpacked(e, NULL);
+    for (int i = 1; i < N; i++) {
+        s_send_frame(socks[i], &f);
+        ketenbus__frame__free_unpacked(s_expect(socks[i], KETENBUS__FRAME__BODY_PONG), NULL);
+    }
+    for (int i = 0; i < N; i++)
+        zmq_close(socks[i]);
+    s_still_serving();
+}
+END_TEST
+
 /* What a pipelining peer sent and what came back to it. */
 typedef struct {
     void *sock;              /* its raw DEALER */
@@ -1138,6 +1176,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_pipelined_submits_answered_in_order);
     tcase_add_test(tc, test_credit_on_send_only_session);
     tcase_add_test(tc, test_send_only_sessions_are_capped);
+    tcase_add_test(tc, test_send_only_cap_holds_for_restarted_sessions);
     tcase_add_test(tc, test_acked_not_redelivered_after_hello);
     tcase_add_test(tc, test_expiry_passes_many_in_flight);
     tcase_add_test(tc, test_hello_needs_random_routing_id);
