@@ -429,12 +429,18 @@ static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 
 int deliver_expire(kb_broker_t *b, int64_t now_us)
 {
-    for (size_t i = 0; i < b->conf->n_agencies; i++) {
-        const char *agency = b->conf->agencies[i].id;
+    /* every queue that holds entries, not only those of the agencies in
+     * the configuration: the queue of an agency a reload took out stays
+     * (the agency may come back) but its entries expire as any others,
+     * audited and told to their senders */
+    char **agencies = NULL;
+    size_t n = 0;
+    int rc = kb_store_queue_agencies(b->store, &agencies, &n);
+    for (size_t i = 0; rc == KB_OK && i < n; i++) {
+        const char *agency = agencies[i];
         if (kb_store_queue_depth(b->store, agency) == 0)
             continue;
         s_expire_t x = {.b = b, .agency = agency, .now_us = now_us};
-        int rc = KB_OK;
         while (rc == KB_OK && !x.done && x.looked < KB_EXPIRE_SCAN_MAX) {
             size_t before = x.looked;
             x.jumped = 0;
@@ -446,8 +452,7 @@ int deliver_expire(kb_broker_t *b, int64_t now_us)
             if (!x.jumped && x.looked - before < KB_DELIVER_BATCH)
                 break; /* the end of the queue, or stopped */
         }
-        if (rc != KB_OK)
-            return rc;
     }
-    return KB_OK;
+    free(agencies);
+    return rc;
 }

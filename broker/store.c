@@ -1117,6 +1117,39 @@ uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency)
     return c ? c->next_seq : 0;
 }
 
+int kb_store_queue_agencies(const kb_store_t *s, char ***agencies, size_t *n)
+{
+    *agencies = NULL;
+    *n = 0;
+    size_t count = 0, bytes = 0;
+    for (size_t i = 0; i < s->n_slots; i++) {
+        const s_counter_t *c = &s->slots[i];
+        if (c->agency && c->depth > 0) {
+            count++;
+            bytes += sizeof(char *) + strlen(c->agency) + 1; /* ids are short: bounded by KB_KEY_MAX */
+        }
+    }
+    if (count == 0)
+        return KB_OK;
+    char **v = malloc(bytes);
+    if (!v)
+        return kb_error_set(KB_ENOMEM, "store: queued agencies: out of memory");
+    char *text = (char *)(v + count);
+    size_t k = 0;
+    for (size_t i = 0; i < s->n_slots; i++) {
+        const s_counter_t *c = &s->slots[i];
+        if (!c->agency || c->depth == 0)
+            continue;
+        size_t len = strlen(c->agency) + 1;
+        memcpy(text, c->agency, len);
+        v[k++] = text;
+        text += len;
+    }
+    *agencies = v;
+    *n = k;
+    return KB_OK;
+}
+
 /* ------------------------------------------------------------ accepted ids */
 
 int kb_store_seen_get(kb_store_t *s, const char *sender, const uint8_t id[16], uint64_t *audit_index)

@@ -108,6 +108,12 @@ int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t
 uint64_t kb_store_queue_depth(const kb_store_t *s, const char *agency);
 /* The sequence the agency's next queue entry gets (0: none ever). */
 uint64_t kb_store_queue_next(const kb_store_t *s, const char *agency);
+/* The agencies whose queues hold entries (depth above 0, staged changes
+ * included), configured or not, in no particular order: *agencies is an
+ * array of *n ids in one allocation (ids included), the caller's to free()
+ * (NULL when there are none). A copy, so the caller may stage queue
+ * entries while it walks them. KB_ENOMEM. */
+int kb_store_queue_agencies(const kb_store_t *s, char ***agencies, size_t *n);
 /* How many queues the last open (or reopen) found with a stored depth of
  * 0 while entries were queued, and counted again (see store.c). */
 size_t kb_store_queues_repaired(const kb_store_t *s);

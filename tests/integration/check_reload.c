@@ -281,6 +281,45 @@ START_TEST(test_removed_agency_gets_nothing_more)
 }
 END_TEST
 
+/* The queue of an agency taken out of the chain stays, but its entries
+ * still expire: audited, with the notice to their sender, and not handed
+ * to the agency once it is back in the chain. */
+START_TEST(test_removed_agency_queue_expires)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 2, s_rules_open, "  message_ttl: 3s\n");
+    kb_chain_start(&s_chain);
+    kb_chain_pin_port(&s_chain);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *m = kb_test_signal("fier", "message 0");
+    ketenbus_receipt_t r;
+    ck_assert_msg(ketenbus_client_submit(politie, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ketenbus_msg_destroy(&m);
+    /* the files written by the reloads set no message_ttl: the entry keeps
+     * the expiry it was queued with */
+    s_reconfigure(politie, NULL, 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=expired"), 0); /* fier was out first */
+    ck_assert_msg(ketenbus_client_recv(politie, &m, 10000) == KETENBUS_OK, "no expiry notice: %s",
+                  ketenbus_last_error());
+    ck_assert_int_eq(ketenbus_msg_kind(m), KETENBUS_KIND_EXPIRY_NOTICE);
+    char *about = ketenbus_msg_get(m, "correlation_id");
+    ck_assert_ptr_nonnull(about);
+    ck_assert_str_eq(about, r.message_id);
+    free(about);
+    ck_assert_int_eq(ketenbus_client_ack(politie, m), KETENBUS_OK);
+    ketenbus_msg_destroy(&m);
+    s_reconfigure(politie, "keys/fier.curve", 1);
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    ck_assert_int_ne(ketenbus_client_recv(fier, &m, 2000), KETENBUS_OK);
+    ketenbus_client_destroy(&fier);
+    ketenbus_client_destroy(&politie);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, NULL), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=expired sender=politie recipient=fier"), 1);
+}
+END_TEST
+
 /* An agency's key is replaced (say, its adapter's secret key leaked): the
  * connections made with the old key get nothing more, and an adapter with
  * the new key gets everything that waited. */
@@ -339,6 +378,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_admin_without_broker);
     tcase_add_test(tc, test_rule_about_to_expire_is_logged);
     tcase_add_test(tc, test_removed_agency_gets_nothing_more);
+    tcase_add_test(tc, test_removed_agency_queue_expires);
     tcase_add_test(tc, test_replaced_key_ends_its_connections);
     suite_add_tcase(s, tc);
     return s;

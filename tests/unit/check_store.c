@@ -148,6 +148,46 @@ START_TEST(test_tags_never_reused)
 }
 END_TEST
 
+/* The agencies with queued entries are those whose depth is above 0,
+ * whoever configures them: an emptied queue drops out, and the list is
+ * read again from disk at open. */
+START_TEST(test_queue_agencies)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    char **ids = (char **)1;
+    size_t n = 1;
+    ck_assert_int_eq(kb_store_queue_agencies(s, &ids, &n), KB_OK);
+    ck_assert_ptr_null(ids);
+    ck_assert_uint_eq(n, 0);
+    s_put(s, b, "politie", "fier", 1);
+    s_put(s, b, "politie", "fier", 2);
+    s_put(s, b, "rvdk", "fier", 3);
+    s_put(s, b, "veilig-thuis", "fier", 4);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    ck_assert_int_eq(kb_store_queue_del(s, b, "rvdk", 0), KB_OK); /* staged: counted already */
+    ck_assert_int_eq(kb_store_queue_agencies(s, &ids, &n), KB_OK);
+    ck_assert_uint_eq(n, 2);
+    int politie = 0, veilig = 0;
+    for (size_t i = 0; i < n; i++) {
+        politie += strcmp(ids[i], "politie") == 0;
+        veilig += strcmp(ids[i], "veilig-thuis") == 0;
+    }
+    ck_assert_int_eq(politie, 1);
+    ck_assert_int_eq(veilig, 1);
+    free(ids);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_store_destroy(&s);
+    s = s_open();
+    ck_assert_int_eq(kb_store_queue_agencies(s, &ids, &n), KB_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(strcmp(ids[0], "rvdk") != 0 && strcmp(ids[1], "rvdk") != 0);
+    free(ids);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 /* A batch of many puts and deletes carries each changed agency's two
  * counters once, with their values as the batch leaves them; sealed and
  * written apart (the broker's committer) it persists the same as
@@ -792,6 +832,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_add_test(tc, test_queue_order_and_ack);
     tcase_add_test(tc, test_tags_never_reused);
+    tcase_add_test(tc, test_queue_agencies);
     tcase_add_test(tc, test_counters_once_per_batch);
     tcase_add_test(tc, test_failed_commit_rolls_back_counters);
     tcase_add_test(tc, test_zero_depth_with_entries_repaired_at_open);
