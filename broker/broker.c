@@ -6,8 +6,11 @@
  * changes in the staged batch; with signature checks on, the next frames
  * are read ahead and checked on the pool meanwhile), expire old entries
  * when due. If the committer is still writing the previous batch, that is
- * all: the loop goes on staging. Once it is written, its held replies go
- * out (receipts, and deliveries whose entries it holds), the pump hands out
+ * all: the loop goes on staging, up to KB_STAGE_OPS_MAX operations or
+ * KB_REPLIES_BYTES_MAX bytes of replies, and then waits for it (what
+ * peers send meanwhile waits in libzmq's bounded receive queues). Once
+ * it is written, its held replies go out (receipts, and deliveries whose
+ * entries it holds), the pump hands out
  * deliveries of what is now written (their "delivered" records go into the
  * staged batch: a delivery lost in a crash is simply repeated), and the
  * staged batch goes to the committer, synced if it answers SUBMITs.
@@ -123,6 +126,7 @@ static void s_replies_clear(kb_replies_t *r)
     for (size_t i = 0; i < r->n; i++)
         free(r->v[i].frame);
     r->n = 0;
+    r->bytes = 0;
 }
 
 _Static_assert(KB_IDSET_MAX == KB_DRAIN_MAX * KB_MAX_BATCH, "an id set holds what one turn can accept");
@@ -326,6 +330,7 @@ int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__F
     if (rc != KB_OK)
         return rc;
     b->out.n++;
+    b->out.bytes += sizeof *o + o->frame_len;
     return KB_OK;
 }
 
@@ -363,9 +368,11 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
     }
     o->receipt_entries += r->n_entries;
     o->receipt_request = request_id;
+    b->out.bytes += add;
     if (!join) {
         o->receipt_open = 1;
         b->out.n++;
+        b->out.bytes += sizeof *o;
     }
     return KB_OK;
 }
@@ -376,6 +383,7 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
 static void s_replies_close(kb_replies_t *r)
 {
     size_t k = 0;
+    r->bytes = 0;
     for (size_t i = 0; i < r->n; i++) {
         kb_outgoing_t *o = &r->v[i];
         if (o->receipt_open) {
@@ -393,6 +401,7 @@ static void s_replies_close(kb_replies_t *r)
                 continue;
             }
         }
+        r->bytes += sizeof *o + o->frame_len;
         r->v[k++] = *o;
     }
     r->n = k;
@@ -410,6 +419,7 @@ int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t
     o->frame_len = frame_len;
     *frame = NULL;
     b->out.n++;
+    b->out.bytes += sizeof *o + frame_len;
     return KB_OK;
 }
 
@@ -1000,8 +1010,11 @@ static int s_turn(kb_broker_t *b)
     /* While a batch is being written, what arrives is routed into the
      * staged batch, which goes next with everything that came meanwhile:
      * the loop does not wait for the disk, only the replies do. Past
-     * KB_STAGE_OPS_MAX staged operations it waits after all. */
-    if (kb_commit_busy(b->commit) && !kb_commit_ready(b->commit) && kb_batch_size(b->batch) < KB_STAGE_OPS_MAX)
+     * KB_STAGE_OPS_MAX staged operations, or KB_REPLIES_BYTES_MAX bytes of
+     * replies waiting, it waits after all: it reads no frames meanwhile,
+     * so libzmq's ZMQ_RCVHWM holds the senders back. */
+    if (kb_commit_busy(b->commit) && !kb_commit_ready(b->commit) && kb_batch_size(b->batch) < KB_STAGE_OPS_MAX &&
+        b->out.bytes < KB_REPLIES_BYTES_MAX)
         return KB_OK; /* the committer's pipe wakes the loop */
     /* deliveries come from what is written, and one batch at a time is */
     if (broker_settle(b) != KB_OK)

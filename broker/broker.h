@@ -34,6 +34,16 @@
                                          * at most (its decoding is bounded by the codec), so a
                                          * turn's memory is bounded whatever peers send */
 #define KB_STAGE_OPS_MAX    65536u /* staged store operations before the loop waits for the disk */
+/* Bytes of replies (slots and frames) queued while a batch is written
+ * before the loop waits for the disk: frames that stage nothing (PING,
+ * refusals) still queue a reply, so without a bound a peer that keeps
+ * sending while the disk is slow grows the broker's memory. Waiting leaves
+ * its frames to libzmq's ZMQ_RCVHWM, which pushes back on the sender. The
+ * replies of a batch of KB_STAGE_OPS_MAX operations of accepted SUBMITs
+ * (each stages at least two: its queue entry and its id), one RECEIPT
+ * each, take about 12 MiB: with room to spare for the deliveries that go
+ * with them, a flow of SUBMITs reaches KB_STAGE_OPS_MAX first. */
+#define KB_REPLIES_BYTES_MAX (32u << 20)
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_SENDERS_PER_AGENCY 16   /* send-only sessions one agency may hold at once */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
@@ -120,6 +130,7 @@ typedef struct {
     kb_outgoing_t *v;               /* the replies */
     size_t n;                       /* their count */
     size_t cap;                     /* allocated */
+    size_t bytes;                   /* their slots and frames (see KB_REPLIES_BYTES_MAX) */
 } kb_replies_t;
 
 /* What the signal handlers of main.c tell the loop. */

@@ -512,6 +512,73 @@ START_TEST(test_flood_of_submits_keeps_memory_bounded)
 }
 END_TEST
 
+/* While the disk stalls on a synced commit (8 s), an adapter floods the
+ * broker with PINGs, which stage nothing but each queue a PONG. The loop
+ * holds only a bounded amount of replies, then waits for the disk and
+ * leaves what comes to libzmq's bounded receive queue, which pushes back on
+ * the sender: the broker's memory stays bounded (it grew by over 200 MiB
+ * in 6 s when every PONG was held until the batch was written). */
+START_TEST(test_ping_flood_during_slow_commit_keeps_memory_bounded)
+{
+    /* the broker holds up to 32 MiB of replies (KB_REPLIES_BYTES_MAX) and
+     * their allocator's overhead: about 35 MiB more, with or without ASan */
+    enum { S_FLOOD_MS = 6000, S_SAMPLE_MS = 20, S_GROWTH_MAX_MIB = 64 };
+    kb_chain_stop(&s_chain);
+    /* freed memory in AddressSanitizer's quarantine would count here */
+    const char *prev = getenv("ASAN_OPTIONS");
+    char asan[512];
+    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=0", prev ? prev : "", prev ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+    s_chain.faults = 1;
+    kb_chain_start(&s_chain);
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    kb_chain_fault(&s_chain, "fdatasync-stall", 1);
+    /* its batch is synced, and stalls; the PINGs after it arrive while the
+     * committer waits for the disk */
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    s_send_submit(s_sock, e, 1);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    Ketenbus__Ping ping;
+    ketenbus__ping__init(&ping);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_PING;
+    f.ping = &ping;
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(kb_frame_encode(&f, &buf, &len), KB_OK);
+    long before = s_rss_mib(s_chain.pid), peak = before, sent = 0;
+    ck_assert_int_gt(before, 0);
+    int64_t next_sample = 0;
+    for (int64_t end = kb_mono_ms() + S_FLOOD_MS; kb_mono_ms() < end;) {
+        if (zmq_send(s_sock, buf, len, ZMQ_DONTWAIT) == (int)len)
+            sent++;
+        else
+            usleep(100); /* the connection is full: the broker is behind */
+        if (kb_mono_ms() >= next_sample) {
+            long now = s_rss_mib(s_chain.pid);
+            peak = now > peak ? now : peak;
+            next_sample = kb_mono_ms() + S_SAMPLE_MS;
+        }
+    }
+    free(buf);
+    kb_chain_fault(&s_chain, "fdatasync-stall", 0);
+    fprintf(stderr, "ping flood during a stalled commit: %ld PINGs in %d ms; broker RSS %ld MiB before, peak %ld MiB\n",
+            sent, S_FLOOD_MS, before, peak);
+    ck_assert_int_lt(peak - before, S_GROWTH_MAX_MIB);
+    /* the flooding connection may be gone: while the loop waits, its
+     * ZMTP heartbeat answers wait behind its PINGs. Once the disk is back
+     * the broker answers again. */
+    zmq_close(s_sock);
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    s_send_frame(s_sock, &f);
+    ketenbus__frame__free_unpacked(s_expect(s_sock, KETENBUS__FRAME__BODY_PONG), NULL);
+    s_still_serving();
+}
+END_TEST
+
 /* fier is taken out of the chain while its connection stays open (ZeroMQ
  * keeps it): whatever that connection sends now, garbage included, is
  * refused with ERROR_CODE_NOT_IN_CHAIN and recorded only within the
@@ -1170,6 +1237,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unknown_curve_key);
     tcase_add_test(tc, test_refused_handshakes_recorded_at_a_bounded_rate);
     tcase_add_test(tc, test_flood_of_submits_keeps_memory_bounded);
+    tcase_add_test(tc, test_ping_flood_during_slow_commit_keeps_memory_bounded);
     tcase_add_test(tc, test_revoked_connection_gets_nothing_done);
     tcase_add_test(tc, test_replaced_key_connection_gets_no_delivery);
     tcase_add_test(tc, test_unchecked_signatures_for_benchmarks);

@@ -21,6 +21,8 @@
  *   fdatasync-slow    while the file exists, every fdatasync() of such a
  *                     log from another thread (the committer) takes 400 ms
  *                     longer, so that work piles up behind a write
+ *   fdatasync-stall   the same, 8 s longer: a disk that stalls while the
+ *                     loop goes on reading what adapters send
  *
  * Built without sanitizers as build[/san]/tests/libkbfaults.so; not part of
  * anything users run.
@@ -173,6 +175,10 @@ int fdatasync(int fd)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     if (!s_main_thread() && s_is_log(fd) && s_fault("fdatasync-slow")) {
         struct timespec ts = {0, 400 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (!s_main_thread() && s_is_log(fd) && s_fault("fdatasync-stall")) {
+        struct timespec ts = {8, 0};
         nanosleep(&ts, NULL);
     }
     return real(fd);
