@@ -238,6 +238,7 @@ int kb_broker_start(kb_broker_t *b)
         return s_zmq_err("zmq_socket");
     }
     int one = 1, zero = 0, hwm = KB_SNDHWM, hb = KB_HEARTBEAT_MS, hbt = KB_HEARTBEAT_MS * 3;
+    b->frame_max_start = b->conf->max_message_bytes;
     int64_t maxsize = (int64_t)b->conf->max_message_bytes + KB_FRAME_SLACK;
     /* what a connection sends faster than the loop reads waits in libzmq's
      * pipe up to this many frames, and then in the kernel's socket buffers
@@ -621,6 +622,12 @@ static void s_refuse_frame(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     s_error(b, rid, rid_len, req, err_code, reason);
 }
 
+size_t broker_frame_max(const kb_broker_t *b)
+{
+    size_t now = b->conf->max_message_bytes;
+    return b->frame_max_start > 0 && b->frame_max_start < now ? b->frame_max_start : now;
+}
+
 static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
 {
     Ketenbus__Welcome w;
@@ -629,7 +636,7 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
     w.agency = s->agency;
     w.broker_time_us = kb_now_us();
     w.policy_version = b->conf->sha256;
-    w.max_message_bytes = (uint32_t)b->conf->max_message_bytes;
+    w.max_message_bytes = (uint32_t)broker_frame_max(b);
     w.ping_interval_ms = (uint32_t)(b->conf->session_timeout_us / 1000 / 3);
     w.message_ttl_us = (uint64_t)b->conf->message_ttl_us; /* the SDK forgets seen ids after it */
     Ketenbus__Frame f;
@@ -672,8 +679,7 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         return KB_OK;
     }
     if (rc == KB_ETOOBIG) {
-        snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len,
-                 b->conf->max_message_bytes);
+        snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len, broker_frame_max(b));
         s_refuse_frame(b, rid, rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE, reason);
         return KB_OK;
     }
@@ -805,7 +811,7 @@ static int s_read_one(kb_broker_t *b, kb_incoming_t *in, kb_arena_t *arena)
         /* decoded into the turn's arena: dropped all at once after the turn */
         ProtobufCAllocator pa = kb_arena_allocator(arena);
         in->decode_rc = kb_frame_decode_with(zmq_msg_data(&in->body), zmq_msg_size(&in->body),
-                                             b->conf->max_message_bytes, &pa, &in->frame);
+                                             broker_frame_max(b), &pa, &in->frame);
     }
     return KB_OK;
 }
@@ -1048,6 +1054,10 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     if (strcmp(fresh->listen, b->conf->listen) != 0 || strcmp(fresh->data_dir, b->conf->data_dir) != 0 ||
         strcmp(fresh->key_dir, b->conf->key_dir) != 0)
         kb_log(KB_LOG_WARN, "reload_partial", "detail=\"listen, data_dir and key_dir changes need a restart\"");
+    if (fresh->max_message_bytes > b->frame_max_start)
+        kb_log(KB_LOG_WARN, "reload_partial",
+               "detail=\"max_message_bytes above %zu needs a restart: frames stay limited to %zu until then\"",
+               b->frame_max_start, b->frame_max_start);
     /* a clean cut: what was decided under the old configuration is written
      * and its replies sent now, so that no DELIVER held with a batch in
      * flight reaches a connection after its key was revoked below */

@@ -182,6 +182,7 @@ typedef struct kb_broker {
     int retention_kind;             /* the kind the pass is at (KB_CONF_RETENTION_KINDS: done) */
     void *zctx;                     /* ZeroMQ context */
     void *router;                   /* adapters connect here (CURVE server) */
+    size_t frame_max_start;         /* max_message_bytes the router's limits were set from (at start) */
     void *zap;                      /* ZAP handler (inproc://zeromq.zap.01) */
     kb_refusals_t refused[KB_REFUSED_KINDS]; /* refused connections and frames, by kind */
     char endpoint[256];             /* bound endpoint, after start */
@@ -265,6 +266,10 @@ int admin_handle(kb_broker_t *b);
  * object); NULL if command is not one. The answer is the caller's. */
 struct json_object;
 struct json_object *admin_audit(kb_broker_t *b, const char *command, struct json_object *req);
+
+/* The largest frame the broker takes now: max_message_bytes, but no more
+ * than at start, since libzmq's limits on the router were set from that. */
+size_t broker_frame_max(const kb_broker_t *b);
 
 /* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
 int zap_handle(kb_broker_t *b);

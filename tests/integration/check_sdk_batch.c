@@ -6,15 +6,21 @@
  * order; one refused among accepted ones; an invalid message refusing the
  * whole batch before anything is stored; a batch written while the broker
  * is down and sent when it comes up; the argument limits; a backlog larger
- * than one frame the broker takes, and a message larger than that alone.
+ * than one frame the broker takes (also after a reload raised the limit,
+ * which takes effect only at a restart), and a message larger than that
+ * alone.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <check.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include "kb_error.h"
 #include "kb_test.h"
+#include "kb_util.h"
 
 #define S_RULE_REST                                                                              \
     "    kinds: [signal]\n    purposes: [victim_care]\n    max_handling: h3\n"                   \
@@ -225,6 +231,44 @@ START_TEST(test_batch_larger_than_a_frame)
 }
 END_TEST
 
+/* A reload raises max_message_bytes from 1 MiB to 8 MiB. libzmq's limit on
+ * the broker's socket was set at start and stays, so the broker goes on
+ * telling 1 MiB (and logs that the rest needs a restart): a backlog of
+ * 3.2 MB still goes, in frames the socket takes. */
+START_TEST(test_batch_after_reload_raised_the_limit)
+{
+    enum { N = 80 };
+    char *cfg = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(s_chain.config, 1u << 20, &cfg, &len), KB_OK);
+    const char *at = strstr(cfg, "agencies:");
+    ck_assert_ptr_nonnull(at);
+    char *raised = NULL;
+    ck_assert_int_gt(asprintf(&raised, "%.*s  max_message_bytes: 8388608\n%s", (int)(at - cfg), cfg, at), 0);
+    kb_chain_write_config(&s_chain, raised);
+    free(raised);
+    free(cfg);
+    ck_assert_int_eq(kill(s_chain.pid, SIGHUP), 0);
+    for (int64_t end = kb_mono_ms() + 10000;
+         kb_chain_log_count(&s_chain, "event=rules_loaded") < 1 && kb_mono_ms() < end;)
+        usleep(20000);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "max_message_bytes above 1048576 needs a restart"), 1);
+    static char big[40 * 1024 + 1];
+    memset(big, 'x', sizeof big - 1);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[N];
+    ketenbus_receipt_t rs[N];
+    for (size_t i = 0; i < N; i++)
+        msgs[i] = kb_test_signal("fier", big);
+    ck_assert_msg(ketenbus_client_submit_batch(politie, msgs, N, rs, 15000) == KETENBUS_OK, "%s",
+                  ketenbus_last_error());
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
+    s_free(msgs, N);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 /* With a broker that takes frames of at most 4 KiB, a message of 8 KiB is
  * refused at submit once the client knows the limit, with nothing stored;
  * stored before the client knew it, it is answered REJECT_TOO_LARGE when
@@ -273,6 +317,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_batch_while_broker_down);
     tcase_add_test(tc, test_batch_limits);
     tcase_add_test(tc, test_batch_larger_than_a_frame);
+    tcase_add_test(tc, test_batch_after_reload_raised_the_limit);
     tcase_add_test(tc, test_message_larger_than_the_broker_takes);
     suite_add_tcase(s, tc);
     return s;
