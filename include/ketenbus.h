@@ -240,7 +240,9 @@ void ketenbus_client_destroy(ketenbus_client_t **p);
  * than the broker takes in one frame (its max_message_bytes, known once
  * the client has connected). A message stored before the client knew, and
  * too large, is answered by the SDK itself when it would be sent: a receipt
- * REJECTED with code REJECT_TOO_LARGE (6), and it leaves the outbox. The
+ * REJECTED with code REJECT_TOO_LARGE (6), and it leaves the outbox. (So
+ * is one sent before the broker's limit was lowered whose receipt was
+ * lost; if the broker had accepted it, it is delivered all the same.) The
  * SDK sends what waits in SUBMIT frames within that limit.
  * msg stays the caller's; its id and sender are readable afterwards. */
 int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms);

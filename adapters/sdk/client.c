@@ -555,10 +555,9 @@ static int s_release_held(ketenbus_client_t *c, const kb_seen_key_t *key)
     size_t kept = 0;
     int rc = KB_OK;
     for (size_t i = 0; i < c->n_held; i++) {
-        if (rc == KB_OK && s_same_key(&c->held[i].key, key))
-            rc = s_queue_seen_tag(c, c->held[i].tag);
-        else
-            c->held[kept++] = c->held[i];
+        if (rc == KB_OK && s_same_key(&c->held[i].key, key) && (rc = s_queue_seen_tag(c, c->held[i].tag)) == KB_OK)
+            continue; /* queued: no longer held */
+        c->held[kept++] = c->held[i]; /* also one that could not be queued: it goes with the next ack */
     }
     c->n_held = kept;
     return rc;
@@ -1359,12 +1358,14 @@ static int s_inbox_drop_seen(ketenbus_client_t *c)
         if (kb_outbox_seen_key(&key, m->env) != KB_OK || !kb_outbox_seen(c->outbox, &key))
             break;
         /* the inbox holds deliveries of the open session only (s_unwelcome) */
-        if (s_queue_seen_tag(c, m->tag) != KB_OK || s_release_held(c, &key) != KB_OK)
+        if (s_queue_seen_tag(c, m->tag) != KB_OK)
             return KB_ENOMEM;
         memmove(c->inbox, c->inbox + 1, (c->n_inbox - 1) * sizeof *c->inbox);
         c->n_inbox--;
         ketenbus_msg_destroy(&m);
         dropped++;
+        if (s_release_held(c, &key) != KB_OK)
+            return KB_ENOMEM;
     }
     return dropped > 0 ? s_flush_acks(c) : KB_OK;
 }
