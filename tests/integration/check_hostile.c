@@ -102,6 +102,18 @@ static void s_send_frame(void *s, Ketenbus__Frame *f)
     free(buf);
 }
 
+/* Send a PING without waiting. */
+static void s_send_ping(void *s)
+{
+    Ketenbus__Ping ping;
+    ketenbus__ping__init(&ping);
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_PING;
+    f.ping = &ping;
+    s_send_frame(s, &f);
+}
+
 /* Next frame from the broker within 5 s (NULL on timeout). */
 static Ketenbus__Frame *s_next(void *s, int timeout_ms)
 {
@@ -762,17 +774,11 @@ START_TEST(test_send_only_sessions_are_capped)
         s_hello_as(socks[i], 0, 1);
     }
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
-    Ketenbus__Ping ping;
-    ketenbus__ping__init(&ping);
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.body_case = KETENBUS__FRAME__BODY_PING;
-    f.ping = &ping;
-    s_send_frame(socks[0], &f);
+    s_send_ping(socks[0]);
     Ketenbus__Frame *e = s_expect(socks[0], KETENBUS__FRAME__BODY_ERROR);
     ck_assert_int_eq(e->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
     ketenbus__frame__free_unpacked(e, NULL);
-    s_send_frame(socks[N - 1], &f);
+    s_send_ping(socks[N - 1]);
     ketenbus__frame__free_unpacked(s_expect(socks[N - 1], KETENBUS__FRAME__BODY_PONG), NULL);
     for (int i = 0; i < N; i++)
         zmq_close(socks[i]);
@@ -798,18 +804,12 @@ START_TEST(test_send_only_cap_holds_for_restarted_sessions)
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
     s_hello_as(socks[N - 1], 0, 1);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
-    Ketenbus__Ping ping;
-    ketenbus__ping__init(&ping);
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.body_case = KETENBUS__FRAME__BODY_PING;
-    f.ping = &ping;
-    s_send_frame(socks[0], &f);
+    s_send_ping(socks[0]);
     Ketenbus__Frame *e = s_expect(socks[0], KETENBUS__FRAME__BODY_ERROR);
     ck_assert_int_eq(e->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
     ketenbus__frame__free_unpacked(e, NULL);
     for (int i = 1; i < N; i++) {
-        s_send_frame(socks[i], &f);
+        s_send_ping(socks[i]);
         ketenbus__frame__free_unpacked(s_expect(socks[i], KETENBUS__FRAME__BODY_PONG), NULL);
     }
     for (int i = 0; i < N; i++)
@@ -963,18 +963,6 @@ static size_t s_delivered(void *s, uint64_t *tags, size_t want, int ms)
         ketenbus__frame__free_unpacked(f, NULL);
     }
     return n;
-}
-
-/* Send a PING without waiting. */
-static void s_send_ping(void *s)
-{
-    Ketenbus__Ping ping;
-    ketenbus__ping__init(&ping);
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.body_case = KETENBUS__FRAME__BODY_PING;
-    f.ping = &ping;
-    s_send_frame(s, &f);
 }
 
 /* The queue count the broker reports in a PONG. */

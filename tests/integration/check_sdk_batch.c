@@ -208,26 +208,33 @@ START_TEST(test_batch_limits)
 }
 END_TEST
 
+/* politie submits n signals of 40 KiB each in one batch (n <= 80); all
+ * must be accepted within timeout_ms and leave the outbox. */
+static void s_submit_large_batch(size_t n, int timeout_ms)
+{
+    static char big[40 * 1024 + 1];
+    memset(big, 'x', sizeof big - 1);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *msgs[80];
+    ketenbus_receipt_t rs[80];
+    ck_assert_uint_le(n, 80);
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = kb_test_signal("fier", big);
+    ck_assert_msg(ketenbus_client_submit_batch(politie, msgs, n, rs, timeout_ms) == KETENBUS_OK, "%s",
+                  ketenbus_last_error());
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
+    s_free(msgs, n);
+    ketenbus_client_destroy(&politie);
+}
+
 /* 40 messages of 40 KiB each are far under the broker's 1 MiB frame
  * limit one by one, but not together: the SDK sends them in as many
  * SUBMIT frames as that limit needs, and all are accepted. */
 START_TEST(test_batch_larger_than_a_frame)
 {
-    enum { N = 40 };
-    static char big[40 * 1024 + 1];
-    memset(big, 'x', sizeof big - 1);
-    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
-    ketenbus_msg_t *msgs[N];
-    ketenbus_receipt_t rs[N];
-    for (size_t i = 0; i < N; i++)
-        msgs[i] = kb_test_signal("fier", big);
-    ck_assert_msg(ketenbus_client_submit_batch(politie, msgs, N, rs, 10000) == KETENBUS_OK, "%s",
-                  ketenbus_last_error());
-    for (size_t i = 0; i < N; i++)
-        ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_ACCEPTED);
-    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
-    s_free(msgs, N);
-    ketenbus_client_destroy(&politie);
+    s_submit_large_batch(40, 10000);
 }
 END_TEST
 
@@ -237,7 +244,6 @@ END_TEST
  * 3.2 MB still goes, in frames the socket takes. */
 START_TEST(test_batch_after_reload_raised_the_limit)
 {
-    enum { N = 80 };
     char *cfg = NULL;
     size_t len = 0;
     ck_assert_int_eq(kb_file_read(s_chain.config, 1u << 20, &cfg, &len), KB_OK);
@@ -254,18 +260,7 @@ START_TEST(test_batch_after_reload_raised_the_limit)
         usleep(20000);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), 1);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "max_message_bytes above 1048576 needs a restart"), 1);
-    static char big[40 * 1024 + 1];
-    memset(big, 'x', sizeof big - 1);
-    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
-    ketenbus_msg_t *msgs[N];
-    ketenbus_receipt_t rs[N];
-    for (size_t i = 0; i < N; i++)
-        msgs[i] = kb_test_signal("fier", big);
-    ck_assert_msg(ketenbus_client_submit_batch(politie, msgs, N, rs, 15000) == KETENBUS_OK, "%s",
-                  ketenbus_last_error());
-    ck_assert_uint_eq(ketenbus_client_outbox_size(politie), 0);
-    s_free(msgs, N);
-    ketenbus_client_destroy(&politie);
+    s_submit_large_batch(80, 15000);
 }
 END_TEST
 
