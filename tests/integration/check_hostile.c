@@ -453,6 +453,31 @@ static long s_rss_mib(pid_t pid)
     return kib < 0 ? -1 : kib / 1024;
 }
 
+/* Send the frame buf (len bytes) on s as fast as the connection takes it
+ * for ms milliseconds, counting in *sent the frames that went; the
+ * broker's RSS is sampled every 20 ms. Returns its RSS before, in MiB,
+ * and its peak in *peak. */
+static long s_flood(void *s, const uint8_t *buf, size_t len, int ms, long *sent, long *peak)
+{
+    long before = s_rss_mib(s_chain.pid);
+    ck_assert_int_gt(before, 0);
+    *peak = before;
+    *sent = 0;
+    int64_t next_sample = 0;
+    for (int64_t end = kb_mono_ms() + ms; kb_mono_ms() < end;) {
+        if (zmq_send(s, buf, len, ZMQ_DONTWAIT) == (int)len)
+            (*sent)++;
+        else
+            usleep(100); /* the connection is full: the broker is behind */
+        if (kb_mono_ms() >= next_sample) {
+            long now = s_rss_mib(s_chain.pid);
+            *peak = now > *peak ? now : *peak;
+            next_sample = kb_mono_ms() + 20;
+        }
+    }
+    return before;
+}
+
 /* An adapter sends SUBMITs far faster than the broker can check them
  * (each holds envelopes whose signatures do not verify): what waits is
  * held by libzmq up to a bounded number of frames per connection, then
@@ -486,19 +511,7 @@ START_TEST(test_flood_of_submits_keeps_memory_bounded)
     size_t len;
     ck_assert_int_eq(kb_frame_encode(&f, &buf, &len), KB_OK);
     ck_assert_uint_le(len, 4096); /* under the chain's max_message_bytes: each is checked */
-    long before = s_rss_mib(s_chain.pid), peak = before;
-    ck_assert_int_gt(before, 0);
-    long sent = 0;
-    for (int64_t end = kb_mono_ms() + S_FLOOD_MS; kb_mono_ms() < end;) {
-        if (zmq_send(s_sock, buf, len, ZMQ_DONTWAIT) == (int)len)
-            sent++;
-        else
-            usleep(1000); /* the connection is full: the broker is behind */
-        if (sent % 256 == 0) {
-            long now = s_rss_mib(s_chain.pid);
-            peak = now > peak ? now : peak;
-        }
-    }
+    long sent, peak, before = s_flood(s_sock, buf, len, S_FLOOD_MS, &sent, &peak);
     free(buf);
     ketenbus__envelope__free_unpacked(e, NULL);
     zmq_close(s_sock);
@@ -534,7 +547,7 @@ START_TEST(test_ping_flood_during_slow_commit_keeps_memory_bounded)
 {
     /* the broker holds up to 32 MiB of replies (KB_REPLIES_BYTES_MAX) and
      * their allocator's overhead: about 35 MiB more, with or without ASan */
-    enum { S_FLOOD_MS = 6000, S_SAMPLE_MS = 20, S_GROWTH_MAX_MIB = 64 };
+    enum { S_FLOOD_MS = 6000, S_GROWTH_MAX_MIB = 64 };
     kb_chain_stop(&s_chain);
     /* freed memory in AddressSanitizer's quarantine would count here */
     const char *prev = getenv("ASAN_OPTIONS");
@@ -560,20 +573,7 @@ START_TEST(test_ping_flood_during_slow_commit_keeps_memory_bounded)
     uint8_t *buf;
     size_t len;
     ck_assert_int_eq(kb_frame_encode(&f, &buf, &len), KB_OK);
-    long before = s_rss_mib(s_chain.pid), peak = before, sent = 0;
-    ck_assert_int_gt(before, 0);
-    int64_t next_sample = 0;
-    for (int64_t end = kb_mono_ms() + S_FLOOD_MS; kb_mono_ms() < end;) {
-        if (zmq_send(s_sock, buf, len, ZMQ_DONTWAIT) == (int)len)
-            sent++;
-        else
-            usleep(100); /* the connection is full: the broker is behind */
-        if (kb_mono_ms() >= next_sample) {
-            long now = s_rss_mib(s_chain.pid);
-            peak = now > peak ? now : peak;
-            next_sample = kb_mono_ms() + S_SAMPLE_MS;
-        }
-    }
+    long sent, peak, before = s_flood(s_sock, buf, len, S_FLOOD_MS, &sent, &peak);
     free(buf);
     kb_chain_fault(&s_chain, "fdatasync-stall", 0);
     fprintf(stderr, "ping flood during a stalled commit: %ld PINGs in %d ms; broker RSS %ld MiB before, peak %ld MiB\n",
