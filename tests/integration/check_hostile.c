@@ -453,19 +453,21 @@ static long s_rss_mib(pid_t pid)
     return kib < 0 ? -1 : kib / 1024;
 }
 
-/* Send the frame buf (len bytes) on s as fast as the connection takes it
- * for ms milliseconds, counting in *sent the frames that went; the
- * broker's RSS is sampled every 20 ms. Returns its RSS before, in MiB,
- * and its peak in *peak. */
-static long s_flood(void *s, const uint8_t *buf, size_t len, int ms, long *sent, long *peak)
+/* Send frame f on s as fast as the connection takes it for ms
+ * milliseconds, counting in *sent the frames that went (of *len bytes);
+ * the broker's RSS is sampled every 20 ms. Returns its RSS before, in
+ * MiB, and its peak in *peak. */
+static long s_flood(void *s, Ketenbus__Frame *f, int ms, long *sent, long *peak, size_t *len)
 {
+    uint8_t *buf;
+    ck_assert_int_eq(kb_frame_encode(f, &buf, len), KB_OK);
     long before = s_rss_mib(s_chain.pid);
     ck_assert_int_gt(before, 0);
     *peak = before;
     *sent = 0;
     int64_t next_sample = 0;
     for (int64_t end = kb_mono_ms() + ms; kb_mono_ms() < end;) {
-        if (zmq_send(s, buf, len, ZMQ_DONTWAIT) == (int)len)
+        if (zmq_send(s, buf, *len, ZMQ_DONTWAIT) == (int)*len)
             (*sent)++;
         else
             usleep(100); /* the connection is full: the broker is behind */
@@ -475,6 +477,7 @@ static long s_flood(void *s, const uint8_t *buf, size_t len, int ms, long *sent,
             next_sample = kb_mono_ms() + 20;
         }
     }
+    free(buf);
     return before;
 }
 
@@ -515,12 +518,9 @@ START_TEST(test_flood_of_submits_keeps_memory_bounded)
     ketenbus__frame__init(&f);
     f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
     f.submit = &sub;
-    uint8_t *buf;
     size_t len;
-    ck_assert_int_eq(kb_frame_encode(&f, &buf, &len), KB_OK);
+    long sent, peak, before = s_flood(s_sock, &f, S_FLOOD_MS, &sent, &peak, &len);
     ck_assert_uint_le(len, 4096); /* under the chain's max_message_bytes: each is checked */
-    long sent, peak, before = s_flood(s_sock, buf, len, S_FLOOD_MS, &sent, &peak);
-    free(buf);
     ketenbus__envelope__free_unpacked(e, NULL);
     zmq_close(s_sock);
     s_sock = NULL;
@@ -571,11 +571,8 @@ START_TEST(test_ping_flood_during_slow_commit_keeps_memory_bounded)
     ketenbus__frame__init(&f);
     f.body_case = KETENBUS__FRAME__BODY_PING;
     f.ping = &ping;
-    uint8_t *buf;
     size_t len;
-    ck_assert_int_eq(kb_frame_encode(&f, &buf, &len), KB_OK);
-    long sent, peak, before = s_flood(s_sock, buf, len, S_FLOOD_MS, &sent, &peak);
-    free(buf);
+    long sent, peak, before = s_flood(s_sock, &f, S_FLOOD_MS, &sent, &peak, &len);
     kb_chain_fault(&s_chain, "fdatasync-stall", 0);
     fprintf(stderr, "ping flood during a stalled commit: %ld PINGs in %d ms; broker RSS %ld MiB before, peak %ld MiB\n",
             sent, S_FLOOD_MS, before, peak);
