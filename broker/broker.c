@@ -622,7 +622,9 @@ static void s_refuse_frame(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     s_error(b, rid, rid_len, req, err_code, reason);
 }
 
-size_t broker_frame_max(const kb_broker_t *b)
+/* The largest frame the broker takes now: max_message_bytes, but no more
+ * than at start, since libzmq's limits on the router were set from that. */
+static size_t s_frame_max(const kb_broker_t *b)
 {
     size_t now = b->conf->max_message_bytes;
     return b->frame_max_start > 0 && b->frame_max_start < now ? b->frame_max_start : now;
@@ -636,7 +638,7 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
     w.agency = s->agency;
     w.broker_time_us = kb_now_us();
     w.policy_version = b->conf->sha256;
-    w.max_message_bytes = (uint32_t)broker_frame_max(b);
+    w.max_message_bytes = (uint32_t)s_frame_max(b);
     w.ping_interval_ms = (uint32_t)(b->conf->session_timeout_us / 1000 / 3);
     w.message_ttl_us = (uint64_t)b->conf->message_ttl_us; /* the SDK forgets seen ids after it */
     Ketenbus__Frame f;
@@ -679,7 +681,7 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         return KB_OK;
     }
     if (rc == KB_ETOOBIG) {
-        snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len, broker_frame_max(b));
+        snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len, s_frame_max(b));
         s_refuse_frame(b, rid, rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE, reason);
         return KB_OK;
     }
@@ -811,7 +813,7 @@ static int s_read_one(kb_broker_t *b, kb_incoming_t *in, kb_arena_t *arena)
         /* decoded into the turn's arena: dropped all at once after the turn */
         ProtobufCAllocator pa = kb_arena_allocator(arena);
         in->decode_rc = kb_frame_decode_with(zmq_msg_data(&in->body), zmq_msg_size(&in->body),
-                                             broker_frame_max(b), &pa, &in->frame);
+                                             s_frame_max(b), &pa, &in->frame);
     }
     return KB_OK;
 }

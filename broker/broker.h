@@ -267,10 +267,6 @@ int admin_handle(kb_broker_t *b);
 struct json_object;
 struct json_object *admin_audit(kb_broker_t *b, const char *command, struct json_object *req);
 
-/* The largest frame the broker takes now: max_message_bytes, but no more
- * than at start, since libzmq's limits on the router were set from that. */
-size_t broker_frame_max(const kb_broker_t *b);
-
 /* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
 int zap_handle(kb_broker_t *b);
 /* Log and audit a refused connection (or a frame of a revoked one), reason

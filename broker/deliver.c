@@ -437,9 +437,7 @@ int deliver_expire(kb_broker_t *b, int64_t now_us)
     size_t n = 0;
     int rc = kb_store_queue_agencies(b->store, &agencies, &n);
     for (size_t i = 0; rc == KB_OK && i < n; i++) {
-        const char *agency = agencies[i];
-        if (kb_store_queue_depth(b->store, agency) == 0)
-            continue;
+        const char *agency = agencies[i]; /* its queue holds entries (only its own expiry takes them) */
         s_expire_t x = {.b = b, .agency = agency, .now_us = now_us};
         while (rc == KB_OK && !x.done && x.looked < KB_EXPIRE_SCAN_MAX) {
             size_t before = x.looked;

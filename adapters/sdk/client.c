@@ -96,7 +96,6 @@ struct ketenbus_client {
     EVP_PKEY *sign_key;               /* agency's Ed25519 key */
     kb_outbox_t *outbox;              /* durable state */
     int welcomed;                     /* session open on this connection */
-    uint64_t session;                 /* sessions opened so far: the number of the current one */
     int resend;                       /* outbox must be (re)sent */
     uint64_t resend_seq;              /* with resend: from the entry of this seq on */
     int64_t retry_at_ms;              /* when entries refused for now go again (0: none due) */
@@ -373,7 +372,8 @@ static int s_send_outbox(ketenbus_client_t *c, uint64_t from_seq, int only_retry
         const kb_outbox_entry_t *e = kb_outbox_at(c->outbox, i);
         size_t item = kb_submit_item_len(e->len);
         /* the request id of the next frame is at most this long */
-        if (kb_submit_frame_len(c->next_request + 1, item) > s_max_frame(c)) {
+        size_t alone = kb_submit_frame_len(c->next_request + 1, item);
+        if (alone > s_max_frame(c)) {
             void *grown = realloc(oversized, (n_oversized + 1) * sizeof *oversized);
             if (!grown) {
                 rc = kb_error_set(KB_ENOMEM, "client: out of memory");
@@ -381,7 +381,7 @@ static int s_send_outbox(ketenbus_client_t *c, uint64_t from_seq, int only_retry
             }
             oversized = grown;
             memcpy(oversized[n_oversized].id, e->id, 16);
-            oversized[n_oversized++].frame_len = kb_submit_frame_len(c->next_request + 1, item);
+            oversized[n_oversized++].frame_len = alone;
             continue;
         }
         if (k > 0 && kb_submit_frame_len(c->next_request + 1, body + item) > s_max_frame(c)) {
@@ -797,7 +797,6 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         c->revoked_ms = 0;
         c->keep_at_ms = 0; /* what the handler kept comes again in this session */
         c->welcomed = 1;
-        c->session++;
         c->resend = 1;
         c->resend_seq = 0; /* all of it: the broker may have lost what went before */
         c->last_ping_ms = c->last_rx_ms;
