@@ -208,6 +208,24 @@ int ketenbus_client_opts_set_agency(ketenbus_client_opts_t *o, const char *agenc
 int ketenbus_client_opts_set_broker(ketenbus_client_opts_t *o, const char *endpoint, const char *broker_cert);
 /* Required: directory for the durable outbox and receive state (created). */
 int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *dir);
+/* Optional: directory with the public signing keys of the agencies this
+ * one receives from, SENDER.sign.pub.pem as `ketenbus keygen` writes them,
+ * and broker.sign.pub.pem, the key the broker signs its notices with
+ * (default: the key directory of ketenbus_client_opts_set_agency).
+ * Every delivery is checked before the handler or recv sees it, so that
+ * the adapter need not trust the broker (proto/SIGNING.md,
+ * "Verification"): its structure; that only the broker sends notices,
+ * and nothing else; and the sender's signature over the header and every
+ * visible field, which also proves the list of withheld fields. A delivery
+ * that fails, or whose sender's key file is missing, is not handed out and
+ * not acknowledged: it is logged (event=delivery_refused, at error level,
+ * with the reason) and stays queued at the broker, which delivers it again
+ * when the session starts again (as for a kept delivery: after 1 s,
+ * doubling up to a minute) until it verifies (say, once the missing key
+ * file is added) or expires. Each refused delivery holds one credit until
+ * then. A key file is read once; when a signature fails, the sender's file
+ * is read again, so a replaced key takes effect without a restart. */
+int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char *dir);
 /* Optional: deliveries the broker may send ahead of acknowledgement
  * (default 64). 0 makes a send-only client: the broker delivers nothing to
  * it, so messages waiting for the agency stay queued for its receiving

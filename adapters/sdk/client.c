@@ -75,6 +75,7 @@ struct ketenbus_client_opts {
     char *endpoint;          /* broker endpoint */
     char *broker_cert;       /* broker's public CURVE certificate file */
     char *state_dir;         /* outbox and receive state */
+    char *signing_keys;      /* senders' public signing keys (NULL: key_dir) */
     unsigned credit;         /* deliveries granted ahead */
     unsigned ping_ms;        /* ping interval */
     ketenbus_log_fn *log;    /* log callback */
@@ -94,6 +95,8 @@ struct ketenbus_client {
     void *dealer;                     /* connection to the broker */
     void *monitor;                    /* the dealer's connection events (PAIR) */
     EVP_PKEY *sign_key;               /* agency's Ed25519 key */
+    kb_sender_keys_t *senders;        /* senders' public keys, to check deliveries */
+    char broker_id[KB_AGENCY_ID_MAX + 1]; /* the broker's id (WELCOME): the sender of its notices */
     kb_outbox_t *outbox;              /* durable state */
     int welcomed;                     /* session open on this connection */
     int resend;                       /* outbox must be (re)sent */
@@ -159,6 +162,7 @@ static void s_opts_free(ketenbus_client_opts_t *o)
     free(o->endpoint);
     free(o->broker_cert);
     free(o->state_dir);
+    free(o->signing_keys);
 }
 
 void ketenbus_client_opts_destroy(ketenbus_client_opts_t **p)
@@ -203,6 +207,13 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
     if (!o)
         return kb_error_set(KB_EINVAL, "options: NULL");
     return s_set(&o->state_dir, dir, "state directory");
+}
+
+int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char *dir)
+{
+    if (!o)
+        return kb_error_set(KB_EINVAL, "options: NULL");
+    return s_set(&o->signing_keys, dir, "signing key directory");
 }
 
 int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit)
@@ -713,6 +724,19 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                 return KB_ENOMEM;
             continue;
         }
+        /* handed out only if it is what its sender wrote; left
+         * unacknowledged, it comes again in a later session (a key the
+         * adapter lacks may be added meanwhile) */
+        if (kb_sender_keys_check(c->senders, e, c->broker_id) != KB_OK) {
+            char id[37] = "?";
+            if (e->message_id.len == 16)
+                kb_uuid_format(e->message_id.data, id);
+            s_log(c, 0, "event=delivery_refused tag=%llu sender=%s id=%s reason=\"%s\"", (unsigned long long)dl->tag,
+                  e->sender, id, kb_last_error());
+            if (c->keep_at_ms == 0)
+                c->keep_at_ms = kb_mono_ms() + c->keep_ms;
+            continue;
+        }
         dl->envelope = NULL; /* ownership moves to the message */
         ketenbus_msg_t *m = msg_wrap(e);
         if (!m)
@@ -737,6 +761,8 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                 return KB_ENOMEM;
             }
             c->inbox[c->n_inbox++] = m;
+            if (c->keep_at_ms == 0)
+                c->keep_ms = KB_KEEP_FIRST_MS;
         }
     }
     return KB_OK;
@@ -796,6 +822,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
             s_log(c, 2, "event=back_in_chain");
         c->revoked_ms = 0;
         c->keep_at_ms = 0; /* what the handler kept comes again in this session */
+        snprintf(c->broker_id, sizeof c->broker_id, "%s", f->welcome->broker_id);
         c->welcomed = 1;
         c->resend = 1;
         c->resend_seq = 0; /* all of it: the broker may have lost what went before */
@@ -890,7 +917,7 @@ static int s_housekeeping(ketenbus_client_t *c)
         s_log(c, 2, "event=redeliver_kept wait_ms=%lld", (long long)c->keep_ms);
         c->keep_ms = c->keep_ms * 2 > KB_KEEP_MAX_MS ? KB_KEEP_MAX_MS : c->keep_ms * 2;
         c->welcomed = 0; /* ended on purpose: not logged as a lost session */
-        s_unwelcome(c, "deliveries the handler kept are asked for again");
+        s_unwelcome(c, "deliveries the handler kept, or refused here, are asked for again");
     }
     if (!c->welcomed) {
         if (now - c->last_hello_ms >= (c->revoked_ms > 0 ? c->revoked_ms : KB_HELLO_RETRY_MS)) {
@@ -1015,10 +1042,12 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     c->o.endpoint = strdup(opts->endpoint);
     c->o.broker_cert = strdup(opts->broker_cert);
     c->o.state_dir = strdup(opts->state_dir);
+    c->o.signing_keys = NULL;
+    c->senders = kb_sender_keys_new(opts->signing_keys ? opts->signing_keys : opts->key_dir);
     c->ping_ms = opts->ping_ms;
     c->keep_ms = KB_KEEP_FIRST_MS;
     c->retry_ms = KB_RETRY_MIN_MS;
-    if (!c->o.agency || !c->o.key_dir || !c->o.endpoint || !c->o.broker_cert || !c->o.state_dir) {
+    if (!c->o.agency || !c->o.key_dir || !c->o.endpoint || !c->o.broker_cert || !c->o.state_dir || !c->senders) {
         kb_error_set(KB_ENOMEM, "client: out of memory");
         goto fail;
     }
@@ -1106,6 +1135,7 @@ void ketenbus_client_destroy(ketenbus_client_t **p)
         zmq_ctx_term(c->zctx);
     kb_outbox_destroy(&c->outbox);
     EVP_PKEY_free(c->sign_key);
+    kb_sender_keys_destroy(&c->senders);
     for (size_t i = 0; i < c->n_inbox; i++)
         ketenbus_msg_destroy(&c->inbox[i]);
     free(c->inbox);

@@ -126,4 +126,23 @@ int64_t kb_outbox_keep_us(const kb_outbox_t *o, int64_t now_us);
  * while kb_outbox_keep_us is 0. KB_OK, KB_EIO or KB_ENOMEM. */
 int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *removed, int *done);
 
+/* ------------------------------------------------------------ sender keys (verify.c) */
+
+typedef struct kb_sender_keys kb_sender_keys_t;
+
+/* Public signing keys of the senders, read from dir as needed
+ * (SENDER.sign.pub.pem; broker.sign.pub.pem for the broker's notices).
+ * NULL on no memory. */
+kb_sender_keys_t *kb_sender_keys_new(const char *dir);
+void kb_sender_keys_destroy(kb_sender_keys_t **p);
+
+/* Check a delivered envelope as proto/SIGNING.md asks of a recipient: its
+ * structure, that only the broker (broker_id, from WELCOME) sends notices
+ * and nothing else, and its sender's signature over the header and every
+ * visible field. KB_OK: it is what its sender wrote (less what is listed as
+ * withheld). KB_ENOTFOUND or KB_EIO: no readable key for its sender (it may
+ * be genuine). KB_EPROTO (malformed) or KB_ECRYPTO (not what the sender
+ * signed): refuse it. The reason is in kb_last_error(). */
+int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id);
+
 #endif

@@ -346,6 +346,8 @@ START_TEST(test_replaced_key_ends_its_connections)
     snprintf(state, sizeof state, "%s/state-fier-new", s_chain.dir);
     ketenbus_client_opts_t *o = ketenbus_client_opts_new();
     ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "fier", keys2), KETENBUS_OK);
+    /* keys2 holds fier's own keys only: the senders' public keys are elsewhere */
+    ck_assert_int_eq(ketenbus_client_opts_set_signing_keys(o, s_chain.keys), KETENBUS_OK);
     ck_assert_int_eq(ketenbus_client_opts_set_broker(o, s_chain.endpoint, s_chain.broker_cert), KETENBUS_OK);
     ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
     ketenbus_client_t *fresh = ketenbus_client_new(o);

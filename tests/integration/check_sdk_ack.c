@@ -34,20 +34,14 @@ static void s_setup(void)
 {
     kb_chain_init(&s_chain, s_agencies, 2, "", ""); /* keys only: no ketenbusd here */
     kb_fake_start(&s_fake, &s_chain);
-    static uint8_t id[16] = {0x01, 0x89, 0x0a, 0x5d, 0xac, 0x96, 0x77, 0x4b,
-                             0xbc, 0xce, 0xb3, 0x02, 0x09, 0x9a, 0x80, 0x57};
+    static const uint8_t id[16] = {0x01, 0x89, 0x0a, 0x5d, 0xac, 0x96, 0x77, 0x4b,
+                                   0xbc, 0xce, 0xb3, 0x02, 0x09, 0x9a, 0x80, 0x57};
     s_msg = kb_test_signal("fier", "to be handed over once");
-    s_msg->env->sender = (char *)"politie";
-    s_msg->env->message_id.data = id;
-    s_msg->env->message_id.len = 16;
+    kb_test_sign_as(&s_chain, s_msg, "politie", id);
 }
 
 static void s_teardown(void)
 {
-    /* the fields borrowed above are not the message's to free */
-    s_msg->env->sender = (char *)protobuf_c_empty_string;
-    s_msg->env->message_id.data = NULL;
-    s_msg->env->message_id.len = 0;
     ketenbus_msg_destroy(&s_msg);
     kb_fake_stop(&s_fake);
     kb_chain_cleanup(&s_chain);

@@ -69,13 +69,23 @@ static void s_put(kb_ldb_t *l, const void *k, size_t kl, const void *v, size_t v
     ck_assert_ptr_null(err);
 }
 
-/* A seen record of politie's message {a, b >> 8, b, 0...} acknowledged at when_us. */
+/* The id of politie's message (a, b): {a, b >> 8, b, 0...}, with the
+ * version and variant bits of a UUIDv7. */
+static void s_id(uint8_t id[16], uint8_t a, unsigned b)
+{
+    memset(id, 0, 16);
+    id[0] = a;
+    id[1] = (uint8_t)(b >> 8);
+    id[2] = (uint8_t)b;
+    id[6] = 0x70;
+    id[8] = 0x80;
+}
+
+/* A seen record of politie's message (a, b) acknowledged at when_us. */
 static void s_seen_at(kb_ldb_t *l, uint8_t a, unsigned b, int64_t when_us)
 {
     uint8_t k[1 + 8 + 16] = "rpolitie", v[8];
-    k[9] = a;
-    k[10] = (uint8_t)(b >> 8);
-    k[11] = (uint8_t)b;
+    s_id(k + 9, a, b);
     kb_be64_put(v, (uint64_t)when_us);
     s_put(l, k, sizeof k, v, sizeof v);
 }
@@ -101,7 +111,8 @@ static void s_seed_state(void)
     int64_t now = kb_now_us();
     for (unsigned i = 0; i < S_OLD; i++) {
         s_seen_at(&l, 1, i, now - 30 * S_DAY_US);
-        uint8_t legacy[17] = {'s', 1, (uint8_t)(i >> 8), (uint8_t)i};
+        uint8_t legacy[17] = {'s'};
+        s_id(legacy + 1, 1, i);
         s_put(&l, legacy, sizeof legacy, "\0\0\0\0\0\0\0\0", 8);
     }
     for (unsigned i = 0; i < S_YOUNG; i++) {
@@ -214,14 +225,13 @@ static void s_welcome(ketenbus_client_t *cl, uint64_t ttl_us)
     ck_assert(ketenbus_client_is_connected(cl));
 }
 
-/* Deliver politie's message {a, 0, b} under tag and wait for its ACK. */
+/* Deliver politie's message (a, b) under tag and wait for its ACK. */
 static void s_redeliver(ketenbus_client_t *cl, uint8_t a, uint8_t b, const char *narrative, uint64_t tag)
 {
-    uint8_t id[16] = {a, 0, b};
+    uint8_t id[16];
+    s_id(id, a, b);
     ketenbus_msg_t *m = kb_test_signal("fier", narrative);
-    m->env->sender = (char *)"politie";
-    m->env->message_id.data = id;
-    m->env->message_id.len = 16;
+    kb_test_sign_as(&s_chain, m, "politie", id);
     Ketenbus__Delivery d, *dp = &d;
     ketenbus__delivery__init(&d);
     d.tag = tag;
@@ -241,10 +251,6 @@ static void s_redeliver(ketenbus_client_t *cl, uint8_t a, uint8_t b, const char 
     ck_assert_uint_eq(ack->ack->n_tags, 1);
     ck_assert_uint_eq(ack->ack->tags[0], tag);
     ketenbus__frame__free_unpacked(ack, NULL);
-    /* the fields borrowed above are not the message's to free */
-    m->env->sender = (char *)protobuf_c_empty_string;
-    m->env->message_id.data = NULL;
-    m->env->message_id.len = 0;
     ketenbus_msg_destroy(&m);
 }
 

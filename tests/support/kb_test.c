@@ -19,8 +19,10 @@
 #include "kb_keys.h"
 #include "kb_merkle.h"
 #include "kb_note.h"
+#include "kb_seal.h"
 #include "kb_test.h"
 #include "kb_util.h"
+#include "sdk_internal.h"
 #include "store.h"
 
 static void s_write(const char *path, const char *text)
@@ -372,6 +374,36 @@ ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative)
     if (narrative)
         ck_assert_int_eq(ketenbus_msg_set(m, "signal.narrative", narrative), KETENBUS_OK);
     return m;
+}
+
+void kb_test_sign_as(const kb_chain_t *c, ketenbus_msg_t *m, const char *sender, const uint8_t id[16])
+{
+    kb_test_sign_with(c, m, sender, sender, id);
+}
+
+void kb_test_sign_with(const kb_chain_t *c, ketenbus_msg_t *m, const char *sender, const char *key_name,
+                       const uint8_t id[16])
+{
+    Ketenbus__Envelope *e = m->env;
+    if (e->sender != protobuf_c_empty_string)
+        free(e->sender);
+    e->sender = strdup(sender);
+    ck_assert_ptr_nonnull(e->sender);
+    free(e->message_id.data);
+    e->message_id.data = malloc(16);
+    ck_assert_ptr_nonnull(e->message_id.data);
+    memcpy(e->message_id.data, id, 16);
+    e->message_id.len = 16;
+    msg_sync_id(m);
+    e->created_us = kb_now_us();
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.sign.pem", c->keys, key_name);
+    EVP_PKEY *key = kb_keys_load_sign_private(path);
+    ck_assert_msg(key != NULL, "%s: %s", path, kb_last_error());
+    ck_assert_msg(kb_seal_sign(e, key) == KB_OK, "sign: %s", kb_last_error());
+    EVP_PKEY_free(key);
+    char why[256];
+    ck_assert_msg(kb_envelope_validate(e, why, sizeof why) == KB_OK, "signed envelope: %s", why);
 }
 
 ketenbus_msg_t *kb_test_referral(const char *recipient)

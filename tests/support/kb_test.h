@@ -123,6 +123,18 @@ void kb_chain_drain(kb_chain_t *c, const char *agency, int n);
 /* A signal message ready to submit (kind, purpose, handling, legal basis, payload). */
 ketenbus_msg_t *kb_test_signal(const char *recipient, const char *narrative);
 
+/* Make m what agency sender would have submitted, for a scripted broker to
+ * deliver: sender, the message id id (a UUIDv7), created now, sealed and
+ * signed with the sender's key from c->keys. The fields are m's own. Aborts
+ * the test if the result does not pass kb_envelope_validate(). */
+void kb_test_sign_as(const kb_chain_t *c, ketenbus_msg_t *m, const char *sender, const uint8_t id[16]);
+
+/* As kb_test_sign_as, signed with the key of key_name instead ("broker":
+ * the broker's signing key, as for its notices; another agency's: a
+ * forgery). */
+void kb_test_sign_with(const kb_chain_t *c, ketenbus_msg_t *m, const char *sender, const char *key_name,
+                       const uint8_t id[16]);
+
 /* Run every test of suite s (taking it) and return the exit status for
  * main(): 0 when all passed, 1 otherwise. */
 int kb_test_run(Suite *s);

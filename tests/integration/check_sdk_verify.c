@@ -1,0 +1,326 @@
+/*
+ * check_sdk_verify.c - the SDK hands the adapter only deliveries that are
+ * what their sender wrote, whatever the broker sends (proto/SIGNING.md,
+ * "Verification").
+ *
+ * The real broker never sends a forged or altered envelope, so a scripted
+ * broker (kb_fake.h, a CURVE ROUTER with the broker's key) does: envelopes
+ * signed with another agency's key, changed after signing, malformed, or
+ * in the broker's own name without being a notice. None may reach the
+ * handler, and none is acknowledged: it stays in the broker's queue. A
+ * genuine notice of the broker is handed out. A delivery whose sender's key
+ * the adapter lacks comes again in a later session and is handed out once
+ * the key file is there.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "kb_error.h"
+#include "kb_fake.h"
+#include "kb_test.h"
+#include "kb_util.h"
+#include "sdk_internal.h"
+
+static const char *s_agencies[] = {"politie", "fier", "rvdk"};
+static kb_chain_t s_chain;
+static kb_fake_t s_fake;
+static int s_handled;          /* deliveries the handler saw */
+static char s_last[128];       /* the last one's narrative, or "notice" */
+static int s_refused;          /* event=delivery_refused lines the SDK logged */
+
+static void s_log(int level, const char *line, void *arg)
+{
+    (void)arg;
+    if (strstr(line, "event=delivery_refused")) {
+        ck_assert_int_eq(level, 0); /* an error, not a detail */
+        s_refused++;
+    }
+}
+
+static int s_handler(ketenbus_client_t *c, const ketenbus_msg_t *m, void *arg)
+{
+    (void)c;
+    (void)arg;
+    if (ketenbus_msg_kind(m) == KETENBUS_KIND_EXPIRY_NOTICE) {
+        snprintf(s_last, sizeof s_last, "notice");
+    } else {
+        char *text = ketenbus_msg_get(m, "signal.narrative");
+        snprintf(s_last, sizeof s_last, "%s", text ? text : "");
+        free(text);
+    }
+    s_handled++;
+    return 0;
+}
+
+static void s_setup(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 3, "", ""); /* keys only: no ketenbusd here */
+    kb_fake_start(&s_fake, &s_chain);
+    s_chain.client_log = s_log;
+    s_handled = s_refused = 0;
+    s_last[0] = '\0';
+}
+
+static void s_teardown(void)
+{
+    kb_fake_stop(&s_fake);
+    kb_chain_cleanup(&s_chain);
+}
+
+/* The n-th message id of these tests (a UUIDv7). */
+static void s_id(uint8_t id[16], uint8_t n)
+{
+    static const uint8_t base[16] = {0x01, 0x89, 0x0a, 0x5d, 0xac, 0x96, 0x77, 0x4b,
+                                     0xbc, 0xce, 0xb3, 0x02, 0x09, 0x9a, 0x80, 0x00};
+    memcpy(id, base, 16);
+    id[15] = n;
+}
+
+/* A signal to fier with narrative, signed by signer, naming sender. */
+static ketenbus_msg_t *s_signal(uint8_t n, const char *sender, const char *signer, const char *narrative)
+{
+    uint8_t id[16];
+    s_id(id, n);
+    ketenbus_msg_t *m = kb_test_signal("fier", narrative);
+    kb_test_sign_with(&s_chain, m, sender, signer, id);
+    return m;
+}
+
+/* An expiry notice to fier about message n, in the name of sender and
+ * signed by signer ("broker": the broker's key). */
+static ketenbus_msg_t *s_notice(uint8_t n, const char *sender, const char *signer)
+{
+    Ketenbus__Envelope *e = malloc(sizeof *e);
+    ck_assert_ptr_nonnull(e);
+    ketenbus__envelope__init(e);
+    e->recipients = calloc(1, sizeof *e->recipients);
+    e->legal_basis = malloc(sizeof *e->legal_basis);
+    e->notice = malloc(sizeof *e->notice);
+    e->correlation_id.data = malloc(16);
+    ck_assert(e->recipients && e->legal_basis && e->notice && e->correlation_id.data);
+    e->recipients[0] = strdup("fier");
+    e->n_recipients = 1;
+    e->kind = KETENBUS__KIND__KIND_EXPIRY_NOTICE;
+    e->purpose = KETENBUS__PURPOSE__PURPOSE_VICTIM_CARE;
+    e->handling = KETENBUS__HANDLING__HANDLING_H0;
+    ketenbus__legal_basis__init(e->legal_basis);
+    e->legal_basis->basis = strdup("delivery report to the sender");
+    e->legal_basis->consent = KETENBUS__CONSENT__CONSENT_NOT_REQUIRED;
+    s_id(e->correlation_id.data, 100);
+    e->correlation_id.len = 16;
+    ketenbus__notice__init(e->notice);
+    e->payload_case = KETENBUS__ENVELOPE__PAYLOAD_NOTICE;
+    e->notice->type = KETENBUS__NOTICE_TYPE__NOTICE_TYPE_EXPIRED;
+    e->notice->about_message_id.data = malloc(16);
+    e->notice->agencies = calloc(1, sizeof *e->notice->agencies);
+    ck_assert(e->recipients[0] && e->legal_basis->basis && e->notice->about_message_id.data && e->notice->agencies);
+    s_id(e->notice->about_message_id.data, 100);
+    e->notice->about_message_id.len = 16;
+    e->notice->agencies[0] = strdup("rvdk");
+    e->notice->n_agencies = 1;
+    e->notice->text = strdup("signal was not acknowledged by rvdk before it expired");
+    ck_assert(e->notice->agencies[0] && e->notice->text);
+    ketenbus_msg_t *m = msg_wrap(e);
+    ck_assert_ptr_nonnull(m);
+    uint8_t id[16];
+    s_id(id, n);
+    kb_test_sign_with(&s_chain, m, sender, signer, id);
+    return m;
+}
+
+/* Answer cl's HELLOs until it is welcomed (within 5 s). */
+static void s_open_session(ketenbus_client_t *cl)
+{
+    int64_t end = kb_mono_ms() + 5000;
+    while (!ketenbus_client_is_connected(cl) && kb_mono_ms() < end) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 200);
+        if (f) {
+            ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
+            ketenbus__frame__free_unpacked(f, NULL);
+        }
+        ketenbus_client_poll(cl, 10);
+    }
+    ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
+}
+
+/* Deliver msgs[i] under tags[i], all in one DELIVER frame. */
+static void s_deliver(ketenbus_msg_t **msgs, const uint64_t *tags, size_t n)
+{
+    Ketenbus__Delivery d[8], *dp[8];
+    ck_assert_uint_le(n, 8);
+    for (size_t i = 0; i < n; i++) {
+        ketenbus__delivery__init(&d[i]);
+        d[i].tag = tags[i];
+        d[i].envelope = msgs[i]->env;
+        dp[i] = &d[i];
+    }
+    Ketenbus__Deliver del;
+    ketenbus__deliver__init(&del);
+    del.n_deliveries = n;
+    del.deliveries = dp;
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_DELIVER;
+    fr.deliver = &del;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+}
+
+/* Collect the tags cl acknowledges until tag `until` is among them (within
+ * 5 s); returns how many were collected into tags (at most max). */
+static size_t s_acks_until(ketenbus_client_t *cl, uint64_t until, uint64_t *tags, size_t max)
+{
+    size_t n = 0;
+    int seen = 0;
+    int64_t end = kb_mono_ms() + 5000;
+    while (!seen && kb_mono_ms() < end) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_ACK, 200);
+        if (!f)
+            continue;
+        for (size_t i = 0; i < f->ack->n_tags; i++) {
+            seen |= f->ack->tags[i] == until;
+            if (n < max)
+                tags[n++] = f->ack->tags[i];
+        }
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_assert_msg(seen, "tag %llu was not acknowledged within 5 s", (unsigned long long)until);
+    return n;
+}
+
+/* Forged, altered, malformed and misattributed deliveries are neither
+ * handed out nor acknowledged; the genuine one after them is. */
+START_TEST(test_only_genuine_deliveries_handed_out)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    ketenbus_client_set_handler(fier, s_handler, NULL);
+    s_open_session(fier);
+    ketenbus_msg_t *m[6];
+    m[0] = s_signal(1, "politie", "rvdk", "in politie's name, signed by rvdk");
+    m[1] = s_signal(2, "politie", "politie", "as politie wrote it");
+    ck_assert_int_eq(ketenbus_msg_set(m[1], "signal.narrative", "changed on the way"), KETENBUS_OK);
+    m[2] = s_signal(3, "politie", "politie", "without a signature");
+    free(m[2]->env->signature.data);
+    m[2]->env->signature.data = NULL;
+    m[2]->env->signature.len = 0;
+    m[3] = s_signal(4, "scripted", "broker", "a signal in the broker's name");
+    m[4] = s_notice(5, "politie", "politie"); /* a notice not from the broker */
+    m[5] = s_signal(6, "politie", "politie", "genuine");
+    const uint64_t tags[] = {1, 2, 3, 4, 5, 6};
+    s_deliver(m, tags, 6);
+    uint64_t acked[16];
+    size_t n = s_acks_until(fier, 6, acked, 16);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(acked[i] == 6, "refused delivery %llu was acknowledged", (unsigned long long)acked[i]);
+    ck_assert_int_eq(s_handled, 1);
+    ck_assert_str_eq(s_last, "genuine");
+    ck_assert_int_eq(s_refused, 5);
+    /* and the copy without the change would have been taken: the refusal
+     * was for the change, not for the message */
+    ck_assert_int_eq(ketenbus_msg_set(m[1], "signal.narrative", "as politie wrote it"), KETENBUS_OK);
+    const uint64_t again[] = {7};
+    s_deliver(&m[1], again, 1);
+    s_acks_until(fier, 7, acked, 16);
+    ck_assert_int_eq(s_handled, 2);
+    ck_assert_str_eq(s_last, "as politie wrote it");
+    for (size_t i = 0; i < 6; i++)
+        ketenbus_msg_destroy(&m[i]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* The broker's own notice, signed with its key, is handed out. */
+START_TEST(test_broker_notice_handed_out)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    ketenbus_client_set_handler(fier, s_handler, NULL);
+    s_open_session(fier);
+    ketenbus_msg_t *m = s_notice(1, "scripted", "broker");
+    const uint64_t tag = 1;
+    s_deliver(&m, &tag, 1);
+    uint64_t acked[4];
+    s_acks_until(fier, 1, acked, 4);
+    ck_assert_int_eq(s_handled, 1);
+    ck_assert_str_eq(s_last, "notice");
+    ck_assert_int_eq(s_refused, 0);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* Without politie's key file the delivery waits at the broker; the SDK
+ * asks for it again in a new session, and takes it once the file is there. */
+START_TEST(test_missing_key_delivery_comes_again)
+{
+    char senders[512], from[512], to[600];
+    snprintf(senders, sizeof senders, "%s/senders", s_chain.dir);
+    ck_assert_int_eq(kb_mkdirs(senders, 0700), KB_OK);
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-fier", s_chain.dir);
+    ketenbus_client_opts_t *o = ketenbus_client_opts_new();
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "fier", s_chain.keys), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_signing_keys(o, senders), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, s_chain.endpoint, s_chain.broker_cert), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_log(o, s_log, NULL), KETENBUS_OK);
+    ketenbus_client_t *fier = ketenbus_client_new(o);
+    ketenbus_client_opts_destroy(&o);
+    ck_assert_ptr_nonnull(fier);
+    ketenbus_client_set_handler(fier, s_handler, NULL);
+    s_open_session(fier);
+    ketenbus_msg_t *m = s_signal(1, "politie", "politie", "waits for the key");
+    const uint64_t first = 1;
+    s_deliver(&m, &first, 1);
+    for (int64_t end = kb_mono_ms() + 5000; s_refused == 0 && kb_mono_ms() < end;)
+        ketenbus_client_poll(fier, 10);
+    ck_assert_int_eq(s_refused, 1);
+    ck_assert_int_eq(s_handled, 0);
+    /* the adapter's operator adds the key; the SDK starts its session
+     * again (after 1 s) and the broker delivers what was not acknowledged */
+    snprintf(from, sizeof from, "%s/politie.sign.pub.pem", s_chain.keys);
+    snprintf(to, sizeof to, "%s/politie.sign.pub.pem", senders);
+    char *pem = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(from, 1 << 16, &pem, &len), KB_OK);
+    ck_assert_int_eq(kb_file_write(to, pem, len, 0644), KB_OK);
+    free(pem);
+    Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_HELLO, 5000);
+    ck_assert_msg(f != NULL, "no new session asked for within 5 s");
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
+    ketenbus__frame__free_unpacked(f, NULL);
+    for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(fier) && kb_mono_ms() < end;)
+        ketenbus_client_poll(fier, 10);
+    const uint64_t second = 2;
+    s_deliver(&m, &second, 1);
+    uint64_t acked[4];
+    size_t n = s_acks_until(fier, 2, acked, 4);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_uint_eq(acked[i], 2); /* never the first session's tag */
+    ck_assert_int_eq(s_handled, 1);
+    ck_assert_str_eq(s_last, "waits for the key");
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+static Suite *s_suite(void)
+{
+    Suite *s = suite_create("sdk_verify");
+    TCase *tc = tcase_create("scripted");
+    tcase_add_checked_fixture(tc, s_setup, s_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_only_genuine_deliveries_handed_out);
+    tcase_add_test(tc, test_broker_notice_handed_out);
+    tcase_add_test(tc, test_missing_key_delivery_comes_again);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return kb_test_run(s_suite());
+}
