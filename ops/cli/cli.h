@@ -34,6 +34,7 @@ typedef struct {
     const char *broker;      /* --broker / KETENBUS_BROKER */
     const char *broker_cert; /* --broker-cert / KETENBUS_BROKER_CERT */
     const char *state;       /* --state / KETENBUS_STATE */
+    const char *signing_keys; /* recv --signing-keys / KETENBUS_SIGNING_KEYS (optional) */
     int verbose;             /* --verbose: SDK log lines on stderr */
 } cli_conn_t;
 

@@ -17,14 +17,21 @@ static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: ketenbus recv [CONNECTION] [--count N] [--timeout S] [--no-ack]\n"
+            "                     [--signing-keys DIR]\n"
             "\n"
             "Prints each message delivered to the agency as one JSON line (docs/JSON.md)\n"
             "and acknowledges it after the line is written. Also sends messages still\n"
-            "waiting in the outbox of the same --state.\n"
+            "waiting in the outbox of the same --state. Only messages that are what\n"
+            "their sender signed are printed; one that is not, or whose sender's key\n"
+            "is missing, is reported on stderr (delivery_refused) and stays\n"
+            "queued at the broker.\n"
             "\n"
             "  --count N     stop after N messages (default: until the timeout)\n"
             "  --timeout S   stop after S seconds (default 10; 0 = only what is there)\n"
             "  --no-ack      print without acknowledging (they are delivered again)\n"
+            "  --signing-keys DIR  the senders' public keys, SENDER.sign.pub.pem, and\n"
+            "                the broker's broker.sign.pub.pem (default: --keys)\n"
+            "                                                 KETENBUS_SIGNING_KEYS\n"
             "\n"
             "%s"
             "\n"
@@ -43,6 +50,7 @@ int cmd_recv(int argc, char **argv)
                                          {"count", required_argument, NULL, 'n'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"no-ack", no_argument, NULL, 'N'},
+                                         {"signing-keys", required_argument, NULL, 'K'},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -50,7 +58,7 @@ int cmd_recv(int argc, char **argv)
     int timeout_ms = 10000, no_ack = 0, c;
     long count = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "a:k:b:c:s:n:t:Nvh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "a:k:b:c:s:n:t:NK:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'a': conn.agency = optarg; break;
         case 'k': conn.keys = optarg; break;
@@ -59,6 +67,7 @@ int cmd_recv(int argc, char **argv)
         case 's': conn.state = optarg; break;
         case 'v': conn.verbose = 1; break;
         case 'N': no_ack = 1; break;
+        case 'K': conn.signing_keys = optarg; break;
         case 'n': {
             char *end = NULL;
             count = strtol(optarg, &end, 10);

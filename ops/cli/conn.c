@@ -18,7 +18,8 @@ const char *cli_conn_help =
     "                                                        KETENBUS_BROKER_CERT\n"
     "  --state DIR          outbox and receive state of this agency's adapter\n"
     "                                                        KETENBUS_STATE\n"
-    "  --verbose            print the SDK's log lines on stderr\n";
+    "  --verbose            print all of the SDK's log lines on stderr (errors are\n"
+    "                       printed without it)\n";
 
 static void s_env(const char **field, const char *name)
 {
@@ -33,6 +34,7 @@ int cli_conn_finish(cli_conn_t *c, const char *cmd)
     s_env(&c->broker, "KETENBUS_BROKER");
     s_env(&c->broker_cert, "KETENBUS_BROKER_CERT");
     s_env(&c->state, "KETENBUS_STATE");
+    s_env(&c->signing_keys, "KETENBUS_SIGNING_KEYS");
     const char *missing = !c->agency ? "--agency" : !c->keys ? "--keys" : !c->broker ? "--broker"
                         : !c->broker_cert ? "--broker-cert" : !c->state ? "--state" : NULL;
     if (missing) {
@@ -42,11 +44,13 @@ int cli_conn_finish(cli_conn_t *c, const char *cmd)
     return KB_EXIT_OK;
 }
 
+/* The SDK's log lines on stderr: errors always (a delivery refused as not
+ * genuine, say), the rest with --verbose (arg non-NULL). */
 static void s_log(int level, const char *line, void *arg)
 {
-    (void)arg;
     static const char *names[] = {"error", "warn", "info", "debug"};
-    fprintf(stderr, "level=%s %s\n", level >= 0 && level <= 3 ? names[level] : "?", line);
+    if (level <= 0 || arg)
+        fprintf(stderr, "level=%s %s\n", level >= 0 && level <= 3 ? names[level] : "?", line);
 }
 
 ketenbus_client_t *cli_connect(const cli_conn_t *c, unsigned credit)
@@ -56,9 +60,10 @@ ketenbus_client_t *cli_connect(const cli_conn_t *c, unsigned credit)
     if (o && ketenbus_client_opts_set_agency(o, c->agency, c->keys) == KETENBUS_OK &&
         ketenbus_client_opts_set_broker(o, c->broker, c->broker_cert) == KETENBUS_OK &&
         ketenbus_client_opts_set_state_dir(o, c->state) == KETENBUS_OK &&
+        (!c->signing_keys || ketenbus_client_opts_set_signing_keys(o, c->signing_keys) == KETENBUS_OK) &&
         (credit == CLI_CREDIT_DEFAULT ||
          ketenbus_client_opts_set_credit(o, credit == CLI_SEND_ONLY ? 0 : credit) == KETENBUS_OK) &&
-        (!c->verbose || ketenbus_client_opts_set_log(o, s_log, NULL) == KETENBUS_OK))
+        ketenbus_client_opts_set_log(o, s_log, c->verbose ? (void *)c : NULL) == KETENBUS_OK)
         client = ketenbus_client_new(o);
     if (!client)
         fprintf(stderr, "ketenbus: cannot start the client: %s\n", ketenbus_last_error());

@@ -131,6 +131,26 @@ START_TEST(test_send_recv)
 }
 END_TEST
 
+/* `recv` prints only what is proven to be its sender's: without the
+ * sender's public key the message is refused, said on stderr, and stays
+ * queued; with the key it is printed. */
+START_TEST(test_recv_without_sender_key)
+{
+    s_file("signal.json", s_signal);
+    ck_assert_int_eq(s_run("politie", "send signal.json"), 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/only-broker", s_chain.dir);
+    ck_assert_int_eq(kb_mkdirs(dir, 0700), 0);
+    ck_assert_int_eq(s_run("rvdk", "recv --count 1 --timeout 2 --signing-keys only-broker"), 4);
+    ck_assert_msg(strstr(s_out, "level=error event=delivery_refused") && strstr(s_out, "sender=politie") &&
+                      strstr(s_out, "only-broker/politie.sign.pub.pem") && !strstr(s_out, "seen at the station"),
+                  "%s", s_out);
+    ck_assert_int_eq(s_run("rvdk", "recv --count 1 --timeout 5 --signing-keys keys"), 0);
+    ck_assert_msg(strstr(s_out, "\"narrative\":\"seen at the station\"") && !strstr(s_out, "delivery_refused"),
+                  "%s", s_out);
+}
+END_TEST
+
 /* `send` opens a send-only session: what waits for the agency is not
  * handed to it (and audited as delivered) only to come again later. */
 START_TEST(test_send_takes_no_deliveries)
@@ -196,6 +216,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_keygen);
     tcase_add_test(tc, test_send_recv);
+    tcase_add_test(tc, test_recv_without_sender_key);
     tcase_add_test(tc, test_send_takes_no_deliveries);
     tcase_add_test(tc, test_send_errors);
     tcase_add_test(tc, test_pending_then_sent);
