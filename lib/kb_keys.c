@@ -97,29 +97,30 @@ static int s_write_new(const char *path, const void *data, size_t len, mode_t mo
             return kb_error_set(KB_EIO, "%s already exists; refusing to overwrite it", path);
         return kb_error_set(KB_EIO, "create %s: %s", path, strerror(errno));
     }
+    int rc = KB_OK;
     const char *p = data;
     size_t left = len;
-    while (left > 0) {
+    while (left > 0 && rc == KB_OK) {
         ssize_t n = write(fd, p, left);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            int e = errno;
-            close(fd);
-            return kb_error_set(KB_EIO, "write %s: %s", path, strerror(e));
+            rc = kb_error_set(KB_EIO, "write %s: %s", path, strerror(errno));
+            break;
         }
         p += n;
         left -= (size_t)n;
     }
     /* The umask may have taken bits off a public file; set the exact mode. */
-    if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return kb_error_set(KB_EIO, "sync %s: %s", path, strerror(e));
-    }
-    if (close(fd) != 0)
-        return kb_error_set(KB_EIO, "close %s: %s", path, strerror(errno));
-    return KB_OK;
+    if (rc == KB_OK && (fchmod(fd, mode) != 0 || fsync(fd) != 0))
+        rc = kb_error_set(KB_EIO, "sync %s: %s", path, strerror(errno));
+    if (close(fd) != 0 && rc == KB_OK)
+        rc = kb_error_set(KB_EIO, "close %s: %s", path, strerror(errno));
+    /* a partial file would block every later attempt ("already exists"):
+     * it is ours (O_EXCL), so it goes */
+    if (rc != KB_OK)
+        unlink(path);
+    return rc;
 }
 
 static void s_sync_dir(const char *dir)

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -254,6 +257,34 @@ START_TEST(test_refuse_overwrite)
 }
 END_TEST
 
+/* A write that fails midway (here: a file size limit of 300 bytes, which
+ * the first certificate passes and the PEM files do not) leaves no file of
+ * the set behind, the one being written included, so generating again
+ * works once the cause is gone. Run in a child: the limit is the process's. */
+START_TEST(test_failed_write_leaves_nothing)
+{
+    char dir[PATH_MAX], p[PATH_MAX];
+    s_path(dir, sizeof dir, "fsize");
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG instead */
+        struct rlimit lim = {300, 300};
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+            _exit(2);
+        _exit(kb_keys_generate(dir, "fier", 0) == KB_EIO ? 0 : 1);
+    }
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the write did not fail as planned (status %d)", st);
+    static const char *const files[] = {"fier.curve", "fier.curve_secret", "fier.sign.pem", "fier.sign.pub.pem"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        ck_assert_msg(!s_exists(s_in(p, dir, files[i])), "%s was left behind", files[i]);
+    ck_assert_int_eq(kb_keys_generate(dir, "fier", 0), KB_OK);
+}
+END_TEST
+
 static const char *const s_bad_names[] = {
     "", "../x", "a/b", "a b", ".hidden", "kmar\n",
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 65 */
@@ -468,6 +499,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_load_round_trip);
     tcase_add_test(tc, test_two_sets_differ);
     tcase_add_test(tc, test_refuse_overwrite);
+    tcase_add_test(tc, test_failed_write_leaves_nothing);
     tcase_add_loop_test(tc, test_bad_name, 0, (int)(sizeof s_bad_names / sizeof s_bad_names[0]));
     tcase_add_test(tc, test_name_limits);
     suite_add_tcase(s, tc);
