@@ -308,6 +308,18 @@ static int s_read(const char *path, char **buf, size_t *len)
     return kb_file_read(path, KB_KEYS_MAX_FILE_BYTES, buf, len);
 }
 
+/* s_read for a secret: refused when group or others may access the file
+ * (as the chain key is, and as ssh does), since a key anyone on the machine
+ * can read is no longer the agency's alone. */
+static int s_read_secret(const char *path, char **buf, size_t *len)
+{
+    struct stat st;
+    if (path && *path && stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0)
+        return kb_error_set(KB_EIO, "%s: group or others may access this secret key (mode %04o); chmod 600 it", path,
+                            (unsigned)(st.st_mode & 07777));
+    return s_read(path, buf, len);
+}
+
 static void s_free_secret(char *buf, size_t len)
 {
     if (buf) {
@@ -468,7 +480,7 @@ int kb_keys_load_curve_secret(const char *cert_path, char public_z85[KB_Z85_KEY_
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = s_read(cert_path, &buf, &len);
+    int rc = s_read_secret(cert_path, &buf, &len);
     if (rc != KB_OK)
         return rc;
     s_cert_t cert;
@@ -506,7 +518,7 @@ static EVP_PKEY *s_load_pem(const char *pem_path, int private_key)
 {
     char *buf = NULL;
     size_t len = 0;
-    if (s_read(pem_path, &buf, &len) != KB_OK)
+    if ((private_key ? s_read_secret(pem_path, &buf, &len) : s_read(pem_path, &buf, &len)) != KB_OK)
         return NULL;
     EVP_PKEY *pkey = NULL;
     BIO *bio = BIO_new_mem_buf(buf, (int)len); /* len <= KB_KEYS_MAX_FILE_BYTES */
@@ -549,7 +561,7 @@ int kb_keys_load_storage(const char *path, uint8_t key[32])
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = s_read(path, &buf, &len);
+    int rc = s_read_secret(path, &buf, &len);
     if (rc != KB_OK)
         return rc;
     if (len != KB_KEYS_STORAGE_LEN)

@@ -10,7 +10,9 @@
  * Existing files are never overwritten (KB_EIO naming the file). Secrets are
  * wiped from memory with OPENSSL_cleanse after use.
  *
- * Errors of the loaders: KB_ENOTFOUND (no such file), KB_EIO (unreadable),
+ * Errors of the loaders: KB_ENOTFOUND (no such file), KB_EIO (unreadable, or
+ * a secret file, N.curve_secret, N.sign.pem or N.storage.key, that group or
+ * others may access),
  * KB_ETOOBIG (over 64 KiB), KB_EPROTO (not a certificate, PEM or storage key
  * of the expected form or length), KB_ECRYPTO (a key of the wrong type, or a
  * public key that does not match the secret one); detail in kb_last_error().

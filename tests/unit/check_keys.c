@@ -70,12 +70,13 @@ static const char *s_in(char *buf, const char *dir, const char *file)
     return buf;
 }
 
+/* Write a file of mode 0600 (what the secret loaders accept). */
 static void s_write(const char *path, const void *data, size_t len)
 {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-    ck_assert_int_eq(fclose(f), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+    ck_assert_int_eq(close(fd), 0);
 }
 
 static mode_t s_mode(const char *path)
@@ -257,6 +258,40 @@ START_TEST(test_refuse_overwrite)
 }
 END_TEST
 
+/* A secret key file that group or others may read is refused, naming the
+ * file and its mode; its public counterpart is not a secret. */
+START_TEST(test_secret_readable_by_others_refused)
+{
+    char dir[PATH_MAX], p[PATH_MAX];
+    s_path(dir, sizeof dir, "loose");
+    ck_assert_int_eq(kb_keys_generate(dir, "broker", 1), KB_OK);
+    char pub[KB_Z85_KEY_LEN + 1], sec[KB_Z85_KEY_LEN + 1];
+    uint8_t storage[32];
+    static const mode_t modes[] = {0640, 0604, 0660};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        ck_assert_int_eq(chmod(s_in(p, dir, "broker.curve_secret"), modes[i]), 0);
+        ck_assert_int_eq(kb_keys_load_curve_secret(p, pub, sec), KB_EIO);
+        ck_assert_ptr_nonnull(strstr(kb_last_error(), "broker.curve_secret"));
+        ck_assert_ptr_nonnull(strstr(kb_last_error(), "chmod 600"));
+        ck_assert_int_eq(chmod(s_in(p, dir, "broker.sign.pem"), modes[i]), 0);
+        ck_assert_ptr_null(kb_keys_load_sign_private(p));
+        ck_assert_ptr_nonnull(strstr(kb_last_error(), "broker.sign.pem"));
+        ck_assert_int_eq(chmod(s_in(p, dir, "broker.storage.key"), modes[i]), 0);
+        ck_assert_int_eq(kb_keys_load_storage(p, storage), KB_EIO);
+    }
+    ck_assert_int_eq(kb_keys_load_curve_public(s_in(p, dir, "broker.curve"), pub), KB_OK);
+    EVP_PKEY *k = kb_keys_load_sign_public(s_in(p, dir, "broker.sign.pub.pem"));
+    ck_assert_ptr_nonnull(k);
+    EVP_PKEY_free(k);
+    ck_assert_int_eq(chmod(s_in(p, dir, "broker.curve_secret"), 0600), 0);
+    ck_assert_int_eq(kb_keys_load_curve_secret(p, pub, sec), KB_OK);
+    ck_assert_int_eq(chmod(s_in(p, dir, "broker.sign.pem"), 0400), 0);
+    k = kb_keys_load_sign_private(p);
+    ck_assert_ptr_nonnull(k);
+    EVP_PKEY_free(k);
+}
+END_TEST
+
 /* A write that fails midway (here: a file size limit of 300 bytes, which
  * the first certificate passes and the PEM files do not) leaves no file of
  * the set behind, the one being written included, so generating again
@@ -391,6 +426,7 @@ static void s_write_pkey(const char *path, const char *type, int public_only, in
         ok = PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL);
     ck_assert_int_eq(ok, 1);
     ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(chmod(path, 0600), 0); /* as a secret key file is */
     EVP_PKEY_free(pkey);
 }
 
@@ -500,6 +536,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_two_sets_differ);
     tcase_add_test(tc, test_refuse_overwrite);
     tcase_add_test(tc, test_failed_write_leaves_nothing);
+    tcase_add_test(tc, test_secret_readable_by_others_refused);
     tcase_add_loop_test(tc, test_bad_name, 0, (int)(sizeof s_bad_names / sizeof s_bad_names[0]));
     tcase_add_test(tc, test_name_limits);
     suite_add_tcase(s, tc);
