@@ -572,28 +572,61 @@ int kb_asrc_consistency(kb_asrc_t *a, uint64_t from, uint64_t to, uint8_t proof[
 /* ------------------------------------------------------------ prune */
 
 /* Undo what a failed offline change staged; the command ends after it
- * (a store that did not open again is only destroyed). */
-static void s_resync(kb_asrc_t *a)
+ * (a store that did not open again is only destroyed). The failure's
+ * message (rc) stays the last error: reloading the tree sets others. */
+static void s_resync(kb_asrc_t *a, int rc)
 {
+    char why[KB_ERROR_MAX];
+    snprintf(why, sizeof why, "%s", kb_last_error());
     kb_batch_clear(a->batch);
-    if (kb_store_reopen(a->store) != KB_OK)
-        return;
-    if (a->tree)
+    if (kb_store_reopen(a->store) == KB_OK && a->tree)
         kb_merkle_load(a->tree, kb_store_audit_size(a->store));
+    kb_error_set(rc, "%s", why);
 }
 
-/* Sign a checkpoint of the offline log if records are newer than the latest. */
+/* Sign a checkpoint of the offline log if records are newer than the
+ * latest. Never over a log that does not extend the latest checkpoint:
+ * fewer records than it covers (records lost or cut off) or another root
+ * at its size would put the broker's signature on a history that
+ * contradicts the one it signed (the broker itself refuses to start on
+ * such a log); `audit verify --offline` says what happened. */
 static int s_offline_checkpoint(kb_asrc_t *a, EVP_PKEY *key)
 {
-    uint64_t cp = 0;
+    uint64_t cp = 0, size = kb_store_audit_size(a->store);
     char *note = NULL;
     size_t len = 0;
     int rc = kb_store_checkpoint_latest(a->store, &cp, &note, &len);
-    free(note);
-    if (rc == KB_ENOTFOUND)
+    if (rc == KB_ENOTFOUND) {
         rc = KB_OK;
-    else if (rc == KB_OK && cp == kb_store_audit_size(a->store))
-        return KB_OK;
+    } else if (rc == KB_OK && size < cp) {
+        rc = kb_error_set(KB_EIO, "the log holds %llu records but its latest signed checkpoint covers %llu: records "
+                                  "were lost or cut off; nothing was signed or pruned (see ketenbus audit verify "
+                                  "--offline)",
+                          (unsigned long long)size, (unsigned long long)cp);
+    } else if (rc == KB_OK) {
+        kb_note_checkpoint_t parsed;
+        uint8_t root[KB_MERKLE_HASH_LEN];
+        rc = kb_note_parse(note, len, &parsed);
+        if (rc == KB_OK && kb_note_verify(note, len, parsed.origin, key, &parsed) != KB_OK)
+            rc = kb_error_set(KB_ECRYPTO, "the latest checkpoint (size %llu) is not signed with the broker's key; "
+                                          "nothing was signed or pruned (see ketenbus audit verify --offline)",
+                              (unsigned long long)cp);
+        if (rc == KB_OK && parsed.size != cp)
+            rc = kb_error_set(KB_EPROTO, "the checkpoint stored for size %llu states size %llu",
+                              (unsigned long long)cp, (unsigned long long)parsed.size);
+        if (rc == KB_OK)
+            rc = kb_merkle_root_at(a->tree, cp, root);
+        if (rc == KB_OK && CRYPTO_memcmp(root, parsed.root, sizeof root) != 0)
+            rc = kb_error_set(KB_ECRYPTO, "the tree's root at size %llu is not the one its checkpoint signed: the "
+                                          "log was changed; nothing was signed or pruned (see ketenbus audit verify "
+                                          "--offline)",
+                              (unsigned long long)cp);
+        if (rc == KB_OK && cp == size) {
+            free(note);
+            return KB_OK;
+        }
+    }
+    free(note);
     if (rc == KB_OK)
         rc = checkpoint_sign(a->store, a->batch, a->tree, a->broker_id, key, NULL);
     if (rc == KB_OK)
@@ -651,7 +684,7 @@ int kb_asrc_prune(kb_asrc_t *a, int kind, int64_t before_us, const char *who, kb
     if (rc == KB_OK && out->logged)
         rc = s_offline_checkpoint(a, key);
     if (rc != KB_OK)
-        s_resync(a);
+        s_resync(a, rc);
     EVP_PKEY_free(key);
     return rc;
 }

@@ -94,7 +94,10 @@ int kb_asrc_consistency(kb_asrc_t *a, uint64_t from, uint64_t to, uint8_t proof[
 /* Prune one chunk of records older than before_us (kb_auditq_prune): all
  * of them (kind KB_PRUNE_ALL) or those of one Ketenbus__Kind, on behalf of
  * who; with a signed checkpoint before and after. Offline this
- * needs the chain file (--config): the broker's signing key signs them.
+ * needs the chain file (--config): the broker's signing key signs them,
+ * only over a log that extends the latest signed checkpoint (KB_EIO for
+ * fewer records than it covers, KB_ECRYPTO for a note not by that key or
+ * another root at its size: nothing is signed or pruned).
  * KB_OK with *out; KB_ECONFIG without a key offline; errors. */
 int kb_asrc_prune(kb_asrc_t *a, int kind, int64_t before_us, const char *who, kb_auditq_prune_t *out);
 

@@ -222,7 +222,8 @@ static void s_usage(FILE *out, const char *sub)
                      "records) go; the broker signs a checkpoint before and after, and logs a\n"
                      "PRUNED record saying which records and who asked. Runs through the admin\n"
                      "socket while the broker runs; --offline needs --config (the broker's signing\n"
-                     "key signs the checkpoints).\n\n");
+                     "key signs the checkpoints) and refuses a log that does not extend its latest\n"
+                     "signed checkpoint (fewer records, or another root at its size).\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "report") == 0) {
         fprintf(out, "usage: ketenbus audit report SOURCE [--since TIME] [--until TIME] --out FILE [--key FILE]\n\n"

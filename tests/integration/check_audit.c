@@ -17,8 +17,13 @@
  *     rewritten tail under a checkpoint signed by another key, a truncated
  *     end, a tombstone nobody declared, a change among the newest records)
  *     is detected with the first bad record named, and deleted checkpoint
- *     notes are noticed.
+ *     notes are noticed;
+ *   - logs written here through the store, without a broker, give the
+ *     shapes no exchange makes on demand: `audit prune --offline` signs
+ *     nothing over a log cut below its latest checkpoint or with another
+ *     root at its size.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +36,11 @@
 #include <openssl/evp.h>
 #include <zmq.h>
 
+#include "audit_block.h"
+#include "auditq.h"
+#include "checkpoint.h"
 #include "kb_error.h"
+#include "kb_keys.h"
 #include "kb_ldb.h"
 #include "kb_merkle.h"
 #include "kb_note.h"
@@ -758,6 +767,179 @@ START_TEST(test_broker_refuses_a_log_shorter_than_its_checkpoint)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ logs made in the store */
+
+/* A stopped broker's log written here through the store, as the broker
+ * writes it, to shape what no exchange produces on demand (a log cut
+ * below its checkpoint, a damaged block, no checkpoint at all). */
+#define S_T0 1800000000000000LL /* 2027-01-15T08:00:00Z, the first record's time */
+
+typedef struct {
+    kb_store_t *store;      /* the data directory's store */
+    kb_batch_t *batch;      /* staged writes */
+    kb_store_tiles_t tiles; /* tree binding */
+    kb_merkle_io_t io;      /* its I/O */
+    kb_merkle_t *tree;      /* the audit tree */
+    EVP_PKEY *key;          /* the broker's signing key */
+} s_log_t;
+
+static char s_data[400]; /* the chain's data directory */
+
+static void s_setup_store(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 5, s_rules, s_broker_extra);
+    snprintf(s_data, sizeof s_data, "%s/data", s_chain.dir);
+}
+
+static void s_log_open(s_log_t *l)
+{
+    uint8_t key[32] = {1};
+    l->store = kb_store_open(s_data, key);
+    ck_assert_msg(l->store != NULL, "%s", kb_last_error());
+    l->batch = kb_batch_new();
+    l->tiles.store = l->store;
+    l->tiles.batch = l->batch;
+    l->io = kb_store_tiles_io(&l->tiles);
+    l->tree = kb_merkle_new(&l->io);
+    ck_assert_int_eq(kb_merkle_load(l->tree, kb_store_audit_size(l->store)), KB_OK);
+    char path[600];
+    snprintf(path, sizeof path, "%s/broker.sign.pem", s_chain.keys);
+    l->key = kb_keys_load_sign_private(path);
+    ck_assert_ptr_nonnull(l->key);
+}
+
+static void s_log_close(s_log_t *l)
+{
+    kb_merkle_destroy(&l->tree);
+    kb_batch_destroy(&l->batch);
+    kb_store_destroy(&l->store);
+    EVP_PKEY_free(l->key);
+}
+
+#define S_LOG_SUBJECT_BYTE 0x5a /* every byte of the person's subject key */
+
+/* n signals received from politie for rvdk about one person, a second
+ * apart, with legal basis basis (NULL: "Wpg art. 19"); committed. */
+static void s_log_records(s_log_t *l, uint64_t n, const char *basis)
+{
+    uint8_t subj[32];
+    memset(subj, S_LOG_SUBJECT_BYTE, sizeof subj);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t at = kb_store_audit_size(l->store);
+        Ketenbus__AuditRecord r;
+        uint8_t id[16] = {0x01, 0, 0, 0, 0, 0, 0x70, 0, 0x80};
+        ProtobufCBinaryData sd = {sizeof subj, subj};
+        ketenbus__audit_record__init(&r);
+        r.time_us = S_T0 + (int64_t)at * 1000000;
+        r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED;
+        r.agency = (char *)"politie";
+        r.counterpart = (char *)"rvdk";
+        r.kind = KETENBUS__KIND__KIND_SIGNAL;
+        r.legal_basis = (char *)(basis ? basis : "Wpg art. 19");
+        kb_be64_put(id + 8, at | 0x8000000000000000ull);
+        r.message_id.data = id;
+        r.message_id.len = sizeof id;
+        r.n_subject_keys = 1;
+        r.subject_keys = &sd;
+        ck_assert_int_eq(kb_store_audit_log(l->store, l->batch, l->tree, &r, NULL), KB_OK);
+    }
+    ck_assert_int_eq(kb_store_commit(l->store, l->batch, 1), KB_OK);
+}
+
+/* A checkpoint signed by the broker's key (or by key, if not NULL). */
+static void s_log_checkpoint(s_log_t *l, EVP_PKEY *key)
+{
+    ck_assert_int_eq(checkpoint_sign(l->store, l->batch, l->tree, "test-broker", key ? key : l->key, NULL), KB_OK);
+    ck_assert_int_eq(kb_store_commit(l->store, l->batch, 1), KB_OK);
+}
+
+/* The sizes of the stored checkpoint notes. */
+typedef struct {
+    uint64_t sizes[64]; /* in order */
+    size_t n;           /* their number */
+} s_cp_sizes_t;
+
+static int s_cp_size_fn(uint64_t size, const char *note, size_t len, void *arg)
+{
+    (void)note, (void)len;
+    s_cp_sizes_t *s = arg;
+    ck_assert_uint_lt(s->n, 64);
+    s->sizes[s->n++] = size;
+    return 0;
+}
+
+static void s_cp_sizes(s_cp_sizes_t *s)
+{
+    memset(s, 0, sizeof *s);
+    kb_store_t *st = kb_store_open_ex(s_data, NULL, KB_STORE_NO_CREATE);
+    ck_assert_msg(st != NULL, "%s", kb_last_error());
+    ck_assert_int_eq(kb_store_checkpoint_scan(st, s_cp_size_fn, s), KB_OK);
+    kb_store_destroy(&st);
+}
+
+/* `audit prune --offline` signs nothing over a log that does not extend
+ * its latest signed checkpoint: one cut below it (the broker refuses to
+ * start on that), or one whose tree gives another root at its size. */
+enum { P_CUT, P_ROOT };
+
+static const struct {
+    const char *name; /* what is wrong */
+    int what;         /* P_* */
+    const char *says; /* in the error */
+} s_offline_prune_rows[] = {
+    {"a log cut below its latest checkpoint", P_CUT, "latest signed checkpoint covers 321"},
+    {"a latest checkpoint over another root", P_ROOT, "is not the one its checkpoint signed"},
+};
+
+START_TEST(test_offline_prune_signs_only_over_an_extended_log)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 300, NULL);
+    s_log_checkpoint(&l, NULL); /* note 300, its CHECKPOINT record 300 */
+    s_log_records(&l, 20, NULL);
+    s_log_checkpoint(&l, NULL); /* note 321, record 321 */
+    ck_assert_uint_eq(kb_store_audit_size(l.store), 322);
+    uint8_t root[KB_MERKLE_HASH_LEN];
+    char *note = NULL;
+    size_t len = 0;
+    memset(root, 0xab, sizeof root);
+    ck_assert_int_eq(kb_note_sign("ketenbus/test-broker", 321, root, "ketenbus/test-broker", l.key, &note, &len),
+                     KB_OK);
+    s_log_close(&l);
+    kb_ldb_t d;
+    kb_ldb_open(&d, s_data);
+    if (s_offline_prune_rows[_i].what == P_CUT) {
+        for (uint64_t i = 322; i-- > 310;)
+            kb_ldb_delete_record(&d, i);
+    } else { /* the broker's key over a root the log does not give */
+        uint8_t k[9] = {'k'};
+        char *err = NULL;
+        kb_be64_put(k + 1, 321);
+        leveldb_put(d.db, d.wo, (const char *)k, sizeof k, note, len, &err);
+        ck_assert_ptr_null(err);
+    }
+    kb_ldb_close(&d);
+    free(note);
+    size_t notes = kb_ldb_count_prefix(s_data, 'k');
+    int st = s_cli("audit prune --offline --config chain.yaml --before 2027-01-15T08:01:00Z");
+    ck_assert_msg(st == 1, "%s: exit %d: %s", s_offline_prune_rows[_i].name, st, s_out);
+    ck_assert_msg(strstr(s_out, s_offline_prune_rows[_i].says) != NULL, "%s: %s", s_offline_prune_rows[_i].name,
+                  s_out);
+    ck_assert_msg(strstr(s_out, "done:") == NULL, "%s", s_out);
+    /* nothing signed, nothing pruned */
+    ck_assert_uint_eq(kb_ldb_count_prefix(s_data, 'k'), notes);
+    s_cp_sizes_t sz;
+    s_cp_sizes(&sz);
+    for (size_t i = 0; i < sz.n; i++)
+        ck_assert_msg(sz.sizes[i] == 300 || sz.sizes[i] == 321, "%s: a checkpoint of size %" PRIu64 " was signed",
+                      s_offline_prune_rows[_i].name, sz.sizes[i]);
+    ck_assert_int_eq(s_cli("audit query --offline --data data --event pruned --json"), 0);
+    ck_assert_msg(strstr(s_out, "\"pruned\"") == NULL, "%s", s_out);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -775,6 +957,12 @@ static Suite *s_suite(void)
     tcase_add_unchecked_fixture(tc, s_tamper_setup, s_tamper_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_tampering_is_detected, 0, ROWS(s_tamper_rows));
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, s_setup_store, s_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_offline_prune_signs_only_over_an_extended_log, 0, ROWS(s_offline_prune_rows));
     suite_add_tcase(s, tc);
     return s;
 }
