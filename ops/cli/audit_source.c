@@ -439,6 +439,11 @@ int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn
     return rc;
 }
 
+int kb_asrc_is_damage(int rc)
+{
+    return rc == KB_EPROTO || rc == KB_EIO || rc == KB_EREJECTED;
+}
+
 int kb_asrc_leaves(kb_asrc_t *a, uint64_t from, size_t count, uint8_t *out, size_t *n)
 {
     if (a->offline)

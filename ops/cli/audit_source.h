@@ -75,6 +75,12 @@ int kb_asrc_query(kb_asrc_t *a, const kb_auditq_filter_t *f, uint64_t from, size
 int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn *fn, void *arg, uint64_t *next,
                     int *done);
 
+/* Whether rc, from one of the reads below, means that the stored log
+ * could not be read or decoded (a damaged block, a malformed value, a
+ * LevelDB read error, or the broker answering with such an error), rather
+ * than that the source failed (no answer, out of memory). */
+int kb_asrc_is_damage(int rc);
+
 /* Stored leaf hashes (kb_store_leaf_hashes) of [from, from + count) into
  * out; *n found. */
 int kb_asrc_leaves(kb_asrc_t *a, uint64_t from, size_t count, uint8_t *out, size_t *n);

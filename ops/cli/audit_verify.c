@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit_block.h"
 #include "audit_verify.h"
 #include "kb_error.h"
 #include "kb_util.h"
@@ -518,6 +519,16 @@ int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_
             rc = kb_asrc_records(src, from, S_PAGE, s_record, v, &next, &done_all);
         if (rc == KB_OK)
             rc = v->rc;
+        if (rc != KB_OK && v->rc == KB_OK && kb_asrc_is_damage(rc)) {
+            /* a block that cannot be read or decoded: what it holds is not
+             * verified, and the pass cannot go on past it (indices) */
+            uint64_t at = v->expect - v->expect % KB_ABLOCK_RECORDS;
+            s_fail(v, at, "records from %" PRIu64 " on cannot be read (the store is damaged): %s", at,
+                   kb_last_error());
+            v->broken = 1;
+            rc = KB_OK;
+            break;
+        }
         if (rc == KB_OK && next <= from && !done_all)
             rc = kb_error_set(KB_EPROTO, "the record pages do not advance");
         from = next;

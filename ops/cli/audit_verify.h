@@ -21,7 +21,9 @@
  * gap, or a log shorter than a signed size), records swapped or moved
  * (index field, and the root), a note whose signature does not verify (a
  * forged checkpoint, e.g. over a rewritten tail), roots that disagree,
- * tombstones nobody declared, and a checkpoint note that the log's own
+ * tombstones nobody declared, records that cannot be read or decoded (a
+ * damaged block: a failure at its first record, where the pass stops),
+ * and a checkpoint note that the log's own
  * CHECKPOINT records say was signed but that is no longer stored; and names
  * the first record that does not match. Records newer than the latest checkpoint are checked against the
  * stored hashes only: they are reported, not failed.
@@ -75,8 +77,8 @@ typedef struct {
 /* Verify the log of src with the broker's Ed25519 public key pub. origin,
  * if not NULL, is the expected "ketenbus/<broker id>". progress, if not
  * NULL, gets a line per million records. KB_OK when verification ran (the
- * outcome is in *out, ok or not); an error when it could not (the source
- * failed: kb_last_error()). */
+ * outcome is in *out, ok or not; a damaged store is an outcome); an error
+ * when it could not (the source failed: kb_last_error()). */
 int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_verify_kept_t *kept, size_t n_kept,
                     FILE *progress, kb_verify_result_t *out);
 

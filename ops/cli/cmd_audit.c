@@ -1599,6 +1599,7 @@ static int s_cmd_report(int argc, char **argv)
     kb_verify_result_t res;
     s_recs_t c = {0};
     int verified = 0;
+    char partial[KB_VERIFY_MESSAGE_MAX + 128] = "";
     int rc = s_verify(&o, a, pub, &res, NULL);
     if (rc == KB_OK) {
         verified = 1;
@@ -1612,6 +1613,13 @@ static int s_cmd_report(int argc, char **argv)
         rc = s_query_all(a, &f, s_collect, &c, &none, 0);
         if (rc == KB_OK)
             rc = c.rc;
+        if (rc != KB_OK && !res.ok && kb_asrc_is_damage(rc)) {
+            /* verification named the damage: the page says so, with the
+             * period's records that could be read before it */
+            snprintf(partial, sizeof partial, "%s; this report holds only the %zu records of the period read before "
+                     "the damage", res.message, c.n);
+            rc = KB_OK;
+        }
     }
     char tmp[4200], root_hex[65] = "";
     if (rc == KB_OK && kb_fmt(tmp, sizeof tmp, "%s.tmp", o.out) != KB_OK)
@@ -1645,7 +1653,7 @@ static int s_cmd_report(int argc, char **argv)
             kb_hex(res.cp_root, sizeof res.cp_root, root_hex);
             r.verify.root_hex = root_hex;
         }
-        r.verify.message = res.message;
+        r.verify.message = partial[0] ? partial : res.message;
         FILE *f = fopen(tmp, "w");
         if (!f) {
             rc = kb_error_set(KB_EIO, "cannot write %s", tmp);
@@ -1663,7 +1671,7 @@ static int s_cmd_report(int argc, char **argv)
         fprintf(stderr, "ketenbus audit report: %s\n", kb_last_error());
     else
         printf("report of %zu records written to %s; verification: %s %s\n", c.n, o.out, res.ok ? "OK" : "FAILED",
-               res.message);
+               partial[0] ? partial : res.message);
     int status = rc != KB_OK ? KB_EXIT_FAIL : res.ok ? KB_EXIT_OK : S_EXIT_FAILED_VERIFY;
     s_recs_free(&c);
     if (verified)

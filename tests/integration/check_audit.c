@@ -21,7 +21,8 @@
  *   - logs written here through the store, without a broker, give the
  *     shapes no exchange makes on demand: `audit prune --offline` signs
  *     nothing over a log cut below its latest checkpoint or with another
- *     root at its size.
+ *     root at its size; a damaged block fails verification (exit 3) with
+ *     its first record named, and the report is still written.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -940,6 +941,69 @@ START_TEST(test_offline_prune_signs_only_over_an_extended_log)
 }
 END_TEST
 
+
+/* A damaged block in a stopped broker's store: verify still runs to its
+ * end, says what cannot be read and names the block's first record as
+ * the first bad one (exit 3, not "could not run"), and the report is
+ * written with its verification FAILED. */
+static const struct {
+    const char *name; /* the damage */
+    unsigned keep;    /* records of block 2 (32 to 47) kept before it */
+} s_damaged_block_rows[] = {
+    {"a first record's length past the block's end", 0},
+    {"a record's length past the block's end after three that decode", 3},
+};
+
+START_TEST(test_verify_reports_a_damaged_block)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 100, NULL);
+    s_log_checkpoint(&l, NULL);
+    s_log_close(&l);
+    kb_ldb_t d;
+    kb_ldb_open(&d, s_data);
+    uint8_t val[4096];
+    size_t vl = 0;
+    for (unsigned i = 0; i < s_damaged_block_rows[_i].keep; i++) {
+        size_t len;
+        char *rec = kb_ldb_get_record(&d, 32 + i, &len);
+        ck_assert_uint_lt(len, 0x80);
+        ck_assert_uint_lt(vl + 1 + len, sizeof val);
+        val[vl++] = (uint8_t)len;
+        memcpy(val + vl, rec, len);
+        vl += len;
+        leveldb_free(rec);
+    }
+    memcpy(val + vl, "\x7f" "abc", 4); /* 127 bytes announced, 3 there */
+    vl += 4;
+    uint8_t k[KB_ABLOCK_KEY_LEN];
+    kb_ablock_key(k, 2);
+    char *err = NULL;
+    leveldb_put(d.db, d.wo, (const char *)k, sizeof k, (const char *)val, vl, &err);
+    ck_assert_ptr_null(err);
+    kb_ldb_close(&d);
+    const char *name = s_damaged_block_rows[_i].name;
+    int st = s_cli("audit verify --offline --config chain.yaml");
+    ck_assert_msg(st == 3, "%s: exit %d: %s", name, st, s_out);
+    ck_assert_msg(strstr(s_out, "FAILED: records from 32 on cannot be read") != NULL, "%s: %s", name, s_out);
+    ck_assert_msg(strstr(s_out, "first bad record: 32\n") != NULL, "%s: %s", name, s_out);
+    st = s_cli("audit verify --offline --config chain.yaml --json");
+    ck_assert_msg(st == 3 && strstr(s_out, "\"ok\":false") && strstr(s_out, "\"first_bad\":32,"), "%s: exit %d: %s",
+                  name, st, s_out);
+    st = s_cli("audit report --offline --config chain.yaml --out r.html");
+    ck_assert_msg(st == 3, "%s: report exits %d: %s", name, st, s_out);
+    char path[512], *html = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/r.html", s_chain.dir);
+    ck_assert_int_eq(kb_file_read(path, 16u << 20, &html, &len), KB_OK);
+    ck_assert_ptr_nonnull(strstr(html, "FAILED: do not rely on this log"));
+    ck_assert_msg(strstr(html, "records from 32 on cannot be read") != NULL, "%s", name);
+    free(html);
+}
+END_TEST
+
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -963,6 +1027,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup_store, s_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_offline_prune_signs_only_over_an_extended_log, 0, ROWS(s_offline_prune_rows));
+    tcase_add_loop_test(tc, test_verify_reports_a_damaged_block, 0, ROWS(s_damaged_block_rows));
     suite_add_tcase(s, tc);
     return s;
 }
