@@ -436,6 +436,13 @@ static void s_conclude(s_verify_t *v, uint64_t size)
                "tombstones are declared by PRUNED record %" PRIu64 ", but no PRUNED record under a signed checkpoint "
                "(verified up to size %" PRIu64 ") declares them",
                at, v->last_good);
+    /* records without any signature over them: consistent, but nothing
+     * binds them to what the broker logged (anyone could have written them) */
+    if (o->ok && !o->has_checkpoint && end > 0)
+        s_fail(v, S_NO_INDEX,
+               "%" PRIu64 " record%s but no checkpoint was ever signed: nothing is proven (the broker signs one "
+               "every checkpoint_interval, every checkpoint_records and when it stops)",
+               end, end == 1 ? "" : "s");
     o->size = v->broken ? size : end;
     if (o->ok) {
         char pruned[160] = "";
@@ -452,8 +459,7 @@ static void s_conclude(s_verify_t *v, uint64_t size)
                      end, o->checkpoints_ok, o->checkpoints_ok == 1 ? "" : "s", o->cp_size, pruned,
                      end - o->cp_size, end - o->cp_size == 1 ? "" : "s");
         else
-            snprintf(o->message, sizeof o->message,
-                     "%" PRIu64 " records are consistent, but no checkpoint was signed yet: nothing is proven", end);
+            snprintf(o->message, sizeof o->message, "the log is empty: no records, no checkpoint");
     }
 }
 

@@ -26,7 +26,8 @@
  * and a checkpoint note that the log's own
  * CHECKPOINT records say was signed but that is no longer stored; and names
  * the first record that does not match. Records newer than the latest checkpoint are checked against the
- * stored hashes only: they are reported, not failed.
+ * stored hashes only: they are reported, not failed; but records with no
+ * signed checkpoint at all fail (nothing is proven).
  */
 #ifndef KB_AUDIT_VERIFY_H
 #define KB_AUDIT_VERIFY_H

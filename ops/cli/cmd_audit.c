@@ -205,9 +205,10 @@ static void s_usage(FILE *out, const char *sub)
                      "leaf with the hash the broker stored when it logged it. Detects a changed\n"
                      "byte, a deleted, moved or swapped record, a forged checkpoint and contents\n"
                      "removed without a signed PRUNED record, and names the first bad record.\n"
-                     "Pruned ranges are reported, not failed. Runs here, trusting nothing the\n"
-                     "broker says: it needs the broker's public signing key, --key FILE or the\n"
-                     "chain file's key_dir/broker.sign.pub.pem (--config).\n\n");
+                     "Pruned ranges are reported, not failed; records under no signed checkpoint\n"
+                     "at all are not verified. Runs here, trusting nothing the broker says: it\n"
+                     "needs the broker's public signing key, --key FILE or the chain file's\n"
+                     "key_dir/broker.sign.pub.pem (--config).\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "prune") == 0) {
         fprintf(out, "usage: ketenbus audit prune SOURCE --before TIME [--kind NAME]\n\n"

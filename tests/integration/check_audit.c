@@ -22,7 +22,8 @@
  *     shapes no exchange makes on demand: `audit prune --offline` signs
  *     nothing over a log cut below its latest checkpoint or with another
  *     root at its size; a damaged block fails verification (exit 3) with
- *     its first record named, and the report is still written.
+ *     its first record named, and the report is still written; records
+ *     under no checkpoint at all are not verified.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -1004,6 +1005,31 @@ START_TEST(test_verify_reports_a_damaged_block)
 END_TEST
 
 
+
+/* Records under no signed checkpoint are not verified (exit 3): nothing
+ * binds them to what the broker logged. An empty log is no failure. */
+START_TEST(test_verify_without_a_checkpoint_is_not_verified)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_close(&l);
+    int st = s_cli("audit verify --offline --config chain.yaml");
+    ck_assert_msg(st == 0, "an empty log: exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "\nOK ") != NULL, "%s", s_out);
+    s_log_open(&l);
+    s_log_records(&l, 50, NULL);
+    s_log_close(&l);
+    st = s_cli("audit verify --offline --config chain.yaml");
+    ck_assert_msg(st == 3, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "FAILED: 50 records but no checkpoint was ever signed: nothing is proven") != NULL,
+                  "%s", s_out);
+    st = s_cli("audit verify --offline --config chain.yaml --json");
+    ck_assert_msg(st == 3 && strstr(s_out, "\"ok\":false") != NULL, "exit %d: %s", st, s_out);
+    st = s_cli("audit report --offline --config chain.yaml --out r.html");
+    ck_assert_msg(st == 3, "report: exit %d: %s", st, s_out);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1028,6 +1054,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_offline_prune_signs_only_over_an_extended_log, 0, ROWS(s_offline_prune_rows));
     tcase_add_loop_test(tc, test_verify_reports_a_damaged_block, 0, ROWS(s_damaged_block_rows));
+    tcase_add_test(tc, test_verify_without_a_checkpoint_is_not_verified);
     suite_add_tcase(s, tc);
     return s;
 }
