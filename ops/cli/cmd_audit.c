@@ -186,8 +186,11 @@ static void s_usage(FILE *out, const char *sub)
         fprintf(out, "usage: ketenbus audit proof SOURCE --index N [--size SIZE] [--key FILE] [--json]\n\n"
                      "Prints the inclusion proof of record N in the tree of the latest checkpoint\n"
                      "(or of the checkpoint of --size SIZE): the leaf hash recomputed from the\n"
-                     "record, the proof hashes (RFC 9162), the root and the signed note, and\n"
-                     "checks them; with --key (or --config) the note's signature too.\n\n");
+                     "record (of a pruned record: the hash its tombstone keeps), the proof hashes\n"
+                     "(RFC 9162), the root and the signed note, and checks them; with --key (or\n"
+                     "--config) the note's signature too. Exit status 0 only when the proof holds\n"
+                     "and the signature verified with the broker's key; 3 when either does not,\n"
+                     "or the signature was not checked (no key given).\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "consistency") == 0) {
         fprintf(out, "usage: ketenbus audit consistency SOURCE --from SIZE [--to SIZE] [--checkpoint FILE]\n"
@@ -195,7 +198,10 @@ static void s_usage(FILE *out, const char *sub)
                      "Prints the consistency proof (RFC 9162) that the tree of the latest\n"
                      "checkpoint (or of --to SIZE) extends the tree of SIZE records, and checks it\n"
                      "against the signed roots: of a kept --checkpoint FILE of that size, or of\n"
-                     "the broker's stored checkpoint of that size.\n\n");
+                     "the broker's stored checkpoint of that size. Exit status 0 only when the\n"
+                     "proof holds and every note's signature verified with the broker's key (--key\n"
+                     "or --config); 3 when not, or when that was not checked (no key, or no signed\n"
+                     "root of SIZE known).\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "verify") == 0) {
         fprintf(out, "usage: ketenbus audit verify SOURCE [--key FILE] [--checkpoint FILE]... [--json]\n\n"
@@ -1140,11 +1146,13 @@ static int s_check_note(const char *note, size_t len, EVP_PKEY *pub, kb_note_che
     return 0;
 }
 
-static int s_leaf_of_record(kb_asrc_t *a, uint64_t index, uint8_t leaf[KB_MERKLE_HASH_LEN], int *found);
+static int s_leaf_of_record(kb_asrc_t *a, uint64_t index, uint8_t leaf[KB_MERKLE_HASH_LEN], int *found,
+                            int *pruned);
 
 typedef struct {
     uint64_t index;                     /* wanted */
     int found;                          /* 1: leaf set */
+    int pruned;                         /* 1: a tombstone's stored hash, not recomputed */
     uint8_t leaf[KB_MERKLE_HASH_LEN];   /* its leaf hash */
 } s_leaf_t;
 
@@ -1154,21 +1162,24 @@ static int s_leaf_fn(uint64_t index, const uint8_t *raw, size_t len, void *arg)
     if (index != l->index)
         return 1;
     kb_audit_tombstone_t ts;
-    if (kb_audit_tombstone_parse(raw, len, &ts) == KB_OK)
+    if (kb_audit_tombstone_parse(raw, len, &ts) == KB_OK) {
         memcpy(l->leaf, ts.leaf_hash, sizeof l->leaf);
-    else if (kb_merkle_leaf_hash(raw, len, l->leaf) != KB_OK)
+        l->pruned = 1;
+    } else if (kb_merkle_leaf_hash(raw, len, l->leaf) != KB_OK)
         return 1;
     l->found = 1;
     return 1;
 }
 
-static int s_leaf_of_record(kb_asrc_t *a, uint64_t index, uint8_t leaf[KB_MERKLE_HASH_LEN], int *found)
+static int s_leaf_of_record(kb_asrc_t *a, uint64_t index, uint8_t leaf[KB_MERKLE_HASH_LEN], int *found,
+                            int *pruned)
 {
-    s_leaf_t l = {index, 0, {0}};
+    s_leaf_t l = {index, 0, 0, {0}};
     uint64_t next;
     int done;
     int rc = kb_asrc_records(a, index, 1, s_leaf_fn, &l, &next, &done);
     *found = l.found;
+    *pruned = l.pruned;
     memcpy(leaf, l.leaf, sizeof l.leaf);
     return rc;
 }
@@ -1212,7 +1223,7 @@ static int s_cmd_proof(int argc, char **argv)
     s_find_cp_t f = {o.has_size ? o.size : 0, NULL, 0, 0};
     uint8_t leaf[KB_MERKLE_HASH_LEN], mine[KB_MERKLE_HASH_LEN], proof[KB_MERKLE_PROOF_BYTES];
     size_t n = 0;
-    int found = 0, sig_ok = -1;
+    int found = 0, pruned = 0, sig_ok = -1;
     kb_note_checkpoint_t cp;
     if (kb_asrc_checkpoints(a, s_find_cp, &f) != KB_OK || !f.note) {
         fprintf(stderr, "ketenbus audit proof: %s\n",
@@ -1227,13 +1238,16 @@ static int s_cmd_proof(int argc, char **argv)
         goto done;
     }
     if (kb_asrc_proof(a, o.index, cp.size, leaf, proof, &n) != KB_OK ||
-        s_leaf_of_record(a, o.index, mine, &found) != KB_OK) {
+        s_leaf_of_record(a, o.index, mine, &found, &pruned) != KB_OK) {
         fprintf(stderr, "ketenbus audit proof: %s\n", kb_last_error());
         goto done;
     }
-    /* the leaf is recomputed from the record, never taken from the broker */
+    /* the leaf is recomputed from the record, never taken from the broker
+     * (a pruned record's tombstone keeps only its hash) */
     int leaf_ok = found && memcmp(leaf, mine, sizeof leaf) == 0;
     int proof_ok = found && kb_merkle_verify_inclusion(mine, o.index, cp.size, proof, n, cp.root) == KB_OK;
+    /* verified only with the note's signature checked by the broker's key */
+    int verified = proof_ok && leaf_ok && sig_ok == 1;
     char hex[65], root_hex[65];
     kb_hex(found ? mine : leaf, sizeof leaf, hex);
     kb_hex(cp.root, sizeof cp.root, root_hex);
@@ -1242,17 +1256,23 @@ static int s_cmd_proof(int argc, char **argv)
         json_object_object_add(j, "index", json_object_new_int64((int64_t)o.index));
         json_object_object_add(j, "tree_size", json_object_new_int64((int64_t)cp.size));
         json_object_object_add(j, "leaf_hash", json_object_new_string(hex));
+        json_object_object_add(j, "leaf_from", json_object_new_string(!found ? "missing" : pruned ? "tombstone"
+                                                                                                  : "record"));
         json_object_object_add(j, "proof", s_hash_list(proof, n));
         json_object_object_add(j, "root", json_object_new_string(root_hex));
         json_object_object_add(j, "checkpoint", json_object_new_string(f.note));
-        json_object_object_add(j, "verified", json_object_new_boolean(proof_ok && leaf_ok && sig_ok != 0));
+        json_object_object_add(j, "verified", json_object_new_boolean(verified));
         json_object_object_add(j, "signature_checked", json_object_new_boolean(sig_ok >= 0));
         printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
         json_object_put(j);
     } else {
         printf("record %" PRIu64 " in the tree of %" PRIu64 " records (%s)\n", o.index, cp.size, cp.origin);
         printf("leaf hash  %s  (%s)\n", hex,
-               !found ? "record missing" : leaf_ok ? "recomputed from the record" : "record differs from the tree");
+               !found     ? "record missing"
+               : !leaf_ok ? "record differs from the tree"
+               : pruned   ? "stored in the tombstone of a pruned record: its contents are gone, the hash is "
+                            "not recomputed"
+                          : "recomputed from the record");
         printf("proof      %zu hashes, deepest first:\n", n);
         s_print_hashes(proof, n, "           ");
         printf("root       %s  (%s)\n", root_hex, proof_ok ? "the proof leads to it" : "the proof does NOT lead to it");
@@ -1261,9 +1281,12 @@ static int s_cmd_proof(int argc, char **argv)
                                                 : "does NOT verify with the broker's key",
                f.note);
     }
-    status = proof_ok && leaf_ok && sig_ok != 0 ? KB_EXIT_OK : S_EXIT_FAILED_VERIFY;
-    if (status != KB_EXIT_OK && !o.json)
+    status = verified ? KB_EXIT_OK : S_EXIT_FAILED_VERIFY;
+    if (!(proof_ok && leaf_ok) || sig_ok == 0)
         fprintf(stderr, "ketenbus audit proof: the proof does not hold\n");
+    else if (!verified)
+        fprintf(stderr, "ketenbus audit proof: not verified: the checkpoint's signature was not checked (give the "
+                        "broker's public key with --key FILE or --config FILE)\n");
 done:
     free(f.note);
     EVP_PKEY_free(pub);
@@ -1326,6 +1349,9 @@ static int s_cmd_consistency(int argc, char **argv)
     const uint8_t *old_root = older.note ? cp_old.root : o.from_size == 0 ? empty : NULL;
     int checked = old_root != NULL;
     int ok = checked && kb_merkle_verify_consistency(o.from_size, cp_new.size, proof, n, old_root, cp_new.root) == KB_OK;
+    /* verified only with both roots known and every note's signature
+     * checked by the broker's key */
+    int verified = ok && sig_new == 1 && (!older.note || sig_old == 1);
     char new_hex[65], old_hex[65] = "";
     kb_hex(cp_new.root, sizeof cp_new.root, new_hex);
     if (old_root)
@@ -1339,7 +1365,9 @@ static int s_cmd_consistency(int argc, char **argv)
         json_object_object_add(j, "to_root", json_object_new_string(new_hex));
         json_object_object_add(j, "proof", s_hash_list(proof, n));
         json_object_object_add(j, "checkpoint", json_object_new_string(newer.note));
-        json_object_object_add(j, "verified", json_object_new_boolean(ok && sig_new != 0 && sig_old != 0));
+        json_object_object_add(j, "verified", json_object_new_boolean(verified));
+        json_object_object_add(j, "checked", json_object_new_boolean(checked));
+        json_object_object_add(j, "signature_checked", json_object_new_boolean(sig_new >= 0));
         printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
         json_object_put(j);
     } else {
@@ -1350,10 +1378,20 @@ static int s_cmd_consistency(int argc, char **argv)
                sig_new < 0 ? "not checked" : sig_new ? "verified" : "does NOT verify");
         printf("proof      %zu hashes:\n", n);
         s_print_hashes(proof, n, "           ");
-        printf("outcome    %s\n\n%s", !checked ? "not checked" : ok ? "the proof holds" : "the proof does NOT hold",
+        printf("outcome    %s\n\n%s",
+               !checked ? "not checked: no signed root of the old size is known"
+               : !ok    ? "the proof does NOT hold"
+               : verified ? "the proof holds"
+                          : "the proof holds, but a signature was not checked or does NOT verify",
                newer.note);
     }
-    status = !checked ? KB_EXIT_OK : ok && sig_new != 0 && sig_old != 0 ? KB_EXIT_OK : S_EXIT_FAILED_VERIFY;
+    status = verified ? KB_EXIT_OK : S_EXIT_FAILED_VERIFY;
+    if (!checked)
+        fprintf(stderr, "ketenbus audit consistency: not verified: no signed root of size %" PRIu64 " is known "
+                        "(give the kept checkpoint with --checkpoint FILE)\n", o.from_size);
+    else if (ok && sig_new < 0)
+        fprintf(stderr, "ketenbus audit consistency: not verified: the checkpoints' signatures were not checked (give "
+                        "the broker's public key with --key FILE or --config FILE)\n");
 done:
     free(newer.note);
     free(older.note);

@@ -23,7 +23,9 @@
  *     nothing over a log cut below its latest checkpoint or with another
  *     root at its size; a damaged block fails verification (exit 3) with
  *     its first record named, and the report is still written; records
- *     under no checkpoint at all are not verified.
+ *     under no checkpoint at all are not verified; proofs are verified
+ *     only with every signature checked and every root known, and a
+ *     pruned record's leaf is labelled as its tombstone's.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -1030,6 +1032,78 @@ START_TEST(test_verify_without_a_checkpoint_is_not_verified)
 }
 END_TEST
 
+
+/* Proofs say "verified" (exit 0) only with the note's signature checked
+ * by the broker's key and every root known; otherwise they say what was
+ * not checked and exit 3. A pruned record's leaf is its tombstone's. */
+START_TEST(test_proofs_verified_only_when_checked)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 300, NULL);
+    s_log_checkpoint(&l, NULL); /* note 300 */
+    s_log_records(&l, 300, NULL);
+    kb_auditq_prune_t p;
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, S_T0 + 100LL * 1000000, 4096, "test", &p),
+                     KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    ck_assert_uint_gt(p.count, 5);
+    s_log_checkpoint(&l, NULL);
+    s_log_close(&l);
+    const char *key = "--key keys/broker.sign.pub.pem";
+    /* a record */
+    int st = s_cli("audit proof --offline --data data --index 450 %s", key);
+    ck_assert_msg(st == 0 && strstr(s_out, "(recomputed from the record)"), "exit %d: %s", st, s_out);
+    st = s_cli("audit proof --offline --data data --index 450 --json");
+    ck_assert_msg(st == 3, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "\"verified\":false") && strstr(s_out, "\"signature_checked\":false"), "%s", s_out);
+    ck_assert_msg(strstr(s_out, "not verified: the checkpoint's signature was not checked"), "%s", s_out);
+    st = s_cli("audit proof --offline --data data --index 450");
+    ck_assert_msg(st == 3 && strstr(s_out, "signature  not checked"), "exit %d: %s", st, s_out);
+    /* a pruned record: the hash its tombstone keeps */
+    st = s_cli("audit proof --offline --data data --index 5 %s", key);
+    ck_assert_msg(st == 0, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "(stored in the tombstone of a pruned record") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "recomputed from the record") == NULL, "%s", s_out);
+    st = s_cli("audit proof --offline --data data --index 5 %s --json", key);
+    ck_assert_msg(st == 0 && strstr(s_out, "\"leaf_from\":\"tombstone\"") && strstr(s_out, "\"verified\":true"),
+                  "exit %d: %s", st, s_out);
+    /* consistency: from a size with a signed root, and from one without */
+    st = s_cli("audit consistency --offline --data data --from 300 %s", key);
+    ck_assert_msg(st == 0 && strstr(s_out, "outcome    the proof holds\n"), "exit %d: %s", st, s_out);
+    st = s_cli("audit consistency --offline --data data --from 300 --json");
+    ck_assert_msg(st == 3 && strstr(s_out, "\"verified\":false"), "exit %d: %s", st, s_out);
+    st = s_cli("audit consistency --offline --data data --from 7 %s", key);
+    ck_assert_msg(st == 3, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "not checked: no signed root of the old size is known") != NULL, "%s", s_out);
+    st = s_cli("audit consistency --offline --data data --from 7 %s --json", key);
+    ck_assert_msg(st == 3 && strstr(s_out, "\"verified\":false") && strstr(s_out, "\"checked\":false"),
+                  "exit %d: %s", st, s_out);
+}
+END_TEST
+
+/* A checkpoint signed by another key: a proof against it is never
+ * verified, with the broker's key or without any. */
+START_TEST(test_proof_against_a_forged_checkpoint)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 40, NULL);
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    ck_assert_ptr_nonnull(other);
+    s_log_checkpoint(&l, other);
+    EVP_PKEY_free(other);
+    s_log_close(&l);
+    int st = s_cli("audit proof --offline --data data --index 3 --json");
+    ck_assert_msg(st == 3 && strstr(s_out, "\"verified\":false"), "without a key: exit %d: %s", st, s_out);
+    st = s_cli("audit proof --offline --config chain.yaml --index 3 --json");
+    ck_assert_msg(st == 3 && strstr(s_out, "\"verified\":false") && strstr(s_out, "\"signature_checked\":true"),
+                  "with the broker's key: exit %d: %s", st, s_out);
+    st = s_cli("audit proof --offline --config chain.yaml --index 3");
+    ck_assert_msg(st == 3 && strstr(s_out, "does NOT verify with the broker's key"), "exit %d: %s", st, s_out);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1055,6 +1129,8 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_offline_prune_signs_only_over_an_extended_log, 0, ROWS(s_offline_prune_rows));
     tcase_add_loop_test(tc, test_verify_reports_a_damaged_block, 0, ROWS(s_damaged_block_rows));
     tcase_add_test(tc, test_verify_without_a_checkpoint_is_not_verified);
+    tcase_add_test(tc, test_proofs_verified_only_when_checked);
+    tcase_add_test(tc, test_proof_against_a_forged_checkpoint);
     suite_add_tcase(s, tc);
     return s;
 }
