@@ -9,7 +9,8 @@
  * Record bytes travel as base64 of the stored value, so the CLI checks and
  * decodes exactly what is on disk (the verifier trusts nothing the broker
  * says about them). Requests and answers, all JSON objects with "ok":
- *   audit_info                          size, pruned end, broker id, latest checkpoint
+ *   audit_info                          size, pruned end (every kind, and per kind: pruned_kinds,
+ *                                       indexed by kind), broker id, latest checkpoint
  *   audit_query {filter, from, limit}   {records: [{index, bytes}], next, done}
  *   audit_records {from, count}         {records: [{index, bytes}], next, done}
  *   audit_leaves {from, count}          {hashes: base64 of n*32 bytes, n}
@@ -109,6 +110,10 @@ static json_object *s_info(kb_broker_t *b)
     json_object *o = s_ok();
     s_add_u64(o, "size", kb_store_audit_size(b->store));
     s_add_u64(o, "pruned", kb_store_audit_pruned(b->store));
+    json_object *kinds = json_object_new_array();
+    for (int k = 0; k < (int)KB_STORE_KINDS; k++)
+        json_object_array_add(kinds, json_object_new_int64((int64_t)kb_store_audit_pruned_kind(b->store, k)));
+    json_object_object_add(o, "pruned_kinds", kinds);
     json_object_object_add(o, "broker_id", json_object_new_string(b->conf->broker_id));
     uint64_t size = 0;
     char *note = NULL;

@@ -311,18 +311,32 @@ int kb_asrc_info(kb_asrc_t *a, kb_asrc_info_t *info)
     if (a->offline) {
         info->size = kb_store_audit_size(a->store);
         info->pruned = kb_store_audit_pruned(a->store);
+        for (int k = 0; k < (int)KB_STORE_KINDS; k++)
+            info->pruned_kind[k] = kb_store_audit_pruned_kind(a->store, k);
         rc = kb_store_checkpoint_latest(a->store, &info->cp_size, &info->cp_note, &info->cp_len);
         if (rc == KB_OK)
             info->has_checkpoint = 1;
         else if (rc == KB_ENOTFOUND)
             rc = KB_OK;
     } else {
-        json_object *ans = s_call(a, s_request("audit_info")), *id = NULL, *cp = NULL, *note = NULL;
+        json_object *ans = s_call(a, s_request("audit_info")), *id = NULL, *cp = NULL, *note = NULL, *kinds = NULL;
         if (!ans)
             return KB_ENET;
         rc = s_get_u64(ans, "size", &info->size);
         if (rc == KB_OK)
             rc = s_get_u64(ans, "pruned", &info->pruned);
+        /* per kind: absent from a broker that prunes only every kind */
+        if (rc == KB_OK && json_object_object_get_ex(ans, "pruned_kinds", &kinds)) {
+            if (!json_object_is_type(kinds, json_type_array) || json_object_array_length(kinds) != KB_STORE_KINDS)
+                rc = kb_error_set(KB_EPROTO, "malformed pruned_kinds from the broker");
+            for (size_t k = 0; rc == KB_OK && k < KB_STORE_KINDS; k++) {
+                json_object *e = json_object_array_get_idx(kinds, k);
+                if (!json_object_is_type(e, json_type_int) || json_object_get_int64(e) < 0)
+                    rc = kb_error_set(KB_EPROTO, "malformed pruned_kinds from the broker");
+                else
+                    info->pruned_kind[k] = (uint64_t)json_object_get_int64(e);
+            }
+        }
         if (rc == KB_OK && json_object_object_get_ex(ans, "broker_id", &id))
             snprintf(info->broker_id, sizeof info->broker_id, "%.64s", json_object_get_string(id));
         if (rc == KB_OK && json_object_object_get_ex(ans, "checkpoint", &cp)) {

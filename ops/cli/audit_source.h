@@ -23,6 +23,7 @@
 
 #include "auditq.h"
 #include "kb_merkle.h"
+#include "store.h"
 
 #define KB_ASRC_ID_MAX 64u /* broker id bytes */
 
@@ -40,6 +41,8 @@ typedef struct {
 typedef struct {
     uint64_t size;                 /* records in the log */
     uint64_t pruned;               /* records below this index were pruned */
+    uint64_t pruned_kind[KB_STORE_KINDS]; /* per Ketenbus__Kind (0: about no message): no record of
+                                    * that kind below this index is kept (retention per kind) */
     char broker_id[KB_ASRC_ID_MAX + 1]; /* from the config, the broker, or the latest note's origin */
     int has_checkpoint;            /* 1: cp_* are set */
     uint64_t cp_size;              /* tree size of the latest checkpoint */

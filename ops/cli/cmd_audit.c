@@ -168,7 +168,9 @@ static void s_usage(FILE *out, const char *sub)
                      "what was refused and why, and when it was delivered and acknowledged.\n"
                      "Identifiers are hashed here exactly as adapters hash them and never leave\n"
                      "this process; give several to find records made with any of them.\n"
-                     "--json prints the records as JSON lines instead.\n\n");
+                     "Says which kinds retention pruned up to which record and time in the period.\n"
+                     "--json prints the records as JSON lines instead, after a line {\"pruned\": [...]}\n"
+                     "when retention pruned any.\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "checkpoint") == 0) {
         fprintf(out, "usage: ketenbus audit checkpoint SOURCE [--out FILE]\n"
@@ -915,7 +917,64 @@ static int s_same_message(const Ketenbus__AuditRecord *a, const Ketenbus__AuditR
     return a->message_id.len == 16 && b->message_id.len == 16 && memcmp(a->message_id.data, b->message_id.data, 16) == 0;
 }
 
-static void s_subject_text(const s_opts_t *o, const kb_asrc_info_t *info, const s_recs_t *c)
+/* A kind's records that retention pruned beyond the every-kind end: no
+ * record of the kind below end is kept. */
+typedef struct {
+    int kind;         /* Ketenbus__Kind, 0: about no message */
+    uint64_t end;     /* its records before this index were pruned */
+    int has_time;     /* 1: until_us is known */
+    int64_t until_us; /* the time of the record before end (a tombstone keeps it) */
+} s_pruned_kind_t;
+
+static int s_time_fn(uint64_t index, const uint8_t *raw, size_t len, void *arg)
+{
+    (void)index;
+    s_pruned_kind_t *p = arg;
+    kb_audit_tombstone_t ts;
+    if (kb_audit_tombstone_parse(raw, len, &ts) == KB_OK) {
+        p->until_us = ts.time_us;
+        p->has_time = 1;
+    } else {
+        Ketenbus__AuditRecord *r = ketenbus__audit_record__unpack(NULL, len, raw);
+        if (r) {
+            p->until_us = r->time_us;
+            p->has_time = 1;
+            ketenbus__audit_record__free_unpacked(r, NULL);
+        }
+    }
+    return 1;
+}
+
+/* The kinds (of the --kind filter, if any) whose records retention pruned
+ * beyond the every-kind end, as far as that reaches into the period. */
+static int s_pruned_kinds(kb_asrc_t *a, const s_opts_t *o, const kb_asrc_info_t *info,
+                          s_pruned_kind_t out[KB_STORE_KINDS], size_t *n)
+{
+    *n = 0;
+    for (int k = 0; k < (int)KB_STORE_KINDS; k++) {
+        uint64_t end = info->pruned_kind[k];
+        if (end <= info->pruned || (o->filter.kinds && !(o->filter.kinds & (1u << k))))
+            continue;
+        s_pruned_kind_t p = {k, end, 0, 0};
+        uint64_t next;
+        int done;
+        int rc = kb_asrc_records(a, end - 1, 1, s_time_fn, &p, &next, &done);
+        if (rc != KB_OK)
+            return rc;
+        if (o->filter.has_since && p.has_time && p.until_us < o->filter.since_us)
+            continue; /* all before the period */
+        out[(*n)++] = p;
+    }
+    return KB_OK;
+}
+
+static const char *s_kind_label(int kind)
+{
+    return kind == 0 ? KB_AUDITQ_KIND_OTHER : kb_kind_name(kind);
+}
+
+static void s_subject_text(const s_opts_t *o, const kb_asrc_info_t *info, const s_recs_t *c,
+                           const s_pruned_kind_t *pk, size_t n_pk)
 {
     char now[32], buf[64], kb[64];
     kb_time_format(kb_now_us(), now);
@@ -946,6 +1005,13 @@ static void s_subject_text(const s_opts_t *o, const kb_asrc_info_t *info, const 
     printf("%s\n", o->n_identify ? ")" : "");
     if (info->pruned)
         printf("records before index %" PRIu64 " were pruned by retention and are not included\n", info->pruned);
+    for (size_t i = 0; i < n_pk; i++) {
+        char t[32] = "";
+        if (pk[i].has_time)
+            kb_time_format(pk[i].until_us, t);
+        printf("%s records before index %" PRIu64 "%s%s%s were pruned by retention and are not included\n",
+               s_kind_label(pk[i].kind), pk[i].end, t[0] ? " (up to " : "", t, t[0] ? ")" : "");
+    }
     /* summary */
     size_t messages = 0, shared = 0, refused = 0, expired = 0;
     for (size_t i = 0; i < c->n; i++) {
@@ -993,7 +1059,7 @@ static void s_subject_text(const s_opts_t *o, const kb_asrc_info_t *info, const 
     }
     free(done);
     if (c->n == 0)
-        printf("\nNo records about this person%s.\n", info->pruned ? " (outside what was pruned)" : "");
+        printf("\nNo records about this person%s.\n", info->pruned || n_pk ? " (outside what was pruned)" : "");
     printf("\nThe contents of the messages are not in the audit trail: the agencies that sent and received "
            "them hold them.\n");
 }
@@ -1017,7 +1083,35 @@ static int s_cmd_subject(int argc, char **argv)
     if (!a)
         return KB_EXIT_FAIL;
     kb_asrc_info_t info;
+    s_pruned_kind_t pk[KB_STORE_KINDS];
+    size_t n_pk = 0;
     int rc = kb_asrc_info(a, &info);
+    if (rc == KB_OK)
+        rc = s_pruned_kinds(a, &o, &info, pk, &n_pk);
+    if (rc == KB_OK && o.json && (info.pruned || n_pk)) {
+        /* a first line, before the records, says what retention took */
+        json_object *j = json_object_new_object(), *list = json_object_new_array();
+        if (info.pruned) {
+            json_object *e = json_object_new_object();
+            json_object_object_add(e, "kind", json_object_new_string("all"));
+            json_object_object_add(e, "before_index", json_object_new_int64((int64_t)info.pruned));
+            json_object_array_add(list, e);
+        }
+        for (size_t i = 0; i < n_pk; i++) {
+            json_object *e = json_object_new_object();
+            json_object_object_add(e, "kind", json_object_new_string(s_kind_label(pk[i].kind)));
+            json_object_object_add(e, "before_index", json_object_new_int64((int64_t)pk[i].end));
+            if (pk[i].has_time) {
+                char t[32];
+                kb_time_format(pk[i].until_us, t);
+                json_object_object_add(e, "until_time", json_object_new_string(t));
+            }
+            json_object_array_add(list, e);
+        }
+        json_object_object_add(j, "pruned", list);
+        printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        json_object_put(j);
+    }
     if (rc == KB_OK && (o.json || o.csv)) {
         s_printer_t p = {stdout, o.json ? S_JSONL : S_CSV, 0, o.limit, 0, KB_OK};
         rc = s_query_all(a, &o.filter, s_print_record, &p, &p.n, o.limit);
@@ -1031,10 +1125,11 @@ static int s_cmd_subject(int argc, char **argv)
         if (rc == KB_OK)
             rc = c.rc;
         if (rc == KB_OK)
-            s_subject_text(&o, &info, &c);
+            s_subject_text(&o, &info, &c, pk, n_pk);
         s_recs_free(&c);
         kb_asrc_info_clear(&info);
     }
+    kb_asrc_info_clear(&info);
     if (rc != KB_OK)
         fprintf(stderr, "ketenbus audit subject: %s\n", kb_last_error());
     kb_asrc_destroy(&a);

@@ -25,7 +25,8 @@
  *     its first record named, and the report is still written; records
  *     under no checkpoint at all are not verified; proofs are verified
  *     only with every signature checked and every root known, and a
- *     pruned record's leaf is labelled as its tombstone's.
+ *     pruned record's leaf is labelled as its tombstone's; the subject
+ *     report says what retention per kind pruned.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -1104,6 +1105,46 @@ START_TEST(test_proof_against_a_forged_checkpoint)
 }
 END_TEST
 
+
+/* Retention per kind (the broker's `retention:`) pruned the person's
+ * signals: the article 15 report says which kind was pruned up to where,
+ * in text and as the first JSON line, instead of only "No records". */
+START_TEST(test_subject_says_what_retention_per_kind_pruned)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 300, NULL);
+    s_log_checkpoint(&l, NULL);
+    s_log_records(&l, 300, NULL);
+    kb_auditq_prune_t p;
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KETENBUS__KIND__KIND_SIGNAL, S_T0 + 1000LL * 1000000,
+                                     4096, "retention", &p), KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    ck_assert_uint_gt(p.count, 0);
+    uint64_t end = kb_store_audit_pruned_kind(l.store, KETENBUS__KIND__KIND_SIGNAL);
+    ck_assert_uint_gt(end, kb_store_audit_pruned(l.store));
+    s_log_checkpoint(&l, NULL);
+    s_log_close(&l);
+    uint8_t subj[32];
+    char hex[65], want[128];
+    memset(subj, S_LOG_SUBJECT_BYTE, sizeof subj);
+    kb_hex(subj, sizeof subj, hex);
+    /* a period of pruned records only */
+    int st = s_cli("audit subject --offline --data data --subject %s --until 2027-01-15T08:04:10Z", hex);
+    ck_assert_msg(st == 0, "exit %d: %s", st, s_out);
+    snprintf(want, sizeof want, "signal records before index %" PRIu64 " (up to 2027-01-15T08:0", end);
+    ck_assert_msg(strstr(s_out, want) != NULL, "want \"%s\" in: %s", want, s_out);
+    ck_assert_msg(strstr(s_out, "No records about this person (outside what was pruned).") != NULL, "%s", s_out);
+    st = s_cli("audit subject --offline --data data --subject %s --json", hex);
+    ck_assert_msg(st == 0, "exit %d: %s", st, s_out);
+    snprintf(want, sizeof want, "{\"pruned\":[{\"kind\":\"signal\",\"before_index\":%" PRIu64 ",\"until_time\":", end);
+    ck_assert_msg(strncmp(s_out, want, strlen(want)) == 0, "want \"%s\" first in: %.300s", want, s_out);
+    /* a period after it: nothing said */
+    st = s_cli("audit subject --offline --data data --subject %s --since 2027-01-15T09:00:00Z", hex);
+    ck_assert_msg(st == 0 && strstr(s_out, "were pruned") == NULL, "exit %d: %s", st, s_out);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1131,6 +1172,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_verify_without_a_checkpoint_is_not_verified);
     tcase_add_test(tc, test_proofs_verified_only_when_checked);
     tcase_add_test(tc, test_proof_against_a_forged_checkpoint);
+    tcase_add_test(tc, test_subject_says_what_retention_per_kind_pruned);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -16,7 +16,8 @@
  *     put back from a copy made before the pruning;
  *   - a broker with `retention: {signal: 3s}` in its chain file prunes its
  *     signal records by itself once they are old enough and under a
- *     checkpoint, logs and audits it, and the log verifies.
+ *     checkpoint, logs and audits it, the subject report says so, and the
+ *     log verifies.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +384,10 @@ START_TEST(test_broker_applies_retention)
     ck_assert_msg(strstr(s_out, "retention of signal is 3s") != NULL, "%s", s_out);
     /* referrals have no retention period: every one stays */
     ck_assert_uint_eq(s_query(SRC, "--kind referral"), before.referrals);
+    /* the article 15 report about A, through the admin socket, says so */
+    ck_assert_msg(s_cli("audit subject " SRC " --identify '" PERSON_A "' --chain-key chain.key") == 0, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "signal records before index ") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "were pruned by retention and are not included") != NULL, "%s", s_out);
     /* and the log verifies */
     ck_assert_msg(s_cli("audit verify " SRC " " KEY) == 0, "%s", s_out);
     ck_assert_msg(strstr(s_out, "others in that range are kept") != NULL, "%s", s_out);
