@@ -49,6 +49,7 @@
 #define S_PAGE               1000u      /* matches per query page */
 #define S_REPORT_MAX         5000000u   /* records a report holds in memory */
 #define S_NOTE_FILE_MAX      KB_NOTE_MAX_LEN
+#define S_TTY_MAX            4096u      /* bytes of one record field shown in a table line */
 
 /* Option groups, so each subcommand accepts only what it uses. */
 enum {
@@ -144,7 +145,9 @@ static void s_usage(FILE *out, const char *sub)
                      "Prints the audit records that match, oldest first: a table (time, event,\n"
                      "sender, recipient, kind, purpose, rule, reason), or with --json one JSON\n"
                      "object per line (field names as in proto/ketenbus.proto, docs/JSON.md), or\n"
-                     "with --csv a header and rows (RFC 4180). Queries use the log's indexes\n"
+                     "with --csv a header and rows (RFC 4180; a cell starting with = + - @ gets a\n"
+                     "single quote before it, for spreadsheets). Control characters in the table\n"
+                     "are shown as U+FFFD. Queries use the log's indexes\n"
                      "(subject, message, agency, event); a subject query includes the records of\n"
                      "the person's messages that name no subject, such as acknowledgements.\n\n");
         fputs(s_src_help, out);
@@ -155,7 +158,9 @@ static void s_usage(FILE *out, const char *sub)
         fprintf(out, "usage: ketenbus audit export SOURCE --format jsonl|csv [--since TIME] [--until TIME]\n"
                      "                             [FILTERS] [--out FILE]\n\n"
                      "Writes every record of the period (default: the whole log) as JSON lines or\n"
-                     "CSV, to FILE or stdout. Pruned records have no contents and are left out.\n\n");
+                     "CSV, to FILE or stdout. Pruned records have no contents and are left out.\n"
+                     "A CSV cell starting with = + - @ gets a single quote before it, so that a\n"
+                     "spreadsheet shows it as text.\n\n");
         fputs(s_src_help, out);
         fputs("\n", out);
         fputs(s_filter_help, out);
@@ -630,6 +635,78 @@ static const char *s_jstr(json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : "";
 }
 
+/* ------------------------------------------------------------ text from agencies */
+
+/* Copy in (NULL: "") into out (len bytes) for a terminal: control
+ * characters (C0 including tab and newline, DEL, C1), invalid UTF-8 and
+ * bidirectional overrides and isolates become U+FFFD, as in the HTML
+ * report (report_html.c). Agencies write officer ids, legal bases and the
+ * reasons that quote them: none of it may move the cursor, retitle or
+ * clear the window, start a line that looks like the report's own, or
+ * reorder what is shown. Cut at a character boundary when out is full. */
+static const char *s_tty(const char *in, char *out, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)(in ? in : "");
+    size_t left = strlen((const char *)p), at = 0;
+    while (left > 0) {
+        size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+        int bad = n > left || !kb_utf8_valid((const char *)p, n);
+        if (bad)
+            n = 1;
+        else if (n == 1)
+            bad = p[0] < 0x20 || p[0] == 0x7f;
+        else if (n == 2)
+            bad = p[0] == 0xc2 && p[1] < 0xa0; /* U+0080-009F */
+        else if (n == 3)
+            bad = p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
+                                   (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9));
+        const char *put = bad ? "\xef\xbf\xbd" : (const char *)p;
+        size_t put_len = bad ? 3 : n;
+        if (at + put_len >= len)
+            break;
+        memcpy(out + at, put, put_len);
+        at += put_len;
+        p += n;
+        left -= n;
+    }
+    if (len)
+        out[at] = '\0';
+    return out;
+}
+
+/* Replace the string *field of a decoded record (malloc'd by protobuf-c,
+ * or its shared empty string) by its terminal-safe copy if that differs.
+ * KB_OK or KB_ENOMEM. */
+static int s_tty_field(char **field)
+{
+    if (!*field || !**field)
+        return KB_OK;
+    size_t l = strlen(*field);
+    char *safe = l < SIZE_MAX / 3 ? malloc(l * 3 + 1) : NULL;
+    if (!safe)
+        return kb_error_set(KB_ENOMEM, "out of memory");
+    s_tty(*field, safe, l * 3 + 1);
+    if (strcmp(safe, *field) == 0) {
+        free(safe);
+    } else {
+        free(*field);
+        *field = safe;
+    }
+    return KB_OK;
+}
+
+/* Make every text field of r safe for a terminal (s_tty). KB_OK or KB_ENOMEM. */
+static int s_tty_record(Ketenbus__AuditRecord *r)
+{
+    char **fields[] = {&r->agency, &r->officer, &r->counterpart, &r->legal_basis, &r->rule_id, &r->reason};
+    int rc = KB_OK;
+    for (size_t i = 0; rc == KB_OK && i < sizeof fields / sizeof fields[0]; i++)
+        rc = s_tty_field(fields[i]);
+    for (size_t i = 0; rc == KB_OK && i < r->n_redacted; i++)
+        rc = s_tty_field(&r->redacted[i]);
+    return rc;
+}
+
 /* A field as CSV text: arrays joined with ';'. */
 static void s_csv_field(FILE *out, json_object *o, const char *key)
 {
@@ -646,9 +723,14 @@ static void s_csv_field(FILE *out, json_object *o, const char *key)
             snprintf(buf, sizeof buf, "%s", json_object_get_string(v));
         }
     }
+    /* a cell a spreadsheet would take for a formula (agencies write legal
+     * bases, officer ids and reasons) is kept as text: a single quote
+     * before it (docs/AUDIT.md) */
+    const char *lead = buf[0] && strchr("=+-@\t\r", buf[0]) ? "'" : "";
     /* RFC 4180: quote fields with a comma, quote or line break; double quotes */
     if (strpbrk(buf, ",\"\r\n")) {
         fputc('"', out);
+        fputs(lead, out);
         for (const char *p = buf; *p; p++) {
             if (*p == '"')
                 fputc('"', out);
@@ -656,6 +738,7 @@ static void s_csv_field(FILE *out, json_object *o, const char *key)
         }
         fputc('"', out);
     } else {
+        fputs(lead, out);
         fputs(buf, out);
     }
 }
@@ -714,11 +797,13 @@ static int s_print_record(uint64_t index, const uint8_t *raw, size_t len, void *
         }
         fputs("\r\n", p->out);
     } else {
-        char when[32];
+        char when[32], agency[S_TTY_MAX], counterpart[S_TTY_MAX], rule[S_TTY_MAX], reason[S_TTY_MAX];
         snprintf(when, sizeof when, "%.19sZ", s_jstr(o, "time_us"));
         fprintf(p->out, "%-20s %-13.13s %-12.12s %-12.12s %-15.15s %-22.22s %-22.22s %s\n", when,
-                s_jstr(o, "event"), s_jstr(o, "agency"), s_jstr(o, "counterpart"), s_jstr(o, "kind"),
-                s_jstr(o, "purpose"), s_jstr(o, "rule_id"), s_jstr(o, "reason"));
+                s_jstr(o, "event"), s_tty(s_jstr(o, "agency"), agency, sizeof agency),
+                s_tty(s_jstr(o, "counterpart"), counterpart, sizeof counterpart), s_jstr(o, "kind"),
+                s_jstr(o, "purpose"), s_tty(s_jstr(o, "rule_id"), rule, sizeof rule),
+                s_tty(s_jstr(o, "reason"), reason, sizeof reason));
     }
     json_object_put(o);
     p->n++;
@@ -973,9 +1058,13 @@ static const char *s_kind_label(int kind)
     return kind == 0 ? KB_AUDITQ_KIND_OTHER : kb_kind_name(kind);
 }
 
-static void s_subject_text(const s_opts_t *o, const kb_asrc_info_t *info, const s_recs_t *c,
-                           const s_pruned_kind_t *pk, size_t n_pk)
+static int s_subject_text(const s_opts_t *o, const kb_asrc_info_t *info, const s_recs_t *c,
+                          const s_pruned_kind_t *pk, size_t n_pk)
 {
+    /* what agencies wrote reaches the terminal only made safe */
+    for (size_t i = 0; i < c->n; i++)
+        if (s_tty_record(c->recs[i]) != KB_OK)
+            return KB_ENOMEM;
     char now[32], buf[64], kb[64];
     kb_time_format(kb_now_us(), now);
     printf("Subject access report (GDPR article 15)\n"
@@ -1062,6 +1151,7 @@ static void s_subject_text(const s_opts_t *o, const kb_asrc_info_t *info, const 
         printf("\nNo records about this person%s.\n", info->pruned || n_pk ? " (outside what was pruned)" : "");
     printf("\nThe contents of the messages are not in the audit trail: the agencies that sent and received "
            "them hold them.\n");
+    return KB_OK;
 }
 
 static int s_cmd_subject(int argc, char **argv)
@@ -1125,7 +1215,7 @@ static int s_cmd_subject(int argc, char **argv)
         if (rc == KB_OK)
             rc = c.rc;
         if (rc == KB_OK)
-            s_subject_text(&o, &info, &c, pk, n_pk);
+            rc = s_subject_text(&o, &info, &c, pk, n_pk);
         s_recs_free(&c);
         kb_asrc_info_clear(&info);
     }

