@@ -63,12 +63,13 @@
 
 #include <openssl/evp.h>
 
+#include "kb_codec.h"
 #include "kb_keys.h"
 #include "policy.h"
 
 /* Limits for the configuration file itself. */
 #define KB_CONF_MAX_BYTES    (4u * 1024u * 1024u)
-#define KB_CONF_MAX_AGENCIES 4096u
+#define KB_CONF_MAX_AGENCIES KB_MAX_AGENCIES /* a fan-out and its receipt reach them all */
 #define KB_CONF_MAX_RULES    100000u
 #define KB_CONF_MAX_KEYS     16u   /* CURVE keys per agency */
 #define KB_CONF_MAX_GROUPS   1024u

@@ -487,6 +487,24 @@ size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int pu
     return n;
 }
 
+int kb_policy_fanout_all(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
+                         const char ***out, size_t *n)
+{
+    if (!out || !n)
+        return kb_error_set(KB_EINVAL, "kb_policy_fanout_all: NULL argument");
+    *out = NULL;
+    *n = 0;
+    if (!p || !from)
+        return kb_error_set(KB_EINVAL, "kb_policy_fanout_all: NULL argument");
+    size_t room = p->conf->n_agencies ? p->conf->n_agencies : 1;
+    const char **ids = calloc(room, sizeof *ids);
+    if (!ids)
+        return kb_error_set(KB_ENOMEM, "policy: out of memory for a fan-out to %zu agencies", room);
+    *n = kb_policy_fanout(p, from, kind, purpose, handling, now_us, ids, room);
+    *out = ids;
+    return KB_OK;
+}
+
 /* ------------------------------------------------------------------- lint */
 
 /* What the linter learns about one rule over all pairs. */

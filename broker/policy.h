@@ -62,6 +62,15 @@ int kb_policy_decide(const kb_policy_t *p, const char *from, const char *to, int
 size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
                         const char **out, size_t max);
 
+/* The whole fan-out, as the broker routes it and `policy explain` shows
+ * it: kb_policy_fanout() into an array with room for every agency of the
+ * chain (no cap: KB_MAX_RECIPIENTS bounds the recipients an envelope
+ * names, not the agencies rules allow). *out is the caller's (free(); the
+ * ids in it are borrowed from the conf) and *n its count. Returns KB_OK,
+ * KB_EINVAL or KB_ENOMEM (then *out is NULL and *n 0). */
+int kb_policy_fanout_all(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
+                         const char ***out, size_t *n);
+
 /* Which enum kb_policy_name() names. */
 typedef enum {
     KB_POLICY_KIND,           /* Ketenbus__Kind: "signal", "referral_update" */

@@ -19,6 +19,17 @@
  * packed for them alone, the others share one packing of the original.
  * The received envelope's SHA-256 goes into every record of it; a routed
  * record lists the withheld paths.
+ *
+ * An envelope that names no recipients goes to every agency the rules
+ * allow (kb_policy_fanout_all, as `policy explain` shows it), however many:
+ * KB_MAX_RECIPIENTS bounds only the recipients an envelope names. What one
+ * SUBMIT stages is bounded instead by its cost (a queue copy plus
+ * S_COPY_COST per recipient) against s_budget(): KB_MAX_RECIPIENTS copies
+ * of a full frame, what any SUBMIT could stage when fan-outs were capped.
+ * An envelope whose fan-out alone costs more is refused for good
+ * (REJECT_TOO_LARGE, saying so); one that does not fit in what earlier
+ * envelopes of the same SUBMIT left is refused for now (REJECT_INTERNAL,
+ * "retry later"), which the SDK sends again. Nothing is dropped silently.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,14 +48,26 @@
 #include "policy.h"
 #include "route.h"
 
+/* Staging cost of one recipient beyond its queue copy: its routed (or
+ * refused) audit record, Merkle nodes and receipt id, rounded up. */
+#define S_COPY_COST 1024u
+
 /* Receipt entry plus the strings it points to, built per envelope. */
 typedef struct {
     Ketenbus__ReceiptEntry entry;                  /* what goes on the wire */
     char reason[512];                              /* rejection reason */
     char rule_id[128];                             /* deciding rule */
-    const char *recipients[KB_MAX_RECIPIENTS];     /* accepted recipients */
-    const char *refused[KB_MAX_RECIPIENTS];        /* refused recipients */
+    const char **recipients;                       /* accepted recipients (owned array, ids borrowed) */
+    const char **refused;                          /* refused recipients (owned array, ids borrowed) */
 } s_result_t;
+
+/* What a SUBMIT may stage for its recipients (see the top of the file). */
+static size_t s_budget(const kb_broker_t *b)
+{
+    size_t frame = b->conf->max_message_bytes > KB_FRAME_MAX_DEFAULT ? b->conf->max_message_bytes
+                                                                     : KB_FRAME_MAX_DEFAULT;
+    return (size_t)KB_MAX_RECIPIENTS * (frame + (size_t)KB_MAX_BATCH * S_COPY_COST);
+}
 
 /* Mark the receipt entry rejected with res->reason and res->rule_id, count
  * and log it. */
@@ -204,13 +227,13 @@ static int s_refuse_all(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelop
     return rc;
 }
 
+/* *spent: what earlier envelopes of this SUBMIT staged for their
+ * recipients (s_budget); this one adds its own when accepted. */
 static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, const kb_verify_job_t *job,
-                       s_result_t *res)
+                       s_result_t *res, size_t *spent)
 {
     ketenbus__receipt_entry__init(&res->entry);
     res->entry.message_id = e->message_id;
-    res->entry.recipients = (char **)res->recipients;
-    res->entry.refused = (char **)res->refused;
 
     char why[256];
     if (kb_envelope_validate_submitted(e, why, sizeof why) != KB_OK) {
@@ -260,16 +283,20 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
                  sender ? sig_detail : "unknown sender");
         return KB_OK;
     }
-    const char *candidates[KB_MAX_RECIPIENTS];
+    const char **candidates = NULL, **fanout = NULL;
     size_t n_cand = e->n_recipients;
     if (n_cand > 0) {
-        for (size_t i = 0; i < n_cand; i++)
-            candidates[i] = e->recipients[i];
+        candidates = (const char **)e->recipients;
+    } else if (kb_policy_fanout_all(b->conf->policy, e->sender, (int)e->kind, (int)e->purpose, (int)e->handling,
+                                    now, &fanout, &n_cand) != KB_OK) {
+        s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_INTERNAL, "could not route this envelope: %s; retry later",
+                 kb_last_error());
+        return KB_OK;
     } else {
-        n_cand = kb_policy_fanout(b->conf->policy, e->sender, (int)e->kind, (int)e->purpose, (int)e->handling, now,
-                                  candidates, KB_MAX_RECIPIENTS);
+        candidates = fanout;
     }
     if (n_cand == 0) {
+        free(fanout);
         char kind[KB_POLICY_NAME_MAX], purpose[KB_POLICY_NAME_MAX], handling[KB_POLICY_NAME_MAX];
         s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED,
                  "refused: no rule allows kind %s from %s to any agency for purpose %s and handling %s",
@@ -284,45 +311,69 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     uint8_t *packed = NULL;
     size_t len = 0;
     route_plan_t *plans = calloc(n_cand, sizeof *plans);
-    int rc = plans ? s_pack(e, &packed, &len) : kb_error_set(KB_ENOMEM, "route: out of memory");
+    route_plan_t **allowed = calloc(n_cand, sizeof *allowed), **refused = calloc(n_cand, sizeof *refused);
+    res->recipients = calloc(n_cand, sizeof *res->recipients);
+    res->refused = calloc(n_cand, sizeof *res->refused);
+    res->entry.recipients = (char **)res->recipients;
+    res->entry.refused = (char **)res->refused;
+    int rc = plans && allowed && refused && res->recipients && res->refused
+                 ? s_pack(e, &packed, &len)
+                 : kb_error_set(KB_ENOMEM, "route: out of memory for %zu recipients", n_cand);
     uint8_t digest[SHA256_DIGEST_LENGTH];
     if (rc == KB_OK && (EVP_DigestInit_ex(b->sha_ctx, b->sha256, NULL) != 1 ||
                         EVP_DigestUpdate(b->sha_ctx, packed, len) != 1 ||
                         EVP_DigestFinal_ex(b->sha_ctx, digest, NULL) != 1))
         rc = kb_error_ssl(KB_ECRYPTO, "route: SHA-256");
-    route_plan_t *allowed[KB_MAX_RECIPIENTS], *refused[KB_MAX_RECIPIENTS];
+    size_t cost = 0;
     for (size_t i = 0; rc == KB_OK && i < n_cand; i++) {
         rc = route_plan_recipient(b->conf, e, packed, len, candidates[i], now, &plans[i]);
         if (rc == KB_OK && plans[i].bytes) {
             allowed[res->entry.n_recipients] = &plans[i];
             res->recipients[res->entry.n_recipients++] = candidates[i];
+            cost += plans[i].len + S_COPY_COST;
         } else if (rc == KB_OK) {
             refused[res->entry.n_refused] = &plans[i];
             res->refused[res->entry.n_refused++] = candidates[i];
+            cost += S_COPY_COST;
         }
     }
+    /* Nothing of this envelope is staged yet: a refusal here refuses it
+     * alone rather than fail the turn of every agency. */
+    int code = 0;
+    char detail[KB_ERROR_MAX] = "";
     if (rc != KB_OK) {
-        /* Nothing of this envelope is staged yet: refuse it alone rather
-         * than fail the turn of every agency. */
-        int code = rc == KB_ENOMEM || rc == KB_ECRYPTO ? KETENBUS__REJECT_CODE__REJECT_INTERNAL
-                                                       : KETENBUS__REJECT_CODE__REJECT_MALFORMED;
-        char detail[KB_ERROR_MAX];
-        snprintf(detail, sizeof detail, "%s", kb_last_error());
+        code = rc == KB_ENOMEM || rc == KB_ECRYPTO ? KETENBUS__REJECT_CODE__REJECT_INTERNAL
+                                                   : KETENBUS__REJECT_CODE__REJECT_MALFORMED;
+        snprintf(detail, sizeof detail, "could not route this envelope: %s", kb_last_error());
+    } else if (res->entry.n_recipients > 0 && cost > s_budget(b)) {
+        code = KETENBUS__REJECT_CODE__REJECT_TOO_LARGE;
+        snprintf(detail, sizeof detail,
+                 "a message of %zu bytes to %zu agencies needs %zu bytes of queue copies, more than the broker's "
+                 "limit of %zu; send it smaller or name its recipients",
+                 len, res->entry.n_recipients, cost, s_budget(b));
+    } else if (res->entry.n_recipients > 0 && cost > s_budget(b) - *spent) {
+        code = KETENBUS__REJECT_CODE__REJECT_INTERNAL;
+        snprintf(detail, sizeof detail,
+                 "the fan-out of the messages before it in this batch fills what one batch may stage; retry later");
+    }
+    if (code != 0 || res->entry.n_recipients == 0) {
+        if (code != 0) {
+            res->entry.n_recipients = 0;
+            res->entry.n_refused = 0;
+            s_reject(b, s, e, 1, res, code, "%s", detail);
+        } else {
+            rc = s_refuse_all(b, s, e, res, plans, n_cand);
+        }
         for (size_t i = 0; plans && i < n_cand; i++)
             route_plan_clear(&plans[i]);
         free(plans);
+        free(allowed);
+        free(refused);
+        free(fanout);
         free(packed);
-        res->entry.n_recipients = 0;
-        res->entry.n_refused = 0;
-        s_reject(b, s, e, 1, res, code, "could not route this envelope: %s", detail);
-        return KB_OK;
+        return code != 0 ? KB_OK : rc;
     }
-    if (res->entry.n_recipients == 0) {
-        rc = s_refuse_all(b, s, e, res, plans, n_cand);
-        free(plans);
-        free(packed);
-        return rc;
-    }
+    *spent += cost;
 
     /* accepted: audit, queue per recipient with its own bytes */
     Ketenbus__AuditRecord r;
@@ -372,6 +423,9 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     for (size_t i = 0; plans && i < n_cand; i++)
         route_plan_clear(&plans[i]);
     free(plans);
+    free(allowed);
+    free(refused);
+    free(fanout);
     free(packed);
     if (rc != KB_OK)
         return rc;
@@ -404,8 +458,9 @@ int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus_
         return kb_error_set(KB_ENOMEM, "route: out of memory");
     }
     int rc = KB_OK;
+    size_t spent = 0;
     for (size_t i = 0; i < n && rc == KB_OK; i++) {
-        rc = s_route_one(b, s, sub->envelopes[i], jobs ? jobs[i] : NULL, &res[i]);
+        rc = s_route_one(b, s, sub->envelopes[i], jobs ? jobs[i] : NULL, &res[i], &spent);
         entries[i] = &res[i].entry;
     }
     if (rc == KB_OK) {
@@ -414,6 +469,10 @@ int route_submit(kb_broker_t *b, kb_session_t *s, uint64_t request_id, Ketenbus_
         receipt.n_entries = n;
         receipt.entries = entries;
         rc = broker_receipt(b, s->rid, s->rid_len, request_id, &receipt);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(res[i].recipients);
+        free(res[i].refused);
     }
     free(entries);
     free(res);

@@ -142,8 +142,8 @@ static const struct {
 } s_list_limits[] = {
     {&ketenbus__submit__descriptor, "envelopes", KB_MAX_BATCH},
     {&ketenbus__receipt__descriptor, "entries", KB_MAX_BATCH},
-    {&ketenbus__receipt_entry__descriptor, "recipients", KB_MAX_RECIPIENTS},
-    {&ketenbus__receipt_entry__descriptor, "refused", KB_MAX_RECIPIENTS},
+    {&ketenbus__receipt_entry__descriptor, "recipients", KB_MAX_AGENCIES},
+    {&ketenbus__receipt_entry__descriptor, "refused", KB_MAX_AGENCIES},
     {&ketenbus__deliver__descriptor, "deliveries", KB_MAX_BATCH},
     {&ketenbus__ack__descriptor, "tags", KB_MAX_BATCH},
     {&ketenbus__envelope__descriptor, "recipients", KB_MAX_RECIPIENTS},

@@ -27,7 +27,8 @@
 #define KB_ID_LEN              16u   /* message and correlation ids */
 #define KB_SUBJECT_KEY_LEN     32u   /* HMAC-SHA256 pseudonym */
 #define KB_AGENCY_ID_MAX       32u   /* agency id length */
-#define KB_MAX_RECIPIENTS      64u
+#define KB_MAX_RECIPIENTS      64u   /* recipients an envelope names */
+#define KB_MAX_AGENCIES        4096u /* agencies in a chain (conf.h KB_CONF_MAX_AGENCIES) */
 #define KB_MAX_SUBJECT_KEYS    32u
 #define KB_MAX_INDICATORS      32u
 #define KB_SHORT_TEXT_MAX      256u  /* officer, basis, references, paths */
@@ -37,8 +38,10 @@
 #define KB_DIGEST_LEN          32u
 #define KB_SIGNATURE_LEN       64u
 #define KB_MAX_BATCH           1024u /* envelopes per Submit, tags per Ack, ... */
-/* KB_MAX_RECIPIENTS also bounds Notice.agencies and a ReceiptEntry's
- * recipients and refused (one per candidate recipient at most). */
+/* KB_MAX_RECIPIENTS also bounds Notice.agencies. A ReceiptEntry's
+ * recipients and refused hold one id per candidate recipient at most: the
+ * named recipients, or for a fan-out every agency the rules allow, so
+ * they are bounded by KB_MAX_AGENCIES. */
 #define KB_MAX_UNKNOWN_FIELDS  8u    /* unknown fields per message of a frame */
 
 /* Memory decoding one frame may take: KB_DECODE_MEM_PER_BYTE bytes per

@@ -493,13 +493,13 @@ static int s_explain_one(const kb_conf_t *conf, const s_query_t *q)
 
 static int s_explain_fanout(const kb_conf_t *conf, const s_query_t *q)
 {
-    const char **to = calloc(conf->n_agencies ? conf->n_agencies : 1, sizeof *to);
-    if (!to) {
-        fprintf(stderr, "ketenbus policy explain: out of memory\n");
+    const char **to = NULL;
+    size_t n = 0;
+    /* the broker's own fan-out: every agency the rules allow */
+    if (kb_policy_fanout_all(conf->policy, q->from, q->kind, q->purpose, q->handling, q->at_us, &to, &n) != KB_OK) {
+        fprintf(stderr, "ketenbus policy explain: %s\n", kb_last_error());
         return KB_EXIT_FAIL;
     }
-    size_t n = kb_policy_fanout(conf->policy, q->from, q->kind, q->purpose, q->handling, q->at_us, to,
-                                conf->n_agencies);
     json_object *o = NULL, *list = NULL;
     if (q->json) {
         o = s_query_json(q);

@@ -9,7 +9,7 @@
  * with a small credit, the SDK outbox while the broker is down, refusal by
  * the rules, a send-only client beside the agency's receiving client, a
  * handler that keeps messages for a while (they come again on the same
- * connection).
+ * connection), a fan-out to more agencies than an envelope may name.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,6 +387,48 @@ START_TEST(test_fanout_without_recipients)
 }
 END_TEST
 
+/* A fan-out reaches every agency the rules allow, also past the
+ * KB_MAX_RECIPIENTS (64) an envelope may name: the last agency of a chain
+ * of 70 gets the message, and every one of them is audited as routed. */
+#define S_WIDE 70
+
+START_TEST(test_fanout_past_64)
+{
+    static char ids[S_WIDE][16];
+    const char *agencies[S_WIDE];
+    static char rules[2048];
+    size_t o = (size_t)snprintf(rules, sizeof rules, "  - id: politie-everyone\n    from: [politie]\n    to: [");
+    for (size_t i = 0; i < S_WIDE; i++) {
+        snprintf(ids[i], sizeof ids[i], i == 0 ? "politie" : "a%zu", i);
+        agencies[i] = ids[i];
+        if (i > 0)
+            o += (size_t)snprintf(rules + o, sizeof rules - o, "%s%s", i > 1 ? ", " : "", ids[i]);
+    }
+    snprintf(rules + o, sizeof rules - o, "]\n    kinds: [signal]\n" S_RULE_REST);
+    kb_chain_t chain;
+    kb_chain_init(&chain, agencies, S_WIDE, rules, "");
+    kb_chain_start(&chain);
+
+    ketenbus_client_t *politie = kb_chain_client(&chain, "politie", NULL);
+    ketenbus_client_t *last = kb_chain_client(&chain, ids[S_WIDE - 1], NULL);
+    ketenbus_msg_t *m = kb_test_signal(NULL, "to every agency of a wide chain");
+    ketenbus_receipt_t r;
+    ck_assert_msg(ketenbus_client_submit(politie, m, &r, 10000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ketenbus_msg_t *got = s_recv(last, 10000);
+    ck_assert_str_eq(ketenbus_msg_id(got), ketenbus_msg_id(m));
+    ck_assert_int_eq(ketenbus_client_ack(last, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&last);
+    ketenbus_client_destroy(&politie);
+    ck_assert_int_eq(kb_chain_stop(&chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED, NULL), S_WIDE - 1);
+    ck_assert_int_eq(kb_chain_audit_count(&chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, NULL), 0);
+    kb_chain_cleanup(&chain);
+}
+END_TEST
+
 static int s_handled;
 
 static int s_handler(ketenbus_client_t *c, const ketenbus_msg_t *msg, void *arg)
@@ -564,6 +606,10 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_send_only_beside_receiver);
     tcase_add_test(tc, test_kept_deliveries_come_again);
     suite_add_tcase(s, tc);
+    TCase *wide = tcase_create("wide");
+    tcase_set_timeout(wide, 120);
+    tcase_add_test(wide, test_fanout_past_64);
+    suite_add_tcase(s, wide);
     return s;
 }
 
