@@ -983,26 +983,11 @@ static int s_rule_handling(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
     return KB_OK;
 }
 
-/* The payload member ("signal") that envelopes of this kind carry. */
-static const char *s_kind_member(int kind)
-{
-    switch (kind) {
-    case KETENBUS__KIND__KIND_SIGNAL: return "signal";
-    case KETENBUS__KIND__KIND_REFERRAL: return "referral";
-    case KETENBUS__KIND__KIND_REFERRAL_UPDATE: return "referral_update";
-    case KETENBUS__KIND__KIND_MATCH_NOTICE:
-    case KETENBUS__KIND__KIND_EXPIRY_NOTICE: return "notice";
-    default: return NULL;
-    }
-}
-
 /* True if path is under the payload member of one of the kinds in bits. */
 static int s_path_in_kinds(const char *path, uint32_t kinds)
 {
-    size_t len = strcspn(path, ".");
     for (int kind = 1; kind <= KB_CONF_MAX_ENUM_BIT; kind++) {
-        const char *member = (kinds & (1u << kind)) ? s_kind_member(kind) : NULL;
-        if (member && strlen(member) == len && strncmp(member, path, len) == 0)
+        if ((kinds & (1u << kind)) && kb_policy_redact_applies(path, kind))
             return 1;
     }
     return 0;

@@ -505,7 +505,52 @@ int kb_policy_fanout_all(const kb_policy_t *p, const char *from, int kind, int p
     return KB_OK;
 }
 
+const char *kb_policy_kind_member(int kind)
+{
+    switch (kind) {
+    case KETENBUS__KIND__KIND_SIGNAL: return "signal";
+    case KETENBUS__KIND__KIND_REFERRAL: return "referral";
+    case KETENBUS__KIND__KIND_REFERRAL_UPDATE: return "referral_update";
+    case KETENBUS__KIND__KIND_MATCH_NOTICE:
+    case KETENBUS__KIND__KIND_EXPIRY_NOTICE: return "notice";
+    default: return NULL;
+    }
+}
+
+/* True if path is prefix itself or lies under it ("a.b" under "a"). */
+static int s_under(const char *path, const char *prefix)
+{
+    size_t len = strlen(prefix);
+    return strncmp(path, prefix, len) == 0 && (path[len] == '\0' || path[len] == '.');
+}
+
+int kb_policy_redact_applies(const char *path, int kind)
+{
+    const char *member = kb_policy_kind_member(kind);
+    return path && member && s_under(path, member);
+}
+
 /* ------------------------------------------------------------------- lint */
+
+/* Payloads that carry another kind's payload inside them (proto/ketenbus.proto):
+ * a referral holds the signal it rests on. The same field then has a path
+ * per kind, and a rule for both kinds must withhold both to withhold it. */
+static const struct {
+    int kind;            /* the kind whose payload embeds */
+    const char *at;      /* where: the embedded payload's path */
+    int inner;           /* the embedded payload's own kind */
+} s_embeds[] = {
+    {KETENBUS__KIND__KIND_REFERRAL, "referral.signal", KETENBUS__KIND__KIND_SIGNAL},
+};
+
+/* True if some redact path of rule r withholds path (it or a path above it). */
+static int s_withholds(const kb_rule_t *r, const char *path)
+{
+    for (size_t i = 0; i < r->n_redact; i++)
+        if (s_under(path, r->redact[i]))
+            return 1;
+    return 0;
+}
 
 /* What the linter learns about one rule over all pairs. */
 typedef struct {
@@ -630,6 +675,49 @@ static void s_names(const kb_conf_t *c, const char *what, const uint32_t *list, 
         snprintf(buf + used, len - used, " and others");
 }
 
+/* A rule for a kind and a kind that embeds it (signal and referral) that
+ * withholds a field in one of them but not the same field in the other:
+ * the recipient reads in one what the rule hides in the other. */
+static int s_lint_redact(const kb_rule_t *r, s_issues_t *is)
+{
+    for (size_t e = 0; e < sizeof s_embeds / sizeof s_embeds[0]; e++) {
+        if (!(r->kinds & (1u << s_embeds[e].kind)) || !(r->kinds & (1u << s_embeds[e].inner)))
+            continue;
+        const char *inner = kb_policy_kind_member(s_embeds[e].inner), *at = s_embeds[e].at;
+        char kind[KB_POLICY_NAME_MAX], other[KB_POLICY_NAME_MAX];
+        kb_policy_name(KB_POLICY_KIND, s_embeds[e].kind, kind, sizeof kind);
+        kb_policy_name(KB_POLICY_KIND, s_embeds[e].inner, other, sizeof other);
+        for (size_t i = 0; i < r->n_redact; i++) {
+            const char *p = r->redact[i], *rest, *from_kind, *to_kind, *prefix;
+            if (s_under(p, at)) { /* referral.signal.X: is signal.X withheld too? */
+                rest = p + strlen(at);
+                prefix = inner;
+                from_kind = kind;
+                to_kind = other;
+            } else if (s_under(p, inner)) { /* signal.X: is referral.signal.X? */
+                rest = p + strlen(inner);
+                prefix = at;
+                from_kind = other;
+                to_kind = kind;
+            } else {
+                continue;
+            }
+            char twin[2 * KB_SHORT_TEXT_MAX];
+            int n = snprintf(twin, sizeof twin, "%s%s", prefix, rest);
+            /* a whole embedded payload (referral.signal) has no twin path */
+            if (*rest == '\0' || n < 0 || (size_t)n >= sizeof twin || s_withholds(r, twin))
+                continue;
+            int rc = s_issue(is, r->line, r->column, 0,
+                             "rule '%s' withholds %s from a %s but not %s from a %s, which carries the same field: "
+                             "add %s to redact",
+                             r->id, p, from_kind, twin, to_kind, twin);
+            if (rc != KB_OK)
+                return rc;
+        }
+    }
+    return KB_OK;
+}
+
 static int s_lint_rules(const kb_conf_t *c, const s_lint_t *lint, int64_t now_us, s_issues_t *is)
 {
     char names[2][sizeof ((kb_policy_issue_t *)0)->message];
@@ -682,6 +770,8 @@ static int s_lint_rules(const kb_conf_t *c, const s_lint_t *lint, int64_t now_us
                          l->n_deny + l->more_deny > 1 ? "" : "s");
         }
         if (rc != KB_OK)
+            return rc;
+        if ((rc = s_lint_redact(r, is)) != KB_OK)
             return rc;
     }
     return KB_OK;

@@ -86,6 +86,17 @@ typedef enum {
  * Writes into buf (len bytes, cut if short) and returns it. */
 const char *kb_policy_name(kb_policy_field_t field, int value, char *buf, size_t len);
 
+/* The payload member ("signal", "referral", "referral_update", "notice")
+ * that envelopes of kind carry, or NULL for a kind without payload. */
+const char *kb_policy_kind_member(int kind);
+
+/* True if withholding redact path `path` changes a message of kind: the
+ * path lies under that kind's payload member. The broker withholds only
+ * such paths (kb_seal_redact finds nothing else to withhold); a rule for
+ * several kinds lists paths for each, and `policy explain` shows only the
+ * ones of the kind asked. */
+int kb_policy_redact_applies(const char *path, int kind);
+
 /* A finding of the linter, located in the file. */
 typedef struct {
     int line;                 /* 1-based line of the rule (or key) */
@@ -99,7 +110,10 @@ typedef struct {
  * rule (at its valid_until). Warnings: an allow rule that is never the first
  * match for any (from, to, kind, purpose, handling) because earlier allow
  * rules (and deny rules) cover all of it, naming them; a rule whose from
- * and to are the same single agency. Issues come in file order. Uses
+ * and to are the same single agency; a rule for several kinds that
+ * withholds a field from one kind but not the same field where another of
+ * its kinds carries it (signal.narrative but not referral.signal.narrative).
+ * Issues come in file order. Uses
  * conf->policy when set, else builds a temporary index. *issues is the
  * caller's (free()); returns KB_OK, KB_EINVAL, KB_ENOMEM or KB_ETOOBIG. */
 int kb_policy_lint(const kb_conf_t *conf, int64_t now_us, kb_policy_issue_t **issues, size_t *n_issues);

@@ -53,7 +53,9 @@ static void s_usage_policy(FILE *out)
             "\n"
             "    check     loads FILE as the broker would and lints its rules: errors\n"
             "              (the broker would refuse the file) and warnings (rules that\n"
-            "              can never decide anything), each as file:line:col.\n"
+            "              can never decide anything, a field withheld from one kind\n"
+            "              but not from another kind that carries it), each as\n"
+            "              file:line:col.\n"
             "    explain   says whether a message would be ALLOWED or REFUSED, by which\n"
             "              rule, on which legal basis, and which fields the recipient\n"
             "              would not see.\n"
@@ -119,7 +121,9 @@ static void s_usage_explain(FILE *out)
             "    Decides as the broker would for a message from agency A to agency B and\n"
             "    prints ALLOWED or REFUSED, the deciding rule with its place in FILE, its\n"
             "    description and legal basis, and the fields B would not see (B receives\n"
-            "    the message with these paths listed under \"withheld\"). A refusal names\n"
+            "    the message with these paths listed under \"withheld\"). Only the rule's\n"
+            "    redact paths for kind K are withheld; its paths for its other kinds are\n"
+            "    shown apart, as not in this message. A refusal names\n"
             "    the deny rule, or says \"no rule: default deny\" with the reason (for\n"
             "    instance a handling code above what the nearest rule allows, or a rule\n"
             "    past its valid_until date).\n"
@@ -141,6 +145,8 @@ static void s_usage_explain(FILE *out)
             "    --json         print one JSON object instead of text:\n"
             "                   {\"allowed\":true,\"rule\":\"...\",\"effect\":\"allow\",\n"
             "                    \"legal_basis\":\"...\",\"redact\":[...],\"reason\":\"...\", ...}\n"
+            "                   (redact: what is withheld from kind K; redact_other_kinds:\n"
+            "                   the rule's paths for its other kinds)\n"
             "                   (rule and effect are null for the default deny); without\n"
             "                   --to the object has \"recipients\": one such object each\n"
             "    --help         this text\n"
@@ -355,14 +361,18 @@ typedef struct {
     int json;           /* --json */
 } s_query_t;
 
-/* JSON for one decision about recipient to. NULL on no memory. */
-static json_object *s_decision_json(const char *to, const kb_decision_t *d)
+/* JSON for one decision about recipient to of a message of kind. NULL
+ * on no memory. "redact" lists what the broker withholds from this kind
+ * (the rule's paths under its payload), "redact_other_kinds" the rule's
+ * paths for its other kinds, which this message does not carry. */
+static json_object *s_decision_json(const char *to, int kind, const kb_decision_t *d)
 {
     json_object *o = json_object_new_object();
-    json_object *redact = json_object_new_array();
-    if (!o || !redact) {
+    json_object *redact = json_object_new_array(), *other = json_object_new_array();
+    if (!o || !redact || !other) {
         json_object_put(o);
         json_object_put(redact);
+        json_object_put(other);
         return NULL;
     }
     const kb_rule_t *r = d->rule;
@@ -376,8 +386,10 @@ static json_object *s_decision_json(const char *to, const kb_decision_t *d)
                            r && r->legal_basis ? json_object_new_string(r->legal_basis) : NULL);
     if (d->allowed && r)
         for (size_t i = 0; i < r->n_redact; i++)
-            json_object_array_add(redact, json_object_new_string(r->redact[i]));
+            json_object_array_add(kb_policy_redact_applies(r->redact[i], kind) ? redact : other,
+                                  json_object_new_string(r->redact[i]));
     json_object_object_add(o, "redact", redact);
+    json_object_object_add(o, "redact_other_kinds", other);
     json_object_object_add(o, "reason", json_object_new_string(d->reason));
     if (r) {
         json_object_object_add(o, "line", json_object_new_int(r->line));
@@ -402,12 +414,25 @@ static void s_decision_text(const s_query_t *q, const char *to, const kb_decisio
     if (r && r->legal_basis && d->allowed)
         printf("%s  legal basis:  %s\n", indent, r->legal_basis);
     if (d->allowed && r) {
-        if (r->n_redact == 0) {
+        /* only what the broker withholds from this kind: a path of the
+         * rule for another kind is not in this message */
+        size_t n_applies = 0;
+        for (size_t i = 0; i < r->n_redact; i++)
+            n_applies += kb_policy_redact_applies(r->redact[i], q->kind) != 0;
+        if (n_applies == 0) {
             printf("%s  %s sees every field of the message\n", indent, to);
         } else {
             printf("%s  withheld from %s:", indent, to);
-            for (size_t i = 0; i < r->n_redact; i++)
-                printf("%s %s", i ? "," : "", r->redact[i]);
+            for (size_t i = 0, k = 0; i < r->n_redact; i++)
+                if (kb_policy_redact_applies(r->redact[i], q->kind))
+                    printf("%s %s", k++ ? "," : "", r->redact[i]);
+            printf("\n");
+        }
+        if (n_applies < r->n_redact) {
+            printf("%s  rule paths for other kinds (not in this message):", indent);
+            for (size_t i = 0, k = 0; i < r->n_redact; i++)
+                if (!kb_policy_redact_applies(r->redact[i], q->kind))
+                    printf("%s %s", k++ ? "," : "", r->redact[i]);
             printf("\n");
         }
     }
@@ -472,7 +497,7 @@ static int s_explain_one(const kb_conf_t *conf, const s_query_t *q)
         return KB_EXIT_FAIL;
     }
     if (q->json) {
-        json_object *o = s_query_json(q), *one = s_decision_json(q->to, &d);
+        json_object *o = s_query_json(q), *one = s_decision_json(q->to, q->kind, &d);
         if (!o || !one) {
             json_object_put(o);
             json_object_put(one);
@@ -527,7 +552,7 @@ static int s_explain_fanout(const kb_conf_t *conf, const s_query_t *q)
             fprintf(stderr, "ketenbus policy explain: %s\n", kb_last_error());
             rc = KB_EXIT_FAIL;
         } else if (q->json) {
-            json_object *one = s_decision_json(to[i], &d);
+            json_object *one = s_decision_json(to[i], q->kind, &d);
             if (!one)
                 rc = s_print_json(NULL);
             else

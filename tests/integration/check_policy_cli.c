@@ -370,6 +370,47 @@ START_TEST(test_check_broken)
 }
 END_TEST
 
+/* A rule for signals and referrals that withholds only signal.narrative:
+ * the broker withholds it from a signal, and nothing from a referral
+ * (kb_seal_redact changes only paths under the message's payload), so
+ * explain must not say the referral's narrative is withheld. */
+START_TEST(test_explain_redact_per_kind)
+{
+    char text[4096];
+    snprintf(text, sizeof text, "%s%s", s_head,
+             "  - id: police-to-fier\n    from: politie\n    to: fier\n    kinds: [signal, referral]\n"
+             "    purposes: [victim_care]\n    max_handling: h2\n    legal_basis: b\n"
+             "    redact: [signal.narrative]\n");
+    s_file("kinds.yaml", text);
+    ck_assert_int_eq(s_policy("explain kinds.yaml --from politie --to fier --kind referral --purpose victim_care "
+                              "--handling h1"),
+                     0);
+    const char *ref[] = {"fier sees every field", "rule paths for other kinds (not in this message): signal.narrative",
+                         NULL};
+    s_want(ref, "withheld from fier");
+    ck_assert_int_eq(s_policy("explain kinds.yaml --from politie --to fier --kind signal --purpose victim_care "
+                              "--handling h1"),
+                     0);
+    const char *sig[] = {"withheld from fier: signal.narrative", NULL};
+    s_want(sig, "other kinds");
+    ck_assert_int_eq(s_policy("explain kinds.yaml --from politie --to fier --kind referral --purpose victim_care "
+                              "--handling h1 --json"),
+                     0);
+    const char *json[] = {"\"redact\":[]", "\"redact_other_kinds\":[\"signal.narrative\"]", NULL};
+    s_want(json, NULL);
+    ck_assert_int_eq(s_policy("explain kinds.yaml --from politie --kind referral --purpose victim_care --handling h1 "
+                              "--json"),
+                     0);
+    s_want(json, NULL);
+    /* check says the referral's copy of the field is not withheld */
+    ck_assert_int_eq(s_policy("check kinds.yaml"), 0);
+    const char *lint[] = {"kinds.yaml:22:5: warning: rule 'police-to-fier' withholds signal.narrative from a signal "
+                          "but not referral.signal.narrative from a referral",
+                          NULL};
+    s_want(lint, NULL);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("policy-cli");
@@ -378,6 +419,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_explain, 0, (int)(sizeof s_explain_cases / sizeof s_explain_cases[0]));
     tcase_add_test(tc, test_explain_json_parses);
+    tcase_add_test(tc, test_explain_redact_per_kind);
     tcase_add_test(tc, test_check_example);
     tcase_add_test(tc, test_check_usage);
     tcase_add_loop_test(tc, test_check_broken, 0, (int)(sizeof s_check_cases / sizeof s_check_cases[0]));

@@ -151,7 +151,7 @@ static const char s_rules[] =
     "    purposes: [registration, victim_care]\n"
     "    max_handling: h2\n"
     "    legal_basis: \"AVG art. 6(1)(e)\"\n"
-    "    redact: [signal.narrative]\n"
+    "    redact: [signal.narrative, referral.signal.narrative]\n"
     "  - id: police-investigation\n"                                    /* 54 */
     "    from: [police]\n"
     "    to: [police, om]\n"
@@ -205,7 +205,7 @@ static const char s_rules[] =
     "    purposes: [child_protection, victim_care]\n"
     "    max_handling: h1\n"
     "    legal_basis: \"Jeugdwet art. 7.4.0\"\n"
-    "    redact: [signal.narrative, referral.contact]\n"
+    "    redact: [signal.narrative, referral.signal.narrative, referral.contact]\n"
     "  - id: statistics-dci\n"                                          /* 108 */
     "    from: [comensha, police]\n"
     "    to: [dci]\n"
@@ -261,9 +261,9 @@ static const s_row_t s_table[] = {
      "refused: no rule allows kind signal from fier to politie for purpose registration"},
     {"fier", "ldh", SIG, VC, H1, 0, 0, NULL, "", "refused: no rule allows kind signal from fier to ldh for purpose victim_care"},
     /* shelters to CoMensha, with the narrative withheld */
-    {"fier", "comensha", SIG, REG, H2, 0, 1, "care-reports-comensha", "signal.narrative",
+    {"fier", "comensha", SIG, REG, H2, 0, 1, "care-reports-comensha", "signal.narrative,referral.signal.narrative",
      "allowed by rule care-reports-comensha (basis AVG art. 6(1)(e))"},
-    {"ldh", "comensha", REF, VC, H0, 0, 1, "care-reports-comensha", "signal.narrative",
+    {"ldh", "comensha", REF, VC, H0, 0, 1, "care-reports-comensha", "signal.narrative,referral.signal.narrative",
      "allowed by rule care-reports-comensha (basis AVG art. 6(1)(e))"},
     {"comensha", "fier", SIG, REG, H0, 0, 0, NULL, "",
      "refused: no rule allows kind signal from comensha to fier for purpose registration"},
@@ -311,13 +311,13 @@ static const s_row_t s_table[] = {
     {"politie", "dci", SIG, STA, H0, 0, 0, "no-statistics-from-police", "", "refused by deny rule no-statistics-from-police"},
     {"kmar", "dci", SIG, STA, H0, 0, 0, "no-statistics-from-police", "", "refused by deny rule no-statistics-from-police"},
     /* municipalities */
-    {"gem-utrecht", "politie", SIG, CP, H1, 0, 1, "municipalities-signal", "signal.narrative,referral.contact",
+    {"gem-utrecht", "politie", SIG, CP, H1, 0, 1, "municipalities-signal", "signal.narrative,referral.signal.narrative,referral.contact",
      "allowed by rule municipalities-signal (basis Jeugdwet art. 7.4.0)"},
-    {"gem-amsterdam", "kmar", SIG, VC, H1, 0, 1, "municipalities-signal", "signal.narrative,referral.contact",
+    {"gem-amsterdam", "kmar", SIG, VC, H1, 0, 1, "municipalities-signal", "signal.narrative,referral.signal.narrative,referral.contact",
      "allowed by rule municipalities-signal (basis Jeugdwet art. 7.4.0)"},
-    {"gem-rotterdam", "rvdk", REF, VC, H1, 0, 1, "municipalities-signal", "signal.narrative,referral.contact",
+    {"gem-rotterdam", "rvdk", REF, VC, H1, 0, 1, "municipalities-signal", "signal.narrative,referral.signal.narrative,referral.contact",
      "allowed by rule municipalities-signal (basis Jeugdwet art. 7.4.0)"},
-    {"gem-rotterdam", "ldh", SIG, CP, H0, 0, 1, "municipalities-signal", "signal.narrative,referral.contact",
+    {"gem-rotterdam", "ldh", SIG, CP, H0, 0, 1, "municipalities-signal", "signal.narrative,referral.signal.narrative,referral.contact",
      "allowed by rule municipalities-signal (basis Jeugdwet art. 7.4.0)"},
     {"gem-rotterdam", "fier", SIG, CP, H2, 0, 0, NULL, "", "refused: rule municipalities-signal allows at most h1; message is h2"},
     {"gem-utrecht", "gem-amsterdam", SIG, CP, H0, 0, 0, NULL, "",
@@ -466,7 +466,7 @@ START_TEST(test_lint_fixture)
     kb_policy_issue_t *issues = NULL;
     size_t n = 99;
     ck_assert_int_eq(kb_policy_lint(s_conf, S_NOW, &issues, &n), KB_OK);
-    ck_assert_uint_eq(n, 0);
+    ck_assert_msg(n == 0, "%d:%d: %s", issues[0].line, issues[0].column, issues[0].message);
     free(issues);
     ck_assert_int_eq(kb_policy_lint(s_conf, S_LATER, &issues, &n), KB_OK);
     ck_assert_uint_eq(n, 1);
@@ -517,6 +517,9 @@ END_TEST
     "  - {id: " id ", from: " from ", to: " to ", kinds: " kinds ", purposes: " purposes ", max_handling: " h \
     ", legal_basis: b, valid_until: " until "}\n"
 #define DENY(id, from, to, rest) "  - {id: " id ", effect: deny, from: " from ", to: " to rest "}\n"
+#define ALLOW_REDACT(id, kinds, redact)                                                                   \
+    "  - {id: " id ", from: fier, to: politie, kinds: " kinds ", purposes: victim_care, max_handling: h1, " \
+    "legal_basis: b, redact: " redact "}\n"
 
 typedef struct {
     const char *rules;  /* the rules after S_HEAD */
@@ -580,8 +583,25 @@ static const s_lint_t s_lints[] = {
      "23:5: rule 's' names only 'fier' in from and to; an agency never sends to itself, so it never applies"},
     {DENY("s", "politie", "[politie]", ""), 0,
      "23:5: rule 's' names only 'politie' in from and to; an agency never sends to itself, so it never applies"},
+    /* warnings: a field withheld from one kind but not where another of the rule's kinds carries it */
+    {ALLOW_REDACT("r", "[signal, referral]", "[signal.narrative]"), 0,
+     "23:5: rule 'r' withholds signal.narrative from a signal but not referral.signal.narrative from a referral, "
+     "which carries the same field: add referral.signal.narrative to redact"},
+    {ALLOW_REDACT("r", "[referral, signal]", "[referral.reason, referral.signal.observed]"), 0,
+     "23:5: rule 'r' withholds referral.signal.observed from a referral but not signal.observed from a signal, "
+     "which carries the same field: add signal.observed to redact"},
+    {ALLOW_REDACT("r", "[signal, referral]", "[signal.observed, referral.signal.observed.location]"), 0,
+     "23:5: rule 'r' withholds signal.observed from a signal but not referral.signal.observed from a referral, "
+     "which carries the same field: add referral.signal.observed to redact"},
 
     /* no issue */
+    {ALLOW_REDACT("r", "[signal, referral]", "[signal.narrative, referral.signal.narrative]"), 0, NULL},
+    {ALLOW_REDACT("r", "[signal, referral]", "[signal.narrative, referral.signal]"), 0, NULL},
+    {ALLOW_REDACT("r", "[signal, referral]", "[referral.signal]"), 0, NULL}, /* no path names a whole signal */
+    {ALLOW_REDACT("r", "[signal, referral]", "[signal.observed, referral.signal.observed]"), 0, NULL},
+    {ALLOW_REDACT("r", "[signal, referral]", "[referral.reason]"), 0, NULL}, /* a signal has no reason */
+    {ALLOW_REDACT("r", "[signal]", "[signal.narrative]"), 0, NULL},
+    {ALLOW_REDACT("r", "[referral]", "[referral.signal.narrative]"), 0, NULL},
     {ALLOW("a", "fier", "politie", "signal", "victim_care", "h1") ALLOW("b", "fier", "politie", "signal", "victim_care", "h2"),
      0, NULL}, /* b allows a higher handling code */
     {ALLOW_UNTIL("a", "fier", "politie", "signal", "victim_care", "h2", "2099-01-01")
