@@ -936,8 +936,11 @@ static int s_rule_agencies(s_ctx_t *ctx, const kb_rule_t *r, yaml_node_t *node, 
 }
 
 /* A rule's kinds or purposes: names of enum d (without prefix) as bits. */
+/* Values of enum d named in the list at node, as bits; a value whose bit
+ * is in barred (notice kinds in `kinds`) is refused with barred_why. */
 static int s_rule_bits(s_ctx_t *ctx, const kb_rule_t *r, yaml_node_t *node, const char *what, const char *noun,
-                       const ProtobufCEnumDescriptor *d, const char *prefix, uint32_t *bits)
+                       const ProtobufCEnumDescriptor *d, const char *prefix, uint32_t barred, const char *barred_why,
+                       uint32_t *bits)
 {
     s_list_t list;
     int rc = s_list(ctx, node, what, &list);
@@ -953,11 +956,13 @@ static int s_rule_bits(s_ctx_t *ctx, const kb_rule_t *r, yaml_node_t *node, cons
         int value = s_enum_value(d, prefix, text);
         if (value < 0) {
             char names[KB_CONF_LIST_TEXT];
-            s_enum_names(d, prefix, UINT32_MAX, names, sizeof names);
+            s_enum_names(d, prefix, ~barred, names, sizeof names);
             return s_err(ctx, item, "unknown %s '%.*s' in rule '%s' (expected %s)", noun, KB_CONF_SHOW, text, r->id,
                          names);
         }
         uint32_t bit = 1u << value;
+        if (barred & bit)
+            return s_err(ctx, item, "%s '%s' in rule '%s': %s", noun, text, r->id, barred_why);
         if (*bits & bit)
             return s_err(ctx, item, "%s '%s' appears twice in rule '%s'", noun, text, r->id);
         *bits |= bit;
@@ -1164,7 +1169,14 @@ static int s_rule(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
         (rc = s_rule_agencies(ctx, r, v[R_TO], "to", &r->n_to, &r->to)) != KB_OK)
         return rc;
     if (v[R_KINDS]) {
-        if ((rc = s_rule_bits(ctx, r, v[R_KINDS], "kinds", "kind", &ketenbus__kind__descriptor, "KIND_",
+        uint32_t notices = 0;
+        for (int kind = 1; kind <= KB_CONF_MAX_ENUM_BIT; kind++)
+            if (kb_policy_kind_is_notice(kind))
+                notices |= 1u << kind;
+        /* notices are the broker's own messages: a rule naming one would
+         * let an agency forge a notice in the broker's name */
+        if ((rc = s_rule_bits(ctx, r, v[R_KINDS], "kinds", "kind", &ketenbus__kind__descriptor, "KIND_", notices,
+                              "notices are written and signed by the broker only; no rule routes them",
                               &r->kinds)) != KB_OK)
             return rc;
     } else {
@@ -1172,7 +1184,7 @@ static int s_rule(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
     }
     if (v[R_PURPOSES]) {
         if ((rc = s_rule_bits(ctx, r, v[R_PURPOSES], "purposes", "purpose", &ketenbus__purpose__descriptor,
-                              "PURPOSE_", &r->purposes)) != KB_OK)
+                              "PURPOSE_", 0, NULL, &r->purposes)) != KB_OK)
             return rc;
     } else {
         r->purposes = s_enum_all(&ketenbus__purpose__descriptor, "PURPOSE_");

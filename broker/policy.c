@@ -517,6 +517,11 @@ const char *kb_policy_kind_member(int kind)
     }
 }
 
+int kb_policy_kind_is_notice(int kind)
+{
+    return kind == KETENBUS__KIND__KIND_MATCH_NOTICE || kind == KETENBUS__KIND__KIND_EXPIRY_NOTICE;
+}
+
 /* True if path is prefix itself or lies under it ("a.b" under "a"). */
 static int s_under(const char *path, const char *prefix)
 {

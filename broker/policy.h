@@ -90,6 +90,10 @@ const char *kb_policy_name(kb_policy_field_t field, int value, char *buf, size_t
  * that envelopes of kind carry, or NULL for a kind without payload. */
 const char *kb_policy_kind_member(int kind);
 
+/* True for the kinds the broker alone writes and signs (match and expiry
+ * notices): no rule may name them and no agency may send them. */
+int kb_policy_kind_is_notice(int kind);
+
 /* True if withholding redact path `path` changes a message of kind: the
  * path lies under that kind's payload member. The broker withholds only
  * such paths (kb_seal_redact finds nothing else to withhold); a rule for

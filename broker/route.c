@@ -245,6 +245,14 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
                  "sender '%s' does not match the authenticated agency '%s'", e->sender, s->agency);
         return KB_OK;
     }
+    if (kb_policy_kind_is_notice((int)e->kind)) {
+        /* a notice's sender is the broker: one from an agency would pass
+         * for the broker's word about another agency's message */
+        s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED,
+                 "kind %s is written and signed by the broker only; an agency may not send it",
+                 kb_kind_name(e->kind));
+        return KB_OK;
+    }
     int64_t now = kb_now_us();
     if (e->created_us > now + KB_CLOCK_SKEW_US || e->created_us < now - b->conf->message_ttl_us) {
         s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_STALE,

@@ -13,7 +13,8 @@
  * one that holds many deliveries without acknowledging them does not stop
  * the entries behind them from expiring. Sessions need a random routing id.
  * One envelope's content (withheld paths, which only the broker sets) is
- * refused alone and never fails the turn for the others.
+ * refused alone and never fails the turn for the others. A notice, which
+ * only the broker writes, is refused from an agency.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -1210,6 +1211,51 @@ START_TEST(test_withheld_from_adapter_rejected)
 }
 END_TEST
 
+/* Kinds only the broker writes, as an agency would forge them. */
+static const char *const s_notice_kinds[] = {"match_notice", "expiry_notice"};
+
+/* A notice from an agency (correctly signed, to a recipient a deny-less
+ * chain could route to) is REJECTED as the broker's own kind and audited:
+ * a recipient would take it for the broker's word about its message. */
+START_TEST(test_notice_from_agency_rejected)
+{
+    void *politie = s_raw(s_chain.keys, "politie");
+    s_hello(politie);
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"recipients\":[\"fier\"],\"kind\":\"%s\",\"purpose\":\"victim_care\",\"handling\":\"h1\","
+             "\"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\"sender\":\"politie\","
+             "\"notice\":{\"type\":\"%s\",\"agencies\":[\"fier\"],\"text\":\"forged\"}}",
+             s_notice_kinds[_i], _i == 0 ? "match" : "expired");
+    ProtobufCMessage *pm = NULL;
+    ck_assert_msg(kb_json_decode(json, strlen(json), &ketenbus__envelope__descriptor, &pm) == KB_OK, "%s",
+                  kb_last_error());
+    Ketenbus__Envelope *e = (Ketenbus__Envelope *)pm;
+    e->message_id.data = malloc(16);
+    e->message_id.len = 16;
+    ck_assert_int_eq(kb_uuid7(e->message_id.data), KB_OK);
+    e->created_us = kb_now_us();
+    char path[512];
+    snprintf(path, sizeof path, "%s/politie.sign.pem", s_chain.keys);
+    EVP_PKEY *k = kb_keys_load_sign_private(path);
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(kb_seal_sign(e, k), KB_OK);
+    EVP_PKEY_free(k);
+    int outcome, code;
+    char reason[512];
+    s_submit(politie, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_REJECTED);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED);
+    ck_assert_msg(strstr(reason, "written and signed by the broker only") != NULL, "reason: %s", reason);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    zmq_close(politie);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED,
+                                          "written and signed by the broker only"),
+                     1);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -1237,6 +1283,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_routing_id_taken_by_another_agency);
     tcase_add_loop_test(tc, test_withheld_from_adapter_rejected, 0,
                         (int)(sizeof s_withheld_counts / sizeof s_withheld_counts[0]));
+    tcase_add_loop_test(tc, test_notice_from_agency_rejected, 0,
+                        (int)(sizeof s_notice_kinds / sizeof s_notice_kinds[0]));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -123,7 +123,7 @@ static const char s_full[] =
     "    effect: allow\n"                                         /* 36 */
     "    from: politie\n"                                         /* 37 */
     "    to: om\n"                                                /* 38 */
-    "    kinds: [referral, match_notice, expiry_notice]\n"        /* 39 */
+    "    kinds: [referral, referral_update]\n"                    /* 39 */
     "    purposes: criminal_investigation\n"                      /* 40 */
     "    max_handling: h3\n"                                      /* 41 */
     "    legal_basis: Wjsg\n"                                     /* 42 */
@@ -251,8 +251,7 @@ START_TEST(test_full)
     ck_assert_str_eq(r1->from[0], "politie");
     ck_assert_uint_eq(r1->n_to, 1);
     ck_assert_str_eq(r1->to[0], "om");
-    ck_assert_uint_eq(r1->kinds, (1u << KETENBUS__KIND__KIND_REFERRAL) | (1u << KETENBUS__KIND__KIND_MATCH_NOTICE) |
-                                     (1u << KETENBUS__KIND__KIND_EXPIRY_NOTICE));
+    ck_assert_uint_eq(r1->kinds, (1u << KETENBUS__KIND__KIND_REFERRAL) | (1u << KETENBUS__KIND__KIND_REFERRAL_UPDATE));
 
     /* a deny rule: every kind unless it names some, every handling code,
      * and the groups expanded */
@@ -637,8 +636,17 @@ static const s_bad_t s_bad[] = {
      "14:27: agency 'fier' appears twice in rule 'r1' from"},
     {B A "rules:\n" RULE("[]", "politie", "signal"), "14:11: rule 'r1' from: expected at least one agency or group"},
     {B A "rules:\n" RULE("fier", "politie", "[SIGNAL]"),
-     "16:13: unknown kind 'SIGNAL' in rule 'r1' (expected signal, referral, referral_update, match_notice, "
-     "expiry_notice)"},
+     "16:13: unknown kind 'SIGNAL' in rule 'r1' (expected signal, referral, referral_update)"},
+    /* notices are the broker's own: no rule may route one */
+    {B A "rules:\n" RULE("fier", "politie", "[signal, match_notice]"),
+     "16:21: kind 'match_notice' in rule 'r1': notices are written and signed by the broker only; no rule routes "
+     "them"},
+    {B A "rules:\n" RULE("fier", "politie", "expiry_notice"),
+     "16:12: kind 'expiry_notice' in rule 'r1': notices are written and signed by the broker only; no rule routes "
+     "them"},
+    {B A "rules:\n  - {id: d, effect: deny, from: fier, to: politie, kinds: [match_notice]}\n",
+     "13:60: kind 'match_notice' in rule 'd': notices are written and signed by the broker only; no rule routes "
+     "them"},
     {B A "rules:\n" RULE("fier", "politie", "kind_signal"), "16:12: unknown kind 'kind_signal' in rule 'r1'"},
     {B A "rules:\n" RULE("fier", "politie", "unspecified"), "16:12: unknown kind 'unspecified' in rule 'r1'"},
     {B A "rules:\n" RULE("fier", "politie", "[signal, referral, signal]"),
