@@ -91,6 +91,8 @@ typedef struct {
     uint32_t list_no;      /* number of the agency list being read */
     uint64_t n_pairs;      /* sender/recipient pairs of the rules so far */
     unsigned flags;        /* KB_CONF_* flags of the load */
+    const yaml_node_t *broker_node; /* the broker: mapping */
+    const yaml_node_t *broker_id;   /* its id value; NULL: the default id */
 } s_ctx_t;
 
 /* ------------------------------------------------------------- index */
@@ -518,6 +520,8 @@ static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
             return s_err(ctx, node, "missing key '%s' in broker", s_broker_keys[required[i]]);
 
     const char *text = "ketenbus";
+    ctx->broker_node = node;
+    ctx->broker_id = v[B_ID];
     if (v[B_ID]) {
         if ((rc = s_text(ctx, v[B_ID], "broker id", &text)) != KB_OK)
             return rc;
@@ -1382,6 +1386,14 @@ static int s_load(s_ctx_t *ctx, const char *buf, size_t len)
     /* Agencies before groups, groups before rules: each names the former. */
     if ((rc = s_broker(ctx, v[T_BROKER])) != KB_OK || (rc = s_agencies(ctx, v[T_AGENCIES])) != KB_OK)
         return rc;
+    /* The broker signs its notices with sender = its id: an agency of the
+     * same id would have the broker's notices taken for its messages. */
+    size_t same;
+    if (s_index_get(&ctx->agency_ids, ctx->conf->broker_id, &same))
+        return s_err(ctx, ctx->broker_id ? ctx->broker_id : ctx->broker_node,
+                     "broker id '%s'%s is also the id of an agency (line %d); the broker's notices would pass for "
+                     "that agency's messages: give the broker an id of its own",
+                     ctx->conf->broker_id, ctx->broker_id ? "" : " (the default)", ctx->conf->agencies[same].line);
     if (v[T_GROUPS] && (rc = s_groups(ctx, v[T_GROUPS])) != KB_OK)
         return rc;
     if (v[T_RULES] && (rc = s_rules(ctx, v[T_RULES])) != KB_OK)

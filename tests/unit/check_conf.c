@@ -623,6 +623,14 @@ static const s_bad_t s_bad[] = {
     {B "agencies:\n  - id: om\n    curve_cert: [keys/om.curve, keys/om.curve_secret]\n"
        "    signing_key: keys/om.sign.pub.pem\n",
      "7:33: agency 'om': the CURVE key in keys/om.curve_secret is already used by agency 'om'"},
+    /* the broker's notices carry its id as sender: no agency may have it */
+    {"broker:\n  id: fier\n  listen: tcp://127.0.0.1:5555\n  data_dir: data\n  key_dir: keys\n" A,
+     "2:7: broker id 'fier' is also the id of an agency (line 10); the broker's notices would pass for that "
+     "agency's messages: give the broker an id of its own"},
+    {B "agencies:\n" AG_POLITIE
+       "  - id: ketenbus\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.sign.pub.pem\n",
+     "2:3: broker id 'ketenbus' (the default) is also the id of an agency (line 9); the broker's notices would "
+     "pass for that agency's messages: give the broker an id of its own"},
     /* rules */
     {B A "rules: {}\n", "12:8: rules: expected a list of rules, not a mapping"},
     {B A "rules:\n  - id: r1\n    sender: [fier]\n",
