@@ -32,6 +32,7 @@
 #include "kb_error.h"
 #include "kb_keys.h"
 #include "kb_log.h"
+#include "kb_note.h"
 #include "kb_util.h"
 
 #define KB_SNDHWM          100000 /* frames queued per peer before sends fail */
@@ -146,7 +147,7 @@ void kb_broker_destroy(kb_broker_t **p)
             /* no checkpoint over records that may not be on disk */
             if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
                 kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
-            else if (b->sign_key)
+            else if (b->sign_key && b->cp_origin_ok) /* never under another broker's origin */
                 checkpoint_maybe(b, 1);
         }
     }
@@ -217,6 +218,27 @@ static void s_config_notes(const kb_broker_t *b)
     retention_describe(b);
 }
 
+/* The latest stored checkpoint was signed as "ketenbus/<broker id>": a
+ * broker under another id would sign later ones under another origin,
+ * which `ketenbus audit verify` rejects, so it does not start. */
+static int s_origin_check(const kb_broker_t *b, const char *note, size_t note_len, uint64_t size)
+{
+    kb_note_checkpoint_t cp;
+    if (kb_note_parse(note, note_len, &cp) != KB_OK)
+        return kb_error_set(KB_EIO, "the latest stored checkpoint (size %llu) does not parse: %s",
+                            (unsigned long long)size, kb_last_error());
+    static const char prefix[] = "ketenbus/";
+    const char *was = strncmp(cp.origin, prefix, sizeof prefix - 1) == 0 ? cp.origin + sizeof prefix - 1 : cp.origin;
+    if (strcmp(was, b->conf->broker_id) != 0)
+        return kb_error_set(KB_ECONFIG,
+                            "%s: broker.id is '%s', but the audit log in %s was signed by broker '%s' (latest "
+                            "checkpoint, size %llu, origin %s); a broker id cannot change for a data_dir: set "
+                            "broker.id back to '%s'",
+                            b->conf->path, b->conf->broker_id, b->conf->data_dir, was, (unsigned long long)size,
+                            cp.origin, was);
+    return KB_OK;
+}
+
 int kb_broker_start(kb_broker_t *b)
 {
     char path[4096], pub[KB_Z85_KEY_LEN + 1], sec[KB_Z85_KEY_LEN + 1];
@@ -278,9 +300,14 @@ int kb_broker_start(kb_broker_t *b)
     uint64_t cp_size = 0;
     char *note = NULL;
     size_t note_len = 0;
-    if (kb_store_checkpoint_latest(b->store, &cp_size, &note, &note_len) == KB_OK)
+    if (kb_store_checkpoint_latest(b->store, &cp_size, &note, &note_len) == KB_OK) {
         b->cp_size = cp_size;
+        rc = s_origin_check(b, note, note_len, cp_size);
+    }
     free(note);
+    if (rc != KB_OK)
+        return rc;
+    b->cp_origin_ok = 1;
     /* records a signed checkpoint covers are gone: appending now would
      * give other records their indices */
     if (kb_store_audit_size(b->store) < b->cp_size)
@@ -1046,6 +1073,22 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     if (!fresh) {
         char detail[KB_ERROR_MAX];
         snprintf(detail, sizeof detail, "%s", kb_last_error());
+        kb_log(KB_LOG_ERROR, "reload_refused", "by=\"%s\" detail=\"%s\"", who, detail);
+        snprintf(reason, sizeof reason, "refused reload requested by %s; old rules stay: %s", who, detail);
+        audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
+        kb_error_set(KB_ECONFIG, "%s", detail);
+        return KB_ECONFIG;
+    }
+    /* the broker id names the origin of the audit log's signed
+     * checkpoints: under another id, every later checkpoint would fail
+     * `ketenbus audit verify`, and a restart would refuse it anyway */
+    if (strcmp(fresh->broker_id, b->conf->broker_id) != 0) {
+        char detail[KB_ERROR_MAX];
+        snprintf(detail, sizeof detail,
+                 "%s: broker.id changed from '%s' to '%s'; the audit log's checkpoints are signed as ketenbus/%s, "
+                 "and the id cannot change for this data_dir",
+                 fresh->path, b->conf->broker_id, fresh->broker_id, b->conf->broker_id);
+        kb_conf_destroy(&fresh);
         kb_log(KB_LOG_ERROR, "reload_refused", "by=\"%s\" detail=\"%s\"", who, detail);
         snprintf(reason, sizeof reason, "refused reload requested by %s; old rules stay: %s", who, detail);
         audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);

@@ -177,6 +177,7 @@ typedef struct kb_broker {
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
     uint64_t cp_size;               /* tree size of the last signed checkpoint */
+    int cp_origin_ok;               /* 1 once the stored checkpoints are known to be under this broker id */
     int64_t cp_next_ms;             /* when the next checkpoint is due at the latest */
     int64_t retention_next_ms;      /* when the next retention pass starts */
     int retention_kind;             /* the kind the pass is at (KB_CONF_RETENTION_KINDS: done) */

@@ -6,7 +6,8 @@
  * earlier messages keep the old decision, later ones get the new. A broken
  * file is refused and the broker goes on serving with the old rules.
  * `ketenbus status` shows the running broker. An agency, or a key, taken
- * out of the chain loses the connections it had.
+ * out of the chain loses the connections it had. The broker id can change
+ * neither by reload nor by restart.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -361,6 +362,52 @@ START_TEST(test_replaced_key_ends_its_connections)
 }
 END_TEST
 
+/* Replace the broker id the chain's file gives (test-broker) by id. */
+static void s_set_broker_id(const char *id)
+{
+    char *text = NULL, out[65536];
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(s_chain.config, sizeof out - 64, &text, &len), KB_OK);
+    const char *at = strstr(text, "  id: ");
+    ck_assert_ptr_nonnull(at);
+    const char *eol = strchr(at, '\n');
+    ck_assert_ptr_nonnull(eol);
+    snprintf(out, sizeof out, "%.*s  id: %s%s", (int)(at - text), text, id, eol);
+    free(text);
+    kb_chain_write_config(&s_chain, out);
+}
+
+/* The broker id names the origin of the audit log's signed checkpoints: a
+ * reload that changes it is refused (the old configuration stays), and a
+ * broker whose id differs from the one its stored checkpoints were signed
+ * under does not start. */
+START_TEST(test_broker_id_cannot_change)
+{
+    s_set_broker_id("other-broker");
+    ck_assert_int_eq(s_cli("reload"), 1);
+    ck_assert_msg(strstr(s_out, "broker.id changed from 'test-broker' to 'other-broker'") != NULL, "%s", s_out);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_int_eq(s_submit(politie, 1), 1);
+    ketenbus_client_destroy(&politie);
+    s_set_broker_id("test-broker");
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0); /* signs a checkpoint as ketenbus/test-broker */
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED,
+                                          "broker.id changed from 'test-broker' to 'other-broker'"),
+                     1);
+    uint64_t size = 0, audit_size = 0;
+    kb_chain_checkpoint(&s_chain, &size, &audit_size);
+
+    s_set_broker_id("other-broker");
+    ck_assert_int_ne(kb_chain_try_start(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "broker.id is 'other-broker', but the audit log"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "signed by broker 'test-broker'"), 1);
+    /* under its own id it starts again */
+    s_set_broker_id("test-broker");
+    kb_chain_start(&s_chain);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+}
+END_TEST
+
 START_TEST(test_admin_without_broker)
 {
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
@@ -378,6 +425,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_broken_file_keeps_old_rules);
     tcase_add_test(tc, test_admin_without_broker);
+    tcase_add_test(tc, test_broker_id_cannot_change);
     tcase_add_test(tc, test_rule_about_to_expire_is_logged);
     tcase_add_test(tc, test_removed_agency_gets_nothing_more);
     tcase_add_test(tc, test_removed_agency_queue_expires);
