@@ -202,6 +202,10 @@ static int s_zmq_err(const char *what)
     return kb_error_set(KB_ENET, "%s: %s", what, zmq_strerror(zmq_errno()));
 }
 
+/* Said at start and at every reload that loads such a file, in the log
+ * and in the rules_loaded audit record. */
+#define S_UNCHECKED "verify_signatures is false: envelope signatures are not checked (benchmarks only)"
+
 /* What the configuration in force warns of (an allow rule that never
  * decides, a rule about to expire), and its retention periods: the file
  * loaded, but an operator should hear of these. */
@@ -216,6 +220,8 @@ static void s_config_notes(const kb_broker_t *b)
                        issues[i].column, issues[i].message);
     free(issues);
     retention_describe(b);
+    if (!b->conf->verify_signatures)
+        kb_log(KB_LOG_WARN, "signatures_unchecked", "detail=\"%s\"", S_UNCHECKED);
 }
 
 /* The latest stored checkpoint was signed as "ketenbus/<broker id>": a
@@ -315,13 +321,13 @@ int kb_broker_start(kb_broker_t *b)
                                     "(see ketenbus audit verify --offline)",
                             (unsigned long long)kb_store_audit_size(b->store), (unsigned long long)b->cp_size);
     b->cp_next_ms = b->started_ms + b->conf->checkpoint_interval_us / 1000;
-    audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, b->conf->sha256);
+    char loaded[KB_ERROR_MAX];
+    snprintf(loaded, sizeof loaded, "%s%s%s", b->conf->sha256, b->conf->verify_signatures ? "" : "; ",
+             b->conf->verify_signatures ? "" : S_UNCHECKED);
+    audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, loaded);
     if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
         return KB_EIO;
     s_config_notes(b);
-    if (!b->conf->verify_signatures)
-        kb_log(KB_LOG_WARN, "signatures_unchecked",
-               "detail=\"verify_signatures is false: envelope signatures are not checked (benchmarks only)\"");
     kb_log(KB_LOG_INFO, "started", "endpoint=%s admin=%s agencies=%zu rules=%zu config_sha256=%s audit_size=%llu",
            b->endpoint, b->admin_endpoint, b->conf->n_agencies, b->conf->n_rules, b->conf->sha256,
            (unsigned long long)kb_store_audit_size(b->store));
@@ -1124,7 +1130,8 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     kb_log(KB_LOG_INFO, "rules_loaded", "by=\"%s\" sha256=%s previous=%s agencies=%zu rules=%zu", who,
            fresh->sha256, old->sha256, fresh->n_agencies, fresh->n_rules);
     s_config_notes(b);
-    snprintf(reason, sizeof reason, "sha256=%s previous=%s loaded by %s", fresh->sha256, old->sha256, who);
+    snprintf(reason, sizeof reason, "sha256=%s previous=%s loaded by %s%s%s", fresh->sha256, old->sha256, who,
+             fresh->verify_signatures ? "" : "; ", fresh->verify_signatures ? "" : S_UNCHECKED);
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
     kb_conf_destroy(&old);
     return KB_OK;

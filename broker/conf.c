@@ -572,6 +572,8 @@ static int s_broker(s_ctx_t *ctx, const yaml_node_t *node)
     if (v[B_VERIFY]) {
         if ((rc = s_text(ctx, v[B_VERIFY], "verify_signatures", &text)) != KB_OK)
             return rc;
+        c->verify_line = (int)v[B_VERIFY]->start_mark.line + 1;
+        c->verify_column = (int)v[B_VERIFY]->start_mark.column + 1;
         if (strcmp(text, "true") == 0)
             c->verify_signatures = 1;
         else if (strcmp(text, "false") == 0)

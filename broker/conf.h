@@ -134,6 +134,8 @@ typedef struct kb_conf {
     int64_t checkpoint_interval_us; /* sign an audit checkpoint at least this often... */
     uint64_t checkpoint_records;  /* ...or after this many new audit records */
     int verify_signatures;        /* 0 only to measure the rest of the broker (benchmarks) */
+    int verify_line;              /* line of the verify_signatures value (0 without one) */
+    int verify_column;            /* its column */
     int64_t retention_us[KB_CONF_RETENTION_KINDS]; /* per Ketenbus__Kind (0: about no message); 0: kept */
     size_t n_agencies;            /* number of agencies */
     kb_agency_t *agencies;        /* the agencies, in file order */

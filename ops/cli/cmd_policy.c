@@ -54,8 +54,8 @@ static void s_usage_policy(FILE *out)
             "    check     loads FILE as the broker would and lints its rules: errors\n"
             "              (the broker would refuse the file) and warnings (rules that\n"
             "              can never decide anything, a field withheld from one kind\n"
-            "              but not from another kind that carries it), each as\n"
-            "              file:line:col.\n"
+            "              but not from another kind that carries it, signatures not\n"
+            "              checked), each as file:line:col.\n"
             "    explain   says whether a message would be ALLOWED or REFUSED, by which\n"
             "              rule, on which legal basis, and which fields the recipient\n"
             "              would not see.\n"
@@ -312,6 +312,14 @@ static int s_check(int argc, char **argv)
         fprintf(stderr, "ketenbus policy check: %s\n", kb_last_error());
         kb_conf_destroy(&conf);
         return KB_EXIT_FAIL;
+    }
+    /* the broker section comes before the rules */
+    if (!conf->verify_signatures) {
+        fprintf(stderr,
+                "%s:%d:%d: warning: verify_signatures is false: the broker does not check envelope signatures, so "
+                "an adapter's messages are not proven to come from it (benchmarks only)\n",
+                path, conf->verify_line, conf->verify_column);
+        n_warnings++;
     }
     for (size_t i = 0; i < n_issues; i++) {
         const kb_policy_issue_t *is = &issues[i];

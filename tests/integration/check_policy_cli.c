@@ -411,6 +411,25 @@ START_TEST(test_explain_redact_per_kind)
 }
 END_TEST
 
+/* A file that turns signature checks off is warned about, at its line. */
+START_TEST(test_check_unchecked_signatures)
+{
+    const char *rules = "  - id: ok\n    from: [care]\n    to: [politie]\n    kinds: [signal]\n"
+                        "    purposes: [victim_care]\n    max_handling: h2\n    legal_basis: b\n";
+    const char *key_dir = "  key_dir: keys\n";
+    const char *at = strstr(s_head, key_dir);
+    ck_assert_ptr_nonnull(at);
+    at += strlen(key_dir);
+    char text[4096];
+    snprintf(text, sizeof text, "%.*s  verify_signatures: false\n%s%s", (int)(at - s_head), s_head, at, rules);
+    s_file("unchecked.yaml", text);
+    ck_assert_int_eq(s_policy("check unchecked.yaml"), 0);
+    const char *want[] = {"unchecked.yaml:6:22: warning: verify_signatures is false", "OK, 1 warning", NULL};
+    s_want(want, NULL);
+    ck_assert_int_eq(s_policy("check --strict unchecked.yaml"), 1);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("policy-cli");
@@ -420,6 +439,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_explain, 0, (int)(sizeof s_explain_cases / sizeof s_explain_cases[0]));
     tcase_add_test(tc, test_explain_json_parses);
     tcase_add_test(tc, test_explain_redact_per_kind);
+    tcase_add_test(tc, test_check_unchecked_signatures);
     tcase_add_test(tc, test_check_example);
     tcase_add_test(tc, test_check_usage);
     tcase_add_loop_test(tc, test_check_broken, 0, (int)(sizeof s_check_cases / sizeof s_check_cases[0]));

@@ -408,6 +408,29 @@ START_TEST(test_broker_id_cannot_change)
 }
 END_TEST
 
+/* A reload that turns signature checks off says so: a warning in the log
+ * and the reason of its rules_loaded audit record (as a start does). */
+START_TEST(test_reload_turning_signatures_off_warns)
+{
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=signatures_unchecked"), 0);
+    char *text = NULL, out[65536];
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(s_chain.config, sizeof out - 64, &text, &len), KB_OK);
+    const char *at = strstr(text, "  key_dir: keys\n");
+    ck_assert_ptr_nonnull(at);
+    at += strlen("  key_dir: keys\n");
+    snprintf(out, sizeof out, "%.*s  verify_signatures: false\n%s", (int)(at - text), text, at);
+    free(text);
+    kb_chain_write_config(&s_chain, out);
+    ck_assert_int_eq(s_cli("reload"), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=signatures_unchecked"), 1);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED,
+                                          "verify_signatures is false"),
+                     1);
+}
+END_TEST
+
 START_TEST(test_admin_without_broker)
 {
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
@@ -426,6 +449,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_broken_file_keeps_old_rules);
     tcase_add_test(tc, test_admin_without_broker);
     tcase_add_test(tc, test_broker_id_cannot_change);
+    tcase_add_test(tc, test_reload_turning_signatures_off_warns);
     tcase_add_test(tc, test_rule_about_to_expire_is_logged);
     tcase_add_test(tc, test_removed_agency_gets_nothing_more);
     tcase_add_test(tc, test_removed_agency_queue_expires);
