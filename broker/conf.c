@@ -1048,11 +1048,6 @@ static int s_rule_redact(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
     return KB_OK;
 }
 
-static int s_leap(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
 /* True if text starts with a real calendar date "YYYY-MM-DD". */
 static int s_date_ok(const char *text)
 {
@@ -1064,10 +1059,7 @@ static int s_date_ok(const char *text)
     int y = (text[0] - '0') * 1000 + (text[1] - '0') * 100 + (text[2] - '0') * 10 + (text[3] - '0');
     int m = (text[5] - '0') * 10 + (text[6] - '0');
     int d = (text[8] - '0') * 10 + (text[9] - '0');
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < KB_CONF_MIN_YEAR || m < 1 || m > 12 || d < 1)
-        return 0;
-    return d <= days[m - 1] + (m == 2 && s_leap(y));
+    return y >= KB_CONF_MIN_YEAR && d >= 1 && d <= kb_days_in_month(y, m);
 }
 
 /* valid_until: a date (the rule holds to the end of that day, UTC) or an

@@ -183,6 +183,15 @@ static int s_digits(const char **p, int n, int *out)
     return 0;
 }
 
+int kb_days_in_month(int year, int month)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12)
+        return 0;
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return days[month - 1] + (month == 2 && leap);
+}
+
 int kb_time_parse(const char *text, int64_t *us)
 {
     const char *p = text;
@@ -193,7 +202,8 @@ int kb_time_parse(const char *text, int64_t *us)
     p++;
     if (s_digits(&p, 2, &h) || *p++ != ':' || s_digits(&p, 2, &m) || *p++ != ':' || s_digits(&p, 2, &s))
         return kb_error_set(KB_EPROTO, "not an RFC 3339 time: \"%.40s\"", text);
-    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || s > 60)
+    /* timegm() would move 2028-11-31 to December 1st without a word */
+    if (D < 1 || D > kb_days_in_month(Y, M) || h > 23 || m > 59 || s > 60)
         return kb_error_set(KB_EPROTO, "time out of range: \"%.40s\"", text);
     int64_t frac = 0;
     if (*p == '.') {

@@ -43,8 +43,13 @@ int kb_unhex(const char *text, uint8_t *out, size_t out_len);
 /* RFC 3339 UTC text with microseconds ("2026-11-23T10:00:00.000000Z"). */
 void kb_time_format(int64_t us, char out[32]);
 
-/* Parse RFC 3339 ("...Z" or with offset, optional fraction); KB_EPROTO. */
+/* Parse RFC 3339 ("...Z" or with offset, optional fraction); KB_EPROTO,
+ * also for a day the month does not have (2026-02-29, 2028-11-31). */
 int kb_time_parse(const char *text, int64_t *us);
+
+/* Days in month (1-12) of year in the Gregorian calendar (leap years
+ * included); 0 for a month out of range. */
+int kb_days_in_month(int year, int month);
 
 /* Read a whole file (at most max_len bytes, else KB_ETOOBIG); *buf is
  * NUL-terminated and the caller's. */

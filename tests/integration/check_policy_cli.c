@@ -171,7 +171,7 @@ static const s_explain_case_t s_explain_cases[] = {
     /* 19: JSON fan-out */
     {"--from fier --kind signal --purpose victim_care --handling h2 --json", 0,
      {"\"allowed\":true", "\"recipients\":[{\"to\":\"politie\"", "\"to\":\"comensha\""}, "\"to\":\"emm\""},
-    /* 20-25: usage errors */
+    /* 20-27: usage errors */
     {"--from interpol --to politie --kind signal --purpose analysis --handling h0", 2,
      {"--from: unknown agency 'interpol'", "politie, kmar, om"}, NULL},
     {"--from politie --to interpol --kind signal --purpose analysis --handling h0", 2,
@@ -184,9 +184,14 @@ static const s_explain_case_t s_explain_cases[] = {
      {"--handling: unknown value 'h4'", "h0, h1, h2 or h3"}, NULL},
     {"--from politie --to emm --kind signal --purpose analysis --handling h1 --at yesterday", 2,
      {"--at: 'yesterday' is not a time"}, NULL},
-    /* 26: a required option missing */
+    /* a day the month does not have is no time, not the next month's first */
+    {"--from politie --to emm --kind signal --purpose analysis --handling h1 --at 2028-11-31", 2,
+     {"--at: '2028-11-31' is not a time"}, NULL},
+    {"--from politie --to emm --kind signal --purpose analysis --handling h1 --at 2027-02-29T10:00:00Z", 2,
+     {"--at: '2027-02-29T10:00:00Z' is not a time"}, NULL},
+    /* 28: a required option missing */
     {"--from politie --to emm --kind signal --handling h1", 2, {"--purpose is required"}, NULL},
-    /* 27: case-insensitive, with the proto prefix */
+    /* 29: case-insensitive, with the proto prefix */
     {"--from politie --to emm --kind KIND_SIGNAL --purpose Analysis --handling H1", 0,
      {"ALLOWED by rule analysis-emm"}, NULL},
 };
