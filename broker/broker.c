@@ -211,14 +211,10 @@ static int s_zmq_err(const char *what)
  * loaded, but an operator should hear of these. */
 static void s_config_notes(const kb_broker_t *b)
 {
-    kb_policy_issue_t *issues = NULL;
-    size_t n = 0;
-    if (kb_policy_lint(b->conf, kb_now_us(), &issues, &n) == KB_OK)
-        for (size_t i = 0; i < n; i++)
-            if (!issues[i].is_error)
-                kb_log(KB_LOG_WARN, "rules_warning", "at=%s:%d:%d detail=\"%s\"", b->conf->path, issues[i].line,
-                       issues[i].column, issues[i].message);
-    free(issues);
+    /* found by the load's lint: not linted again on the main loop */
+    for (size_t i = 0; i < b->conf->n_lint; i++)
+        kb_log(KB_LOG_WARN, "rules_warning", "at=%s:%d:%d detail=\"%s\"", b->conf->path, b->conf->lint[i].line,
+               b->conf->lint[i].column, b->conf->lint[i].message);
     retention_describe(b);
     if (!b->conf->verify_signatures)
         kb_log(KB_LOG_WARN, "signatures_unchecked", "detail=\"%s\"", S_UNCHECKED);

@@ -1396,7 +1396,9 @@ static int s_load(s_ctx_t *ctx, const char *buf, size_t len)
 }
 
 /* Index the rules, then refuse them if the linter finds an error: the
- * first one (in file order) becomes the load error. */
+ * first one (in file order) becomes the load error. The warnings stay in
+ * c->lint: the broker logs them and `policy check` prints them without
+ * linting the file a second time. */
 static int s_policy(s_ctx_t *ctx)
 {
     kb_conf_t *c = ctx->conf;
@@ -1415,8 +1417,13 @@ static int s_policy(s_ctx_t *ctx)
             break;
         }
     }
-    free(issues);
-    return rc;
+    if (rc != KB_OK) {
+        free(issues);
+        return rc;
+    }
+    c->lint = issues;
+    c->n_lint = n;
+    return KB_OK;
 }
 
 static int s_sha256_hex(const char *buf, size_t len, char out[65])
@@ -1493,6 +1500,7 @@ void kb_conf_destroy(kb_conf_t **p)
         return;
     kb_conf_t *c = *p;
     kb_policy_destroy(&c->policy);
+    free(c->lint);
     for (size_t i = 0; i < c->n_agencies; i++) {
         kb_agency_t *a = &c->agencies[i];
         free(a->id);

@@ -144,6 +144,8 @@ typedef struct kb_conf {
     size_t n_rules;               /* number of rules */
     kb_rule_t *rules;             /* the rules, in file order */
     kb_policy_t *policy;          /* index of the rules for decisions (owned) */
+    kb_policy_issue_t *lint;      /* the linter's warnings at load, in file order (owned; errors refuse the file) */
+    size_t n_lint;                /* their number */
     char sha256[65];              /* hex SHA-256 of the file's bytes */
 } kb_conf_t;
 

@@ -22,7 +22,12 @@
  * whether some (kind, purpose) of some pair is left over by the deny rules
  * (else the rule can never allow anything: an error) and by the allow rules
  * before it that allow at least its handling codes for at least as long
- * (else it never decides: a warning).
+ * (else it never decides: a warning). It keeps, per pair, the union of the
+ * purposes of the rules before each one per (kind, handling code, expiry)
+ * (s_walk_t), so a rule costs a few lookups, not a walk over every rule
+ * before it: 40,000 rules on one pair lint in about a second, not minutes.
+ * Only for a rule that never decides does a second walk collect the rules
+ * its message names, and it stops once it has them.
  *
  * Used by conf.c (built at the end of each load), route.c, the `ketenbus
  * policy` commands and the tests.
@@ -595,44 +600,224 @@ static void s_note(uint32_t *list, uint32_t *n, uint8_t *more, uint32_t r)
         *more = 1;
 }
 
-/* Look at the allow entry at e of a pair whose deny entries are
- * [deny, deny_end) and whose allow entries start at allows. */
-static void s_lint_entry(const kb_conf_t *c, s_lint_t *lint, const s_entry_t *deny, const s_entry_t *deny_end,
-                         const s_entry_t *allows, const s_entry_t *e)
+/* What the linter keeps of one pair while it walks the pair's allow
+ * entries in file order, so that each entry costs a few lookups instead
+ * of a walk over every entry before it. Purposes are unions (bits) per
+ * class of rule that can take a case from a later one: the class is the
+ * kind, the handling code allowed, and the expiry. Rules that never expire
+ * are one union per (kind, handling); expiring ones sit in a Fenwick tree
+ * over their distinct valid_until values, latest first, so the union of
+ * every rule lasting at least until t is one prefix query. Reused from
+ * pair to pair; grows to the largest pair. */
+typedef struct {
+    int64_t *untils;        /* distinct valid_until values of the pair (none 0), ascending */
+    size_t n_untils;        /* in use */
+    uint32_t *deny_after;   /* [kind * (n_untils + 1) + i]: deny purposes of rules lasting until untils[i] or later */
+    uint32_t *fenwick;      /* [(kind * n_hand + h) * (n_untils + 1) + r]: earlier allow purposes, 1-based r */
+    uint32_t deny_forever[KB_POLICY_MAX_BIT + 1];  /* deny purposes of rules without expiry, per kind */
+    uint32_t *forever;      /* [kind * n_hand + h]: earlier allow purposes without expiry */
+    size_t n_kind;          /* kinds in use: highest kind bit of the pair + 1 */
+    size_t n_hand;          /* handling codes in use: highest max_handling of the pair + 1 */
+    size_t cap_untils;      /* allocated untils */
+    size_t cap_cells;       /* allocated fenwick cells */
+    size_t cap_deny;        /* allocated deny_after cells */
+    size_t cap_forever;     /* allocated forever cells */
+} s_walk_t;
+
+static void s_walk_free(s_walk_t *w)
 {
-    const kb_rule_t *a = &c->rules[e->rule];
+    free(w->untils);
+    free(w->deny_after);
+    free(w->fenwick);
+    free(w->forever);
+}
+
+static int s_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Grow *p to n cells of size sz (content not kept); KB_ENOMEM. */
+static int s_room(void **p, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return KB_OK;
+    if (n > SIZE_MAX / sz)
+        return kb_error_set(KB_ENOMEM, "policy lint: out of memory");
+    void *q = malloc(n * sz);
+    if (!q)
+        return kb_error_set(KB_ENOMEM, "policy lint: out of memory");
+    free(*p);
+    *p = q;
+    *cap = n;
+    return KB_OK;
+}
+
+/* Position (1-based, latest first) of a valid_until value of the pair. */
+static size_t s_until_rank(const s_walk_t *w, int64_t until)
+{
+    size_t lo = 0, hi = w->n_untils;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w->untils[mid] < until)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return w->n_untils - lo; /* untils[lo] == until */
+}
+
+/* Set w up for the pair with entries [deny, end) whose allow entries
+ * start at allows: the deny unions filled, the allow unions empty. */
+static int s_walk_pair(const kb_conf_t *c, s_walk_t *w, const s_entry_t *deny, const s_entry_t *allows,
+                       const s_entry_t *end)
+{
+    size_t n = (size_t)(end - deny);
+    int rc = s_room((void **)&w->untils, &w->cap_untils, n ? n : 1, sizeof *w->untils);
+    if (rc != KB_OK)
+        return rc;
+    uint32_t kinds = 0;
+    unsigned hand = 0;
+    w->n_untils = 0;
+    for (const s_entry_t *e = deny; e < end; e++) {
+        kinds |= e->kinds;
+        if (e->max_handling > hand)
+            hand = e->max_handling;
+        if (c->rules[e->rule].valid_until_us != 0)
+            w->untils[w->n_untils++] = c->rules[e->rule].valid_until_us;
+    }
+    qsort(w->untils, w->n_untils, sizeof *w->untils, s_cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < w->n_untils; i++)
+        if (u == 0 || w->untils[u - 1] != w->untils[i])
+            w->untils[u++] = w->untils[i];
+    w->n_untils = u;
+    w->n_kind = 1;
+    for (size_t k = 1; k <= KB_POLICY_MAX_BIT; k++)
+        if (kinds & (1u << k))
+            w->n_kind = k + 1;
+    w->n_hand = (size_t)hand + 1;
+    size_t row = u + 1, cells = w->n_kind * w->n_hand * row;
+    if ((rc = s_room((void **)&w->deny_after, &w->cap_deny, w->n_kind * row, sizeof *w->deny_after)) != KB_OK ||
+        (rc = s_room((void **)&w->fenwick, &w->cap_cells, cells, sizeof *w->fenwick)) != KB_OK ||
+        (rc = s_room((void **)&w->forever, &w->cap_forever, w->n_kind * w->n_hand, sizeof *w->forever)) != KB_OK)
+        return rc;
+    memset(w->deny_after, 0, w->n_kind * row * sizeof *w->deny_after);
+    memset(w->fenwick, 0, cells * sizeof *w->fenwick);
+    memset(w->forever, 0, w->n_kind * w->n_hand * sizeof *w->forever);
+    memset(w->deny_forever, 0, sizeof w->deny_forever);
+    for (const s_entry_t *d = deny; d < allows; d++) {
+        int64_t until = c->rules[d->rule].valid_until_us;
+        for (size_t k = 1; k < w->n_kind; k++) {
+            if (!(d->kinds & (1u << k)))
+                continue;
+            if (until == 0)
+                w->deny_forever[k] |= d->purposes;
+            else
+                w->deny_after[k * row + (u - s_until_rank(w, until))] |= d->purposes;
+        }
+    }
+    /* from "lasting until exactly untils[i]" to "until untils[i] or later" */
+    for (size_t k = 1; k < w->n_kind; k++)
+        for (size_t i = u; i-- > 1;)
+            w->deny_after[k * row + i - 1] |= w->deny_after[k * row + i];
+    return KB_OK;
+}
+
+/* Purposes of kind k that deny rules lasting as long as a rule ending at
+ * until (0: never) refuse. */
+static uint32_t s_refused(const s_walk_t *w, size_t k, int64_t until)
+{
+    uint32_t refused = w->deny_forever[k];
+    if (until != 0)
+        refused |= w->deny_after[k * (w->n_untils + 1) + (w->n_untils - s_until_rank(w, until))];
+    return refused;
+}
+
+/* Purposes of kind k that earlier allow rules take first from a rule
+ * allowing up to handling code hand and ending at until: they allow at
+ * least that handling code, for at least as long. */
+static uint32_t s_taken(const s_walk_t *w, size_t k, unsigned hand, int64_t until)
+{
+    uint32_t taken = 0;
+    size_t row = w->n_untils + 1;
+    for (size_t h = hand; h < w->n_hand; h++) {
+        taken |= w->forever[k * w->n_hand + h];
+        if (until == 0)
+            continue;
+        const uint32_t *tree = &w->fenwick[(k * w->n_hand + h) * row];
+        for (size_t r = s_until_rank(w, until); r > 0; r -= r & (~r + 1))
+            taken |= tree[r];
+    }
+    return taken;
+}
+
+/* Add allow entry e to the unions of the earlier allow rules. */
+static void s_walk_add(const kb_conf_t *c, s_walk_t *w, const s_entry_t *e)
+{
+    int64_t until = c->rules[e->rule].valid_until_us;
+    size_t row = w->n_untils + 1, rank = until ? s_until_rank(w, until) : 0;
+    for (size_t k = 1; k < w->n_kind; k++) {
+        if (!(e->kinds & (1u << k)))
+            continue;
+        if (until == 0) {
+            w->forever[k * w->n_hand + e->max_handling] |= e->purposes;
+            continue;
+        }
+        uint32_t *tree = &w->fenwick[(k * w->n_hand + e->max_handling) * row];
+        for (size_t r = rank; r <= w->n_untils; r += r & (~r + 1))
+            tree[r] |= e->purposes;
+    }
+}
+
+/* Look at the allow entry e with the pair's unions in w: is some (kind,
+ * purpose) of it left over by the deny rules (live), and by the earlier
+ * allow rules (it decides)? */
+static void s_lint_entry(const kb_conf_t *c, const s_walk_t *w, s_lint_t *lint, const s_entry_t *e)
+{
     s_lint_t *l = &lint[e->rule];
     l->has_pairs = 1;
     if (l->decides)
         return; /* nothing left to find out */
-    for (int kind = 1; kind <= KB_POLICY_MAX_BIT; kind++) {
-        uint32_t bit = 1u << kind;
-        if (!(e->kinds & bit))
+    int64_t until = c->rules[e->rule].valid_until_us;
+    for (size_t k = 1; k < w->n_kind; k++) {
+        if (!(e->kinds & (1u << k)))
             continue;
-        uint32_t refused = 0, taken = 0;
-        for (const s_entry_t *d = deny; d < deny_end; d++) {
-            if (!(d->kinds & bit) || !(d->purposes & e->purposes) || !s_lasts(&c->rules[d->rule], a))
-                continue;
-            refused |= d->purposes;
-            s_note(l->deny, &l->n_deny, &l->more_deny, d->rule);
-        }
-        uint32_t rest = e->purposes & ~refused;
+        uint32_t rest = e->purposes & ~s_refused(w, k, until);
         if (!rest)
             continue;
         l->live = 1;
-        /* An earlier rule takes a case first only if it allows every
-         * handling code this one does, for at least as long. */
-        for (const s_entry_t *x = allows; x < e; x++) {
-            if (!(x->kinds & bit) || !(x->purposes & rest) || x->max_handling < e->max_handling ||
-                !s_lasts(&c->rules[x->rule], a))
-                continue;
-            taken |= x->purposes;
-            s_note(l->allow, &l->n_allow, &l->more_allow, x->rule);
-        }
-        if (rest & ~taken) {
+        if (rest & ~s_taken(w, k, e->max_handling, until)) {
             l->decides = 1;
             return;
         }
+    }
+}
+
+/* The rules a warning or error about rule e names: deny rules that refuse
+ * part of it and earlier allow rules that take part of it first, in the
+ * order of the pairs and of the file, the first KB_POLICY_NAMED of each.
+ * Only for rules that never decide; a walk stops once it has its names. */
+static void s_lint_names(const kb_conf_t *c, const s_walk_t *w, s_lint_t *lint, const s_entry_t *deny,
+                         const s_entry_t *deny_end, const s_entry_t *allows, const s_entry_t *e)
+{
+    const kb_rule_t *a = &c->rules[e->rule];
+    s_lint_t *l = &lint[e->rule];
+    for (size_t k = 1; k < w->n_kind; k++) {
+        uint32_t bit = 1u << k;
+        if (!(e->kinds & bit))
+            continue;
+        for (const s_entry_t *d = deny; d < deny_end && !(l->n_deny == KB_POLICY_NAMED && l->more_deny); d++)
+            if ((d->kinds & bit) && (d->purposes & e->purposes) && s_lasts(&c->rules[d->rule], a))
+                s_note(l->deny, &l->n_deny, &l->more_deny, d->rule);
+        uint32_t rest = e->purposes & ~s_refused(w, k, a->valid_until_us);
+        if (!rest)
+            continue;
+        for (const s_entry_t *x = allows; x < e && !(l->n_allow == KB_POLICY_NAMED && l->more_allow); x++)
+            if ((x->kinds & bit) && (x->purposes & rest) && x->max_handling >= e->max_handling &&
+                s_lasts(&c->rules[x->rule], a))
+                s_note(l->allow, &l->n_allow, &l->more_allow, x->rule);
     }
 }
 
@@ -801,16 +986,37 @@ int kb_policy_lint(const kb_conf_t *conf, int64_t now_us, kb_policy_issue_t **is
         kb_policy_destroy(&own);
         return kb_error_set(KB_ENOMEM, "policy lint: out of memory");
     }
-    for (size_t j = 0; j <= p->pair_mask; j++) {
-        const s_pair_t *pair = &p->pairs[j];
-        if (pair->key == 0)
-            continue;
-        const s_entry_t *deny = p->entries + pair->first, *allows = deny + pair->n_deny, *end = deny + pair->n;
-        for (const s_entry_t *e = allows; e < end; e++)
-            s_lint_entry(conf, lint, deny, allows, allows, e);
+    /* first what every rule decides, then the names for those that never do */
+    s_walk_t w = {0};
+    int rc = KB_OK;
+    for (int names = 0; names < 2 && rc == KB_OK; names++) {
+        for (size_t j = 0; j <= p->pair_mask && rc == KB_OK; j++) {
+            const s_pair_t *pair = &p->pairs[j];
+            if (pair->key == 0)
+                continue;
+            const s_entry_t *deny = p->entries + pair->first, *allows = deny + pair->n_deny, *end = deny + pair->n;
+            int needed = !names;
+            for (const s_entry_t *e = allows; e < end && !needed; e++)
+                needed = !lint[e->rule].decides;
+            if (!needed || (rc = s_walk_pair(conf, &w, deny, allows, end)) != KB_OK)
+                continue;
+            for (const s_entry_t *e = allows; e < end; e++) {
+                if (!names) {
+                    s_lint_entry(conf, &w, lint, e);
+                    s_walk_add(conf, &w, e);
+                } else if (!lint[e->rule].decides) {
+                    s_lint_names(conf, &w, lint, deny, allows, allows, e);
+                }
+            }
+        }
     }
-    s_issues_t is = {0};
-    int rc = s_lint_rules(conf, lint, now_us, &is);
+    s_walk_free(&w);
+    if (rc != KB_OK) {
+        free(lint);
+        kb_policy_destroy(&own);
+        return rc;
+    }    s_issues_t is = {0};
+    rc = s_lint_rules(conf, lint, now_us, &is);
     free(lint);
     kb_policy_destroy(&own);
     if (rc != KB_OK) {

@@ -306,13 +306,9 @@ static int s_check(int argc, char **argv)
     if (!conf)
         return KB_EXIT_FAIL;
 
-    kb_policy_issue_t *issues = NULL;
-    size_t n_issues = 0, n_errors = 0, n_warnings = 0;
-    if (kb_policy_lint(conf, kb_now_us(), &issues, &n_issues) != KB_OK) {
-        fprintf(stderr, "ketenbus policy check: %s\n", kb_last_error());
-        kb_conf_destroy(&conf);
-        return KB_EXIT_FAIL;
-    }
+    /* the load linted the file: an error refused it, its warnings are kept */
+    const kb_policy_issue_t *issues = conf->lint;
+    size_t n_issues = conf->n_lint, n_errors = 0, n_warnings = 0;
     /* the broker section comes before the rules */
     if (!conf->verify_signatures) {
         fprintf(stderr,
@@ -330,7 +326,6 @@ static int s_check(int argc, char **argv)
         else
             n_warnings++;
     }
-    free(issues);
 
     size_t n_deny = 0;
     for (size_t i = 0; i < conf->n_rules; i++)

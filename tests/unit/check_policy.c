@@ -1073,6 +1073,239 @@ START_TEST(test_plan_arguments)
 }
 END_TEST
 
+/* ------------------------------------------------------ lint model */
+
+/* The linter against a plain model of what it must find, on random files
+ * made to overlap: few agencies, kinds and purposes, every handling code,
+ * a few expiry dates, deny rules among the allow rules. The model walks
+ * every rule against every rule before it, pair by pair (what the linter
+ * did before it kept unions per class); the linter must report the same
+ * rules in the same way. The rules a message names are the first few of
+ * those the model finds (which ones come first depends on the index's
+ * order of pairs): each must be one of them, as many as there are up to
+ * M_NAMED, with "and others" exactly when there are more. */
+#define M_RUNS      300 /* random files */
+#define M_MAX_RULES 40  /* rules per file */
+#define M_AGENCIES  4   /* agencies rules name: politie, kmar, fier, ldh */
+#define M_UNTILS    4   /* no expiry and three dates */
+#define M_NAMED     3   /* rules a lint message names (KB_POLICY_NAMED of policy.c) */
+
+static const char *const s_m_ids[M_AGENCIES] = {"politie", "kmar", "fier", "ldh"};
+static const char *const s_m_untils[M_UNTILS] = {NULL, "2097-01-01", "2098-06-30", "2099-12-31"};
+
+/* One generated rule. */
+typedef struct {
+    int deny;          /* 1: effect deny */
+    unsigned from;     /* bit per agency of s_m_ids */
+    unsigned to;       /* the same */
+    unsigned kinds;    /* bits 1..3 (signal, referral, referral_update) */
+    unsigned purposes; /* bits 0..2 of s_purpose_names */
+    int hand;          /* 0..3: h0..h3 */
+    int until;         /* index in s_m_untils */
+} m_rule_t;
+
+/* What the model finds about one rule. */
+typedef struct {
+    int pairs, live, decides; /* as s_lint_t */
+    unsigned deny_set[2];     /* bit per rule index (up to 64) of deny rules refusing part of it */
+    unsigned allow_set[2];    /* earlier allow rules taking part of it first */
+} m_out_t;
+
+static int s_m_lasts(const m_rule_t *x, const m_rule_t *a)
+{
+    return x->until == 0 || (a->until != 0 && x->until >= a->until); /* dates ascend with their index */
+}
+
+static void s_m_set(unsigned set[2], size_t i)
+{
+    set[i / 32] |= 1u << (i % 32);
+}
+
+static int s_m_count(const unsigned set[2])
+{
+    return __builtin_popcount(set[0]) + __builtin_popcount(set[1]);
+}
+
+static void s_m_run(const m_rule_t *r, size_t n, m_out_t *out)
+{
+    memset(out, 0, n * sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        const m_rule_t *a = &r[i];
+        if (a->deny)
+            continue;
+        for (unsigned f = 0; f < M_AGENCIES; f++)
+            for (unsigned t = 0; t < M_AGENCIES; t++) {
+                if (f == t || !(a->from & (1u << f)) || !(a->to & (1u << t)))
+                    continue;
+                out[i].pairs = 1;
+                for (unsigned k = 1; k <= 3; k++) {
+                    if (!(a->kinds & (1u << k)))
+                        continue;
+                    unsigned refused = 0, taken = 0;
+                    for (size_t d = 0; d < n; d++) /* deny rules apply wherever they stand */
+                        if (r[d].deny && (r[d].from & (1u << f)) && (r[d].to & (1u << t)) &&
+                            (r[d].kinds & (1u << k)) && (r[d].purposes & a->purposes) && s_m_lasts(&r[d], a)) {
+                            refused |= r[d].purposes;
+                            s_m_set(out[i].deny_set, d);
+                        }
+                    unsigned rest = a->purposes & ~refused;
+                    if (!rest)
+                        continue;
+                    out[i].live = 1;
+                    for (size_t x = 0; x < i; x++)
+                        if (!r[x].deny && (r[x].from & (1u << f)) && (r[x].to & (1u << t)) &&
+                            (r[x].kinds & (1u << k)) && (r[x].purposes & rest) && r[x].hand >= a->hand &&
+                            s_m_lasts(&r[x], a)) {
+                            taken |= r[x].purposes;
+                            s_m_set(out[i].allow_set, x);
+                        }
+                    if (rest & ~taken)
+                        out[i].decides = 1;
+                }
+            }
+    }
+}
+
+static void s_m_list(char *buf, size_t len, size_t *used, const char *const *names, unsigned bits, unsigned max)
+{
+    unsigned count = 0;
+    s_add(buf, len, used, "[");
+    for (unsigned i = 0; i < max; i++)
+        if (bits & (1u << i))
+            s_add(buf, len, used, "%s%s", count++ ? ", " : "", names[i]);
+    s_add(buf, len, used, "]");
+}
+
+/* The quoted names in text (after the first, the rule's own id, if
+ * skip) that lie before `stop` (NULL: the end): each must be a rule of
+ * set; returns their count. */
+static int s_m_names_in(const char *text, int skip, const char *stop, const unsigned set[2], const char *msg)
+{
+    int count = 0;
+    const char *p = text - 1;
+    if (skip) {
+        p = strchr(text, '\'');
+        p = p ? strchr(p + 1, '\'') : NULL; /* past the rule's own id */
+    }
+    while (p && (p = strchr(p + 1, '\'')) != NULL && (!stop || p < stop)) {
+        const char *q = strchr(p + 1, '\'');
+        ck_assert_msg(q != NULL, "%s", msg);
+        unsigned idx = 0;
+        ck_assert_msg(sscanf(p + 1, "r%u'", &idx) == 1 && idx < 64, "%s", msg);
+        ck_assert_msg(set[idx / 32] & (1u << (idx % 32)), "names r%u, not one the model found: %s", idx, msg);
+        count++;
+        p = q;
+    }
+    return count;
+}
+
+static int s_m_expect(int found)
+{
+    return found < (int)M_NAMED ? found : (int)M_NAMED;
+}
+
+START_TEST(test_lint_model)
+{
+    s_rng_t rng = {0x9e3779b97f4a7c15ULL ^ (uint64_t)(_i + 1) * 0x2545f4914f6cdd1dULL};
+    m_rule_t rules[M_MAX_RULES];
+    size_t n = 1 + s_below(&rng, M_MAX_RULES);
+    static char text[65536];
+    size_t used = 0;
+    s_add(text, sizeof text, &used, "%s", S_HEAD);
+    for (size_t i = 0; i < n; i++) {
+        m_rule_t *r = &rules[i];
+        r->deny = s_below(&rng, 4) == 0;
+        do {
+            r->from = 1 + s_below(&rng, (1u << M_AGENCIES) - 1);
+            r->to = 1 + s_below(&rng, (1u << M_AGENCIES) - 1);
+        } while (r->from == r->to && __builtin_popcount(r->from) == 1); /* no rule of one agency to itself */
+        r->kinds = (1 + s_below(&rng, 7)) << 1;
+        r->purposes = 1 + s_below(&rng, 7);
+        r->hand = r->deny ? 0 : (int)s_below(&rng, 4);
+        r->until = (int)s_below(&rng, M_UNTILS);
+        s_add(text, sizeof text, &used, "  - {id: r%zu, %sfrom: ", i, r->deny ? "effect: deny, " : "");
+        s_m_list(text, sizeof text, &used, s_m_ids, r->from, M_AGENCIES);
+        s_add(text, sizeof text, &used, ", to: ");
+        s_m_list(text, sizeof text, &used, s_m_ids, r->to, M_AGENCIES);
+        if (!r->deny || s_below(&rng, 2)) {
+            s_add(text, sizeof text, &used, ", kinds: ");
+            s_m_list(text, sizeof text, &used, s_kind_names, r->kinds, 4);
+            s_add(text, sizeof text, &used, ", purposes: ");
+            s_m_list(text, sizeof text, &used, s_purpose_names, r->purposes, 3);
+        } else {
+            r->kinds = 0xe;     /* a deny rule without kinds and purposes has all; */
+            r->purposes = 0x3f; /* of those the generated rules use */
+        }
+        if (!r->deny)
+            s_add(text, sizeof text, &used, ", max_handling: h%d, legal_basis: b", r->hand);
+        if (r->until)
+            s_add(text, sizeof text, &used, ", valid_until: %s", s_m_untils[r->until]);
+        s_add(text, sizeof text, &used, "}\n");
+    }
+    m_out_t out[M_MAX_RULES];
+    s_m_run(rules, n, out);
+
+    /* what the linter must say of each rule, in file order */
+    char path[PATH_MAX], name[32];
+    snprintf(name, sizeof name, "model-%d.yaml", _i);
+    s_write(s_in(path, name), text);
+    kb_error_clear();
+    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    kb_policy_issue_t *issues = NULL;
+    size_t n_issues = 0, at = 0;
+    if (c)
+        ck_assert_int_eq(kb_policy_lint(c, kb_now_us(), &issues, &n_issues), KB_OK);
+    for (size_t i = 0; i < n; i++) {
+        const m_out_t *o = &out[i];
+        if (rules[i].deny || !o->pairs || (o->live && o->decides))
+            continue;
+        char got[512], head[64];
+        if (c) {
+            ck_assert_msg(at < n_issues, "%s: rule r%zu: no issue", path, i);
+            snprintf(got, sizeof got, "%s", issues[at].message);
+            ck_assert_int_eq(issues[at].is_error, !o->live);
+            ck_assert_int_eq(issues[at].line, 23 + (int)i); /* the first rule is on line 23 */
+            at++;
+        } else {
+            /* the load refuses the file at its first error: no warnings */
+            if (o->live)
+                continue;
+            const char *msg = kb_last_error();
+            const char *colon = strstr(msg, ": rule ");
+            ck_assert_msg(colon != NULL, "%s", msg);
+            snprintf(got, sizeof got, "%s", colon + 2);
+        }
+        snprintf(head, sizeof head, "rule 'r%zu' %s", i, o->live ? "never decides: " : "can never allow anything: ");
+        ck_assert_msg(strncmp(got, head, strlen(head)) == 0, "%s: '%s', expected '%s...'", path, got, head);
+        int n_d = s_m_count(o->deny_set), n_a = s_m_count(o->allow_set);
+        int others = 0;
+        for (const char *p = got; (p = strstr(p, " and others")) != NULL; p++)
+            others++;
+        if (!o->live) {
+            ck_assert_int_eq(s_m_names_in(got, 1, NULL, o->deny_set, got), s_m_expect(n_d));
+            ck_assert_int_eq(others, n_d > (int)M_NAMED);
+        } else {
+            const char *rest = o->deny_set[0] | o->deny_set[1] ? strstr(got, " and deny rule") : NULL;
+            ck_assert_msg(!(o->deny_set[0] | o->deny_set[1]) || rest, "%s: %s", path, got);
+            ck_assert_int_eq(s_m_names_in(got, 1, rest, o->allow_set, got), s_m_expect(n_a));
+            if (rest)
+                ck_assert_int_eq(s_m_names_in(rest, 0, NULL, o->deny_set, got), s_m_expect(n_d));
+            ck_assert_int_eq(others, (n_a > (int)M_NAMED) + (n_d > (int)M_NAMED));
+        }
+        if (!c)
+            return; /* only the first error is known */
+    }
+    if (c) {
+        ck_assert_msg(at == n_issues, "%s: %zu issues, the model has %zu: %s", path, n_issues, at,
+                      n_issues > at ? issues[at].message : "");
+        free(issues);
+        kb_conf_destroy(&c);
+    } else {
+        ck_abort_msg("%s refused, but the model finds no error: %s", path, kb_last_error());
+    }
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("policy");
@@ -1084,6 +1317,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_fanout, 0, (int)(sizeof s_fanouts / sizeof s_fanouts[0]));
     tcase_add_test(tc, test_lint_fixture);
     tcase_add_loop_test(tc, test_lint, 0, (int)(sizeof s_lints / sizeof s_lints[0]));
+    tcase_add_loop_test(tc, test_lint_model, 0, M_RUNS);
     tcase_add_loop_test(tc, test_property, 0, P_RUNS);
     tcase_add_test(tc, test_plan_arguments);
     suite_add_tcase(s, tc);
