@@ -1112,6 +1112,10 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
         kb_log(KB_LOG_WARN, "reload_flush_failed", "detail=\"%s\"", kb_last_error());
     kb_conf_t *old = b->conf;
     b->conf = fresh;
+    /* a shorter checkpoint_interval holds from now, not once the old one has run out */
+    int64_t due = kb_mono_ms() + (int64_t)(fresh->checkpoint_interval_us / 1000);
+    if (b->cp_next_ms > due)
+        b->cp_next_ms = due;
     /* sessions of agencies that left the chain, and of connections whose
      * key left it, end now; their connections get no new one (HELLO) */
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {

@@ -431,6 +431,39 @@ START_TEST(test_reload_turning_signatures_off_warns)
 }
 END_TEST
 
+/* A reload that shortens checkpoint_interval holds at once: the records
+ * written before it are signed within the new interval, not when the old
+ * one (a day) has run out. */
+START_TEST(test_shorter_checkpoint_interval_holds_at_once)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 2, s_rules_open, "  checkpoint_interval: 1d\n");
+    kb_chain_start(&s_chain);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_int_eq(s_submit(politie, 0), 1);
+    int before = kb_chain_log_count(&s_chain, "event=checkpoint ");
+    char cfg[4096];
+    int n = snprintf(cfg, sizeof cfg,
+                     "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n"
+                     "  checkpoint_interval: 1s\n"
+                     "agencies:\n  - id: politie\n    name: Agency politie\n    curve_cert: keys/politie.curve\n"
+                     "    signing_key: keys/politie.sign.pub.pem\n"
+                     "  - id: fier\n    name: Agency fier\n    curve_cert: keys/fier.curve\n"
+                     "    signing_key: keys/fier.sign.pub.pem\nrules:\n%s",
+                     s_chain.endpoint, s_rules_open);
+    ck_assert_int_lt(n, (int)sizeof cfg);
+    kb_chain_write_config(&s_chain, cfg);
+    ck_assert_int_eq(s_cli("reload"), 0);
+    int64_t deadline = kb_mono_ms() + 5000;
+    while (kb_chain_log_count(&s_chain, "event=checkpoint ") == before && kb_mono_ms() < deadline)
+        ketenbus_client_poll(politie, 50);
+    ck_assert_msg(kb_chain_log_count(&s_chain, "event=checkpoint ") > before,
+                  "no checkpoint within 5 s of a reload to checkpoint_interval 1s");
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 START_TEST(test_admin_without_broker)
 {
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
@@ -454,6 +487,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_removed_agency_gets_nothing_more);
     tcase_add_test(tc, test_removed_agency_queue_expires);
     tcase_add_test(tc, test_replaced_key_ends_its_connections);
+    tcase_add_test(tc, test_shorter_checkpoint_interval_holds_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
