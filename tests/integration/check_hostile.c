@@ -171,16 +171,10 @@ static void s_hello(void *s)
     s_hello_as(s, 0, 0);
 }
 
-/* A signed signal envelope from `sender` to `recipient` (signed with
- * signer's key). */
-static Ketenbus__Envelope *s_envelope_to(const char *sender, const char *signer, const char *recipient)
+/* The envelope of json (docs/JSON.md), numbered and signed with signer's
+ * key. */
+static Ketenbus__Envelope *s_envelope_json(const char *json, const char *signer)
 {
-    char json[1024];
-    snprintf(json, sizeof json,
-             "{\"recipients\":[\"%s\"],\"kind\":\"signal\",\"purpose\":\"victim_care\",\"handling\":\"h1\","
-             "\"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\"sender\":\"%s\","
-             "\"signal\":{\"exploitation\":\"criminal\",\"narrative\":\"original text\"}}",
-             recipient, sender);
     ProtobufCMessage *pm = NULL;
     ck_assert_msg(kb_json_decode(json, strlen(json), &ketenbus__envelope__descriptor, &pm) == KB_OK, "%s",
                   kb_last_error());
@@ -196,6 +190,19 @@ static Ketenbus__Envelope *s_envelope_to(const char *sender, const char *signer,
     ck_assert_int_eq(kb_seal_sign(e, k), KB_OK);
     EVP_PKEY_free(k);
     return e;
+}
+
+/* A signed signal envelope from `sender` to `recipient` (signed with
+ * signer's key). */
+static Ketenbus__Envelope *s_envelope_to(const char *sender, const char *signer, const char *recipient)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"recipients\":[\"%s\"],\"kind\":\"signal\",\"purpose\":\"victim_care\",\"handling\":\"h1\","
+             "\"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\"sender\":\"%s\","
+             "\"signal\":{\"exploitation\":\"criminal\",\"narrative\":\"original text\"}}",
+             recipient, sender);
+    return s_envelope_json(json, signer);
 }
 
 /* The same to fier. */
@@ -1227,20 +1234,7 @@ START_TEST(test_notice_from_agency_rejected)
              "\"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\"sender\":\"politie\","
              "\"notice\":{\"type\":\"%s\",\"agencies\":[\"fier\"],\"text\":\"forged\"}}",
              s_notice_kinds[_i], _i == 0 ? "match" : "expired");
-    ProtobufCMessage *pm = NULL;
-    ck_assert_msg(kb_json_decode(json, strlen(json), &ketenbus__envelope__descriptor, &pm) == KB_OK, "%s",
-                  kb_last_error());
-    Ketenbus__Envelope *e = (Ketenbus__Envelope *)pm;
-    e->message_id.data = malloc(16);
-    e->message_id.len = 16;
-    ck_assert_int_eq(kb_uuid7(e->message_id.data), KB_OK);
-    e->created_us = kb_now_us();
-    char path[512];
-    snprintf(path, sizeof path, "%s/politie.sign.pem", s_chain.keys);
-    EVP_PKEY *k = kb_keys_load_sign_private(path);
-    ck_assert_ptr_nonnull(k);
-    ck_assert_int_eq(kb_seal_sign(e, k), KB_OK);
-    EVP_PKEY_free(k);
+    Ketenbus__Envelope *e = s_envelope_json(json, "politie");
     int outcome, code;
     char reason[512];
     s_submit(politie, e, &outcome, &code, reason, sizeof reason);

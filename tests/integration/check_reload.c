@@ -169,16 +169,18 @@ START_TEST(test_rule_about_to_expire_is_logged)
 END_TEST
 
 /* Put fier in the configuration with the CURVE certificate fier_curve
- * (relative to the chain's directory), or leave it out (NULL); reload and
- * wait, polling cl, until the broker has loaded it. */
-static void s_reconfigure(ketenbus_client_t *cl, const char *fier_curve, int loads_before)
+ * (relative to the chain's directory), or leave it out (NULL), and the
+ * lines broker_extra under broker:; reload and wait, polling cl, until the
+ * broker has loaded it. */
+static void s_reconfigure_with(ketenbus_client_t *cl, const char *fier_curve, int loads_before,
+                               const char *broker_extra)
 {
     char cfg[4096];
     int n = snprintf(cfg, sizeof cfg,
-                     "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n"
+                     "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n%s"
                      "agencies:\n  - id: politie\n    name: Agency politie\n    curve_cert: keys/politie.curve\n"
                      "    signing_key: keys/politie.sign.pub.pem\n",
-                     s_chain.endpoint);
+                     s_chain.endpoint, broker_extra);
     if (fier_curve)
         n += snprintf(cfg + n, sizeof cfg - (size_t)n,
                       "  - id: fier\n    name: Agency fier\n    curve_cert: %s\n"
@@ -193,6 +195,11 @@ static void s_reconfigure(ketenbus_client_t *cl, const char *fier_curve, int loa
     while (kb_chain_log_count(&s_chain, "event=rules_loaded") <= loads_before && kb_mono_ms() < deadline)
         ketenbus_client_poll(cl, 50);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), loads_before + 1);
+}
+
+static void s_reconfigure(ketenbus_client_t *cl, const char *fier_curve, int loads_before)
+{
+    s_reconfigure_with(cl, fier_curve, loads_before, "");
 }
 
 /* cl gets nothing, and its adapter's HELLOs are refused: polled until the
@@ -443,18 +450,8 @@ START_TEST(test_shorter_checkpoint_interval_holds_at_once)
     ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
     ck_assert_int_eq(s_submit(politie, 0), 1);
     int before = kb_chain_log_count(&s_chain, "event=checkpoint ");
-    char cfg[4096];
-    int n = snprintf(cfg, sizeof cfg,
-                     "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n"
-                     "  checkpoint_interval: 1s\n"
-                     "agencies:\n  - id: politie\n    name: Agency politie\n    curve_cert: keys/politie.curve\n"
-                     "    signing_key: keys/politie.sign.pub.pem\n"
-                     "  - id: fier\n    name: Agency fier\n    curve_cert: keys/fier.curve\n"
-                     "    signing_key: keys/fier.sign.pub.pem\nrules:\n%s",
-                     s_chain.endpoint, s_rules_open);
-    ck_assert_int_lt(n, (int)sizeof cfg);
-    kb_chain_write_config(&s_chain, cfg);
-    ck_assert_int_eq(s_cli("reload"), 0);
+    s_reconfigure_with(politie, "keys/fier.curve", kb_chain_log_count(&s_chain, "event=rules_loaded"),
+                       "  checkpoint_interval: 1s\n");
     int64_t deadline = kb_mono_ms() + 5000;
     while (kb_chain_log_count(&s_chain, "event=checkpoint ") == before && kb_mono_ms() < deadline)
         ketenbus_client_poll(politie, 50);

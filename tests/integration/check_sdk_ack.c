@@ -47,21 +47,6 @@ static void s_teardown(void)
     kb_chain_cleanup(&s_chain);
 }
 
-/* Answer cl's HELLOs until it is welcomed (within 5 s). */
-static void s_open_session(ketenbus_client_t *cl)
-{
-    int64_t end = kb_mono_ms() + 5000;
-    while (!ketenbus_client_is_connected(cl) && kb_mono_ms() < end) {
-        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 200);
-        if (f) {
-            ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
-            ketenbus__frame__free_unpacked(f, NULL);
-        }
-        ketenbus_client_poll(cl, 10);
-    }
-    ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
-}
-
 /* The broker ends the session (as after its restart); cl notices. */
 static void s_end_session(ketenbus_client_t *cl)
 {
@@ -141,7 +126,7 @@ static void s_drain(void)
 START_TEST(test_ack_without_session_survives_restart)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     s_deliver();
     ketenbus_msg_t *got = NULL;
     ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
@@ -153,7 +138,7 @@ START_TEST(test_ack_without_session_survives_restart)
 
     /* the same state directory; the broker delivers the message again */
     fier = kb_chain_client(&s_chain, "fier", NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     s_deliver();
     s_expect_ack(fier);
     ck_assert_int_eq(ketenbus_client_recv(fier, &got, 300), KETENBUS_ETIMEDOUT);
@@ -167,7 +152,7 @@ END_TEST
 START_TEST(test_recv_skips_copy_of_acknowledged)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     /* an outbox entry, whose receipt later shows that the copy was read */
     ketenbus_msg_t *out = kb_test_signal("politie", "marks the end of the copy");
     ck_assert_int_eq(ketenbus_client_submit(fier, out, NULL, 0), KETENBUS_EPENDING);
@@ -176,7 +161,7 @@ START_TEST(test_recv_skips_copy_of_acknowledged)
     ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
 
     s_end_session(fier);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     Ketenbus__Frame *sub = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_SUBMIT, 5000);
     ck_assert_msg(sub != NULL, "the outbox was not sent on the new session");
     s_deliver();
@@ -236,7 +221,7 @@ END_TEST
 START_TEST(test_second_ack_sends_nothing)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     s_drain();
     s_deliver();
     ketenbus_msg_t *got = NULL;
@@ -285,7 +270,7 @@ static size_t s_count_acks(ketenbus_client_t *cl, uint64_t tag, int ms)
 START_TEST(test_copy_in_one_burst_acknowledged_with_it)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     s_drain();
     s_deliver_tag(7);
     s_deliver_tag(8);
@@ -306,12 +291,12 @@ END_TEST
 START_TEST(test_old_copy_acknowledged_first)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     s_deliver_tag(7);
     ketenbus_msg_t *first = NULL, *copy = NULL;
     ck_assert_int_eq(ketenbus_client_recv(fier, &first, 5000), KETENBUS_OK);
     s_end_session(fier);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     s_drain();
     s_deliver_tag(8);
     ck_assert_int_eq(ketenbus_client_recv(fier, &copy, 5000), KETENBUS_OK);

@@ -131,21 +131,6 @@ static ketenbus_msg_t *s_notice(uint8_t n, const char *sender, const char *signe
     return m;
 }
 
-/* Answer cl's HELLOs until it is welcomed (within 5 s). */
-static void s_open_session(ketenbus_client_t *cl)
-{
-    int64_t end = kb_mono_ms() + 5000;
-    while (!ketenbus_client_is_connected(cl) && kb_mono_ms() < end) {
-        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 200);
-        if (f) {
-            ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
-            ketenbus__frame__free_unpacked(f, NULL);
-        }
-        ketenbus_client_poll(cl, 10);
-    }
-    ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
-}
-
 /* Deliver msgs[i] under tags[i], all in one DELIVER frame. */
 static void s_deliver(ketenbus_msg_t **msgs, const uint64_t *tags, size_t n)
 {
@@ -197,7 +182,7 @@ START_TEST(test_only_genuine_deliveries_handed_out)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
     ketenbus_client_set_handler(fier, s_handler, NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     ketenbus_msg_t *m[6];
     m[0] = s_signal(1, "politie", "rvdk", "in politie's name, signed by rvdk");
     m[1] = s_signal(2, "politie", "politie", "as politie wrote it");
@@ -237,7 +222,7 @@ START_TEST(test_broker_notice_handed_out)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
     ketenbus_client_set_handler(fier, s_handler, NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     ketenbus_msg_t *m = s_notice(1, "scripted", "broker");
     const uint64_t tag = 1;
     s_deliver(&m, &tag, 1);
@@ -271,7 +256,7 @@ START_TEST(test_missing_key_delivery_comes_again)
     ketenbus_client_opts_destroy(&o);
     ck_assert_ptr_nonnull(fier);
     ketenbus_client_set_handler(fier, s_handler, NULL);
-    s_open_session(fier);
+    kb_fake_open_session(&s_fake, fier, "fier");
     ketenbus_msg_t *m = s_signal(1, "politie", "politie", "waits for the key");
     const uint64_t first = 1;
     s_deliver(&m, &first, 1);

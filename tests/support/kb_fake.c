@@ -128,6 +128,20 @@ int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id)
     return kb_fake_send(f, &fr);
 }
 
+void kb_fake_open_session(kb_fake_t *f, ketenbus_client_t *cl, const char *agency)
+{
+    int64_t end = kb_mono_ms() + 5000;
+    while (!ketenbus_client_is_connected(cl) && kb_mono_ms() < end) {
+        Ketenbus__Frame *fr = kb_fake_expect(f, cl, KETENBUS__FRAME__BODY_HELLO, 200);
+        if (fr) {
+            ck_assert_int_eq(kb_fake_welcome(f, agency, fr->request_id), KB_OK);
+            ketenbus__frame__free_unpacked(fr, NULL);
+        }
+        ketenbus_client_poll(cl, 10);
+    }
+    ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
+}
+
 int kb_fake_receipt(kb_fake_t *f, const Ketenbus__Submit *sub, Ketenbus__Outcome outcome, Ketenbus__RejectCode code,
                     const char *reason)
 {

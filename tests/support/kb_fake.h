@@ -51,6 +51,10 @@ int kb_fake_send(kb_fake_t *f, Ketenbus__Frame *fr);
  * with a WELCOME for agency. */
 int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id);
 
+/* Answer cl's HELLOs with a WELCOME for agency, polling cl, until it is
+ * welcomed; aborts the test if that takes over 5 s. */
+void kb_fake_open_session(kb_fake_t *f, ketenbus_client_t *cl, const char *agency);
+
 /* Send one RECEIPT with an entry per envelope of sub: outcome (and reject
  * code, REJECT_NONE unless outcome is REJECTED) the same for all. */
 int kb_fake_receipt(kb_fake_t *f, const Ketenbus__Submit *sub, Ketenbus__Outcome outcome, Ketenbus__RejectCode code,
