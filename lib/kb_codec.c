@@ -895,9 +895,26 @@ static int s_check_uuid7(const ProtobufCBinaryData *id, const char *field, char 
     return KB_OK;
 }
 
-static int s_check_signal(const Ketenbus__Signal *s, const char *prefix, char *why, size_t why_len)
+/* 1 if the broker withheld path from this copy of e: it or a message
+ * field above it is listed in e->withheld. A withheld field holds its
+ * default value, so a field required of the sender may read "not set". */
+static int s_withheld(const Ketenbus__Envelope *e, const char *path)
 {
-    if (s->exploitation == 0)
+    for (size_t i = 0; i < e->n_withheld; i++) {
+        const char *w = s_str(e->withheld[i]);
+        size_t n = strlen(w);
+        if (n > 0 && strncmp(path, w, n) == 0 && (path[n] == '\0' || path[n] == '.'))
+            return 1;
+    }
+    return 0;
+}
+
+static int s_check_signal(const Ketenbus__Envelope *e, const Ketenbus__Signal *s, const char *prefix, char *why,
+                          size_t why_len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "%s.exploitation", prefix);
+    if (s->exploitation == 0 && !s_withheld(e, path))
         return s_reject(why, why_len, "%s.exploitation: not set", prefix);
     if (s->n_indicators > KB_MAX_INDICATORS)
         return s_reject(why, why_len, "%s.indicators: %zu entries, at most %u", prefix, s->n_indicators,
@@ -943,18 +960,18 @@ static int s_check_payload(const Ketenbus__Envelope *e, char *why, size_t why_le
     int rc = KB_OK;
     switch (want) {
     case KETENBUS__ENVELOPE__PAYLOAD_SIGNAL:
-        rc = s_check_signal(e->signal, "signal", why, why_len);
+        rc = s_check_signal(e, e->signal, "signal", why, why_len);
         break;
     case KETENBUS__ENVELOPE__PAYLOAD_REFERRAL:
-        if (e->referral->action == 0)
+        if (e->referral->action == 0 && !s_withheld(e, "referral.action"))
             return s_reject(why, why_len, "referral.action: not set");
         if (e->referral->deadline_us < 0)
             return s_reject(why, why_len, "referral.deadline_us: negative (%lld)", (long long)e->referral->deadline_us);
         if (e->referral->signal)
-            rc = s_check_signal(e->referral->signal, "referral.signal", why, why_len);
+            rc = s_check_signal(e, e->referral->signal, "referral.signal", why, why_len);
         break;
     case KETENBUS__ENVELOPE__PAYLOAD_REFERRAL_UPDATE:
-        if (e->referral_update->status == 0)
+        if (e->referral_update->status == 0 && !s_withheld(e, "referral_update.status"))
             return s_reject(why, why_len, "referral_update.status: not set");
         if (e->correlation_id.len == 0)
             return s_reject(why, why_len, "correlation_id: required for kind referral_update");

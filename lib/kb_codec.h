@@ -110,7 +110,9 @@ int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len);
  * value 9"; cut with "..." if why_len is short; why may be NULL), also kept
  * as kb_last_error(); on KB_OK why is "". Unknown fields anywhere in the
  * envelope are refused: no seal covers them and no rule could withhold them.
- * KB_EINVAL if e is NULL. */
+ * A field required of the sender (signal.exploitation, referral.action,
+ * referral_update.status) may hold its default in a copy that lists it, or
+ * a message above it, as withheld. KB_EINVAL if e is NULL. */
 int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len);
 
 /* kb_envelope_validate() for an envelope an adapter submits: also refuses

@@ -292,6 +292,45 @@ START_TEST(test_missing_key_delivery_comes_again)
 }
 END_TEST
 
+/* A rule may withhold fields the sender must fill in (the kind of
+ * exploitation, the action a referral asks for): the copy the recipient
+ * gets holds their defaults and lists them as withheld, and the SDK hands
+ * it out as genuine. Against a real broker. */
+START_TEST(test_withheld_required_fields_handed_out)
+{
+    kb_chain_t chain;
+    kb_chain_init(&chain, s_agencies, 3,
+                  "  - id: politie-rvdk\n    from: [politie]\n    to: [rvdk]\n    kinds: [signal, referral]\n"
+                  "    purposes: [victim_care, child_protection]\n    max_handling: h3\n"
+                  "    legal_basis: Wpg art. 19\n"
+                  "    redact: [signal.exploitation, referral.action, referral.signal.exploitation]\n",
+                  "");
+    kb_chain_start(&chain);
+    ketenbus_client_t *politie = kb_chain_client(&chain, "politie", NULL);
+    ketenbus_client_t *rvdk = kb_chain_client(&chain, "rvdk", NULL);
+    ketenbus_msg_t *m[2] = {kb_test_signal("rvdk", "kind withheld"), kb_test_referral("rvdk")};
+    for (int i = 0; i < 2; i++) {
+        ketenbus_receipt_t r;
+        ck_assert_msg(ketenbus_client_submit(politie, m[i], &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+        ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_ACCEPTED);
+        ketenbus_msg_destroy(&m[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        ketenbus_msg_t *got = NULL;
+        ck_assert_msg(ketenbus_client_recv(rvdk, &got, 5000) == KETENBUS_OK, "delivery %d not handed out: %s", i,
+                      ketenbus_last_error());
+        int signal = ketenbus_msg_kind(got) == KETENBUS_KIND_SIGNAL;
+        ck_assert_uint_eq(ketenbus_msg_withheld_count(got), signal ? 1 : 2);
+        ck_assert_str_eq(ketenbus_msg_withheld(got, 0), signal ? "signal.exploitation" : "referral.action");
+        ck_assert_int_eq(ketenbus_client_ack(rvdk, got), KETENBUS_OK);
+        ketenbus_msg_destroy(&got);
+    }
+    ketenbus_client_destroy(&politie);
+    ketenbus_client_destroy(&rvdk);
+    kb_chain_cleanup(&chain);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_verify");
@@ -301,6 +340,10 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_only_genuine_deliveries_handed_out);
     tcase_add_test(tc, test_broker_notice_handed_out);
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("broker");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_withheld_required_fields_handed_out);
     suite_add_tcase(s, tc);
     return s;
 }
