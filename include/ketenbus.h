@@ -217,14 +217,23 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  * "Verification"): its structure; that only the broker sends notices,
  * and nothing else; and the sender's signature over the header and every
  * visible field, which also proves the list of withheld fields. A delivery
- * that fails, or whose sender's key file is missing, is not handed out and
- * not acknowledged: it is logged (event=delivery_refused, at error level,
- * with the reason) and stays queued at the broker, which delivers it again
- * when the session starts again (as for a kept delivery: after 1 s,
- * doubling up to a minute) until it verifies (say, once the missing key
- * file is added) or expires. Each refused delivery holds one credit until
- * then. A key file is read once; when a signature fails, the sender's file
- * is read again, so a replaced key takes effect without a restart. */
+ * that fails is not handed out; it is logged (event=delivery_refused, at
+ * error level, with the reason and what was done):
+ * - malformed, or not what its sender signed (action=quarantined): it is
+ *   written to STATE_DIR/quarantine/ (SENDER-ID-HASH.pb, the envelope as
+ *   delivered; .txt, when and why), synced, and then acknowledged, so it
+ *   does not come back and hold a credit in every session;
+ * - its sender's key file is missing or unreadable (action=left_queued):
+ *   it is not acknowledged and stays queued at the broker, which delivers
+ *   it again when the session starts again (as for a kept delivery: after
+ *   1 s, doubling up to a minute) until the key is there or it expires.
+ *   Each such delivery holds one credit meanwhile: as many as the credit
+ *   stop the agency's deliveries, so install a new agency's key before
+ *   the rules let it send to you.
+ * A key file is read once; when a signature fails, the sender's file is
+ * read again, so a replaced key takes effect without a restart, and then
+ * SENDER.previous.sign.pub.pem is tried if present, for messages signed
+ * before the change and still queued. */
 int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char *dir);
 /* Optional: deliveries the broker may send ahead of acknowledgement
  * (default 64). 0 makes a send-only client: the broker delivers nothing to

@@ -724,17 +724,32 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                 return KB_ENOMEM;
             continue;
         }
-        /* handed out only if it is what its sender wrote; left
-         * unacknowledged, it comes again in a later session (a key the
-         * adapter lacks may be added meanwhile) */
-        if (kb_sender_keys_check(c->senders, e, c->broker_id) != KB_OK) {
-            char id[37] = "?";
+        /* handed out only if it is what its sender wrote */
+        int vrc = kb_sender_keys_check(c->senders, e, c->broker_id);
+        if (vrc != KB_OK) {
+            char id[37] = "?", why[KB_ERROR_MAX], kept[PATH_MAX] = "";
             if (e->message_id.len == 16)
                 kb_uuid_format(e->message_id.data, id);
-            s_log(c, 0, "event=delivery_refused tag=%llu sender=%s id=%s reason=\"%s\"", (unsigned long long)dl->tag,
-                  e->sender, id, kb_last_error());
-            if (c->keep_at_ms == 0)
+            snprintf(why, sizeof why, "%s", kb_last_error());
+            /* one that can never pass is kept here, then acknowledged, so
+             * it does not hold a credit in every session; one whose
+             * sender's key is missing stays queued at the broker and comes
+             * again in a later session (the key may be added meanwhile) */
+            int never = vrc == KB_EPROTO || vrc == KB_ECRYPTO;
+            if (never && kb_quarantine_put(c->o.state_dir, e, why, kept, sizeof kept) != KB_OK) {
+                s_log(c, 0, "event=quarantine_failed tag=%llu detail=\"%s\"", (unsigned long long)dl->tag,
+                      kb_last_error());
+                never = 0;
+            }
+            s_log(c, 0, "event=delivery_refused tag=%llu sender=%s id=%s action=%s%s reason=\"%s\"",
+                  (unsigned long long)dl->tag, kb_quarantine_safe_id(e->sender), id,
+                  never ? "quarantined file=" : "left_queued", kept, why);
+            if (never) {
+                if (s_queue_seen_tag(c, dl->tag) != KB_OK)
+                    return KB_ENOMEM;
+            } else if (c->keep_at_ms == 0) {
                 c->keep_at_ms = kb_mono_ms() + c->keep_ms;
+            }
             continue;
         }
         dl->envelope = NULL; /* ownership moves to the message */

@@ -145,4 +145,18 @@ void kb_sender_keys_destroy(kb_sender_keys_t **p);
  * signed): refuse it. The reason is in kb_last_error(). */
 int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id);
 
+/* ------------------------------------------------------------ quarantine (quarantine.c) */
+
+/* Keep a delivery refused as not genuine in state_dir/quarantine (the
+ * envelope, and why it was refused), synced, before it is acknowledged;
+ * the path of the envelope's file into path (may be NULL). KB_OK, KB_EIO,
+ * KB_ETOOBIG or KB_ENOMEM. */
+int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const char *why, char *path,
+                      size_t path_len);
+
+/* s if it is a plain agency id (a-z, 0-9, -; 1 to 64 characters), else
+ * "unknown": a refused envelope's sender may be anything, and goes into
+ * file names and log lines. */
+const char *kb_quarantine_safe_id(const char *s);
+
 #endif

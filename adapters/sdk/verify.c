@@ -13,7 +13,9 @@
  * them; notices (expiry and match notices) are written by the broker, carry
  * its id as sender and are checked with DIR/broker.sign.pub.pem. A key is
  * read once and kept; when a signature fails with a kept key, the file is
- * read again once (the sender may have been given a new key).
+ * read again once (the sender may have been given a new key), and then
+ * DIR/SENDER.previous.sign.pub.pem is tried if it is there: messages signed
+ * before a key change may still be queued for this agency.
  */
 #include <errno.h>
 #include <limits.h>
@@ -67,13 +69,16 @@ void kb_sender_keys_destroy(kb_sender_keys_t **p)
     *p = NULL;
 }
 
-/* Read the key of id ("" = the broker) from its file into *key:
- * KB_ENOTFOUND when there is no such file, else the loader's error. */
-static int s_read(const kb_sender_keys_t *k, const char *id, EVP_PKEY **key)
+/* Read the key of id ("" = the broker) from its file into *key, or with
+ * previous its key before the last change (ID.previous.sign.pub.pem; no
+ * agency id has a dot): KB_ENOTFOUND when there is no such file, else the
+ * loader's error. */
+static int s_read(const kb_sender_keys_t *k, const char *id, int previous, EVP_PKEY **key)
 {
     char path[PATH_MAX];
     *key = NULL;
-    if (kb_fmt(path, sizeof path, "%s/%s.sign.pub.pem", k->dir, id[0] ? id : "broker") != KB_OK)
+    if (kb_fmt(path, sizeof path, "%s/%s%s.sign.pub.pem", k->dir, id[0] ? id : "broker",
+               previous ? ".previous" : "") != KB_OK)
         return kb_error_set(KB_ETOOBIG, "sender keys: path of %s's key too long", id[0] ? id : "the broker");
     struct stat st;
     if (stat(path, &st) != 0 && errno == ENOENT)
@@ -99,7 +104,7 @@ static int s_key(kb_sender_keys_t *k, const char *id, s_key_t **out)
         k->cap = cap;
     }
     EVP_PKEY *key = NULL;
-    int rc = s_read(k, id, &key);
+    int rc = s_read(k, id, 0, &key);
     if (rc != KB_OK)
         return rc;
     s_key_t *s = &k->keys[k->n++];
@@ -139,7 +144,7 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
     char detail[KB_ERROR_MAX];
     snprintf(detail, sizeof detail, "%s", kb_last_error());
     EVP_PKEY *fresh = NULL;
-    if (s_read(k, id, &fresh) == KB_OK && EVP_PKEY_eq(fresh, s->key) != 1) {
+    if (s_read(k, id, 0, &fresh) == KB_OK && EVP_PKEY_eq(fresh, s->key) != 1) {
         EVP_PKEY_free(s->key);
         s->key = fresh;
         fresh = NULL;
@@ -149,5 +154,13 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
         snprintf(detail, sizeof detail, "%s", kb_last_error());
     }
     EVP_PKEY_free(fresh);
+    /* signed before the sender's key was replaced, and still queued */
+    EVP_PKEY *previous = NULL;
+    if (s_read(k, id, 1, &previous) == KB_OK) {
+        rc = kb_seal_verify(e, previous);
+        EVP_PKEY_free(previous);
+        if (rc != KB_ECRYPTO)
+            return rc;
+    }
     return kb_error_set(KB_ECRYPTO, "not what %s signed: %s", from_broker ? "the broker" : id, detail);
 }

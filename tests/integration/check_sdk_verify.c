@@ -7,19 +7,24 @@
  * broker (kb_fake.h, a CURVE ROUTER with the broker's key) does: envelopes
  * signed with another agency's key, changed after signing, malformed, or
  * in the broker's own name without being a notice. None may reach the
- * handler, and none is acknowledged: it stays in the broker's queue. A
- * genuine notice of the broker is handed out. A delivery whose sender's key
- * the adapter lacks comes again in a later session and is handed out once
- * the key file is there.
+ * handler; each is kept in the state directory's quarantine, and only then
+ * acknowledged, so that it does not hold a credit for good. A genuine
+ * notice of the broker is handed out, and so is a message signed with the
+ * sender's previous key. A delivery whose sender's key the adapter lacks is
+ * not acknowledged: it comes again in a later session and is handed out
+ * once the key file is there.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <check.h>
 
 #include "kb_error.h"
 #include "kb_fake.h"
+#include "kb_keys.h"
 #include "kb_test.h"
 #include "kb_util.h"
 #include "sdk_internal.h"
@@ -176,8 +181,56 @@ static size_t s_acks_until(ketenbus_client_t *cl, uint64_t until, uint64_t *tags
     return n;
 }
 
-/* Forged, altered, malformed and misattributed deliveries are neither
- * handed out nor acknowledged; the genuine one after them is. */
+/* Copy NAME.sign.pub.pem of directory from to directory to, as AS.sign.pub.pem. */
+static void s_copy_key(const char *from, const char *name, const char *to, const char *as)
+{
+    char src[600], dst[600];
+    snprintf(src, sizeof src, "%s/%s.sign.pub.pem", from, name);
+    snprintf(dst, sizeof dst, "%s/%s.sign.pub.pem", to, as);
+    char *pem = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(src, 1 << 16, &pem, &len), KB_OK);
+    ck_assert_int_eq(kb_file_write(dst, pem, len, 0644), KB_OK);
+    free(pem);
+}
+
+/* The envelopes in state_dir/quarantine (*.pb files), each unpacked into
+ * got[] (at most max; free with ketenbus__envelope__free_unpacked); how
+ * many there are. Each has its reason beside it (*.txt). */
+static size_t s_quarantined(const char *state_dir, Ketenbus__Envelope **got, size_t max)
+{
+    char dir[1024], path[2048];
+    snprintf(dir, sizeof dir, "%s/quarantine", state_dir);
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "no quarantine directory in %s", state_dir);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len < 4 || strcmp(de->d_name + len - 3, ".pb") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%.*s.txt", dir, (int)(len - 3), de->d_name);
+        ck_assert_msg(access(path, R_OK) == 0, "no reason beside %s", de->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        char *bytes = NULL;
+        size_t blen = 0;
+        ck_assert_int_eq(kb_file_read(path, 1 << 20, &bytes, &blen), KB_OK);
+        Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, blen, (const uint8_t *)bytes);
+        free(bytes);
+        ck_assert_msg(e != NULL, "%s does not hold an envelope", path);
+        if (n < max)
+            got[n] = e;
+        else
+            ketenbus__envelope__free_unpacked(e, NULL);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Forged, altered, malformed and misattributed deliveries are not handed
+ * out: each is quarantined, then acknowledged; the genuine one among them
+ * is handed out. */
 START_TEST(test_only_genuine_deliveries_handed_out)
 {
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
@@ -196,13 +249,35 @@ START_TEST(test_only_genuine_deliveries_handed_out)
     m[5] = s_signal(6, "politie", "politie", "genuine");
     const uint64_t tags[] = {1, 2, 3, 4, 5, 6};
     s_deliver(m, tags, 6);
+    int seen[7] = {0}, all = 0;
+    for (int64_t end = kb_mono_ms() + 5000; !all && kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_ACK, 200);
+        for (size_t i = 0; f && i < f->ack->n_tags; i++)
+            if (f->ack->tags[i] >= 1 && f->ack->tags[i] <= 6)
+                seen[f->ack->tags[i]] = 1;
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+        all = seen[1] && seen[2] && seen[3] && seen[4] && seen[5] && seen[6];
+    }
+    for (int t = 1; t <= 6; t++)
+        ck_assert_msg(seen[t], "delivery %d was not acknowledged", t);
     uint64_t acked[16];
-    size_t n = s_acks_until(fier, 6, acked, 16);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(acked[i] == 6, "refused delivery %llu was acknowledged", (unsigned long long)acked[i]);
     ck_assert_int_eq(s_handled, 1);
     ck_assert_str_eq(s_last, "genuine");
     ck_assert_int_eq(s_refused, 5);
+    /* what was acknowledged without being handed out is kept, as delivered */
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-fier", s_chain.dir);
+    Ketenbus__Envelope *q[8];
+    size_t nq = s_quarantined(state, q, 8);
+    ck_assert_uint_eq(nq, 5);
+    int altered = 0;
+    for (size_t i = 0; i < nq; i++) {
+        altered += q[i]->payload_case == KETENBUS__ENVELOPE__PAYLOAD_SIGNAL &&
+                   strcmp(q[i]->signal->narrative, "changed on the way") == 0;
+        ketenbus__envelope__free_unpacked(q[i], NULL);
+    }
+    ck_assert_int_eq(altered, 1);
     /* and the copy without the change would have been taken: the refusal
      * was for the change, not for the message */
     ck_assert_int_eq(ketenbus_msg_set(m[1], "signal.narrative", "as politie wrote it"), KETENBUS_OK);
@@ -240,7 +315,7 @@ END_TEST
  * asks for it again in a new session, and takes it once the file is there. */
 START_TEST(test_missing_key_delivery_comes_again)
 {
-    char senders[512], from[512], to[600];
+    char senders[512];
     snprintf(senders, sizeof senders, "%s/senders", s_chain.dir);
     ck_assert_int_eq(kb_mkdirs(senders, 0700), KB_OK);
     char state[512];
@@ -266,13 +341,7 @@ START_TEST(test_missing_key_delivery_comes_again)
     ck_assert_int_eq(s_handled, 0);
     /* the adapter's operator adds the key; the SDK starts its session
      * again (after 1 s) and the broker delivers what was not acknowledged */
-    snprintf(from, sizeof from, "%s/politie.sign.pub.pem", s_chain.keys);
-    snprintf(to, sizeof to, "%s/politie.sign.pub.pem", senders);
-    char *pem = NULL;
-    size_t len = 0;
-    ck_assert_int_eq(kb_file_read(from, 1 << 16, &pem, &len), KB_OK);
-    ck_assert_int_eq(kb_file_write(to, pem, len, 0644), KB_OK);
-    free(pem);
+    s_copy_key(s_chain.keys, "politie", senders, "politie");
     Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_HELLO, 5000);
     ck_assert_msg(f != NULL, "no new session asked for within 5 s");
     ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
@@ -288,6 +357,50 @@ START_TEST(test_missing_key_delivery_comes_again)
     ck_assert_int_eq(s_handled, 1);
     ck_assert_str_eq(s_last, "waits for the key");
     ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* After politie's signing key was replaced, a message it signed before
+ * (still queued for fier) is refused while fier knows only the new key,
+ * and handed out once the old one is there as politie.previous. */
+START_TEST(test_previous_key_accepted)
+{
+    char senders[512], fresh[512], state[512];
+    snprintf(senders, sizeof senders, "%s/senders", s_chain.dir);
+    snprintf(fresh, sizeof fresh, "%s/fresh", s_chain.dir);
+    snprintf(state, sizeof state, "%s/state-fier", s_chain.dir);
+    ck_assert_int_eq(kb_mkdirs(senders, 0700), KB_OK);
+    ck_assert_int_eq(kb_keys_generate(fresh, "politie", 0), KB_OK);
+    s_copy_key(fresh, "politie", senders, "politie");
+    ketenbus_client_opts_t *o = ketenbus_client_opts_new();
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "fier", s_chain.keys), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_signing_keys(o, senders), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, s_chain.endpoint, s_chain.broker_cert), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_log(o, s_log, NULL), KETENBUS_OK);
+    ketenbus_client_t *fier = ketenbus_client_new(o);
+    ketenbus_client_opts_destroy(&o);
+    ck_assert_ptr_nonnull(fier);
+    ketenbus_client_set_handler(fier, s_handler, NULL);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    ketenbus_msg_t *before = s_signal(1, "politie", "politie", "signed with the old key");
+    const uint64_t first = 1;
+    s_deliver(&before, &first, 1);
+    uint64_t acked[4];
+    s_acks_until(fier, 1, acked, 4);
+    ck_assert_int_eq(s_handled, 0);
+    ck_assert_int_eq(s_refused, 1);
+    s_copy_key(s_chain.keys, "politie", senders, "politie.previous");
+    ketenbus_msg_t *queued = s_signal(2, "politie", "politie", "also signed with the old key");
+    const uint64_t second = 2;
+    s_deliver(&queued, &second, 1);
+    s_acks_until(fier, 2, acked, 4);
+    ck_assert_int_eq(s_handled, 1);
+    ck_assert_str_eq(s_last, "also signed with the old key");
+    ketenbus_msg_destroy(&before);
+    ketenbus_msg_destroy(&queued);
     ketenbus_client_destroy(&fier);
 }
 END_TEST
@@ -340,6 +453,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_only_genuine_deliveries_handed_out);
     tcase_add_test(tc, test_broker_notice_handed_out);
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
+    tcase_add_test(tc, test_previous_key_accepted);
     suite_add_tcase(s, tc);
     tc = tcase_create("broker");
     tcase_set_timeout(tc, 30);
