@@ -655,6 +655,10 @@ static int s_agency(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
     if (!s_id_is_valid(text))
         return s_err(ctx, v[A_ID], "bad agency id '%.*s' (1..%u characters of a-z, 0-9 and -)", KB_CONF_SHOW, text,
                      KB_CONF_MAX_ID);
+    /* the broker's key files are broker.*: an agency of that name would
+     * share them, and adapters would take the broker's word for its */
+    if (strcmp(text, "broker") == 0)
+        return s_err(ctx, v[A_ID], "agency id 'broker' is taken by the broker's own key files; choose another");
     size_t first;
     if (s_index_get(&ctx->agency_ids, text, &first))
         return s_err(ctx, v[A_ID], "duplicate agency id '%s' (first on line %d)", text,

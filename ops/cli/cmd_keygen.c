@@ -137,6 +137,11 @@ int cmd_keygen(int argc, char **argv)
                 agency);
         return KB_EXIT_USAGE;
     }
+    if (agency && strcmp(agency, "broker") == 0) {
+        fprintf(stderr, "ketenbus keygen: 'broker' is the name of the broker's own key files (keygen --broker); "
+                        "an agency needs another id\n");
+        return KB_EXIT_USAGE;
+    }
     const char *name = broker ? "broker" : agency;
     if (kb_keys_generate(out, name, broker) != KB_OK) {
         fprintf(stderr, "ketenbus keygen: %s\n", kb_last_error());

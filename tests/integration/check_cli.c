@@ -96,6 +96,8 @@ START_TEST(test_keygen)
     ck_assert_msg(strstr(s_out, "fier") != NULL, "%s", s_out);
     ck_assert_int_eq(s_run(NULL, "keygen --agency Fier_NL --out newkeys"), 2);
     ck_assert_msg(strstr(s_out, "not a valid agency id") != NULL, "%s", s_out);
+    ck_assert_int_eq(s_run(NULL, "keygen --agency broker --out newkeys"), 2);
+    ck_assert_msg(strstr(s_out, "the broker's own key files") != NULL, "%s", s_out);
     ck_assert_int_eq(s_run(NULL, "keygen --help"), 0);
     ck_assert_msg(strstr(s_out, "--broker") != NULL, "%s", s_out);
     ck_assert_int_eq(s_run(NULL, "frobnicate"), 2);

@@ -631,6 +631,10 @@ static const s_bad_t s_bad[] = {
        "  - id: ketenbus\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.sign.pub.pem\n",
      "2:3: broker id 'ketenbus' (the default) is also the id of an agency (line 9); the broker's notices would "
      "pass for that agency's messages: give the broker an id of its own"},
+    /* nor the name of the broker's key files (broker.sign.pub.pem, ...) */
+    {B "agencies:\n" AG_POLITIE
+       "  - id: broker\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.sign.pub.pem\n",
+     "9:9: agency id 'broker' is taken by the broker's own key files; choose another"},
     /* rules */
     {B A "rules: {}\n", "12:8: rules: expected a list of rules, not a mapping"},
     {B A "rules:\n  - id: r1\n    sender: [fier]\n",
