@@ -57,6 +57,17 @@ static json_object *s_fail(const char *fmt, ...)
     return o;
 }
 
+/* s_fail for a store read that failed with rc: marked "damaged" when the
+ * store itself could not be read or decoded (KB_EIO, KB_EPROTO), so that
+ * `audit verify` tells damage apart from a broker that could not answer
+ * (out of memory, say). */
+static json_object *s_fail_read(int rc, const char *what)
+{
+    json_object *o = s_fail("%s: %s", what, kb_last_error());
+    json_object_object_add(o, "damaged", json_object_new_boolean(rc == KB_EIO || rc == KB_EPROTO));
+    return o;
+}
+
 static json_object *s_ok(void)
 {
     json_object *o = json_object_new_object();
@@ -187,9 +198,10 @@ static json_object *s_records(kb_broker_t *b, json_object *req)
         return s_fail("audit_records: from and count (1..%u) must be integers", KB_ADMIN_RECORDS_MAX);
     uint64_t size = kb_store_audit_size(b->store);
     s_list_t l = {json_object_new_array()};
-    if (kb_store_audit_scan(b->store, from, size, (size_t)count, s_raw_fn, &l) != KB_OK) {
+    int rc = kb_store_audit_scan(b->store, from, size, (size_t)count, s_raw_fn, &l);
+    if (rc != KB_OK) {
         json_object_put(l.list);
-        return s_fail("audit_records: %s", kb_last_error());
+        return s_fail_read(rc, "audit_records");
     }
     size_t n = json_object_array_length(l.list);
     uint64_t next = size;
@@ -216,9 +228,10 @@ static json_object *s_leaves(kb_broker_t *b, json_object *req)
     size_t n = 0;
     if (!buf)
         return s_fail("audit_leaves: out of memory");
-    if (kb_store_leaf_hashes(b->store, from, (size_t)count, buf, &n) != KB_OK) {
+    int rc = kb_store_leaf_hashes(b->store, from, (size_t)count, buf, &n);
+    if (rc != KB_OK) {
         free(buf);
-        return s_fail("audit_leaves: %s", kb_last_error());
+        return s_fail_read(rc, "audit_leaves");
     }
     json_object *o = s_ok();
     json_object_object_add(o, "hashes", s_b64(buf, n * KB_MERKLE_HASH_LEN));

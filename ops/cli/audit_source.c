@@ -40,6 +40,7 @@ struct kb_asrc {
     void *zctx;                   /* ZeroMQ context */
     void *sock;                   /* DEALER to the admin socket */
     int broken;                   /* a request timed out: no more */
+    int call_rc;                  /* why the last s_call() gave no answer */
     /* offline */
     kb_store_t *store;            /* the stopped broker's store */
     kb_batch_t *batch;            /* staged changes (prune) */
@@ -100,10 +101,14 @@ static int s_unhex_hash(json_object *v, uint8_t out[KB_MERKLE_HASH_LEN])
 /* ------------------------------------------------------------ admin calls */
 
 /* Send req (consumed) and return the answer if it says ok; else NULL
- * with kb_last_error() holding the broker's error or why none came. */
+ * with kb_last_error() holding the broker's error or why none came, and
+ * a->call_rc its code: KB_EIO when the broker could not read its store,
+ * KB_EREJECTED when it refused otherwise, KB_ENET when no usable answer
+ * came. */
 static json_object *s_call(kb_asrc_t *a, json_object *req)
 {
     json_object *ans = NULL;
+    a->call_rc = KB_ENET;
     if (a->broken) {
         json_object_put(req);
         kb_error_set(KB_ENET, "the admin socket did not answer before");
@@ -140,7 +145,10 @@ static json_object *s_call(kb_asrc_t *a, json_object *req)
     if (!s_get_bool(ans, "ok")) {
         json_object *e = NULL;
         json_object_object_get_ex(ans, "error", &e);
-        kb_error_set(KB_EREJECTED, "the broker says: %s", e ? json_object_get_string(e) : "(no reason)");
+        /* a store the broker could not read is damage (see
+         * kb_asrc_is_damage); any other refusal is not */
+        a->call_rc = s_get_bool(ans, "damaged") ? KB_EIO : KB_EREJECTED;
+        kb_error_set(a->call_rc, "the broker says: %s", e ? json_object_get_string(e) : "(no reason)");
         json_object_put(ans);
         return NULL;
     }
@@ -321,7 +329,7 @@ int kb_asrc_info(kb_asrc_t *a, kb_asrc_info_t *info)
     } else {
         json_object *ans = s_call(a, s_request("audit_info")), *id = NULL, *cp = NULL, *note = NULL, *kinds = NULL;
         if (!ans)
-            return KB_ENET;
+            return a->call_rc;
         rc = s_get_u64(ans, "size", &info->size);
         if (rc == KB_OK)
             rc = s_get_u64(ans, "pruned", &info->pruned);
@@ -395,7 +403,7 @@ int kb_asrc_query(kb_asrc_t *a, const kb_auditq_filter_t *f, uint64_t from, size
     s_add_u64(req, "limit", limit);
     json_object *ans = s_call(a, req);
     if (!ans)
-        return KB_ENET;
+        return a->call_rc;
     int rc = s_get_u64(ans, "next", next);
     if (rc == KB_OK && *next < from)
         rc = kb_error_set(KB_EPROTO, "the broker's page goes backwards");
@@ -442,7 +450,7 @@ int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn
     s_add_u64(req, "count", count);
     json_object *ans = s_call(a, req);
     if (!ans)
-        return KB_ENET;
+        return a->call_rc;
     int rc = s_get_u64(ans, "next", next);
     if (rc == KB_OK && *next < from)
         rc = kb_error_set(KB_EPROTO, "the broker's page goes backwards");
@@ -455,7 +463,7 @@ int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn
 
 int kb_asrc_is_damage(int rc)
 {
-    return rc == KB_EPROTO || rc == KB_EIO || rc == KB_EREJECTED;
+    return rc == KB_EPROTO || rc == KB_EIO;
 }
 
 int kb_asrc_leaves(kb_asrc_t *a, uint64_t from, size_t count, uint8_t *out, size_t *n)
@@ -470,7 +478,7 @@ int kb_asrc_leaves(kb_asrc_t *a, uint64_t from, size_t count, uint8_t *out, size
         s_add_u64(req, "count", want);
         json_object *ans = s_call(a, req);
         if (!ans)
-            return KB_ENET;
+            return a->call_rc;
         uint64_t got = 0;
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -505,7 +513,7 @@ int kb_asrc_checkpoints(kb_asrc_t *a, kb_asrc_cp_fn *fn, void *arg)
         s_add_u64(req, "limit", KB_ASRC_PAGE_CPS);
         json_object *ans = s_call(a, req);
         if (!ans)
-            return KB_ENET;
+            return a->call_rc;
         int rc = KB_OK, stop = 0;
         if (!json_object_object_get_ex(ans, "checkpoints", &list) || !json_object_is_type(list, json_type_array))
             rc = kb_error_set(KB_EPROTO, "answer without checkpoints");
@@ -560,7 +568,7 @@ int kb_asrc_proof(kb_asrc_t *a, uint64_t index, uint64_t size, uint8_t leaf[KB_M
     s_add_u64(req, "size", size);
     json_object *ans = s_call(a, req);
     if (!ans)
-        return KB_ENET;
+        return a->call_rc;
     int rc = json_object_object_get_ex(ans, "leaf", &l) ? s_unhex_hash(l, leaf)
                                                         : kb_error_set(KB_EPROTO, "answer without leaf");
     if (rc == KB_OK)
@@ -582,7 +590,7 @@ int kb_asrc_consistency(kb_asrc_t *a, uint64_t from, uint64_t to, uint8_t proof[
     s_add_u64(req, "to", to);
     json_object *ans = s_call(a, req);
     if (!ans)
-        return KB_ENET;
+        return a->call_rc;
     int rc = s_proof_list(ans, proof, n);
     json_object_put(ans);
     return rc;
@@ -664,7 +672,7 @@ int kb_asrc_prune(kb_asrc_t *a, int kind, int64_t before_us, const char *who, kb
         json_object_object_add(req, "pid", json_object_new_int64((int64_t)getpid()));
         json_object *ans = s_call(a, req);
         if (!ans)
-            return KB_ENET;
+            return a->call_rc;
         memset(out, 0, sizeof *out);
         int rc = s_get_u64(ans, "target", &out->target);
         if (rc == KB_OK)
