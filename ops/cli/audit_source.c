@@ -641,6 +641,15 @@ static int s_offline_checkpoint(kb_asrc_t *a, EVP_PKEY *key)
         if (rc == KB_OK && parsed.size != cp)
             rc = kb_error_set(KB_EPROTO, "the checkpoint stored for size %llu states size %llu",
                               (unsigned long long)cp, (unsigned long long)parsed.size);
+        /* a checkpoint under another origin would make every later one
+         * fail verification (the broker refuses to start so too) */
+        char origin[KB_NOTE_MAX_ORIGIN + 1];
+        snprintf(origin, sizeof origin, "ketenbus/%s", a->broker_id ? a->broker_id : "");
+        if (rc == KB_OK && strcmp(parsed.origin, origin) != 0)
+            rc = kb_error_set(KB_ECONFIG, "the log's checkpoints are for %s, but the configuration names broker id "
+                                          "'%s': use the configuration the broker ran with; nothing was signed or "
+                                          "pruned",
+                              parsed.origin, a->broker_id ? a->broker_id : "");
         if (rc == KB_OK)
             rc = kb_merkle_root_at(a->tree, cp, root);
         if (rc == KB_OK && CRYPTO_memcmp(root, parsed.root, sizeof root) != 0)

@@ -887,8 +887,9 @@ static void s_cp_sizes(s_cp_sizes_t *s)
 
 /* `audit prune --offline` signs nothing over a log that does not extend
  * its latest signed checkpoint: one cut below it (the broker refuses to
- * start on that), or one whose tree gives another root at its size. */
-enum { P_CUT, P_ROOT };
+ * start on that), or one whose tree gives another root at its size; nor
+ * under a broker id other than the one the log was signed under. */
+enum { P_CUT, P_ROOT, P_ORIGIN };
 
 static const struct {
     const char *name; /* what is wrong */
@@ -897,6 +898,8 @@ static const struct {
 } s_offline_prune_rows[] = {
     {"a log cut below its latest checkpoint", P_CUT, "latest signed checkpoint covers 321"},
     {"a latest checkpoint over another root", P_ROOT, "is not the one its checkpoint signed"},
+    {"a configuration with another broker id", P_ORIGIN,
+     "the log's checkpoints are for ketenbus/test-broker, but the configuration names broker id 'other-broker'"},
 };
 
 START_TEST(test_offline_prune_signs_only_over_an_extended_log)
@@ -920,6 +923,16 @@ START_TEST(test_offline_prune_signs_only_over_an_extended_log)
     if (s_offline_prune_rows[_i].what == P_CUT) {
         for (uint64_t i = 322; i-- > 310;)
             kb_ldb_delete_record(&d, i);
+    } else if (s_offline_prune_rows[_i].what == P_ORIGIN) {
+        char *text = NULL;
+        size_t tl = 0;
+        ck_assert_int_eq(kb_file_read(s_chain.config, 1 << 20, &text, &tl), KB_OK);
+        char *at = strstr(text, "id: test-broker\n");
+        ck_assert_ptr_nonnull(at);
+        char cfg[8192];
+        snprintf(cfg, sizeof cfg, "%.*sid: other-broker\n%s", (int)(at - text), text, at + strlen("id: test-broker\n"));
+        free(text);
+        kb_chain_write_config(&s_chain, cfg);
     } else { /* the broker's key over a root the log does not give */
         uint8_t k[9] = {'k'};
         char *err = NULL;
