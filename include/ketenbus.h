@@ -219,21 +219,27 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  * visible field, which also proves the list of withheld fields. A delivery
  * that fails is not handed out; it is logged (event=delivery_refused, at
  * error level, with the reason and what was done):
- * - malformed, or not what its sender signed (action=quarantined): it is
- *   written to STATE_DIR/quarantine/ (SENDER-ID-HASH.pb, the envelope as
- *   delivered; .txt, when and why), synced, and then acknowledged, so it
- *   does not come back and hold a credit in every session;
- * - its sender's key file is missing or unreadable (action=left_queued):
- *   it is not acknowledged and stays queued at the broker, which delivers
- *   it again when the session starts again (as for a kept delivery: after
- *   1 s, doubling up to a minute) until the key is there or it expires.
- *   Each such delivery holds one credit meanwhile: as many as the credit
- *   stop the agency's deliveries, so install a new agency's key before
- *   the rules let it send to you.
+ * - one that cannot be genuine whatever keys are installed, a notice not
+ *   from the broker or a message in the broker's name that is not a
+ *   notice (action=quarantined): it is written to STATE_DIR/quarantine/
+ *   (SENDER-ID-HASH.pb, the envelope as received; .txt, when and why),
+ *   synced, and then acknowledged, so it does not come back and hold a
+ *   credit in every session;
+ * - any other (action=left_queued): malformed, not what its sender signed
+ *   with the key installed here, or its sender's key file is missing. A
+ *   key not yet installed here, or a newer ketenbus.proto, could make it
+ *   pass, so it is not acknowledged: it stays queued at the broker, which
+ *   delivers it again when the session starts again (as for a kept
+ *   delivery: after 1 s, doubling up to a minute) until it passes or
+ *   expires (the sender is then told). Each holds one credit meanwhile:
+ *   as many as the credit stop the agency's deliveries, so install a new
+ *   agency's key, or a sender's new key, before it is used.
  * A key file is read once; when a signature fails, the sender's file is
  * read again, so a replaced key takes effect without a restart, and then
  * SENDER.previous.sign.pub.pem is tried if present, for messages signed
- * before the change and still queued. */
+ * before the change and still queued. While that file is there the old
+ * key is trusted: remove it once message_ttl has passed since the change,
+ * at once if the old key leaked. */
 int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char *dir);
 /* Optional: deliveries the broker may send ahead of acknowledgement
  * (default 64). 0 makes a send-only client: the broker delivers nothing to

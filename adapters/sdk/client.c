@@ -731,11 +731,14 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
             if (e->message_id.len == 16)
                 kb_uuid_format(e->message_id.data, id);
             snprintf(why, sizeof why, "%s", kb_last_error());
-            /* one that can never pass is kept here, then acknowledged, so
-             * it does not hold a credit in every session; one whose
-             * sender's key is missing stays queued at the broker and comes
-             * again in a later session (the key may be added meanwhile) */
-            int never = vrc == KB_EPROTO || vrc == KB_ECRYPTO;
+            /* one that cannot be genuine whatever keys are installed is
+             * kept here, then acknowledged, so that it does not hold a
+             * credit in every session; any other stays queued at the
+             * broker and comes again in a later session: a key not yet
+             * installed here (a new agency's, a sender's new one) may be
+             * added meanwhile, and acknowledging it would lose a genuine
+             * message */
+            int never = vrc == KB_EREJECTED;
             if (never && kb_quarantine_put(c->o.state_dir, e, why, kept, sizeof kept) != KB_OK) {
                 s_log(c, 0, "event=quarantine_failed tag=%llu detail=\"%s\"", (unsigned long long)dl->tag,
                       kb_last_error());
@@ -1245,7 +1248,7 @@ static int s_prepare(ketenbus_client_t *c, ketenbus_msg_t *msg, kb_outbox_entry_
     size_t tmp_len = e->signature.len;
     e->signature.data = NULL;
     e->signature.len = 0;
-    int rc = kb_envelope_validate(e, why, sizeof why);
+    int rc = kb_envelope_validate_submitted(e, why, sizeof why);
     e->signature.data = tmp_sig;
     e->signature.len = tmp_len;
     if (rc != KB_OK)

@@ -2,13 +2,17 @@
  * quarantine.c - deliveries the SDK refused as not genuine, kept in the
  * state directory.
  *
- * A delivery that is malformed, or not what its sender signed, can never
- * be handed to the adapter; left unacknowledged it would come again in
- * every session and hold a credit each time, until deliveries behind it
- * stopped. So it is written here, synced, and only then acknowledged: it
- * leaves the broker's queue, not the record. For each one,
- *   STATE/quarantine/SENDER-ID-HASH.pb   the envelope as delivered (protobuf)
- *   STATE/quarantine/SENDER-ID-HASH.txt  when and why it was refused
+ * A delivery that cannot be genuine whatever keys are installed (a notice
+ * not from the broker, a message in the broker's name that is not a
+ * notice) can never be handed to the adapter; left unacknowledged it would
+ * come again in every session and hold a credit each time, until
+ * deliveries behind it stopped. So it is written here, synced, and only
+ * then acknowledged: it leaves the broker's queue, not the record. For
+ * each one,
+ *   STATE/quarantine/SENDER-ID-HASH.pb   the envelope as received (protobuf,
+ *                                        encoded again after decoding)
+ *   STATE/quarantine/SENDER-ID-HASH.txt  when and why it was refused (the
+ *                                        last time, if it came more than once)
  * where HASH is the start of the SHA-256 of the envelope's bytes, so a copy
  * delivered again lands on its own file and a different envelope under the
  * same id does not replace it. The names use only what is safe in a path.
@@ -54,6 +58,8 @@ int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const 
     if (kb_fmt(dir, sizeof dir, "%s/quarantine", state_dir) != KB_OK)
         return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
     int rc = kb_mkdirs(dir, 0700);
+    if (rc == KB_OK)
+        rc = s_sync_dir(state_dir); /* the directory's own entry, made the first time */
     if (rc != KB_OK)
         return rc;
     size_t len = ketenbus__envelope__get_packed_size(e);
@@ -73,10 +79,11 @@ int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const 
     char note[KB_ERROR_MAX + 128], when[40];
     kb_time_format(kb_now_us(), when);
     int n = snprintf(note, sizeof note, "refused %s: %s\n", when, why);
-    if (rc == KB_OK && (rc = kb_fmt(file, sizeof file, "%s.txt", base)) == KB_OK)
-        rc = kb_file_write(file, note, n > 0 && (size_t)n < sizeof note ? (size_t)n : strlen(note), 0600);
     if (rc == KB_OK && (rc = kb_fmt(file, sizeof file, "%s.pb", base)) == KB_OK)
         rc = kb_file_write(file, bytes, len, 0600);
+    char txt[PATH_MAX];
+    if (rc == KB_OK && (rc = kb_fmt(txt, sizeof txt, "%s.txt", base)) == KB_OK)
+        rc = kb_file_write(txt, note, n > 0 && (size_t)n < sizeof note ? (size_t)n : strlen(note), 0600);
     free(bytes);
     if (rc == KB_OK)
         rc = s_sync_dir(dir);

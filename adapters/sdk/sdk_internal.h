@@ -140,9 +140,13 @@ void kb_sender_keys_destroy(kb_sender_keys_t **p);
  * structure, that only the broker (broker_id, from WELCOME) sends notices
  * and nothing else, and its sender's signature over the header and every
  * visible field. KB_OK: it is what its sender wrote (less what is listed as
- * withheld). KB_ENOTFOUND or KB_EIO: no readable key for its sender (it may
- * be genuine). KB_EPROTO (malformed) or KB_ECRYPTO (not what the sender
- * signed): refuse it. The reason is in kb_last_error(). */
+ * withheld). KB_EREJECTED: it cannot be genuine whatever keys are
+ * installed (a notice not from the broker, or a message in the broker's
+ * name that is not a notice). KB_EPROTO (malformed), KB_ECRYPTO (not what
+ * the sender signed with the installed key), KB_ENOTFOUND or KB_EIO (no
+ * readable key for its sender): refused, but a newer ketenbus.proto or a
+ * key not yet installed here could make it pass. The reason is in
+ * kb_last_error(). */
 int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id);
 
 /* ------------------------------------------------------------ quarantine (quarantine.c) */

@@ -126,12 +126,16 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
     char why[256];
     if (kb_envelope_validate(e, why, sizeof why) != KB_OK)
         return kb_error_set(KB_EPROTO, "malformed envelope: %s", why);
-    /* only the broker writes notices, and it writes nothing else */
+    /* only the broker writes notices, and it writes nothing else; and no
+     * one else is "broker", the name of its key files */
     int from_broker = strcmp(e->sender, broker_id) == 0;
     if (s_is_notice(e) != from_broker)
-        return kb_error_set(KB_EPROTO, from_broker ? "the broker's id as sender of a message that is not a notice"
-                                                   : "a notice whose sender is %s, not the broker %s",
+        return kb_error_set(KB_EREJECTED, from_broker ? "the broker's id as sender of a message that is not a notice"
+                                                      : "a notice whose sender is %s, not the broker %s",
                             e->sender, broker_id);
+    if (!from_broker && strcmp(e->sender, "broker") == 0)
+        return kb_error_set(KB_EREJECTED, "sender 'broker' is not the broker %s, and no agency may have that id",
+                            broker_id);
     const char *id = from_broker ? "" : e->sender;
     s_key_t *s = NULL;
     int rc = s_key(k, id, &s);
