@@ -173,9 +173,10 @@ static json_object *s_query(kb_broker_t *b, json_object *req)
         return s_fail("audit_query: %s", kb_last_error());
     s_list_t l = {json_object_new_array()};
     kb_auditq_page_t page;
-    if (kb_auditq_run(b->store, &f, from, (size_t)limit, KB_AUDITQ_BUDGET_ADMIN, s_query_fn, &l, &page) != KB_OK) {
+    int rc = kb_auditq_run(b->store, &f, from, (size_t)limit, KB_AUDITQ_BUDGET_ADMIN, s_query_fn, &l, &page);
+    if (rc != KB_OK) {
         json_object_put(l.list);
-        return s_fail("audit_query: %s", kb_last_error());
+        return s_fail_read(rc, "audit_query");
     }
     json_object *o = s_ok();
     json_object_object_add(o, "records", l.list);
@@ -269,9 +270,10 @@ static json_object *s_checkpoints(kb_broker_t *b, json_object *req)
         s_uint(req, "limit", KB_ADMIN_CHECKPOINTS_MAX, KB_ADMIN_CHECKPOINTS_MAX, &limit) != 0 || limit == 0)
         return s_fail("audit_checkpoints: from and limit (1..%u) must be integers", KB_ADMIN_CHECKPOINTS_MAX);
     s_cps_t c = {json_object_new_array(), (size_t)limit, from, 0};
-    if (kb_store_checkpoint_scan_from(b->store, from, s_cp_fn, &c) != KB_OK) {
+    int rc = kb_store_checkpoint_scan_from(b->store, from, s_cp_fn, &c);
+    if (rc != KB_OK) {
         json_object_put(c.list);
-        return s_fail("audit_checkpoints: %s", kb_last_error());
+        return s_fail_read(rc, "audit_checkpoints");
     }
     json_object *o = s_ok();
     json_object_object_add(o, "checkpoints", c.list);

@@ -1027,6 +1027,8 @@ START_TEST(test_verify_reports_a_damaged_block)
     ck_assert_msg(st == 3, "%s: through the broker, exit %d: %s", name, st, s_out);
     ck_assert_msg(strstr(s_out, "cannot be read (the store is damaged): the broker says:") != NULL, "%s: %s", name,
                   s_out);
+    st = s_cli("audit report --data data --key keys/broker.sign.pub.pem --out r2.html");
+    ck_assert_msg(st == 3, "%s: report through the broker exits %d: %s", name, st, s_out);
 }
 END_TEST
 
