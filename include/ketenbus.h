@@ -188,7 +188,7 @@ typedef void (ketenbus_log_fn)(int level, const char *line, void *arg);
  * value leaves it unacknowledged, and the broker delivers it again later:
  * the SDK starts its session again 1 s after the first such message (then
  * twice as long each time one is kept again, up to a minute; back to 1 s
- * once a message is handled while none waits), which brings every
+ * once two minutes passed without such a restart), which brings every
  * unacknowledged delivery back. The handler may submit with timeout 0
  * (the message is stored and sent; its receipt comes in a later poll), but
  * must not call ketenbus_client_poll(), _recv(), _flush() or submit with a
@@ -219,21 +219,23 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  * visible field, which also proves the list of withheld fields. A delivery
  * that fails is not handed out; it is logged (event=delivery_refused, at
  * error level, with the reason and what was done):
- * - one that cannot be genuine whatever keys are installed, a notice not
- *   from the broker or a message in the broker's name that is not a
- *   notice (action=quarantined): it is written to STATE_DIR/quarantine/
- *   (SENDER-ID-HASH.pb, the envelope as received; .txt, when and why),
- *   synced, and then acknowledged, so it does not come back and hold a
- *   credit in every session;
+ * - one that cannot be genuine whatever keys are installed: a notice not
+ *   from the broker, a message in the broker's name that is not a notice,
+ *   or one from a sender called "broker", the name of the broker's key
+ *   files, that is not the broker (action=quarantined): it is written to
+ *   STATE_DIR/quarantine/ (SENDER-ID-HASH.pb, the envelope as received;
+ *   .txt, when and why), synced, and then acknowledged, so it does not
+ *   come back and hold a credit in every session;
  * - any other (action=left_queued): malformed, not what its sender signed
  *   with the key installed here, or its sender's key file is missing. A
  *   key not yet installed here, or a newer ketenbus.proto, could make it
  *   pass, so it is not acknowledged: it stays queued at the broker, which
  *   delivers it again when the session starts again (as for a kept
- *   delivery: after 1 s, doubling up to a minute) until it passes or
- *   expires (the sender is then told). Each holds one credit meanwhile:
- *   as many as the credit stop the agency's deliveries, so install a new
- *   agency's key, or a sender's new key, before it is used.
+ *   delivery: after 1 s, doubling up to a minute) until it passes. The
+ *   broker does not expire a delivery while it is in flight, so one that
+ *   keeps being refused may outlive message_ttl. Each holds one credit
+ *   meanwhile: as many as the credit stop the agency's deliveries, so
+ *   install a new agency's key, or a sender's new key, before it is used.
  * A key file is read once; when a signature fails, the sender's file is
  * read again, so a replaced key takes effect without a restart, and then
  * SENDER.previous.sign.pub.pem is tried if present, for messages signed

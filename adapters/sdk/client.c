@@ -56,7 +56,8 @@
 #define KB_REVOKED_FIRST_MS   2000   /* HELLO again this long after the key was refused (NOT_IN_CHAIN), */
 #define KB_REVOKED_MAX_MS     300000 /* twice as long each time, up to this */
 #define KB_KEEP_FIRST_MS      1000   /* a delivery the handler kept is asked for again after this, */
-#define KB_KEEP_MAX_MS        60000  /* twice as long each time it is kept again, up to this */
+#define KB_KEEP_MAX_MS        60000  /* twice as long each time it is kept again, up to this, */
+#define KB_KEEP_CALM_MS       120000 /* and back to the first wait once no restart was needed this long */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
 _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within the broker's batch limit");
 #define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
@@ -112,6 +113,7 @@ struct ketenbus_client {
     size_t max_frame;                 /* largest frame the broker takes (WELCOME); 0: not told yet */
     int64_t keep_at_ms;               /* when to start the session again for deliveries the handler kept (0: none) */
     int64_t keep_ms;                  /* the wait before that (backoff) */
+    int64_t keep_restart_ms;          /* when the session was last started again for them (0: never) */
     int64_t prune_at_ms;              /* when the next step over the seen records is due */
     size_t pruned;                    /* seen records removed in this pass so far */
     unsigned ping_ms;                 /* ping interval in force */
@@ -696,6 +698,22 @@ static int s_ack_pending(const ketenbus_client_t *c, const kb_seen_key_t *key)
     return 0;
 }
 
+/* A delivery was kept by the handler, or refused here and left queued:
+ * the broker sends it again only in a new session, so start one after
+ * keep_ms (s_housekeeping), unless one is due already. The wait doubles
+ * with each such restart, and is back to the least once none was needed
+ * for KB_KEEP_CALM_MS: judged over time, not per delivery, since the
+ * broker sends older deliveries that pass before the one that does not. */
+static void s_keep_later(ketenbus_client_t *c)
+{
+    if (c->keep_at_ms != 0)
+        return;
+    int64_t now = kb_mono_ms();
+    if (c->keep_restart_ms == 0 || now - c->keep_restart_ms > KB_KEEP_CALM_MS)
+        c->keep_ms = KB_KEEP_FIRST_MS;
+    c->keep_at_ms = now + c->keep_ms;
+}
+
 static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
 {
     for (size_t i = 0; i < d->n_deliveries; i++) {
@@ -750,8 +768,8 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
             if (never) {
                 if (s_queue_seen_tag(c, dl->tag) != KB_OK)
                     return KB_ENOMEM;
-            } else if (c->keep_at_ms == 0) {
-                c->keep_at_ms = kb_mono_ms() + c->keep_ms;
+            } else {
+                s_keep_later(c);
             }
             continue;
         }
@@ -764,12 +782,8 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
         if (c->handler) {
             int keep = c->handler(c, m, c->handler_arg);
             int rc = keep == 0 ? s_queue_ack(c, m->tag, &key) : KB_OK;
-            /* the broker sends a delivery again only in a new session:
-             * one is started after a while (s_housekeeping) */
-            if (keep != 0 && c->keep_at_ms == 0)
-                c->keep_at_ms = kb_mono_ms() + c->keep_ms;
-            else if (keep == 0 && c->keep_at_ms == 0)
-                c->keep_ms = KB_KEEP_FIRST_MS; /* handled again: the next keep waits the least */
+            if (keep != 0)
+                s_keep_later(c);
             ketenbus_msg_destroy(&m);
             if (rc != KB_OK)
                 return rc;
@@ -779,8 +793,6 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                 return KB_ENOMEM;
             }
             c->inbox[c->n_inbox++] = m;
-            if (c->keep_at_ms == 0)
-                c->keep_ms = KB_KEEP_FIRST_MS;
         }
     }
     return KB_OK;
@@ -934,6 +946,7 @@ static int s_housekeeping(ketenbus_client_t *c)
          * what is not acknowledged, the kept deliveries with it */
         s_log(c, 2, "event=redeliver_kept wait_ms=%lld", (long long)c->keep_ms);
         c->keep_ms = c->keep_ms * 2 > KB_KEEP_MAX_MS ? KB_KEEP_MAX_MS : c->keep_ms * 2;
+        c->keep_restart_ms = now;
         c->welcomed = 0; /* ended on purpose: not logged as a lost session */
         s_unwelcome(c, "deliveries the handler kept, or refused here, are asked for again");
     }

@@ -4,7 +4,8 @@
  *
  * A delivery that cannot be genuine whatever keys are installed (a notice
  * not from the broker, a message in the broker's name that is not a
- * notice) can never be handed to the adapter; left unacknowledged it would
+ * notice, a sender called "broker" that is not the broker) can never be
+ * handed to the adapter; left unacknowledged it would
  * come again in every session and hold a credit each time, until
  * deliveries behind it stopped. So it is written here, synced, and only
  * then acknowledged: it leaves the broker's queue, not the record. For

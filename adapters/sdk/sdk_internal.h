@@ -141,8 +141,8 @@ void kb_sender_keys_destroy(kb_sender_keys_t **p);
  * and nothing else, and its sender's signature over the header and every
  * visible field. KB_OK: it is what its sender wrote (less what is listed as
  * withheld). KB_EREJECTED: it cannot be genuine whatever keys are
- * installed (a notice not from the broker, or a message in the broker's
- * name that is not a notice). KB_EPROTO (malformed), KB_ECRYPTO (not what
+ * installed (a notice not from the broker, a message in the broker's name
+ * that is not a notice, a sender called "broker" that is not the broker). KB_EPROTO (malformed), KB_ECRYPTO (not what
  * the sender signed with the installed key), KB_ENOTFOUND or KB_EIO (no
  * readable key for its sender): refused, but a newer ketenbus.proto or a
  * key not yet installed here could make it pass. The reason is in

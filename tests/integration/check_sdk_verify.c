@@ -7,12 +7,13 @@
  * broker (kb_fake.h, a CURVE ROUTER with the broker's key) does: envelopes
  * signed with another agency's key, changed after signing, malformed, or
  * in the broker's own name without being a notice. None may reach the
- * handler; each is kept in the state directory's quarantine, and only then
- * acknowledged, so that it does not hold a credit for good. A genuine
- * notice of the broker is handed out, and so is a message signed with the
- * sender's previous key. A delivery whose sender's key the adapter lacks is
- * not acknowledged: it comes again in a later session and is handed out
- * once the key file is there.
+ * handler. What cannot be genuine whatever keys are installed is kept in
+ * the state directory's quarantine and only then acknowledged, so that it
+ * does not hold a credit for good; the rest is not acknowledged (a key
+ * installed later could make it pass). A genuine notice of the broker is
+ * handed out, and so is a message signed with the sender's previous key. A
+ * delivery whose sender's key the adapter lacks comes again in a later
+ * session and is handed out once the key file is there.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -413,6 +414,68 @@ START_TEST(test_previous_key_accepted)
 }
 END_TEST
 
+/* The next HELLO of cl within timeout_ms, answering its PINGs meanwhile
+ * (a broker that does not would make it give the session up), or NULL. */
+static Ketenbus__Frame *s_next_hello(ketenbus_client_t *cl, int timeout_ms)
+{
+    for (int64_t end = kb_mono_ms() + timeout_ms; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_recv(&s_fake, cl, 100);
+        if (f && f->body_case == KETENBUS__FRAME__BODY_HELLO)
+            return f;
+        if (f && f->body_case == KETENBUS__FRAME__BODY_PING) {
+            Ketenbus__Pong pong;
+            ketenbus__pong__init(&pong);
+            pong.time_us = f->ping->time_us;
+            Ketenbus__Frame fr;
+            ketenbus__frame__init(&fr);
+            fr.version = 1;
+            fr.request_id = f->request_id;
+            fr.body_case = KETENBUS__FRAME__BODY_PONG;
+            fr.pong = &pong;
+            ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+        }
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+    return NULL;
+}
+
+/* A delivery refused again and again makes the SDK start its session
+ * again after 1 s, then 2 s, ...: the wait grows although an older
+ * delivery that passes (taken by recv, not yet acknowledged) comes before
+ * it each time. */
+START_TEST(test_refusal_restarts_back_off)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL); /* recv: no handler */
+    kb_fake_open_session(&s_fake, fier, "fier");
+    ketenbus_msg_t *m[2] = {s_signal(1, "politie", "politie", "genuine, not acknowledged yet"),
+                            s_signal(2, "politie", "rvdk", "not what politie signed")};
+    int64_t hello[2] = {0, 0};
+    for (int round = 0; round < 2; round++) {
+        const uint64_t tags[2] = {2 * (uint64_t)round + 1, 2 * (uint64_t)round + 2};
+        s_deliver(m, tags, 2);
+        ketenbus_msg_t *got = NULL;
+        ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+        ketenbus_msg_destroy(&got); /* taken, not acknowledged */
+        Ketenbus__Frame *f = s_next_hello(fier, 10000);
+        ck_assert_msg(f != NULL, "round %d: no new session asked for within 10 s", round);
+        hello[round] = kb_mono_ms();
+        ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
+        ketenbus__frame__free_unpacked(f, NULL);
+        for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(fier) && kb_mono_ms() < end;)
+            ketenbus_client_poll(fier, 10);
+    }
+    ck_assert_int_eq(s_refused, 2);
+    /* the second wait is 2 s from the second refusal, which came after the
+     * first restart's WELCOME */
+    ck_assert_msg(hello[1] - hello[0] >= 1900, "restarts %lld ms apart: the wait did not grow",
+                  (long long)(hello[1] - hello[0]));
+    ketenbus_msg_destroy(&m[0]);
+    ketenbus_msg_destroy(&m[1]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 /* A rule may withhold fields the sender must fill in (the kind of
  * exploitation, the action a referral asks for): the copy the recipient
  * gets holds their defaults and lists them as withheld, and the SDK hands
@@ -462,6 +525,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_broker_notice_handed_out);
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
     tcase_add_test(tc, test_previous_key_accepted);
+    tcase_add_test(tc, test_refusal_restarts_back_off);
     suite_add_tcase(s, tc);
     tc = tcase_create("broker");
     tcase_set_timeout(tc, 30);
