@@ -231,9 +231,10 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  *   key not yet installed here, or a newer ketenbus.proto, could make it
  *   pass, so it is not acknowledged: it stays queued at the broker, which
  *   delivers it again when the session starts again (as for a kept
- *   delivery: after 1 s, doubling up to a minute) until it passes. The
- *   broker does not expire a delivery while it is in flight, so one that
- *   keeps being refused may outlive message_ttl. Each holds one credit
+ *   delivery: after 1 s, doubling up to a minute) until it passes or
+ *   expires (the sender is then told). The broker expires a delivery only
+ *   between two sessions, not while it is in flight, so one that keeps
+ *   being refused may expire later than message_ttl. Each holds one credit
  *   meanwhile: as many as the credit stop the agency's deliveries, so
  *   install a new agency's key, or a sender's new key, before it is used.
  * A key file is read once; when a signature fails, the sender's file is
