@@ -371,16 +371,11 @@ static int s_list_item(s_ctx_t *ctx, const s_list_t *list, size_t i, yaml_node_t
 
 /* ------------------------------------------------------------ values */
 
-/* [a-z0-9-], 1..KB_CONF_MAX_ID characters. */
+/* [a-z0-9-], 1..KB_CONF_MAX_ID characters: an id the wire also takes. */
+_Static_assert(KB_CONF_MAX_ID == KB_AGENCY_ID_MAX, "configured ids fit the envelope's agency ids");
 static int s_id_is_valid(const char *id)
 {
-    size_t len = strlen(id);
-    if (len == 0 || len > KB_CONF_MAX_ID)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-'))
-            return 0;
-    return 1;
+    return kb_agency_id_valid(id);
 }
 
 /* [A-Za-z0-9._-], 1..KB_CONF_MAX_RULE_ID characters. */

@@ -820,6 +820,22 @@ static int s_check_required_enum(const ProtobufCEnumDescriptor *d, int v, const 
     return KB_OK;
 }
 
+static int s_agency_id_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
+}
+
+int kb_agency_id_valid(const char *s)
+{
+    size_t n = s ? strnlen(s, KB_AGENCY_ID_MAX + 1) : 0;
+    if (n == 0 || n > KB_AGENCY_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!s_agency_id_char((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
 /* Agency ids: 1..KB_AGENCY_ID_MAX characters of [a-z0-9-]. The reason shows
  * the offending byte in hex, never the peer's text. */
 static int s_check_agency_id(const char *s, const char *field, char *why, size_t why_len)
@@ -832,7 +848,7 @@ static int s_check_agency_id(const char *s, const char *field, char *why, size_t
         return s_reject(why, why_len, "%s: agency id longer than %u characters", field, KB_AGENCY_ID_MAX);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-'))
+        if (!s_agency_id_char(ch))
             return s_reject(why, why_len, "%s: invalid character 0x%02x at offset %zu (allowed: a-z 0-9 -)", field, ch,
                             i);
     }

@@ -115,6 +115,11 @@ int kb_frame_encode(Ketenbus__Frame *f, uint8_t **buf, size_t *len);
  * a message above it, as withheld. KB_EINVAL if e is NULL. */
 int kb_envelope_validate(const Ketenbus__Envelope *e, char *why, size_t why_len);
 
+/* 1 if s is an agency id (and so also a broker id): 1..KB_AGENCY_ID_MAX
+ * characters of a-z, 0-9 and -, safe in file names and log lines; else 0
+ * (also for NULL). */
+int kb_agency_id_valid(const char *s);
+
 /* kb_envelope_validate() for an envelope an adapter submits: also refuses
  * any withheld path (KB_EPROTO, "withheld: ..."). The broker alone lists
  * what it withholds from a recipient, and the signature does not cover the

@@ -123,16 +123,6 @@ static int s_write_new(const char *path, const void *data, size_t len, mode_t mo
     return rc;
 }
 
-static void s_sync_dir(const char *dir)
-{
-    /* Best effort: the files themselves are synced already. */
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 /* Create dir with mode 0700 unless it exists as a directory. */
 static int s_ensure_dir(const char *dir)
 {
@@ -287,7 +277,7 @@ int kb_keys_generate(const char *dir, const char *name, int with_storage)
         for (size_t i = 0; i < written; i++)
             unlink(paths[i]);
     } else {
-        s_sync_dir(dir);
+        (void)kb_dir_sync(dir); /* best effort: the files themselves are synced already */
     }
 
 done:

@@ -325,6 +325,16 @@ int kb_file_write(const char *path, const void *buf, size_t len, unsigned mode)
     return KB_OK;
 }
 
+int kb_dir_sync(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return kb_error_set(KB_EIO, "open %s: %s", dir, strerror(errno));
+    int rc = fsync(fd) == 0 ? KB_OK : kb_error_set(KB_EIO, "sync %s: %s", dir, strerror(errno));
+    close(fd);
+    return rc;
+}
+
 int kb_mkdirs(const char *path, unsigned mode)
 {
     char buf[PATH_MAX];

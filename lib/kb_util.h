@@ -58,6 +58,9 @@ int kb_file_read(const char *path, size_t max_len, char **buf, size_t *len);
 /* Write a file atomically (temp file, fsync, rename) with the given mode. */
 int kb_file_write(const char *path, const void *buf, size_t len, unsigned mode);
 
+/* fsync a directory, so that the entries made in it last; KB_OK or KB_EIO. */
+int kb_dir_sync(const char *dir);
+
 /* mkdir -p with the given mode for created directories. */
 int kb_mkdirs(const char *path, unsigned mode);
 

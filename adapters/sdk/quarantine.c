@@ -18,12 +18,10 @@
  * delivered again lands on its own file and a different envelope under the
  * same id does not replace it. The names use only what is safe in a path.
  */
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/sha.h>
 
@@ -33,23 +31,7 @@
 
 const char *kb_quarantine_safe_id(const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 64)
-        return "unknown";
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return "unknown";
-    return s;
-}
-
-static int s_sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return kb_error_set(KB_EIO, "open %s", dir);
-    int rc = fsync(fd) == 0 ? KB_OK : kb_error_set(KB_EIO, "sync %s", dir);
-    close(fd);
-    return rc;
+    return kb_agency_id_valid(s) ? s : "unknown";
 }
 
 int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const char *why, char *path,
@@ -60,7 +42,7 @@ int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const 
         return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
     int rc = kb_mkdirs(dir, 0700);
     if (rc == KB_OK)
-        rc = s_sync_dir(state_dir); /* the directory's own entry, made the first time */
+        rc = kb_dir_sync(state_dir); /* the directory's own entry, made the first time */
     if (rc != KB_OK)
         return rc;
     size_t len = ketenbus__envelope__get_packed_size(e);
@@ -87,7 +69,7 @@ int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const 
         rc = kb_file_write(txt, note, n > 0 && (size_t)n < sizeof note ? (size_t)n : strlen(note), 0600);
     free(bytes);
     if (rc == KB_OK)
-        rc = s_sync_dir(dir);
+        rc = kb_dir_sync(dir);
     if (rc == KB_OK && path)
         snprintf(path, path_len, "%s", file);
     return rc;

@@ -158,9 +158,9 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
 int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const char *why, char *path,
                       size_t path_len);
 
-/* s if it is a plain agency id (a-z, 0-9, -; 1 to 64 characters), else
- * "unknown": a refused envelope's sender may be anything, and goes into
- * file names and log lines. */
+/* s if it is an agency id (kb_agency_id_valid), else "unknown": a refused
+ * envelope's sender may be anything, and goes into file names and log
+ * lines. */
 const char *kb_quarantine_safe_id(const char *s);
 
 #endif

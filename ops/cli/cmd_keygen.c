@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "cli.h"
+#include "kb_codec.h"
 #include "kb_error.h"
 #include "kb_keys.h"
 #include "kb_subject.h"
@@ -48,17 +49,6 @@ static void s_usage(FILE *out)
             "  --broker      make the broker's keys\n"
             "  --chain-key   make the chain key shared by the agencies\n"
             "  --out PATH    directory to write to (file with --chain-key)\n");
-}
-
-static int s_valid_id(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 32)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-'))
-            return 0;
-    return 1;
 }
 
 /* Write a new chain key to path: 32 random bytes, mode 0600, never over an
@@ -132,7 +122,7 @@ int cmd_keygen(int argc, char **argv)
                "channel, never to the broker operator\n", out);
         return KB_EXIT_OK;
     }
-    if (agency && !s_valid_id(agency)) {
+    if (agency && !kb_agency_id_valid(agency)) {
         fprintf(stderr, "ketenbus keygen: '%s' is not a valid agency id (a-z, 0-9, '-', 1..32 characters)\n",
                 agency);
         return KB_EXIT_USAGE;

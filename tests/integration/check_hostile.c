@@ -145,6 +145,14 @@ static Ketenbus__Frame *s_expect(void *s, int body_case)
     return NULL;
 }
 
+/* The next frame from the broker is ERROR NO_SESSION (within 5 s). */
+static void s_expect_no_session(void *s)
+{
+    Ketenbus__Frame *r = s_expect(s, KETENBUS__FRAME__BODY_ERROR);
+    ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
+    ketenbus__frame__free_unpacked(r, NULL);
+}
+
 /* HELLO with the given credit and send_only flag; wait for WELCOME. */
 static void s_send_hello(void *s, uint32_t credit, int send_only)
 {
@@ -383,9 +391,7 @@ START_TEST(test_no_session_before_hello)
     f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
     f.submit = &sub;
     s_send_frame(s_sock, &f);
-    Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
-    ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
-    ketenbus__frame__free_unpacked(r, NULL);
+    s_expect_no_session(s_sock);
     ketenbus__envelope__free_unpacked(e, NULL);
 }
 END_TEST
@@ -781,9 +787,7 @@ START_TEST(test_send_only_sessions_are_capped)
     }
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
     s_send_ping(socks[0]);
-    Ketenbus__Frame *e = s_expect(socks[0], KETENBUS__FRAME__BODY_ERROR);
-    ck_assert_int_eq(e->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
-    ketenbus__frame__free_unpacked(e, NULL);
+    s_expect_no_session(socks[0]);
     s_send_ping(socks[N - 1]);
     ketenbus__frame__free_unpacked(s_expect(socks[N - 1], KETENBUS__FRAME__BODY_PONG), NULL);
     for (int i = 0; i < N; i++)
@@ -811,9 +815,7 @@ START_TEST(test_send_only_cap_holds_for_restarted_sessions)
     s_hello_as(socks[N - 1], 0, 1);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "send-only sessions: the least recently seen ends"), 1);
     s_send_ping(socks[0]);
-    Ketenbus__Frame *e = s_expect(socks[0], KETENBUS__FRAME__BODY_ERROR);
-    ck_assert_int_eq(e->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
-    ketenbus__frame__free_unpacked(e, NULL);
+    s_expect_no_session(socks[0]);
     for (int i = 1; i < N; i++) {
         s_send_ping(socks[i]);
         ketenbus__frame__free_unpacked(s_expect(socks[i], KETENBUS__FRAME__BODY_PONG), NULL);
@@ -1112,9 +1114,7 @@ START_TEST(test_hello_needs_random_routing_id)
         ck_assert_msg(strstr(r->error->message, "random routing id") != NULL, "%s", r->error->message);
         ketenbus__frame__free_unpacked(r, NULL);
         s_send_ping(s_sock);
-        r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
-        ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
-        ketenbus__frame__free_unpacked(r, NULL);
+        s_expect_no_session(s_sock);
         zmq_close(s_sock);
         s_sock = NULL;
     }
@@ -1134,9 +1134,7 @@ START_TEST(test_routing_id_taken_by_another_agency)
     zmq_close(pol);
     s_sock = s_raw_id(s_chain.keys, "fier", id, sizeof id);
     s_send_ping(s_sock);
-    Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
-    ck_assert_int_eq(r->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION);
-    ketenbus__frame__free_unpacked(r, NULL);
+    s_expect_no_session(s_sock);
     /* a signal for politie now: queued, and not handed to fier's connection */
     ketenbus_client_t *c = kb_chain_client(&s_chain, "fier", "-sender");
     ketenbus_msg_t *m = kb_test_signal("politie", "for politie only");
