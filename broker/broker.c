@@ -40,7 +40,6 @@
 #define KB_RCVHWM_MIN      16     /* but at least this many */
 #define KB_FRAME_SLACK     (1u << 20) /* over max_message_bytes: still answered, beyond: dropped by libzmq */
 #define KB_HEARTBEAT_MS    2000   /* ZMTP heartbeat interval */
-#define KB_MAX_CREDIT      100000u /* most deliveries an adapter may have granted */
 #define KB_LOST_LINGER_MS  1000    /* how long replies may take to leave when the store is lost */
 #define KB_POLL_MAX_MS     250    /* longest wait, so expiry and timeouts run */
 
@@ -753,7 +752,7 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
         }
         s->last_seen_ms = kb_mono_ms();
         if (!s->send_only)
-            s->credit = f->hello->credit < KB_MAX_CREDIT ? f->hello->credit : KB_MAX_CREDIT;
+            session_credit_grant(s, f->hello->credit);
         char name[160]; /* the first ~150 bytes of the name, quoted */
         kb_log(KB_LOG_INFO, "session_opened", "agency=%s adapter=%s credit=%llu%s", agency,
                kb_log_quote(f->hello->adapter_name, name, sizeof name), (unsigned long long)s->credit,
@@ -781,8 +780,7 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
                              "send_only to receive)");
                 break;
             }
-            uint64_t c = s->credit + f->credit->credit;
-            s->credit = c < KB_MAX_CREDIT ? c : KB_MAX_CREDIT;
+            session_credit_grant(s, f->credit->credit);
         } else {
             Ketenbus__Pong pong;
             ketenbus__pong__init(&pong);

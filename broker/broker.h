@@ -289,6 +289,12 @@ void session_close(kb_broker_t *b, kb_session_t *s, const char *why);
 void session_reset(kb_broker_t *b, kb_session_t *s);
 /* The agency's active session or NULL; cached, so it is cheap per message. */
 kb_session_t *session_active(kb_broker_t *b, const char *agency);
+/* Most deliveries a session may have outstanding: sent and unacknowledged
+ * plus the credit for more. It bounds the in-flight window's memory
+ * (about 7 MB) whatever credit an adapter keeps granting without ACKs. */
+#define KB_OUTSTANDING_MAX 100000u
+/* Add n to s's credit, within KB_OUTSTANDING_MAX outstanding deliveries. */
+void session_credit_grant(kb_session_t *s, uint64_t n);
 int session_inflight_add(kb_session_t *s, const kb_inflight_t *d);
 /* Remove tag; copies the entry to *out when found, else KB_ENOTFOUND. */
 int session_inflight_remove(kb_session_t *s, uint64_t tag, kb_inflight_t *out);

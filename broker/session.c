@@ -243,6 +243,12 @@ int session_inflight_add(kb_session_t *s, const kb_inflight_t *d)
     return KB_OK;
 }
 
+void session_credit_grant(kb_session_t *s, uint64_t n)
+{
+    uint64_t room = s->n_inflight < KB_OUTSTANDING_MAX ? KB_OUTSTANDING_MAX - s->n_inflight : 0;
+    s->credit = n < room && s->credit < room - n ? s->credit + n : room;
+}
+
 int session_inflight_has(const kb_session_t *s, uint64_t tag)
 {
     return s_inflight_find(s, tag) != NULL;

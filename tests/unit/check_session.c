@@ -3,6 +3,7 @@
  * added in ascending order are found until acknowledged, in any order of
  * acknowledgement; the ring grows, wraps and squeezes out its holes without
  * losing or inventing an entry. A plain sorted array is the reference.
+ * The credit a session is granted counts its unacknowledged deliveries.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,40 @@ START_TEST(test_tags_must_ascend)
 }
 END_TEST
 
+/* Credit adds up, but what is delivered and unacknowledged counts
+ * against the same bound: an adapter that grants credit without ever
+ * acknowledging cannot make the window grow past KB_OUTSTANDING_MAX. */
+START_TEST(test_credit_bounded_by_outstanding)
+{
+    kb_session_t s;
+    memset(&s, 0, sizeof s);
+    session_credit_grant(&s, 64);
+    session_credit_grant(&s, 36);
+    ck_assert_uint_eq(s.credit, 100u);
+    session_credit_grant(&s, UINT64_MAX); /* no wrap-around */
+    ck_assert_uint_eq(s.credit, KB_OUTSTANDING_MAX);
+    /* 1,000 delivered: the credit they used is not granted back by a CREDIT
+     * while they stay unacknowledged */
+    s.credit = 0;
+    for (uint64_t t = 1; t <= 1000; t++) {
+        kb_inflight_t d = s_item(t);
+        ck_assert_int_eq(session_inflight_add(&s, &d), KB_OK);
+    }
+    session_credit_grant(&s, KB_OUTSTANDING_MAX);
+    ck_assert_uint_eq(s.credit, KB_OUTSTANDING_MAX - 1000u);
+    session_credit_grant(&s, 5);
+    ck_assert_uint_eq(s.credit, KB_OUTSTANDING_MAX - 1000u);
+    /* acknowledged ones make room again */
+    for (uint64_t t = 1; t <= 10; t++)
+        ck_assert_int_eq(session_inflight_remove(&s, t, NULL), KB_OK);
+    session_credit_grant(&s, 4);
+    ck_assert_uint_eq(s.credit, KB_OUTSTANDING_MAX - 996u);
+    session_credit_grant(&s, 100);
+    ck_assert_uint_eq(s.credit, KB_OUTSTANDING_MAX - 990u);
+    s_free(&s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("session");
@@ -156,6 +191,7 @@ int main(void)
     tcase_add_loop_test(tc, test_remove_orders, 0, 4);
     tcase_add_test(tc, test_stuck_entry_bounded);
     tcase_add_test(tc, test_tags_must_ascend);
+    tcase_add_test(tc, test_credit_bounded_by_outstanding);
     suite_add_tcase(s, tc);
     return kb_test_run(s);
 }
