@@ -234,9 +234,10 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  *   delivery: after 1 s, doubling up to a minute) until it passes or
  *   expires (the sender is then told). The broker expires a delivery only
  *   between two sessions, not while it is in flight, so one that keeps
- *   being refused may expire later than message_ttl. Each holds one credit
- *   meanwhile: as many as the credit stop the agency's deliveries, so
- *   install a new agency's key, or a sender's new key, before it is used.
+ *   being refused may expire later than message_ttl. Its credit is
+ *   granted again at once, so refused deliveries, which come first in
+ *   every session, do not stop the ones behind them (the broker bounds a
+ *   session's unacknowledged deliveries plus credit at 100,000).
  * A key file is read once; when a signature fails, the sender's file is
  * read again, so a replaced key takes effect without a restart, and then
  * SENDER.previous.sign.pub.pem is tried if present, for messages signed

@@ -721,9 +721,12 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
         Ketenbus__Envelope *e = dl->envelope;
         kb_seen_key_t key;
         if (!e || kb_outbox_seen_key(&key, e) != KB_OK) {
-            /* left unacknowledged: it stays in the broker's queue */
+            /* left unacknowledged: it stays in the broker's queue and
+             * comes again in a later session, as a refused one does */
             s_log(c, 1, "event=delivery_dropped tag=%llu reason=\"%s\"", (unsigned long long)dl->tag,
                   e ? kb_last_error() : "no envelope");
+            c->credit_owed++;
+            s_keep_later(c);
             continue;
         }
         /* a redelivery (the broker may send an entry again, e.g. when a
@@ -769,6 +772,12 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                 if (s_queue_seen_tag(c, dl->tag) != KB_OK)
                     return KB_ENOMEM;
             } else {
+                /* its credit is granted again at once: refused ones that
+                 * come first in the queue in every session must not stop
+                 * the deliveries behind them (the broker bounds what a
+                 * session has unacknowledged: KB_OUTSTANDING_MAX in
+                 * broker/broker.h) */
+                c->credit_owed++;
                 s_keep_later(c);
             }
             continue;

@@ -316,25 +316,33 @@ START_TEST(test_broker_notice_handed_out)
 }
 END_TEST
 
-/* fier's client, checking deliveries with the keys in dir senders (made
- * empty). */
-static ketenbus_client_t *s_fier_with_senders(char *senders, size_t len)
+/* fier's client of chain with the given credit, checking deliveries with
+ * the keys in dir senders (made empty). */
+static ketenbus_client_t *s_fier_client(kb_chain_t *chain, unsigned credit, char *senders, size_t len)
 {
-    snprintf(senders, len, "%s/senders", s_chain.dir);
+    snprintf(senders, len, "%s/senders", chain->dir);
     ck_assert_int_eq(kb_mkdirs(senders, 0700), KB_OK);
     char state[512];
-    snprintf(state, sizeof state, "%s/state-fier", s_chain.dir);
+    snprintf(state, sizeof state, "%s/state-fier", chain->dir);
     ketenbus_client_opts_t *o = ketenbus_client_opts_new();
     ck_assert_ptr_nonnull(o);
-    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "fier", s_chain.keys), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "fier", chain->keys), KETENBUS_OK);
     ck_assert_int_eq(ketenbus_client_opts_set_signing_keys(o, senders), KETENBUS_OK);
-    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, s_chain.endpoint, s_chain.broker_cert), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, chain->endpoint, chain->broker_cert), KETENBUS_OK);
     ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
     ck_assert_int_eq(ketenbus_client_opts_set_log(o, s_log, NULL), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_credit(o, credit), KETENBUS_OK);
     ketenbus_client_t *fier = ketenbus_client_new(o);
     ketenbus_client_opts_destroy(&o);
     ck_assert_ptr_nonnull(fier);
     ketenbus_client_set_handler(fier, s_handler, NULL);
+    return fier;
+}
+
+/* The same against the scripted broker, with a session open. */
+static ketenbus_client_t *s_fier_with_senders(char *senders, size_t len)
+{
+    ketenbus_client_t *fier = s_fier_client(&s_chain, 64, senders, len);
     kb_fake_open_session(&s_fake, fier, "fier");
     return fier;
 }
@@ -515,6 +523,52 @@ START_TEST(test_withheld_required_fields_handed_out)
 }
 END_TEST
 
+static int s_handled_one(void *arg)
+{
+    (void)arg;
+    return s_handled > 0;
+}
+
+/* Refused deliveries stay queued, and the broker sends them first in every
+ * session; each gives its credit back, so more of them than the credit do
+ * not stop the deliveries behind them. Against a real broker: fier lacks
+ * politie's key, not rvdk's, and takes 2 deliveries at a time. */
+START_TEST(test_refused_deliveries_do_not_stop_the_rest)
+{
+    kb_chain_t chain;
+    kb_chain_init(&chain, s_agencies, 3,
+                  "  - id: to-fier\n    from: [politie, rvdk]\n    to: [fier]\n    kinds: [signal]\n"
+                  "    purposes: [victim_care]\n    max_handling: h3\n    legal_basis: Wpg art. 19\n",
+                  "");
+    kb_chain_start(&chain);
+    s_handled = s_refused = 0;
+    s_last[0] = '\0';
+    ketenbus_client_t *politie = kb_chain_client(&chain, "politie", NULL);
+    ketenbus_client_t *rvdk = kb_chain_client(&chain, "rvdk", NULL);
+    for (int i = 0; i < 5; i++) {
+        ketenbus_msg_t *m = kb_test_signal("fier", "refused: fier lacks politie's key");
+        ketenbus_receipt_t r;
+        ck_assert_msg(ketenbus_client_submit(politie, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_msg_t *m = kb_test_signal("fier", "from rvdk, behind them");
+    ketenbus_receipt_t r;
+    ck_assert_msg(ketenbus_client_submit(rvdk, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+    ketenbus_msg_destroy(&m);
+    char senders[512];
+    ketenbus_client_t *fier = s_fier_client(&chain, 2, senders, sizeof senders);
+    s_copy_key(chain.keys, "rvdk", senders, "rvdk");
+    ck_assert_msg(kb_wait_until(fier, s_handled_one, NULL, 8000), "rvdk's message did not come past %d refusals",
+                  s_refused);
+    ck_assert_str_eq(s_last, "from rvdk, behind them");
+    ck_assert_int_ge(s_refused, 5);
+    ketenbus_client_destroy(&fier);
+    ketenbus_client_destroy(&politie);
+    ketenbus_client_destroy(&rvdk);
+    kb_chain_cleanup(&chain);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_verify");
@@ -530,6 +584,7 @@ static Suite *s_suite(void)
     tc = tcase_create("broker");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_withheld_required_fields_handed_out);
+    tcase_add_test(tc, test_refused_deliveries_do_not_stop_the_rest);
     suite_add_tcase(s, tc);
     return s;
 }
