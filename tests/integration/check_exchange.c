@@ -9,7 +9,8 @@
  * with a small credit, the SDK outbox while the broker is down, refusal by
  * the rules, a send-only client beside the agency's receiving client, a
  * handler that keeps messages for a while (they come again on the same
- * connection), a fan-out to more agencies than an envelope may name.
+ * connection), a fan-out to more agencies than an envelope may name, and
+ * the bound on what one SUBMIT's fan-outs may stage.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,6 +388,27 @@ START_TEST(test_fanout_without_recipients)
 }
 END_TEST
 
+/* A chain of n agencies, "politie" and a1 .. a(n-1), with one rule that
+ * lets politie send signals and referrals to all the others. */
+static void s_wide_chain(kb_chain_t *chain, size_t n)
+{
+    static char ids[KB_TEST_MAX_AGENCIES][16]; /* the chain borrows them */
+    const char *agencies[KB_TEST_MAX_AGENCIES];
+    size_t cap = 256 + n * 16, o = 0;
+    char *rules = malloc(cap);
+    ck_assert(n <= KB_TEST_MAX_AGENCIES && rules);
+    o += (size_t)snprintf(rules + o, cap - o, "  - id: politie-everyone\n    from: [politie]\n    to: [");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], i == 0 ? "politie" : "a%zu", i);
+        agencies[i] = ids[i];
+        if (i > 0)
+            o += (size_t)snprintf(rules + o, cap - o, "%s%s", i > 1 ? ", " : "", ids[i]);
+    }
+    snprintf(rules + o, cap - o, "]\n    kinds: [signal, referral]\n" S_RULE_REST);
+    kb_chain_init(chain, agencies, n, rules, "");
+    free(rules);
+}
+
 /* A fan-out reaches every agency the rules allow, also past the
  * KB_MAX_RECIPIENTS (64) an envelope may name: the last agency of a chain
  * of 70 gets the message, and every one of them is audited as routed. */
@@ -394,23 +416,14 @@ END_TEST
 
 START_TEST(test_fanout_past_64)
 {
-    static char ids[S_WIDE][16];
-    const char *agencies[S_WIDE];
-    static char rules[2048];
-    size_t o = (size_t)snprintf(rules, sizeof rules, "  - id: politie-everyone\n    from: [politie]\n    to: [");
-    for (size_t i = 0; i < S_WIDE; i++) {
-        snprintf(ids[i], sizeof ids[i], i == 0 ? "politie" : "a%zu", i);
-        agencies[i] = ids[i];
-        if (i > 0)
-            o += (size_t)snprintf(rules + o, sizeof rules - o, "%s%s", i > 1 ? ", " : "", ids[i]);
-    }
-    snprintf(rules + o, sizeof rules - o, "]\n    kinds: [signal]\n" S_RULE_REST);
     kb_chain_t chain;
-    kb_chain_init(&chain, agencies, S_WIDE, rules, "");
+    s_wide_chain(&chain, S_WIDE);
     kb_chain_start(&chain);
 
     ketenbus_client_t *politie = kb_chain_client(&chain, "politie", NULL);
-    ketenbus_client_t *last = kb_chain_client(&chain, ids[S_WIDE - 1], NULL);
+    char last_id[16];
+    snprintf(last_id, sizeof last_id, "a%d", S_WIDE - 1);
+    ketenbus_client_t *last = kb_chain_client(&chain, last_id, NULL);
     ketenbus_msg_t *m = kb_test_signal(NULL, "to every agency of a wide chain");
     ketenbus_receipt_t r;
     ck_assert_msg(ketenbus_client_submit(politie, m, &r, 10000) == KETENBUS_OK, "%s", ketenbus_last_error());
@@ -425,6 +438,91 @@ START_TEST(test_fanout_past_64)
     ck_assert_int_eq(kb_chain_stop(&chain), 0);
     ck_assert_int_eq(kb_chain_audit_count(&chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED, NULL), S_WIDE - 1);
     ck_assert_int_eq(kb_chain_audit_count(&chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, NULL), 0);
+    kb_chain_cleanup(&chain);
+}
+END_TEST
+
+/* What one SUBMIT may stage for its recipients is bounded (broker/route.c,
+ * s_budget: 64 copies of a full frame, 128 MiB with the default 1 MiB
+ * frames). With 999 recipients, a referral of about 150 KB needs more
+ * than that alone: it is refused for good, saying so, and audited. Two of
+ * about 100 KB in one SUBMIT fit one at a time: the second is refused for
+ * now, and the SDK sends it again alone, when it is accepted. */
+#define S_HUGE 1000
+
+static int s_retries;
+
+static void s_count_retries(int level, const char *line, void *arg)
+{
+    (void)level;
+    (void)arg;
+    if (strstr(line, "event=receipt_retry"))
+        s_retries++;
+}
+
+/* A referral to whoever the rules allow, with text fields of these sizes. */
+static ketenbus_msg_t *s_big_referral(size_t reason, size_t narrative, size_t contact)
+{
+    ketenbus_msg_t *m = ketenbus_msg_new(KETENBUS_KIND_REFERRAL);
+    ck_assert_ptr_nonnull(m);
+    static const char *fields[][2] = {{"purpose", "child_protection"},
+                                      {"handling", "h2"},
+                                      {"legal_basis.basis", "Jeugdwet art. 7.4.0"},
+                                      {"legal_basis.consent", "not_required"},
+                                      {"referral.action", "youth_care"},
+                                      {"referral.signal.exploitation", "criminal"}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        ck_assert_int_eq(ketenbus_msg_set(m, fields[i][0], fields[i][1]), KETENBUS_OK);
+    const char *paths[3] = {"referral.reason", "referral.signal.narrative", "referral.contact"};
+    size_t lens[3] = {reason, narrative, contact};
+    for (size_t i = 0; i < 3; i++) {
+        char *text = malloc(lens[i] + 1);
+        ck_assert_ptr_nonnull(text);
+        memset(text, 'x', lens[i]);
+        text[lens[i]] = '\0';
+        ck_assert_msg(ketenbus_msg_set(m, paths[i], text) == KETENBUS_OK, "%s: %s", paths[i], ketenbus_last_error());
+        free(text);
+    }
+    return m;
+}
+
+START_TEST(test_fanout_staging_bounded)
+{
+    kb_chain_t chain;
+    s_wide_chain(&chain, S_HUGE);
+    kb_chain_start(&chain);
+    s_retries = 0;
+    chain.client_log = s_count_retries;
+    ketenbus_client_t *politie = kb_chain_client(&chain, "politie", NULL);
+
+    /* 999 x ~151 KB > 128 MiB: refused for good */
+    ketenbus_msg_t *huge = s_big_referral(60000, 60000, 30000);
+    ketenbus_receipt_t r;
+    ck_assert_int_eq(ketenbus_client_submit(politie, huge, &r, 20000), KETENBUS_EREJECTED);
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_REJECTED);
+    ck_assert_int_eq(r.code, KETENBUS__REJECT_CODE__REJECT_TOO_LARGE);
+    ck_assert_msg(strstr(r.reason, "to 999 agencies") && strstr(r.reason, "name its recipients"), "reason: %s",
+                  r.reason);
+    ck_assert_int_eq(s_retries, 0);
+    ketenbus_msg_destroy(&huge);
+
+    /* 999 x ~101 KB fits once, not twice: the second waits for the next turn */
+    ketenbus_msg_t *two[2] = {s_big_referral(50000, 50000, 0), s_big_referral(50000, 50000, 0)};
+    ketenbus_receipt_t rs[2];
+    ck_assert_msg(ketenbus_client_submit_batch(politie, two, 2, rs, 60000) == KETENBUS_OK, "%s",
+                  ketenbus_last_error());
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(rs[i].outcome, KETENBUS_OUTCOME_ACCEPTED);
+        ck_assert_msg(strncmp(rs[i].recipients, "a1,", 3) == 0, "recipients: %.40s", rs[i].recipients);
+        ketenbus_msg_destroy(&two[i]);
+    }
+    ck_assert_int_eq(s_retries, 1); /* the second, refused for now once */
+    ketenbus_client_destroy(&politie);
+    ck_assert_int_eq(kb_chain_stop(&chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "name its recipients"),
+                     1);
+    ck_assert_int_eq(kb_chain_audit_count(&chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED, NULL),
+                     2 * (S_HUGE - 1));
     kb_chain_cleanup(&chain);
 }
 END_TEST
@@ -609,6 +707,7 @@ static Suite *s_suite(void)
     TCase *wide = tcase_create("wide");
     tcase_set_timeout(wide, 120);
     tcase_add_test(wide, test_fanout_past_64);
+    tcase_add_test(wide, test_fanout_staging_bounded);
     suite_add_tcase(s, wide);
     return s;
 }

@@ -35,19 +35,22 @@ static void s_write(const char *path, const char *text)
 
 static void s_write_config(kb_chain_t *c, const char *listen, const char *rules, const char *extra)
 {
-    char *buf = malloc(65536);
+    /* an agency's entry is four lines with its id four times */
+    size_t cap = 1024 + strlen(listen) + strlen(extra) + strlen(rules) + c->n_agencies * (100 + 4 * KB_AGENCY_ID_MAX);
+    char *buf = malloc(cap);
     ck_assert_ptr_nonnull(buf);
     size_t o = 0;
-    o += (size_t)snprintf(buf + o, 65536 - o,
+    o += (size_t)snprintf(buf + o, cap - o,
                           "broker:\n  id: test-broker\n  listen: %s\n  data_dir: data\n  key_dir: keys\n%s"
                           "agencies:\n",
-                          listen, extra ? extra : "");
+                          listen, extra);
     for (size_t i = 0; i < c->n_agencies; i++)
-        o += (size_t)snprintf(buf + o, 65536 - o,
+        o += (size_t)snprintf(buf + o, cap - o,
                               "  - id: %s\n    name: Agency %s\n    curve_cert: keys/%s.curve\n"
                               "    signing_key: keys/%s.sign.pub.pem\n",
                               c->agencies[i], c->agencies[i], c->agencies[i], c->agencies[i]);
-    snprintf(buf + o, 65536 - o, "rules:%s\n%s", rules && *rules ? "" : " []", rules ? rules : "");
+    ck_assert(o < cap);
+    snprintf(buf + o, cap - o, "rules:%s\n%s", *rules ? "" : " []", rules);
     s_write(c->config, buf);
     free(buf);
 }

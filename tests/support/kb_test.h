@@ -17,7 +17,7 @@
 
 #include "ketenbus.h"
 
-#define KB_TEST_MAX_AGENCIES 80 /* more than KB_MAX_RECIPIENTS: a fan-out past it */
+#define KB_TEST_MAX_AGENCIES 1024 /* more than KB_MAX_RECIPIENTS: fan-outs past it */
 #define KB_TEST_READY_MS     10000 /* how long a broker may take to start */
 
 typedef struct {
