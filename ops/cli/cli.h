@@ -17,6 +17,8 @@ enum { KB_EXIT_OK = 0, KB_EXIT_FAIL = 1, KB_EXIT_USAGE = 2, KB_EXIT_REJECTED = 3
 int cmd_keygen(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
+/* quarantine: deliveries the SDK kept as never genuine, from --state */
+int cmd_quarantine(int argc, char **argv);
 /* status and reload: argv[0] says which */
 int cmd_admin(int argc, char **argv);
 /* policy check and policy explain: read a chain file, no broker */
@@ -50,6 +52,10 @@ int cli_conn_finish(cli_conn_t *c, const char *cmd);
 /* A connected client for c with the given delivery credit (or one of the
  * two values above); NULL after printing why. */
 ketenbus_client_t *cli_connect(const cli_conn_t *c, unsigned credit);
+
+/* Copy in (NULL: "") into out (len bytes), safe for a terminal (tty.c);
+ * cut at a character boundary when out is full. Returns out. */
+const char *cli_tty(const char *in, char *out, size_t len);
 
 /* Parse seconds (may be fractional) into ms; -1 if malformed. */
 int cli_parse_seconds(const char *text);

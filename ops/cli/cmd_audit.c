@@ -637,46 +637,9 @@ static const char *s_jstr(json_object *o, const char *key)
 
 /* ------------------------------------------------------------ text from agencies */
 
-/* Copy in (NULL: "") into out (len bytes) for a terminal: control
- * characters (C0 including tab and newline, DEL, C1), invalid UTF-8 and
- * bidirectional overrides and isolates become U+FFFD, as in the HTML
- * report (report_html.c). Agencies write officer ids, legal bases and the
- * reasons that quote them: none of it may move the cursor, retitle or
- * clear the window, start a line that looks like the report's own, or
- * reorder what is shown. Cut at a character boundary when out is full. */
-static const char *s_tty(const char *in, char *out, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)(in ? in : "");
-    size_t left = strlen((const char *)p), at = 0;
-    while (left > 0) {
-        size_t n = p[0] < 0x80 ? 1 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
-        int bad = n > left || !kb_utf8_valid((const char *)p, n);
-        if (bad)
-            n = 1;
-        else if (n == 1)
-            bad = p[0] < 0x20 || p[0] == 0x7f;
-        else if (n == 2)
-            bad = p[0] == 0xc2 && p[1] < 0xa0; /* U+0080-009F */
-        else if (n == 3)
-            bad = p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
-                                   (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9));
-        const char *put = bad ? "\xef\xbf\xbd" : (const char *)p;
-        size_t put_len = bad ? 3 : n;
-        if (at + put_len >= len)
-            break;
-        memcpy(out + at, put, put_len);
-        at += put_len;
-        p += n;
-        left -= n;
-    }
-    if (len)
-        out[at] = '\0';
-    return out;
-}
-
 /* Replace the string *field of a decoded record (malloc'd by protobuf-c,
- * or its shared empty string) by its terminal-safe copy if that differs.
- * KB_OK or KB_ENOMEM. */
+ * or its shared empty string) by its terminal-safe copy (cli_tty) if that
+ * differs. KB_OK or KB_ENOMEM. */
 static int s_tty_field(char **field)
 {
     if (!*field || !**field)
@@ -685,7 +648,7 @@ static int s_tty_field(char **field)
     char *safe = l < SIZE_MAX / 3 ? malloc(l * 3 + 1) : NULL;
     if (!safe)
         return kb_error_set(KB_ENOMEM, "out of memory");
-    s_tty(*field, safe, l * 3 + 1);
+    cli_tty(*field, safe, l * 3 + 1);
     if (strcmp(safe, *field) == 0) {
         free(safe);
     } else {
@@ -695,7 +658,7 @@ static int s_tty_field(char **field)
     return KB_OK;
 }
 
-/* Make every text field of r safe for a terminal (s_tty). KB_OK or KB_ENOMEM. */
+/* Make every text field of r safe for a terminal (cli_tty). KB_OK or KB_ENOMEM. */
 static int s_tty_record(Ketenbus__AuditRecord *r)
 {
     char **fields[] = {&r->agency, &r->officer, &r->counterpart, &r->legal_basis, &r->rule_id, &r->reason};
@@ -800,10 +763,10 @@ static int s_print_record(uint64_t index, const uint8_t *raw, size_t len, void *
         char when[32], agency[S_TTY_MAX], counterpart[S_TTY_MAX], rule[S_TTY_MAX], reason[S_TTY_MAX];
         snprintf(when, sizeof when, "%.19sZ", s_jstr(o, "time_us"));
         fprintf(p->out, "%-20s %-13.13s %-12.12s %-12.12s %-15.15s %-22.22s %-22.22s %s\n", when,
-                s_jstr(o, "event"), s_tty(s_jstr(o, "agency"), agency, sizeof agency),
-                s_tty(s_jstr(o, "counterpart"), counterpart, sizeof counterpart), s_jstr(o, "kind"),
-                s_jstr(o, "purpose"), s_tty(s_jstr(o, "rule_id"), rule, sizeof rule),
-                s_tty(s_jstr(o, "reason"), reason, sizeof reason));
+                s_jstr(o, "event"), cli_tty(s_jstr(o, "agency"), agency, sizeof agency),
+                cli_tty(s_jstr(o, "counterpart"), counterpart, sizeof counterpart), s_jstr(o, "kind"),
+                s_jstr(o, "purpose"), cli_tty(s_jstr(o, "rule_id"), rule, sizeof rule),
+                cli_tty(s_jstr(o, "reason"), reason, sizeof reason));
     }
     json_object_put(o);
     p->n++;
