@@ -224,8 +224,8 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  *   or one from a sender called "broker", the name of the broker's key
  *   files, that is not the broker (action=quarantined): it is written to
  *   STATE_DIR/quarantine/ (SENDER-ID-HASH.pb, the envelope as received;
- *   .txt, when and why), synced, and then acknowledged, so it does not
- *   come back and hold a credit in every session;
+ *   .txt, when and why; `ketenbus quarantine` lists them), synced, and
+ *   then acknowledged, so it does not come back in every session;
  * - any other (action=left_queued): malformed, not what its sender signed
  *   with the key installed here, or its sender's key file is missing. A
  *   key not yet installed here, or a newer ketenbus.proto, could make it

@@ -17,8 +17,12 @@
  * where HASH is the start of the SHA-256 of the envelope's bytes, so a copy
  * delivered again lands on its own file and a different envelope under the
  * same id does not replace it. The names use only what is safe in a path.
+ * kb_quarantine_list() reads them back for `ketenbus quarantine`.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +32,10 @@
 #include "kb_error.h"
 #include "kb_util.h"
 #include "sdk_internal.h"
+
+/* Largest envelope file read back: the largest frame a broker may be
+ * configured to pass (max_message_bytes, 64 MiB). */
+#define KB_QUARANTINE_READ_MAX (64u << 20)
 
 const char *kb_quarantine_safe_id(const char *s)
 {
@@ -73,4 +81,110 @@ int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const 
     if (rc == KB_OK && path)
         snprintf(path, path_len, "%s", file);
     return rc;
+}
+
+/* Fill q's time and reason from its .txt: "refused TIME: WHY\n". */
+static void s_read_note(kb_quarantined_t *q, const char *txt)
+{
+    char *note = NULL;
+    size_t len = 0;
+    if (kb_file_read(txt, sizeof q->reason + 64, &note, &len) != KB_OK) {
+        snprintf(q->problem, sizeof q->problem, "no readable reason file beside it");
+        return;
+    }
+    const char *colon = strstr(note, ": ");
+    if (strncmp(note, "refused ", 8) != 0 || !colon || colon - note - 8 >= (ptrdiff_t)sizeof q->refused) {
+        snprintf(q->problem, sizeof q->problem, "its reason file is not in the SDK's form");
+        snprintf(q->reason, sizeof q->reason, "%s", note);
+    } else {
+        snprintf(q->refused, sizeof q->refused, "%.*s", (int)(colon - note - 8), note + 8);
+        snprintf(q->reason, sizeof q->reason, "%s", colon + 2);
+    }
+    size_t l = strlen(q->reason);
+    if (l > 0 && q->reason[l - 1] == '\n')
+        q->reason[l - 1] = '\0';
+    free(note);
+}
+
+/* Read the entry whose envelope file is dir/name (a *.pb). */
+static void s_read_entry(kb_quarantined_t *q, const char *dir, const char *name)
+{
+    memset(q, 0, sizeof *q);
+    char txt[PATH_MAX];
+    size_t stem = strlen(name) - 3;
+    if (kb_fmt(q->file, sizeof q->file, "%s/%s", dir, name) != KB_OK ||
+        kb_fmt(txt, sizeof txt, "%s/%.*s.txt", dir, (int)stem, name) != KB_OK) {
+        snprintf(q->problem, sizeof q->problem, "path too long");
+        return;
+    }
+    s_read_note(q, txt);
+    char *bytes = NULL;
+    size_t len = 0;
+    if (kb_file_read(q->file, KB_QUARANTINE_READ_MAX, &bytes, &len) != KB_OK) {
+        snprintf(q->problem, sizeof q->problem, "cannot read it: %s", kb_last_error());
+        return;
+    }
+    q->env = ketenbus__envelope__unpack(NULL, len, (const uint8_t *)bytes);
+    free(bytes);
+    if (!q->env)
+        snprintf(q->problem, sizeof q->problem, "not a ketenbus envelope (%zu bytes)", len);
+}
+
+static int s_older(const void *a, const void *b)
+{
+    const kb_quarantined_t *x = a, *y = b;
+    int c = strcmp(x->refused, y->refused); /* UTC times of one width sort as text */
+    return c != 0 ? c : strcmp(x->file, y->file);
+}
+
+int kb_quarantine_list(const char *state_dir, kb_quarantined_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    char dir[PATH_MAX];
+    if (kb_fmt(dir, sizeof dir, "%s/quarantine", state_dir) != KB_OK)
+        return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
+    DIR *d = opendir(dir);
+    if (!d && errno == ENOENT)
+        return KB_OK;
+    if (!d)
+        return kb_error_set(KB_EIO, "quarantine: %s: %s", dir, strerror(errno));
+    kb_quarantined_t *list = NULL;
+    size_t cap = 0, count = 0;
+    int rc = KB_OK;
+    struct dirent *de;
+    while (rc == KB_OK && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= 3 || strcmp(de->d_name + len - 3, ".pb") != 0 || de->d_name[0] == '.')
+            continue;
+        if (count == cap) {
+            size_t grown = cap ? cap * 2 : 16;
+            kb_quarantined_t *p = realloc(list, grown * sizeof *p);
+            if (!p) {
+                rc = kb_error_set(KB_ENOMEM, "quarantine: out of memory");
+                break;
+            }
+            list = p;
+            cap = grown;
+        }
+        s_read_entry(&list[count++], dir, de->d_name);
+    }
+    closedir(d);
+    if (rc != KB_OK) {
+        kb_quarantine_list_free(list, count);
+        return rc;
+    }
+    if (count > 1)
+        qsort(list, count, sizeof *list, s_older);
+    *out = list;
+    *n = count;
+    return KB_OK;
+}
+
+void kb_quarantine_list_free(kb_quarantined_t *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        if (list[i].env)
+            ketenbus__envelope__free_unpacked(list[i].env, NULL);
+    free(list);
 }

@@ -8,10 +8,12 @@
 #ifndef KB_SDK_INTERNAL_H
 #define KB_SDK_INTERNAL_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kb_codec.h"
+#include "kb_error.h"
 #include "ketenbus.h"
 #include "ketenbus.pb-c.h"
 
@@ -157,6 +159,23 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
  * KB_ETOOBIG or KB_ENOMEM. */
 int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const char *why, char *path,
                       size_t path_len);
+
+/* One quarantined delivery, as kb_quarantine_list() reads it. */
+typedef struct {
+    char file[PATH_MAX];          /* its .pb file */
+    char refused[40];             /* when it was refused (UTC), "" if its .txt is missing */
+    char reason[KB_ERROR_MAX + 64]; /* why, as the SDK wrote it; the text may come from the
+                                   * envelope: make it safe before showing it */
+    Ketenbus__Envelope *env;      /* the envelope, NULL if the file is not one (problem says why) */
+    char problem[128];            /* "" or what is wrong with the entry's files */
+} kb_quarantined_t;
+
+/* Every delivery in state_dir/quarantine, the oldest refusal first, into
+ * *out (*n entries; free with kb_quarantine_list_free). No directory: none,
+ * KB_OK. An entry whose files cannot be read or decoded is listed with its
+ * problem. KB_EIO (the directory cannot be read) or KB_ENOMEM. */
+int kb_quarantine_list(const char *state_dir, kb_quarantined_t **out, size_t *n);
+void kb_quarantine_list_free(kb_quarantined_t *list, size_t n);
 
 /* s if it is an agency id (kb_agency_id_valid), else "unknown": a refused
  * envelope's sender may be anything, and goes into file names and log

@@ -26,7 +26,7 @@ static void s_usage(FILE *out)
             "(delivery_refused) and stays queued at the broker, except one that cannot\n"
             "be genuine with any key (a notice not from the broker, a message in the\n"
             "broker's name), which is kept in STATE/quarantine/ and acknowledged, also\n"
-            "with --no-ack.\n"
+            "with --no-ack ('ketenbus quarantine' lists them).\n"
             "\n"
             "  --count N     stop after N messages (default: until the timeout)\n"
             "  --timeout S   stop after S seconds (default 10; 0 = only what is there)\n"

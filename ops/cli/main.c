@@ -15,6 +15,7 @@ static void s_usage(FILE *out)
             "  keygen       make the key files of an agency or of the broker\n"
             "  send         submit messages written as JSON (file or stdin) and print receipts\n"
             "  recv         print received messages as JSON lines and acknowledge them\n"
+            "  quarantine   list deliveries the adapter refused as never genuine, and why\n"
             "  status       show a running broker's sessions, queues and audit size\n"
             "  reload       make a running broker load its configuration again\n"
             "  policy       check a chain file's sharing rules; explain what a rule allows\n"
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
         return cmd_send(argc - 1, argv + 1);
     if (strcmp(cmd, "recv") == 0)
         return cmd_recv(argc - 1, argv + 1);
+    if (strcmp(cmd, "quarantine") == 0)
+        return cmd_quarantine(argc - 1, argv + 1);
     if (strcmp(cmd, "policy") == 0)
         return cmd_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "subject-key") == 0)

@@ -3,7 +3,7 @@
  *
  * Runs the built binary through /bin/sh with the connection in environment
  * variables, as a script would, and checks exit statuses, receipts, received
- * JSON and error messages.
+ * JSON and error messages, and the listing of quarantined deliveries.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 
 #include <check.h>
+#include <json-c/json.h>
 
 #include "kb_test.h"
 #include "kb_util.h"
+#include "sdk_internal.h"
 
 /* What each test rule says besides id, from, to and kinds. */
 #define S_RULE_REST                                                                                  \
@@ -210,6 +212,78 @@ START_TEST(test_pending_then_sent)
 }
 END_TEST
 
+/* `quarantine` lists what the SDK kept as never genuine, oldest first, with
+ * what the envelopes carry made safe for a terminal; --json gives each as a
+ * JSON line; a file that is not an envelope is named, and the rest still
+ * listed. The entries are written as the SDK writes them (its scripted
+ * broker test, check_sdk_verify, makes them come through a session). */
+START_TEST(test_quarantine_list)
+{
+    ck_assert_int_eq(s_run("rvdk", "quarantine"), 0);
+    ck_assert_msg(strstr(s_out, "no deliveries kept in state-rvdk/quarantine"), "%s", s_out);
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-rvdk", s_chain.dir);
+    ketenbus_msg_t *first = kb_test_signal("rvdk", "a notice that is not one");
+    ketenbus_msg_t *second = kb_test_signal("rvdk", "in the broker's name");
+    uint8_t id[16] = {0x01, 0x89, 0x0a, 0x5d, 0xac, 0x96, 0x77, 0x4b, 0xbc, 0xce, 0xb3, 0x02, 0x09, 0x9a, 0x80, 0x01};
+    kb_test_sign_as(&s_chain, first, "politie", id);
+    id[15] = 2;
+    kb_test_sign_as(&s_chain, second, "politie", id);
+    free(second->env->sender);
+    second->env->sender = strdup("\x1b]0;pwned\x07" "broker"); /* a terminal title sequence */
+    ck_assert_ptr_nonnull(second->env->sender);
+    char file[PATH_MAX];
+    ck_assert_int_eq(kb_quarantine_put(state, first->env, "a notice from politie, not from the broker", file,
+                                       sizeof file),
+                     KB_OK);
+    ck_assert_int_eq(kb_quarantine_put(state, second->env, "sender \x1b[2J is not the broker", NULL, 0), KB_OK);
+
+    ck_assert_int_eq(s_run("rvdk", "quarantine"), 0);
+    char *a = strstr(s_out, ketenbus_msg_id(first)), *b = strstr(s_out, ketenbus_msg_id(second));
+    ck_assert_msg(a && b && a < b, "not both, oldest first: %s", s_out);
+    ck_assert_msg(strstr(s_out, "  politie  ") && strstr(s_out, "  signal  a notice from politie, not from the broker\n"),
+                  "%s", s_out);
+    ck_assert_msg(!strchr(s_out, '\x1b') && !strchr(s_out, '\x07') && strstr(s_out, "\xef\xbf\xbd]0;pwned"),
+                  "control characters reached the terminal: %s", s_out);
+
+    ck_assert_int_eq(s_run("rvdk", "quarantine --json"), 0);
+    ck_assert_msg(!strchr(s_out, '\x1b'), "%s", s_out);
+    char *line = s_out;
+    for (int i = 0; i < 2; i++) {
+        char *end = strchr(line, '\n');
+        ck_assert_ptr_nonnull(end);
+        *end = '\0';
+        json_object *o = json_tokener_parse(line);
+        ck_assert_msg(o != NULL, "not JSON: %s", line);
+        json_object *m = NULL, *v = NULL;
+        ck_assert(json_object_object_get_ex(o, "message", &m) && json_object_object_get_ex(m, "signal", &v) &&
+                  json_object_object_get_ex(v, "narrative", &v));
+        ck_assert_str_eq(json_object_get_string(v), i == 0 ? "a notice that is not one" : "in the broker's name");
+        ck_assert(json_object_object_get_ex(o, "reason", &v));
+        ck_assert_str_eq(json_object_get_string(v), i == 0 ? "a notice from politie, not from the broker"
+                                                           : "sender \x1b[2J is not the broker");
+        ck_assert(json_object_object_get_ex(o, "file", &v));
+        if (i == 0) /* the CLI ran with --state relative to the chain's directory */
+            ck_assert_str_eq(json_object_get_string(v), file + strlen(s_chain.dir) + 1);
+        ck_assert(json_object_object_get_ex(o, "refused", &v) && strlen(json_object_get_string(v)) > 20);
+        json_object_put(o);
+        line = end + 1;
+    }
+    ck_assert_str_eq(line, "");
+
+    /* a file that is not an envelope: named, the others still listed */
+    char junk[PATH_MAX + 32];
+    snprintf(junk, sizeof junk, "%s/quarantine/junk.pb", state);
+    ck_assert_int_eq(kb_file_write(junk, "\xff\xff\xff", 3, 0600), KB_OK);
+    ck_assert_int_eq(s_run("rvdk", "quarantine"), 1);
+    ck_assert_msg(strstr(s_out, "junk.pb: not a ketenbus envelope") && strstr(s_out, ketenbus_msg_id(first)) &&
+                      strstr(s_out, ketenbus_msg_id(second)),
+                  "%s", s_out);
+    ketenbus_msg_destroy(&first);
+    ketenbus_msg_destroy(&second);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -222,6 +296,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_send_takes_no_deliveries);
     tcase_add_test(tc, test_send_errors);
     tcase_add_test(tc, test_pending_then_sent);
+    tcase_add_test(tc, test_quarantine_list);
     suite_add_tcase(s, tc);
     return s;
 }
