@@ -35,7 +35,8 @@
 #include "kb_note.h"
 #include "kb_util.h"
 
-#define KB_SNDHWM          100000 /* frames queued per peer before sends fail */
+#define KB_SND_BYTES       (256 << 20) /* frames of the largest size libzmq holds for a peer */
+#define KB_SNDHWM_MIN      16     /* but at least this many */
 #define KB_RCV_BYTES       (256 << 20) /* frames of the largest size libzmq holds per connection */
 #define KB_RCVHWM_MIN      16     /* but at least this many */
 #define KB_FRAME_SLACK     (1u << 20) /* over max_message_bytes: still answered, beyond: dropped by libzmq */
@@ -260,7 +261,7 @@ int kb_broker_start(kb_broker_t *b)
         OPENSSL_cleanse(sec, sizeof sec);
         return s_zmq_err("zmq_socket");
     }
-    int one = 1, zero = 0, hwm = KB_SNDHWM, hb = KB_HEARTBEAT_MS, hbt = KB_HEARTBEAT_MS * 3;
+    int one = 1, zero = 0, hb = KB_HEARTBEAT_MS, hbt = KB_HEARTBEAT_MS * 3;
     b->frame_max_start = b->conf->max_message_bytes;
     int64_t maxsize = (int64_t)b->conf->max_message_bytes + KB_FRAME_SLACK;
     /* what a connection sends faster than the loop reads waits in libzmq's
@@ -270,6 +271,15 @@ int kb_broker_start(kb_broker_t *b)
     int rcvhwm = (int)(KB_RCV_BYTES / maxsize);
     if (rcvhwm < KB_RCVHWM_MIN) /* 255 frames at most: the largest frame is over 1 MiB */
         rcvhwm = KB_RCVHWM_MIN;
+    /* the same the other way: what the broker sends a peer that does not
+     * read waits in libzmq's pipe up to this many frames (a DELIVER frame
+     * holds at most KB_DELIVER_FRAME_BYTES and one more envelope); a send
+     * past it fails and ends the peer's session. Without it, an adapter
+     * saying HELLO again and again without reading would have the broker
+     * queue its deliveries again each time, in memory. */
+    int hwm = (int)(KB_SND_BYTES / (maxsize + KB_DELIVER_FRAME_BYTES));
+    if (hwm < KB_SNDHWM_MIN)
+        hwm = KB_SNDHWM_MIN;
     int rc = zmq_setsockopt(b->router, ZMQ_CURVE_SERVER, &one, sizeof one);
     rc |= zmq_setsockopt(b->router, ZMQ_CURVE_SECRETKEY, sec, KB_Z85_KEY_LEN);
     OPENSSL_cleanse(sec, sizeof sec);

@@ -47,6 +47,7 @@
 #define KB_MAX_SESSIONS     4096u  /* concurrent adapter sessions */
 #define KB_SENDERS_PER_AGENCY 16   /* send-only sessions one agency may hold at once */
 #define KB_DELIVER_BATCH    128u   /* envelopes per DELIVER frame */
+#define KB_DELIVER_FRAME_BYTES (256u << 10) /* a DELIVER frame takes no more envelopes past this */
 #define KB_RECEIPT_JOIN_MAX (256u * 1024u) /* bytes of entries one RECEIPT gathers */
 #define KB_RECEIPT_JOIN_LOOKBACK 32u   /* queued replies searched for the peer's open RECEIPT */
 #define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */

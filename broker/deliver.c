@@ -71,12 +71,16 @@ static int s_hand_out(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Keten
 }
 
 /* Send deliveries items[0..n) to s in DELIVER frames of up to
- * KB_DELIVER_BATCH, and free their bytes. */
+ * KB_DELIVER_BATCH envelopes, and free their bytes. A frame takes no more
+ * envelopes once it holds KB_DELIVER_FRAME_BYTES, so that the frames
+ * libzmq may hold for a peer (broker.c, KB_SND_BYTES) bound its memory. */
 static int s_send_items(kb_broker_t *b, kb_session_t *s, kb_delivery_raw_t *items, size_t n)
 {
     int rc = KB_OK;
-    for (size_t i = 0; rc == KB_OK && i < n; i += KB_DELIVER_BATCH) {
-        size_t k = n - i < KB_DELIVER_BATCH ? n - i : KB_DELIVER_BATCH;
+    for (size_t i = 0, k = 0; rc == KB_OK && i < n; i += k) {
+        size_t bytes = items[i].envelope_len;
+        for (k = 1; i + k < n && k < KB_DELIVER_BATCH && bytes < KB_DELIVER_FRAME_BYTES; k++)
+            bytes += items[i + k].envelope_len;
         uint8_t *frame = NULL;
         size_t frame_len = 0;
         rc = kb_deliver_encode(items + i, k, &frame, &frame_len);

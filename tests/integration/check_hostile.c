@@ -1097,6 +1097,71 @@ START_TEST(test_expiry_passes_many_in_flight)
 }
 END_TEST
 
+
+/* A raw DEALER of fier that takes in as little as it can: one frame in
+ * its queue, a small socket buffer. */
+static void *s_raw_stingy(const char *name)
+{
+    void *s = s_raw(s_chain.keys, name);
+    int one = 1, small = 4096;
+    ck_assert_int_eq(zmq_setsockopt(s, ZMQ_RCVHWM, &one, sizeof one), 0);
+    ck_assert_int_eq(zmq_setsockopt(s, ZMQ_RCVBUF, &small, sizeof small), 0);
+    return s;
+}
+
+/* An adapter with 2,000 messages of ~3.7 KB waiting says HELLO (credit
+ * 100,000) every 20 ms for 8 s on one connection and reads nothing. Each
+ * HELLO makes the broker send the queue again, into libzmq's pipe to that
+ * peer: the pipe is bounded by bytes (KB_SND_BYTES), and a send past it
+ * ends the session, so the broker's memory stays bounded (it grew by
+ * 0.9-1.3 GiB when libzmq held up to 100,000 frames a peer). */
+START_TEST(test_hello_again_without_reading_keeps_memory_bounded)
+{
+    enum { S_QUEUED = 2000, S_FLOOD_MS = 8000 };
+    s_restart_without_quarantine(0);
+    char narrative[3001], json[4096];
+    memset(narrative, 'n', sizeof narrative - 1);
+    narrative[sizeof narrative - 1] = '\0';
+    snprintf(json, sizeof json,
+             "{\"recipients\":[\"fier\"],\"kind\":\"signal\",\"purpose\":\"victim_care\",\"handling\":\"h1\","
+             "\"legal_basis\":{\"basis\":\"Wpg art. 19\",\"consent\":\"not_required\"},\"sender\":\"politie\","
+             "\"signal\":{\"exploitation\":\"criminal\",\"narrative\":\"%s\"}}",
+             narrative);
+    void *politie = s_raw(s_chain.keys, "politie");
+    s_hello(politie);
+    for (int i = 0; i < S_QUEUED; i++) {
+        Ketenbus__Envelope *e = s_envelope_json(json, "politie");
+        s_send_submit(politie, e, (uint64_t)i + 1);
+        ketenbus__envelope__free_unpacked(e, NULL);
+    }
+    void *probe = s_raw(s_chain.keys, "fier"); /* send-only: takes no deliveries */
+    s_hello_as(probe, 0, 1);
+    uint64_t queued = 0;
+    for (int64_t end = kb_mono_ms() + 30000; (queued = s_queued(probe)) < S_QUEUED && kb_mono_ms() < end;)
+        usleep(100000);
+    ck_assert_uint_eq(queued, S_QUEUED);
+    zmq_close(politie);
+
+    s_sock = s_raw_stingy("fier");
+    long before = s_rss_mib(s_chain.pid), peak = before;
+    ck_assert_int_gt(before, 0);
+    for (int64_t end = kb_mono_ms() + S_FLOOD_MS; kb_mono_ms() < end;) {
+        s_send_hello(s_sock, 100000, 0);
+        usleep(20000);
+        long now = s_rss_mib(s_chain.pid);
+        peak = now > peak ? now : peak;
+    }
+    zmq_close(s_sock);
+    s_sock = NULL;
+    fprintf(stderr, "hello again: broker RSS %ld MiB before, peak %ld MiB\n", before, peak);
+    ck_assert_int_lt(peak - before, 128);
+    /* nothing was lost: a reader that reads gets all of it */
+    ck_assert_uint_eq(s_queued(probe), S_QUEUED);
+    zmq_close(probe);
+    s_still_serving();
+}
+END_TEST
+
 /* A connection must name itself with a random routing id: an id libzmq
  * makes up (a zero byte and a counter) can be guessed and taken by another
  * connection, so HELLO from one is refused and opens no session. */
@@ -1271,6 +1336,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_send_only_cap_holds_for_restarted_sessions);
     tcase_add_test(tc, test_acked_not_redelivered_after_hello);
     tcase_add_test(tc, test_expiry_passes_many_in_flight);
+    tcase_add_test(tc, test_hello_again_without_reading_keeps_memory_bounded);
     tcase_add_test(tc, test_hello_needs_random_routing_id);
     tcase_add_test(tc, test_routing_id_taken_by_another_agency);
     tcase_add_loop_test(tc, test_withheld_from_adapter_rejected, 0,
