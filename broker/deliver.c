@@ -7,7 +7,9 @@
  * pump reads written entries from the store; an entry routed to a session
  * that has every older entry already (deliver_direct) goes out from memory
  * with the replies of the batch that writes it. An entry in
- * flight is never expired: the adapter may be storing it right now.
+ * flight is never expired: the adapter may be storing it right now. An
+ * entry past its expiry is not handed out again (a new session starts
+ * from the first entry), so one that an adapter keeps refusing expires.
  * Expiry tells the sender with an EXPIRY_NOTICE signed by the broker.
  *
  * A removal (ACK or expiry) is staged in a batch that reaches the store
@@ -33,6 +35,7 @@ typedef struct {
     kb_delivery_raw_t *items;       /* deliveries (envelope bytes owned) */
     size_t n;                       /* collected */
     uint64_t last_seq;              /* last sequence looked at */
+    int64_t now_us;                 /* entries that expired by then are not handed out */
     int looked;                     /* 1 if any entry was looked at */
     int rc;                         /* first error */
 } s_pump_t;
@@ -128,6 +131,15 @@ static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
     p->looked = 1;
     if (s_removing(p->b, p->s->agency, seq))
         return 0; /* acknowledged or expired; the store does not know yet */
+    if (q->expires_us <= p->now_us) {
+        /* expired: left to expiry, which tells the sender. Handed out, it
+         * would stay in flight, where expiry never takes it, for as long
+         * as the adapter keeps it (one that refuses it, say, in every
+         * session). Expiry now looks at this session's window entry by
+         * entry, since this one lies in it undelivered. */
+        p->s->passed++;
+        return 0;
+    }
     kb_envelope_view_t v;
     if (kb_envelope_view(q->envelope.data, q->envelope.len, &v) != KB_OK) {
         kb_log(KB_LOG_ERROR, "queue_corrupt", "agency=%s tag=%llu detail=\"%s\"", p->s->agency,
@@ -146,7 +158,7 @@ static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 
 static int s_pump_session(kb_broker_t *b, kb_session_t *s)
 {
-    s_pump_t p = {.b = b, .s = s};
+    s_pump_t p = {.b = b, .s = s, .now_us = kb_now_us()};
     size_t max = s->credit < KB_DELIVER_BATCH ? (size_t)s->credit : KB_DELIVER_BATCH;
     p.items = calloc(max, sizeof *p.items);
     if (!p.items)

@@ -569,6 +569,39 @@ START_TEST(test_refused_deliveries_do_not_stop_the_rest)
 }
 END_TEST
 
+/* Refused deliveries are in flight while a session lasts, and each new
+ * session gets them again; past message_ttl the broker no longer hands
+ * them out, so they expire, and their sender is told. */
+START_TEST(test_refused_deliveries_expire)
+{
+    kb_chain_t chain;
+    kb_chain_init(&chain, s_agencies, 3,
+                  "  - id: to-fier\n    from: [politie]\n    to: [fier]\n    kinds: [signal]\n"
+                  "    purposes: [victim_care]\n    max_handling: h3\n    legal_basis: Wpg art. 19\n",
+                  "  message_ttl: 2s\n");
+    kb_chain_start(&chain);
+    s_handled = s_refused = 0;
+    ketenbus_client_t *politie = kb_chain_client(&chain, "politie", NULL);
+    for (int i = 0; i < 3; i++) {
+        ketenbus_msg_t *m = kb_test_signal("fier", "refused until it expires");
+        ketenbus_receipt_t r;
+        ck_assert_msg(ketenbus_client_submit(politie, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+        ketenbus_msg_destroy(&m);
+    }
+    char senders[512];
+    ketenbus_client_t *fier = s_fier_client(&chain, 64, senders, sizeof senders); /* without politie's key */
+    for (int64_t end = kb_mono_ms() + 9000; kb_mono_ms() < end;)
+        ck_assert_int_eq(ketenbus_client_poll(fier, 50), KETENBUS_OK);
+    ck_assert_int_ge(s_refused, 3);
+    ck_assert_int_eq(s_handled, 0);
+    ketenbus_client_destroy(&fier);
+    ketenbus_client_destroy(&politie);
+    ck_assert_int_eq(kb_chain_stop(&chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, "sender notified"), 3);
+    kb_chain_cleanup(&chain);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_verify");
@@ -585,6 +618,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_withheld_required_fields_handed_out);
     tcase_add_test(tc, test_refused_deliveries_do_not_stop_the_rest);
+    tcase_add_test(tc, test_refused_deliveries_expire);
     suite_add_tcase(s, tc);
     return s;
 }
