@@ -5,10 +5,9 @@
  * A delivery that cannot be genuine whatever keys are installed (a notice
  * not from the broker, a message in the broker's name that is not a
  * notice, a sender called "broker" that is not the broker) can never be
- * handed to the adapter; left unacknowledged it would
- * come again in every session and hold a credit each time, until
- * deliveries behind it stopped. So it is written here, synced, and only
- * then acknowledged: it leaves the broker's queue, not the record. For
+ * handed to the adapter; left unacknowledged it would come again in every
+ * session until it expired. So it is written here, synced, and only then
+ * acknowledged: it leaves the broker's queue, not the record. For
  * each one,
  *   STATE/quarantine/SENDER-ID-HASH.pb   the envelope as received (protobuf,
  *                                        encoded again after decoding)
@@ -21,11 +20,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/sha.h>
 
@@ -83,27 +85,95 @@ int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const 
     return rc;
 }
 
+/* The whole of path, a regular file of at most max bytes, into *buf
+ * (malloc'd, NUL-terminated) and *len. A link is not followed and a FIFO
+ * or device not waited on: the quarantine may hold anything. */
+static int s_read_regular(const char *path, size_t max, char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return kb_error_set(KB_EIO, "cannot open it: %s", strerror(errno));
+    struct stat st;
+    int rc = KB_OK;
+    if (fstat(fd, &st) != 0)
+        rc = kb_error_set(KB_EIO, "cannot look at it: %s", strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = kb_error_set(KB_EIO, "not a regular file");
+    else if ((uint64_t)st.st_size > max)
+        rc = kb_error_set(KB_EIO, "larger than %zu bytes", max);
+    char *b = rc == KB_OK ? malloc((size_t)st.st_size + 1) : NULL;
+    if (rc == KB_OK && !b)
+        rc = kb_error_set(KB_ENOMEM, "out of memory");
+    size_t got = 0;
+    while (rc == KB_OK && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, b + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = kb_error_set(KB_EIO, "cannot read it: %s", r < 0 ? strerror(errno) : "it shrank");
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    if (rc != KB_OK) {
+        free(b);
+        return rc;
+    }
+    b[got] = '\0';
+    *buf = b;
+    *len = got;
+    return KB_OK;
+}
+
+/* 1 if s is a time as kb_time_format() writes it (digits and -:T.Z). */
+static int s_time_text(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!strchr("0123456789-:T.Z", s[i]) || s[i] == '\0')
+            return 0;
+    return 1;
+}
+
 /* Fill q's time and reason from its .txt: "refused TIME: WHY\n". */
 static void s_read_note(kb_quarantined_t *q, const char *txt)
 {
     char *note = NULL;
     size_t len = 0;
-    if (kb_file_read(txt, sizeof q->reason + 64, &note, &len) != KB_OK) {
-        snprintf(q->problem, sizeof q->problem, "no readable reason file beside it");
+    if (s_read_regular(txt, sizeof q->reason + 64, &note, &len) != KB_OK) {
+        snprintf(q->problem, sizeof q->problem, "its reason file: %s", kb_last_error());
         return;
     }
     const char *colon = strstr(note, ": ");
-    if (strncmp(note, "refused ", 8) != 0 || !colon || colon - note - 8 >= (ptrdiff_t)sizeof q->refused) {
+    size_t tlen = colon ? (size_t)(colon - note) - 8 : 0;
+    if (strncmp(note, "refused ", 8) != 0 || !colon || tlen >= sizeof q->refused || !s_time_text(note + 8, tlen)) {
         snprintf(q->problem, sizeof q->problem, "its reason file is not in the SDK's form");
         snprintf(q->reason, sizeof q->reason, "%s", note);
     } else {
-        snprintf(q->refused, sizeof q->refused, "%.*s", (int)(colon - note - 8), note + 8);
+        snprintf(q->refused, sizeof q->refused, "%.*s", (int)tlen, note + 8);
         snprintf(q->reason, sizeof q->reason, "%s", colon + 2);
     }
     size_t l = strlen(q->reason);
     if (l > 0 && q->reason[l - 1] == '\n')
         q->reason[l - 1] = '\0';
     free(note);
+}
+
+int kb_quarantine_read(const char *file, Ketenbus__Envelope **env)
+{
+    *env = NULL;
+    char *bytes = NULL;
+    size_t len = 0;
+    int rc = s_read_regular(file, KB_QUARANTINE_READ_MAX, &bytes, &len);
+    if (rc != KB_OK)
+        return rc;
+    *env = ketenbus__envelope__unpack(NULL, len, (const uint8_t *)bytes);
+    free(bytes);
+    return *env ? KB_OK : kb_error_set(KB_EPROTO, "not a ketenbus envelope (%zu bytes)", len);
 }
 
 /* Read the entry whose envelope file is dir/name (a *.pb). */
@@ -118,16 +188,17 @@ static void s_read_entry(kb_quarantined_t *q, const char *dir, const char *name)
         return;
     }
     s_read_note(q, txt);
-    char *bytes = NULL;
-    size_t len = 0;
-    if (kb_file_read(q->file, KB_QUARANTINE_READ_MAX, &bytes, &len) != KB_OK) {
-        snprintf(q->problem, sizeof q->problem, "cannot read it: %s", kb_last_error());
+    Ketenbus__Envelope *e = NULL;
+    if (kb_quarantine_read(q->file, &e) != KB_OK) {
+        snprintf(q->problem, sizeof q->problem, "%s", kb_last_error());
         return;
     }
-    q->env = ketenbus__envelope__unpack(NULL, len, (const uint8_t *)bytes);
-    free(bytes);
-    if (!q->env)
-        snprintf(q->problem, sizeof q->problem, "not a ketenbus envelope (%zu bytes)", len);
+    q->readable = 1;
+    snprintf(q->sender, sizeof q->sender, "%s", e->sender ? e->sender : "");
+    if (e->message_id.len == 16)
+        kb_uuid_format(e->message_id.data, q->id);
+    q->kind = (int)e->kind;
+    ketenbus__envelope__free_unpacked(e, NULL);
 }
 
 static int s_older(const void *a, const void *b)
@@ -171,7 +242,7 @@ int kb_quarantine_list(const char *state_dir, kb_quarantined_t **out, size_t *n)
     }
     closedir(d);
     if (rc != KB_OK) {
-        kb_quarantine_list_free(list, count);
+        free(list);
         return rc;
     }
     if (count > 1)
@@ -179,12 +250,4 @@ int kb_quarantine_list(const char *state_dir, kb_quarantined_t **out, size_t *n)
     *out = list;
     *n = count;
     return KB_OK;
-}
-
-void kb_quarantine_list_free(kb_quarantined_t *list, size_t n)
-{
-    for (size_t i = 0; list && i < n; i++)
-        if (list[i].env)
-            ketenbus__envelope__free_unpacked(list[i].env, NULL);
-    free(list);
 }

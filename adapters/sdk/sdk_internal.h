@@ -160,22 +160,31 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
 int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const char *why, char *path,
                       size_t path_len);
 
-/* One quarantined delivery, as kb_quarantine_list() reads it. */
+/* One quarantined delivery, as kb_quarantine_list() reads it. Its text
+ * comes from the files, which hold what an attacker may have written:
+ * make it safe before showing it. */
 typedef struct {
     char file[PATH_MAX];          /* its .pb file */
-    char refused[40];             /* when it was refused (UTC), "" if its .txt is missing */
-    char reason[KB_ERROR_MAX + 64]; /* why, as the SDK wrote it; the text may come from the
-                                   * envelope: make it safe before showing it */
-    Ketenbus__Envelope *env;      /* the envelope, NULL if the file is not one (problem says why) */
-    char problem[128];            /* "" or what is wrong with the entry's files */
+    char refused[40];             /* when it was refused (UTC), "" if unknown */
+    char reason[KB_ERROR_MAX + 64]; /* why, as the SDK wrote it */
+    char sender[KB_AGENCY_ID_MAX + 1]; /* the envelope's sender, cut short; "" if none */
+    char id[37];                  /* its message id, "" if none */
+    int kind;                     /* its kind (ketenbus.Kind) */
+    int readable;                 /* 1 if the .pb file holds an envelope */
+    char problem[160];            /* "" or what is wrong with the entry's files */
 } kb_quarantined_t;
 
 /* Every delivery in state_dir/quarantine, the oldest refusal first, into
- * *out (*n entries; free with kb_quarantine_list_free). No directory: none,
- * KB_OK. An entry whose files cannot be read or decoded is listed with its
- * problem. KB_EIO (the directory cannot be read) or KB_ENOMEM. */
+ * *out (*n entries; free() it). No directory: none, KB_OK. Only regular
+ * files are read, and links are not followed; an entry whose files cannot
+ * be read or decoded is listed with its problem. Each envelope is read and
+ * freed in turn. KB_EIO (the directory cannot be read) or KB_ENOMEM. */
 int kb_quarantine_list(const char *state_dir, kb_quarantined_t **out, size_t *n);
-void kb_quarantine_list_free(kb_quarantined_t *list, size_t n);
+
+/* The envelope in a quarantine .pb file, as kb_quarantine_list() read it
+ * (free with ketenbus__envelope__free_unpacked). KB_EIO or KB_EPROTO with
+ * the reason in kb_last_error(), KB_ENOMEM. */
+int kb_quarantine_read(const char *file, Ketenbus__Envelope **env);
 
 /* s if it is an agency id (kb_agency_id_valid), else "unknown": a refused
  * envelope's sender may be anything, and goes into file names and log

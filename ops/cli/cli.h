@@ -57,6 +57,11 @@ ketenbus_client_t *cli_connect(const cli_conn_t *c, unsigned credit);
  * cut at a character boundary when out is full. Returns out. */
 const char *cli_tty(const char *in, char *out, size_t len);
 
+/* A copy of JSON text json (malloc'd; NULL when out of memory) with what
+ * cli_tty() replaces written as \u escapes instead (invalid UTF-8 as
+ * \ufffd): the same JSON value, valid UTF-8, safe on a terminal. */
+char *cli_json_safe(const char *json);
+
 /* Parse seconds (may be fractional) into ms; -1 if malformed. */
 int cli_parse_seconds(const char *text);
 

@@ -45,16 +45,14 @@ static void s_usage(FILE *out)
 
 static void s_print_line(const kb_quarantined_t *q)
 {
-    char sender[3 * KB_AGENCY_ID_MAX + 4], reason[3 * sizeof q->reason], id[37] = "-";
-    const Ketenbus__Envelope *e = q->env;
-    if (e && e->message_id.len == 16)
-        kb_uuid_format(e->message_id.data, id);
-    printf("%s  %s  %s  %s  %s\n", q->refused[0] ? q->refused : "?",
-           cli_tty(e && e->sender[0] ? e->sender : "-", sender, sizeof sender), id,
-           e ? kb_kind_name((int)e->kind) : "-", cli_tty(q->reason[0] ? q->reason : "-", reason, sizeof reason));
+    char refused[3 * sizeof q->refused], sender[3 * sizeof q->sender], reason[3 * sizeof q->reason];
+    printf("%s  %s  %s  %s  %s\n", q->refused[0] ? cli_tty(q->refused, refused, sizeof refused) : "?",
+           q->sender[0] ? cli_tty(q->sender, sender, sizeof sender) : "-", q->id[0] ? q->id : "-",
+           q->readable ? kb_kind_name(q->kind) : "-", q->reason[0] ? cli_tty(q->reason, reason, sizeof reason) : "-");
 }
 
-/* One JSON line; 0 or -1 when out of memory. */
+/* One JSON line, the envelope read again (one at a time: each may be
+ * large). 0, or -1 when out of memory. */
 static int s_print_json(const kb_quarantined_t *q)
 {
     json_object *o = json_object_new_object();
@@ -63,16 +61,24 @@ static int s_print_json(const kb_quarantined_t *q)
     json_object_object_add(o, "file", json_object_new_string(q->file));
     json_object_object_add(o, "refused", q->refused[0] ? json_object_new_string(q->refused) : NULL);
     json_object_object_add(o, "reason", json_object_new_string(q->reason));
-    if (q->problem[0])
+    Ketenbus__Envelope *e = NULL;
+    if (q->readable && kb_quarantine_read(q->file, &e) != KB_OK)
+        json_object_object_add(o, "problem", json_object_new_string(kb_last_error())); /* changed since listed */
+    else if (q->problem[0])
         json_object_object_add(o, "problem", json_object_new_string(q->problem));
-    json_object *m = q->env ? kb_json_from_msg(&q->env->base) : NULL;
-    if (q->env && !m) {
-        json_object_put(o);
-        return -1;
-    }
+    json_object *m = e ? kb_json_from_msg(&e->base) : NULL;
+    int rc = e && !m ? -1 : 0;
+    if (e)
+        ketenbus__envelope__free_unpacked(e, NULL);
     json_object_object_add(o, "message", m);
-    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    char *safe = rc == 0 ? cli_json_safe(json_object_to_json_string_ext(
+                               o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))
+                         : NULL;
     json_object_put(o);
+    if (!safe)
+        return -1;
+    printf("%s\n", safe);
+    free(safe);
     return 0;
 }
 
@@ -115,9 +121,10 @@ int cmd_quarantine(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         const kb_quarantined_t *q = &list[i];
         if (q->problem[0]) {
-            char file[3 * sizeof q->file];
-            fprintf(stderr, "ketenbus quarantine: %s: %s\n", cli_tty(q->file, file, sizeof file), q->problem);
-            if (!q->env)
+            char file[3 * sizeof q->file], problem[3 * sizeof q->problem];
+            fprintf(stderr, "ketenbus quarantine: %s: %s\n", cli_tty(q->file, file, sizeof file),
+                    cli_tty(q->problem, problem, sizeof problem));
+            if (!q->readable)
                 rc = KB_EXIT_FAIL;
         }
         if (as_json ? s_print_json(q) != 0 : (s_print_line(q), 0)) {
@@ -126,7 +133,7 @@ int cmd_quarantine(int argc, char **argv)
             break;
         }
     }
-    kb_quarantine_list_free(list, n);
+    free(list);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "ketenbus quarantine: cannot write the list\n");
         rc = KB_EXIT_FAIL;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <check.h>
 #include <json-c/json.h>
@@ -232,15 +233,18 @@ START_TEST(test_quarantine_list)
     free(second->env->sender);
     second->env->sender = strdup("\x1b]0;pwned\x07" "broker"); /* a terminal title sequence */
     ck_assert_ptr_nonnull(second->env->sender);
+    /* the second is kept first: its file name (unknown-...) sorts after
+     * the other's (politie-...), its time before */
     char file[PATH_MAX];
+    ck_assert_int_eq(kb_quarantine_put(state, second->env, "sender \x1b[2J is not the broker", NULL, 0), KB_OK);
+    usleep(2000);
     ck_assert_int_eq(kb_quarantine_put(state, first->env, "a notice from politie, not from the broker", file,
                                        sizeof file),
                      KB_OK);
-    ck_assert_int_eq(kb_quarantine_put(state, second->env, "sender \x1b[2J is not the broker", NULL, 0), KB_OK);
 
     ck_assert_int_eq(s_run("rvdk", "quarantine"), 0);
     char *a = strstr(s_out, ketenbus_msg_id(first)), *b = strstr(s_out, ketenbus_msg_id(second));
-    ck_assert_msg(a && b && a < b, "not both, oldest first: %s", s_out);
+    ck_assert_msg(a && b && b < a, "not both, oldest first: %s", s_out);
     ck_assert_msg(strstr(s_out, "  politie  ") && strstr(s_out, "  signal  a notice from politie, not from the broker\n"),
                   "%s", s_out);
     ck_assert_msg(!strchr(s_out, '\x1b') && !strchr(s_out, '\x07') && strstr(s_out, "\xef\xbf\xbd]0;pwned"),
@@ -258,12 +262,12 @@ START_TEST(test_quarantine_list)
         json_object *m = NULL, *v = NULL;
         ck_assert(json_object_object_get_ex(o, "message", &m) && json_object_object_get_ex(m, "signal", &v) &&
                   json_object_object_get_ex(v, "narrative", &v));
-        ck_assert_str_eq(json_object_get_string(v), i == 0 ? "a notice that is not one" : "in the broker's name");
+        ck_assert_str_eq(json_object_get_string(v), i == 1 ? "a notice that is not one" : "in the broker's name");
         ck_assert(json_object_object_get_ex(o, "reason", &v));
-        ck_assert_str_eq(json_object_get_string(v), i == 0 ? "a notice from politie, not from the broker"
+        ck_assert_str_eq(json_object_get_string(v), i == 1 ? "a notice from politie, not from the broker"
                                                            : "sender \x1b[2J is not the broker");
         ck_assert(json_object_object_get_ex(o, "file", &v));
-        if (i == 0) /* the CLI ran with --state relative to the chain's directory */
+        if (i == 1) /* the CLI ran with --state relative to the chain's directory */
             ck_assert_str_eq(json_object_get_string(v), file + strlen(s_chain.dir) + 1);
         ck_assert(json_object_object_get_ex(o, "refused", &v) && strlen(json_object_get_string(v)) > 20);
         json_object_put(o);
@@ -284,6 +288,75 @@ START_TEST(test_quarantine_list)
 }
 END_TEST
 
+/* Whatever lies in the quarantine directory, `quarantine` neither hangs,
+ * nor follows links, nor lets control characters through: a reason file
+ * with a forged time, a directory and a FIFO named like envelopes (names
+ * with escape sequences), a reason file that is a link to another file,
+ * and a reason with a C1 control and a byte that is not UTF-8. */
+START_TEST(test_quarantine_hostile_files)
+{
+    char state[512], q[600], path[800];
+    snprintf(state, sizeof state, "%s/state-rvdk", s_chain.dir);
+    ketenbus_msg_t *m = kb_test_signal("rvdk", "kept");
+    uint8_t id[16] = {0x01, 0x89, 0x0a, 0x5d, 0xac, 0x96, 0x77, 0x4b, 0xbc, 0xce, 0xb3, 0x02, 0x09, 0x9a, 0x80, 0x07};
+    kb_test_sign_as(&s_chain, m, "politie", id);
+    char file[PATH_MAX];
+    ck_assert_int_eq(kb_quarantine_put(state, m->env, "C1 \xc2\x9b" "2J and \xff", file, sizeof file), KB_OK);
+    snprintf(q, sizeof q, "%s/quarantine", state);
+    /* a copy of the envelope whose reason file forges the time */
+    char *bytes = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(file, 1 << 20, &bytes, &len), KB_OK);
+    snprintf(path, sizeof path, "%s/forged.pb", q);
+    ck_assert_int_eq(kb_file_write(path, bytes, len, 0600), KB_OK);
+    snprintf(path, sizeof path, "%s/forged.txt", q);
+    const char *forged = "refused \x1b]0;PWNED\x07: why\n";
+    ck_assert_int_eq(kb_file_write(path, forged, strlen(forged), 0600), KB_OK);
+    /* one whose reason file is a link to a file it must not show */
+    snprintf(path, sizeof path, "%s/linked.pb", q);
+    ck_assert_int_eq(kb_file_write(path, bytes, len, 0600), KB_OK);
+    free(bytes);
+    snprintf(path, sizeof path, "%s/secret", s_chain.dir);
+    ck_assert_int_eq(kb_file_write(path, "top secret line\n", strlen("top secret line\n"), 0600), KB_OK);
+    char link[800];
+    snprintf(link, sizeof link, "%s/linked.txt", q);
+    ck_assert_int_eq(symlink(path, link), 0);
+    /* a directory and a FIFO named like envelopes */
+    snprintf(path, sizeof path, "%s/d\x1b[31mRED.pb", q);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/fifo\x1b]0;T\x07.pb", q);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+
+    ck_assert_int_eq(s_run("rvdk", "quarantine"), 1); /* the directory and the FIFO are no envelopes */
+    ck_assert_msg(!strchr(s_out, '\x1b') && !strchr(s_out, '\x07') && !strstr(s_out, "\xc2\x9b") &&
+                      !strstr(s_out, "top secret"),
+                  "%s", s_out);
+    ck_assert_msg(strstr(s_out, "forged.pb: its reason file is not in the SDK's form") &&
+                      strstr(s_out, "linked.pb: its reason file: cannot open it") &&
+                      strstr(s_out, "RED.pb: not a regular file") && strstr(s_out, ".pb: cannot open it") == NULL,
+                  "%s", s_out);
+    ck_assert_msg(strstr(s_out, "\xef\xbf\xbd.pb: not a regular file"), "the FIFO: %s", s_out);
+    ck_assert_msg(strstr(s_out, "C1 \xef\xbf\xbd" "2J and \xef\xbf\xbd"), "%s", s_out);
+
+    ck_assert_int_eq(s_run("rvdk", "quarantine --json"), 1);
+    ck_assert_msg(!strchr(s_out, '\x1b') && !strchr(s_out, '\x07') && !strstr(s_out, "\xc2\x9b") &&
+                      !strstr(s_out, "top secret") && strstr(s_out, "C1 \\u009b2J and \\ufffd"),
+                  "%s", s_out);
+    int objects = 0;
+    for (char *line = s_out, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
+        *end = '\0';
+        if (strncmp(line, "{", 1) != 0)
+            continue; /* a line on stderr */
+        json_object *o = json_tokener_parse(line);
+        ck_assert_msg(o != NULL, "not JSON: %s", line);
+        json_object_put(o);
+        objects++;
+    }
+    ck_assert_int_eq(objects, 5);
+    ketenbus_msg_destroy(&m);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -297,6 +370,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_send_errors);
     tcase_add_test(tc, test_pending_then_sent);
     tcase_add_test(tc, test_quarantine_list);
+    tcase_add_test(tc, test_quarantine_hostile_files);
     suite_add_tcase(s, tc);
     return s;
 }
