@@ -291,8 +291,9 @@ void session_reset(kb_broker_t *b, kb_session_t *s);
 /* The agency's active session or NULL; cached, so it is cheap per message. */
 kb_session_t *session_active(kb_broker_t *b, const char *agency);
 /* Most deliveries a session may have outstanding: sent and unacknowledged
- * plus the credit for more. It bounds the in-flight window's memory
- * (about 7 MB) whatever credit an adapter keeps granting without ACKs. */
+ * plus the credit for more. It bounds the in-flight window's memory (a
+ * ring of at most 2^18 entries of 72 bytes, about 19 MB) whatever credit
+ * an adapter keeps granting without ACKs. */
 #define KB_OUTSTANDING_MAX 100000u
 /* Add n to s's credit, within KB_OUTSTANDING_MAX outstanding deliveries. */
 void session_credit_grant(kb_session_t *s, uint64_t n);

@@ -246,11 +246,13 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  * at once if the old key leaked. */
 int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char *dir);
 /* Optional: deliveries the broker may send ahead of acknowledgement
- * (default 64). 0 makes a send-only client: the broker delivers nothing to
- * it, so messages waiting for the agency stay queued for its receiving
- * client instead of being handed to this one and delivered again later,
- * and its session does not replace the agency's receiving client (a newer
- * client with credit does: one receiving client per agency). */
+ * (default 64); ones refused by the check above give their credit back,
+ * so with them a session may hold more unacknowledged, at most 100,000.
+ * 0 makes a send-only client: the broker delivers nothing to it, so
+ * messages waiting for the agency stay queued for its receiving client
+ * instead of being handed to this one and delivered again later, and its
+ * session does not replace the agency's receiving client (a newer client
+ * with credit does: one receiving client per agency). */
 int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit);
 /* Optional: liveness ping interval in milliseconds (default 1000). */
 int ketenbus_client_opts_set_ping_interval(ketenbus_client_opts_t *o, unsigned ms);

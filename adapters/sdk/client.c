@@ -753,8 +753,8 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                 kb_uuid_format(e->message_id.data, id);
             snprintf(why, sizeof why, "%s", kb_last_error());
             /* one that cannot be genuine whatever keys are installed is
-             * kept here, then acknowledged, so that it does not hold a
-             * credit in every session; any other stays queued at the
+             * kept here, then acknowledged, so that it does not come again
+             * in every session; any other stays queued at the
              * broker and comes again in a later session: a key not yet
              * installed here (a new agency's, a sender's new one) may be
              * added meanwhile, and acknowledging it would lose a genuine

@@ -9,11 +9,13 @@
  * in the broker's own name without being a notice. None may reach the
  * handler. What cannot be genuine whatever keys are installed is kept in
  * the state directory's quarantine and only then acknowledged, so that it
- * does not hold a credit for good; the rest is not acknowledged (a key
- * installed later could make it pass). A genuine notice of the broker is
- * handed out, and so is a message signed with the sender's previous key. A
- * delivery whose sender's key the adapter lacks comes again in a later
- * session and is handed out once the key file is there.
+ * does not come again in every session; the rest is not acknowledged (a
+ * key installed later could make it pass). A genuine notice of the broker
+ * is handed out, and so is a message signed with the sender's previous
+ * key. A delivery whose sender's key the adapter lacks comes again in a
+ * later session and is handed out once the key file is there. Against a
+ * real broker: refused deliveries do not hold up the ones behind them, and
+ * they expire.
  */
 #include <dirent.h>
 #include <stdio.h>
