@@ -230,9 +230,11 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  *   with the key installed here, or its sender's key file is missing. A
  *   key not yet installed here, or a newer ketenbus.proto, could make it
  *   pass, so it is not acknowledged: it stays queued at the broker, which
- *   delivers it again when the session starts again (as for a kept
- *   delivery: after 1 s, doubling up to a minute) until it passes or
- *   expires (the sender is then told). The broker expires a delivery only
+ *   delivers it again when the session starts again (after 1 s, doubling
+ *   up to ten minutes while only refused deliveries wait, since each
+ *   restart delivers and audits them all again; at once, within a second,
+ *   when a file is added to or renamed in the key directory) until it
+ *   passes or expires (the sender is then told). The broker expires a delivery only
  *   between two sessions, not while it is in flight, so one that keeps
  *   being refused may expire later than message_ttl. Its credit is
  *   granted again at once, so refused deliveries, which come first in

@@ -58,6 +58,8 @@
 #define KB_KEEP_FIRST_MS      1000   /* a delivery the handler kept is asked for again after this, */
 #define KB_KEEP_MAX_MS        60000  /* twice as long each time it is kept again, up to this, */
 #define KB_KEEP_CALM_MS       120000 /* and back to the first wait once no restart was needed this long */
+#define KB_REFUSED_MAX_MS     600000 /* when only refused deliveries wait (for a key): up to this, */
+#define KB_KEYS_LOOK_MS       1000   /* or at once when the key directory changed (looked at this often) */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
 _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within the broker's batch limit");
 #define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
@@ -114,6 +116,9 @@ struct ketenbus_client {
     int64_t keep_at_ms;               /* when to start the session again for deliveries the handler kept (0: none) */
     int64_t keep_ms;                  /* the wait before that (backoff) */
     int64_t keep_restart_ms;          /* when the session was last started again for them (0: never) */
+    int keep_kept;                    /* 1: the handler kept one (0: only refused ones wait) */
+    int64_t keys_stamp;               /* the key directory's stamp when a refusal set keep_at_ms */
+    int64_t keys_look_ms;             /* when to look at it again */
     int64_t prune_at_ms;              /* when the next step over the seen records is due */
     size_t pruned;                    /* seen records removed in this pass so far */
     unsigned ping_ms;                 /* ping interval in force */
@@ -698,20 +703,27 @@ static int s_ack_pending(const ketenbus_client_t *c, const kb_seen_key_t *key)
     return 0;
 }
 
-/* A delivery was kept by the handler, or refused here and left queued:
- * the broker sends it again only in a new session, so start one after
- * keep_ms (s_housekeeping), unless one is due already. The wait doubles
- * with each such restart, and is back to the least once none was needed
- * for KB_KEEP_CALM_MS: judged over time, not per delivery, since the
- * broker sends older deliveries that pass before the one that does not. */
-static void s_keep_later(ketenbus_client_t *c)
+/* A delivery was kept by the handler (kept), or refused here and left
+ * queued: the broker sends it again only in a new session, so start one
+ * after keep_ms (s_housekeeping), unless one is due already. The wait
+ * doubles with each such restart, up to a minute while the handler keeps
+ * deliveries, up to ten while only refused ones wait: those pass only once
+ * a key is installed, and each restart delivers, and audits, all of them
+ * again; a change in the key directory starts the session at once. The
+ * wait is back to the least once no restart was needed for
+ * KB_KEEP_CALM_MS: judged over time, not per delivery, since the broker
+ * sends older deliveries that pass before the one that does not. */
+static void s_keep_later(ketenbus_client_t *c, int kept)
 {
+    c->keep_kept |= kept;
     if (c->keep_at_ms != 0)
         return;
     int64_t now = kb_mono_ms();
     if (c->keep_restart_ms == 0 || now - c->keep_restart_ms > KB_KEEP_CALM_MS)
         c->keep_ms = KB_KEEP_FIRST_MS;
     c->keep_at_ms = now + c->keep_ms;
+    c->keys_stamp = kb_sender_keys_stamp(c->senders);
+    c->keys_look_ms = now + KB_KEYS_LOOK_MS;
 }
 
 static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
@@ -726,7 +738,7 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
             s_log(c, 1, "event=delivery_dropped tag=%llu reason=\"%s\"", (unsigned long long)dl->tag,
                   e ? kb_last_error() : "no envelope");
             c->credit_owed++;
-            s_keep_later(c);
+            s_keep_later(c, 0);
             continue;
         }
         /* a redelivery (the broker may send an entry again, e.g. when a
@@ -778,7 +790,7 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                  * session has unacknowledged: KB_OUTSTANDING_MAX in
                  * broker/broker.h) */
                 c->credit_owed++;
-                s_keep_later(c);
+                s_keep_later(c, 0);
             }
             continue;
         }
@@ -792,7 +804,7 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
             int keep = c->handler(c, m, c->handler_arg);
             int rc = keep == 0 ? s_queue_ack(c, m->tag, &key) : KB_OK;
             if (keep != 0)
-                s_keep_later(c);
+                s_keep_later(c, 1);
             ketenbus_msg_destroy(&m);
             if (rc != KB_OK)
                 return rc;
@@ -861,6 +873,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
             s_log(c, 2, "event=back_in_chain");
         c->revoked_ms = 0;
         c->keep_at_ms = 0; /* what the handler kept comes again in this session */
+        c->keep_kept = 0;
         snprintf(c->broker_id, sizeof c->broker_id, "%s", f->welcome->broker_id);
         c->welcomed = 1;
         c->resend = 1;
@@ -950,12 +963,19 @@ static int s_housekeeping(ketenbus_client_t *c)
         s_prune_step(c, now);
     if (c->welcomed && now - c->last_rx_ms > (int64_t)c->ping_ms * KB_SILENCE_PINGS + 1000)
         s_unwelcome(c, "no answer from the broker");
+    if (c->keep_at_ms != 0 && !c->keep_kept && now >= c->keys_look_ms) {
+        c->keys_look_ms = now + KB_KEYS_LOOK_MS;
+        if (kb_sender_keys_stamp(c->senders) != c->keys_stamp)
+            c->keep_at_ms = now; /* a key was installed: try the refused ones now */
+    }
     if (c->welcomed && c->keep_at_ms != 0 && now >= c->keep_at_ms) {
         /* a new session on the same connection: the broker delivers again
          * what is not acknowledged, the kept deliveries with it */
         s_log(c, 2, "event=redeliver_kept wait_ms=%lld", (long long)c->keep_ms);
-        c->keep_ms = c->keep_ms * 2 > KB_KEEP_MAX_MS ? KB_KEEP_MAX_MS : c->keep_ms * 2;
+        int64_t max = c->keep_kept ? KB_KEEP_MAX_MS : KB_REFUSED_MAX_MS;
+        c->keep_ms = c->keep_ms * 2 > max ? max : c->keep_ms * 2;
         c->keep_restart_ms = now;
+        c->keep_kept = 0;
         c->welcomed = 0; /* ended on purpose: not logged as a lost session */
         s_unwelcome(c, "deliveries the handler kept, or refused here, are asked for again");
     }

@@ -138,6 +138,10 @@ typedef struct kb_sender_keys kb_sender_keys_t;
 kb_sender_keys_t *kb_sender_keys_new(const char *dir);
 void kb_sender_keys_destroy(kb_sender_keys_t **p);
 
+/* The key directory's modification time (ns; 0 if it cannot be read): it
+ * changes when a key file is added, removed or renamed into place. */
+int64_t kb_sender_keys_stamp(const kb_sender_keys_t *k);
+
 /* Check a delivered envelope as proto/SIGNING.md asks of a recipient: its
  * structure, that only the broker (broker_id, from WELCOME) sends notices
  * and nothing else, and its sender's signature over the header and every

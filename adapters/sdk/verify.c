@@ -69,6 +69,14 @@ void kb_sender_keys_destroy(kb_sender_keys_t **p)
     *p = NULL;
 }
 
+int64_t kb_sender_keys_stamp(const kb_sender_keys_t *k)
+{
+    struct stat st;
+    if (stat(k->dir, &st) != 0)
+        return 0;
+    return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
 /* Read the key of id ("" = the broker) from its file into *key, or with
  * previous its key before the last change (ID.previous.sign.pub.pem; no
  * agency id has a dot): KB_ENOTFOUND when there is no such file, else the

@@ -486,6 +486,49 @@ START_TEST(test_refusal_restarts_back_off)
 }
 END_TEST
 
+/* While only refused deliveries wait, the restarts back off further (up
+ * to ten minutes: each one delivers and audits them all again), but a
+ * key file put into the key directory starts the session at once: here
+ * after the third refusal, whose wait would be 4 s. */
+START_TEST(test_key_installed_restarts_at_once)
+{
+    char senders[512];
+    ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
+    ketenbus_msg_t *m = s_signal(1, "politie", "politie", "waits for the key");
+    for (uint64_t tag = 1; tag <= 3; tag++) {
+        s_deliver(&m, &tag, 1);
+        for (int64_t end = kb_mono_ms() + 5000; s_refused < (int)tag && kb_mono_ms() < end;)
+            ketenbus_client_poll(fier, 10);
+        ck_assert_int_eq(s_refused, (int)tag);
+        if (tag == 3)
+            break;
+        Ketenbus__Frame *f = s_next_hello(fier, 10000);
+        ck_assert_msg(f != NULL, "no new session after refusal %llu", (unsigned long long)tag);
+        ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
+        ketenbus__frame__free_unpacked(f, NULL);
+        for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(fier) && kb_mono_ms() < end;)
+            ketenbus_client_poll(fier, 10);
+    }
+    int64_t installed = kb_mono_ms();
+    s_copy_key(s_chain.keys, "politie", senders, "politie");
+    Ketenbus__Frame *f = s_next_hello(fier, 10000);
+    ck_assert_ptr_nonnull(f);
+    int64_t waited = kb_mono_ms() - installed;
+    ck_assert_msg(waited < 2500, "the session started again %lld ms after the key came", (long long)waited);
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
+    ketenbus__frame__free_unpacked(f, NULL);
+    for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(fier) && kb_mono_ms() < end;)
+        ketenbus_client_poll(fier, 10);
+    const uint64_t tag = 4;
+    s_deliver(&m, &tag, 1);
+    uint64_t acked[4];
+    s_acks_until(fier, 4, acked, 4);
+    ck_assert_int_eq(s_handled, 1);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 /* A rule may withhold fields the sender must fill in (the kind of
  * exploitation, the action a referral asks for): the copy the recipient
  * gets holds their defaults and lists them as withheld, and the SDK hands
@@ -615,6 +658,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
     tcase_add_test(tc, test_previous_key_accepted);
     tcase_add_test(tc, test_refusal_restarts_back_off);
+    tcase_add_test(tc, test_key_installed_restarts_at_once);
     suite_add_tcase(s, tc);
     tc = tcase_create("broker");
     tcase_set_timeout(tc, 30);
