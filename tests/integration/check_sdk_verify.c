@@ -486,6 +486,40 @@ START_TEST(test_refusal_restarts_back_off)
 }
 END_TEST
 
+/* A delivery the SDK cannot even tell apart (no message id) is dropped,
+ * not acknowledged, and like a refused one it gives its credit back and
+ * is asked for again in a new session. */
+START_TEST(test_malformed_delivery_gives_credit_back)
+{
+    char senders[512];
+    ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
+    ketenbus_msg_t *m = s_signal(1, "politie", "politie", "no id");
+    free(m->env->message_id.data);
+    m->env->message_id.data = NULL;
+    m->env->message_id.len = 0;
+    const uint64_t tag = 1;
+    s_deliver(&m, &tag, 1);
+    uint32_t credit = 0;
+    for (int64_t end = kb_mono_ms() + 5000; credit == 0 && kb_mono_ms() < end;) {
+        ketenbus_client_poll(fier, 10);
+        Ketenbus__Frame *f = kb_fake_recv(&s_fake, fier, 10);
+        if (f && f->body_case == KETENBUS__FRAME__BODY_ACK)
+            ck_abort_msg("a delivery that was not handed out was acknowledged");
+        if (f && f->body_case == KETENBUS__FRAME__BODY_CREDIT)
+            credit = f->credit->credit;
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_assert_uint_eq(credit, 1);
+    Ketenbus__Frame *f = s_next_hello(fier, 5000);
+    ck_assert_msg(f != NULL, "not asked for again in a new session");
+    ketenbus__frame__free_unpacked(f, NULL);
+    ck_assert_int_eq(s_handled, 0);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 /* While only refused deliveries wait, the restarts back off further (up
  * to ten minutes: each one delivers and audits them all again), but a
  * key file put into the key directory starts the session at once: here
@@ -659,6 +693,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_previous_key_accepted);
     tcase_add_test(tc, test_refusal_restarts_back_off);
     tcase_add_test(tc, test_key_installed_restarts_at_once);
+    tcase_add_test(tc, test_malformed_delivery_gives_credit_back);
     suite_add_tcase(s, tc);
     tc = tcase_create("broker");
     tcase_set_timeout(tc, 30);
