@@ -129,6 +129,14 @@ static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
     s_pump_t *p = arg;
     p->last_seq = seq;
     p->looked = 1;
+    if (!q) {
+        /* damaged on disk, or another storage key: it stays queued for an
+         * operator, and the session moves past it (said once a session) */
+        kb_log(KB_LOG_ERROR, "queue_unreadable", "agency=%s tag=%llu detail=\"%s\"", p->s->agency,
+               (unsigned long long)seq, kb_last_error());
+        p->s->passed++;
+        return 0;
+    }
     if (s_removing(p->b, p->s->agency, seq))
         return 0; /* acknowledged or expired; the store does not know yet */
     if (q->expires_us <= p->now_us) {
@@ -164,10 +172,8 @@ static int s_pump_session(kb_broker_t *b, kb_session_t *s)
     if (!p.items)
         return kb_error_set(KB_ENOMEM, "deliver: out of memory");
     int rc = kb_store_queue_scan(b->store, s->agency, s->cursor, max, s_collect, &p);
-    if (rc == KB_ECRYPTO) {
-        kb_log(KB_LOG_ERROR, "queue_unreadable", "agency=%s detail=\"%s\"", s->agency, kb_last_error());
-        rc = KB_OK;
-    }
+    if (rc == KB_ECRYPTO)
+        rc = KB_OK; /* logged by s_collect */
     if (p.looked)
         s->cursor = p.last_seq + 1;
     if (rc == KB_OK)
@@ -396,6 +402,8 @@ static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
     s_expire_t *x = arg;
     x->looked++;
     x->next = seq + 1;
+    if (!q)
+        return 0; /* unreadable: its expiry is not known; it stays for an operator */
     if (q->expires_us > x->now_us) {
         x->done = 1;
         return 1; /* entries expire in queue order */

@@ -1035,6 +1035,29 @@ int kb_store_queue_del(kb_store_t *s, kb_batch_t *b, const char *agency, uint64_
     return KB_OK;
 }
 
+/* Decrypt and unpack the queue entry at key ik with value iv into *e:
+ * KB_OK, KB_ECRYPTO (it does not decrypt or decode; kb_last_error says
+ * which entry) or KB_ENOMEM. */
+static int s_queue_open(kb_store_t *s, const char *ik, size_t ikl, const uint8_t *iv, size_t ivl, const char *agency,
+                        uint64_t seq, Ketenbus__QueueEntry **e)
+{
+    size_t pl = ivl - KB_AEAD_OVERHEAD;
+    uint8_t *plain = malloc(pl ? pl : 1);
+    if (!plain)
+        return kb_error_set(KB_ENOMEM, "store: scan: out of memory");
+    if (kb_aead_open_with(s->aead, ik, ikl, iv, ivl, plain) != KB_OK) {
+        free(plain);
+        return kb_error_set(KB_ECRYPTO, "store: %s entry %llu does not decrypt (altered, or another storage key)",
+                            agency, (unsigned long long)seq);
+    }
+    *e = ketenbus__queue_entry__unpack(NULL, pl, plain);
+    OPENSSL_cleanse(plain, pl);
+    free(plain);
+    if (!*e)
+        return kb_error_set(KB_ECRYPTO, "store: %s entry %llu does not decode", agency, (unsigned long long)seq);
+    return KB_OK;
+}
+
 int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t max, kb_queue_fn *fn, void *arg)
 {
     if (s_need_key(s) != KB_OK)
@@ -1056,32 +1079,19 @@ int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t
             break;
         const uint8_t *iv = (const uint8_t *)leveldb_iter_value(it, &ivl);
         uint64_t seq = kb_be64_get((const uint8_t *)ik + prefix_len);
+        Ketenbus__QueueEntry *e = NULL;
         if (ivl < KB_AEAD_OVERHEAD) {
             bad = kb_error_set(KB_ECRYPTO, "store: %s entry %llu is truncated", agency, (unsigned long long)seq);
-            continue;
-        }
-        size_t pl = ivl - KB_AEAD_OVERHEAD;
-        uint8_t *plain = malloc(pl ? pl : 1);
-        if (!plain) {
-            rc = kb_error_set(KB_ENOMEM, "store: scan: out of memory");
-            break;
-        }
-        if (kb_aead_open_with(s->aead, ik, ikl, iv, ivl, plain) != KB_OK) {
-            free(plain);
-            bad = kb_error_set(KB_ECRYPTO, "store: %s entry %llu does not decrypt (altered, or another storage key)",
-                               agency, (unsigned long long)seq);
-            continue;
-        }
-        Ketenbus__QueueEntry *e = ketenbus__queue_entry__unpack(NULL, pl, plain);
-        OPENSSL_cleanse(plain, pl);
-        free(plain);
-        if (!e) {
-            bad = kb_error_set(KB_ECRYPTO, "store: %s entry %llu does not decode", agency, (unsigned long long)seq);
-            continue;
+        } else if ((rc = s_queue_open(s, ik, ikl, iv, ivl, agency, seq, &e)) != KB_OK) {
+            if (rc != KB_ECRYPTO)
+                break;
+            bad = rc;
+            rc = KB_OK;
         }
         seen++;
         int stop = fn(seq, e, arg);
-        ketenbus__queue_entry__free_unpacked(e, NULL);
+        if (e)
+            ketenbus__queue_entry__free_unpacked(e, NULL);
         if (stop)
             break;
     }

@@ -95,13 +95,15 @@ int kb_store_queue_put(kb_store_t *s, kb_batch_t *b, const char *agency, const K
 /* Stage removal of (agency, seq). KB_ENOTFOUND if it is not queued. */
 int kb_store_queue_del(kb_store_t *s, kb_batch_t *b, const char *agency, uint64_t seq);
 
-/* Called for each entry by kb_store_queue_scan; return non-zero to stop. */
+/* Called for each entry by kb_store_queue_scan, with e NULL for one that
+ * cannot be read (kb_last_error says why); return non-zero to stop. */
 typedef int (kb_queue_fn)(uint64_t seq, Ketenbus__QueueEntry *e, void *arg);
 
 /* Visit committed entries of agency with seq >= from, in order, at most max.
  * Entries are decrypted and unpacked; fn borrows them. An entry that fails
- * to decrypt or decode is reported through kb_last_error and skipped with
- * KB_ECRYPTO returned at the end (never delivered, never silently lost). */
+ * to decrypt or decode is passed to fn as NULL, so that the caller can move
+ * past it, and KB_ECRYPTO is returned at the end (it stays in the queue:
+ * never delivered, never silently lost). */
 int kb_store_queue_scan(kb_store_t *s, const char *agency, uint64_t from, size_t max, kb_queue_fn *fn, void *arg);
 
 /* Committed queue depth of agency (including staged changes). */

@@ -29,6 +29,7 @@
 #include "kb_error.h"
 #include "kb_json.h"
 #include "kb_keys.h"
+#include "kb_ldb.h"
 #include "kb_seal.h"
 #include "kb_test.h"
 #include "kb_util.h"
@@ -1098,6 +1099,57 @@ START_TEST(test_expiry_passes_many_in_flight)
 END_TEST
 
 
+/* A queue entry that no longer decrypts (damaged on disk) stays queued for
+ * an operator, but the session moves past it: it is logged once, not at
+ * every turn, and what comes after it is delivered. */
+START_TEST(test_unreadable_queue_entry_passed_by)
+{
+    void *politie = s_raw(s_chain.keys, "politie");
+    s_hello(politie);
+    s_submit_accepted(politie);
+    s_submit_accepted(politie);
+    zmq_close(politie);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    char data[600];
+    snprintf(data, sizeof data, "%s/data", s_chain.dir);
+    kb_ldb_t l;
+    kb_ldb_open(&l, data);
+    const uint8_t key[14] = {'q', 'f', 'i', 'e', 'r', 0, 0, 0, 0, 0, 0, 0, 0, 1}; /* fier's tag 1, the last */
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = leveldb_get(l.db, l.ro, (const char *)key, sizeof key, &vl, &err);
+    ck_assert_ptr_null(err);
+    ck_assert_ptr_nonnull(v);
+    v[vl / 2] ^= 0x55;
+    leveldb_put(l.db, l.wo, (const char *)key, sizeof key, v, vl, &err);
+    ck_assert_ptr_null(err);
+    leveldb_free(v);
+    kb_ldb_close(&l);
+    kb_chain_start(&s_chain);
+
+    s_sock = s_raw(s_chain.keys, "fier");
+    s_hello_as(s_sock, 10, 0);
+    uint64_t tags[4];
+    ck_assert_uint_eq(s_delivered(s_sock, tags, 2, 1500), 1);
+    ck_assert_uint_eq(tags[0], 0);
+    s_send_ack(s_sock, tags, 1);
+    politie = s_raw(s_chain.keys, "politie");
+    s_hello(politie);
+    s_submit_accepted(politie);
+    ck_assert_uint_eq(s_delivered(s_sock, tags, 1, 3000), 1);
+    ck_assert_uint_eq(tags[0], 2);
+    s_send_ack(s_sock, tags, 1);
+    for (int i = 0; i < 8; i++) { /* idle turns, each of which logged it again */
+        usleep(250000);
+        s_send_ping(s_sock);
+    }
+    ck_assert_uint_eq(s_queued(s_sock), 1); /* the damaged one stays */
+    zmq_close(politie);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=queue_unreadable"), 1);
+}
+END_TEST
+
 /* A raw DEALER of fier that takes in as little as it can: one frame in
  * its queue, a small socket buffer. */
 static void *s_raw_stingy(const char *name)
@@ -1337,6 +1389,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_acked_not_redelivered_after_hello);
     tcase_add_test(tc, test_expiry_passes_many_in_flight);
     tcase_add_test(tc, test_hello_again_without_reading_keeps_memory_bounded);
+    tcase_add_test(tc, test_unreadable_queue_entry_passed_by);
     tcase_add_test(tc, test_hello_needs_random_routing_id);
     tcase_add_test(tc, test_routing_id_taken_by_another_agency);
     tcase_add_loop_test(tc, test_withheld_from_adapter_rejected, 0,

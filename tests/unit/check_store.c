@@ -68,11 +68,16 @@ typedef struct {
     uint64_t seqs[64];
     uint8_t ids[64];
     size_t n;
+    size_t bad; /* entries passed as unreadable */
 } s_seen_t;
 
 static int s_collect(uint64_t seq, Ketenbus__QueueEntry *e, void *arg)
 {
     s_seen_t *s = arg;
+    if (!e) {
+        s->bad++;
+        return 0;
+    }
     s->seqs[s->n] = seq;
     s->ids[s->n] = e->message_id.data[0];
     s->n++;
@@ -329,6 +334,7 @@ START_TEST(test_encrypted_at_rest)
     ck_assert_msg(strstr(kb_last_error(), "does not decrypt") != NULL, "%s", kb_last_error());
     ck_assert_int_eq(seen.n, 1); /* the intact entry is still there */
     ck_assert_int_eq(seen.ids[0], 2);
+    ck_assert_int_eq(seen.bad, 1); /* and the caller is told of the other, to move past it */
     kb_store_destroy(&s);
 
     /* another storage key opens nothing */
@@ -337,6 +343,7 @@ START_TEST(test_encrypted_at_rest)
     memset(&seen, 0, sizeof seen);
     ck_assert_int_eq(kb_store_queue_scan(s, "politie", 0, 64, s_collect, &seen), KB_ECRYPTO);
     ck_assert_int_eq(seen.n, 0);
+    ck_assert_int_eq(seen.bad, 2);
     kb_store_destroy(&s);
 }
 END_TEST
