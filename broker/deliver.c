@@ -421,6 +421,9 @@ static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
     if (s_removing(x->b, x->agency, seq))
         return 0;
     Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, q->envelope.len, q->envelope.data);
+    /* no notice about a notice: the sender of a notice is the broker */
+    int notify = e && e->kind != KETENBUS__KIND__KIND_EXPIRY_NOTICE && e->kind != KETENBUS__KIND__KIND_MATCH_NOTICE &&
+                 kb_conf_agency(x->b->conf, q->sender);
     int rc = s_remove(x->b, x->agency, seq);
     if (rc == KB_OK) {
         Ketenbus__AuditRecord r;
@@ -430,12 +433,15 @@ static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
         r.message_id = q->message_id;
         r.kind = q->kind;
         r.tag = seq;
-        r.reason = (char *)"not acknowledged before its expiry; sender notified";
+        /* the reason says what is done about it */
+        r.reason = notify ? (char *)"not acknowledged before its expiry; sender notified"
+                 : !e     ? (char *)"not acknowledged before its expiry; sender not notified: the envelope does not decode"
+                 : e->kind == KETENBUS__KIND__KIND_EXPIRY_NOTICE || e->kind == KETENBUS__KIND__KIND_MATCH_NOTICE
+                     ? (char *)"not acknowledged before its expiry; a notice of the broker: no notice about it"
+                     : (char *)"not acknowledged before its expiry; sender not notified: not in the chain now";
         rc = audit_append(x->b, &r, NULL);
     }
-    /* no notice about a notice: the sender of a notice is the broker */
-    if (rc == KB_OK && e && e->kind != KETENBUS__KIND__KIND_EXPIRY_NOTICE &&
-        e->kind != KETENBUS__KIND__KIND_MATCH_NOTICE && kb_conf_agency(x->b->conf, q->sender))
+    if (rc == KB_OK && notify)
         rc = s_notify_sender(x->b, e, x->agency, x->now_us);
     if (e)
         ketenbus__envelope__free_unpacked(e, NULL);

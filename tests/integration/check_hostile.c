@@ -1099,6 +1099,28 @@ START_TEST(test_expiry_passes_many_in_flight)
 END_TEST
 
 
+/* An expiry's audit record says what was done about it: a message that
+ * expires unread is told to its sender, and that notice, left unread in
+ * its turn, expires without a notice about it. */
+START_TEST(test_expiry_reason_says_what_was_done)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 2, s_rules, "  max_message_bytes: 4096\n  message_ttl: 1s\n");
+    kb_chain_start(&s_chain);
+    void *politie = s_raw(s_chain.keys, "politie");
+    s_hello(politie);
+    s_submit_accepted(politie); /* fier is not there */
+    zmq_close(politie);         /* nor is politie, to read the notice */
+    usleep(5000000);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, NULL), 2);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, "sender notified"), 1);
+    ck_assert_int_eq(
+        kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_EXPIRED, "a notice of the broker"), 1);
+}
+END_TEST
+
 /* A queue entry that no longer decrypts (damaged on disk) stays queued for
  * an operator, but the session moves past it: it is logged once, not at
  * every turn, and what comes after it is delivered. */
@@ -1390,6 +1412,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_expiry_passes_many_in_flight);
     tcase_add_test(tc, test_hello_again_without_reading_keeps_memory_bounded);
     tcase_add_test(tc, test_unreadable_queue_entry_passed_by);
+    tcase_add_test(tc, test_expiry_reason_says_what_was_done);
     tcase_add_test(tc, test_hello_needs_random_routing_id);
     tcase_add_test(tc, test_routing_id_taken_by_another_agency);
     tcase_add_loop_test(tc, test_withheld_from_adapter_rejected, 0,
