@@ -392,7 +392,7 @@ END_TEST
  * lets politie send signals and referrals to all the others. */
 static void s_wide_chain(kb_chain_t *chain, size_t n)
 {
-    static char ids[KB_TEST_MAX_AGENCIES][16]; /* the chain borrows them */
+    static char ids[KB_TEST_MAX_AGENCIES][24]; /* the chain borrows them */
     const char *agencies[KB_TEST_MAX_AGENCIES];
     size_t cap = 256 + n * 16, o = 0;
     char *rules = malloc(cap);
