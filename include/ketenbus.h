@@ -284,7 +284,13 @@ void ketenbus_client_destroy(ketenbus_client_t **p);
  * REJECTED with code REJECT_TOO_LARGE (6), and it leaves the outbox. (So
  * is one sent before the broker's limit was lowered whose receipt was
  * lost; if the broker had accepted it, it is delivered all the same.) The
- * SDK sends what waits in SUBMIT frames within that limit.
+ * SDK sends what waits in SUBMIT frames within that limit. A frame the
+ * broker drops unread (ketenbus.ErrorCode TOO_LARGE, MALFORMED or
+ * UNSUPPORTED_VERSION; e.g. a reload lowered max_message_bytes under what
+ * the client was told) ends the session: the next WELCOME tells the limit
+ * in force and the outbox goes again within it. Should the broker go on
+ * dropping frames, the next session waits 1 s, then twice as long each
+ * time, up to a minute (logged, level 1, event=frame_dropped_by_broker).
  * msg stays the caller's; its id and sender are readable afterwards. */
 int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_receipt_t *receipt, int timeout_ms);
 

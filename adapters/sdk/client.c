@@ -13,6 +13,9 @@
  * new connection makes the broker send again what was in flight. Frames of
  * the old connection can still be read after those events, so only a
  * WELCOME that echoes a HELLO sent since the session ended opens one.
+ * A frame the broker drops unread (too large after a reload lowered its
+ * limit) also ends the session, with a growing wait before the next HELLO
+ * if that repeats (s_frame_dropped).
  * On every WELCOME all outbox entries are sent again, in order: the broker
  * drops ids it accepted before (DUPLICATE), so a broker restart or a lost
  * receipt costs nothing. A SUBMIT that ZeroMQ cannot take now (EAGAIN: the
@@ -60,6 +63,9 @@
 #define KB_KEEP_CALM_MS       120000 /* and back to the first wait once no restart was needed this long */
 #define KB_REFUSED_MAX_MS     600000 /* when only refused deliveries wait (for a key): up to this, */
 #define KB_KEYS_LOOK_MS       1000   /* or at once when the key directory changed (looked at this often) */
+#define KB_DROPPED_FIRST_MS   1000   /* a session ended again for a frame the broker dropped waits this long, */
+#define KB_DROPPED_MAX_MS     60000  /* twice as long each time, up to this, */
+#define KB_DROPPED_CALM_MS    120000 /* and HELLO goes at once again after this long without one */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
 _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within the broker's batch limit");
 #define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
@@ -109,6 +115,9 @@ struct ketenbus_client {
     int64_t last_hello_ms;            /* when HELLO was last sent */
     int64_t revoked_ms;               /* HELLO interval while the broker refuses this key; 0: not refused */
     uint64_t hello_floor;             /* a WELCOME answers a HELLO only from this request id up */
+    int64_t hello_at_ms;              /* no HELLO before this (after frames the broker dropped) */
+    int64_t dropped_ms;               /* the wait before HELLO when that happens again (backoff) */
+    int64_t dropped_restart_ms;       /* when a session last ended for it (0: never) */
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
     int ttl_told;                     /* the last WELCOME told the broker's message TTL */
@@ -842,6 +851,36 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
     c->credit_owed = 0;
 }
 
+/* The broker dropped a frame of this session without reading it (too
+ * large, or not one it could decode), answering with request id 0: if it
+ * was a SUBMIT, its messages get no receipt while the session lasts. The
+ * likely cause is a reload that lowered max_message_bytes below what the
+ * last WELCOME told, so the session ends: the next WELCOME tells the limit
+ * in force, and the outbox goes again in frames within it (a message too
+ * large alone is then answered REJECT_TOO_LARGE here). The first such
+ * restart says HELLO at once; one that follows within KB_DROPPED_CALM_MS
+ * waits, twice as long each time, so that a broker that keeps dropping
+ * what is sent is not asked again in a fast loop. Errors that come while
+ * no session is open answer frames of the one that ended, which go again
+ * anyway. */
+static void s_frame_dropped(ketenbus_client_t *c, const char *why)
+{
+    if (!c->welcomed)
+        return;
+    int64_t now = kb_mono_ms();
+    int64_t wait = 0;
+    if (c->dropped_restart_ms != 0 && now - c->dropped_restart_ms <= KB_DROPPED_CALM_MS) {
+        wait = c->dropped_ms;
+        c->dropped_ms = c->dropped_ms * 2 > KB_DROPPED_MAX_MS ? KB_DROPPED_MAX_MS : c->dropped_ms * 2;
+    } else {
+        c->dropped_ms = KB_DROPPED_FIRST_MS;
+    }
+    c->dropped_restart_ms = now;
+    s_unwelcome(c, why);
+    c->hello_at_ms = now + wait;
+    s_log(c, 1, "event=frame_dropped_by_broker hello_in_ms=%lld", (long long)wait);
+}
+
 static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
 {
     Ketenbus__Frame *f = NULL;
@@ -923,6 +962,10 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         if (f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION ||
             f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL)
             s_unwelcome(c, f->error->message);
+        else if (f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE ||
+                 f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED ||
+                 f->error->code == KETENBUS__ERROR_CODE__ERROR_CODE_UNSUPPORTED_VERSION)
+            s_frame_dropped(c, f->error->message);
         break;
     default:
         s_log(c, 1, "event=unexpected_frame case=%d", (int)f->body_case);
@@ -980,7 +1023,8 @@ static int s_housekeeping(ketenbus_client_t *c)
         s_unwelcome(c, "deliveries the handler kept, or refused here, are asked for again");
     }
     if (!c->welcomed) {
-        if (now - c->last_hello_ms >= (c->revoked_ms > 0 ? c->revoked_ms : KB_HELLO_RETRY_MS)) {
+        int64_t every = c->revoked_ms > 0 ? c->revoked_ms : KB_HELLO_RETRY_MS;
+        if (now >= c->hello_at_ms && now - c->last_hello_ms >= every) {
             int rc = s_send_hello(c);
             if (rc != KB_OK && rc != KB_EPENDING)
                 return rc;

@@ -7,8 +7,8 @@
  * whole batch before anything is stored; a batch written while the broker
  * is down and sent when it comes up; the argument limits; a backlog larger
  * than one frame the broker takes (also after a reload raised the limit,
- * which takes effect only at a restart), and a message larger than that
- * alone.
+ * which takes effect only at a restart, and after a reload lowered it
+ * under a connected client), and a message larger than that alone.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +300,68 @@ START_TEST(test_message_larger_than_the_broker_takes)
 }
 END_TEST
 
+/* A reload lowers max_message_bytes from 64 KiB to 4 KiB while a client
+ * is connected: it still knows the limit of its WELCOME, and sends a batch
+ * of ten messages of about 1 KiB and one of 6 KiB in one frame, which the
+ * broker drops unread (ERROR_CODE_TOO_LARGE). The client starts its
+ * session again, learns the new limit, and sends the ten again in frames
+ * within it; the large one it answers itself (REJECT_TOO_LARGE), once, and
+ * the broker refuses no more frames. */
+START_TEST(test_batch_after_reload_lowered_the_limit)
+{
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 3, s_rules, "  max_message_bytes: 65536\n");
+    kb_chain_start(&s_chain);
+    ketenbus_client_t *pol = kb_chain_client(&s_chain, "politie", NULL);
+    for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(pol) && kb_mono_ms() < end;)
+        ketenbus_client_poll(pol, 20);
+    ck_assert(ketenbus_client_is_connected(pol));
+
+    char *cfg = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(s_chain.config, 1u << 20, &cfg, &len), KB_OK);
+    char *at = strstr(cfg, "max_message_bytes: 65536");
+    ck_assert_ptr_nonnull(at);
+    char *lowered = NULL;
+    ck_assert_int_gt(asprintf(&lowered, "%.*smax_message_bytes: 4096%s", (int)(at - cfg), cfg,
+                              at + strlen("max_message_bytes: 65536")),
+                     0);
+    kb_chain_write_config(&s_chain, lowered);
+    free(lowered);
+    free(cfg);
+    ck_assert_int_eq(kill(s_chain.pid, SIGHUP), 0);
+    for (int64_t end = kb_mono_ms() + 10000;
+         kb_chain_log_count(&s_chain, "event=rules_loaded") < 1 && kb_mono_ms() < end;)
+        usleep(20000);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=rules_loaded"), 1);
+
+    enum { N = 11, BIG = 5 };
+    ketenbus_msg_t *msgs[N];
+    static char text[600], big[6 * 1024];
+    memset(text, 'x', sizeof text - 1);
+    memset(big, 'y', sizeof big - 1);
+    for (size_t i = 0; i < N; i++)
+        msgs[i] = kb_test_signal("fier", i == BIG ? big : text);
+    ketenbus_receipt_t r[N];
+    int rc = ketenbus_client_submit_batch(pol, msgs, N, r, 15000);
+    ck_assert_msg(rc == KETENBUS_EREJECTED, "rc %d: %s", rc, ketenbus_last_error());
+    for (size_t i = 0; i < N; i++) {
+        if (i == BIG) {
+            ck_assert_int_eq(r[i].outcome, KETENBUS_OUTCOME_REJECTED);
+            ck_assert_int_eq(r[i].code, 6); /* REJECT_TOO_LARGE */
+            ck_assert_ptr_nonnull(strstr(r[i].reason, "at most 4096 bytes"));
+        } else {
+            ck_assert_msg(r[i].outcome == KETENBUS_OUTCOME_ACCEPTED, "message %zu: outcome %d", i,
+                          (int)r[i].outcome);
+        }
+    }
+    ck_assert_uint_eq(ketenbus_client_outbox_size(pol), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "exceeds the limit"), 1);
+    s_free(msgs, N);
+    ketenbus_client_destroy(&pol);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_batch");
@@ -314,6 +376,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_batch_larger_than_a_frame);
     tcase_add_test(tc, test_batch_after_reload_raised_the_limit);
     tcase_add_test(tc, test_message_larger_than_the_broker_takes);
+    tcase_add_test(tc, test_batch_after_reload_lowered_the_limit);
     suite_add_tcase(s, tc);
     return s;
 }

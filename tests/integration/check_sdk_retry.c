@@ -10,7 +10,9 @@
  * broker cannot be made to fail a read on cue, so a scripted broker (a
  * CURVE ROUTER with the broker's key) gives these answers: step by step in
  * the test's thread, or from a thread of its own while the test blocks in
- * ketenbus_client_submit().
+ * ketenbus_client_submit(). A SUBMIT frame the broker drops unread (too
+ * large after a reload lowered its limit) ends the session, so that the
+ * outbox goes again within the limit in force, but never in a fast loop.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -292,6 +294,60 @@ START_TEST(test_blocking_submit_pending_while_refused)
 }
 END_TEST
 
+/* A frame the broker drops unread (ERROR_CODE_TOO_LARGE, request id 0)
+ * leaves its SUBMIT without receipt: the SDK ends the session, so that a
+ * new WELCOME tells the limit in force, and sends the outbox again. A
+ * broker that goes on dropping everything is asked again less and less
+ * often (at once, then after 1 s, 2 s, ...), not in a fast loop; the entry
+ * stays in the outbox meanwhile. */
+START_TEST(test_dropped_frame_restarts_with_backoff)
+{
+    ketenbus_client_t *cl = s_welcomed_client();
+    ketenbus_msg_t *m = kb_test_signal("fier", "dropped by the broker every time");
+    ck_assert_int_eq(ketenbus_client_submit(cl, m, NULL, 0), KETENBUS_EPENDING);
+    int hellos = 0, submits = 0;
+    for (int64_t end = kb_mono_ms() + 4500; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_recv(&s_fake, cl, 20);
+        if (!f)
+            continue;
+        if (f->body_case == KETENBUS__FRAME__BODY_HELLO) {
+            hellos++;
+            ck_assert_int_eq(kb_fake_welcome(&s_fake, "politie", f->request_id), KB_OK);
+        } else if (f->body_case == KETENBUS__FRAME__BODY_SUBMIT) {
+            submits++;
+            Ketenbus__Error e;
+            ketenbus__error__init(&e);
+            e.code = KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE;
+            e.message = (char *)"frame of 9999 bytes exceeds the limit of 4096";
+            Ketenbus__Frame r;
+            ketenbus__frame__init(&r);
+            r.body_case = KETENBUS__FRAME__BODY_ERROR;
+            r.error = &e;
+            ck_assert_int_eq(kb_fake_send(&s_fake, &r), KB_OK);
+        } else if (f->body_case == KETENBUS__FRAME__BODY_PING) {
+            /* answered, so that no session ends for silence */
+            Ketenbus__Pong p;
+            ketenbus__pong__init(&p);
+            p.time_us = f->ping->time_us;
+            Ketenbus__Frame r;
+            ketenbus__frame__init(&r);
+            r.request_id = f->request_id;
+            r.body_case = KETENBUS__FRAME__BODY_PONG;
+            r.pong = &p;
+            ck_assert_int_eq(kb_fake_send(&s_fake, &r), KB_OK);
+        }
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    /* restarts at about 0, 1 and 3 s: each sends the entry again */
+    ck_assert_msg(hellos >= 2 && hellos <= 4, "%d HELLOs in 4.5 s", hellos);
+    ck_assert_int_ge(submits, hellos);
+    ck_assert_int_le(submits, hellos + 1);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(cl), 1);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&cl);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_retry");
@@ -303,6 +359,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unknown_outcome_is_no_receipt);
     tcase_add_test(tc, test_blocking_submit_gets_final_receipt);
     tcase_add_test(tc, test_blocking_submit_pending_while_refused);
+    tcase_add_test(tc, test_dropped_frame_restarts_with_backoff);
     suite_add_tcase(s, tc);
     return s;
 }
