@@ -13,6 +13,12 @@
  * new connection makes the broker send again what was in flight. Frames of
  * the old connection can still be read after those events, so only a
  * WELCOME that echoes a HELLO sent since the session ended opens one.
+ * What the broker sends is bounded before libzmq buffers it: a frame over
+ * KB_FRAME_MAX (and some slack) drops the connection, and libzmq holds at
+ * most KB_RCV_BYTES of unread frames of that size. libzmq does not connect
+ * again after such a protocol error, so a lost connection that libzmq does
+ * not retry by itself is made again here, after a wait that grows until a
+ * WELCOME.
  * A frame the broker drops unread (too large after a reload lowered its
  * limit) also ends the session, with a growing wait before the next HELLO
  * if that repeats (s_frame_dropped).
@@ -72,6 +78,11 @@ _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within th
 #define KB_SILENCE_PINGS      3      /* missed pings before the session is presumed gone */
 #define KB_CLOSE_LINGER_MS    500    /* how long closing waits for queued frames */
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
+#define KB_FRAME_SLACK        (1u << 20)  /* over KB_FRAME_MAX: still read (and refused), beyond: dropped by libzmq */
+#define KB_RCV_BYTES          (256u << 20) /* frames of the largest size libzmq holds for the client */
+#define KB_RECONNECT_FIRST_MS 1000   /* a connection libzmq gave up is made again after this, */
+#define KB_RECONNECT_MAX_MS   60000  /* twice as long each time until a WELCOME, up to this */
+_Static_assert(KB_RCV_BYTES / (KB_FRAME_MAX + KB_FRAME_SLACK) >= 2, "the receive queue holds at least two frames");
 #define KB_RETRY_MIN_MS       500    /* first wait before sending again what the broker refused for now */
 #define KB_RETRY_MAX_MS       30000  /* longest wait between such retries */
 #define KB_PRUNE_STEP         1000u  /* seen records looked at per pruning step */
@@ -118,6 +129,8 @@ struct ketenbus_client {
     int64_t hello_at_ms;              /* no HELLO before this (after frames the broker dropped) */
     int64_t dropped_ms;               /* the wait before HELLO when that happens again (backoff) */
     int64_t dropped_restart_ms;       /* when a session last ended for it (0: never) */
+    int64_t reconnect_at_ms;          /* when to connect again if libzmq does not (0: not needed) */
+    int64_t reconnect_ms;             /* the wait before that (backoff) */
     int64_t last_ping_ms;             /* when PING was last sent */
     int64_t last_rx_ms;               /* when a frame last arrived */
     int ttl_told;                     /* the last WELCOME told the broker's message TTL */
@@ -908,6 +921,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
             s_unwelcome(c, "the broker answered a later HELLO");
             c->hello_floor = floor;
         }
+        c->reconnect_ms = KB_RECONNECT_FIRST_MS;
         if (c->revoked_ms > 0)
             s_log(c, 2, "event=back_in_chain");
         c->revoked_ms = 0;
@@ -1002,6 +1016,17 @@ static int s_housekeeping(ketenbus_client_t *c)
 {
     s_read_events(c); /* a HELLO due now goes after what the connection did */
     int64_t now = kb_mono_ms();
+    if (c->reconnect_at_ms != 0 && now >= c->reconnect_at_ms) {
+        /* libzmq does not connect again after a protocol error (e.g. a
+         * frame over ZMQ_MAXMSGSIZE): without this the client would stay
+         * without a connection for good */
+        c->reconnect_at_ms = 0;
+        s_log(c, 1, "event=reconnect endpoint=%s reason=\"libzmq gave the connection up\"", c->o.endpoint);
+        c->reconnect_ms = c->reconnect_ms * 2 > KB_RECONNECT_MAX_MS ? KB_RECONNECT_MAX_MS : c->reconnect_ms * 2;
+        (void)zmq_disconnect(c->dealer, c->o.endpoint); /* ENOENT once libzmq forgot it: nothing to undo */
+        if (zmq_connect(c->dealer, c->o.endpoint) != 0)
+            return kb_error_set(KB_ENET, "client: connect %s: %s", c->o.endpoint, zmq_strerror(zmq_errno()));
+    }
     if (c->ttl_told && now >= c->prune_at_ms)
         s_prune_step(c, now);
     if (c->welcomed && now - c->last_rx_ms > (int64_t)c->ping_ms * KB_SILENCE_PINGS + 1000)
@@ -1095,10 +1120,18 @@ static int s_read_events(ketenbus_client_t *c)
                 break;
         }
         zmq_msg_close(&m);
+        if (event == ZMQ_EVENT_CONNECT_RETRIED) {
+            c->reconnect_at_ms = 0; /* libzmq connects again by itself */
+            continue;               /* and nothing changed for the session */
+        }
         n++;
-        if (event == ZMQ_EVENT_DISCONNECTED)
+        if (event == ZMQ_EVENT_DISCONNECTED) {
             s_unwelcome(c, "connection lost");
-        else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            /* libzmq says CONNECT_RETRIED at once when it connects again;
+             * after a protocol error it does not (s_housekeeping) */
+            c->reconnect_at_ms = kb_mono_ms() + c->reconnect_ms;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            c->reconnect_at_ms = 0;
             s_unwelcome(c, "new connection");
             s_log(c, 2, "event=connected endpoint=%s", c->o.endpoint);
         }
@@ -1151,6 +1184,7 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     c->ping_ms = opts->ping_ms;
     c->keep_ms = KB_KEEP_FIRST_MS;
     c->retry_ms = KB_RETRY_MIN_MS;
+    c->reconnect_ms = KB_RECONNECT_FIRST_MS;
     if (!c->o.agency || !c->o.key_dir || !c->o.endpoint || !c->o.broker_cert || !c->o.state_dir || !c->senders) {
         kb_error_set(KB_ENOMEM, "client: out of memory");
         goto fail;
@@ -1183,19 +1217,29 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     snprintf(mon, sizeof mon, "inproc://ketenbus-monitor-%p", (void *)c);
     c->monitor = zmq_socket(c->zctx, ZMQ_PAIR);
     if (!c->monitor ||
-        zmq_socket_monitor(c->dealer, mon, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0 ||
+        zmq_socket_monitor(c->dealer, mon,
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_CONNECT_RETRIED) != 0 ||
         zmq_connect(c->monitor, mon) != 0) {
         OPENSSL_cleanse(sec, sizeof sec);
         kb_error_set(KB_ENET, "client: socket monitor: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
     int zero = 0, one = 1, ivl = 100, ivl_max = 2000, hb = 2000, hbt = 6000;
+    /* what the broker sends is bounded before it is buffered, not only when
+     * it is decoded: libzmq drops the connection on a frame over maxsize
+     * (the client connects again), and holds at most rcvhwm frames that
+     * the caller has not read yet, so a broken or hostile broker cannot
+     * make the adapter's memory grow without bound */
+    int64_t maxsize = (int64_t)KB_FRAME_MAX + KB_FRAME_SLACK;
+    int rcvhwm = (int)(KB_RCV_BYTES / maxsize);
     int rc = zmq_setsockopt(c->dealer, ZMQ_CURVE_SERVERKEY, server, KB_Z85_KEY_LEN);
     rc |= zmq_setsockopt(c->dealer, ZMQ_CURVE_PUBLICKEY, pub, KB_Z85_KEY_LEN);
     rc |= zmq_setsockopt(c->dealer, ZMQ_CURVE_SECRETKEY, sec, KB_Z85_KEY_LEN);
     OPENSSL_cleanse(sec, sizeof sec);
     rc |= zmq_setsockopt(c->dealer, ZMQ_LINGER, &zero, sizeof zero);
     rc |= zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
+    rc |= zmq_setsockopt(c->dealer, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     rc |= zmq_setsockopt(c->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     rc |= zmq_setsockopt(c->dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
     rc |= zmq_setsockopt(c->dealer, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);

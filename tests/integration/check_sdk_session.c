@@ -14,10 +14,20 @@
  * since the last session ended. Frames of a connection that went can still
  * be read after the SDK learnt that it went; a WELCOME among them must not
  * make it skip the HELLO that the new connection needs.
+ *
+ * Size: a frame from the broker larger than the SDK takes (64 MiB) is not
+ * buffered whole before it is refused: the connection is dropped and made
+ * again, and the adapter's memory stays as it was.
  */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <check.h>
+#include <zmq.h>
 
 #include "kb_error.h"
 #include "kb_fake.h"
@@ -137,6 +147,124 @@ START_TEST(test_stale_welcome_opens_nothing)
 }
 END_TEST
 
+#define S_HUGE_FRAME    (100u << 20) /* one frame the scripted broker sends, over the SDK's 64 MiB */
+#define S_GROWTH_MAX_KB (32 * 1024)  /* how much the client's peak memory may grow meanwhile */
+
+static void s_setup_keys(void)
+{
+    kb_chain_init(&s_chain, s_agencies, 2, "", ""); /* keys only: the scripted broker runs in a child */
+}
+
+static void s_teardown_keys(void)
+{
+    kb_chain_cleanup(&s_chain);
+}
+
+/* Peak resident memory of this process in KiB (VmHWM), -1 if unknown. */
+static long s_peak_kib(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (fp && fgets(line, sizeof line, fp))
+        if (sscanf(line, "VmHWM: %ld kB", &v) == 1)
+            break;
+    if (fp)
+        fclose(fp);
+    return v;
+}
+
+/* The scripted broker of test_huge_frame_dropped, in a child process so
+ * that its own memory does not count: it welcomes the client, sends it one
+ * frame of S_HUGE_FRAME bytes, then welcomes every HELLO, answers PINGs
+ * and accepts what is submitted, until the client has gone. */
+static void s_huge_frame_broker(int ready_fd)
+{
+    kb_fake_t fake;
+    kb_fake_start(&fake, &s_chain);
+    if (write(ready_fd, s_chain.endpoint, sizeof s_chain.endpoint) != (ssize_t)sizeof s_chain.endpoint)
+        _exit(2);
+    close(ready_fd);
+    int sent = 0;
+    for (int64_t end = kb_mono_ms() + 20000; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_recv(&fake, NULL, 100);
+        if (!f)
+            continue;
+        if (f->body_case == KETENBUS__FRAME__BODY_HELLO) {
+            kb_fake_welcome(&fake, "politie", f->request_id);
+            if (!sent) {
+                void *big = calloc(1, S_HUGE_FRAME);
+                if (!big || zmq_send(fake.router, fake.rid, fake.rid_len, ZMQ_SNDMORE) < 0 ||
+                    zmq_send(fake.router, big, S_HUGE_FRAME, 0) < 0)
+                    _exit(3);
+                free(big);
+                sent = 1;
+            }
+        } else if (f->body_case == KETENBUS__FRAME__BODY_SUBMIT) {
+            kb_fake_receipt(&fake, f->submit, KETENBUS__OUTCOME__OUTCOME_ACCEPTED, KETENBUS__REJECT_CODE__REJECT_NONE,
+                            "");
+        } else if (f->body_case == KETENBUS__FRAME__BODY_PING) {
+            Ketenbus__Pong p;
+            ketenbus__pong__init(&p);
+            p.time_us = f->ping->time_us;
+            Ketenbus__Frame r;
+            ketenbus__frame__init(&r);
+            r.request_id = f->request_id;
+            r.body_case = KETENBUS__FRAME__BODY_PONG;
+            r.pong = &p;
+            kb_fake_send(&fake, &r);
+        }
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
+    kb_fake_stop(&fake);
+    _exit(0);
+}
+
+/* A broker (broken, or one whose key was stolen) sends a frame of 100 MiB.
+ * libzmq refuses it as it starts to arrive and drops the connection, so
+ * the client's memory does not grow by the frame; the client connects
+ * again, is welcomed, and its submission is accepted. */
+START_TEST(test_huge_frame_dropped)
+{
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGTERM, SIG_DFL); /* Check's handler would end the whole process group */
+        close(pfd[0]);
+        s_huge_frame_broker(pfd[1]);
+    }
+    close(pfd[1]);
+    ck_assert_int_eq(read(pfd[0], s_chain.endpoint, sizeof s_chain.endpoint), (ssize_t)sizeof s_chain.endpoint);
+    close(pfd[0]);
+    long before = s_peak_kib();
+    ck_assert_int_gt(before, 0);
+    ketenbus_client_t *cl = kb_chain_client(&s_chain, "politie", NULL);
+    /* welcomed, then the frame drops the connection, then welcomed again */
+    int sessions = 0, was = 0;
+    for (int64_t end = kb_mono_ms() + 15000; sessions < 2 && kb_mono_ms() < end;) {
+        ketenbus_client_poll(cl, 20);
+        int now = ketenbus_client_is_connected(cl);
+        sessions += now && !was;
+        was = now;
+    }
+    long grown = s_peak_kib() - before;
+    int rc = KETENBUS_ENET;
+    if (sessions == 2) {
+        ketenbus_msg_t *m = kb_test_signal("fier", "after the huge frame");
+        rc = ketenbus_client_submit(cl, m, NULL, 5000);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_client_destroy(&cl);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    ck_assert_msg(grown < S_GROWTH_MAX_KB, "one frame of 100 MiB grew the client by %ld KiB", grown);
+    ck_assert_msg(sessions == 2, "%d sessions within 15 s", sessions);
+    ck_assert_msg(rc == KETENBUS_OK, "submit after the huge frame: %d (%s)", rc, ketenbus_last_error());
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_session");
@@ -147,6 +275,11 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_new_socket_new_id);
     tcase_add_test(tc, test_stale_welcome_opens_nothing);
     suite_add_tcase(s, tc);
+    TCase *size = tcase_create("size");
+    tcase_add_checked_fixture(size, s_setup_keys, s_teardown_keys);
+    tcase_set_timeout(size, 60);
+    tcase_add_test(size, test_huge_frame_dropped);
+    suite_add_tcase(s, size);
     return s;
 }
 
