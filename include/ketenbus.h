@@ -280,6 +280,14 @@ void ketenbus_client_destroy(ketenbus_client_t **p);
  * refused for good (the receipt says why), KETENBUS_EPENDING when no receipt
  * came in time (the message is safe in the outbox and goes out on reconnect,
  * or again after a refusal for now: see REJECT_INTERNAL above).
+ * Once the message is stored these three are the only results: a failure
+ * after that (sending it, or other work done while waiting, such as
+ * recording a delivery the handler took) is logged at error level, ends
+ * the wait with KETENBUS_EPENDING and is named in ketenbus_last_error();
+ * the message goes out all the same, and the next poll tries the failed
+ * work again. Any other code means that nothing was stored, and the message
+ * may be submitted again: KETENBUS_EINVAL, KETENBUS_ENOMEM, KETENBUS_ECRYPTO
+ * (signing), KETENBUS_EIO (the outbox write failed), or KETENBUS_ETOOBIG.
  * KETENBUS_ETOOBIG, with nothing stored, when the signed message is larger
  * than the broker takes in one frame (its max_message_bytes, known once
  * the client has connected). A message stored before the client knew, and
@@ -309,7 +317,9 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
  * Returns KETENBUS_OK when all were accepted (or duplicates),
  * KETENBUS_EREJECTED when at least one was refused for good,
  * KETENBUS_EPENDING when at least one has no receipt yet (it goes out on
- * reconnect, or again after a refusal for now). */
+ * reconnect, or again after a refusal for now). As for
+ * ketenbus_client_submit(), once the batch is stored these three are the
+ * only results, and any other code means that none was stored. */
 int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, ketenbus_receipt_t *receipts,
                                  int timeout_ms);
 

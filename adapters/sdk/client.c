@@ -1402,7 +1402,10 @@ static int s_prepare(ketenbus_client_t *c, ketenbus_msg_t *msg, kb_outbox_entry_
 }
 
 /* Store n prepared envelopes with one synced write, then send them if the
- * broker is connected. Frees in[i].bytes in every case. */
+ * broker is connected. Frees in[i].bytes in every case. An error means
+ * that nothing was stored: once the entries are in the outbox a failure
+ * to send them is only logged, since they go again from there (a caller
+ * told otherwise would submit them again, under new ids). */
 static int s_store_and_send(ketenbus_client_t *c, kb_outbox_entry_t *in, size_t n)
 {
     size_t before = kb_outbox_size(c->outbox);
@@ -1417,7 +1420,7 @@ static int s_store_and_send(ketenbus_client_t *c, kb_outbox_entry_t *in, size_t 
         if (rc != KB_OK)
             s_resend_from(c, stop);
         if (rc != KB_OK && rc != KB_EPENDING)
-            return rc;
+            s_log(c, 0, "event=send_failed rc=%d detail=\"%s\" stored=%zu", rc, kb_last_error(), n);
     }
     return KB_OK;
 }
@@ -1425,13 +1428,19 @@ static int s_store_and_send(ketenbus_client_t *c, kb_outbox_entry_t *in, size_t 
 /* Wait up to timeout_ms for the receipts of msgs[0..n) (stored after the
  * first `since` receipts) and copy them to
  * receipts (may be NULL). KB_OK when all were accepted or duplicates,
- * KB_EREJECTED when one was refused, KB_EPENDING when one has no receipt. */
+ * KB_EREJECTED when one was refused, KB_EPENDING when one has no receipt;
+ * nothing else, since the messages are stored: a poll that fails
+ * meanwhile (e.g. the seen record of a delivery the handler took could not
+ * be written) ends the wait, and its error is logged and described in
+ * failed (failed_len bytes; "" if none), but is not returned. Whatever
+ * failed is tried again by the next poll. */
 static int s_await(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, uint64_t since,
-                   ketenbus_receipt_t *receipts, int timeout_ms)
+                   ketenbus_receipt_t *receipts, int timeout_ms, char *failed, size_t failed_len)
 {
     int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     size_t first = 0; /* msgs[0..first) have their receipt (they come in order) */
     size_t rejected = 0;
+    failed[0] = '\0';
     for (;;) {
         while (first < n) {
             const ketenbus_receipt_t *r = s_find_receipt(c, msgs[first]->env->message_id.data, since);
@@ -1446,8 +1455,11 @@ static int s_await(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, uint64
         if (first == n || left <= 0)
             break;
         int rc = ketenbus_client_poll(c, (int)left);
-        if (rc != KB_OK)
-            return rc;
+        if (rc != KB_OK) {
+            snprintf(failed, failed_len, " (waiting stopped: %s)", kb_last_error());
+            s_log(c, 0, "event=poll_failed rc=%d detail=\"%s\" while=submit", rc, kb_last_error());
+            break;
+        }
     }
     /* receipts out of order (or one forgotten by the ring): look again */
     size_t pending = 0;
@@ -1465,8 +1477,8 @@ static int s_await(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, uint64
     if (rejected > 0)
         return kb_error_set(KB_EREJECTED, "submit: %zu of %zu rejected; the receipts say why", rejected, n);
     if (pending > 0)
-        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %zu of %zu; they stay in the outbox", pending,
-                            n);
+        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %zu of %zu; they stay in the outbox%s", pending,
+                            n, failed);
     return KB_OK;
 }
 
@@ -1485,11 +1497,12 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
     if (rc != KB_OK)
         return rc;
     ketenbus_receipt_t r;
-    rc = s_await(c, &msg, 1, since, &r, timeout_ms);
-    if (receipt && (rc == KB_OK || rc == KB_EREJECTED || rc == KB_EPENDING))
+    char failed[KB_ERROR_MAX];
+    rc = s_await(c, &msg, 1, since, &r, timeout_ms, failed, sizeof failed);
+    if (receipt)
         *receipt = r;
     if (rc == KB_EPENDING)
-        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %s; it stays in the outbox", msg->id);
+        return kb_error_set(KB_EPENDING, "submit: no receipt yet for %s; it stays in the outbox%s", msg->id, failed);
     if (rc == KB_EREJECTED)
         return kb_error_set(KB_EREJECTED, "submit: %s rejected: %s", msg->id, r.reason);
     return rc;
@@ -1518,7 +1531,8 @@ int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, si
     int rc = s_store_and_send(c, in, n);
     if (rc != KB_OK)
         return rc;
-    return s_await(c, msgs, n, since, receipts, timeout_ms);
+    char failed[KB_ERROR_MAX];
+    return s_await(c, msgs, n, since, receipts, timeout_ms, failed, sizeof failed);
 }
 
 /* Acknowledge and drop the messages at the front of the inbox that are

@@ -12,8 +12,15 @@
  * whichever copy of the message the adapter acknowledges. The real broker
  * cannot be made to end a session on cue, so a scripted broker (kb_fake.h)
  * does.
+ *
+ * Disk faults: the program runs with tests/support/faults/ preloaded
+ * (kb_test_preload_faults), so that a test can fail the write of a seen
+ * record in the client's state directory, as on a full disk.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <check.h>
 
@@ -111,6 +118,29 @@ static void s_expect_ack_tag(ketenbus_client_t *cl, uint64_t tag)
 static void s_expect_ack(ketenbus_client_t *cl)
 {
     s_expect_ack_tag(cl, S_TAG);
+}
+
+/* The next write of a seen record of a message from sender, in a state
+ * directory under "/data/", fails with ENOSPC (once). Returns the path of
+ * the switch, which is gone once the fault happened. */
+static void s_fail_seen_write(const char *sender, char *path, size_t path_len)
+{
+    char dir[400], key[64];
+    snprintf(dir, sizeof dir, "%s/faults", s_chain.dir);
+    ck_assert_int_eq(kb_mkdirs(dir, 0700), KB_OK);
+    ck_assert_int_eq(setenv("KB_FAULTS", dir, 1), 0);
+    /* the key of a seen record: 'r', the sender, a NUL, the id */
+    int n = snprintf(key, sizeof key, "r%s", sender);
+    snprintf(path, path_len, "%s/log-write-enospc", dir);
+    ck_assert_int_eq(kb_file_write(path, key, (size_t)n + 1, 0600), KB_OK);
+}
+
+static int s_take(ketenbus_client_t *c, const ketenbus_msg_t *m, void *arg)
+{
+    (void)c;
+    (void)m;
+    (*(int *)arg)++;
+    return 0; /* stored */
 }
 
 /* Read what the scripted broker got until 100 ms pass without a frame. */
@@ -309,6 +339,48 @@ START_TEST(test_old_copy_acknowledged_first)
 }
 END_TEST
 
+/* ketenbus_client_submit() stores the message, then polls for its receipt;
+ * a poll that fails meanwhile for other work (here the seen record of a
+ * delivery the handler took cannot be written: a full disk) does not make
+ * the submission fail. Reported as KETENBUS_EIO it would be taken for "not
+ * stored", and submitted again under a new id: a duplicate. It is
+ * pending, and goes out. */
+START_TEST(test_submit_stored_then_poll_fails)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", "/data");
+    int taken = 0;
+    ketenbus_client_set_handler(fier, s_take, &taken);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    char fault[600];
+    s_fail_seen_write("politie", fault, sizeof fault);
+    s_deliver();
+    ketenbus_msg_t *m = kb_test_signal("politie", "from fier");
+    ketenbus_receipt_t r;
+    memset(&r, 0xAB, sizeof r);
+    int rc = ketenbus_client_submit(fier, m, &r, 3000);
+    ck_assert_int_eq(taken, 1);
+    ck_assert_msg(access(fault, F_OK) != 0, "the seen record was never written");
+    ck_assert_msg(rc == KETENBUS_EPENDING, "submit of a stored message returned %d: %s", rc, ketenbus_last_error());
+    ck_assert_ptr_nonnull(strstr(ketenbus_last_error(), "outbox: write"));
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_NONE);
+    ck_assert_str_eq(r.message_id, ketenbus_msg_id(m));
+    ck_assert_uint_eq(ketenbus_client_outbox_size(fier), 1);
+    /* it went out; the seen record is written at the next poll and the
+     * delivery acknowledged */
+    Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_SUBMIT, 5000);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(kb_fake_receipt(&s_fake, f->submit, KETENBUS__OUTCOME__OUTCOME_ACCEPTED,
+                                     KETENBUS__REJECT_CODE__REJECT_NONE, ""),
+                     KB_OK);
+    ketenbus__frame__free_unpacked(f, NULL);
+    s_expect_ack(fier);
+    ck_assert_int_eq(ketenbus_client_flush(fier, 5000), KETENBUS_OK);
+    ck_assert_int_eq(taken, 1);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -321,11 +393,14 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_second_ack_sends_nothing);
     tcase_add_test(tc, test_copy_in_one_burst_acknowledged_with_it);
     tcase_add_test(tc, test_old_copy_acknowledged_first);
+    tcase_add_test(tc, test_submit_stored_then_poll_fails);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    kb_test_preload_faults(argv);
     return kb_test_run(s_suite());
 }

@@ -249,6 +249,32 @@ void kb_chain_cleanup(kb_chain_t *c)
 
 #define KB_TEST_CREDIT_DEFAULT 0xffffffffu /* leave the SDK's default */
 
+void kb_test_preload_faults(char **argv)
+{
+    if (getenv("KB_TEST_FAULTS_LOADED")) {
+        /* loaded into this process; not into the broker or the CLI */
+        unsetenv("LD_PRELOAD");
+        unsetenv("KB_TEST_FAULTS_LOADED");
+        return;
+    }
+    const char *build = getenv("KB_BUILD");
+    char so[600], asan[600];
+    snprintf(so, sizeof so, "%s/tests/libkbfaults.so", build ? build : "build");
+    if (access(so, R_OK) != 0) {
+        fprintf(stderr, "%s: %s (make %s)\n", so, strerror(errno), so);
+        exit(1);
+    }
+    /* after ASan's runtime, which would refuse to start otherwise */
+    const char *prev = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0", prev ? prev : "", prev ? ":" : "");
+    setenv("LD_PRELOAD", so, 1);
+    setenv("ASAN_OPTIONS", asan, 1);
+    setenv("KB_TEST_FAULTS_LOADED", "1", 1);
+    execv("/proc/self/exe", argv);
+    fprintf(stderr, "exec /proc/self/exe: %s\n", strerror(errno));
+    exit(1);
+}
+
 ketenbus_client_t *kb_chain_client(kb_chain_t *c, const char *agency, const char *suffix)
 {
     return kb_chain_client_credit(c, agency, suffix, KB_TEST_CREDIT_DEFAULT);

@@ -135,6 +135,15 @@ void kb_test_sign_as(const kb_chain_t *c, ketenbus_msg_t *m, const char *sender,
 void kb_test_sign_with(const kb_chain_t *c, ketenbus_msg_t *m, const char *sender, const char *key_name,
                        const uint8_t id[16]);
 
+/* Start this test program again (execv) with the disk faults of
+ * tests/support/faults/ preloaded into it, unless they are already, so
+ * that its tests can fail the SDK's writes: a client's state directory
+ * must then have "/data/" in its path (kb_chain_client(c, agency, "/data")
+ * after making CHAIN_DIR/state-AGENCY), and a test sets KB_FAULTS to
+ * CHAIN_DIR/faults, where kb_chain_fault() puts the switches. Processes
+ * the tests start do not inherit the preload. Call first in main(). */
+void kb_test_preload_faults(char **argv);
+
 /* Run every test of suite s (taking it) and return the exit status for
  * main(): 0 when all passed, 1 otherwise. */
 int kb_test_run(Suite *s);
