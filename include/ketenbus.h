@@ -288,7 +288,16 @@ void ketenbus_client_destroy(ketenbus_client_t **p);
  * work again. Any other code means that nothing was stored, and the message
  * may be submitted again: KETENBUS_EINVAL, KETENBUS_ENOMEM, KETENBUS_ECRYPTO
  * (signing), KETENBUS_EIO (the outbox write failed), or KETENBUS_ETOOBIG.
- * KETENBUS_ETOOBIG, with nothing stored, when the signed message is larger
+ * Pending is not forever: the broker takes a message only within its
+ * message_ttl (14 days by default) of the created time, which is set and
+ * signed here. One that waits in the outbox longer, e.g. while the adapter
+ * was offline for 14 days, is refused for good when it is finally sent:
+ * receipt REJECTED, code REJECT_STALE (7). It then leaves the outbox; the
+ * refusal is logged (level 1, event=receipt) and shows in
+ * ketenbus_client_last_receipt() only while it is the latest receipt.
+ * KETENBUS_ETOOBIG, with nothing stored, when the outbox is full (1,000,000
+ * messages without receipt: is the broker reachable?), or when the signed
+ * message is larger
  * than the broker takes in one frame (its max_message_bytes, known once
  * the client has connected). A message stored before the client knew, and
  * too large, is answered by the SDK itself when it would be sent: a receipt
@@ -319,7 +328,8 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
  * KETENBUS_EPENDING when at least one has no receipt yet (it goes out on
  * reconnect, or again after a refusal for now). As for
  * ketenbus_client_submit(), once the batch is stored these three are the
- * only results, and any other code means that none was stored. */
+ * only results, and any other code means that none was stored
+ * (KETENBUS_ETOOBIG also when the batch does not fit in the outbox). */
 int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, ketenbus_receipt_t *receipts,
                                  int timeout_ms);
 
