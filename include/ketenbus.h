@@ -357,7 +357,9 @@ int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout
  * the next one and the SDK acknowledges that copy. Returns KETENBUS_EINVAL
  * for a message that was not received, KETENBUS_EIO when the record could
  * not be written (then nothing is acknowledged and the message comes
- * again), or a transport error. The record is kept as long as the broker
+ * again: the SDK starts its session again, as for a delivery a handler
+ * kept, 1 s after the first such failure and less often while they go
+ * on), or a transport error. The record is kept as long as the broker
  * may deliver the message again: its message_ttl (told in WELCOME) and a
  * day's margin for clocks; older records are deleted a bounded step at a
  * time during poll. A broker that does not tell its TTL makes the SDK keep

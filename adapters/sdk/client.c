@@ -1598,8 +1598,12 @@ int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg)
     int rc = kb_outbox_seen_key(&key, msg->env);
     if (rc == KB_OK && !kb_outbox_seen(c->outbox, &key))
         rc = kb_outbox_mark_seen(c->outbox, &key, 1);
-    if (rc != KB_OK)
+    if (rc != KB_OK) {
+        /* nothing is acknowledged: the broker delivers it again only on a
+         * new session, asked for as for a delivery the handler kept */
+        s_keep_later(c, 1);
         return rc;
+    }
     /* the tags of this session's copies go now, whichever copy this is; a
      * copy from an ended session has no tag here (the broker delivers it
      * again, and that delivery is acknowledged as seen) */

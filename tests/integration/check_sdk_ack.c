@@ -135,6 +135,20 @@ static void s_fail_seen_write(const char *sender, char *path, size_t path_len)
     ck_assert_int_eq(kb_file_write(path, key, (size_t)n + 1, 0600), KB_OK);
 }
 
+/* Answer the PING ping. */
+static void s_pong(const Ketenbus__Frame *ping)
+{
+    Ketenbus__Pong p;
+    ketenbus__pong__init(&p);
+    p.time_us = ping->ping->time_us;
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.request_id = ping->request_id;
+    fr.body_case = KETENBUS__FRAME__BODY_PONG;
+    fr.pong = &p;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+}
+
 static int s_take(ketenbus_client_t *c, const ketenbus_msg_t *m, void *arg)
 {
     (void)c;
@@ -381,6 +395,49 @@ START_TEST(test_submit_stored_then_poll_fails)
 }
 END_TEST
 
+/* ketenbus_client_ack() that cannot write the seen record (a full disk)
+ * returns KETENBUS_EIO: nothing is acknowledged and the message comes
+ * again. The broker delivers it again only on a new session, so the
+ * client starts one, as for a delivery a handler kept, and recv hands the
+ * message out again. */
+START_TEST(test_failed_ack_comes_again)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", "/data");
+    kb_fake_open_session(&s_fake, fier, "fier");
+    s_deliver();
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    char fault[600];
+    s_fail_seen_write("politie", fault, sizeof fault);
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_EIO);
+    ck_assert_msg(access(fault, F_OK) != 0, "the fault did not happen");
+    ketenbus_msg_destroy(&got);
+    /* a new session within a few seconds, which delivers it again; PINGs
+     * are answered, so that the session does not end for silence */
+    Ketenbus__Frame *f = NULL;
+    for (int64_t end = kb_mono_ms() + 5000; kb_mono_ms() < end;) {
+        f = kb_fake_recv(&s_fake, fier, 20);
+        if (f && f->body_case == KETENBUS__FRAME__BODY_HELLO)
+            break;
+        if (f && f->body_case == KETENBUS__FRAME__BODY_PING)
+            s_pong(f);
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+        f = NULL;
+    }
+    ck_assert_msg(f != NULL, "no new session within 5 s of the failed ack");
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
+    ketenbus__frame__free_unpacked(f, NULL);
+    s_deliver_tag(8);
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    ck_assert_str_eq(ketenbus_msg_id(got), ketenbus_msg_id(s_msg));
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    s_expect_ack_tag(fier, 8);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -394,6 +451,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_copy_in_one_burst_acknowledged_with_it);
     tcase_add_test(tc, test_old_copy_acknowledged_first);
     tcase_add_test(tc, test_submit_stored_then_poll_fails);
+    tcase_add_test(tc, test_failed_ack_comes_again);
     suite_add_tcase(s, tc);
     return s;
 }
