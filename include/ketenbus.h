@@ -225,7 +225,13 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  *   files, that is not the broker (action=quarantined): it is written to
  *   STATE_DIR/quarantine/ (SENDER-ID-HASH.pb, the envelope as received;
  *   .txt, when and why; `ketenbus quarantine` lists them), synced, and
- *   then acknowledged, so it does not come back in every session;
+ *   then acknowledged, so it does not come back in every session. The
+ *   quarantine holds at most 10,000 deliveries or 1 GiB (counted when the
+ *   client starts, and kept up to date), since the state directory also
+ *   holds the outbox: beyond that such a delivery is only logged (error
+ *   level, event=quarantine_full, and delivery_refused with
+ *   action=dropped_quarantine_full) and acknowledged. Look into a
+ *   quarantine that fills up, and delete entries once handled;
  * - any other (action=left_queued): malformed, not what its sender signed
  *   with the key installed here, or its sender's key file is missing. A
  *   key not yet installed here, or a newer ketenbus.proto, could make it

@@ -139,6 +139,8 @@ struct ketenbus_client {
     int64_t keep_ms;                  /* the wait before that (backoff) */
     int64_t keep_restart_ms;          /* when the session was last started again for them (0: never) */
     int keep_kept;                    /* 1: the handler kept one (0: only refused ones wait) */
+    size_t q_entries;                 /* deliveries in the quarantine (counted at start, then kept) */
+    uint64_t q_bytes;                 /* their bytes */
     int64_t keys_stamp;               /* the key directory's stamp when a refusal set keep_at_ms */
     int64_t keys_look_ms;             /* when to look at it again */
     int64_t prune_at_ms;              /* when the next step over the seen records is due */
@@ -794,14 +796,26 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
              * added meanwhile, and acknowledging it would lose a genuine
              * message */
             int never = vrc == KB_EREJECTED;
-            if (never && kb_quarantine_put(c->o.state_dir, e, why, kept, sizeof kept) != KB_OK) {
+            const char *action = never ? "quarantined file=" : "left_queued";
+            uint64_t size = never ? kb_quarantine_entry_bytes(e, why) : 0;
+            if (never && (c->q_entries >= KB_QUARANTINE_MAX_ENTRIES || c->q_bytes + size > KB_QUARANTINE_MAX_BYTES)) {
+                /* bounded: whoever holds the broker's key could otherwise
+                 * fill the disk that also holds the outbox. It cannot be
+                 * genuine, so it is acknowledged all the same. */
+                s_log(c, 0, "event=quarantine_full tag=%llu entries=%zu bytes=%llu", (unsigned long long)dl->tag,
+                      c->q_entries, (unsigned long long)c->q_bytes);
+                action = "dropped_quarantine_full";
+            } else if (never && kb_quarantine_put(c->o.state_dir, e, why, kept, sizeof kept) != KB_OK) {
                 s_log(c, 0, "event=quarantine_failed tag=%llu detail=\"%s\"", (unsigned long long)dl->tag,
                       kb_last_error());
                 never = 0;
+                action = "left_queued";
+            } else if (never) {
+                c->q_entries++;
+                c->q_bytes += size;
             }
             s_log(c, 0, "event=delivery_refused tag=%llu sender=%s id=%s action=%s%s reason=\"%s\"",
-                  (unsigned long long)dl->tag, kb_quarantine_safe_id(e->sender), id,
-                  never ? "quarantined file=" : "left_queued", kept, why);
+                  (unsigned long long)dl->tag, kb_quarantine_safe_id(e->sender), id, action, kept, why);
             if (never) {
                 if (s_queue_seen_tag(c, dl->tag) != KB_OK)
                     return KB_ENOMEM;
@@ -1198,7 +1212,7 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
         kb_keys_load_curve_secret(path, pub, sec) != KB_OK)
         goto fail;
     c->outbox = kb_outbox_open(opts->state_dir);
-    if (!c->outbox) {
+    if (!c->outbox || kb_quarantine_usage(opts->state_dir, &c->q_entries, &c->q_bytes) != KB_OK) {
         OPENSSL_cleanse(sec, sizeof sec);
         goto fail;
     }

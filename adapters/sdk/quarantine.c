@@ -17,6 +17,9 @@
  * delivered again lands on its own file and a different envelope under the
  * same id does not replace it. The names use only what is safe in a path.
  * kb_quarantine_list() reads them back for `ketenbus quarantine`.
+ * The client bounds what it keeps here (KB_QUARANTINE_MAX_ENTRIES and
+ * _BYTES): it counts the directory once at start (kb_quarantine_usage)
+ * and adds what it writes, so a copy written again counts twice.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -83,6 +86,36 @@ int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const 
     if (rc == KB_OK && path)
         snprintf(path, path_len, "%s", file);
     return rc;
+}
+
+uint64_t kb_quarantine_entry_bytes(const Ketenbus__Envelope *e, const char *why)
+{
+    /* the envelope, and its note: a time and the reason */
+    return (uint64_t)ketenbus__envelope__get_packed_size(e) + strlen(why) + 64;
+}
+
+int kb_quarantine_usage(const char *state_dir, size_t *entries, uint64_t *bytes)
+{
+    *entries = 0;
+    *bytes = 0;
+    char dir[PATH_MAX];
+    if (kb_fmt(dir, sizeof dir, "%s/quarantine", state_dir) != KB_OK)
+        return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? KB_OK : kb_error_set(KB_EIO, "quarantine: %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        size_t n = strlen(de->d_name);
+        if (n > 3 && strcmp(de->d_name + n - 3, ".pb") == 0)
+            (*entries)++;
+        *bytes += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return KB_OK;
 }
 
 /* The whole of path, a regular file of at most max bytes, into *buf

@@ -164,6 +164,22 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
 int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const char *why, char *path,
                       size_t path_len);
 
+/* The quarantine holds at most this many deliveries and bytes: beyond,
+ * one that cannot be genuine is only logged and acknowledged, so that a
+ * broker sending forgeries cannot fill the disk that also holds the
+ * outbox. */
+#define KB_QUARANTINE_MAX_ENTRIES 10000u
+#define KB_QUARANTINE_MAX_BYTES   (1ull << 30)
+
+/* What state_dir/quarantine holds: its .pb files into *entries, the bytes
+ * of all its regular files into *bytes (no directory: 0 and 0). Read once
+ * when a client starts; it keeps the count up to date itself. KB_OK or
+ * KB_EIO. */
+int kb_quarantine_usage(const char *state_dir, size_t *entries, uint64_t *bytes);
+
+/* Bytes kb_quarantine_put() writes for e refused for why (about). */
+uint64_t kb_quarantine_entry_bytes(const Ketenbus__Envelope *e, const char *why);
+
 /* One quarantined delivery, as kb_quarantine_list() reads it. Its text
  * comes from the files, which hold what an attacker may have written:
  * make it safe before showing it. */

@@ -8,8 +8,8 @@
  * signed with another agency's key, changed after signing, malformed, or
  * in the broker's own name without being a notice. None may reach the
  * handler. What cannot be genuine whatever keys are installed is kept in
- * the state directory's quarantine and only then acknowledged, so that it
- * does not come again in every session; the rest is not acknowledged (a
+ * the state directory's quarantine, up to a bound, and only then
+ * acknowledged, so that it does not come again in every session; the rest is not acknowledged (a
  * key installed later could make it pass). A genuine notice of the broker
  * is handed out, and so is a message signed with the sender's previous
  * key. A delivery whose sender's key the adapter lacks comes again in a
@@ -38,6 +38,7 @@ static kb_fake_t s_fake;
 static int s_handled;          /* deliveries the handler saw */
 static char s_last[128];       /* the last one's narrative, or "notice" */
 static int s_refused;          /* event=delivery_refused lines the SDK logged */
+static int s_full;             /* event=quarantine_full lines */
 
 static void s_log(int level, const char *line, void *arg)
 {
@@ -45,6 +46,10 @@ static void s_log(int level, const char *line, void *arg)
     if (strstr(line, "event=delivery_refused")) {
         ck_assert_int_eq(level, 0); /* an error, not a detail */
         s_refused++;
+    }
+    if (strstr(line, "event=quarantine_full")) {
+        ck_assert_int_eq(level, 0);
+        s_full++;
     }
 }
 
@@ -68,7 +73,7 @@ static void s_setup(void)
     kb_chain_init(&s_chain, s_agencies, 3, "", ""); /* keys only: no ketenbusd here */
     kb_fake_start(&s_fake, &s_chain);
     s_chain.client_log = s_log;
-    s_handled = s_refused = 0;
+    s_handled = s_refused = s_full = 0;
     s_last[0] = '\0';
 }
 
@@ -681,6 +686,71 @@ START_TEST(test_refused_deliveries_expire)
 }
 END_TEST
 
+/* The number of *.pb files in state_dir/quarantine. */
+static size_t s_quarantine_count(const char *state_dir)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/quarantine", state_dir);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        n += len > 3 && strcmp(de->d_name + len - 3, ".pb") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The quarantine is bounded: a broker that sends forgeries in its own name
+ * would otherwise fill the disk that also holds the outbox. It holds
+ * KB_QUARANTINE_MAX_ENTRIES - 3 entries when the client starts (counted
+ * then); of eight more forgeries three are kept, the other five only
+ * logged (event=quarantine_full), and all eight acknowledged. */
+START_TEST(test_quarantine_bounded)
+{
+    char state[512], path[700];
+    snprintf(state, sizeof state, "%s/state-fier", s_chain.dir);
+    snprintf(path, sizeof path, "%s/quarantine", state);
+    ck_assert_int_eq(kb_mkdirs(path, 0700), KB_OK);
+    for (unsigned i = 0; i < KB_QUARANTINE_MAX_ENTRIES - 3; i++) {
+        snprintf(path, sizeof path, "%s/quarantine/earlier-%u.pb", state, i);
+        ck_assert_int_eq(kb_file_write(path, "", 0, 0600), KB_OK);
+    }
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    ketenbus_client_set_handler(fier, s_handler, NULL);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    ketenbus_msg_t *m[8];
+    uint64_t tags[8];
+    for (uint8_t i = 0; i < 8; i++) {
+        m[i] = s_signal((uint8_t)(20 + i), "scripted", "broker", "a signal in the broker's name");
+        tags[i] = 20 + i;
+    }
+    s_deliver(m, tags, 8);
+    int seen[8] = {0}, all = 0;
+    for (int64_t end = kb_mono_ms() + 5000; !all && kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_ACK, 200);
+        for (size_t i = 0; f && i < f->ack->n_tags; i++)
+            if (f->ack->tags[i] >= 20 && f->ack->tags[i] < 28)
+                seen[f->ack->tags[i] - 20] = 1;
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+        all = 1;
+        for (int i = 0; i < 8; i++)
+            all &= seen[i];
+    }
+    ck_assert_msg(all, "not every forgery was acknowledged");
+    ck_assert_int_eq(s_handled, 0);
+    ck_assert_int_eq(s_refused, 8);
+    ck_assert_int_eq(s_full, 5);
+    ck_assert_uint_eq(s_quarantine_count(state), KB_QUARANTINE_MAX_ENTRIES);
+    for (size_t i = 0; i < 8; i++)
+        ketenbus_msg_destroy(&m[i]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_verify");
@@ -688,6 +758,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_only_genuine_deliveries_handed_out);
+    tcase_add_test(tc, test_quarantine_bounded);
     tcase_add_test(tc, test_broker_notice_handed_out);
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
     tcase_add_test(tc, test_previous_key_accepted);
