@@ -271,8 +271,7 @@ int ketenbus_client_opts_set_log(ketenbus_client_opts_t *o, ketenbus_log_fn *fn,
  * does not wait for the broker: it may be down. Messages left in the outbox
  * by an earlier run are sent again when the broker answers. A frame from
  * the broker over 64 MiB is not read: the connection is dropped and made
- * again (logged, level 1, event=reconnect), and unread frames take at most
- * about 256 MiB, whatever the broker sends. */
+ * again (logged, level 1, event=reconnect). */
 ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts);
 
 /* Close the connection. Unsent messages stay in the outbox for next time. */

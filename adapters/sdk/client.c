@@ -13,12 +13,11 @@
  * new connection makes the broker send again what was in flight. Frames of
  * the old connection can still be read after those events, so only a
  * WELCOME that echoes a HELLO sent since the session ended opens one.
- * What the broker sends is bounded before libzmq buffers it: a frame over
- * KB_FRAME_MAX (and some slack) drops the connection, and libzmq holds at
- * most KB_RCV_BYTES of unread frames of that size. libzmq does not connect
- * again after such a protocol error, so a lost connection that libzmq does
- * not retry by itself is made again here, after a wait that grows until a
- * WELCOME.
+ * A frame from the broker is bounded before libzmq buffers it: one over
+ * KB_FRAME_MAX (and some slack) drops the connection. libzmq does not
+ * connect again after such a protocol error, so a lost connection that
+ * libzmq does not retry by itself is made again here, after a wait that
+ * grows until a WELCOME.
  * A frame the broker drops unread (too large after a reload lowered its
  * limit) also ends the session, with a growing wait before the next HELLO
  * if that repeats (s_frame_dropped).
@@ -79,10 +78,9 @@ _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within th
 #define KB_CLOSE_LINGER_MS    500    /* how long closing waits for queued frames */
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
 #define KB_FRAME_SLACK        (1u << 20)  /* over KB_FRAME_MAX: still read (and refused), beyond: dropped by libzmq */
-#define KB_RCV_BYTES          (256u << 20) /* frames of the largest size libzmq holds for the client */
+#define KB_RCVHWM             1000   /* unread frames libzmq holds for the client (its default) */
 #define KB_RECONNECT_FIRST_MS 1000   /* a connection libzmq gave up is made again after this, */
 #define KB_RECONNECT_MAX_MS   60000  /* twice as long each time until a WELCOME, up to this */
-_Static_assert(KB_RCV_BYTES / (KB_FRAME_MAX + KB_FRAME_SLACK) >= 2, "the receive queue holds at least two frames");
 #define KB_RETRY_MIN_MS       500    /* first wait before sending again what the broker refused for now */
 #define KB_RETRY_MAX_MS       30000  /* longest wait between such retries */
 #define KB_PRUNE_STEP         1000u  /* seen records looked at per pruning step */
@@ -1038,8 +1036,10 @@ static int s_housekeeping(ketenbus_client_t *c)
         s_log(c, 1, "event=reconnect endpoint=%s reason=\"libzmq gave the connection up\"", c->o.endpoint);
         c->reconnect_ms = c->reconnect_ms * 2 > KB_RECONNECT_MAX_MS ? KB_RECONNECT_MAX_MS : c->reconnect_ms * 2;
         (void)zmq_disconnect(c->dealer, c->o.endpoint); /* ENOENT once libzmq forgot it: nothing to undo */
-        if (zmq_connect(c->dealer, c->o.endpoint) != 0)
+        if (zmq_connect(c->dealer, c->o.endpoint) != 0) {
+            c->reconnect_at_ms = now + c->reconnect_ms; /* tried again later */
             return kb_error_set(KB_ENET, "client: connect %s: %s", c->o.endpoint, zmq_strerror(zmq_errno()));
+        }
     }
     if (c->ttl_told && now >= c->prune_at_ms)
         s_prune_step(c, now);
@@ -1212,7 +1212,14 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
         kb_keys_load_curve_secret(path, pub, sec) != KB_OK)
         goto fail;
     c->outbox = kb_outbox_open(opts->state_dir);
-    if (!c->outbox || kb_quarantine_usage(opts->state_dir, &c->q_entries, &c->q_bytes) != KB_OK) {
+    if (c->outbox && kb_quarantine_usage(opts->state_dir, &c->q_entries, &c->q_bytes) != KB_OK) {
+        /* not a reason to stay away: writing there fails too, and such a
+         * delivery is then left queued (logged) */
+        s_log(c, 0, "event=quarantine_unreadable detail=\"%s\"", kb_last_error());
+        c->q_entries = 0;
+        c->q_bytes = 0;
+    }
+    if (!c->outbox) {
         OPENSSL_cleanse(sec, sizeof sec);
         goto fail;
     }
@@ -1230,7 +1237,9 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://ketenbus-monitor-%p", (void *)c);
     c->monitor = zmq_socket(c->zctx, ZMQ_PAIR);
-    if (!c->monitor ||
+    int unbounded = 0; /* libzmq blocks its I/O thread on a full monitor pipe: while the broker is
+                        * away, unread CONNECT_RETRIED events would fill one of 2,000 in an hour */
+    if (!c->monitor || zmq_setsockopt(c->monitor, ZMQ_RCVHWM, &unbounded, sizeof unbounded) != 0 ||
         zmq_socket_monitor(c->dealer, mon,
                            ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_CONNECT_RETRIED) != 0 ||
         zmq_connect(c->monitor, mon) != 0) {
@@ -1239,13 +1248,15 @@ ketenbus_client_t *ketenbus_client_new(const ketenbus_client_opts_t *opts)
         goto fail;
     }
     int zero = 0, one = 1, ivl = 100, ivl_max = 2000, hb = 2000, hbt = 6000;
-    /* what the broker sends is bounded before it is buffered, not only when
+    /* a frame of the broker is bounded before it is buffered, not only when
      * it is decoded: libzmq drops the connection on a frame over maxsize
-     * (the client connects again), and holds at most rcvhwm frames that
-     * the caller has not read yet, so a broken or hostile broker cannot
-     * make the adapter's memory grow without bound */
+     * (the client connects again). The frames not read yet are counted, not
+     * weighed: the broker's are small (a DELIVER frame holds 256 KiB and one
+     * envelope), and a queue of a few frames would make libzmq stop reading
+     * the connection while the adapter is busy, so that the broker ends the
+     * session (its send limit) and libzmq's heartbeat the connection */
     int64_t maxsize = (int64_t)KB_FRAME_MAX + KB_FRAME_SLACK;
-    int rcvhwm = (int)(KB_RCV_BYTES / maxsize);
+    int rcvhwm = KB_RCVHWM;
     int rc = zmq_setsockopt(c->dealer, ZMQ_CURVE_SERVERKEY, server, KB_Z85_KEY_LEN);
     rc |= zmq_setsockopt(c->dealer, ZMQ_CURVE_PUBLICKEY, pub, KB_Z85_KEY_LEN);
     rc |= zmq_setsockopt(c->dealer, ZMQ_CURVE_SECRETKEY, sec, KB_Z85_KEY_LEN);

@@ -13,7 +13,8 @@
  * so this file puts its own zmq_send() in front of libzmq's (found with
  * dlsym(RTLD_NEXT), as tests/support/faults does for write()) that fails
  * the clients' frames with EAGAIN on cue and records what the DEALER
- * sockets do send. The broker is the real one.
+ * sockets do send. The broker is the real one. Also: an adapter that does
+ * not read for a while keeps its session.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -273,6 +274,43 @@ START_TEST(test_outbox_goes_on_where_it_stopped)
 }
 END_TEST
 
+/* A receiving adapter that does not poll for a while (a slow handler, a
+ * busy process) with a credit of 400, while 400 signals of 16 KB reach it
+ * one broker turn at a time, each in a DELIVER frame of its own: libzmq
+ * keeps reading the connection for it, so the broker's send limit is not
+ * reached and its session is not ended. (With a receive queue of three
+ * frames, the broker gave up on the session as unreachable.) */
+START_TEST(test_paused_receiver_keeps_its_session)
+{
+    enum { S_N = 400, S_TEXT = 16000 };
+    s_reset();
+    ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, S_N);
+    for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(fier) && kb_mono_ms() < end;)
+        ketenbus_client_poll(fier, 10);
+    ck_assert(ketenbus_client_is_connected(fier));
+    ketenbus_client_t *politie = kb_chain_client_credit(&s_chain, "politie", NULL, 0);
+    char *text = malloc(S_TEXT + 1);
+    ck_assert_ptr_nonnull(text);
+    memset(text, 'x', S_TEXT);
+    text[S_TEXT] = '\0';
+    for (int i = 0; i < S_N; i++) {
+        ketenbus_msg_t *m = kb_test_signal("fier", text);
+        ck_assert_msg(ketenbus_client_submit(politie, m, NULL, 10000) == KETENBUS_OK, "%s", ketenbus_last_error());
+        ketenbus_msg_destroy(&m);
+    }
+    free(text);
+    int got = 0;
+    for (ketenbus_msg_t *m = NULL; ketenbus_client_recv(fier, &m, 5000) == KETENBUS_OK; got++) {
+        ck_assert_int_eq(ketenbus_client_ack(fier, m), KETENBUS_OK);
+        ketenbus_msg_destroy(&m);
+    }
+    ketenbus_client_destroy(&politie);
+    ketenbus_client_destroy(&fier);
+    ck_assert_int_eq(got, S_N);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "peer unreachable"), 0);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_backpressure");
@@ -282,6 +320,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_ack_and_credit_sent_later);
     tcase_add_test(tc, test_outbox_goes_on_where_it_stopped);
     tcase_add_test(tc, test_ack_frames_within_limit);
+    tcase_add_test(tc, test_paused_receiver_keeps_its_session);
     suite_add_tcase(s, tc);
     return s;
 }
