@@ -138,15 +138,7 @@ static void s_fail_seen_write(const char *sender, char *path, size_t path_len)
 /* Answer the PING ping. */
 static void s_pong(const Ketenbus__Frame *ping)
 {
-    Ketenbus__Pong p;
-    ketenbus__pong__init(&p);
-    p.time_us = ping->ping->time_us;
-    Ketenbus__Frame fr;
-    ketenbus__frame__init(&fr);
-    fr.request_id = ping->request_id;
-    fr.body_case = KETENBUS__FRAME__BODY_PONG;
-    fr.pong = &p;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    ck_assert_int_eq(kb_fake_pong(&s_fake, ping), KB_OK);
 }
 
 static int s_take(ketenbus_client_t *c, const ketenbus_msg_t *m, void *arg)

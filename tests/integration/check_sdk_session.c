@@ -204,15 +204,7 @@ static void s_huge_frame_broker(int ready_fd)
             kb_fake_receipt(&fake, f->submit, KETENBUS__OUTCOME__OUTCOME_ACCEPTED, KETENBUS__REJECT_CODE__REJECT_NONE,
                             "");
         } else if (f->body_case == KETENBUS__FRAME__BODY_PING) {
-            Ketenbus__Pong p;
-            ketenbus__pong__init(&p);
-            p.time_us = f->ping->time_us;
-            Ketenbus__Frame r;
-            ketenbus__frame__init(&r);
-            r.request_id = f->request_id;
-            r.body_case = KETENBUS__FRAME__BODY_PONG;
-            r.pong = &p;
-            kb_fake_send(&fake, &r);
+            kb_fake_pong(&fake, f);
         }
         ketenbus__frame__free_unpacked(f, NULL);
     }

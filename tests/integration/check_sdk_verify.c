@@ -437,18 +437,8 @@ static Ketenbus__Frame *s_next_hello(ketenbus_client_t *cl, int timeout_ms)
         Ketenbus__Frame *f = kb_fake_recv(&s_fake, cl, 100);
         if (f && f->body_case == KETENBUS__FRAME__BODY_HELLO)
             return f;
-        if (f && f->body_case == KETENBUS__FRAME__BODY_PING) {
-            Ketenbus__Pong pong;
-            ketenbus__pong__init(&pong);
-            pong.time_us = f->ping->time_us;
-            Ketenbus__Frame fr;
-            ketenbus__frame__init(&fr);
-            fr.version = 1;
-            fr.request_id = f->request_id;
-            fr.body_case = KETENBUS__FRAME__BODY_PONG;
-            fr.pong = &pong;
-            ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
-        }
+        if (f && f->body_case == KETENBUS__FRAME__BODY_PING)
+            ck_assert_int_eq(kb_fake_pong(&s_fake, f), KB_OK);
         if (f)
             ketenbus__frame__free_unpacked(f, NULL);
     }

@@ -128,6 +128,19 @@ int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id)
     return kb_fake_send(f, &fr);
 }
 
+int kb_fake_pong(kb_fake_t *f, const Ketenbus__Frame *ping)
+{
+    Ketenbus__Pong p;
+    ketenbus__pong__init(&p);
+    p.time_us = ping->ping->time_us;
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.request_id = ping->request_id;
+    fr.body_case = KETENBUS__FRAME__BODY_PONG;
+    fr.pong = &p;
+    return kb_fake_send(f, &fr);
+}
+
 void kb_fake_open_session(kb_fake_t *f, ketenbus_client_t *cl, const char *agency)
 {
     int64_t end = kb_mono_ms() + 5000;

@@ -51,6 +51,11 @@ int kb_fake_send(kb_fake_t *f, Ketenbus__Frame *fr);
  * with a WELCOME for agency. */
 int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id);
 
+/* Answer the PING frame ping (from f->rid) with a PONG, as a broker does
+ * (one that does not makes the client give its session up); KB_OK or
+ * KB_ENET. */
+int kb_fake_pong(kb_fake_t *f, const Ketenbus__Frame *ping);
+
 /* Answer cl's HELLOs with a WELCOME for agency, polling cl, until it is
  * welcomed; aborts the test if that takes over 5 s. */
 void kb_fake_open_session(kb_fake_t *f, ketenbus_client_t *cl, const char *agency);
