@@ -640,6 +640,12 @@ static int s_refused_for_now(const Ketenbus__ReceiptEntry *e)
     return e->outcome == KETENBUS__OUTCOME__OUTCOME_REJECTED && e->code == KETENBUS__REJECT_CODE__REJECT_INTERNAL;
 }
 
+/* A backoff wait doubled, up to max. */
+static int64_t s_double(int64_t ms, int64_t max)
+{
+    return ms * 2 > max ? max : ms * 2;
+}
+
 /* Keep an entry the broker refused for now, marked to be sent again when
  * the next retry round is due. Rounds are spaced KB_RETRY_MIN_MS apart at
  * first and twice as far each time a round is scheduled, up to
@@ -651,7 +657,7 @@ static void s_retry_later(ketenbus_client_t *c, const Ketenbus__ReceiptEntry *e)
         return; /* answered before (a resend crossed this receipt) */
     if (c->retry_at_ms == 0) {
         c->retry_at_ms = kb_mono_ms() + c->retry_ms;
-        c->retry_ms = c->retry_ms > KB_RETRY_MAX_MS / 2 ? KB_RETRY_MAX_MS : c->retry_ms * 2;
+        c->retry_ms = (unsigned)s_double(c->retry_ms, KB_RETRY_MAX_MS);
     }
     char id[37];
     kb_uuid_format(e->message_id.data, id);
@@ -896,7 +902,7 @@ static void s_frame_dropped(ketenbus_client_t *c, const char *why)
     int64_t wait = 0;
     if (c->dropped_restart_ms != 0 && now - c->dropped_restart_ms <= KB_DROPPED_CALM_MS) {
         wait = c->dropped_ms;
-        c->dropped_ms = c->dropped_ms * 2 > KB_DROPPED_MAX_MS ? KB_DROPPED_MAX_MS : c->dropped_ms * 2;
+        c->dropped_ms = s_double(c->dropped_ms, KB_DROPPED_MAX_MS);
     } else {
         c->dropped_ms = KB_DROPPED_FIRST_MS;
     }
@@ -981,7 +987,7 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
             if (c->revoked_ms == 0)
                 c->revoked_ms = KB_REVOKED_FIRST_MS;
             else if (answers_hello)
-                c->revoked_ms = c->revoked_ms * 2 > KB_REVOKED_MAX_MS ? KB_REVOKED_MAX_MS : c->revoked_ms * 2;
+                c->revoked_ms = s_double(c->revoked_ms, KB_REVOKED_MAX_MS);
             break;
         }
         s_log(c, 1, "event=broker_error code=%d message=\"%s\"", f->error->code, f->error->message);
@@ -1034,7 +1040,7 @@ static int s_housekeeping(ketenbus_client_t *c)
          * without a connection for good */
         c->reconnect_at_ms = 0;
         s_log(c, 1, "event=reconnect endpoint=%s reason=\"libzmq gave the connection up\"", c->o.endpoint);
-        c->reconnect_ms = c->reconnect_ms * 2 > KB_RECONNECT_MAX_MS ? KB_RECONNECT_MAX_MS : c->reconnect_ms * 2;
+        c->reconnect_ms = s_double(c->reconnect_ms, KB_RECONNECT_MAX_MS);
         (void)zmq_disconnect(c->dealer, c->o.endpoint); /* ENOENT once libzmq forgot it: nothing to undo */
         if (zmq_connect(c->dealer, c->o.endpoint) != 0) {
             c->reconnect_at_ms = now + c->reconnect_ms; /* tried again later */
@@ -1055,7 +1061,7 @@ static int s_housekeeping(ketenbus_client_t *c)
          * what is not acknowledged, the kept deliveries with it */
         s_log(c, 2, "event=redeliver_kept wait_ms=%lld", (long long)c->keep_ms);
         int64_t max = c->keep_kept ? KB_KEEP_MAX_MS : KB_REFUSED_MAX_MS;
-        c->keep_ms = c->keep_ms * 2 > max ? max : c->keep_ms * 2;
+        c->keep_ms = s_double(c->keep_ms, max);
         c->keep_restart_ms = now;
         c->keep_kept = 0;
         c->welcomed = 0; /* ended on purpose: not logged as a lost session */

@@ -47,13 +47,28 @@ const char *kb_quarantine_safe_id(const char *s)
     return kb_agency_id_valid(s) ? s : "unknown";
 }
 
+/* STATE/quarantine into dir (PATH_MAX bytes). */
+static int s_dir(char *dir, const char *state_dir)
+{
+    if (kb_fmt(dir, PATH_MAX, "%s/quarantine", state_dir) != KB_OK)
+        return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
+    return KB_OK;
+}
+
+/* 1 if name is that of an entry's envelope file (*.pb, not hidden). */
+static int s_is_entry(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 3 && name[0] != '.' && strcmp(name + n - 3, ".pb") == 0;
+}
+
 int kb_quarantine_put(const char *state_dir, const Ketenbus__Envelope *e, const char *why, char *path,
                       size_t path_len)
 {
     char dir[PATH_MAX], base[PATH_MAX], file[PATH_MAX];
-    if (kb_fmt(dir, sizeof dir, "%s/quarantine", state_dir) != KB_OK)
-        return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
-    int rc = kb_mkdirs(dir, 0700);
+    int rc = s_dir(dir, state_dir);
+    if (rc == KB_OK)
+        rc = kb_mkdirs(dir, 0700);
     if (rc == KB_OK)
         rc = kb_dir_sync(state_dir); /* the directory's own entry, made the first time */
     if (rc != KB_OK)
@@ -99,8 +114,8 @@ int kb_quarantine_usage(const char *state_dir, size_t *entries, uint64_t *bytes)
     *entries = 0;
     *bytes = 0;
     char dir[PATH_MAX];
-    if (kb_fmt(dir, sizeof dir, "%s/quarantine", state_dir) != KB_OK)
-        return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
+    if (s_dir(dir, state_dir) != KB_OK)
+        return KB_ETOOBIG;
     DIR *d = opendir(dir);
     if (!d)
         return errno == ENOENT ? KB_OK : kb_error_set(KB_EIO, "quarantine: %s: %s", dir, strerror(errno));
@@ -109,8 +124,7 @@ int kb_quarantine_usage(const char *state_dir, size_t *entries, uint64_t *bytes)
         struct stat st;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
             continue;
-        size_t n = strlen(de->d_name);
-        if (n > 3 && strcmp(de->d_name + n - 3, ".pb") == 0)
+        if (s_is_entry(de->d_name))
             (*entries)++;
         *bytes += (uint64_t)st.st_size;
     }
@@ -246,8 +260,8 @@ int kb_quarantine_list(const char *state_dir, kb_quarantined_t **out, size_t *n)
     *out = NULL;
     *n = 0;
     char dir[PATH_MAX];
-    if (kb_fmt(dir, sizeof dir, "%s/quarantine", state_dir) != KB_OK)
-        return kb_error_set(KB_ETOOBIG, "quarantine: state directory path too long");
+    if (s_dir(dir, state_dir) != KB_OK)
+        return KB_ETOOBIG;
     DIR *d = opendir(dir);
     if (!d && errno == ENOENT)
         return KB_OK;
@@ -258,8 +272,7 @@ int kb_quarantine_list(const char *state_dir, kb_quarantined_t **out, size_t *n)
     int rc = KB_OK;
     struct dirent *de;
     while (rc == KB_OK && (de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (len <= 3 || strcmp(de->d_name + len - 3, ".pb") != 0 || de->d_name[0] == '.')
+        if (!s_is_entry(de->d_name))
             continue;
         if (count == cap) {
             size_t grown = cap ? cap * 2 : 16;
