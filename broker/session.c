@@ -164,6 +164,7 @@ kb_session_t *session_open(kb_broker_t *b, const uint8_t *rid, size_t rid_len, c
     snprintf(s->key, sizeof s->key, "%s", key);
     s->credit = 0;
     s->cursor = 0;
+    s->passed = 0;
     s->active = !send_only;
     s->send_only = send_only != 0;
     b->session_gen++;

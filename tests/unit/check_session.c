@@ -3,7 +3,8 @@
  * added in ascending order are found until acknowledged, in any order of
  * acknowledgement; the ring grows, wraps and squeezes out its holes without
  * losing or inventing an entry. A plain sorted array is the reference.
- * The credit a session is granted counts its unacknowledged deliveries.
+ * The credit a session is granted counts its unacknowledged deliveries,
+ * and a second HELLO on the same connection starts the session over.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,40 @@ START_TEST(test_credit_bounded_by_outstanding)
 }
 END_TEST
 
+/* A second HELLO on the same connection starts the session over: nothing
+ * of the first stays in flight, and what the pump passed by in it no
+ * longer makes expiry look at the (new) window entry by entry. */
+START_TEST(test_second_hello_starts_over)
+{
+    kb_broker_t b;
+    memset(&b, 0, sizeof b);
+    b.sessions = calloc(KB_MAX_SESSIONS, sizeof *b.sessions);
+    ck_assert_ptr_nonnull(b.sessions);
+    const uint8_t rid[] = {0, 1, 2, 3, 4};
+    kb_session_t *s = session_open(&b, rid, sizeof rid, "fier", "key-of-fier", 0);
+    ck_assert_ptr_nonnull(s);
+    session_credit_grant(s, 64);
+    for (uint64_t t = 1; t <= 10; t++) {
+        kb_inflight_t d = s_item(t);
+        ck_assert_int_eq(session_inflight_add(s, &d), KB_OK);
+    }
+    s->cursor = 11;
+    s->passed = 3;
+    kb_session_t *again = session_open(&b, rid, sizeof rid, "fier", "key-of-fier", 0);
+    ck_assert_ptr_eq(again, s);
+    ck_assert_uint_eq(b.n_sessions, 1u);
+    ck_assert_uint_eq(s->n_inflight, 0u);
+    ck_assert_int_eq(session_inflight_has(s, 5), 0);
+    ck_assert_uint_eq(s->credit, 0u);
+    ck_assert_uint_eq(s->cursor, 0u);
+    ck_assert_uint_eq(s->passed, 0u);
+    ck_assert_int_eq(s->active, 1);
+    ck_assert_ptr_eq(session_active(&b, "fier"), s);
+    session_reset(&b, s);
+    free(b.sessions);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("session");
@@ -192,6 +227,7 @@ int main(void)
     tcase_add_test(tc, test_stuck_entry_bounded);
     tcase_add_test(tc, test_tags_must_ascend);
     tcase_add_test(tc, test_credit_bounded_by_outstanding);
+    tcase_add_test(tc, test_second_hello_starts_over);
     suite_add_tcase(s, tc);
     return kb_test_run(s);
 }
