@@ -522,18 +522,23 @@ static void s_abort_turn(kb_broker_t *b)
     }
     s_flush(b);
     broker_resync(b); /* drops what a failed send above staged, too */
-    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
-        kb_session_t *s = &b->sessions[i];
-        if (s->rid_len)
-            session_reset(b, s);
-    }
-    b->n_sessions = 0;
     kb_idset_clear(b->ids);
     kb_idset_clear(b->ids_flight);
     kb_idset_clear(b->dels); /* the entries are still queued: sessions start again from the first */
     kb_idset_clear(b->dels_flight);
     b->turn_sync = 0;
     kb_batch_clear(b->batch); /* drop the disconnect records staged above */
+    /* each session that ends here is audited as ended, in the next batch
+     * (the ones that went with the failed write are gone) */
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {
+        kb_session_t *s = &b->sessions[i];
+        if (!s->rid_len)
+            continue;
+        audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DISCONNECTED, s->agency, NULL,
+                    "the broker could not store a turn: the session starts again");
+        session_reset(b, s);
+    }
+    b->n_sessions = 0;
 }
 
 int broker_settle(kb_broker_t *b)

@@ -15,6 +15,7 @@
 
 #include "kb_test.h"
 #include "kb_util.h"
+#include "ketenbus.pb-c.h"
 
 static const char *s_agencies[] = {"politie", "fier"};
 static const char *s_rules = "  - id: both-ways\n    from: [politie, fier]\n    to: [politie, fier]\n"
@@ -143,7 +144,8 @@ static void s_expect_exactly(kb_chain_t *c, const char *agency, char **want, int
  * its log position after such a write, so a broker that wrote on into that
  * log would misplace every record past the next 32 KiB block boundary, and
  * the log would not open again. What the broker confirms after the fault
- * has to survive a restart, and the broker has to start on the same data. */
+ * has to survive a restart, and the broker has to start on the same data.
+ * The sessions the failure ended are audited as ended. */
 START_TEST(test_failed_commit_leaves_a_store_that_opens_again)
 {
     char *texts[2 + S_AFTER];
@@ -173,6 +175,10 @@ START_TEST(test_failed_commit_leaves_a_store_that_opens_again)
     ck_assert_int_ge(kb_chain_log_count(&s_chain, "store_reopened"), 1);
     /* everything confirmed is on disk, in a store that opens */
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    /* the sessions the failed write ended are in the audit trail */
+    ck_assert_int_ge(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DISCONNECTED,
+                                          "could not store a turn"),
+                     1);
     kb_chain_start(&s_chain);
     s_expect_exactly(&s_chain, "fier", texts, 2 + S_AFTER);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
