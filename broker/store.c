@@ -2009,9 +2009,10 @@ static int s_prune_one(uint64_t index, const uint8_t *val, size_t len, void *arg
     for (size_t i = 0; x->rc == KB_OK && i < r->n_subject_keys; i++)
         if (r->subject_keys[i].len == 32)
             x->rc = s_posting_add(x->gone, KB_INDEX_SUBJECT, r->subject_keys[i].data, 32, index);
-    /* remember whom its message is about, for anchors (below) */
-    for (size_t i = 0; x->rc == KB_OK && s_subject_indexed(r) && r->message_id.len == 16 && i < r->n_subject_keys;
-         i++) {
+    /* remember whom its message is about, for anchors (below): also from
+     * records not indexed by subject, since one of them may hold the anchor
+     * an earlier prune of the message's first records left */
+    for (size_t i = 0; x->rc == KB_OK && r->message_id.len == 16 && i < r->n_subject_keys; i++) {
         if (r->subject_keys[i].len != 32)
             continue;
         if (x->n_about == x->cap_about) {
@@ -2072,6 +2073,11 @@ static int s_cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static int s_cmp_about(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(s_about_t));
+}
+
 /* A pruned record may have been the only one that made later records of
  * its message (ROUTED, DELIVERED, ACKNOWLEDGED: not indexed by subject)
  * findable by subject. For each of its subjects, the first record of the
@@ -2085,7 +2091,12 @@ static int s_prune_anchors(s_prune_t *x, kb_batch_t *staged, uint64_t stop)
     if (!anchors)
         return KB_ENOMEM;
     int rc = KB_OK;
+    /* each (message, subject) once: a message's records name the same ones */
+    if (x->n_about > 1)
+        qsort(x->about, x->n_about, sizeof *x->about, s_cmp_about);
     for (size_t i = 0; rc == KB_OK && i < x->n_about; i++) {
+        if (i > 0 && memcmp(&x->about[i], &x->about[i - 1], sizeof *x->about) == 0)
+            continue;
         uint64_t have = UINT64_MAX;
         s_carrier_t c = {x->s, x->about[i].key, UINT64_MAX, KB_OK};
         rc = kb_store_postings(x->s, KB_INDEX_MESSAGE, x->about[i].id, 16, stop, UINT64_MAX, s_carrier_fn, &c);

@@ -1024,6 +1024,75 @@ START_TEST(test_prune_keeps_later_records_findable)
 }
 END_TEST
 
+/* The same when a prune goes in chunks that split a message's records:
+ * the anchor one chunk puts on the message's ROUTED record, which a later
+ * chunk prunes too, moves on to the next record that names the subject. */
+static const size_t s_prune_chunks[] = {1000, 300, 100};
+
+START_TEST(test_prune_in_chunks_keeps_later_records_findable)
+{
+    size_t chunk = s_prune_chunks[_i];
+    EVP_PKEY *key = s_sign_key();
+    s_log_t l;
+    s_log_open(&l);
+    uint8_t id[16], subj[32];
+    s_message_id(7, id);
+    s_subject_key(1, subj);
+    ProtobufCBinaryData sd = {32, subj};
+    for (size_t i = 0; i < 600; i++) {
+        Ketenbus__AuditRecord r;
+        ketenbus__audit_record__init(&r);
+        r.time_us = T0 + (int64_t)i * 1000000;
+        r.agency = (char *)"politie";
+        r.event = i == 100   ? KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED
+                  : i == 350 ? KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED
+                  : i == 560 ? KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED
+                  : i == 561 ? KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ACKNOWLEDGED
+                             : KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECTED;
+        if (r.event != KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECTED) {
+            r.kind = KETENBUS__KIND__KIND_SIGNAL;
+            r.message_id.data = id;
+            r.message_id.len = 16;
+            if (i != 100)
+                r.counterpart = (char *)"raad";
+            if (r.event != KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ACKNOWLEDGED) {
+                r.n_subject_keys = 1;
+                r.subject_keys = &sd;
+            }
+        }
+        ck_assert_int_eq(kb_store_audit_log(l.store, l.batch, l.tree, &r, NULL), KB_OK);
+        if (i % 64 == 63)
+            ck_assert_int_eq(kb_store_commit(l.store, l.batch, 0), KB_OK);
+    }
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 0), KB_OK);
+    ck_assert_int_eq(checkpoint_sign(l.store, l.batch, l.tree, "test-broker", key, NULL), KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    kb_auditq_filter_t f;
+    memset(&f, 0, sizeof f);
+    memcpy(f.subjects[0], subj, 32);
+    f.n_subjects = 1;
+    static s_got_t got;
+    s_run_all(l.store, &f, 1000, 0, &got);
+    ck_assert_uint_eq(got.n, 4);
+    kb_auditq_prune_t p;
+    int chunks = 0;
+    do {
+        ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, T0 + 500LL * 1000000, chunk, "test", &p),
+                         KB_OK);
+        ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+        chunks++;
+    } while (p.more);
+    ck_assert_uint_eq(p.end, 500);
+    ck_assert_int_eq(chunks, (int)((500 + chunk - 1) / chunk));
+    s_run_all(l.store, &f, 1000, 0, &got);
+    ck_assert_uint_eq(got.n, 2);
+    ck_assert_uint_eq(got.got[0], 560);
+    ck_assert_uint_eq(got.got[1], 561);
+    s_log_close(&l);
+    EVP_PKEY_free(key);
+}
+END_TEST
+
 START_TEST(test_prune_needs_a_checkpoint)
 {
     s_log_t l;
@@ -1209,6 +1278,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_prune_keeps_the_tree);
     tcase_add_test(tc, test_pruned_record_read_before_is_gone);
     tcase_add_test(tc, test_prune_keeps_later_records_findable);
+    tcase_add_loop_test(tc, test_prune_in_chunks_keeps_later_records_findable, 0, ROWS(s_prune_chunks));
     tcase_add_test(tc, test_prune_needs_a_checkpoint);
     tcase_add_test(tc, test_prune_refuses_an_altered_record);
     tcase_add_test(tc, test_tombstones);
