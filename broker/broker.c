@@ -692,10 +692,6 @@ static int s_welcome(kb_broker_t *b, kb_session_t *s, uint64_t req)
     return broker_reply(b, s->rid, s->rid_len, &f);
 }
 
-/* Handle one frame from rid, authenticated as agency: f and rc are the
- * result of decoding it (f stays in the turn's arena), jobs the signature
- * checks of its envelopes when it is a SUBMIT (NULL entries: not checked
- * yet). */
 /* 1 if key (Z85) is one of agency's CURVE keys in configuration c. */
 static int s_key_in_force(const kb_conf_t *c, const char *agency, const char *key)
 {
@@ -703,26 +699,38 @@ static int s_key_in_force(const kb_conf_t *c, const char *agency, const char *ke
     return a && strcmp(a->id, agency) == 0;
 }
 
+/* A connection whose key a reload took out of the chain gets nothing
+ * done, not even a refusal audited one by one: only the limited record of
+ * zap_refused and an ERROR NOT_IN_CHAIN. A session with this key proves it
+ * in force (a reload ends the others); without one, the configuration
+ * says. 1 if the frame (f, when it decoded; NULL: it did not, or came in
+ * several parts) was refused so. */
+static int s_refuse_revoked(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, const char *key,
+                            const Ketenbus__Frame *f)
+{
+    kb_session_t *s = session_find(b, rid, rid_len);
+    if ((s && key && strcmp(s->agency, agency) == 0 && strcmp(s->key, key) == 0) || s_key_in_force(b->conf, agency, key))
+        return 0;
+    char reason[256];
+    snprintf(reason, sizeof reason,
+             "%s refused: the CURVE key %s of this connection is no longer %s's in the chain configuration",
+             f && f->body_case == KETENBUS__FRAME__BODY_HELLO ? "HELLO" : "frame", key ? key : "(none)", agency);
+    zap_refused(b, KB_REFUSED_REVOKED, reason);
+    s_error(b, rid, rid_len, f ? f->request_id : 0, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN, reason);
+    return 1;
+}
+
+/* Handle one frame from rid, authenticated as agency: f and rc are the
+ * result of decoding it (f stays in the turn's arena), jobs the signature
+ * checks of its envelopes when it is a SUBMIT (NULL entries: not checked
+ * yet). */
 static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const char *agency, const char *key,
                       size_t len, Ketenbus__Frame *f, int rc, const kb_verify_job_t *const *jobs)
 {
     char reason[256];
-    /* a connection whose key a reload took out of the chain gets nothing
-     * done, not even a refusal audited one by one: only the limited
-     * record of zap_refused. A session with this key proves it in force
-     * (a reload ends the others); without one, the configuration says. */
-    kb_session_t *s = session_find(b, rid, rid_len);
-    if (!(s && key && strcmp(s->agency, agency) == 0 && strcmp(s->key, key) == 0) &&
-        !s_key_in_force(b->conf, agency, key)) {
-        snprintf(reason, sizeof reason,
-                 "%s refused: the CURVE key %s of this connection is no longer %s's in the chain configuration",
-                 rc == KB_OK && f && f->body_case == KETENBUS__FRAME__BODY_HELLO ? "HELLO" : "frame",
-                 key ? key : "(none)", agency);
-        zap_refused(b, KB_REFUSED_REVOKED, reason);
-        s_error(b, rid, rid_len, rc == KB_OK && f ? f->request_id : 0, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN,
-                reason);
+    if (s_refuse_revoked(b, rid, rid_len, agency, key, rc == KB_OK ? f : NULL))
         return KB_OK;
-    }
+    kb_session_t *s = session_find(b, rid, rid_len);
     if (rc == KB_ETOOBIG) {
         snprintf(reason, sizeof reason, "frame of %zu bytes exceeds the limit of %zu", len, s_frame_max(b));
         s_refuse_frame(b, rid, rid_len, agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_TOO_LARGE, reason);
@@ -1010,8 +1018,9 @@ static int s_drain(kb_broker_t *b)
         } else if (!in->agency || !*in->agency || rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
             kb_log(KB_LOG_WARN, "frame_dropped", "reason=\"no authenticated agency\"");
         } else if (in->parts != 2) {
-            s_refuse_frame(b, rid, rid_len, in->agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED,
-                           "expected a single-part message");
+            if (!s_refuse_revoked(b, rid, rid_len, in->agency, in->key, NULL))
+                s_refuse_frame(b, rid, rid_len, in->agency, 0, KETENBUS__ERROR_CODE__ERROR_CODE_MALFORMED,
+                               "expected a single-part message");
         } else {
             rc = s_dispatch(b, rid, rid_len, in->agency, in->key, zmq_msg_size(&in->body), in->frame, in->decode_rc,
                             (const kb_verify_job_t *const *)in->jobs);

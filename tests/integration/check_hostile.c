@@ -605,10 +605,11 @@ START_TEST(test_ping_flood_during_slow_commit_keeps_memory_bounded)
 END_TEST
 
 /* fier is taken out of the chain while its connection stays open (ZeroMQ
- * keeps it): whatever that connection sends now, garbage included, is
- * refused with ERROR_CODE_NOT_IN_CHAIN and recorded only within the
- * limit of refused connections, never audited frame by frame. That limit
- * is its own: an outsider's key tried after the flood is still named. */
+ * keeps it): whatever that connection sends now, garbage and messages of
+ * several parts included, is refused with ERROR_CODE_NOT_IN_CHAIN and
+ * recorded only within the limit of refused connections, never audited
+ * frame by frame. That limit is its own: an outsider's key tried after the
+ * flood is still named. */
 START_TEST(test_revoked_connection_gets_nothing_done)
 {
     s_sock = s_raw(s_chain.keys, "fier");
@@ -633,6 +634,16 @@ START_TEST(test_revoked_connection_gets_nothing_done)
         ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN);
         ketenbus__frame__free_unpacked(f, NULL);
     }
+    /* the same for messages of two parts, which no frame is */
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_eq(zmq_send(s_sock, junk, sizeof junk, ZMQ_SNDMORE), (int)sizeof junk);
+        ck_assert_int_eq(zmq_send(s_sock, junk, sizeof junk, 0), (int)sizeof junk);
+    }
+    for (int i = 0; i < 100; i++) {
+        Ketenbus__Frame *f = s_expect(s_sock, KETENBUS__FRAME__BODY_ERROR);
+        ck_assert_int_eq(f->error->code, KETENBUS__ERROR_CODE__ERROR_CODE_NOT_IN_CHAIN);
+        ketenbus__frame__free_unpacked(f, NULL);
+    }
     void *pol = s_raw(s_chain.keys, "politie"); /* still in the chain: still served */
     s_hello(pol);
     zmq_close(pol);
@@ -653,9 +664,9 @@ START_TEST(test_revoked_connection_gets_nothing_done)
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
                                           "not in the chain (from"),
                      1);
-    /* the other 40, counted in one record at shutdown */
+    /* the other 140, counted in one record at shutdown */
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECT_REFUSED,
-                                          "40 more frames refused on connections whose key left the chain"),
+                                          "140 more frames refused on connections whose key left the chain"),
                      1);
 }
 END_TEST
