@@ -1,17 +1,25 @@
 /*
  * admin.c - the operators' admin socket of ketenbusd.
  *
- * A ROUTER on ipc://DATA_DIR/admin.sock. The data directory is mode 0700, so
- * only the broker's own user (and root) can connect: the file system is the
- * access control. One JSON object per request, one per answer:
- *   {"command":"status"}                       -> uptime, agencies, queues, audit size
- *   {"command":"reload","user":"NAME","pid":N} -> the outcome of kb_broker_reload
- *   {"command":"audit_...", ...}               -> admin_audit.c: queries, records,
- *                                                 proofs, checkpoints, pruning
+ * A ROUTER on ipc://DATA_DIR/admin.sock. The socket file is mode 0600 (and
+ * the broker runs with umask 077), so only the broker's own user (and root)
+ * can connect, whatever the mode of the data directory: the file system is
+ * the access control. One JSON object per request, one per answer:
+ *   {"command":"status"}          -> uptime, agencies, queues, audit size
+ *   {"command":"reload"}          -> the outcome of kb_broker_reload
+ *   {"command":"audit_...", ...}  -> admin_audit.c: queries, records,
+ *                                    proofs, checkpoints, pruning
+ * Who asked for a reload or a prune is recorded from the kernel's account
+ * of the connection (SO_PEERCRED: user and process), not from what the
+ * request says ("user" and "pid" in it are ignored).
  * Requests are small and answered at once, inside the broker's loop.
  */
+#include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <json-c/json.h>
 #include <zmq.h>
@@ -32,7 +40,29 @@ int admin_start(kb_broker_t *b)
     if (!b->admin || zmq_setsockopt(b->admin, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_bind(b->admin, b->admin_endpoint) != 0)
         return kb_error_set(KB_ENET, "bind %s: %s", b->admin_endpoint, zmq_strerror(zmq_errno()));
+    const char *path = b->admin_endpoint + strlen("ipc://");
+    if (chmod(path, 0600) != 0)
+        return kb_error_set(KB_EIO, "chmod 600 %s: %s", path, strerror(errno));
     return KB_OK;
+}
+
+/* "admin socket user NAME (uid N) pid P" of the process that sent msg, as
+ * the kernel knows it; "admin socket user unknown" if it cannot say. */
+static void s_who(const zmq_msg_t *msg, char *who, size_t cap)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    int fd = zmq_msg_get(msg, ZMQ_SRCFD);
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred) {
+        snprintf(who, cap, "admin socket user unknown");
+        return;
+    }
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    if (getpwuid_r(cred.uid, &pw, buf, sizeof buf, &found) != 0)
+        found = NULL;
+    snprintf(who, cap, "admin socket user %.64s (uid %lu) pid %ld", found ? found->pw_name : "?",
+             (unsigned long)cred.uid, (long)cred.pid);
 }
 
 /* Send-only sessions (e.g. `ketenbus send`) of agency: they submit beside
@@ -80,15 +110,8 @@ static json_object *s_status(kb_broker_t *b)
     return o;
 }
 
-static json_object *s_reload(kb_broker_t *b, json_object *req)
+static json_object *s_reload(kb_broker_t *b, const char *who)
 {
-    json_object *user = NULL, *pid = NULL;
-    json_object_object_get_ex(req, "user", &user);
-    json_object_object_get_ex(req, "pid", &pid);
-    char who[160];
-    snprintf(who, sizeof who, "admin socket user %.64s pid %lld",
-             json_object_is_type(user, json_type_string) ? json_object_get_string(user) : "?",
-             json_object_is_type(pid, json_type_int) ? (long long)json_object_get_int64(pid) : -1LL);
     json_object *o = json_object_new_object();
     if (kb_broker_reload(b, who) == KB_OK) {
         json_object_object_add(o, "ok", json_object_new_boolean(1));
@@ -130,6 +153,8 @@ static int s_one(kb_broker_t *b)
         parts++;
     }
     json_object *reply = NULL;
+    char who[KB_ADMIN_WHO_MAX];
+    s_who(&body, who, sizeof who);
     size_t len = zmq_msg_size(&body);
     if (parts < 2 || len == 0 || len > KB_ADMIN_MAX_REQUEST) {
         reply = s_error("expected one JSON object of at most 4096 bytes");
@@ -143,8 +168,8 @@ static int s_one(kb_broker_t *b)
         else if (strcmp(json_object_get_string(cmd), "status") == 0)
             reply = s_status(b);
         else if (strcmp(json_object_get_string(cmd), "reload") == 0)
-            reply = s_reload(b, req);
-        else if (!(reply = admin_audit(b, json_object_get_string(cmd), req)))
+            reply = s_reload(b, who);
+        else if (!(reply = admin_audit(b, json_object_get_string(cmd), req, who)))
             reply = s_error("unknown command; expected status, reload or audit_*");
         json_object_put(req);
         if (tok)

@@ -17,7 +17,7 @@
  *   audit_checkpoints {from, limit}     {checkpoints: [{size, note}], next, done}
  *   audit_proof {index, size}           {leaf: hex, proof: [hex]}
  *   audit_consistency {from, to}        {proof: [hex]}
- *   audit_prune {before_us, kind?, user, pid}  {target, limit, first, end, count, record, more}
+ *   audit_prune {before_us, kind?}      {target, limit, first, end, count, record, more}
  *                                       (kind: a Ketenbus__Kind, 0 for records about no
  *                                       message; without it every record)
  * A prune signs a checkpoint first (only records under a signature are
@@ -325,9 +325,9 @@ static json_object *s_consistency(kb_broker_t *b, json_object *req)
 
 /* ------------------------------------------------------------ prune */
 
-static json_object *s_prune(kb_broker_t *b, json_object *req)
+static json_object *s_prune(kb_broker_t *b, json_object *req, const char *who)
 {
-    json_object *before = NULL, *user = NULL, *pid = NULL, *kind = NULL;
+    json_object *before = NULL, *kind = NULL;
     if (!json_object_object_get_ex(req, "before_us", &before) || !json_object_is_type(before, json_type_int))
         return s_fail("audit_prune: before_us must be an integer");
     int k = KB_PRUNE_ALL;
@@ -337,12 +337,6 @@ static json_object *s_prune(kb_broker_t *b, json_object *req)
             return s_fail("audit_prune: kind must be an integer 0..%u", KB_STORE_KINDS - 1);
         k = (int)v;
     }
-    json_object_object_get_ex(req, "user", &user);
-    json_object_object_get_ex(req, "pid", &pid);
-    char who[160];
-    snprintf(who, sizeof who, "admin socket user %.64s pid %lld",
-             json_object_is_type(user, json_type_string) ? json_object_get_string(user) : "?",
-             json_object_is_type(pid, json_type_int) ? (long long)json_object_get_int64(pid) : -1LL);
     /* what the loop staged while a batch was written goes first, with its
      * replies, so that the prune's batch holds the prune alone: written
      * here by itself, its failure must not confirm or drop anyone's work */
@@ -380,7 +374,7 @@ static json_object *s_prune(kb_broker_t *b, json_object *req)
     return o;
 }
 
-json_object *admin_audit(kb_broker_t *b, const char *command, json_object *req)
+json_object *admin_audit(kb_broker_t *b, const char *command, json_object *req, const char *who)
 {
     if (strcmp(command, "audit_info") == 0)
         return s_info(b);
@@ -397,6 +391,6 @@ json_object *admin_audit(kb_broker_t *b, const char *command, json_object *req)
     if (strcmp(command, "audit_consistency") == 0)
         return s_consistency(b, req);
     if (strcmp(command, "audit_prune") == 0)
-        return s_prune(b, req);
+        return s_prune(b, req, who);
     return NULL;
 }

@@ -265,9 +265,11 @@ int admin_start(kb_broker_t *b);
 int admin_handle(kb_broker_t *b);
 
 /* admin_audit.c: answer an audit_* admin command (req is the request
- * object); NULL if command is not one. The answer is the caller's. */
+ * object, who the requester as the kernel names it, for the audit trail);
+ * NULL if command is not one. The answer is the caller's. */
+#define KB_ADMIN_WHO_MAX 160u
 struct json_object;
-struct json_object *admin_audit(kb_broker_t *b, const char *command, struct json_object *req);
+struct json_object *admin_audit(kb_broker_t *b, const char *command, struct json_object *req, const char *who);
 
 /* zap.c: answer waiting ZAP requests (CURVE key -> agency id). */
 int zap_handle(kb_broker_t *b);

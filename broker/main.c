@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "broker.h"
 #include "kb_error.h"
@@ -53,9 +54,11 @@ static void s_usage(FILE *out)
             "broken one is refused with the error logged and the old rules stay in force;\n"
             "both are audited. Operators reach the broker through the admin socket\n"
             "ipc://DATA_DIR/admin.sock (`ketenbus status`, `ketenbus reload`), which only\n"
-            "users with access to the data directory can open. SIGTERM or SIGINT stops the\n"
-            "broker cleanly. Exit status: 0 after a clean stop, 1 on a startup or fatal\n"
-            "error (the message names what was wrong), 2 on bad usage.\n");
+            "the broker's own user (and root) can open: it is mode 0600, and the broker\n"
+            "creates every file with umask 077. Who asked for a reload or an audit prune is\n"
+            "audited as the kernel names the connecting process (user, uid, pid). SIGTERM or\n"
+            "SIGINT stops the broker cleanly. Exit status: 0 after a clean stop, 1 on a\n"
+            "startup or fatal error (the message names what was wrong), 2 on bad usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -92,6 +95,9 @@ int main(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
+    /* what the broker creates (its store, the admin socket, the ready file)
+     * is for its own user alone: the store holds the chain's messages */
+    umask(077);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = s_on_stop;

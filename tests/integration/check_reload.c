@@ -13,9 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <check.h>
+#include <zmq.h>
 
 #include "kb_error.h"
 #include "kb_keys.h"
@@ -147,6 +150,44 @@ START_TEST(test_broken_file_keeps_old_rules)
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "refused reload"), 2);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "loaded by admin socket user"), 1);
+}
+END_TEST
+
+/* Only the broker's own user can open the admin socket, whatever the data
+ * directory allows, and what the broker creates is its user's alone. Who
+ * asked for a reload is audited as the kernel names the process, not as
+ * the request claims. */
+START_TEST(test_admin_socket_is_the_brokers_own)
+{
+    char path[600], endpoint[620];
+    snprintf(path, sizeof path, "%s/data/admin.sock", s_chain.dir);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/data/CURRENT", s_chain.dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 077, 0);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/data/admin.sock", s_chain.dir);
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int timeout = 10000, zero = 0;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    ck_assert_int_eq(zmq_connect(sock, endpoint), 0);
+    const char *req = "{\"command\":\"reload\",\"user\":\"mallory\",\"pid\":1}";
+    ck_assert_int_ge(zmq_send(sock, req, strlen(req), 0), 0);
+    char buf[4096];
+    int n = zmq_recv(sock, buf, sizeof buf - 1, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n < (int)sizeof buf - 1 ? n : (int)sizeof buf - 1] = '\0';
+    ck_assert_msg(strstr(buf, "\"ok\":true") != NULL, "%s", buf);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    char who[128];
+    snprintf(who, sizeof who, "(uid %lu) pid %ld", (unsigned long)getuid(), (long)getpid());
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, who), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "mallory"), 0);
 }
 END_TEST
 
@@ -481,6 +522,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_broker_id_cannot_change);
     tcase_add_test(tc, test_reload_turning_signatures_off_warns);
     tcase_add_test(tc, test_rule_about_to_expire_is_logged);
+    tcase_add_test(tc, test_admin_socket_is_the_brokers_own);
     tcase_add_test(tc, test_removed_agency_gets_nothing_more);
     tcase_add_test(tc, test_removed_agency_queue_expires);
     tcase_add_test(tc, test_replaced_key_ends_its_connections);
