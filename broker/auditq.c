@@ -138,7 +138,44 @@ typedef struct {
     kb_auditq_page_t *page;       /* progress */
     int stopped;                  /* 1: the page is full */
     int rc;                       /* first failure */
+    int subject_stream;           /* 1: walking a subject stream, which shows */
+    const struct s_msg *msgs;     /* the records of these messages only */
+    size_t n_msgs;                /* their number */
 } s_run_t;
+
+/* A message about a subject: ids are unique per sender only, so a message
+ * is its id and its sender (the agency of every record about it). */
+typedef struct s_msg {
+    uint8_t id[16];                        /* message id */
+    char sender[KB_AGENCY_ID_MAX + 1];     /* sending agency */
+} s_msg_t;
+
+static int s_cmp_msg(const void *a, const void *b)
+{
+    const s_msg_t *x = a, *y = b;
+    int c = memcmp(x->id, y->id, 16);
+    return c ? c : strcmp(x->sender, y->sender);
+}
+
+/* Whether r, in a subject stream, is about one of x's messages: records
+ * of another sender's message that happens to have the same id are not. */
+static int s_msg_of(const s_run_t *x, const Ketenbus__AuditRecord *r)
+{
+    if (!x->subject_stream || r->message_id.len != 16)
+        return 1;
+    for (size_t i = 0; i < r->n_subject_keys; i++)
+        for (size_t k = 0; k < x->f->n_subjects; k++)
+            if (r->subject_keys[i].len == 32 && memcmp(r->subject_keys[i].data, x->f->subjects[k], 32) == 0)
+                return 1; /* about a subject itself */
+    if (x->n_msgs == 0)
+        return 0;
+    s_msg_t key;
+    memcpy(key.id, r->message_id.data, 16);
+    if (!r->agency || strlen(r->agency) > KB_AGENCY_ID_MAX)
+        return 0;
+    strcpy(key.sender, r->agency);
+    return bsearch(&key, x->msgs, x->n_msgs, sizeof key, s_cmp_msg) != NULL;
+}
 
 /* Look at one candidate; non-zero when the page is full. */
 static int s_consider(s_run_t *x, uint64_t index, const uint8_t *raw, size_t len)
@@ -149,7 +186,7 @@ static int s_consider(s_run_t *x, uint64_t index, const uint8_t *raw, size_t len
     if (len > 0 && raw[0] != 0) /* a tombstone starts with 0 */
         r = ketenbus__audit_record__unpack(NULL, len, raw);
     int stop = 0;
-    if (r && kb_auditq_match(x->f, r)) {
+    if (r && kb_auditq_match(x->f, r) && s_msg_of(x, r)) {
         x->page->matched++;
         stop = x->fn(index, raw, len, r, x->arg);
     }
@@ -221,11 +258,6 @@ static int s_cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int s_cmp_id(const void *a, const void *b)
-{
-    return memcmp(a, b, 16);
-}
-
 static void s_vec_sort_unique(s_vec_t *v)
 {
     if (v->n < 2)
@@ -238,10 +270,15 @@ static void s_vec_sort_unique(s_vec_t *v)
     v->n = o;
 }
 
-/* The records about f's subjects in [lo, hi), sorted (see auditq.h). */
-static int s_subject_candidates(kb_store_t *s, const kb_auditq_filter_t *f, uint64_t lo, uint64_t hi, s_vec_t *out)
+/* The records about f's subjects in [lo, hi), sorted (see auditq.h), and
+ * the messages they may show (*msgs, sorted, *n_msgs of them; the
+ * caller's to free): those of which a record carries a subject key. */
+static int s_subject_candidates(kb_store_t *s, const kb_auditq_filter_t *f, uint64_t lo, uint64_t hi, s_vec_t *out,
+                                s_msg_t **msgs, size_t *n_msgs)
 {
     s_vec_t direct = {0};
+    *msgs = NULL;
+    *n_msgs = 0;
     int rc = KB_OK;
     for (size_t i = 0; rc == KB_OK && i < f->n_subjects; i++) {
         rc = kb_store_postings(s, KB_INDEX_SUBJECT, f->subjects[i], 32, 0, UINT64_MAX, s_vec_push, &direct);
@@ -250,11 +287,11 @@ static int s_subject_candidates(kb_store_t *s, const kb_auditq_filter_t *f, uint
     }
     s_vec_sort_unique(&direct);
     /* the messages those records concern */
-    uint8_t (*ids)[16] = NULL;
-    size_t n_ids = 0;
+    s_msg_t *m = NULL;
+    size_t n = 0;
     if (rc == KB_OK && direct.n > 0) {
-        ids = malloc((direct.n < KB_AUDITQ_MAX_MESSAGES ? direct.n : KB_AUDITQ_MAX_MESSAGES) * sizeof *ids);
-        if (!ids)
+        m = malloc((direct.n < KB_AUDITQ_MAX_MESSAGES ? direct.n : KB_AUDITQ_MAX_MESSAGES) * sizeof *m);
+        if (!m)
             rc = kb_error_set(KB_ENOMEM, "audit query: out of memory");
     }
     for (size_t i = 0; rc == KB_OK && i < direct.n; i++) {
@@ -268,37 +305,50 @@ static int s_subject_candidates(kb_store_t *s, const kb_auditq_filter_t *f, uint
             break;
         }
         Ketenbus__AuditRecord *r = len > 0 && raw[0] != 0 ? ketenbus__audit_record__unpack(NULL, len, raw) : NULL;
-        if (r && r->message_id.len == 16 && (n_ids == 0 || memcmp(ids[n_ids - 1], r->message_id.data, 16) != 0)) {
-            if (n_ids == KB_AUDITQ_MAX_MESSAGES)
+        if (r && r->message_id.len == 16 && r->agency && strlen(r->agency) <= KB_AGENCY_ID_MAX &&
+            (n == 0 || memcmp(m[n - 1].id, r->message_id.data, 16) != 0 || strcmp(m[n - 1].sender, r->agency) != 0)) {
+            if (n == KB_AUDITQ_MAX_MESSAGES) {
                 rc = kb_error_set(KB_ETOOBIG, "audit query: the subjects have more than %u messages; narrow the query",
                                   KB_AUDITQ_MAX_MESSAGES);
-            else
-                memcpy(ids[n_ids++], r->message_id.data, 16);
+            } else {
+                memcpy(m[n].id, r->message_id.data, 16);
+                strcpy(m[n].sender, r->agency);
+                n++;
+            }
         }
         if (r)
             ketenbus__audit_record__free_unpacked(r, NULL);
         free(raw);
     }
-    if (rc == KB_OK && n_ids > 1) {
-        qsort(ids, n_ids, sizeof *ids, s_cmp_id);
+    if (rc == KB_OK && n > 1) {
+        qsort(m, n, sizeof *m, s_cmp_msg);
         size_t o = 1;
-        for (size_t i = 1; i < n_ids; i++)
-            if (memcmp(ids[i], ids[o - 1], 16) != 0)
-                memcpy(ids[o++], ids[i], 16);
-        n_ids = o;
+        for (size_t i = 1; i < n; i++)
+            if (s_cmp_msg(&m[i], &m[o - 1]) != 0)
+                m[o++] = m[i];
+        n = o;
     }
     for (size_t i = 0; rc == KB_OK && i < direct.n; i++)
         if (direct.v[i] >= lo && direct.v[i] < hi && s_vec_push(direct.v[i], out))
             rc = out->rc;
-    for (size_t i = 0; rc == KB_OK && i < n_ids; i++) {
-        rc = kb_store_postings(s, KB_INDEX_MESSAGE, ids[i], 16, lo, hi, s_vec_push, out);
+    /* every record under each id: s_msg_of keeps those of the message's
+     * own sender when the stream is walked */
+    for (size_t i = 0; rc == KB_OK && i < n; i++) {
+        if (i > 0 && memcmp(m[i].id, m[i - 1].id, 16) == 0)
+            continue;
+        rc = kb_store_postings(s, KB_INDEX_MESSAGE, m[i].id, 16, lo, hi, s_vec_push, out);
         if (rc == KB_OK)
             rc = out->rc;
     }
     s_vec_sort_unique(out);
-    free(ids);
     free(direct.v);
-    return rc;
+    if (rc != KB_OK) {
+        free(m);
+        return rc;
+    }
+    *msgs = m;
+    *n_msgs = n;
+    return KB_OK;
 }
 
 /* ------------------------------------------------------------ subject cursor */
@@ -310,13 +360,17 @@ typedef struct {
     uint64_t lo;                                  /* the stream covers [lo, hi): its first index */
     uint64_t hi;                                  /* its end (exclusive) */
     s_vec_t c;                                    /* its indices, sorted */
+    s_msg_t *msgs;                                /* the messages it may show, sorted */
+    size_t n_msgs;                                /* their number */
 } s_cursor_t;
 
 static void s_cursor_free(void *p)
 {
     s_cursor_t *cur = p;
-    if (cur)
+    if (cur) {
         free(cur->c.v);
+        free(cur->msgs);
+    }
     free(cur);
 }
 
@@ -369,7 +423,7 @@ static int s_cursor_build(kb_store_t *s, const kb_auditq_filter_t *f, uint64_t l
     cur->n_subjects = f->n_subjects;
     cur->lo = lo;
     cur->hi = hi;
-    int rc = s_subject_candidates(s, f, lo, hi, &cur->c);
+    int rc = s_subject_candidates(s, f, lo, hi, &cur->c, &cur->msgs, &cur->n_msgs);
     if (rc != KB_OK) {
         s_cursor_free(cur);
         return rc;
@@ -385,12 +439,17 @@ static int s_cursor_build(kb_store_t *s, const kb_auditq_filter_t *f, uint64_t l
 /* Walk the stream of cur from index lo (below cur->hi) into the page. */
 static int s_cursor_walk(const s_cursor_t *cur, uint64_t lo, s_run_t *x)
 {
+    x->subject_stream = 1;
+    x->msgs = cur->msgs;
+    x->n_msgs = cur->n_msgs;
+    int rc = KB_OK;
     for (size_t i = s_lower_bound(&cur->c, lo); i < cur->c.n && !x->stopped; i++) {
         s_posting_fn(cur->c.v[i], x);
-        if (x->rc != KB_OK)
-            return x->rc;
+        if ((rc = x->rc) != KB_OK)
+            break;
     }
-    return KB_OK;
+    x->subject_stream = 0;
+    return rc;
 }
 
 /* One page of a subject query over [lo, hi): continue the kept stream if
@@ -450,7 +509,7 @@ int kb_auditq_run(kb_store_t *s, const kb_auditq_filter_t *f, uint64_t from, siz
         page->next = hi > from ? hi : from;
         return KB_OK;
     }
-    s_run_t x = {s, f, limit, budget, fn, arg, page, 0, KB_OK};
+    s_run_t x = {s, f, limit, budget, fn, arg, page, 0, KB_OK, 0, NULL, 0};
     int event = s_single_event(f->events);
     const char *agency = f->agency[0] ? f->agency : f->from[0] ? f->from : f->to[0] ? f->to : NULL;
     if (f->n_subjects > 0) {

@@ -16,9 +16,13 @@
  * ever returned).
  *
  * "About a subject" means: the record carries one of the subject keys, or
- * it concerns a message (same message id) of which a record carries one.
- * So a query by subject also finds the acknowledgements, which name the
- * message but not the persons.
+ * it concerns a message of which a record carries one: the same message id
+ * from the same sender (the record's agency), since ids are unique per
+ * sender only. So a query by subject also finds the acknowledgements,
+ * which name the message but not the persons, and never another agency's
+ * message that has the same id, nor a refusal of an envelope that claimed
+ * it. A query by message id alone (has_message) shows every record with
+ * that id, whoever sent it: add the sender to tell messages apart.
  *
  * The same code serves the broker's admin socket (broker/admin.c, pages
  * bounded so the loop never waits long) and `ketenbus audit --offline`

@@ -159,7 +159,9 @@ static void s_model_fill(void)
             m->agency = from;
             m->counterpart = k == 0 ? -1 : to;
             m->has_message = 1;
-            m->message = msg;
+            /* ids are unique per sender only: every fifth message has the
+             * id of the one before, from its own sender */
+            m->message = msg % 5 == 4 ? msg - 1 : msg;
             m->subject = subject;
             m->subject2 = subject2;
             if (r == 8) { /* a refusal of one recipient */
@@ -266,14 +268,16 @@ static int s_model_about(const s_model_t *m, const kb_auditq_filter_t *f)
     return 0;
 }
 
-/* Whether model record i matches f, subjects joined through messages. */
+/* Whether model record i matches f, subjects joined through messages (a
+ * message: its id and its sender). */
 static int s_model_match(size_t i, const kb_auditq_filter_t *f)
 {
     const s_model_t *m = &s_model[i];
     if (f->n_subjects > 0) {
         int about = s_model_about(m, f);
         for (size_t j = 0; !about && m->has_message && j < LOG_RECORDS; j++)
-            if (s_model[j].has_message && s_model[j].message == m->message && s_model_about(&s_model[j], f))
+            if (s_model[j].has_message && s_model[j].message == m->message && s_model[j].agency == m->agency &&
+                s_model_about(&s_model[j], f))
                 about = 1;
         if (!about)
             return 0;
