@@ -64,6 +64,11 @@ typedef struct {
     uint64_t root_fail;            /* first signed size whose records' root disagreed, 0: none */
     uint64_t root_fail_prev;       /* last good size before it */
     uint64_t stones;               /* tombstones seen */
+    int64_t prev_time;             /* time of record expect - 1 (a tombstone's: the one it keeps) */
+    int prev_stone;                /* 1: that record is a tombstone */
+    int64_t kept_time;             /* time of the last record that is not a tombstone */
+    uint64_t kept_index;           /* its index */
+    int has_kept;                  /* 1: there is one */
     kb_pruned_check_t *pruned;     /* tombstones against the PRUNED records */
     uint64_t *signed_at;           /* sizes CHECKPOINT records say the broker signed */
     size_t n_signed;               /* their number */
@@ -267,6 +272,48 @@ static void s_unpacked_free(Ketenbus__AuditRecord *r, int heap)
         ketenbus__audit_record__free_unpacked(r, NULL);
 }
 
+/* A tombstone keeps its record's time (store.c's prune), which no hash
+ * covers. Queries find a period by binary search over the times of all
+ * records, tombstones included (auditq.c), relying on the order in which
+ * the broker appended them: a tombstone moved out of that order hides kept
+ * records from queries by time. So a tombstone's time must lie between
+ * its neighbours'. Kept records' times are covered by their hashes (their
+ * order is the broker's clock's, not checked here), so one that is out of
+ * order with a tombstone names the tombstone; of two tombstones out of
+ * order, the one earlier than the last kept record is named, else the
+ * first (which of them moved cannot be told). */
+static void s_time_order(s_verify_t *v, uint64_t index, int64_t time_us, int stone)
+{
+    if (index > 0 && (stone || v->prev_stone) && time_us < v->prev_time) {
+        char t[32], prev[32], kept[32];
+        kb_time_format(time_us, t);
+        kb_time_format(v->prev_time, prev);
+        kb_time_format(v->kept_time, kept);
+        if (!v->prev_stone || (v->has_kept && time_us < v->kept_time))
+            s_fail(v, index,
+                   "tombstone %" PRIu64 " has the time %s, before that of record %" PRIu64 " (%s): its time was "
+                   "changed after pruning (queries by time would miss records)",
+                   index, t, v->kept_index, kept);
+        else if (!stone)
+            s_fail(v, index - 1,
+                   "tombstone %" PRIu64 " has the time %s, after that of record %" PRIu64 " (%s): its time was "
+                   "changed after pruning (queries by time would miss records)",
+                   index - 1, prev, index, t);
+        else
+            s_fail(v, index - 1,
+                   "tombstones %" PRIu64 " and %" PRIu64 " are out of time order (%s, then %s): a tombstone's time "
+                   "was changed after pruning (queries by time would miss records)",
+                   index - 1, index, prev, t);
+    }
+    v->prev_time = time_us;
+    v->prev_stone = stone;
+    if (!stone) {
+        v->kept_time = time_us;
+        v->kept_index = index;
+        v->has_kept = 1;
+    }
+}
+
 static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
 {
     s_verify_t *v = arg;
@@ -287,10 +334,11 @@ static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
             o->pruned_first = index;
         o->pruned_end = index + 1;
         o->pruned = v->stones;
-        if (kb_pruned_check_stone(v->pruned, index, ts.claim) != KB_OK) {
+        if (kb_pruned_check_stone(v->pruned, index, ts.claim, ts.time_us) != KB_OK) {
             v->rc = KB_ENOMEM;
             return 1;
         }
+        s_time_order(v, index, ts.time_us, 1);
     } else if (trc != KB_ENOTFOUND) {
         s_fail(v, index, "record %" PRIu64 " is damaged (a malformed tombstone)", index);
         v->broken = 1;
@@ -338,6 +386,7 @@ static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
             }
             v->signed_at[v->n_signed++] = cp_size;
         }
+        s_time_order(v, index, r->time_us, 0);
         s_unpacked_free(r, heap);
         if (kb_merkle_acc_leaf_hash(v->acc, raw, len, leaf) != KB_OK) {
             v->rc = KB_ECRYPTO;

@@ -21,9 +21,11 @@
  * gap, or a log shorter than a signed size), records swapped or moved
  * (index field, and the root), a note whose signature does not verify (a
  * forged checkpoint, e.g. over a rewritten tail), roots that disagree,
- * tombstones nobody declared, records that cannot be read or decoded (a
- * damaged block: a failure at its first record, where the pass stops),
- * and a checkpoint note that the log's own
+ * tombstones nobody declared, tombstones whose time (covered by no hash,
+ * but what queries by time search) is out of the log's time order or not
+ * older than the cut-off of the pruning that made them, records that
+ * cannot be read or decoded (a damaged block: a failure at its first
+ * record, where the pass stops), and a checkpoint note that the log's own
  * CHECKPOINT records say was signed but that is no longer stored; and names
  * the first record that does not match. Records newer than the latest checkpoint are checked against the
  * stored hashes only: they are reported, not failed; but records with no

@@ -37,12 +37,15 @@ kb_pruned_check_t *kb_pruned_check_new(void);
 void kb_pruned_check_destroy(kb_pruned_check_t **p);
 
 /* A tombstone at index (ascending over calls) made by claim: a
- * Ketenbus__Kind or KB_PRUNE_ALL (store.h). KB_OK or KB_ENOMEM. */
-int kb_pruned_check_stone(kb_pruned_check_t *c, uint64_t index, int claim);
+ * Ketenbus__Kind or KB_PRUNE_ALL (store.h), keeping the time time_us.
+ * KB_OK or KB_ENOMEM. */
+int kb_pruned_check_stone(kb_pruned_check_t *c, uint64_t index, int claim, int64_t time_us);
 
 /* The PRUNED record r at index. KB_OK when the tombstones it declares are
- * there, exactly; KB_ECRYPTO when they are not, with a message in why
- * (why_len bytes) and the record to name in *bad; KB_ENOMEM. */
+ * there, exactly, each with a time before the record's cut-off
+ * (pruning.before_us, when it states one); KB_ECRYPTO when they are not,
+ * with a message in why (why_len bytes) and the record to name in *bad;
+ * KB_ENOMEM. */
 int kb_pruned_check_record(kb_pruned_check_t *c, uint64_t index, const Ketenbus__AuditRecord *r, char *why,
                            size_t why_len, uint64_t *bad);
 

@@ -23,7 +23,9 @@
  *     nothing over a log cut below its latest checkpoint or with another
  *     root at its size; a damaged block fails verification (exit 3) with
  *     its first record named, and the report is still written; records
- *     under no checkpoint at all are not verified; proofs are verified
+ *     under no checkpoint at all are not verified; tombstone times moved
+ *     out of the log's order or past their pruning's cut-off fail
+ *     verification at that tombstone; proofs are verified
  *     only with every signature checked and every root known, and a
  *     pruned record's leaf is labelled as its tombstone's; the subject
  *     report says what retention per kind pruned; text agencies wrote
@@ -1059,6 +1061,86 @@ START_TEST(test_verify_without_a_checkpoint_is_not_verified)
 END_TEST
 
 
+/* A tombstone keeps its record's time, which no hash covers, and queries
+ * find a period by binary search over every record's time, tombstones
+ * included. A tombstone time moved out of the log's order, or past the
+ * cut-off of the pruning that made it, fails verification at that
+ * tombstone: otherwise a query for a kept minute could find nothing while
+ * verify says OK. */
+static const struct {
+    const char *name;  /* what was changed */
+    uint64_t first;    /* tombstones [first, end) get the time */
+    uint64_t end;
+    int64_t time_us;   /* the time they get */
+    uint64_t bad;      /* the record named */
+    const char *says;  /* in the outcome */
+} s_stone_time_rows[] = {
+    {"every tombstone moved a century on", 0, 512, S_T0 + 100LL * 365 * 86400 * 1000000, 0,
+     "pruned only records older than 2027-01-15T08:08:32"},
+    {"a tombstone moved past its neighbour, before the cut-off", 300, 301, S_T0 + 400LL * 1000000, 300,
+     "tombstones 300 and 301 are out of time order (2027-01-15T08:06:40.000000Z, then 2027-01-15T08:05:01"},
+    {"a tombstone moved back before its neighbour", 300, 301, S_T0 + 100LL * 1000000, 299,
+     "tombstones 299 and 300 are out of time order (2027-01-15T08:04:59.000000Z, then 2027-01-15T08:01:40"},
+    {"the last tombstone moved past the first kept record", 511, 512, S_T0 + 600LL * 1000000, 511,
+     "tombstone 511 has the time 2027-01-15T08:10:00.000000Z, after that of record 512"},
+};
+
+START_TEST(test_verify_refuses_moved_tombstone_times)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 600, NULL); /* a second apart from S_T0 */
+    s_log_checkpoint(&l, NULL);
+    kb_auditq_prune_t p;
+    ck_assert_int_eq(kb_auditq_prune(l.store, l.batch, l.tree, KB_PRUNE_ALL, S_T0 + 512LL * 1000000, 4096, "test", &p),
+                     KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    ck_assert_uint_eq(p.first, 0);
+    ck_assert_uint_eq(p.end, 512);
+    s_log_checkpoint(&l, NULL);
+    s_log_close(&l);
+    /* a kept minute: records 540 to 599 */
+    const char *minute = "--since 2027-01-15T08:09:00Z --until 2027-01-15T08:10:00Z";
+    ck_assert_int_eq(s_cli("audit query --offline --data data %s --json", minute), 0);
+    s_lines_t found;
+    s_lines(&found);
+    ck_assert_uint_eq(found.n, 60);
+    s_lines_free(&found);
+    int st = s_cli("audit verify --offline --config chain.yaml");
+    ck_assert_msg(st == 0, "untouched: exit %d: %s", st, s_out);
+
+    const char *name = s_stone_time_rows[_i].name;
+    kb_ldb_t d;
+    kb_ldb_open(&d, s_data);
+    for (uint64_t i = s_stone_time_rows[_i].first; i < s_stone_time_rows[_i].end; i++) {
+        size_t len;
+        char *v = kb_ldb_get_record(&d, i, &len);
+        kb_audit_tombstone_t ts;
+        ck_assert_int_eq(kb_audit_tombstone_parse((const uint8_t *)v, len, &ts), KB_OK);
+        ck_assert_uint_eq(len, KB_AUDIT_TOMBSTONE_LEN);
+        kb_be64_put((uint8_t *)v + 4, (uint64_t)s_stone_time_rows[_i].time_us); /* the time, after the claim */
+        kb_ldb_put_record(&d, i, v, len);
+        leveldb_free(v);
+    }
+    kb_ldb_close(&d);
+    st = s_cli("audit verify --offline --config chain.yaml");
+    ck_assert_msg(st == 3, "%s: exit %d: %s", name, st, s_out);
+    char want[64];
+    snprintf(want, sizeof want, "first bad record: %" PRIu64 "\n", s_stone_time_rows[_i].bad);
+    ck_assert_msg(strstr(s_out, want) != NULL, "%s: want \"%s\" in: %s", name, want, s_out);
+    ck_assert_msg(strstr(s_out, s_stone_time_rows[_i].says) != NULL, "%s: want \"%s\" in: %s", name,
+                  s_stone_time_rows[_i].says, s_out);
+    st = s_cli("audit verify --offline --config chain.yaml --json");
+    snprintf(want, sizeof want, "\"first_bad\":%" PRIu64 ",", s_stone_time_rows[_i].bad);
+    ck_assert_msg(st == 3 && strstr(s_out, want) != NULL, "%s: exit %d: %s", name, st, s_out);
+    /* nor does a report of the kept minute say OK */
+    st = s_cli("audit report --offline --config chain.yaml %s --out r.html", minute);
+    ck_assert_msg(st == 3 && strstr(s_out, "verification: FAILED") != NULL, "%s: report exits %d: %s", name, st,
+                  s_out);
+}
+END_TEST
+
+
 /* Proofs say "verified" (exit 0) only with the note's signature checked
  * by the broker's key and every root known; otherwise they say what was
  * not checked and exit 3. A pruned record's leaf is its tombstone's. */
@@ -1249,6 +1331,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_offline_prune_signs_only_over_an_extended_log, 0, ROWS(s_offline_prune_rows));
     tcase_add_loop_test(tc, test_verify_reports_a_damaged_block, 0, ROWS(s_damaged_block_rows));
     tcase_add_test(tc, test_verify_without_a_checkpoint_is_not_verified);
+    tcase_add_loop_test(tc, test_verify_refuses_moved_tombstone_times, 0, ROWS(s_stone_time_rows));
     tcase_add_test(tc, test_proofs_verified_only_when_checked);
     tcase_add_test(tc, test_proof_against_a_forged_checkpoint);
     tcase_add_test(tc, test_subject_says_what_retention_per_kind_pruned);

@@ -2,8 +2,9 @@
  * check_verify_pruned.c - matching tombstones with the PRUNED records that
  * declare them (ops/cli/verify_pruned.c), as `audit verify` does.
  *
- * Each row is a log in miniature: tombstones (index and claim) and PRUNED
- * records (what they declare, and what the check must say of each), then
+ * Each row is a log in miniature: tombstones (index, claim and the time
+ * they keep) and PRUNED records (what they declare, and what the check
+ * must say of each and which record it names), then
  * how many tombstones stay undeclared and the lowest of them. The declared
  * indices are hashed here the way the broker hashes them (SHA-256 of the
  * indices, 8 bytes big-endian each), so a row can declare one set while
@@ -29,8 +30,9 @@
 #define REFERRAL KETENBUS__KIND__KIND_REFERRAL
 
 typedef struct {
-    uint64_t index; /* where the tombstone is */
-    int claim;      /* what made it */
+    uint64_t index;  /* where the tombstone is */
+    int claim;       /* what made it */
+    int64_t time_us; /* the time it keeps */
 } s_stone_t;
 
 typedef struct {
@@ -41,6 +43,8 @@ typedef struct {
     uint64_t declared[S_MAX];  /* the indices it counts and hashes, S_END-terminated */
     int rc;                    /* what the check says of it */
     const char *why;           /* in its message (rc != KB_OK) */
+    uint64_t bad;              /* the record it names (rc != KB_OK) */
+    int64_t before_us;         /* the cut-off it states (0: none) */
 } s_decl_t;
 
 typedef struct {
@@ -54,54 +58,71 @@ typedef struct {
 
 static const s_row_t s_rows[] = {
     {"exactly what was declared",
-     {{3, SIGNAL}, {5, SIGNAL}, {9, SIGNAL}, {S_END, 0}},
-     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_OK, NULL}},
+     {{3, SIGNAL, 0}, {5, SIGNAL, 0}, {9, SIGNAL, 0}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_OK, NULL, 0, 0}},
      0, 0, 20},
     {"a record hidden among a kind's tombstones",
-     {{3, SIGNAL}, {5, SIGNAL}, {7, SIGNAL}, {9, SIGNAL}, {S_END, 0}},
-     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_ECRYPTO, "but 4 are there"}},
+     {{3, SIGNAL, 0}, {5, SIGNAL, 0}, {7, SIGNAL, 0}, {9, SIGNAL, 0}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_ECRYPTO, "but 4 are there", 3, 0}},
      0, 0, 20},
     {"a pruned record put back",
-     {{3, SIGNAL}, {9, SIGNAL}, {S_END, 0}},
-     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_ECRYPTO, "or a pruned one put back"}},
+     {{3, SIGNAL, 0}, {9, SIGNAL, 0}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_ECRYPTO, "or a pruned one put back", 3, 0}},
      0, 0, 20},
     {"as many tombstones, at other places",
-     {{3, SIGNAL}, {6, SIGNAL}, {9, SIGNAL}, {S_END, 0}},
-     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_ECRYPTO, "at other places"}},
+     {{3, SIGNAL, 0}, {6, SIGNAL, 0}, {9, SIGNAL, 0}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_ECRYPTO, "at other places", 3, 0}},
      0, 0, 20},
     {"a tombstone claiming a kind nobody pruned",
-     {{3, SIGNAL}, {4, REFERRAL}, {5, SIGNAL}, {S_END, 0}},
-     {{20, 0, SIGNAL, 0, 10, {3, 5, S_END}, KB_OK, NULL}},
+     {{3, SIGNAL, 0}, {4, REFERRAL, 0}, {5, SIGNAL, 0}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, S_END}, KB_OK, NULL, 0, 0}},
      1, 4, 20},
     {"a tombstone below the declared range",
-     {{1, SIGNAL}, {3, SIGNAL}, {5, SIGNAL}, {S_END, 0}},
-     {{20, 0, SIGNAL, 2, 10, {3, 5, S_END}, KB_ECRYPTO, "record 1 was replaced by a tombstone"}},
+     {{1, SIGNAL, 0}, {3, SIGNAL, 0}, {5, SIGNAL, 0}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 2, 10, {3, 5, S_END}, KB_ECRYPTO, "record 1 was replaced by a tombstone", 1, 0}},
      0, 0, 20},
     {"a tombstone past the declared end",
-     {{3, SIGNAL}, {5, SIGNAL}, {12, SIGNAL}, {S_END, 0}},
-     {{20, 0, SIGNAL, 0, 10, {3, 5, S_END}, KB_OK, NULL}},
+     {{3, SIGNAL, 0}, {5, SIGNAL, 0}, {12, SIGNAL, 0}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, S_END}, KB_OK, NULL, 0, 0}},
      1, 12, 20},
     {"two prunings of one kind, one after the other",
-     {{1, SIGNAL}, {2, SIGNAL}, {11, SIGNAL}, {12, SIGNAL}, {S_END, 0}},
-     {{10, 0, SIGNAL, 0, 10, {1, 2, S_END}, KB_OK, NULL}, {30, 0, SIGNAL, 10, 20, {11, 12, S_END}, KB_OK, NULL}},
+     {{1, SIGNAL, 0}, {2, SIGNAL, 0}, {11, SIGNAL, 0}, {12, SIGNAL, 0}, {S_END, 0, 0}},
+     {{10, 0, SIGNAL, 0, 10, {1, 2, S_END}, KB_OK, NULL, 0, 0},
+      {30, 0, SIGNAL, 10, 20, {11, 12, S_END}, KB_OK, NULL, 0, 0}},
      0, 0, 30},
     {"every kind and one kind side by side",
-     {{0, ALL}, {1, ALL}, {5, SIGNAL}, {S_END, 0}},
-     {{8, 0, ALL, 0, 4, {0, 1, S_END}, KB_OK, NULL}, {9, 0, SIGNAL, 4, 8, {5, S_END}, KB_OK, NULL}},
+     {{0, ALL, 0}, {1, ALL, 0}, {5, SIGNAL, 0}, {S_END, 0, 0}},
+     {{8, 0, ALL, 0, 4, {0, 1, S_END}, KB_OK, NULL, 0, 0}, {9, 0, SIGNAL, 4, 8, {5, S_END}, KB_OK, NULL, 0, 0}},
      0, 0, 9},
     {"a PRUNED record of the older form takes every-kind tombstones below it",
-     {{0, ALL}, {1, ALL}, {2, ALL}, {S_END, 0}},
-     {{5, 1, ALL, 0, 3, {S_END}, KB_OK, NULL}},
+     {{0, ALL, 0}, {1, ALL, 0}, {2, ALL, 0}, {S_END, 0, 0}},
+     {{5, 1, ALL, 0, 3, {S_END}, KB_OK, NULL, 0, 0}},
      0, 0, 5},
     {"an every-kind declaration does not cover a kind's tombstone",
-     {{0, ALL}, {1, SIGNAL}, {S_END, 0}},
-     {{5, 0, ALL, 0, 3, {0, S_END}, KB_OK, NULL}},
+     {{0, ALL, 0}, {1, SIGNAL, 0}, {S_END, 0, 0}},
+     {{5, 0, ALL, 0, 3, {0, S_END}, KB_OK, NULL, 0, 0}},
      1, 1, 5},
     {"a PRUNED record naming a kind that does not exist",
-     {{S_END, 0}},
-     {{5, 0, 9, 0, 3, {S_END}, KB_ECRYPTO, "names no kind"}},
+     {{S_END, 0, 0}},
+     {{5, 0, 9, 0, 3, {S_END}, KB_ECRYPTO, "names no kind", 5, 0}},
      0, 0, 0},
-    {"nothing pruned, nothing declared", {{S_END, 0}}, {{0}}, 0, 0, 0},
+    {"tombstones older than the cut-off their pruning states",
+     {{3, SIGNAL, 100}, {5, SIGNAL, 150}, {9, SIGNAL, 199}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_OK, NULL, 0, 200}},
+     0, 0, 20},
+    {"a tombstone whose time was moved past its pruning's cut-off",
+     {{3, SIGNAL, 100}, {5, SIGNAL, 4900000000000000}, {9, SIGNAL, 199}, {S_END, 0, 0}},
+     {{20, 0, SIGNAL, 0, 10, {3, 5, 9, S_END}, KB_ECRYPTO, "tombstone 5 has the time 2125-", 5, 200}},
+     0, 0, 20},
+    {"a tombstone as old as the cut-off is not older than it",
+     {{0, ALL, 100}, {1, ALL, 200}, {S_END, 0, 0}},
+     {{5, 0, ALL, 0, 3, {0, 1, S_END}, KB_ECRYPTO, "pruned only records older than", 1, 200}},
+     0, 0, 5},
+    {"a PRUNED record that states no cut-off checks no time",
+     {{0, ALL, 900}, {S_END, 0, 0}},
+     {{5, 0, ALL, 0, 3, {0, S_END}, KB_OK, NULL, 0, 0}},
+     0, 0, 5},
+    {"nothing pruned, nothing declared", {{S_END, 0, 0}}, {{0}}, 0, 0, 0},
 };
 
 /* SHA-256 of the indices as the broker hashes them. */
@@ -131,7 +152,8 @@ START_TEST(test_declarations)
         int decl_next = d < 2 && row->decl[d].at != 0 &&
                         (row->stones[s].index == S_END || row->decl[d].at < row->stones[s].index);
         if (!decl_next) {
-            ck_assert_int_eq(kb_pruned_check_stone(c, row->stones[s].index, row->stones[s].claim), KB_OK);
+            const s_stone_t *t = &row->stones[s];
+            ck_assert_int_eq(kb_pruned_check_stone(c, t->index, t->claim, t->time_us), KB_OK);
             s++;
             continue;
         }
@@ -145,6 +167,7 @@ START_TEST(test_declarations)
         p.count = s_digest(x->declared, digest);
         p.indices_sha256.data = digest;
         p.indices_sha256.len = sizeof digest;
+        p.before_us = x->before_us;
         Ketenbus__AuditRecord r;
         ketenbus__audit_record__init(&r);
         r.index = x->at;
@@ -158,7 +181,8 @@ START_TEST(test_declarations)
                       x->rc, why);
         if (x->why) {
             ck_assert_msg(strstr(why, x->why) != NULL, "%s: want \"%s\" in \"%s\"", row->name, x->why, why);
-            ck_assert_uint_ne(bad, S_END);
+            ck_assert_msg(bad == x->bad, "%s: names record %llu, want %llu", row->name, (unsigned long long)bad,
+                          (unsigned long long)x->bad);
         }
     }
     uint64_t first = S_END;
@@ -185,7 +209,7 @@ START_TEST(test_many)
     for (uint64_t round = 0; round < 3; round++) {
         for (uint64_t i = 0; i < N; i++) {
             idx[i] = round * 2 * N + 2 * i;
-            ck_assert_int_eq(kb_pruned_check_stone(c, idx[i], SIGNAL), KB_OK);
+            ck_assert_int_eq(kb_pruned_check_stone(c, idx[i], SIGNAL, (int64_t)idx[i]), KB_OK);
         }
         idx[N] = S_END;
         uint8_t digest[32];
