@@ -61,6 +61,8 @@ typedef struct {
     uint64_t stored_auth;          /* largest signed size whose stored root agreed */
     size_t next_cp;                /* next checkpoint (valid, sorted) to check */
     uint64_t last_good;            /* largest signed size whose records' root agreed */
+    uint64_t recomputed;           /* records whose leaf hash was recomputed so far */
+    uint64_t recomputed_good;      /* of which below last_good */
     uint64_t root_fail;            /* first signed size whose records' root disagreed, 0: none */
     uint64_t root_fail_prev;       /* last good size before it */
     uint64_t stones;               /* tombstones seen */
@@ -224,8 +226,10 @@ static void s_at_size(s_verify_t *v, uint64_t size)
             continue;
         if (memcmp(root, c->root, sizeof root) == 0) {
             c->matched = 1;
-            if (!v->root_fail)
+            if (!v->root_fail) {
                 v->last_good = size;
+                v->recomputed_good = v->recomputed;
+            }
         } else if (!v->root_fail) {
             v->root_fail = size;
             v->root_fail_prev = v->last_good;
@@ -392,7 +396,7 @@ static int s_record(uint64_t index, const uint8_t *raw, size_t len, void *arg)
             v->rc = KB_ECRYPTO;
             return 1;
         }
-        o->checked++;
+        v->recomputed++;
     }
     /* the stored hash of this leaf */
     if (index >= v->stored_from && index < v->stored_from + v->n_stored) {
@@ -493,20 +497,34 @@ static void s_conclude(s_verify_t *v, uint64_t size)
                "every checkpoint_interval, every checkpoint_records and when it stops)",
                end, end == 1 ? "" : "s");
     o->size = v->broken ? size : end;
+    o->checked = v->recomputed_good;
     if (o->ok) {
-        char pruned[160] = "";
+        char pruned[160] = "", tail[200] = "";
         if (v->stones > 0 && v->stones == o->pruned_end - o->pruned_first)
             snprintf(pruned, sizeof pruned, ", records [%" PRIu64 ", %" PRIu64 ") pruned by retention",
                      o->pruned_first, o->pruned_end);
         else if (v->stones)
             snprintf(pruned, sizeof pruned, ", %" PRIu64 " records in [%" PRIu64 ", %" PRIu64 ") pruned by retention",
                      (uint64_t)v->stones, o->pruned_first, o->pruned_end);
+        /* Records after the last signed size: no signature covers them, and
+         * the newest (past the last full leaf tile and what the last
+         * checkpoint stored of the partial one) have no stored leaf hash
+         * either, so a change to them cannot be seen (store.h). Every log
+         * has some, the CHECKPOINT record that follows each signing: said,
+         * not failed, and not counted as verified. */
+        o->unverified_from = v->last_good;
+        o->unverified = end - v->last_good;
+        if (o->unverified > 0)
+            snprintf(tail, sizeof tail,
+                     "; %" PRIu64 " record%s after the last checkpoint (from index %" PRIu64 ") %s covered by no "
+                     "signed checkpoint yet: not verified",
+                     o->unverified, o->unverified == 1 ? "" : "s", o->unverified_from,
+                     o->unverified == 1 ? "is" : "are");
         if (o->has_checkpoint)
             snprintf(o->message, sizeof o->message,
                      "verified: %" PRIu64 " records give the roots of %" PRIu64 " signed checkpoint%s (latest: size "
-                     "%" PRIu64 ")%s; %" PRIu64 " newer record%s not yet under a checkpoint",
-                     end, o->checkpoints_ok, o->checkpoints_ok == 1 ? "" : "s", o->cp_size, pruned,
-                     end - o->cp_size, end - o->cp_size == 1 ? "" : "s");
+                     "%" PRIu64 ")%s%s",
+                     v->last_good, o->checkpoints_ok, o->checkpoints_ok == 1 ? "" : "s", o->cp_size, pruned, tail);
         else
             snprintf(o->message, sizeof o->message, "the log is empty: no records, no checkpoint");
     }

@@ -27,9 +27,14 @@
  * cannot be read or decoded (a damaged block: a failure at its first
  * record, where the pass stops), and a checkpoint note that the log's own
  * CHECKPOINT records say was signed but that is no longer stored; and names
- * the first record that does not match. Records newer than the latest checkpoint are checked against the
- * stored hashes only: they are reported, not failed; but records with no
- * signed checkpoint at all fail (nothing is proven).
+ * the first record that does not match.
+ *
+ * Records after the latest signed checkpoint are not verified: no
+ * signature covers them, and the newest of them (those past the last full
+ * leaf tile) have no stored leaf hash either (broker/store.h). They are
+ * reported (unverified, unverified_from), not failed: every log ends with
+ * some, at least the CHECKPOINT record that follows each signing. A log
+ * with records but no signed checkpoint at all fails (nothing is proven).
  */
 #ifndef KB_AUDIT_VERIFY_H
 #define KB_AUDIT_VERIFY_H
@@ -56,9 +61,9 @@ typedef struct {
 
 /* What verification found. */
 typedef struct {
-    int ok;                          /* 1: everything verified */
+    int ok;                          /* 1: everything a signed checkpoint covers verified (see unverified) */
     uint64_t size;                   /* records in the log */
-    uint64_t checked;                /* records whose leaf hash was recomputed from their bytes */
+    uint64_t checked;                /* records recomputed from their bytes under a signed root that agreed */
     uint64_t checkpoints;            /* checkpoint notes checked (stored and kept) */
     uint64_t checkpoints_ok;         /* of which verified */
     int has_first_bad;               /* 1: first_bad is set */
@@ -66,6 +71,8 @@ typedef struct {
     uint64_t pruned_first;           /* tombstones lie in [pruned_first, pruned_end) */
     uint64_t pruned_end;             /* equal to pruned_first when none */
     uint64_t pruned;                 /* how many (fewer than the range when kinds were pruned) */
+    uint64_t unverified;             /* records after the last signed checkpoint: covered by none, not verified */
+    uint64_t unverified_from;        /* the first of them (the last signed size) */
     int has_checkpoint;              /* 1: the latest verified checkpoint is below */
     uint64_t cp_size;                /* its tree size */
     uint8_t cp_root[KB_MERKLE_HASH_LEN]; /* its root */

@@ -220,10 +220,15 @@ static void s_usage(FILE *out, const char *sub)
                      "removed without a signed PRUNED record and a pruned record's time moved\n"
                      "(out of the log's time order, or not older than its pruning's date), and\n"
                      "names the first bad record.\n"
-                     "Pruned ranges are reported, not failed; records under no signed checkpoint\n"
-                     "at all are not verified. Runs here, trusting nothing the broker says: it\n"
-                     "needs the broker's public signing key, --key FILE or the chain file's\n"
-                     "key_dir/broker.sign.pub.pem (--config).\n\n");
+                     "Pruned ranges are reported, not failed. Records after the latest signed\n"
+                     "checkpoint are covered by no signature and not verified: it says how many,\n"
+                     "from which index, and still exits 0 (every log ends with some, at least\n"
+                     "the checkpoint record that follows each signing). A log with records but\n"
+                     "no signed checkpoint at all is not verified (exit 3). Exit status 0:\n"
+                     "everything a signed checkpoint covers verified; 3: not; 1: could not run.\n"
+                     "Runs here, trusting nothing the broker says: it needs the broker's public\n"
+                     "signing key, --key FILE or the chain file's key_dir/broker.sign.pub.pem\n"
+                     "(--config).\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "prune") == 0) {
         fprintf(out, "usage: ketenbus audit prune SOURCE --before TIME [--kind NAME]\n\n"
@@ -1642,6 +1647,11 @@ static int s_cmd_verify(int argc, char **argv)
             json_object_object_add(j, "checkpoint_size", json_object_new_int64((int64_t)res.cp_size));
             json_object_object_add(j, "checkpoint_root", json_object_new_string(hex));
         }
+        if (res.ok) { /* records after the last signed checkpoint */
+            json_object_object_add(j, "unverified", json_object_new_int64((int64_t)res.unverified));
+            if (res.unverified)
+                json_object_object_add(j, "unverified_from", json_object_new_int64((int64_t)res.unverified_from));
+        }
         if (o.n_kept)
             json_object_object_add(j, "kept_extended", json_object_new_int64((int64_t)res.kept_ok));
         json_object_object_add(j, "message", json_object_new_string(res.message));
@@ -1836,6 +1846,8 @@ static int s_cmd_report(int argc, char **argv)
         r.verify.pruned_first = res.pruned_first;
         r.verify.pruned_end = res.pruned_end;
         r.verify.pruned = res.pruned;
+        r.verify.unverified = res.unverified;
+        r.verify.unverified_from = res.unverified_from;
         r.verify.checkpoint = res.cp_note;
         r.verify.tree_size = res.cp_size;
         if (res.has_checkpoint) {

@@ -586,9 +586,16 @@ static void s_section_verification(FILE *out, const kb_report_verify_t *v)
 {
     fprintf(out, "<section id=\"verification\" class=\"verify %s\">\n<h2>Verification of the audit log</h2>\n"
                  "<p class=\"status\">%s</p>\n<p class=\"detail\">",
-            v->ok ? "ok" : "failed", v->ok ? "&#10004; OK: the log is intact" : "&#10008; FAILED: do not rely on this log");
+            v->ok ? "ok" : "failed",
+            !v->ok         ? "&#10008; FAILED: do not rely on this log"
+            : v->unverified ? "&#10004; OK: the log is intact up to its latest signed checkpoint"
+                            : "&#10004; OK: the log is intact");
     s_esc_or(out, v->message, v->ok ? "Every record and checkpoint verified." : "No detail given.");
     fprintf(out, "</p>\n<dl>\n<dt>Records verified</dt><dd id=\"verified-records\">%" PRIu64 "</dd>\n", v->records);
+    if (v->unverified)
+        fprintf(out, "<dt>Not yet verified</dt><dd><span id=\"unverified-records\">%" PRIu64 "</span> record%s from "
+                     "index %" PRIu64 " on, after the latest signed checkpoint: no checkpoint covers %s yet</dd>\n",
+                v->unverified, v->unverified == 1 ? "" : "s", v->unverified_from, v->unverified == 1 ? "it" : "them");
     if (v->has_first_bad)
         fprintf(out, "<dt>First failing record</dt><dd id=\"first-bad\">index %" PRIu64 "</dd>\n", v->first_bad);
     if (v->pruned_end > v->pruned_first)

@@ -13,7 +13,9 @@
  * The page has these parts, each under an element id tests and readers can
  * rely on:
  *   id="verification"  the `audit verify` outcome (OK or FAILED, the detail,
- *                      the checkpoint note it was checked against);
+ *                      the records after the latest checkpoint, not verified,
+ *                      as "unverified-records", the checkpoint note it was
+ *                      checked against);
  *   id="summary"       records per event (ids "count-<event>", e.g.
  *                      "count-routed"), agencies exchanging, escalations;
  *   id="flow-matrix"   ROUTED records, sender (row) by recipient (column);
@@ -77,13 +79,15 @@
 
 /* The outcome of verifying the audit log, as `ketenbus audit verify` found it. */
 typedef struct {
-    int ok;                  /* 1: every record and checkpoint verified; 0: FAILED */
+    int ok;                  /* 1: everything a signed checkpoint covers verified; 0: FAILED */
     uint64_t records;        /* records whose leaf hashes were checked */
     int has_first_bad;       /* 1: first_bad names the first record that failed */
     uint64_t first_bad;      /* index of that record (meaningful only with has_first_bad) */
     uint64_t pruned_first;   /* records [pruned_first, pruned_end) were pruned by retention */
     uint64_t pruned_end;     /* equal to pruned_first when nothing was pruned */
     uint64_t pruned;         /* how many of them (fewer when kinds were pruned by retention) */
+    uint64_t unverified;     /* records after the latest signed checkpoint, not verified (0: none) */
+    uint64_t unverified_from; /* the first of them */
     const char *checkpoint;  /* the signed note checked against, as text; NULL or "" if none */
     uint64_t tree_size;      /* tree size of that checkpoint */
     const char *root_hex;    /* its root hash, lowercase hex; NULL if none */

@@ -25,7 +25,8 @@
  *     its first record named, and the report is still written; records
  *     under no checkpoint at all are not verified; tombstone times moved
  *     out of the log's order or past their pruning's cut-off fail
- *     verification at that tombstone; proofs are verified
+ *     verification at that tombstone; records after the last checkpoint
+ *     are said to be not verified, changed or not; proofs are verified
  *     only with every signature checked and every root known, and a
  *     pruned record's leaf is labelled as its tombstone's; the subject
  *     report says what retention per kind pruned; text agencies wrote
@@ -1141,6 +1142,82 @@ START_TEST(test_verify_refuses_moved_tombstone_times)
 END_TEST
 
 
+/* Records after the last signed checkpoint are covered by no signature,
+ * and those past the last full leaf tile by no stored leaf hash either:
+ * verify says how many are not verified, from where, and does not count
+ * them among the verified, changed or not (exit 0: every log ends with
+ * some). One in a full leaf tile still differs from its stored hash. */
+static const struct {
+    const char *name;    /* what was changed */
+    uint64_t before;     /* records before the checkpoint */
+    uint64_t after;      /* records after its CHECKPOINT record */
+    int64_t at;          /* the record changed, -1: none */
+    const char *reason;  /* its new reason */
+    int status;          /* verify's exit status */
+    const char *says;    /* in the outcome */
+} s_tail_rows[] = {
+    {"nothing", 300, 5, -1, NULL, 0,
+     "OK verified: 300 records give the roots of 1 signed checkpoint (latest: size 300); 6 records after the last "
+     "checkpoint (from index 300) are covered by no signed checkpoint yet: not verified\n"},
+    {"the root in the newest CHECKPOINT record", 300, 5, 300,
+     "size=300 root=0000000000000000000000000000000000000000000000000000000000000000", 0,
+     "6 records after the last checkpoint (from index 300) are covered by no signed checkpoint yet: not verified\n"},
+    {"the newest record", 300, 5, 305, "nothing happened", 0,
+     "6 records after the last checkpoint (from index 300) are covered by no signed checkpoint yet: not verified\n"},
+    {"a record after the checkpoint in a full leaf tile", 100, 200, 200, "nothing happened", 3,
+     "record 200 differs from the leaf hash the broker stored"},
+};
+
+START_TEST(test_verify_says_what_no_checkpoint_covers)
+{
+    const char *name = s_tail_rows[_i].name;
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, s_tail_rows[_i].before, NULL);
+    s_log_checkpoint(&l, NULL); /* its CHECKPOINT record is the first not covered */
+    s_log_records(&l, s_tail_rows[_i].after, NULL);
+    s_log_close(&l);
+    uint64_t size = s_tail_rows[_i].before + 1 + s_tail_rows[_i].after;
+    if (s_tail_rows[_i].at >= 0) {
+        kb_ldb_t d;
+        kb_ldb_open(&d, s_data);
+        s_rewrite(&d, (uint64_t)s_tail_rows[_i].at, s_tail_rows[_i].reason);
+        kb_ldb_close(&d);
+    }
+    int st = s_cli("audit verify --offline --config chain.yaml");
+    ck_assert_msg(st == s_tail_rows[_i].status, "%s: exit %d: %s", name, st, s_out);
+    ck_assert_msg(strstr(s_out, s_tail_rows[_i].says) != NULL, "%s: want \"%s\" in: %s", name,
+                  s_tail_rows[_i].says, s_out);
+    if (st != 0)
+        return;
+    char want[128];
+    snprintf(want, sizeof want, "%" PRIu64 " records give the roots", size);
+    ck_assert_msg(strstr(s_out, want) == NULL, "%s: %s", name, s_out);
+    st = s_cli("audit verify --offline --config chain.yaml --json");
+    snprintf(want, sizeof want, "\"checked\":%" PRIu64 ",", s_tail_rows[_i].before);
+    ck_assert_msg(st == 0 && strstr(s_out, want) != NULL, "%s: exit %d: %s", name, st, s_out);
+    snprintf(want, sizeof want, "\"unverified\":%" PRIu64 ",\"unverified_from\":%" PRIu64 ",",
+             size - s_tail_rows[_i].before, s_tail_rows[_i].before);
+    ck_assert_msg(strstr(s_out, want) != NULL, "%s: want %s in: %s", name, want, s_out);
+    /* the report says so too */
+    st = s_cli("audit report --offline --config chain.yaml --out r.html");
+    ck_assert_msg(st == 0 && strstr(s_out, "covered by no signed checkpoint yet: not verified") != NULL,
+                  "%s: report exits %d: %s", name, st, s_out);
+    char path[512], *html = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/r.html", s_chain.dir);
+    ck_assert_int_eq(kb_file_read(path, 16u << 20, &html, &len), KB_OK);
+    ck_assert_msg(strstr(html, "OK: the log is intact up to its latest signed checkpoint") != NULL, "%s", name);
+    snprintf(want, sizeof want, "id=\"verified-records\">%" PRIu64 "<", s_tail_rows[_i].before);
+    ck_assert_msg(strstr(html, want) != NULL, "%s: no %s", name, want);
+    snprintf(want, sizeof want, "id=\"unverified-records\">%" PRIu64 "</span> records from index %" PRIu64 " on",
+             size - s_tail_rows[_i].before, s_tail_rows[_i].before);
+    ck_assert_msg(strstr(html, want) != NULL, "%s: no %s", name, want);
+    free(html);
+}
+END_TEST
+
+
 /* Proofs say "verified" (exit 0) only with the note's signature checked
  * by the broker's key and every root known; otherwise they say what was
  * not checked and exit 3. A pruned record's leaf is its tombstone's. */
@@ -1332,6 +1409,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_verify_reports_a_damaged_block, 0, ROWS(s_damaged_block_rows));
     tcase_add_test(tc, test_verify_without_a_checkpoint_is_not_verified);
     tcase_add_loop_test(tc, test_verify_refuses_moved_tombstone_times, 0, ROWS(s_stone_time_rows));
+    tcase_add_loop_test(tc, test_verify_says_what_no_checkpoint_covers, 0, ROWS(s_tail_rows));
     tcase_add_test(tc, test_proofs_verified_only_when_checked);
     tcase_add_test(tc, test_proof_against_a_forged_checkpoint);
     tcase_add_test(tc, test_subject_says_what_retention_per_kind_pruned);
