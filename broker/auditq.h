@@ -9,11 +9,10 @@
  * event that is rare in traffic (refusals, expiries, connections, rule
  * loads, checkpoints, pruning), else a range scan; the other conditions
  * filter them. A time range becomes an index range by binary search,
- * O(log n) reads: records are appended with nondecreasing time_us. If the
- * broker's clock stepped back, records written just after the step fall
- * outside the range a search would find for their time (the time
- * conditions are also checked per record, so nothing outside the range is
- * ever returned).
+ * O(log n) reads: records are appended with nondecreasing time_us (the
+ * store gives a record written after a step back of the clock the newest
+ * record's time). The time conditions are also checked per record, so
+ * nothing outside the range is ever returned.
  *
  * "About a subject" means: the record carries one of the subject keys, or
  * it concerns a message of which a record carries one: the same message id

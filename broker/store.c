@@ -59,6 +59,7 @@ struct kb_store {
     size_t n_used;                 /* slots in use */
     size_t n_dirty;                /* counters changed since the last seal */
     uint64_t audit_next;           /* next audit index */
+    int64_t audit_time;            /* time of the newest record: none gets an earlier one */
     kb_ablock_buf_t tail;          /* the newest block's records while it holds fewer than 16 */
     int tail_dirty;                /* records added to it since the last kb_store_seal() */
     uint64_t migrated;             /* records the last open moved into blocks (s_migrate) */
@@ -255,6 +256,26 @@ static int s_repair_depths(kb_store_t *s)
     return KB_OK;
 }
 
+static int s_time_one(uint64_t index, const uint8_t *val, size_t len, void *arg);
+
+/* The time of the newest record, so that records appended after a step
+ * back of the clock do not go back in time (a stray or damaged end is
+ * not read: nothing is appended to such a log). */
+static int s_load_audit_time(kb_store_t *s)
+{
+    s->audit_time = 0;
+    if (s->audit_next == 0 || s->no_append)
+        return KB_OK;
+    uint64_t found = 0;
+    int64_t t = 0;
+    int rc = kb_store_audit_time(s, s->audit_next - 1, &t, &found);
+    if (rc == KB_ENOTFOUND)
+        return KB_OK; /* the newest slot is empty: audit verify's business */
+    if (rc == KB_OK)
+        s->audit_time = t;
+    return rc;
+}
+
 static int s_load_counters(kb_store_t *s)
 {
     s_counters_clear(s);
@@ -356,6 +377,8 @@ static int s_load_counters(kb_store_t *s)
         leveldb_free(err);
         return rc;
     }
+    if (rc == KB_OK)
+        rc = s_load_audit_time(s);
     return rc != KB_OK ? rc : s_repair_depths(s);
 }
 
@@ -1211,13 +1234,20 @@ static int s_audit_stage(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenb
     if (s->no_append)
         return kb_error_set(KB_EIO, "store: no audit record can be appended: %s", s->no_append);
     r->index = s->audit_next;
-    size_t len = ketenbus__audit_record__get_packed_size(r);
-    if (len == 0) /* an empty slot means a missing record */
+    if (ketenbus__audit_record__get_packed_size(r) == 0) /* an empty slot means a missing record */
         return kb_error_set(KB_EINVAL, "store: an audit record with no field set");
+    /* times never go down along the log: queries find a period by binary
+     * search, and audit verify holds tombstones to that order */
+    int64_t asked_time = r->time_us;
+    if (r->time_us < s->audit_time)
+        r->time_us = s->audit_time;
+    size_t len = ketenbus__audit_record__get_packed_size(r);
     uint8_t stackbuf[1024];
     uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
-    if (!buf)
+    if (!buf) {
+        r->time_us = asked_time;
         return kb_error_set(KB_ENOMEM, "store: audit: out of memory");
+    }
     ketenbus__audit_record__pack(r, buf);
     size_t tail_len = s->tail.len;
     unsigned tail_n = s->tail.n;
@@ -1231,8 +1261,10 @@ static int s_audit_stage(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, Ketenb
     if (rc != KB_OK) {
         s->tail.len = tail_len;
         s->tail.n = tail_n;
+        r->time_us = asked_time;
         return rc;
     }
+    s->audit_time = r->time_us;
     if (s->tail.n == KB_ABLOCK_RECORDS) {
         s_block_put(b->wb, s->audit_next / KB_ABLOCK_RECORDS, &s->tail);
         kb_ablock_reset(&s->tail);

@@ -128,7 +128,9 @@ uint64_t kb_store_audit_migrated(const kb_store_t *s);
 int kb_store_seen_get(kb_store_t *s, const char *sender, const uint8_t id[16], uint64_t *audit_index);
 int kb_store_seen_put(kb_store_t *s, kb_batch_t *b, const char *sender, const uint8_t id[16], uint64_t audit_index);
 
-/* Stage an audit record; sets r->index and returns it through *index. The
+/* Stage an audit record; sets r->index and returns it through *index, and
+ * raises r->time_us to the newest record's time if it is earlier (times
+ * never go down along the log, also after a step back of the clock). The
  * record joins the newest block, which is staged in b when it holds 16
  * records and otherwise when the batch is sealed (kb_store_seal): stage
  * the records of one batch at a time, seal it, and after a failed write

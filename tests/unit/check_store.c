@@ -489,6 +489,46 @@ START_TEST(test_audit_blocks_across_batches)
 }
 END_TEST
 
+/* Record times never go down along the log, also across a restart: a
+ * record staged with an earlier time (the clock stepped back) gets the
+ * newest record's time. */
+START_TEST(test_audit_times_never_go_down)
+{
+    static const int64_t asked[] = {1000, 2000, 1500, 2500, 100};
+    static const int64_t stored[] = {1000, 2000, 2000, 2500, 2500, 2500};
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (size_t i = 0; i < sizeof asked / sizeof *asked; i++) {
+        Ketenbus__AuditRecord r;
+        ketenbus__audit_record__init(&r);
+        r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECTED;
+        r.agency = (char *)"politie";
+        r.time_us = asked[i];
+        ck_assert_int_eq(kb_store_audit_append(s, b, &r, NULL), KB_OK);
+        if (i == 3) { /* and after a restart */
+            ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+            kb_store_destroy(&s);
+            s = s_open();
+        }
+    }
+    Ketenbus__AuditRecord r;
+    ketenbus__audit_record__init(&r);
+    r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CONNECTED;
+    r.time_us = 0; /* even one with no time given */
+    ck_assert_int_eq(kb_store_audit_append(s, b, &r, NULL), KB_OK);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    for (uint64_t i = 0; i < sizeof stored / sizeof *stored; i++) {
+        int64_t t = 0;
+        uint64_t found = 0;
+        ck_assert_int_eq(kb_store_audit_time(s, i, &t, &found), KB_OK);
+        ck_assert_uint_eq(found, i);
+        ck_assert_int_eq(t, stored[i]);
+    }
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 /* A batch that is never written (a failed commit) takes its records with
  * it: after kb_store_reopen the log goes on from what is on disk, also
  * inside a block the lost batch had added to. */
@@ -847,6 +887,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_seen_and_audit);
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_audit_blocks_across_batches);
+    tcase_add_test(tc, test_audit_times_never_go_down);
     tcase_add_test(tc, test_audit_lost_batch_leaves_the_block_as_stored);
     tcase_add_test(tc, test_audit_no_append_after_failed_commit);
     tcase_add_test(tc, test_audit_one_entry_per_record_migrated);
