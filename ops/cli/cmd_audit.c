@@ -50,6 +50,7 @@
 #define S_REPORT_MAX         5000000u   /* records a report holds in memory */
 #define S_NOTE_FILE_MAX      KB_NOTE_MAX_LEN
 #define S_TTY_MAX            4096u      /* bytes of one record field shown in a table line */
+#define S_CSV_FORMULA        "=+-@\t\r"  /* what starts a formula in a spreadsheet cell */
 
 /* Option groups, so each subcommand accepts only what it uses. */
 enum {
@@ -145,11 +146,13 @@ static void s_usage(FILE *out, const char *sub)
                      "Prints the audit records that match, oldest first: a table (time, event,\n"
                      "sender, recipient, kind, purpose, rule, reason), or with --json one JSON\n"
                      "object per line (field names as in proto/ketenbus.proto, docs/JSON.md), or\n"
-                     "with --csv a header and rows (RFC 4180; a cell starting with = + - @ gets a\n"
-                     "single quote before it, for spreadsheets). Control characters in the table\n"
-                     "are shown as U+FFFD. Queries use the log's indexes\n"
-                     "(subject, message, agency, event); a subject query includes the records of\n"
-                     "the person's messages that name no subject, such as acknowledgements.\n\n");
+                     "with --csv a header and rows (RFC 4180, lists joined with ';'; a cell with\n"
+                     "',' or ';' is quoted, and a cell or a part of one after ';' that starts with\n"
+                     "= + - @ gets a single quote before it, for spreadsheets in any locale).\n"
+                     "Control characters in the table are shown as U+FFFD. Queries use the log's\n"
+                     "indexes (subject, message, agency, event); a subject query includes the\n"
+                     "records of the person's messages that name no subject, such as\n"
+                     "acknowledgements.\n\n");
         fputs(s_src_help, out);
         fputs("\n", out);
         fputs(s_filter_help, out);
@@ -159,8 +162,9 @@ static void s_usage(FILE *out, const char *sub)
                      "                             [FILTERS] [--out FILE]\n\n"
                      "Writes every record of the period (default: the whole log) as JSON lines or\n"
                      "CSV, to FILE or stdout. Pruned records have no contents and are left out.\n"
-                     "A CSV cell starting with = + - @ gets a single quote before it, so that a\n"
-                     "spreadsheet shows it as text.\n\n");
+                     "A CSV cell, or a part of one after ';', starting with = + - @ gets a single\n"
+                     "quote before it, and a cell with ',' or ';' is quoted, so that a spreadsheet\n"
+                     "shows it as text whichever of the two it separates cells with.\n\n");
         fputs(s_src_help, out);
         fputs("\n", out);
         fputs(s_filter_help, out);
@@ -677,7 +681,9 @@ static int s_tty_record(Ketenbus__AuditRecord *r)
     return rc;
 }
 
-/* A field as CSV text: arrays joined with ';'. */
+/* A field as one CSV cell: arrays joined with ';', every ';'-separated
+ * part kept from opening a formula, whichever of ',' and ';' a spreadsheet
+ * splits on. */
 static void s_csv_field(FILE *out, json_object *o, const char *key)
 {
     json_object *v = NULL;
@@ -693,24 +699,24 @@ static void s_csv_field(FILE *out, json_object *o, const char *key)
             snprintf(buf, sizeof buf, "%s", json_object_get_string(v));
         }
     }
-    /* a cell a spreadsheet would take for a formula (agencies write legal
-     * bases, officer ids and reasons) is kept as text: a single quote
-     * before it (docs/AUDIT.md) */
-    const char *lead = buf[0] && strchr("=+-@\t\r", buf[0]) ? "'" : "";
-    /* RFC 4180: quote fields with a comma, quote or line break; double quotes */
-    if (strpbrk(buf, ",\"\r\n")) {
+    /* RFC 4180: quote fields with a comma, quote or line break; double
+     * quotes. A semicolon too: a spreadsheet in a Dutch locale (nl-NL)
+     * separates the cells of a .csv with it. */
+    int quote = strpbrk(buf, ",;\"\r\n") != NULL;
+    if (quote)
         fputc('"', out);
-        fputs(lead, out);
-        for (const char *p = buf; *p; p++) {
-            if (*p == '"')
-                fputc('"', out);
-            fputc(*p, out);
-        }
-        fputc('"', out);
-    } else {
-        fputs(lead, out);
-        fputs(buf, out);
+    for (const char *p = buf; *p; p++) {
+        /* a cell, or a part of one after a ';', that a spreadsheet would
+         * take for a formula (agencies write legal bases, officer ids and
+         * reasons) is kept as text: a single quote before it (docs/AUDIT.md) */
+        if ((p == buf || p[-1] == ';') && strchr(S_CSV_FORMULA, *p))
+            fputc('\'', out);
+        if (*p == '"')
+            fputc('"', out);
+        fputc(*p, out);
     }
+    if (quote)
+        fputc('"', out);
 }
 
 static const char *s_csv_cols[] = {"index",   "time_us",  "event",       "agency",  "officer",        "counterpart",

@@ -1385,6 +1385,47 @@ START_TEST(test_agency_text_is_made_safe_for_terminals_and_spreadsheets)
 }
 END_TEST
 
+/* A spreadsheet in a Dutch locale (nl-NL) splits a .csv on ';', not ','.
+ * A cell holding a ';' is quoted, and neither a cell nor any part of it
+ * after a ';' (lists are joined with ';') starts a formula, whichever of
+ * the two a spreadsheet splits on. */
+START_TEST(test_csv_opens_no_formula_in_a_dutch_spreadsheet)
+{
+    s_log_t l;
+    s_log_open(&l);
+    char *redacted[] = {(char *)"signal.narrative", (char *)"=HYPERLINK(1)"};
+    Ketenbus__AuditRecord r;
+    ketenbus__audit_record__init(&r);
+    r.time_us = S_T0;
+    r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED;
+    r.agency = (char *)"politie";
+    r.counterpart = (char *)"rvdk";
+    r.officer = (char *)"a;=2+3;b";
+    r.legal_basis = (char *)"Wpg;@SUM(A1);+1;-1;\t=1";
+    r.n_redacted = 2;
+    r.redacted = redacted;
+    ck_assert_int_eq(kb_store_audit_log(l.store, l.batch, l.tree, &r, NULL), KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    s_log_close(&l);
+    const char *cmds[] = {"audit export --offline --data data --format csv",
+                          "audit query --offline --data data --csv"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int st = s_cli("%s", cmds[i]);
+        ck_assert_msg(st == 0, "%s: exit %d: %s", cmds[i], st, s_out);
+        ck_assert_msg(strstr(s_out, ",\"a;'=2+3;b\",") != NULL, "%s: %s", cmds[i], s_out);
+        ck_assert_msg(strstr(s_out, ",\"Wpg;'@SUM(A1);'+1;'-1;'\t=1\",") != NULL, "%s: %s", cmds[i], s_out);
+        ck_assert_msg(strstr(s_out, ",\"signal.narrative;'=HYPERLINK(1)\",") != NULL, "%s: %s", cmds[i], s_out);
+        /* split as a spreadsheet that takes ';' for the separator and
+         * ignores the quotes would: no part opens a formula */
+        char *save = NULL;
+        for (char *part = strtok_r(s_out, ";\r\n", &save); part; part = strtok_r(NULL, ";\r\n", &save)) {
+            const char *c = part[0] == '"' ? part + 1 : part;
+            ck_assert_msg(*c == '\0' || !strchr("=+-@\t", *c), "%s: a part opens a formula: %s", cmds[i], part);
+        }
+    }
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1416,6 +1457,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_proof_against_a_forged_checkpoint);
     tcase_add_test(tc, test_subject_says_what_retention_per_kind_pruned);
     tcase_add_test(tc, test_agency_text_is_made_safe_for_terminals_and_spreadsheets);
+    tcase_add_test(tc, test_csv_opens_no_formula_in_a_dutch_spreadsheet);
     suite_add_tcase(s, tc);
     return s;
 }
