@@ -149,6 +149,8 @@ static void s_usage(FILE *out, const char *sub)
                      "with --csv a header and rows (RFC 4180, lists joined with ';'; a cell with\n"
                      "',' or ';' is quoted, and a cell or a part of one after ';' that starts with\n"
                      "= + - @ gets a single quote before it, for spreadsheets in any locale).\n"
+                     "JSON writes control characters (C0, DEL, C1) and bidirectional overrides as\n"
+                     "\\uXXXX escapes, invalid UTF-8 as \\ufffd.\n"
                      "Control characters in the table are shown as U+FFFD. Queries use the log's\n"
                      "indexes (subject, message, agency, event); a subject query includes the\n"
                      "records of the person's messages that name no subject, such as\n"
@@ -164,7 +166,9 @@ static void s_usage(FILE *out, const char *sub)
                      "CSV, to FILE or stdout. Pruned records have no contents and are left out.\n"
                      "A CSV cell, or a part of one after ';', starting with = + - @ gets a single\n"
                      "quote before it, and a cell with ',' or ';' is quoted, so that a spreadsheet\n"
-                     "shows it as text whichever of the two it separates cells with.\n\n");
+                     "shows it as text whichever of the two it separates cells with. JSON lines\n"
+                     "write control characters (C0, DEL, C1) and bidirectional overrides as \\uXXXX\n"
+                     "escapes, invalid UTF-8 as \\ufffd.\n\n");
         fputs(s_src_help, out);
         fputs("\n", out);
         fputs(s_filter_help, out);
@@ -646,6 +650,22 @@ static const char *s_jstr(json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : "";
 }
 
+/* Write j as one line of JSON through cli_json_safe(): json-c escapes C0
+ * but passes DEL, C1 (U+009B is a CSI to a terminal), bidirectional
+ * overrides and invalid UTF-8 through, and agencies write those texts.
+ * They go out as \u escapes, the same values (invalid UTF-8 as \ufffd),
+ * so the line is valid UTF-8 and inert on a terminal. KB_OK or KB_ENOMEM. */
+static int s_json_line(FILE *out, json_object *j)
+{
+    const char *text = j ? json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN) : NULL;
+    char *safe = text ? cli_json_safe(text) : NULL;
+    if (!safe)
+        return kb_error_set(KB_ENOMEM, "out of memory");
+    fprintf(out, "%s\n", safe);
+    free(safe);
+    return KB_OK;
+}
+
 /* ------------------------------------------------------------ text from agencies */
 
 /* Replace the string *field of a decoded record (malloc'd by protobuf-c,
@@ -764,7 +784,11 @@ static int s_print_record(uint64_t index, const uint8_t *raw, size_t len, void *
     }
     s_print_header(p);
     if (p->form == S_JSONL) {
-        fprintf(p->out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        p->rc = s_json_line(p->out, o);
+        if (p->rc != KB_OK) {
+            json_object_put(o);
+            return 1;
+        }
     } else if (p->form == S_CSV) {
         for (size_t i = 0; i < S_N_CSV_COLS; i++) {
             if (i)
@@ -1175,7 +1199,7 @@ static int s_cmd_subject(int argc, char **argv)
             json_object_array_add(list, e);
         }
         json_object_object_add(j, "pruned", list);
-        printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        rc = s_json_line(stdout, j);
         json_object_put(j);
     }
     if (rc == KB_OK && (o.json || o.csv)) {
@@ -1424,8 +1448,12 @@ static int s_cmd_proof(int argc, char **argv)
         json_object_object_add(j, "checkpoint", json_object_new_string(f.note));
         json_object_object_add(j, "verified", json_object_new_boolean(verified));
         json_object_object_add(j, "signature_checked", json_object_new_boolean(sig_ok >= 0));
-        printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        int jrc = s_json_line(stdout, j);
         json_object_put(j);
+        if (jrc != KB_OK) {
+            fprintf(stderr, "ketenbus audit proof: %s\n", kb_last_error());
+            goto done;
+        }
     } else {
         printf("record %" PRIu64 " in the tree of %" PRIu64 " records (%s)\n", o.index, cp.size, cp.origin);
         printf("leaf hash  %s  (%s)\n", hex,
@@ -1529,8 +1557,12 @@ static int s_cmd_consistency(int argc, char **argv)
         json_object_object_add(j, "verified", json_object_new_boolean(verified));
         json_object_object_add(j, "checked", json_object_new_boolean(checked));
         json_object_object_add(j, "signature_checked", json_object_new_boolean(sig_new >= 0));
-        printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        int jrc = s_json_line(stdout, j);
         json_object_put(j);
+        if (jrc != KB_OK) {
+            fprintf(stderr, "ketenbus audit consistency: %s\n", kb_last_error());
+            goto done;
+        }
     } else {
         printf("the tree of %" PRIu64 " records extends the tree of %" PRIu64 " records (%s)\n", cp_new.size,
                o.from_size, cp_new.origin);
@@ -1665,9 +1697,12 @@ static int s_cmd_verify(int argc, char **argv)
         for (size_t i = 0; i < res.n_findings; i++)
             json_object_array_add(f, json_object_new_string(res.findings[i]));
         json_object_object_add(j, "findings", f);
-        printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        int jrc = s_json_line(stdout, j);
         json_object_put(j);
-        status = res.ok ? KB_EXIT_OK : S_EXIT_FAILED_VERIFY;
+        if (jrc != KB_OK)
+            fprintf(stderr, "ketenbus audit verify: %s\n", kb_last_error());
+        else
+            status = res.ok ? KB_EXIT_OK : S_EXIT_FAILED_VERIFY;
     } else {
         printf("audit log %s: %" PRIu64 " records, %" PRIu64 " checkpoint%s (%" PRIu64 " verified)\n",
                res.origin[0] ? res.origin : "(no checkpoint)", res.size, res.checkpoints,

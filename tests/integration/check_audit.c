@@ -30,8 +30,8 @@
  *     only with every signature checked and every root known, and a
  *     pruned record's leaf is labelled as its tombstone's; the subject
  *     report says what retention per kind pruned; text agencies wrote
- *     reaches terminals without control characters and spreadsheets
- *     without formulas.
+ *     reaches terminals without control characters, JSON with them all
+ *     escaped, and spreadsheets in either locale without formulas.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -49,6 +49,7 @@
 #include "audit_block.h"
 #include "auditq.h"
 #include "checkpoint.h"
+#include "kb_codec.h"
 #include "kb_error.h"
 #include "kb_keys.h"
 #include "kb_ldb.h"
@@ -1426,6 +1427,56 @@ START_TEST(test_csv_opens_no_formula_in_a_dutch_spreadsheet)
 }
 END_TEST
 
+/* JSON on stdout: json-c escapes C0 by itself, but DEL, C1 (U+009B is an
+ * 8-bit CSI to a terminal) and bidirectional overrides and isolates must
+ * be escaped too, keeping the value; invalid UTF-8 becomes U+FFFD so every
+ * line is valid UTF-8. */
+#define S_C1_OFFICER "csi:\xc2\x9b" "31m del:\x7f bidi:\xe2\x80\xae" "x lri:\xe2\x81\xa6" "y esc:\x1b[2J"
+
+START_TEST(test_json_escapes_every_control_character)
+{
+    s_log_t l;
+    s_log_open(&l);
+    Ketenbus__AuditRecord r;
+    ketenbus__audit_record__init(&r);
+    r.time_us = S_T0;
+    r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED;
+    r.agency = (char *)"politie";
+    r.officer = (char *)S_C1_OFFICER;
+    r.legal_basis = (char *)"bad utf8 \xff\xfe end";
+    r.reason = (char *)"\xc2\x85next line \xc2\xa0kept";
+    ck_assert_int_eq(kb_store_audit_log(l.store, l.batch, l.tree, &r, NULL), KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    s_log_close(&l);
+    const char *cmds[] = {"audit query --offline --data data --event received --json",
+                          "audit export --offline --data data --format jsonl --event received"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int st = s_cli("%s", cmds[i]);
+        ck_assert_msg(st == 0, "%s: exit %d: %s", cmds[i], st, s_out);
+        ck_assert_msg(kb_utf8_valid(s_out, strlen(s_out)), "%s: not UTF-8: %s", cmds[i], s_out);
+        for (const unsigned char *p = (const unsigned char *)s_out; *p; p++)
+            ck_assert_msg((*p >= 0x20 || *p == '\n') && *p != 0x7f, "%s: byte 0x%02x: %s", cmds[i], *p, s_out);
+        const char *raw[] = {"\xc2\x9b", "\xc2\x85", "\xe2\x80\xae", "\xe2\x81\xa6"};
+        for (size_t k = 0; k < sizeof raw / sizeof raw[0]; k++)
+            ck_assert_msg(strstr(s_out, raw[k]) == NULL, "%s: raw U+%s: %s", cmds[i], raw[k], s_out);
+        ck_assert_msg(strstr(s_out, "csi:\\u009b31m del:\\u007f bidi:\\u202ex lri:\\u2066y esc:\\u001b[2J") != NULL,
+                      "%s: %s", cmds[i], s_out);
+        ck_assert_msg(strstr(s_out, "\xc2\xa0kept") != NULL, "%s: %s", cmds[i], s_out); /* no control: as it is */
+        /* the same values */
+        json_object *o = json_tokener_parse(s_out);
+        ck_assert_msg(o != NULL, "%s: %s", cmds[i], s_out);
+        json_object *v = NULL;
+        ck_assert(json_object_object_get_ex(o, "officer", &v));
+        ck_assert_str_eq(json_object_get_string(v), S_C1_OFFICER);
+        ck_assert(json_object_object_get_ex(o, "legal_basis", &v));
+        ck_assert_str_eq(json_object_get_string(v), "bad utf8 \xef\xbf\xbd\xef\xbf\xbd end");
+        ck_assert(json_object_object_get_ex(o, "reason", &v));
+        ck_assert_str_eq(json_object_get_string(v), "\xc2\x85next line \xc2\xa0kept");
+        json_object_put(o);
+    }
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1458,6 +1509,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_subject_says_what_retention_per_kind_pruned);
     tcase_add_test(tc, test_agency_text_is_made_safe_for_terminals_and_spreadsheets);
     tcase_add_test(tc, test_csv_opens_no_formula_in_a_dutch_spreadsheet);
+    tcase_add_test(tc, test_json_escapes_every_control_character);
     suite_add_tcase(s, tc);
     return s;
 }
