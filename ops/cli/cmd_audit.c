@@ -149,12 +149,14 @@ static void s_usage(FILE *out, const char *sub)
                      "with --csv a header and rows (RFC 4180, lists joined with ';'; a cell with\n"
                      "',' or ';' is quoted, and a cell or a part of one after ';' that starts with\n"
                      "= + - @ gets a single quote before it, for spreadsheets in any locale).\n"
-                     "JSON writes control characters (C0, DEL, C1) and bidirectional overrides as\n"
-                     "\\uXXXX escapes, invalid UTF-8 as \\ufffd.\n"
-                     "Control characters in the table are shown as U+FFFD. Queries use the log's\n"
-                     "indexes (subject, message, agency, event); a subject query includes the\n"
-                     "records of the person's messages that name no subject, such as\n"
-                     "acknowledgements.\n\n");
+                     "Queries use the log's indexes (subject, message, agency, event); a subject\n"
+                     "query includes the records of the person's messages that name no subject,\n"
+                     "such as acknowledgements.\n\n"
+                     "Agencies write officer ids, legal bases and reasons: control characters\n"
+                     "(C0, DEL, C1), invalid UTF-8 and bidirectional overrides in them are shown\n"
+                     "as U+FFFD in the table, and in CSV when stdout is a terminal (redirected to\n"
+                     "a file or a pipe, CSV keeps them as logged). JSON writes them as \\uXXXX\n"
+                     "escapes of the same value (invalid UTF-8 as \\ufffd).\n\n");
         fputs(s_src_help, out);
         fputs("\n", out);
         fputs(s_filter_help, out);
@@ -166,15 +168,17 @@ static void s_usage(FILE *out, const char *sub)
                      "CSV, to FILE or stdout. Pruned records have no contents and are left out.\n"
                      "A CSV cell, or a part of one after ';', starting with = + - @ gets a single\n"
                      "quote before it, and a cell with ',' or ';' is quoted, so that a spreadsheet\n"
-                     "shows it as text whichever of the two it separates cells with. JSON lines\n"
-                     "write control characters (C0, DEL, C1) and bidirectional overrides as \\uXXXX\n"
-                     "escapes, invalid UTF-8 as \\ufffd.\n\n");
+                     "shows it as text whichever of the two it separates cells with. Written to a\n"
+                     "terminal (no --out, stdout not redirected), CSV shows control characters\n"
+                     "(C0, DEL, C1), invalid UTF-8 and bidirectional overrides as U+FFFD; to a\n"
+                     "file it keeps them as logged. JSON lines write them as \\uXXXX escapes of\n"
+                     "the same value (invalid UTF-8 as \\ufffd).\n\n");
         fputs(s_src_help, out);
         fputs("\n", out);
         fputs(s_filter_help, out);
     } else if (strcmp(sub, "subject") == 0) {
         fprintf(out, "usage: ketenbus audit subject SOURCE (--identify TYPE=VALUE... --chain-key FILE |\n"
-                     "                              --subject HEX...) [--since TIME] [--until TIME] [--json]\n\n"
+                     "                              --subject HEX...) [--since TIME] [--until TIME] [--json | --csv]\n\n"
                      "What a privacy officer needs for a GDPR article 15 request: every exchange\n"
                      "about the person, message by message: who sent what kind to whom, when, for\n"
                      "which purpose and on which legal basis, under which rule, what was withheld,\n"
@@ -183,7 +187,8 @@ static void s_usage(FILE *out, const char *sub)
                      "this process; give several to find records made with any of them.\n"
                      "Says which kinds retention pruned up to which record and time in the period.\n"
                      "--json prints the records as JSON lines instead, after a line {\"pruned\": [...]}\n"
-                     "when retention pruned any.\n\n");
+                     "when retention pruned any; --csv as CSV rows. Both treat agencies' text as\n"
+                     "`audit query --help` says (CSV on a terminal: control characters as U+FFFD).\n\n");
         fputs(s_src_help, out);
     } else if (strcmp(sub, "checkpoint") == 0) {
         fprintf(out, "usage: ketenbus audit checkpoint SOURCE [--out FILE]\n"
@@ -703,8 +708,9 @@ static int s_tty_record(Ketenbus__AuditRecord *r)
 
 /* A field as one CSV cell: arrays joined with ';', every ';'-separated
  * part kept from opening a formula, whichever of ',' and ';' a spreadsheet
- * splits on. */
-static void s_csv_field(FILE *out, json_object *o, const char *key)
+ * splits on. tty: the cell goes to a terminal, so its text is made safe
+ * there (cli_tty) rather than kept as data. */
+static void s_csv_field(FILE *out, json_object *o, const char *key, int tty)
 {
     json_object *v = NULL;
     char buf[8192];
@@ -719,17 +725,19 @@ static void s_csv_field(FILE *out, json_object *o, const char *key)
             snprintf(buf, sizeof buf, "%s", json_object_get_string(v));
         }
     }
+    char safe[3 * sizeof buf]; /* cli_tty() writes 3 bytes for 1 at most */
+    const char *text = tty ? cli_tty(buf, safe, sizeof safe) : buf;
     /* RFC 4180: quote fields with a comma, quote or line break; double
      * quotes. A semicolon too: a spreadsheet in a Dutch locale (nl-NL)
      * separates the cells of a .csv with it. */
-    int quote = strpbrk(buf, ",;\"\r\n") != NULL;
+    int quote = strpbrk(text, ",;\"\r\n") != NULL;
     if (quote)
         fputc('"', out);
-    for (const char *p = buf; *p; p++) {
+    for (const char *p = text; *p; p++) {
         /* a cell, or a part of one after a ';', that a spreadsheet would
          * take for a formula (agencies write legal bases, officer ids and
          * reasons) is kept as text: a single quote before it (docs/AUDIT.md) */
-        if ((p == buf || p[-1] == ';') && strchr(S_CSV_FORMULA, *p))
+        if ((p == text || p[-1] == ';') && strchr(S_CSV_FORMULA, *p))
             fputc('\'', out);
         if (*p == '"')
             fputc('"', out);
@@ -753,6 +761,7 @@ typedef struct {
     uint64_t limit;     /* stop after (0: all) */
     int header;         /* 1: header written */
     int rc;             /* a failure */
+    int tty;            /* 1: out is a terminal: CSV cells as cli_tty() shows them */
 } s_printer_t;
 
 static void s_print_header(s_printer_t *p)
@@ -793,7 +802,7 @@ static int s_print_record(uint64_t index, const uint8_t *raw, size_t len, void *
         for (size_t i = 0; i < S_N_CSV_COLS; i++) {
             if (i)
                 fputc(',', p->out);
-            s_csv_field(p->out, o, s_csv_cols[i]);
+            s_csv_field(p->out, o, s_csv_cols[i], p->tty);
         }
         fputs("\r\n", p->out);
     } else {
@@ -862,7 +871,9 @@ static int s_cmd_query(int argc, char **argv, int export)
             return KB_EXIT_FAIL;
         }
     }
-    s_printer_t p = {out, form, 0, o.limit, 0, KB_OK};
+    /* CSV is data for files, but agencies' control characters must not
+     * reach a terminal: there the cells are shown as in the table */
+    s_printer_t p = {out, form, 0, o.limit, 0, KB_OK, isatty(fileno(out))};
     int rc = s_query_all(a, &o.filter, s_print_record, &p, &p.n, o.limit);
     if (rc == KB_OK)
         rc = p.rc;
@@ -1203,7 +1214,7 @@ static int s_cmd_subject(int argc, char **argv)
         json_object_put(j);
     }
     if (rc == KB_OK && (o.json || o.csv)) {
-        s_printer_t p = {stdout, o.json ? S_JSONL : S_CSV, 0, o.limit, 0, KB_OK};
+        s_printer_t p = {stdout, o.json ? S_JSONL : S_CSV, 0, o.limit, 0, KB_OK, isatty(STDOUT_FILENO)};
         rc = s_query_all(a, &o.filter, s_print_record, &p, &p.n, o.limit);
         if (rc == KB_OK)
             rc = p.rc;

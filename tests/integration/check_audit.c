@@ -33,11 +33,14 @@
  *     reaches terminals without control characters, JSON with them all
  *     escaped, and spreadsheets in either locale without formulas.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -120,6 +123,51 @@ static int s_cli(const char *fmt, ...)
         memcpy(s_out, text, len + 1);
         free(text);
     }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The same with its stdout on a terminal: a pseudo-terminal in raw mode,
+ * so that the bytes arrive as written; stderr goes to cli.err. */
+static int s_cli_tty(const char *args)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(master, 0);
+    ck_assert_int_eq(grantpt(master), 0);
+    ck_assert_int_eq(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(slave, 0);
+    struct termios t;
+    ck_assert_int_eq(tcgetattr(slave, &t), 0);
+    cfmakeraw(&t);
+    ck_assert_int_eq(tcsetattr(slave, TCSANOW, &t), 0);
+    const char *build = getenv("KB_BUILD");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s/ketenbus' %s 2>cli.err", s_chain.dir, build ? build : "build", args);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (dup2(slave, STDOUT_FILENO) < 0)
+            _exit(127);
+        close(slave);
+        close(master);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(slave);
+    size_t len = 0;
+    for (;;) { /* until EIO: the program closed the terminal */
+        ssize_t n = read(master, s_out + len, sizeof s_out - 1 - len);
+        if (n > 0)
+            len += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            break;
+    }
+    s_out[len] = '\0';
+    close(master);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -1477,6 +1525,57 @@ START_TEST(test_json_escapes_every_control_character)
 }
 END_TEST
 
+/* CSV written to a terminal (stdout is, unless --out or a redirection)
+ * shows agencies' control characters, C1 and bidirectional overrides as
+ * U+FFFD, as the table does; written to a file it stays the data. */
+#define S_TTY_OFFICER "\x1b]0;pwned\x07"
+#define S_TTY_REASON  "c1:\xc2\x9b" "31m bidi:\xe2\x80\xae" "x del:\x7f line\r\nbreak"
+
+START_TEST(test_csv_on_a_terminal_has_no_control_characters)
+{
+    s_log_t l;
+    s_log_open(&l);
+    uint8_t subj[32];
+    memset(subj, S_LOG_SUBJECT_BYTE, sizeof subj);
+    ProtobufCBinaryData sd = {sizeof subj, subj};
+    Ketenbus__AuditRecord r;
+    ketenbus__audit_record__init(&r);
+    r.time_us = S_T0;
+    r.event = KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED;
+    r.agency = (char *)"politie";
+    r.officer = (char *)S_TTY_OFFICER;
+    r.reason = (char *)S_TTY_REASON;
+    r.n_subject_keys = 1;
+    r.subject_keys = &sd;
+    ck_assert_int_eq(kb_store_audit_log(l.store, l.batch, l.tree, &r, NULL), KB_OK);
+    ck_assert_int_eq(kb_store_commit(l.store, l.batch, 1), KB_OK);
+    s_log_close(&l);
+    char hex[65], subject_cmd[160];
+    kb_hex(subj, sizeof subj, hex);
+    snprintf(subject_cmd, sizeof subject_cmd, "audit subject --offline --data data --subject %s --csv", hex);
+    const char *cmds[] = {"audit query --offline --data data --csv", "audit export --offline --data data --format csv",
+                          subject_cmd};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int st = s_cli_tty(cmds[i]);
+        ck_assert_msg(st == 0, "%s: exit %d: %s", cmds[i], st, s_out);
+        /* CR LF end the rows; nothing else below 0x20 */
+        for (const char *p = s_out; *p; p++)
+            ck_assert_msg((unsigned char)*p >= 0x20 || (p[0] == '\r' && p[1] == '\n') || (*p == '\n' && p > s_out && p[-1] == '\r'),
+                          "%s: byte 0x%02x: %s", cmds[i], (unsigned char)*p, s_out);
+        ck_assert_msg(strchr(s_out, 0x7f) == NULL && strstr(s_out, "\xc2\x9b") == NULL &&
+                      strstr(s_out, "\xe2\x80\xae") == NULL, "%s: %s", cmds[i], s_out);
+        ck_assert_msg(strstr(s_out, ",\"\xef\xbf\xbd]0;pwned\xef\xbf\xbd\",") != NULL, "%s: %s", cmds[i], s_out);
+        ck_assert_msg(strstr(s_out, ",c1:\xef\xbf\xbd" "31m bidi:\xef\xbf\xbd" "x del:\xef\xbf\xbd line\xef\xbf\xbd"
+                                    "\xef\xbf\xbd" "break,") != NULL, "%s: %s", cmds[i], s_out);
+        /* into a file: the data as logged */
+        st = s_cli("%s", cmds[i]);
+        ck_assert_msg(st == 0, "%s: exit %d: %s", cmds[i], st, s_out);
+        ck_assert_msg(strstr(s_out, ",\"" S_TTY_OFFICER "\",") != NULL, "%s: %s", cmds[i], s_out);
+        ck_assert_msg(strstr(s_out, ",\"" S_TTY_REASON "\",") != NULL, "%s: %s", cmds[i], s_out);
+    }
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("audit");
@@ -1510,6 +1609,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_agency_text_is_made_safe_for_terminals_and_spreadsheets);
     tcase_add_test(tc, test_csv_opens_no_formula_in_a_dutch_spreadsheet);
     tcase_add_test(tc, test_json_escapes_every_control_character);
+    tcase_add_test(tc, test_csv_on_a_terminal_has_no_control_characters);
     suite_add_tcase(s, tc);
     return s;
 }
