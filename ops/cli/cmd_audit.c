@@ -262,9 +262,11 @@ static void s_usage(FILE *out, const char *sub)
     } else if (strcmp(sub, "report") == 0) {
         fprintf(out, "usage: ketenbus audit report SOURCE [--since TIME] [--until TIME] --out FILE [--key FILE]\n\n"
                      "Writes one self-contained HTML page about the period: what was shared by\n"
-                     "whom with whom, volumes per day and kind, refusals by rule, expired and\n"
-                     "escalated items, and the outcome of `audit verify` with the checkpoint it\n"
-                     "was checked against. Needs the broker's public key (--key or --config).\n"
+                     "whom with whom, volumes per day and kind, refusals by rule, expired items,\n"
+                     "and the outcome of `audit verify` with the checkpoint it was checked\n"
+                     "against. The broker escalates nothing yet, so the page shows no escalated\n"
+                     "items (text in a record is never taken for one), only how many referrals\n"
+                     "expired. Needs the broker's public key (--key or --config).\n"
                      "Exit status 3 when the page was written but the log did not verify.\n\n");
         fputs(s_src_help, out);
     }

@@ -17,7 +17,7 @@
  *                      as "unverified-records", the checkpoint note it was
  *                      checked against);
  *   id="summary"       records per event (ids "count-<event>", e.g.
- *                      "count-routed"), agencies exchanging, escalations;
+ *                      "count-routed"), agencies exchanging;
  *   id="flow-matrix"   ROUTED records, sender (row) by recipient (column);
  *                      each cell carries data-from/data-to and a per-kind
  *                      breakdown in its title (hover);
@@ -29,8 +29,11 @@
  *                      sender -> recipient pairs concerned;
  *   id="expired"       EXPIRED records: when, sender, recipient, message id,
  *                      kind;
- *   id="escalated"     records whose reason starts with "escalated" (any
- *                      event), or "None".
+ *   id="escalated"     that the broker records no escalation yet (no
+ *                      audit event says an item was escalated, and no
+ *                      free text such as a reason is taken for one), and
+ *                      the EXPIRED records of referrals in the period
+ *                      ("count-expired-referrals").
  * Every string that comes from a record or the verification outcome is
  * untrusted (agencies write officer ids, legal bases; reasons quote them):
  * it is HTML-escaped, invalid UTF-8, control characters and bidirectional

@@ -6,9 +6,10 @@
  * six agencies of the chain (police, child protection board, two shelters,
  * CoMensha, a municipality): signals, referrals and their updates routed
  * under named rules, refusals by three rules, by the default deny and by
- * the checks before the rules, two expired items, one escalation, and a
- * refusal whose reason quotes a hostile legal basis with <script> and
- * quotes. The test builds the page, checks its ids and every number
+ * the checks before the rules, two expired items, texts that claim an
+ * escalation (an adapter's name, a reason: free text, never counted as
+ * one), and a refusal whose reason quotes a hostile legal basis with
+ * <script> and quotes. The test builds the page, checks its ids and every number
  * against counts made here, then has /usr/bin/chromium take a screenshot
  * and dump the DOM it built: the PNG must be a real 1280x2000 picture, and
  * the DOM must hold the sections and the matrix numbers, with the hostile
@@ -89,6 +90,8 @@ static const struct {
 };
 
 #define S_HOSTILE_BASIS "<script>alert('x')</script> & \"Wpg\""
+/* An adapter's name, which the broker logs as its CONNECTED record's reason. */
+#define S_ADAPTER_ESCALATED "Escalated: urgent referral 4711 not accepted before its deadline"
 
 /* Refusals: rule ("" = none), code, reason, pair, how many. */
 static const struct {
@@ -243,7 +246,8 @@ static void s_build(void)
     int64_t t0 = S_SINCE_US;
     s_add(E_(RULES_LOADED), t0 + 7 * S_HOUR_US, "", "", 0)->reason = "chain.yaml sha256 3f2a...";
     for (size_t a = 0; a < S_N_AGENCIES; a++)
-        s_add(E_(CONNECTED), t0 + 8 * S_HOUR_US + (int64_t)a * S_MIN_US, s_agencies[a], "", 0);
+        s_add(E_(CONNECTED), t0 + 8 * S_HOUR_US + (int64_t)a * S_MIN_US, s_agencies[a], "", 0)->reason =
+            a == 1 ? S_ADAPTER_ESCALATED : "ketenbus adapter 0.1";
     for (int d = 0; d < S_N_DAYS; d++) {
         int64_t day = t0 + d * S_DAY_US;
         int j = 0;
@@ -259,7 +263,7 @@ static void s_build(void)
     /* Each side of a UTC midnight: day 1 ends, day 2 begins. */
     s_message(t0 + 2 * S_DAY_US - 1, "politie", "comensha", K_SIGNAL, "registratie-comensha", 0);
     s_message(t0 + 2 * S_DAY_US, "politie", "comensha", K_SIGNAL, "registratie-comensha", 0);
-    /* An urgent referral fier did not accept goes to the board instead. */
+    /* A referral routed with a reason that claims an escalation: free text. */
     Ketenbus__AuditRecord *esc = s_add(E_(ROUTED), t0 + 3 * S_DAY_US + 16 * S_HOUR_US, "politie", "rvdk", K_REFERRAL);
     s_new_id(esc);
     esc->rule_id = "politie-rvdk-minderjarigen";
@@ -320,6 +324,14 @@ static uint64_t s_count(int event)
     uint64_t n = 0;
     for (size_t i = 0; i < s_log.n; i++)
         n += (int)s_log.rec[i].event == event;
+    return n;
+}
+
+static uint64_t s_expired_referrals(void)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < s_log.n; i++)
+        n += s_log.rec[i].event == E_(EXPIRED) && s_log.rec[i].kind == K_REFERRAL;
     return n;
 }
 
@@ -448,7 +460,9 @@ static void s_check_page(const char *html, const char *what)
         ck_assert_msg(s_id_number(html, counts[i].id) == (long long)s_count(counts[i].event), "%s: %s is %lld, want %"
                       PRIu64, what, counts[i].id, s_id_number(html, counts[i].id), s_count(counts[i].event));
     ck_assert_int_eq(s_id_number(html, "count-records"), (long long)s_log.n);
-    ck_assert_int_eq(s_id_number(html, "count-escalated"), 1);
+    /* the broker escalates nothing yet: no card counts escalations */
+    ck_assert_msg(strstr(html, "count-escalated") == NULL, "%s: an escalation count", what);
+    ck_assert_int_eq(s_id_number(html, "count-expired-referrals"), (long long)s_expired_referrals());
     ck_assert_int_eq(s_id_number(html, "count-agencies"), (long long)S_N_AGENCIES);
     ck_assert_int_eq(s_id_number(html, "flow-total"), (long long)s_count(E_(ROUTED)));
     ck_assert_int_eq(s_id_number(html, "volume-total"), (long long)s_count(E_(RECEIVED)));
@@ -689,12 +703,14 @@ START_TEST(test_page_text)
     ck_assert_ptr_nonnull(strstr(exp, "<time datetime=\"2026-11-18T"));
     free(exp);
 
+    /* texts that claim an escalation are not one, and appear nowhere */
     char *esc = s_section(html, "escalated");
-    ck_assert_int_eq(s_occurrences(esc, "<tr data-index="), 1);
-    ck_assert_ptr_nonnull(strstr(esc, "escalated: urgent referral not accepted by fier before its deadline"));
-    ck_assert_ptr_nonnull(strstr(esc, "Z</time></td><td>routed</td><td>politie</td><td>rvdk</td>"));
-    ck_assert_ptr_null(strstr(esc, "None in this period"));
+    ck_assert_int_eq(s_occurrences(esc, "<tr"), 0);
+    ck_assert_ptr_nonnull(strstr(esc, "The broker does not escalate items yet"));
+    ck_assert_int_eq(s_expired_referrals(), 2);
+    ck_assert_ptr_nonnull(strstr(esc, "<b id=\"count-expired-referrals\">2</b> (listed under expired items)."));
     free(esc);
+    ck_assert_ptr_null(strstr(html, "urgent referral"));
 
     char *ver = s_section(html, "verification");
     ck_assert_ptr_nonnull(strstr(ver, "class=\"verify ok\""));
@@ -747,12 +763,16 @@ START_TEST(test_page_failed_and_empty)
     ck_assert_ptr_nonnull(strstr(ver, "no signed checkpoint"));
     ck_assert_ptr_nonnull(strstr(ver, "<dd>none</dd>"));
     free(ver);
-    const char *none[] = {"refusals", "expired", "escalated"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *none[] = {"refusals", "expired"};
+    for (size_t i = 0; i < 2; i++) {
         char *sec = s_section(html, none[i]);
         ck_assert_msg(strstr(sec, "None in this period.") != NULL, "%s: %s", none[i], sec);
         free(sec);
     }
+    char *esc = s_section(html, "escalated");
+    ck_assert_ptr_nonnull(strstr(esc, "The broker does not escalate items yet"));
+    ck_assert_ptr_nonnull(strstr(esc, "<b id=\"count-expired-referrals\">0</b>."));
+    free(esc);
     ck_assert_ptr_nonnull(strstr(html, "No messages were routed in this period."));
     ck_assert_ptr_nonnull(strstr(html, "No messages received in this period"));
     for (size_t i = 0; i < sizeof s_ids / sizeof s_ids[0]; i++) {
@@ -764,6 +784,27 @@ START_TEST(test_page_failed_and_empty)
     /* still five rows of zeros: the period has five days */
     for (int d = 0; d < S_N_DAYS; d++)
         ck_assert_int_eq(s_page_day_total(html, d), 0);
+    free(html);
+}
+END_TEST
+
+/* The broker escalates nothing yet, and a record's reason is free text:
+ * for a CONNECTED record, the name an adapter chose for itself. Reasons
+ * that claim an escalation, on records of every event but refusals (whose
+ * reasons the refusals section shows), make no escalation card or row. */
+START_TEST(test_free_text_is_no_escalation)
+{
+    s_build();
+    for (size_t i = 0; i < s_log.n; i++)
+        if (s_log.rec[i].event != E_(REFUSED))
+            s_log.rec[i].reason = i % 2 ? S_ADAPTER_ESCALATED : "escalated";
+    char *html = s_write("free-text.html");
+    ck_assert_ptr_null(strstr(html, "count-escalated"));
+    ck_assert_ptr_null(strstr(html, "4711"));
+    char *esc = s_section(html, "escalated");
+    ck_assert_int_eq(s_occurrences(esc, "<tr"), 0);
+    ck_assert_int_eq(s_id_number(esc, "count-expired-referrals"), (long long)s_expired_referrals());
+    free(esc);
     free(html);
 }
 END_TEST
@@ -931,6 +972,7 @@ static Suite *s_suite(void)
     tcase_add_test(page, test_page_failed_and_empty);
     tcase_add_test(page, test_long_period);
     tcase_add_test(page, test_unknown_event);
+    tcase_add_test(page, test_free_text_is_no_escalation);
     tcase_add_test(page, test_chromium);
     suite_add_tcase(s, page);
     return s;
