@@ -697,7 +697,7 @@ int kb_auditq_prune(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, int kind, i
     if (kind == KB_PRUNE_ALL)
         snprintf(what, sizeof what, "records");
     else if (kind == 0)
-        snprintf(what, sizeof what, "records about no message (kind other)");
+        snprintf(what, sizeof what, "records of no message kind (other)");
     else
         snprintf(what, sizeof what, "%s records", kb_kind_name(kind));
     snprintf(reason, sizeof reason, "pruned %llu %s in [%llu, %llu) older than %s; requested by %.200s",

@@ -107,8 +107,9 @@ json_object *kb_auditq_filter_to_json(const kb_auditq_filter_t *f);
 int kb_auditq_filter_from_json(json_object *o, kb_auditq_filter_t *f);
 
 /* Event and kind names as the JSON form writes them ("refused",
- * "signal"; "other" for the records about no message, such as connections
- * and rule loads): the bit for a name, 0 if unknown. */
+ * "signal"; "other" for the records of no message kind: those about no
+ * message, such as connections and rule loads, and refusals of envelopes
+ * whose fields were not taken in): the bit for a name, 0 if unknown. */
 #define KB_AUDITQ_KIND_OTHER "other"
 uint32_t kb_auditq_event_bit(const char *name);
 uint32_t kb_auditq_kind_bit(const char *name);
@@ -127,7 +128,7 @@ typedef struct {
 
 /* Prune records older than before_us, at most max of them, within limit
  * (above): every record (kind KB_PRUNE_ALL) or those of one Ketenbus__Kind
- * (0: records about no message; never checkpoints or prunes). Stage the tombstones and index removals in b and append a PRUNED
+ * (0: records of no message kind; never checkpoints or prunes). Stage the tombstones and index removals in b and append a PRUNED
  * audit record through tree (bound to s with batch b) saying which records
  * and who asked (who, e.g. "admin socket user ops pid 42"). The caller
  * commits, then signs a checkpoint so the record is covered. Records not

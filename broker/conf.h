@@ -25,8 +25,8 @@
  *                                      # authenticated by their CURVE key alone
  *     retention:                       # optional: audit records older than this lose their
  *       signal: 2y                     # contents (audit prune), per kind of message; "other"
- *       referral: 7y                   # for records about no message; a kind not named is
- *       other: 7y                      # kept for ever
+ *       referral: 7y                   # for records of no kind (connections, rule loads,
+ *       other: 7y                      # unchecked refusals); a kind not named is kept for ever
  *   agencies:
  *     - id: politie
  *       name: Politie Nederland
@@ -136,7 +136,7 @@ typedef struct kb_conf {
     int verify_signatures;        /* 0 only to measure the rest of the broker (benchmarks) */
     int verify_line;              /* line of the verify_signatures value (0 without one) */
     int verify_column;            /* its column */
-    int64_t retention_us[KB_CONF_RETENTION_KINDS]; /* per Ketenbus__Kind (0: about no message); 0: kept */
+    int64_t retention_us[KB_CONF_RETENTION_KINDS]; /* per Ketenbus__Kind (0: no kind); 0: kept */
     size_t n_agencies;            /* number of agencies */
     kb_agency_t *agencies;        /* the agencies, in file order */
     size_t n_groups;              /* number of groups */

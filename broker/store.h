@@ -236,8 +236,9 @@ int kb_store_audit_reindex(kb_store_t *s);
  *
  * A pruning looks at the records of a range [start, end) and takes those
  * of its kind, KB_PRUNE_ALL for every kind (`audit prune --before`), or
- * one Ketenbus__Kind, 0 for records about no message such as connections
- * and rule loads (retention per kind). Each kind goes on from where its
+ * one Ketenbus__Kind, 0 for records of no kind: those about no message,
+ * such as connections and rule loads, and refusals of envelopes whose
+ * fields were not taken in (retention per kind). Each kind goes on from where its
  * last pruning ended (kb_store_audit_pruned_kind: "p" for every kind, "r"
  * <kind> for one), so tombstones may lie between kept records. CHECKPOINT
  * and PRUNED records, on which the verification of a pruned log rests,

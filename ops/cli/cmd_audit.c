@@ -117,7 +117,7 @@ static const char *s_filter_help =
     "                           connect_refused, checkpoint, pruned (repeatable, or a,b)\n"
     "  --decision allowed|refused  routed to a recipient under a rule / refused\n"
     "  --kind NAME              signal, referral, referral_update, match_notice,\n"
-    "                           expiry_notice, other: about no message (repeatable, or a,b)\n"
+    "                           expiry_notice, other: of no kind (repeatable, or a,b)\n"
     "  --since TIME, --until TIME  the period [since, until): 2026-11-01 or RFC 3339\n";
 
 static void s_usage(FILE *out, const char *sub)
@@ -249,7 +249,9 @@ static void s_usage(FILE *out, const char *sub)
                      "leaf hash, and removes them from the indexes, so the tree stays verifiable.\n"
                      "--kind limits it to the records about messages of that kind (signal,\n"
                      "referral, referral_update, match_notice, expiry_notice; repeatable or a,b),\n"
-                     "or \"other\" for those about no message (connections, rule loads). Checkpoint\n"
+                     "or \"other\" for those of no kind: connections, rule loads, and refusals of\n"
+                     "envelopes whose fields were not taken in (bad signature, spoofed sender:\n"
+                     "they keep only the message id they claimed). Checkpoint\n"
                      "and pruned records always stay. A broker with `retention:` in its chain file\n"
                      "does this by itself for each kind configured there.\n"
                      "Only records under a signed checkpoint and outside the newest leaf tile (256\n"
