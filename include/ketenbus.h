@@ -215,17 +215,23 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  * Every delivery is checked before the handler or recv sees it, so that
  * the adapter need not trust the broker (proto/SIGNING.md,
  * "Verification"): its structure; that only the broker sends notices,
- * and nothing else; and the sender's signature over the header and every
- * visible field, which also proves the list of withheld fields. A delivery
- * that fails is not handed out; it is logged (event=delivery_refused, at
- * error level, with the reason and what was done):
- * - one that cannot be genuine whatever keys are installed: a notice not
- *   from the broker, a message in the broker's name that is not a notice,
- *   or one from a sender called "broker", the name of the broker's key
- *   files, that is not the broker (action=quarantined): it is written to
- *   STATE_DIR/quarantine/ (SENDER-ID-HASH.pb, the envelope as received;
- *   .txt, when and why; `ketenbus quarantine` lists them), synced, and
- *   then acknowledged, so it does not come back in every session. The
+ * and nothing else; that it is meant for this agency: an envelope that
+ * names its recipients must name this agency's id (the one given to
+ * ketenbus_client_opts_set_agency; recipients are agency ids, never
+ * groups), one that names none was fanned out by the rules; and the
+ * sender's signature over the header and every visible field, which also
+ * proves the list of withheld fields. A delivery that fails is not handed
+ * out; it is logged (event=delivery_refused, at error level, with the
+ * reason and what was done):
+ * - one that cannot be genuine for this agency whatever keys are
+ *   installed: a notice not from the broker, a message in the broker's
+ *   name that is not a notice, one from a sender called "broker", the name
+ *   of the broker's key files, that is not the broker, or one whose
+ *   recipients do not name this agency, also a notice
+ *   (action=quarantined): it is written to STATE_DIR/quarantine/
+ *   (SENDER-ID-HASH.pb, the envelope as received; .txt, when and why;
+ *   `ketenbus quarantine` lists them), synced, and then acknowledged, so
+ *   it does not come back in every session. The
  *   quarantine holds at most 10,000 deliveries or 1 GiB (counted when the
  *   client starts, and kept up to date), since the state directory also
  *   holds the outbox: beyond that such a delivery is only logged (error

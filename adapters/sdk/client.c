@@ -786,7 +786,7 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
             continue;
         }
         /* handed out only if it is what its sender wrote */
-        int vrc = kb_sender_keys_check(c->senders, e, c->broker_id);
+        int vrc = kb_sender_keys_check(c->senders, e, c->broker_id, c->o.agency);
         if (vrc != KB_OK) {
             char id[37] = "?", why[KB_ERROR_MAX], kept[PATH_MAX] = "";
             if (e->message_id.len == 16)
@@ -955,6 +955,12 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
             c->ping_ms = f->welcome->ping_interval_ms;
         s_log(c, 2, "event=welcome broker=%s agency=%s policy=%.16s", f->welcome->broker_id, f->welcome->agency,
               f->welcome->policy_version);
+        /* the broker knows this client by its CURVE key; deliveries are
+         * checked against the agency id it was given here, and those
+         * addressed to another are refused for good */
+        if (f->welcome->agency[0] && strcmp(f->welcome->agency, c->o.agency) != 0)
+            s_log(c, 0, "event=agency_mismatch agency=%s broker_says=%s", c->o.agency,
+                  kb_quarantine_safe_id(f->welcome->agency));
         /* a broker that does not tell its TTL (older ones) may keep a
          * message for any time: then no seen record goes */
         c->ttl_told = 0;

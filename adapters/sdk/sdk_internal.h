@@ -144,16 +144,18 @@ int64_t kb_sender_keys_stamp(const kb_sender_keys_t *k);
 
 /* Check a delivered envelope as proto/SIGNING.md asks of a recipient: its
  * structure, that only the broker (broker_id, from WELCOME) sends notices
- * and nothing else, and its sender's signature over the header and every
+ * and nothing else, that it is meant for agency (its recipients name it,
+ * or none are named), and its sender's signature over the header and every
  * visible field. KB_OK: it is what its sender wrote (less what is listed as
- * withheld). KB_EREJECTED: it cannot be genuine whatever keys are
- * installed (a notice not from the broker, a message in the broker's name
- * that is not a notice, a sender called "broker" that is not the broker). KB_EPROTO (malformed), KB_ECRYPTO (not what
- * the sender signed with the installed key), KB_ENOTFOUND or KB_EIO (no
- * readable key for its sender): refused, but a newer ketenbus.proto or a
- * key not yet installed here could make it pass. The reason is in
- * kb_last_error(). */
-int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id);
+ * withheld). KB_EREJECTED: it cannot be genuine for agency whatever keys
+ * are installed (a notice not from the broker, a message in the broker's
+ * name that is not a notice, a sender called "broker" that is not the
+ * broker, recipients that do not name agency). KB_EPROTO (malformed),
+ * KB_ECRYPTO (not what the sender signed with the installed key),
+ * KB_ENOTFOUND or KB_EIO (no readable key for its sender): refused, but a
+ * newer ketenbus.proto or a key not yet installed here could make it pass.
+ * The reason is in kb_last_error(). */
+int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id, const char *agency);
 
 /* ------------------------------------------------------------ quarantine (quarantine.c) */
 

@@ -16,6 +16,16 @@
  * read again once (the sender may have been given a new key), and then
  * DIR/SENDER.previous.sign.pub.pem is tried if it is there: messages signed
  * before a key change may still be queued for this agency.
+ *
+ * A delivery must also be meant for this agency: an envelope that names
+ * its recipients reaches at most those (they are signed, and the broker
+ * queues it for no one else), so one whose list does not name this agency
+ * was sent to another, however genuine its signature. Recipients name
+ * agencies only: the groups of the chain configuration are for the rules,
+ * and the broker does not expand one named in an envelope (it refuses it
+ * as an unknown agency), so every agency that gets a copy is named in it.
+ * An envelope without recipients was fanned out by the rules, and a notice
+ * of the broker names the agency it reports to, or no one.
  */
 #include <errno.h>
 #include <limits.h>
@@ -127,9 +137,20 @@ static int s_is_notice(const Ketenbus__Envelope *e)
     return e->kind == KETENBUS__KIND__KIND_MATCH_NOTICE || e->kind == KETENBUS__KIND__KIND_EXPIRY_NOTICE;
 }
 
-int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id)
+/* Is agency among the named recipients, or are none named? */
+static int s_addressed_to(const Ketenbus__Envelope *e, const char *agency)
 {
-    if (!k || !e || !broker_id)
+    if (e->n_recipients == 0)
+        return 1;
+    for (size_t i = 0; i < e->n_recipients; i++)
+        if (strcmp(e->recipients[i], agency) == 0)
+            return 1;
+    return 0;
+}
+
+int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id, const char *agency)
+{
+    if (!k || !e || !broker_id || !agency)
         return kb_error_set(KB_EINVAL, "sender keys: nothing to check");
     char why[256];
     if (kb_envelope_validate(e, why, sizeof why) != KB_OK)
@@ -144,6 +165,9 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
     if (!from_broker && strcmp(e->sender, "broker") == 0)
         return kb_error_set(KB_EREJECTED, "sender 'broker' is not the broker %s, and no agency may have that id",
                             broker_id);
+    if (!s_addressed_to(e, agency))
+        return kb_error_set(KB_EREJECTED, "addressed to %s%s, not to %s", kb_quarantine_safe_id(e->recipients[0]),
+                            e->n_recipients > 1 ? " and others" : "", agency);
     const char *id = from_broker ? "" : e->sender;
     s_key_t *s = NULL;
     int rc = s_key(k, id, &s);

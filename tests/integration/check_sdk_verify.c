@@ -6,8 +6,8 @@
  * The real broker never sends a forged or altered envelope, so a scripted
  * broker (kb_fake.h, a CURVE ROUTER with the broker's key) does: envelopes
  * signed with another agency's key, changed after signing, malformed, or
- * in the broker's own name without being a notice. None may reach the
- * handler. What cannot be genuine whatever keys are installed is kept in
+ * in the broker's own name without being a notice, or addressed to other
+ * agencies. None may reach the handler. What cannot be genuine whatever keys are installed is kept in
  * the state directory's quarantine, up to a bound, and only then
  * acknowledged, so that it does not come again in every session; the rest is not acknowledged (a
  * key installed later could make it pass). A genuine notice of the broker
@@ -319,6 +319,86 @@ START_TEST(test_broker_notice_handed_out)
     ck_assert_str_eq(s_last, "notice");
     ck_assert_int_eq(s_refused, 0);
     ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* Name the recipients to[0..n) in m (none: n = 0) and sign it again as
+ * message n_id of sender, with signer's key. */
+static void s_address(ketenbus_msg_t *m, uint8_t n_id, const char *sender, const char *signer, const char *const *to,
+                      size_t n)
+{
+    Ketenbus__Envelope *e = m->env;
+    for (size_t i = 0; i < e->n_recipients; i++)
+        free(e->recipients[i]);
+    free(e->recipients);
+    e->recipients = NULL;
+    e->n_recipients = 0;
+    if (n > 0) {
+        e->recipients = calloc(n, sizeof *e->recipients);
+        ck_assert_ptr_nonnull(e->recipients);
+    }
+    for (size_t i = 0; i < n; i++) {
+        e->recipients[i] = strdup(to[i]);
+        ck_assert_ptr_nonnull(e->recipients[i]);
+        e->n_recipients++;
+    }
+    uint8_t id[16];
+    s_id(id, n_id);
+    kb_test_sign_with(&s_chain, m, sender, signer, id);
+}
+
+/* A genuine envelope whose recipients do not name fier was sent to
+ * others: the broker queues an envelope only for the agencies it names
+ * (never a group: the broker does not expand one there), so this one
+ * cannot be genuine for fier whatever keys it has, and is quarantined and
+ * acknowledged. Named among others, or not named because none are (a
+ * fan-out), fier takes it; so too the broker's notices. */
+START_TEST(test_delivery_for_others_quarantined)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    ketenbus_client_set_handler(fier, s_handler, NULL);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    static const char *const rvdk[] = {"rvdk"}, *const both[] = {"rvdk", "fier"};
+    ketenbus_msg_t *m[5];
+    m[0] = kb_test_signal(NULL, "for rvdk only");
+    s_address(m[0], 1, "politie", "politie", rvdk, 1);
+    m[1] = kb_test_signal(NULL, "for rvdk and fier");
+    s_address(m[1], 2, "politie", "politie", both, 2);
+    m[2] = kb_test_signal(NULL, "fanned out");
+    s_address(m[2], 3, "politie", "politie", NULL, 0);
+    m[3] = s_notice(4, "scripted", "broker");
+    s_address(m[3], 4, "scripted", "broker", rvdk, 1);
+    m[4] = s_notice(5, "scripted", "broker");
+    s_address(m[4], 5, "scripted", "broker", NULL, 0);
+    const uint64_t tags[] = {1, 2, 3, 4, 5};
+    s_deliver(m, tags, 5);
+    int seen[6] = {0};
+    for (int64_t end = kb_mono_ms() + 5000; !(seen[1] && seen[2] && seen[3] && seen[4] && seen[5]) &&
+                                             kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_ACK, 200);
+        for (size_t i = 0; f && i < f->ack->n_tags; i++)
+            if (f->ack->tags[i] >= 1 && f->ack->tags[i] <= 5)
+                seen[f->ack->tags[i]] = 1;
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+    for (int t = 1; t <= 5; t++)
+        ck_assert_msg(seen[t], "delivery %d was not acknowledged", t);
+    ck_assert_int_eq(s_handled, 3);
+    ck_assert_int_eq(s_refused, 2);
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-fier", s_chain.dir);
+    Ketenbus__Envelope *q[4];
+    size_t nq = s_quarantined(state, q, 4);
+    ck_assert_uint_eq(nq, 2);
+    for (size_t i = 0; i < nq; i++) {
+        ck_assert_uint_eq(q[i]->n_recipients, 1);
+        ck_assert_str_eq(q[i]->recipients[0], "rvdk");
+        ketenbus__envelope__free_unpacked(q[i], NULL);
+    }
+    for (size_t i = 0; i < 5; i++)
+        ketenbus_msg_destroy(&m[i]);
     ketenbus_client_destroy(&fier);
 }
 END_TEST
@@ -750,6 +830,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_only_genuine_deliveries_handed_out);
     tcase_add_test(tc, test_quarantine_bounded);
     tcase_add_test(tc, test_broker_notice_handed_out);
+    tcase_add_test(tc, test_delivery_for_others_quarantined);
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
     tcase_add_test(tc, test_previous_key_accepted);
     tcase_add_test(tc, test_refusal_restarts_back_off);
