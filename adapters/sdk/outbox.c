@@ -2,6 +2,8 @@
  * outbox.c - the SDK's durable state: unsent submissions and seen messages.
  *
  * Keys in the agency-side LevelDB (state_dir/state.ldb):
+ *   h                      seen records acknowledged before this time (u64
+ *                          us) may have been deleted (kb_outbox_oldest_us)
  *   o<seq:8>               a signed, packed envelope waiting for its receipt
  *   r<sender>\0<id:16>     a delivered message the agency acknowledged
  *                          (value: the time of the acknowledgement, u64 us)
@@ -19,11 +21,18 @@
  * for now (REJECT_INTERNAL): then it stays, marked in memory to be sent
  * again. Unsent entries are kept in memory too (the backlog is small and
  * bounded by KB_OUTBOX_MAX_ENTRIES).
- * A seen record matters only while the broker may deliver the message
- * again, which it does only while the message is queued: at most its
- * message TTL after the acknowledgement (the broker accepted it before).
- * kb_outbox_prune_seen deletes older records a bounded step at a time,
- * going on from where the last step stopped.
+ * A seen record matters while the broker may deliver the message again,
+ * which it does only while the message is queued: at most its message TTL
+ * after the acknowledgement (the broker accepted it before). It also
+ * matters while the message could be replayed, by a broker or whoever
+ * holds its key, as one never seen: the SDK refuses deliveries created
+ * before kb_outbox_oldest_us, and a genuine one may be up to twice the TTL
+ * old (accepted by the broker until a TTL after it was created, then
+ * queued for as long). So records are kept twice the TTL and a margin
+ * after the acknowledgement; kb_outbox_prune_seen deletes older ones a
+ * bounded step at a time, going on from where the last step stopped, and
+ * remembers (the h record) how recent the newest it deleted was, since a
+ * longer TTL told later does not bring them back.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -54,6 +63,7 @@ struct kb_outbox {
     int64_t ttl_us;                /* the broker's message TTL as last heard (0: never told) */
     int64_t old_ttl_us;            /* a longer TTL heard before, still in force until old_until_us */
     int64_t old_until_us;          /* when the last message queued under old_ttl_us has expired */
+    int64_t gone_before_us;        /* seen records acknowledged before this may be deleted (0: none) */
     uint8_t cursor[KB_SEEN_KEY_MAX]; /* the key the next pruning step starts at */
     size_t cursor_len;             /* its length; 0: at the start of a pass */
 };
@@ -62,6 +72,10 @@ struct kb_outbox {
  * a big-endian u64. */
 #define KB_TTL_KEY     "t"
 #define KB_TTL_VAL_LEN 24u
+
+/* The state key of gone_before_us (the h record), a big-endian u64. */
+#define KB_GONE_KEY     "h"
+#define KB_GONE_VAL_LEN 8u
 
 /* Room for n more entries at the end of items. */
 static int s_reserve(kb_outbox_t *o, size_t n)
@@ -167,6 +181,26 @@ static int s_load_ttl(kb_outbox_t *o)
     return KB_OK;
 }
 
+/* Read the h record. The SDK writes it with the deletions it accounts for,
+ * in one batch; one of another length is not its own and is ignored. */
+static int s_load_gone(kb_outbox_t *o)
+{
+    char *err = NULL;
+    size_t vl;
+    char *v = leveldb_get(o->db, o->ropts, KB_GONE_KEY, 1, &vl, &err);
+    if (err) {
+        int rc = kb_error_set(KB_EIO, "outbox: read what seen records were deleted: %s", err);
+        leveldb_free(err);
+        return rc;
+    }
+    if (v && vl == KB_GONE_VAL_LEN) {
+        uint64_t t = kb_be64_get((const uint8_t *)v);
+        o->gone_before_us = t > (uint64_t)(INT64_MAX - KB_SEEN_AHEAD_US) ? INT64_MAX - KB_SEEN_AHEAD_US : (int64_t)t;
+    }
+    leveldb_free(v);
+    return KB_OK;
+}
+
 kb_outbox_t *kb_outbox_open(const char *dir)
 {
     kb_outbox_t *o = calloc(1, sizeof *o);
@@ -196,7 +230,7 @@ kb_outbox_t *kb_outbox_open(const char *dir)
         leveldb_free(err);
         goto fail;
     }
-    if (s_load(o) != KB_OK || s_load_ttl(o) != KB_OK)
+    if (s_load(o) != KB_OK || s_load_ttl(o) != KB_OK || s_load_gone(o) != KB_OK)
         goto fail;
     return o;
 fail:
@@ -479,6 +513,25 @@ int64_t kb_outbox_keep_us(const kb_outbox_t *o, int64_t now_us)
     return o->ttl_us;
 }
 
+/* Seen records acknowledged before this go at now_us, for a TTL of keep
+ * (> 0, clamped: no overflow). */
+static int64_t s_seen_cutoff(int64_t now_us, int64_t keep)
+{
+    return now_us - 2 * keep - KB_SEEN_MARGIN_US;
+}
+
+int64_t kb_outbox_oldest_us(const kb_outbox_t *o, int64_t now_us)
+{
+    int64_t keep = kb_outbox_keep_us(o, now_us);
+    int64_t oldest = keep > 0 ? s_seen_cutoff(now_us, keep) : INT64_MIN;
+    /* a message acknowledged here was created at most KB_SEEN_AHEAD_US
+     * after its acknowledgement (later ones are refused), so one created
+     * from gone_before_us + that on has its record still */
+    if (o->gone_before_us > 0 && o->gone_before_us + KB_SEEN_AHEAD_US > oldest)
+        oldest = o->gone_before_us + KB_SEEN_AHEAD_US;
+    return oldest;
+}
+
 /* 1 for a seen record of the shape s_seen_key writes: r, a sender of at
  * most KB_AGENCY_ID_MAX bytes without NUL, NUL, 16 id bytes, and an 8-byte
  * time as its value. */
@@ -498,7 +551,7 @@ int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *rem
         o->cursor_len = 0;
         return KB_OK; /* never told how long the broker keeps messages: keep all */
     }
-    int64_t before = now_us - keep - KB_SEEN_MARGIN_US; /* no overflow: keep is clamped */
+    int64_t before = s_seen_cutoff(now_us, keep);
     if (max < 2)
         max = 2; /* a step must get past a cursor shortened from a long key (below) */
     leveldb_iterator_t *it = leveldb_create_iterator(o->db, o->ropts);
@@ -510,6 +563,7 @@ int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *rem
     else
         leveldb_iter_seek(it, "r", 1);
     size_t looked = 0, gone = 0;
+    int64_t gone_before = o->gone_before_us; /* after the deletions below */
     for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
@@ -529,10 +583,13 @@ int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *rem
          * cannot be dated is not one this SDK wrote; it goes too: at worst
          * a message comes twice, which the agency sees, where keeping
          * unreadable records would grow the state for good. */
-        int old = !s_seen_record(k, kl, vl) || (int64_t)kb_be64_get((const uint8_t *)v) < before;
-        if (old) {
+        int dated = s_seen_record(k, kl, vl);
+        int64_t acked = dated ? (int64_t)kb_be64_get((const uint8_t *)v) : 0;
+        if (!dated || acked < before) {
             leveldb_writebatch_delete(wb, k, kl);
             gone++;
+            if (dated && acked >= gone_before)
+                gone_before = acked + 1; /* acked < before: no overflow */
         }
     }
     if (*done)
@@ -547,7 +604,13 @@ int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *rem
         o->cursor_len = 0;
         *done = 1;
     } else if (gone > 0) {
-        /* unsynced: a removal lost in a crash is made again by the next pass */
+        /* in the same batch as the deletions it accounts for */
+        uint8_t h[KB_GONE_VAL_LEN];
+        kb_be64_put(h, (uint64_t)gone_before);
+        if (gone_before != o->gone_before_us)
+            leveldb_writebatch_put(wb, KB_GONE_KEY, 1, (const char *)h, sizeof h);
+        /* unsynced: a removal lost in a crash is made again by the next
+         * pass (a batch is lost or kept whole) */
         leveldb_write(o->db, o->wfast, wb, &err);
         if (err) {
             rc = kb_error_set(KB_EIO, "outbox: delete seen records: %s", err);
@@ -556,6 +619,7 @@ int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *rem
             *done = 1;
         } else {
             *removed = gone;
+            o->gone_before_us = gone_before;
         }
     }
     leveldb_writebatch_destroy(wb);

@@ -97,8 +97,10 @@ int kb_outbox_seen(kb_outbox_t *o, const kb_seen_key_t *k);
 /* Record deliveries as acknowledged (one synced write). */
 int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n);
 
-/* Seen records are kept this long after the broker's message TTL. The
- * record is dated by the agency's clock, the expiry by the broker's, and
+/* Seen records are kept this long after twice the broker's message TTL
+ * (kb_outbox_prune_seen), and deliveries older than that are refused
+ * (kb_outbox_oldest_us). The record is dated by the agency's clock, the
+ * expiry by the broker's, and
  * nothing bounds how far the two differ (the broker refuses only envelopes
  * dated minutes ahead of its clock); the broker also expires with a delay,
  * longer after it was down, and the agency's clock may be stepped (NTP, a
@@ -108,6 +110,12 @@ int kb_outbox_mark_seen(kb_outbox_t *o, const kb_seen_key_t *keys, size_t n);
 /* Longest TTL taken from a broker (100 years; the broker allows 10): a
  * larger one keeps everything, and sums with it cannot overflow. */
 #define KB_SEEN_TTL_MAX_US (100LL * 365 * 86400 * 1000000)
+/* A delivery created more than this after the agency's clock is refused
+ * for now, as the broker refuses a submission so far ahead of its own
+ * (KB_CLOCK_SKEW_US in broker/broker.h): a seen record is dated when the
+ * message is acknowledged, and pruning by that date protects only if no
+ * message it keeps out was created much later. */
+#define KB_SEEN_AHEAD_US   (300LL * 1000000)
 
 /* The broker told its message TTL (told_us; 0: not told, ignored). The
  * state remembers it with a synced write when it changed, and a longer TTL
@@ -122,11 +130,24 @@ int64_t kb_outbox_keep_us(const kb_outbox_t *o, int64_t now_us);
 
 /* One step of a pass over the seen records: look at up to max of them
  * from where the last step stopped, and delete those acknowledged before
- * now_us - keep - KB_SEEN_MARGIN_US, legacy s<id:16> records, and records
- * this SDK does not write. *removed is how many went; *done is 1 when the
- * pass reached the end (the next step starts a new one). Nothing goes
- * while kb_outbox_keep_us is 0. KB_OK, KB_EIO or KB_ENOMEM. */
+ * now_us - 2 * keep - KB_SEEN_MARGIN_US, legacy s<id:16> records, and
+ * records this SDK does not write; the newest time of acknowledgement
+ * deleted is remembered with them (kb_outbox_oldest_us). *removed is how
+ * many went; *done is 1 when the pass reached the end (the next step
+ * starts a new one). Nothing goes while kb_outbox_keep_us is 0. KB_OK,
+ * KB_EIO or KB_ENOMEM. */
 int kb_outbox_prune_seen(kb_outbox_t *o, int64_t now_us, size_t max, size_t *removed, int *done);
+
+/* The earliest created time a delivery may have at now_us: a message
+ * created before it may have been acknowledged here with its seen record
+ * deleted since, so the duplicate filter could not tell a replay from a
+ * first delivery. It is now_us - 2 * keep - KB_SEEN_MARGIN_US, and no
+ * earlier than KB_SEEN_AHEAD_US after the newest acknowledgement
+ * kb_outbox_prune_seen ever deleted: a longer TTL told later (by a broker
+ * that was reloaded, or one that lies) does not bring deleted records
+ * back. INT64_MIN while no broker ever told its TTL: nothing is deleted
+ * then. */
+int64_t kb_outbox_oldest_us(const kb_outbox_t *o, int64_t now_us);
 
 /* ------------------------------------------------------------ sender keys (verify.c) */
 

@@ -258,8 +258,8 @@ static void s_seen_at(kb_ldb_t *l, const char *sender, uint8_t a, uint8_t b, int
     s_raw(l, k, 2 + sl + 16, v, sizeof v);
 }
 
-/* Seen records older than the broker's TTL plus the margin go, younger
- * ones stay; records of the old s<id:16> layout and records this SDK does
+/* Seen records older than twice the broker's TTL plus the margin go,
+ * younger ones stay; records of the old s<id:16> layout and records this SDK does
  * not write go; the work comes in steps of at most `max` records, each
  * going on where the last stopped; nothing goes before a broker told its
  * TTL. */
@@ -277,7 +277,7 @@ START_TEST(test_prune_seen)
     kb_ldb_open(&l, path);
     for (uint8_t i = 0; i < N; i++) {
         s_seen_at(&l, "politie", 1, i, now - 10 * S_DAY_US);          /* expired long ago */
-        s_seen_at(&l, "rvdk", 2, i, now - 2 * S_HOUR_US);             /* past the TTL, within the margin */
+        s_seen_at(&l, "rvdk", 2, i, now - 3 * S_HOUR_US);             /* past twice the TTL, within the margin */
         s_seen_at(&l, "fier", 3, i, now - 60LL * 1000000);            /* within the TTL */
         uint8_t legacy[17] = {'s', 4, i};
         s_raw(&l, legacy, sizeof legacy, "\0\0\0\0\0\0\0\0", 8);
@@ -360,6 +360,57 @@ START_TEST(test_prune_ttl_shortened)
 }
 END_TEST
 
+/* The oldest delivery the SDK takes: none while no TTL was told (no record
+ * goes then); twice the TTL and the margin; and never older than the
+ * newest record pruning deleted, plus KB_SEEN_AHEAD_US, also when a longer
+ * TTL is told afterwards and across a restart. */
+START_TEST(test_oldest_after_pruning)
+{
+    const int64_t now = kb_now_us();
+    kb_outbox_t *o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    kb_outbox_destroy(&o);
+    char path[128];
+    snprintf(path, sizeof path, "%s/state.ldb", s_dir);
+    kb_ldb_t l;
+    kb_ldb_open(&l, path);
+    s_seen_at(&l, "politie", 1, 1, now - 10 * S_DAY_US);
+    s_seen_at(&l, "politie", 1, 2, now - 20 * S_DAY_US);
+    s_seen_at(&l, "fier", 2, 1, now - 60LL * 1000000);
+    uint8_t legacy[17] = {'s', 4, 1}; /* not dated: says nothing of what went */
+    s_raw(&l, legacy, sizeof legacy, "\0\0\0\0\0\0\0\0", 8);
+    kb_ldb_close(&l);
+
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(kb_outbox_oldest_us(o, now), INT64_MIN);
+    ck_assert_int_eq(kb_outbox_set_ttl(o, (uint64_t)S_HOUR_US, now), KB_OK);
+    ck_assert_int_eq(kb_outbox_oldest_us(o, now), now - 2 * S_HOUR_US - KB_SEEN_MARGIN_US);
+    size_t removed;
+    int done;
+    ck_assert_int_eq(kb_outbox_prune_seen(o, now, 1000, &removed, &done), KB_OK);
+    ck_assert_uint_eq(removed, 3);
+    ck_assert_int_eq(done, 1);
+    ck_assert_int_eq(kb_outbox_oldest_us(o, now), now - 2 * S_HOUR_US - KB_SEEN_MARGIN_US);
+    /* a broker tells a TTL of a year: the records of 10 and 20 days ago
+     * are gone all the same, so nothing that old is taken */
+    const int64_t gone = now - 10 * S_DAY_US + 1 + KB_SEEN_AHEAD_US;
+    ck_assert_int_eq(kb_outbox_set_ttl(o, (uint64_t)(365 * S_DAY_US), now), KB_OK);
+    ck_assert_int_eq(kb_outbox_oldest_us(o, now), gone);
+    ck_assert_int_eq(kb_outbox_prune_seen(o, now, 1000, &removed, &done), KB_OK);
+    ck_assert_uint_eq(removed, 0);
+    kb_outbox_destroy(&o);
+    o = kb_outbox_open(s_dir);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(kb_outbox_oldest_us(o, now), gone);
+    const int64_t later = now + 800 * S_DAY_US;
+    ck_assert_int_eq(kb_outbox_oldest_us(o, later), later - 730 * S_DAY_US - KB_SEEN_MARGIN_US);
+    kb_seen_key_t young = {"fier", {2, 1}};
+    ck_assert_int_eq(kb_outbox_seen(o, &young), 1);
+    kb_outbox_destroy(&o);
+}
+END_TEST
+
 /* kb_outbox_seen_key() on what a broker could deliver. */
 static const struct {
     size_t id_len;      /* message id bytes */
@@ -406,6 +457,7 @@ int main(void)
     tcase_add_test(tc, test_seen_old_entries_ignored);
     tcase_add_test(tc, test_prune_seen);
     tcase_add_test(tc, test_prune_ttl_shortened);
+    tcase_add_test(tc, test_oldest_after_pruning);
     tcase_add_loop_test(tc, test_seen_key, 0, (int)(sizeof s_key_rows / sizeof s_key_rows[0]));
     suite_add_tcase(s, tc);
     return kb_test_run(s);
