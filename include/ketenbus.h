@@ -220,44 +220,52 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  * ketenbus_client_opts_set_agency; recipients are agency ids, never
  * groups), one that names none was fanned out by the rules; and the
  * sender's signature over the header and every visible field, which also
- * proves the list of withheld fields. A delivery that fails is not handed
- * out; it is logged (event=delivery_refused, at error level, with the
- * reason and what was done):
- * - one that cannot be genuine for this agency whatever keys are
- *   installed: a notice not from the broker, a message in the broker's
- *   name that is not a notice, one from a sender called "broker", the name
- *   of the broker's key files, that is not the broker, or one whose
- *   recipients do not name this agency, also a notice
- *   (action=quarantined): it is written to STATE_DIR/quarantine/
- *   (SENDER-ID-HASH.pb, the envelope as received; .txt, when and why;
- *   `ketenbus quarantine` lists them), synced, and then acknowledged, so
- *   it does not come back in every session. The
- *   quarantine holds at most 10,000 deliveries or 1 GiB (counted when the
- *   client starts, and kept up to date), since the state directory also
- *   holds the outbox: beyond that such a delivery is only logged (error
- *   level, event=quarantine_full, and delivery_refused with
- *   action=dropped_quarantine_full) and acknowledged. Look into a
- *   quarantine that fills up, and delete entries once handled;
+ * proves the list of withheld fields. Then its created time, which the
+ * sender signed: it may be no more than 5 minutes ahead of this system's
+ * clock, and no older than the records of acknowledged messages kept in
+ * the state directory (see ketenbus_client_ack: twice the broker's
+ * message_ttl and a day, once a broker told its TTL; and never older than
+ * a record that was deleted, whatever TTL a broker tells later), since
+ * past them a copy of a message acknowledged before would be taken for a
+ * new one. A delivery that fails is not handed out; it is logged
+ * (event=delivery_refused, at error level, with the reason and what was
+ * done):
+ * - one that cannot be genuine for this agency whatever keys are installed:
+ *   a notice not from the broker, a message in the broker's name that is not
+ *   a notice, one from a sender called "broker", the name of the broker's
+ *   key files, that is not the broker, or one whose recipients do not name
+ *   this agency, also a notice (action=quarantined): it is written to
+ *   STATE_DIR/quarantine/ (SENDER-ID-HASH.pb, the envelope as received;
+ *   .txt, when and why; `ketenbus quarantine` lists them), synced, and then
+ *   acknowledged, so it does not come back in every session. The quarantine
+ *   holds at most 10,000 deliveries or 1 GiB (counted when the client
+ *   starts, and kept up to date), since the state directory also holds the
+ *   outbox: beyond that such a delivery is only logged (error level,
+ *   event=quarantine_full, and delivery_refused with
+ *   action=dropped_quarantine_full) and acknowledged. Look into a quarantine
+ *   that fills up, and delete entries once handled;
  * - any other (action=left_queued): malformed, not what its sender signed
- *   with the key installed here, or its sender's key file is missing. A
- *   key not yet installed here, or a newer ketenbus.proto, could make it
- *   pass, so it is not acknowledged: it stays queued at the broker, which
- *   delivers it again when the session starts again (after 1 s, doubling
- *   up to ten minutes while only refused deliveries wait, since each
- *   restart delivers and audits them all again; at once, within a second,
- *   when a file is added to or renamed in the key directory) until it
- *   passes or expires (the sender is then told). The broker expires a delivery only
- *   between two sessions, not while it is in flight, so one that keeps
- *   being refused may expire later than message_ttl. Its credit is
- *   granted again at once, so refused deliveries, which come first in
- *   every session, do not stop the ones behind them (the broker bounds a
- *   session's unacknowledged deliveries plus credit at 100,000).
+ *   with the key installed here, its sender's key file is missing, or it is
+ *   dated outside that window (a replay, or a clock is wrong: check both
+ *   sides' clocks). A key not yet installed here, a newer ketenbus.proto, or
+ *   a clock put right could make it pass, so it is not acknowledged (one too
+ *   old never passes, and expires): it stays queued at the broker, which
+ *   delivers it again when the session starts again (after 1 s, doubling up
+ *   to ten minutes while only refused deliveries wait, since each restart
+ *   delivers and audits them all again; at once, within a second, when a
+ *   file is added to or renamed in the key directory) until it passes or
+ *   expires (the sender is then told). The broker expires a delivery only
+ *   between two sessions, not while it is in flight, so one that keeps being
+ *   refused may expire later than message_ttl. Its credit is granted again
+ *   at once, so refused deliveries, which come first in every session, do
+ *   not stop the ones behind them (the broker bounds a session's
+ *   unacknowledged deliveries plus credit at 100,000).
  * A key file is read once; when a signature fails, the sender's file is
  * read again, so a replaced key takes effect without a restart, and then
  * SENDER.previous.sign.pub.pem is tried if present, for messages signed
  * before the change and still queued. While that file is there the old
- * key is trusted: remove it once message_ttl has passed since the change,
- * at once if the old key leaked. */
+ * key is trusted: remove it once twice message_ttl has passed since the
+ * change, at once if the old key leaked. */
 int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char *dir);
 /* Optional: deliveries the broker may send ahead of acknowledgement
  * (default 64); ones refused by the check above give their credit back,
@@ -370,11 +378,14 @@ int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout
  * not be written (then nothing is acknowledged and the message comes
  * again: the SDK starts its session again, as for a delivery a handler
  * kept, 1 s after the first such failure and less often while they go
- * on), or a transport error. The record is kept as long as the broker
- * may deliver the message again: its message_ttl (told in WELCOME) and a
- * day's margin for clocks; older records are deleted a bounded step at a
- * time during poll. A broker that does not tell its TTL makes the SDK keep
- * them all. */
+ * on), or a transport error. The record is kept as long as the message
+ * could come again, from the broker or replayed as new: twice its
+ * message_ttl (told in WELCOME; the broker takes a message until its TTL
+ * after it was written, and keeps it queued for as long) and a day's
+ * margin for clocks; older records are deleted a bounded step at a time
+ * during poll, and deliveries written before that are refused (see
+ * ketenbus_client_opts_set_signing_keys). A broker that does not tell its
+ * TTL makes the SDK keep them all. */
 int ketenbus_client_ack(ketenbus_client_t *c, const ketenbus_msg_t *msg);
 
 /* Messages in the outbox without a receipt. */

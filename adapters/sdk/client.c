@@ -36,8 +36,11 @@
  * records a message as seen before it returns, with or without a session;
  * ACK and CREDIT go on the session that delivered the message, and stay
  * owed across EAGAIN until a poll can send them. The broker delivers a
- * message again only until its TTL, which WELCOME tells: seen records older
- * than that (and a margin) are deleted, a bounded step per poll.
+ * message again only until its TTL, which WELCOME tells, and a genuine one
+ * is at most twice that old: seen records older than that (and a margin)
+ * are deleted, a bounded step per poll, and a delivery created before the
+ * records kept, which they could no longer tell from a replay, stays
+ * queued (s_check_created).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -754,6 +757,33 @@ static void s_keep_later(ketenbus_client_t *c, int kept)
     c->keys_look_ms = now + KB_KEYS_LOOK_MS;
 }
 
+/* Is a delivery that passed kb_sender_keys_check dated where the seen
+ * records can still tell whether it was acknowledged before? Older than
+ * kb_outbox_oldest_us, its record may be gone, so a copy replayed (by the
+ * broker, or whoever holds its key) would be handed out as new; dated
+ * more than KB_SEEN_AHEAD_US ahead of this clock, its record would go
+ * before the delivery looks old enough to be refused. Neither proves a
+ * forgery (clocks go wrong): KB_ETIMEDOUT, and it stays queued. */
+static int s_check_created(ketenbus_client_t *c, const Ketenbus__Envelope *e)
+{
+    int64_t now = kb_now_us();
+    char created[32];
+    kb_time_format(e->created_us, created);
+    if (e->created_us > now + KB_SEEN_AHEAD_US)
+        return kb_error_set(KB_ETIMEDOUT, "created %s, %lld s ahead of this system's clock (at most %lld s): a clock "
+                            "is wrong", created, (long long)((e->created_us - now) / 1000000),
+                            (long long)(KB_SEEN_AHEAD_US / 1000000));
+    int64_t oldest = kb_outbox_oldest_us(c->outbox, now);
+    if (e->created_us < oldest) {
+        char limit[32];
+        kb_time_format(oldest, limit);
+        return kb_error_set(KB_ETIMEDOUT, "created %s, before %s: older than twice the broker's message_ttl and a "
+                            "day, or than records of acknowledged messages kept here, so it may be a replay (or a "
+                            "clock is wrong)", created, limit);
+    }
+    return KB_OK;
+}
+
 static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
 {
     for (size_t i = 0; i < d->n_deliveries; i++) {
@@ -785,8 +815,11 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
                 return KB_ENOMEM;
             continue;
         }
-        /* handed out only if it is what its sender wrote */
+        /* handed out only if it is what its sender wrote, for this
+         * agency, and dated where the seen records still know it */
         int vrc = kb_sender_keys_check(c->senders, e, c->broker_id, c->o.agency);
+        if (vrc == KB_OK)
+            vrc = s_check_created(c, e);
         if (vrc != KB_OK) {
             char id[37] = "?", why[KB_ERROR_MAX], kept[PATH_MAX] = "";
             if (e->message_id.len == 16)
@@ -797,8 +830,8 @@ static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
              * in every session; any other stays queued at the
              * broker and comes again in a later session: a key not yet
              * installed here (a new agency's, a sender's new one) may be
-             * added meanwhile, and acknowledging it would lose a genuine
-             * message */
+             * added meanwhile, or a clock put right, and acknowledging it
+             * would lose a genuine message; one too old expires there */
             int never = vrc == KB_EREJECTED;
             const char *action = never ? "quarantined file=" : "left_queued";
             uint64_t size = never ? kb_quarantine_entry_bytes(e, why) : 0;

@@ -1,27 +1,35 @@
 /*
  * check_sdk_prune.c - the SDK forgets acknowledged messages once the broker
- * can no longer deliver them again, and only then.
+ * can no longer deliver them again, and only then; and it takes no
+ * delivery older than what it remembers.
  *
  * The state directory records every acknowledged delivery (r<sender>\0<id>,
  * with the time of the acknowledgement) so that a redelivery is dropped. The
  * broker delivers a message again only while it is queued, at most its
- * message_ttl, which WELCOME tells: records older than that and a day's
+ * message_ttl, which WELCOME tells; a genuine message may be up to twice
+ * that old: records older than twice the TTL and a day's
  * margin go, and so do the s<id:16> records of earlier SDK versions, which
  * are never read. Against the real broker: its WELCOME tells the TTL and
  * the old records go while younger ones stay. Against a scripted broker: a
  * redelivery of a message acknowledged within the TTL is still dropped,
  * one whose record expired is handed over, and a broker that tells no TTL
- * (older ones) makes the SDK keep everything.
+ * (older ones) makes the SDK keep everything. A delivery created before
+ * the records kept (a replay the records can no longer reveal), or far
+ * ahead of the agency's clock, stays queued and is not handed over, also
+ * when a broker tells a longer TTL after the records went.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <check.h>
+#include <openssl/evp.h>
 
 #include "kb_error.h"
 #include "kb_fake.h"
+#include "kb_keys.h"
 #include "kb_ldb.h"
+#include "kb_seal.h"
 #include "kb_test.h"
 #include "kb_util.h"
 #include "sdk_internal.h"
@@ -37,13 +45,20 @@ static kb_fake_t s_fake;
 static int s_pruned;   /* event=seen_pruned lines logged */
 static int s_handled;  /* messages handed to the handler */
 static char s_last[64]; /* narrative of the last one */
+static int s_queued;   /* deliveries refused and left queued (event=delivery_refused) */
+static char s_why[1024]; /* the last such line */
 
 static void s_log(int level, const char *line, void *arg)
 {
-    (void)level;
     (void)arg;
     if (strstr(line, "event=seen_pruned"))
         s_pruned++;
+    if (strstr(line, "event=delivery_refused")) {
+        ck_assert_int_eq(level, 0); /* an error, not a detail */
+        ck_assert_msg(strstr(line, "action=left_queued") != NULL, "%s", line);
+        snprintf(s_why, sizeof s_why, "%s", line);
+        s_queued++;
+    }
 }
 
 static int s_handler(ketenbus_client_t *c, const ketenbus_msg_t *m, void *arg)
@@ -137,8 +152,8 @@ static ketenbus_client_t *s_client(void)
     ketenbus_client_opts_destroy(&o);
     ck_assert_msg(cl != NULL, "client: %s", ketenbus_last_error());
     ketenbus_client_set_handler(cl, s_handler, NULL);
-    s_pruned = s_handled = 0;
-    s_last[0] = '\0';
+    s_pruned = s_handled = s_queued = 0;
+    s_last[0] = s_why[0] = '\0';
     return cl;
 }
 
@@ -254,6 +269,113 @@ static void s_redeliver(ketenbus_client_t *cl, uint8_t a, uint8_t b, const char 
     ketenbus_msg_destroy(&m);
 }
 
+/* Deliver politie's message (a, b), created at created_us, under tag. */
+static void s_deliver_created(uint8_t a, uint8_t b, const char *narrative, uint64_t tag, int64_t created_us)
+{
+    uint8_t id[16];
+    s_id(id, a, b);
+    ketenbus_msg_t *m = kb_test_signal("fier", narrative);
+    kb_test_sign_as(&s_chain, m, "politie", id);
+    m->env->created_us = created_us;
+    char path[512];
+    snprintf(path, sizeof path, "%s/politie.sign.pem", s_chain.keys);
+    EVP_PKEY *key = kb_keys_load_sign_private(path);
+    ck_assert_ptr_nonnull(key);
+    ck_assert_int_eq(kb_seal_sign(m->env, key), KB_OK);
+    EVP_PKEY_free(key);
+    Ketenbus__Delivery d, *dp = &d;
+    ketenbus__delivery__init(&d);
+    d.tag = tag;
+    d.envelope = m->env;
+    Ketenbus__Deliver del;
+    ketenbus__deliver__init(&del);
+    del.n_deliveries = 1;
+    del.deliveries = &dp;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.version = 1;
+    f.body_case = KETENBUS__FRAME__BODY_DELIVER;
+    f.deliver = &del;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &f), KB_OK);
+    ketenbus_msg_destroy(&m);
+}
+
+/* The delivery of tag is refused, not handed over and not acknowledged
+ * (it stays queued at the broker, which expires it), for a reason that
+ * says `about`. */
+static void s_expect_queued(ketenbus_client_t *cl, uint64_t tag, const char *about)
+{
+    int queued = s_queued, handled = s_handled;
+    for (int64_t end = kb_mono_ms() + 5000; s_queued == queued && kb_mono_ms() < end;)
+        ketenbus_client_poll(cl, 10);
+    ck_assert_msg(s_queued == queued + 1, "delivery %llu was not refused", (unsigned long long)tag);
+    ck_assert_int_eq(s_handled, handled);
+    ck_assert_msg(strstr(s_why, about) != NULL, "%s", s_why);
+    for (int64_t end = kb_mono_ms() + 300; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_ACK, 50);
+        for (size_t i = 0; f && i < f->ack->n_tags; i++)
+            ck_assert_msg(f->ack->tags[i] != tag, "the refused delivery %llu was acknowledged",
+                          (unsigned long long)tag);
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+}
+
+/* The delivery of tag is handed over (and acknowledged), its narrative
+ * narrative. */
+static void s_expect_handled(ketenbus_client_t *cl, uint64_t tag, const char *narrative)
+{
+    int handled = s_handled;
+    Ketenbus__Frame *ack = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_ACK, 5000);
+    ck_assert_ptr_nonnull(ack);
+    ck_assert_uint_eq(ack->ack->n_tags, 1);
+    ck_assert_uint_eq(ack->ack->tags[0], tag);
+    ketenbus__frame__free_unpacked(ack, NULL);
+    ck_assert_int_eq(s_handled, handled + 1);
+    ck_assert_str_eq(s_last, narrative);
+}
+
+/* A broker telling a TTL of 14 days: a genuine message written 400 days
+ * ago is not taken, nor one dated 10 minutes ahead of the agency's clock;
+ * one written 20 days ago (the broker takes a message until its TTL after
+ * it was written, and then keeps it queued for as long) is. */
+START_TEST(test_old_and_future_deliveries_stay_queued)
+{
+    ketenbus_client_t *fier = s_client();
+    s_welcome(fier, (uint64_t)(14 * S_DAY_US));
+    int64_t now = kb_now_us();
+    s_deliver_created(4, 1, "written last year", 21, now - 400 * S_DAY_US);
+    s_expect_queued(fier, 21, "may be a replay");
+    s_deliver_created(4, 2, "written in ten minutes", 22, now + 600LL * 1000000);
+    s_expect_queued(fier, 22, "ahead of this system's clock");
+    s_deliver_created(4, 3, "written 20 days ago", 23, now - 20 * S_DAY_US);
+    s_expect_handled(fier, 23, "written 20 days ago");
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* politie's message (1, 5), acknowledged 30 days ago, whose record a pass
+ * with a TTL of an hour deleted, is replayed as it was (written 30 days
+ * ago): it is not taken, and neither after a WELCOME that tells a TTL of
+ * a year, since that does not bring the record back. A message written
+ * after the records that went is taken under that TTL. */
+START_TEST(test_replay_after_pruning_refused)
+{
+    ketenbus_client_t *fier = s_client();
+    s_welcome(fier, (uint64_t)S_HOUR_US);
+    ck_assert_msg(kb_wait_until(fier, s_pass_done, NULL, 10000), "no pass over the seen records within 10 s");
+    int64_t written = kb_now_us() - 30 * S_DAY_US - 60LL * 1000000;
+    s_deliver_created(1, 5, "acknowledged 30 days ago", 31, written);
+    s_expect_queued(fier, 31, "may be a replay");
+    s_welcome(fier, (uint64_t)(365 * S_DAY_US)); /* the session starts again for the refused one */
+    s_deliver_created(1, 5, "acknowledged 30 days ago", 32, written);
+    s_expect_queued(fier, 32, "may be a replay");
+    s_deliver_created(5, 1, "written 29 days ago", 33, kb_now_us() - 29 * S_DAY_US);
+    s_expect_handled(fier, 33, "written 29 days ago");
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 /* After a pass with a TTL of an hour: the message acknowledged a minute ago
  * comes again and is acknowledged and dropped; the one of 30 days ago,
  * which the broker cannot hold any more, is no longer known. */
@@ -303,6 +425,8 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_redelivery_within_ttl_dropped);
     tcase_add_test(tc, test_no_ttl_keeps_all);
+    tcase_add_test(tc, test_old_and_future_deliveries_stay_queued);
+    tcase_add_test(tc, test_replay_after_pruning_refused);
     suite_add_tcase(s, tc);
     return s;
 }
