@@ -12,8 +12,14 @@
  * because zconfig keeps copies of the secret key it never wipes; every buffer
  * that held secret text is wiped with OPENSSL_cleanse before it is freed.
  *
+ * Every loader opens the file once and checks what it opened (s_read_key):
+ * a regular file that neither group nor others may write and that this
+ * user or root owns, since a public key is a trust anchor as much as a
+ * secret is a secret; a secret that group or others may not even read.
+ *
  * Used by the `ketenbus keygen` command, the broker (its own keys and the
- * agencies' public keys from the chain configuration) and the adapter SDK.
+ * agencies' public keys from the chain configuration) and the adapter SDK
+ * (its own keys, the broker's certificate and the senders' public keys).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -290,24 +296,77 @@ done:
     return rc;
 }
 
-/* Read a key file and wipe-free it later with s_free_secret(). */
-static int s_read(const char *path, char **buf, size_t *len)
+/* The checks of s_read_key() on the opened file's st. */
+static int s_key_file_ok(const char *path, const struct stat *st, int secret)
+{
+    unsigned mode = (unsigned)(st->st_mode & 07777);
+    if (!S_ISREG(st->st_mode))
+        return kb_error_set(KB_EIO, "%s: not a regular file", path);
+    if (secret && (st->st_mode & 077) != 0)
+        return kb_error_set(KB_EIO, "%s: group or others may access this secret key (mode %04o); chmod 600 it", path,
+                            mode);
+    if ((st->st_mode & 022) != 0)
+        return kb_error_set(KB_EIO, "%s: group or others may write this key file (mode %04o); chmod go-w it", path,
+                            mode);
+    if (st->st_uid != geteuid() && st->st_uid != 0)
+        return kb_error_set(KB_EIO, "%s: owned by uid %u, not by this user (uid %u) or root, and its owner could "
+                            "change it; chown it", path, (unsigned)st->st_uid, (unsigned)geteuid());
+    if ((uint64_t)st->st_size > KB_KEYS_MAX_FILE_BYTES)
+        return kb_error_set(KB_ETOOBIG, "%s: %lld bytes, limit %u", path, (long long)st->st_size,
+                            KB_KEYS_MAX_FILE_BYTES);
+    return KB_OK;
+}
+
+/* Read a key file (following symlinks: operators link keys from their
+ * configuration management) into a new buffer; wipe-free it later with
+ * s_free_secret(). What is checked is the file that was opened (fstat),
+ * so it cannot be swapped between the check and the read, and it must be
+ * a regular file. Every key file is a trust anchor or a secret: refused
+ * when group or others may write it (they could put their own key there),
+ * or when it is owned by anyone but this user or root (an owner may always
+ * change it); a secret also when group or others may read it, since a key
+ * anyone on the machine can read is no longer the agency's alone (as the
+ * chain key is, and as ssh does). */
+static int s_read_key(const char *path, int secret, char **buf, size_t *len)
 {
     if (!path || !*path)
         return kb_error_set(KB_EINVAL, "key file path is empty");
-    return kb_file_read(path, KB_KEYS_MAX_FILE_BYTES, buf, len);
-}
-
-/* s_read for a secret: refused when group or others may access the file
- * (as the chain key is, and as ssh does), since a key anyone on the machine
- * can read is no longer the agency's alone. */
-static int s_read_secret(const char *path, char **buf, size_t *len)
-{
+    /* O_NONBLOCK: opening a FIFO put in a key's place does not wait for a
+     * writer; it is refused below, and reads of a regular file ignore it */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return kb_error_set(errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "open %s: %s", path, strerror(errno));
     struct stat st;
-    if (path && *path && stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0)
-        return kb_error_set(KB_EIO, "%s: group or others may access this secret key (mode %04o); chmod 600 it", path,
-                            (unsigned)(st.st_mode & 07777));
-    return s_read(path, buf, len);
+    int rc = fstat(fd, &st) == 0 ? s_key_file_ok(path, &st, secret)
+                                 : kb_error_set(KB_EIO, "stat %s: %s", path, strerror(errno));
+    char *b = NULL;
+    size_t got = 0, cap = rc == KB_OK ? (size_t)st.st_size + 1 : 0;
+    if (rc == KB_OK && !(b = malloc(cap)))
+        rc = kb_error_set(KB_ENOMEM, "read %s: out of memory", path);
+    /* up to the size fstat gave */
+    while (rc == KB_OK && got < cap - 1) {
+        ssize_t n = read(fd, b + got, cap - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = kb_error_set(KB_EIO, "read %s: %s", path, strerror(errno));
+        else if (n == 0)
+            break;
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    if (rc != KB_OK) {
+        if (b) {
+            OPENSSL_cleanse(b, cap);
+            free(b);
+        }
+        return rc;
+    }
+    b[got] = '\0';
+    *buf = b;
+    *len = got;
+    return KB_OK;
 }
 
 static void s_free_secret(char *buf, size_t len)
@@ -450,7 +509,7 @@ int kb_keys_load_curve_public(const char *cert_path, char public_z85[KB_Z85_KEY_
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = s_read(cert_path, &buf, &len);
+    int rc = s_read_key(cert_path, 0, &buf, &len);
     if (rc != KB_OK)
         return rc;
     s_cert_t cert;
@@ -470,7 +529,7 @@ int kb_keys_load_curve_secret(const char *cert_path, char public_z85[KB_Z85_KEY_
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = s_read_secret(cert_path, &buf, &len);
+    int rc = s_read_key(cert_path, 1, &buf, &len);
     if (rc != KB_OK)
         return rc;
     s_cert_t cert;
@@ -508,7 +567,7 @@ static EVP_PKEY *s_load_pem(const char *pem_path, int private_key)
 {
     char *buf = NULL;
     size_t len = 0;
-    if ((private_key ? s_read_secret(pem_path, &buf, &len) : s_read(pem_path, &buf, &len)) != KB_OK)
+    if (s_read_key(pem_path, private_key, &buf, &len) != KB_OK)
         return NULL;
     EVP_PKEY *pkey = NULL;
     BIO *bio = BIO_new_mem_buf(buf, (int)len); /* len <= KB_KEYS_MAX_FILE_BYTES */
@@ -551,7 +610,7 @@ int kb_keys_load_storage(const char *path, uint8_t key[32])
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = s_read_secret(path, &buf, &len);
+    int rc = s_read_key(path, 1, &buf, &len);
     if (rc != KB_OK)
         return rc;
     if (len != KB_KEYS_STORAGE_LEN)

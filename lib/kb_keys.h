@@ -2,17 +2,24 @@
  * kb_keys.h - the key files a chain needs, written by `ketenbus keygen`.
  *
  * For a name N (an agency id, or "broker") in directory D:
- *   D/N.curve          CURVE public certificate (ZPL, as CZMQ zcert writes it)
+ *   D/N.curve          CURVE public certificate (ZPL, as CZMQ zcert writes it) 0644
  *   D/N.curve_secret   CURVE secret certificate              mode 0600
  *   D/N.sign.pem       Ed25519 private key, PKCS#8 PEM       mode 0600
- *   D/N.sign.pub.pem   Ed25519 public key, SubjectPublicKeyInfo PEM
+ *   D/N.sign.pub.pem   Ed25519 public key, SubjectPublicKeyInfo PEM 0644
  *   D/N.storage.key    32 random bytes for AES-256-GCM at rest (broker only) 0600
  * Existing files are never overwritten (KB_EIO naming the file). Secrets are
  * wiped from memory with OPENSSL_cleanse after use.
  *
- * Errors of the loaders: KB_ENOTFOUND (no such file), KB_EIO (unreadable, or
- * a secret file, N.curve_secret, N.sign.pem or N.storage.key, that group or
- * others may access),
+ * The loaders follow symlinks and check the file they opened: it must be a
+ * regular file, owned by this user (the effective uid) or root, that group
+ * and others may not write (a public key is what the holder of the secret
+ * one is known by: whoever could replace it could pose as that holder).
+ * Group and others may not access a secret file (N.curve_secret, N.sign.pem,
+ * N.storage.key) at all. `ketenbus keygen` writes files that pass, whatever
+ * the umask.
+ *
+ * Errors of the loaders: KB_ENOTFOUND (no such file), KB_EIO (unreadable,
+ * not a regular file, or refused for its owner or mode, with what to run),
  * KB_ETOOBIG (over 64 KiB), KB_EPROTO (not a certificate, PEM or storage key
  * of the expected form or length), KB_ECRYPTO (a key of the wrong type, or a
  * public key that does not match the secret one); detail in kb_last_error().

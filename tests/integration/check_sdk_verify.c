@@ -13,7 +13,8 @@
  * key installed later could make it pass). A genuine notice of the broker
  * is handed out, and so is a message signed with the sender's previous
  * key. A delivery whose sender's key the adapter lacks comes again in a
- * later session and is handed out once the key file is there. Against a
+ * later session and is handed out once the key file is there, or once
+ * the file is no longer one that others may write. Against a
  * real broker: refused deliveries do not hold up the ones behind them, and
  * they expire.
  */
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -39,12 +41,14 @@ static int s_handled;          /* deliveries the handler saw */
 static char s_last[128];       /* the last one's narrative, or "notice" */
 static int s_refused;          /* event=delivery_refused lines the SDK logged */
 static int s_full;             /* event=quarantine_full lines */
+static char s_why[1024];       /* the last event=delivery_refused line */
 
 static void s_log(int level, const char *line, void *arg)
 {
     (void)arg;
     if (strstr(line, "event=delivery_refused")) {
         ck_assert_int_eq(level, 0); /* an error, not a detail */
+        snprintf(s_why, sizeof s_why, "%s", line);
         s_refused++;
     }
     if (strstr(line, "event=quarantine_full")) {
@@ -74,7 +78,7 @@ static void s_setup(void)
     kb_fake_start(&s_fake, &s_chain);
     s_chain.client_log = s_log;
     s_handled = s_refused = s_full = 0;
-    s_last[0] = '\0';
+    s_last[0] = s_why[0] = '\0';
 }
 
 static void s_teardown(void)
@@ -489,6 +493,27 @@ START_TEST(test_missing_key_delivery_comes_again)
 }
 END_TEST
 
+/* A sender's key file that others may write is no trust anchor: anyone
+ * who may write it could pass their own signatures off as politie's. The
+ * delivery waits at the broker, with the reason logged, until the file is
+ * made safe. */
+START_TEST(test_writable_sender_key_refused)
+{
+    char senders[512], path[600];
+    ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
+    s_copy_key(s_chain.keys, "politie", senders, "politie");
+    snprintf(path, sizeof path, "%s/politie.sign.pub.pem", senders);
+    ck_assert_int_eq(chmod(path, 0666), 0);
+    ketenbus_msg_t *m = s_signal(1, "politie", "politie", "waits for a safe key file");
+    s_refused_unacked(fier, m);
+    ck_assert_msg(strstr(s_why, "politie.sign.pub.pem") && strstr(s_why, "chmod go-w"), "%s", s_why);
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    s_taken_in_next_session(fier, m, "waits for a safe key file");
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 /* After politie's signing key was replaced, a message it signed before
  * and still queued for fier is refused while fier knows only the new key,
  * and not acknowledged (it is genuine); it is handed out once the old key
@@ -832,6 +857,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_broker_notice_handed_out);
     tcase_add_test(tc, test_delivery_for_others_quarantined);
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
+    tcase_add_test(tc, test_writable_sender_key_refused);
     tcase_add_test(tc, test_previous_key_accepted);
     tcase_add_test(tc, test_refusal_restarts_back_off);
     tcase_add_test(tc, test_key_installed_restarts_at_once);

@@ -74,6 +74,7 @@ static void s_setup(void)
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(PEM_write_PUBKEY(f, x), 1);
     ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(chmod(path, 0644), 0); /* a key file others may write is refused, whatever the umask */
     EVP_PKEY_free(x);
 }
 
@@ -473,6 +474,27 @@ START_TEST(test_skip_keys)
 }
 END_TEST
 
+/* An agency's public key file that group or others may write is refused:
+ * whoever may write it could pose as the agency. */
+START_TEST(test_writable_key_refused)
+{
+    char path[PATH_MAX], key[PATH_MAX];
+    s_write_full(path);
+    ck_assert_int_eq(chmod(s_in(key, "keys/om.sign.pub.pem"), 0664), 0);
+    kb_conf_t *c = kb_conf_load(path);
+    char error[KB_ERROR_MAX];
+    snprintf(error, sizeof error, "%s", kb_last_error());
+    ck_assert_int_eq(chmod(key, 0644), 0);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(error, "full.yaml:17:") && strstr(error, "om.sign.pub.pem") &&
+                      strstr(error, "(mode 0664); chmod go-w"),
+                  "%s", error);
+    c = kb_conf_load(path);
+    ck_assert_msg(c != NULL, "%s", kb_last_error());
+    kb_conf_destroy(&c);
+}
+END_TEST
+
 START_TEST(test_file_errors)
 {
     char path[PATH_MAX];
@@ -787,6 +809,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_limits_accepted);
     tcase_add_test(tc, test_skip_keys);
     tcase_add_test(tc, test_file_errors);
+    tcase_add_test(tc, test_writable_key_refused);
     tcase_add_loop_test(tc, test_bad, 0, (int)(sizeof s_bad / sizeof s_bad[0]));
     suite_add_tcase(s, tc);
     return s;

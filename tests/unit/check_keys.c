@@ -1,8 +1,10 @@
 /*
  * check_keys.c - tests of lib/kb_keys.c: generating a key set, file modes,
  * loading every file back, an Ed25519 sign/verify round trip, refusal to
- * overwrite, and a table of bad key files each loader must refuse with the
- * right code and a useful detail.
+ * overwrite, a table of bad key files each loader must refuse with the
+ * right code and a useful detail, and one of key files no one should
+ * trust (a mode that lets others write or read a secret, not a regular
+ * file, another owner), which every loader refuses, public ones too.
  *
  * Every test works in its own directory under one mkdtemp directory that
  * the tcase's unchecked fixture removes at the end.
@@ -352,6 +354,153 @@ END_TEST
 
 typedef enum { L_SIGN_PRIV, L_SIGN_PUB, L_STORAGE, L_CURVE_PUB, L_CURVE_SEC } s_loader_t;
 
+/* Load path with loader: its code (the PEM loaders' NULL is KB_EIO here,
+ * their detail is in kb_last_error() as for the others). */
+static int s_load(s_loader_t loader, const char *path)
+{
+    char pub[KB_Z85_KEY_LEN + 1], sec[KB_Z85_KEY_LEN + 1];
+    uint8_t key[32];
+    switch (loader) {
+    case L_SIGN_PRIV:
+    case L_SIGN_PUB: {
+        EVP_PKEY *pkey = loader == L_SIGN_PRIV ? kb_keys_load_sign_private(path) : kb_keys_load_sign_public(path);
+        EVP_PKEY_free(pkey);
+        return pkey ? KB_OK : KB_EIO;
+    }
+    case L_STORAGE: return kb_keys_load_storage(path, key);
+    case L_CURVE_PUB: return kb_keys_load_curve_public(path, pub);
+    case L_CURVE_SEC: return kb_keys_load_curve_secret(path, pub, sec);
+    }
+    ck_abort_msg("bad loader");
+    return KB_EINVAL;
+}
+
+/* How a key file of a good set is spoilt. */
+typedef enum {
+    F_MODE,   /* chmod to the row's mode */
+    F_LINK,   /* chmod, then loaded through a symlink: the target counts */
+    F_DIR,    /* a directory in its place */
+    F_FIFO,   /* a FIFO in its place: refused without waiting for a writer */
+    F_DEVICE, /* a symlink to /dev/zero in its place */
+    F_OWNER,  /* owned by another user (root only can make one) */
+} s_form_t;
+
+typedef struct {
+    const char *file;   /* the file of a "broker" key set */
+    s_loader_t loader;  /* which function reads it */
+    s_form_t form;      /* how it is spoilt */
+    mode_t mode;        /* for F_MODE, F_LINK and F_OWNER */
+    const char *detail; /* expected part of kb_last_error() (the code is KB_EIO) */
+} s_unsafe_t;
+
+static const s_unsafe_t s_unsafe[] = {
+    {"broker.curve", L_CURVE_PUB, F_MODE, 0664, "(mode 0664); chmod go-w"},
+    {"broker.curve", L_CURVE_PUB, F_MODE, 0646, "group or others may write this key file"},
+    {"broker.sign.pub.pem", L_SIGN_PUB, F_MODE, 0666, "(mode 0666); chmod go-w"},
+    {"broker.sign.pub.pem", L_SIGN_PUB, F_LINK, 0624, "(mode 0624); chmod go-w"},
+    {"broker.sign.pem", L_SIGN_PRIV, F_MODE, 0620, "(mode 0620); chmod 600"},
+    {"broker.curve_secret", L_CURVE_SEC, F_LINK, 0644, "(mode 0644); chmod 600"},
+    {"broker.curve", L_CURVE_PUB, F_DIR, 0, "not a regular file"},
+    {"broker.curve_secret", L_CURVE_SEC, F_FIFO, 0, "not a regular file"},
+    {"broker.storage.key", L_STORAGE, F_DEVICE, 0, "not a regular file"},
+    {"broker.sign.pem", L_SIGN_PRIV, F_DEVICE, 0, "not a regular file"},
+    {"broker.sign.pub.pem", L_SIGN_PUB, F_OWNER, 0644, "owned by uid 4242, not by this user"},
+    {"broker.storage.key", L_STORAGE, F_OWNER, 0600, "; chown it"},
+};
+
+/* Key files that are not safe to trust are refused with KB_EIO, naming
+ * the file and what to do, public ones too: whoever may write a public
+ * key file can pose as its holder. What is checked is the file opened,
+ * through any symlink, so the stat of one file cannot pass another. */
+START_TEST(test_unsafe_key_file_refused)
+{
+    const s_unsafe_t *row = &s_unsafe[_i];
+    if (row->form == F_OWNER && geteuid() != 0)
+        return; /* only root can give a file away */
+    char name[64], dir[PATH_MAX], p[PATH_MAX], used[PATH_MAX];
+    snprintf(name, sizeof name, "unsafe-%d", _i);
+    s_path(dir, sizeof dir, name);
+    ck_assert_int_eq(kb_keys_generate(dir, "broker", 1), KB_OK);
+    s_in(p, dir, row->file);
+    snprintf(used, sizeof used, "%s", p);
+    switch (row->form) {
+    case F_MODE:
+        ck_assert_int_eq(chmod(p, row->mode), 0);
+        break;
+    case F_LINK:
+        ck_assert_int_eq(chmod(p, row->mode), 0);
+        s_in(used, dir, "linked");
+        ck_assert_int_eq(symlink(row->file, used), 0);
+        break;
+    case F_DIR:
+        ck_assert_int_eq(unlink(p), 0);
+        ck_assert_int_eq(mkdir(p, 0700), 0);
+        break;
+    case F_FIFO:
+        ck_assert_int_eq(unlink(p), 0);
+        ck_assert_int_eq(mkfifo(p, 0600), 0);
+        break;
+    case F_DEVICE:
+        ck_assert_int_eq(unlink(p), 0);
+        ck_assert_int_eq(symlink("/dev/zero", p), 0);
+        break;
+    case F_OWNER:
+        ck_assert_int_eq(chmod(p, row->mode), 0);
+        ck_assert_int_eq(chown(p, 4242, (gid_t)-1), 0);
+        break;
+    }
+    kb_error_clear();
+    ck_assert_int_eq(s_load(row->loader, used), KB_EIO);
+    ck_assert_msg(strstr(kb_last_error(), row->detail) != NULL, "row %d: error \"%s\" lacks \"%s\"", _i,
+                  kb_last_error(), row->detail);
+    ck_assert_msg(strstr(kb_last_error(), used) != NULL, "row %d: error \"%s\" does not name the file", _i,
+                  kb_last_error());
+}
+END_TEST
+
+/* Key files as operators keep them load: public ones read-only or
+ * readable by the group, secret ones 0400, any of them through a symlink
+ * (keys are linked from configuration management), owned by root when this
+ * is root; and every file keygen writes, whatever the umask. */
+START_TEST(test_safe_key_files_load)
+{
+    char dir[PATH_MAX], other[PATH_MAX], p[PATH_MAX], link[PATH_MAX];
+    s_path(dir, sizeof dir, "safe");
+    umask(0);
+    ck_assert_int_eq(kb_keys_generate(dir, "broker", 1), KB_OK);
+    umask(0777);
+    ck_assert_int_eq(kb_keys_generate(dir, "fier", 0), KB_OK);
+    umask(022);
+    static const struct {
+        const char *file;  /* in dir */
+        s_loader_t loader; /* which function reads it */
+    } files[] = {
+        {"broker.curve", L_CURVE_PUB}, {"broker.curve_secret", L_CURVE_SEC}, {"broker.sign.pem", L_SIGN_PRIV},
+        {"broker.sign.pub.pem", L_SIGN_PUB}, {"broker.storage.key", L_STORAGE}, {"fier.curve", L_CURVE_PUB},
+        {"fier.curve_secret", L_CURVE_SEC}, {"fier.sign.pem", L_SIGN_PRIV}, {"fier.sign.pub.pem", L_SIGN_PUB},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        ck_assert_msg(s_load(files[i].loader, s_in(p, dir, files[i].file)) == KB_OK, "%s: %s", files[i].file,
+                      kb_last_error());
+    ck_assert_int_eq(chmod(s_in(p, dir, "broker.curve"), 0444), 0);
+    ck_assert_int_eq(s_load(L_CURVE_PUB, p), KB_OK);
+    ck_assert_int_eq(chmod(s_in(p, dir, "broker.sign.pub.pem"), 0640), 0);
+    ck_assert_int_eq(s_load(L_SIGN_PUB, p), KB_OK);
+    ck_assert_int_eq(chmod(s_in(p, dir, "broker.storage.key"), 0400), 0);
+    ck_assert_int_eq(s_load(L_STORAGE, p), KB_OK);
+    s_path(other, sizeof other, "linked-keys");
+    ck_assert_int_eq(mkdir(other, 0700), 0);
+    static const char *const linked[] = {"broker.curve", "broker.sign.pem", "broker.curve_secret"};
+    for (size_t i = 0; i < sizeof linked / sizeof linked[0]; i++) {
+        s_in(p, dir, linked[i]);
+        ck_assert_int_eq(symlink(p, s_in(link, other, linked[i])), 0);
+    }
+    ck_assert_int_eq(s_load(L_CURVE_PUB, s_in(link, other, "broker.curve")), KB_OK);
+    ck_assert_int_eq(s_load(L_SIGN_PRIV, s_in(link, other, "broker.sign.pem")), KB_OK);
+    ck_assert_int_eq(s_load(L_CURVE_SEC, s_in(link, other, "broker.curve_secret")), KB_OK);
+}
+END_TEST
+
 typedef enum {
     G_TEXT,          /* the row's text */
     G_MISSING,       /* no file at all */
@@ -546,6 +695,8 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_bad_file, 0, (int)(sizeof s_bad_files / sizeof s_bad_files[0]));
     tcase_add_loop_test(tc, test_good_cert_forms, 0, (int)(sizeof s_good_certs / sizeof s_good_certs[0]));
+    tcase_add_loop_test(tc, test_unsafe_key_file_refused, 0, (int)(sizeof s_unsafe / sizeof s_unsafe[0]));
+    tcase_add_test(tc, test_safe_key_files_load);
     suite_add_tcase(s, tc);
     return s;
 }
