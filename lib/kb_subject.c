@@ -556,7 +556,8 @@ int kb_subject_load_chain_key(const char *path, uint8_t out[KB_CHAIN_KEY_LEN])
 {
     if (!path || !*path || !out)
         return kb_error_set(KB_EINVAL, "chain key: file path is required");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in the key's place is refused below, not waited on */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return kb_error_set(errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "open %s: %s", path, strerror(errno));
     struct stat st;
@@ -568,6 +569,9 @@ int kb_subject_load_chain_key(const char *path, uint8_t out[KB_CHAIN_KEY_LEN])
     else if ((st.st_mode & 077) != 0)
         rc = kb_error_set(KB_EIO, "%s: group or others may access the chain key (mode %04o); chmod 600 it", path,
                           (unsigned)(st.st_mode & 07777));
+    else if (st.st_uid != geteuid() && st.st_uid != 0)
+        rc = kb_error_set(KB_EIO, "%s: owned by uid %u, not by this user (uid %u) or root, and its owner could "
+                          "change it; chown it", path, (unsigned)st.st_uid, (unsigned)geteuid());
     /* Read one byte more than a key, to tell a longer file apart. */
     uint8_t buf[KB_CHAIN_KEY_LEN + 1];
     size_t got = 0;

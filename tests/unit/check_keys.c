@@ -382,7 +382,7 @@ typedef enum {
     F_DIR,    /* a directory in its place */
     F_FIFO,   /* a FIFO in its place: refused without waiting for a writer */
     F_DEVICE, /* a symlink to /dev/zero in its place */
-    F_OWNER,  /* owned by another user (root only can make one) */
+    F_OWNER,  /* owned by another user (root only can make one): rows last */
 } s_form_t;
 
 typedef struct {
@@ -415,8 +415,7 @@ static const s_unsafe_t s_unsafe[] = {
 START_TEST(test_unsafe_key_file_refused)
 {
     const s_unsafe_t *row = &s_unsafe[_i];
-    if (row->form == F_OWNER && geteuid() != 0)
-        return; /* only root can give a file away */
+    ck_assert(row->form != F_OWNER || geteuid() == 0); /* registered only for root */
     char name[64], dir[PATH_MAX], p[PATH_MAX], used[PATH_MAX];
     snprintf(name, sizeof name, "unsafe-%d", _i);
     s_path(dir, sizeof dir, name);
@@ -695,7 +694,16 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_bad_file, 0, (int)(sizeof s_bad_files / sizeof s_bad_files[0]));
     tcase_add_loop_test(tc, test_good_cert_forms, 0, (int)(sizeof s_good_certs / sizeof s_good_certs[0]));
-    tcase_add_loop_test(tc, test_unsafe_key_file_refused, 0, (int)(sizeof s_unsafe / sizeof s_unsafe[0]));
+    /* only root can give a file away: the rows of F_OWNER, last in the
+     * table, are not run (nor counted) otherwise */
+    int unsafe_rows = (int)(sizeof s_unsafe / sizeof s_unsafe[0]);
+    if (geteuid() != 0) {
+        while (unsafe_rows > 0 && s_unsafe[unsafe_rows - 1].form == F_OWNER)
+            unsafe_rows--;
+        fprintf(stderr, "check_keys: not run without root: %d rows of key files owned by another user\n",
+                (int)(sizeof s_unsafe / sizeof s_unsafe[0]) - unsafe_rows);
+    }
+    tcase_add_loop_test(tc, test_unsafe_key_file_refused, 0, unsafe_rows);
     tcase_add_test(tc, test_safe_key_files_load);
     suite_add_tcase(s, tc);
     return s;

@@ -445,10 +445,30 @@ START_TEST(test_chain_key_file)
         ck_assert_int_eq(kb_subject_load_chain_key(path, key), bad[i].rc);
         ck_assert_msg(strstr(kb_last_error(), bad[i].detail) != NULL, "case %zu: %s", i, kb_last_error());
     }
+    /* a FIFO in its place is refused at once, not waited on */
+    unlink(path);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_int_eq(kb_subject_load_chain_key(path, key), KB_EIO);
+    ck_assert_msg(strstr(kb_last_error(), "not a regular file") != NULL, "%s", kb_last_error());
+    unlink(path);
     ck_assert_int_eq(kb_subject_load_chain_key(s_path(path, sizeof path, "missing.key"), key), KB_ENOTFOUND);
     ck_assert_int_eq(kb_subject_load_chain_key(s_root, key), KB_EIO); /* a directory */
     ck_assert_int_eq(kb_subject_load_chain_key("", key), KB_EINVAL);
     ck_assert_int_eq(kb_subject_load_chain_key(NULL, key), KB_EINVAL);
+}
+END_TEST
+
+/* A chain key owned by another user (who could change it) is refused;
+ * registered only when run as root, who alone can give a file away. */
+START_TEST(test_chain_key_of_another_user)
+{
+    char path[PATH_MAX];
+    uint8_t key[KB_CHAIN_KEY_LEN];
+    s_path(path, sizeof path, "chain.key");
+    s_write_file(path, s_test_key, KB_CHAIN_KEY_LEN, 0600);
+    ck_assert_int_eq(chown(path, 4242, (gid_t)-1), 0);
+    ck_assert_int_eq(kb_subject_load_chain_key(path, key), KB_EIO);
+    ck_assert_msg(strstr(kb_last_error(), "owned by uid 4242") != NULL, "%s", kb_last_error());
 }
 END_TEST
 
@@ -519,6 +539,10 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_python_rows);
     tcase_add_test(tc, test_python_codepoints);
     tcase_add_test(tc, test_chain_key_file);
+    if (geteuid() == 0)
+        tcase_add_test(tc, test_chain_key_of_another_user);
+    else
+        fprintf(stderr, "check_subject: not run without root: a chain key owned by another user\n");
     tcase_add_test(tc, test_sdk);
     suite_add_tcase(s, tc);
     return s;
