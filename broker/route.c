@@ -7,12 +7,18 @@
  * skew, not a duplicate (same sender and id accepted before: on disk, earlier
  * in this turn, or in the batch the committer is writing), the sender's
  * Ed25519 signature over its seals, then the sharing decision per recipient
- * (policy.h). An accepted envelope
- * stages its "received" and per-recipient "routed"/"refused" audit records,
- * a queue entry per permitted recipient and its id in the accepted-id
- * index, all in the turn's batch. The receipt is queued and leaves only
- * after the batch is synced. A refusal is audited too, with its reason and
- * the deny rule that refused, if one did.
+ * (policy.h). The records of an envelope refused, or answered as a
+ * duplicate, before its signature is checked hold who sent it and what it
+ * is: the connection's agency, the message id and kind, the code and
+ * reason (s_checked_t); never the officer, purpose, handling code, legal
+ * basis or subject keys it claims, which only the signature vouches for. A
+ * duplicate costs no signature check: the first one's records say the
+ * rest. An accepted envelope stages its "received" and per-recipient
+ * "routed"/"refused" audit records, a queue entry per permitted recipient
+ * and its id in the accepted-id index, all in the turn's batch. The
+ * receipt is queued and leaves only after the batch is synced. A refusal
+ * is audited too, with its reason and the deny rule that refused, if one
+ * did.
  *
  * Each recipient gets the envelope as the sender signed it, less the
  * fields its deciding rule withholds: those recipients get a redacted copy
@@ -52,6 +58,17 @@
  * refused) audit record, Merkle nodes and receipt id, rounded up. */
 #define S_COPY_COST 1024u
 
+/* How far an envelope was checked, and so what of it its audit records
+ * repeat. Only the sender's signature vouches for the officer, purpose,
+ * handling code, legal basis and subject keys: before it is checked they
+ * are whatever the peer wrote, and anyone holding an adapter's CURVE key
+ * alone could put them in that agency's trail. */
+typedef enum {
+    S_UNCHECKED, /* malformed: the connection's agency and the message id, if it is one */
+    S_UNSIGNED,  /* well formed, signature not checked: also its kind */
+    S_SIGNED,    /* signature checked (or not asked for): every field audit_record_for takes */
+} s_checked_t;
+
 /* Receipt entry plus the strings it points to, built per envelope. */
 typedef struct {
     Ketenbus__ReceiptEntry entry;                  /* what goes on the wire */
@@ -85,11 +102,25 @@ static void s_rejected(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope
            res->rule_id[0] ? res->rule_id : "-", res->reason);
 }
 
-static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *e, int trusted, s_result_t *res,
-                     int code, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* The audit record of event about e, holding what `checked` vouches for.
+ * The agency is the connection's, whatever the envelope says. */
+static Ketenbus__AuditRecord *s_record(Ketenbus__AuditRecord *r, int event, const kb_session_t *s,
+                                       const Ketenbus__Envelope *e, s_checked_t checked)
+{
+    audit_record_for(r, event, checked == S_SIGNED ? e : NULL);
+    r->agency = (char *)s->agency;
+    if (checked != S_SIGNED && e && e->message_id.len == KB_ID_LEN)
+        r->message_id = e->message_id;
+    if (checked == S_UNSIGNED)
+        r->kind = e->kind;
+    return r;
+}
 
-static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *e, int trusted, s_result_t *res,
-                     int code, const char *fmt, ...)
+static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *e, s_checked_t checked,
+                     s_result_t *res, int code, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *e, s_checked_t checked,
+                     s_result_t *res, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -97,14 +128,8 @@ static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *
     va_end(ap);
     s_rejected(b, s, e, res, code);
 
-    /* Only fields of an envelope that passed validation are copied into
-     * the audit log; otherwise the record holds who sent it and why it was
-     * refused, not the peer's bytes. */
     Ketenbus__AuditRecord r;
-    audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, trusted ? e : NULL);
-    r.agency = s->agency;
-    if (!trusted && e && e->message_id.len == KB_ID_LEN)
-        r.message_id = e->message_id;
+    s_record(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, s, e, checked);
     r.code = (Ketenbus__RejectCode)code;
     r.reason = res->reason;
     r.rule_id = res->rule_id;
@@ -237,25 +262,25 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
 
     char why[256];
     if (kb_envelope_validate_submitted(e, why, sizeof why) != KB_OK) {
-        s_reject(b, s, e, 0, res, KETENBUS__REJECT_CODE__REJECT_MALFORMED, "%s", why);
+        s_reject(b, s, e, S_UNCHECKED, res, KETENBUS__REJECT_CODE__REJECT_MALFORMED, "%s", why);
         return KB_OK;
     }
     if (strcmp(e->sender, s->agency) != 0) {
-        s_reject(b, s, e, 0, res, KETENBUS__REJECT_CODE__REJECT_SPOOFED_SENDER,
+        s_reject(b, s, e, S_UNSIGNED, res, KETENBUS__REJECT_CODE__REJECT_SPOOFED_SENDER,
                  "sender '%s' does not match the authenticated agency '%s'", e->sender, s->agency);
         return KB_OK;
     }
     if (kb_policy_kind_is_notice((int)e->kind)) {
         /* a notice's sender is the broker: one from an agency would pass
          * for the broker's word about another agency's message */
-        s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED,
+        s_reject(b, s, e, S_UNSIGNED, res, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED,
                  "kind %s is written and signed by the broker only; an agency may not send it",
                  kb_kind_name(e->kind));
         return KB_OK;
     }
     int64_t now = kb_now_us();
     if (e->created_us > now + KB_CLOCK_SKEW_US || e->created_us < now - b->conf->message_ttl_us) {
-        s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_STALE,
+        s_reject(b, s, e, S_UNSIGNED, res, KETENBUS__REJECT_CODE__REJECT_STALE,
                  "created_us is outside the accepted window (message TTL and clock skew)");
         return KB_OK;
     }
@@ -264,13 +289,15 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     if (seen == KB_OK || s_batch_has(b, e->sender, e->message_id.data)) {
         res->entry.outcome = KETENBUS__OUTCOME__OUTCOME_DUPLICATE;
         res->entry.audit_index = prior;
+        /* answered before its signature is checked: a duplicate costs no
+         * verification, and says nothing the first one did not */
         Ketenbus__AuditRecord r;
-        audit_record_for(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DUPLICATE, e);
+        s_record(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DUPLICATE, s, e, S_UNSIGNED);
         audit_append(b, &r, NULL);
         return KB_OK;
     }
     if (seen != KB_ENOTFOUND) {
-        s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_INTERNAL, "store lookup failed; retry later");
+        s_reject(b, s, e, S_UNSIGNED, res, KETENBUS__REJECT_CODE__REJECT_INTERNAL, "store lookup failed; retry later");
         return KB_OK;
     }
     const kb_agency_t *sender = kb_conf_agency(b->conf, e->sender);
@@ -287,7 +314,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         }
     }
     if (!sender || sig_rc != KB_OK) {
-        s_reject(b, s, e, 0, res, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE, "signature does not verify: %s",
+        s_reject(b, s, e, S_UNSIGNED, res, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE, "signature does not verify: %s",
                  sender ? sig_detail : "unknown sender");
         return KB_OK;
     }
@@ -297,8 +324,8 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         candidates = (const char **)e->recipients;
     } else if (kb_policy_fanout_all(b->conf->policy, e->sender, (int)e->kind, (int)e->purpose, (int)e->handling,
                                     now, &fanout, &n_cand) != KB_OK) {
-        s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_INTERNAL, "could not route this envelope: %s; retry later",
-                 kb_last_error());
+        s_reject(b, s, e, S_SIGNED, res, KETENBUS__REJECT_CODE__REJECT_INTERNAL,
+                 "could not route this envelope: %s; retry later", kb_last_error());
         return KB_OK;
     } else {
         candidates = fanout;
@@ -306,7 +333,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     if (n_cand == 0) {
         free(fanout);
         char kind[KB_POLICY_NAME_MAX], purpose[KB_POLICY_NAME_MAX], handling[KB_POLICY_NAME_MAX];
-        s_reject(b, s, e, 1, res, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED,
+        s_reject(b, s, e, S_SIGNED, res, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED,
                  "refused: no rule allows kind %s from %s to any agency for purpose %s and handling %s",
                  kb_policy_name(KB_POLICY_KIND, (int)e->kind, kind, sizeof kind), e->sender,
                  kb_policy_name(KB_POLICY_PURPOSE, (int)e->purpose, purpose, sizeof purpose),
@@ -368,7 +395,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         if (code != 0) {
             res->entry.n_recipients = 0;
             res->entry.n_refused = 0;
-            s_reject(b, s, e, 1, res, code, "%s", detail);
+            s_reject(b, s, e, S_SIGNED, res, code, "%s", detail);
         } else {
             rc = s_refuse_all(b, s, e, res, plans, n_cand);
         }

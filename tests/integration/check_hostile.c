@@ -14,7 +14,9 @@
  * the entries behind them from expiring. Sessions need a random routing id.
  * One envelope's content (withheld paths, which only the broker sets) is
  * refused alone and never fails the turn for the others. A notice, which
- * only the broker writes, is refused from an agency.
+ * only the broker writes, is refused from an agency. A duplicate or an
+ * envelope refused before its signature is checked leaves no officer,
+ * purpose, handling code, legal basis or subject in the audit trail.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -1398,6 +1400,75 @@ START_TEST(test_notice_from_agency_rejected)
 }
 END_TEST
 
+/* What a peer claims in an envelope whose signature is not checked: an
+ * officer, purpose, handling code, legal basis and subject of its choosing,
+ * signed with another agency's key. */
+#define S_FORGED_JSON                                                                                               \
+    "{\"recipients\":[\"fier\"],\"kind\":\"signal\",\"purpose\":\"criminal_investigation\",\"handling\":\"h3\","  \
+    "\"officer\":\"forged-officer-99\",\"legal_basis\":{\"basis\":\"forged basis\",\"consent\":\"not_required\"},"   \
+    "\"subject_keys\":[\"5e110ab2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e\"],"                      \
+    "\"sender\":\"politie\",\"signal\":{\"exploitation\":\"criminal\"}}"
+
+/* The record holds who sent it (the connection's agency), the message id
+ * and its kind, and nothing of what only the signature vouches for. */
+static void s_assert_unverified_record(const Ketenbus__AuditRecord *r, const uint8_t id[KB_ID_LEN])
+{
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->agency, "politie");
+    ck_assert_uint_eq(r->message_id.len, KB_ID_LEN);
+    ck_assert(memcmp(r->message_id.data, id, KB_ID_LEN) == 0);
+    ck_assert_int_eq(r->kind, KETENBUS__KIND__KIND_SIGNAL);
+    ck_assert_msg(!r->officer || !*r->officer, "officer %s", r->officer);
+    ck_assert_int_eq(r->purpose, 0);
+    ck_assert_int_eq(r->handling, 0);
+    ck_assert_msg(!r->legal_basis || !*r->legal_basis, "legal basis %s", r->legal_basis);
+    ck_assert_uint_eq(r->n_subject_keys, 0);
+}
+
+/* An envelope answered as a duplicate or refused before its signature is
+ * checked writes nothing of its claims into the sender's trail: resent
+ * under an accepted id with a forged officer, purpose, handling, basis and
+ * subject (signed with fier's key), it is a DUPLICATE whose record names
+ * none of them; the same claims outside the time window are REFUSED as
+ * stale, likewise. The accepted message's own record keeps its fields. */
+START_TEST(test_unverified_claims_not_audited)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    int outcome, code;
+    char reason[512];
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
+    Ketenbus__Envelope *dup = s_envelope_json(S_FORGED_JSON, "fier");
+    memcpy(dup->message_id.data, e->message_id.data, KB_ID_LEN);
+    s_submit(s_sock, dup, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_DUPLICATE);
+    Ketenbus__Envelope *stale = s_envelope_json(S_FORGED_JSON, "fier");
+    stale->created_us = kb_now_us() - 400LL * 86400 * 1000000;
+    s_submit(s_sock, stale, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_REJECTED);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_STALE);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+
+    Ketenbus__AuditRecord *r = kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DUPLICATE, 0, NULL);
+    s_assert_unverified_record(r, e->message_id.data);
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    r = kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, 0, NULL);
+    s_assert_unverified_record(r, stale->message_id.data);
+    ck_assert_int_eq(r->code, KETENBUS__REJECT_CODE__REJECT_STALE);
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    r = kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED, 0, NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->purpose, KETENBUS__PURPOSE__PURPOSE_VICTIM_CARE);
+    ck_assert_str_eq(r->legal_basis, "Wpg art. 19");
+    ketenbus__audit_record__free_unpacked(r, NULL);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    ketenbus__envelope__free_unpacked(dup, NULL);
+    ketenbus__envelope__free_unpacked(stale, NULL);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -1430,6 +1501,7 @@ static Suite *s_suite(void)
                         (int)(sizeof s_withheld_counts / sizeof s_withheld_counts[0]));
     tcase_add_loop_test(tc, test_notice_from_agency_rejected, 0,
                         (int)(sizeof s_notice_kinds / sizeof s_notice_kinds[0]));
+    tcase_add_test(tc, test_unverified_claims_not_audited);
     suite_add_tcase(s, tc);
     return s;
 }

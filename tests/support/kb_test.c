@@ -344,6 +344,32 @@ int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part
     return n;
 }
 
+Ketenbus__AuditRecord *kb_chain_audit_record(const kb_chain_t *c, int event, size_t nth, uint64_t *index)
+{
+    ck_assert_msg(c->pid == 0, "stop the broker before reading its store");
+    char path[512];
+    uint8_t key[32];
+    snprintf(path, sizeof path, "%s/broker.storage.key", c->keys);
+    ck_assert_int_eq(kb_keys_load_storage(path, key), KB_OK);
+    snprintf(path, sizeof path, "%s/data", c->dir);
+    kb_store_t *s = kb_store_open(path, key);
+    ck_assert_msg(s != NULL, "open store: %s", kb_last_error());
+    Ketenbus__AuditRecord *found = NULL;
+    for (uint64_t i = 0; !found && i < kb_store_audit_size(s); i++) {
+        Ketenbus__AuditRecord *r = NULL;
+        ck_assert_int_eq(kb_store_audit_get(s, i, &r), KB_OK);
+        if ((int)r->event == event && nth-- == 0) {
+            found = r;
+            if (index)
+                *index = i;
+        } else {
+            ketenbus__audit_record__free_unpacked(r, NULL);
+        }
+    }
+    kb_store_destroy(&s);
+    return found;
+}
+
 void kb_chain_checkpoint(const kb_chain_t *c, uint64_t *size, uint64_t *audit_size)
 {
     ck_assert_msg(c->pid == 0, "stop the broker before reading its store");

@@ -97,6 +97,11 @@ int kb_chain_log_count(const kb_chain_t *c, const char *needle);
  * substring) in the stopped broker's store. */
 int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part);
 
+/* The nth (from 0) audit record with the given event in the stopped
+ * broker's store, or NULL when there are fewer; *index (if not NULL) is its
+ * index in the log. Free it with ketenbus__audit_record__free_unpacked(). */
+struct Ketenbus__AuditRecord *kb_chain_audit_record(const kb_chain_t *c, int event, size_t nth, uint64_t *index);
+
 /* The latest signed checkpoint of the stopped broker's audit log, verified
  * with the broker's public key: fills *size (tree size) and *audit_size
  * (records in the log). Fails the test if there is none or it does not
