@@ -322,9 +322,11 @@ static int s_expired(const s_entry_t *e, const kb_rule_t *rule, int64_t now_us)
 }
 
 /* The answer of the rules of (from, to); *rule is the deciding rule, or for
- * S_HANDLING and S_EXPIRED the allow rule that nearly matched. */
+ * S_HANDLING and S_EXPIRED the allow rule that nearly matched. With
+ * with_deny 0 the deny rules are passed over: what the allow rules alone
+ * would say. */
 static s_verdict_t s_match(const kb_policy_t *p, size_t from, size_t to, int kind, int purpose, int handling,
-                           int64_t now_us, const kb_rule_t **rule)
+                           int64_t now_us, int with_deny, const kb_rule_t **rule)
 {
     *rule = NULL;
     if (kind <= 0 || kind > KB_POLICY_MAX_BIT || purpose <= 0 || purpose > KB_POLICY_MAX_BIT)
@@ -336,14 +338,14 @@ static s_verdict_t s_match(const kb_policy_t *p, size_t from, size_t to, int kin
     const kb_rule_t *rules = p->conf->rules;
     const s_entry_t *e = p->entries + pair->first;
     const s_entry_t *deny_end = e + pair->n_deny, *end = e + pair->n;
-    for (; e < deny_end; e++) {
+    for (; with_deny && e < deny_end; e++) {
         if ((e->kinds & kind_bit) && (e->purposes & purpose_bit) && !s_expired(e, &rules[e->rule], now_us)) {
             *rule = &rules[e->rule];
             return S_DENY;
         }
     }
     s_verdict_t near = S_DEFAULT;
-    for (; e < end; e++) {
+    for (e = deny_end; e < end; e++) {
         if (!(e->kinds & kind_bit) || !(e->purposes & purpose_bit))
             continue;
         const kb_rule_t *r = &rules[e->rule];
@@ -445,7 +447,7 @@ int kb_policy_decide(const kb_policy_t *p, const char *from, const char *to, int
         return KB_OK;
     }
     const kb_rule_t *rule;
-    switch (s_match(p, fi, ti, kind, purpose, handling, now_us, &rule)) {
+    switch (s_match(p, fi, ti, kind, purpose, handling, now_us, 1, &rule)) {
     case S_ALLOW:
         out->allowed = 1;
         out->rule = rule;
@@ -475,8 +477,11 @@ int kb_policy_decide(const kb_policy_t *p, const char *from, const char *to, int
     return KB_OK;
 }
 
-size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
-                        const char **out, size_t max)
+/* The fan-out, and with with_denied 1 also the agencies an allow rule would
+ * reach but a deny rule refuses. Only a pair whose deny rule matches is
+ * looked at twice: without deny rules this costs what the fan-out does. */
+static size_t s_fanout(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
+                       int with_denied, const char **out, size_t max)
 {
     if (!p || !from || !out || handling < KETENBUS__HANDLING__HANDLING_H0)
         return 0;
@@ -485,29 +490,51 @@ size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int pu
         return 0;
     const kb_conf_t *c = p->conf;
     for (size_t ti = 0; ti < c->n_agencies && n < max; ti++) {
+        if (ti == fi)
+            continue;
         const kb_rule_t *rule;
-        if (ti != fi && s_match(p, fi, ti, kind, purpose, handling, now_us, &rule) == S_ALLOW)
+        s_verdict_t v = s_match(p, fi, ti, kind, purpose, handling, now_us, 1, &rule);
+        if (v == S_ALLOW ||
+            (with_denied && v == S_DENY && s_match(p, fi, ti, kind, purpose, handling, now_us, 0, &rule) == S_ALLOW))
             out[n++] = c->agencies[ti].id;
     }
     return n;
 }
 
-int kb_policy_fanout_all(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
-                         const char ***out, size_t *n)
+size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
+                        const char **out, size_t max)
+{
+    return s_fanout(p, from, kind, purpose, handling, now_us, 0, out, max);
+}
+
+static int s_fanout_all(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
+                        int with_denied, const char ***out, size_t *n)
 {
     if (!out || !n)
-        return kb_error_set(KB_EINVAL, "kb_policy_fanout_all: NULL argument");
+        return kb_error_set(KB_EINVAL, "policy fan-out: NULL argument");
     *out = NULL;
     *n = 0;
     if (!p || !from)
-        return kb_error_set(KB_EINVAL, "kb_policy_fanout_all: NULL argument");
+        return kb_error_set(KB_EINVAL, "policy fan-out: NULL argument");
     size_t room = p->conf->n_agencies ? p->conf->n_agencies : 1;
     const char **ids = calloc(room, sizeof *ids);
     if (!ids)
         return kb_error_set(KB_ENOMEM, "policy: out of memory for a fan-out to %zu agencies", room);
-    *n = kb_policy_fanout(p, from, kind, purpose, handling, now_us, ids, room);
+    *n = s_fanout(p, from, kind, purpose, handling, now_us, with_denied, ids, room);
     *out = ids;
     return KB_OK;
+}
+
+int kb_policy_fanout_all(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
+                         const char ***out, size_t *n)
+{
+    return s_fanout_all(p, from, kind, purpose, handling, now_us, 0, out, n);
+}
+
+int kb_policy_fanout_candidates(const kb_policy_t *p, const char *from, int kind, int purpose, int handling,
+                                int64_t now_us, const char ***out, size_t *n)
+{
+    return s_fanout_all(p, from, kind, purpose, handling, now_us, 1, out, n);
 }
 
 const char *kb_policy_kind_member(int kind)

@@ -71,6 +71,17 @@ size_t kb_policy_fanout(const kb_policy_t *p, const char *from, int kind, int pu
 int kb_policy_fanout_all(const kb_policy_t *p, const char *from, int kind, int purpose, int handling, int64_t now_us,
                          const char ***out, size_t *n);
 
+/* What the broker decides for a message without named recipients: the
+ * agencies of kb_policy_fanout_all() and, among them in configuration
+ * order, every agency that an allow rule would reach but a deny rule
+ * refuses (kb_policy_decide() names that rule). The broker routes to the
+ * first and audits the refusal of the others: a deny rule that took an
+ * agency out of a fan-out is a decision like any other. An agency no
+ * allow rule reaches is not a candidate. Ownership and returns as for
+ * kb_policy_fanout_all(). */
+int kb_policy_fanout_candidates(const kb_policy_t *p, const char *from, int kind, int purpose, int handling,
+                                int64_t now_us, const char ***out, size_t *n);
+
 /* Which enum kb_policy_name() names. */
 typedef enum {
     KB_POLICY_KIND,           /* Ketenbus__Kind: "signal", "referral_update" */

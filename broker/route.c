@@ -28,10 +28,13 @@
  *
  * An envelope that names no recipients goes to every agency the rules
  * allow (kb_policy_fanout_all, as `policy explain` shows it), however many:
- * KB_MAX_RECIPIENTS bounds only the recipients an envelope names. What one
- * SUBMIT stages is bounded instead by its cost (a queue copy plus
- * S_COPY_COST per recipient) against s_budget(): KB_MAX_RECIPIENTS copies
- * of a full frame, what any SUBMIT could stage when fan-outs were capped.
+ * KB_MAX_RECIPIENTS bounds only the recipients an envelope names. An agency
+ * that an allow rule would reach but a deny rule refuses is a candidate
+ * too (kb_policy_fanout_candidates): refused, listed and audited with that
+ * rule, as a named recipient would be. What one SUBMIT stages is bounded
+ * by its cost (a queue copy plus S_COPY_COST per recipient) against
+ * s_budget(): KB_MAX_RECIPIENTS copies of a full frame, what any SUBMIT
+ * could stage when fan-outs were capped.
  * An envelope whose fan-out alone costs more is refused for good
  * (REJECT_TOO_LARGE, saying so); one that does not fit in what earlier
  * envelopes of the same SUBMIT left is refused for now (REJECT_INTERNAL,
@@ -322,8 +325,8 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     size_t n_cand = e->n_recipients;
     if (n_cand > 0) {
         candidates = (const char **)e->recipients;
-    } else if (kb_policy_fanout_all(b->conf->policy, e->sender, (int)e->kind, (int)e->purpose, (int)e->handling,
-                                    now, &fanout, &n_cand) != KB_OK) {
+    } else if (kb_policy_fanout_candidates(b->conf->policy, e->sender, (int)e->kind, (int)e->purpose,
+                                           (int)e->handling, now, &fanout, &n_cand) != KB_OK) {
         s_reject(b, s, e, S_SIGNED, res, KETENBUS__REJECT_CODE__REJECT_INTERNAL,
                  "could not route this envelope: %s; retry later", kb_last_error());
         return KB_OK;

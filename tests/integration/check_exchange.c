@@ -9,8 +9,9 @@
  * with a small credit, the SDK outbox while the broker is down, refusal by
  * the rules, a send-only client beside the agency's receiving client, a
  * handler that keeps messages for a while (they come again on the same
- * connection), a fan-out to more agencies than an envelope may name, and
- * the bound on what one SUBMIT's fan-outs may stage.
+ * connection), a fan-out to more agencies than an envelope may name, one
+ * that deny rules narrow (audited), and the bound on what one SUBMIT's
+ * fan-outs may stage.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -388,6 +389,67 @@ START_TEST(test_fanout_without_recipients)
 }
 END_TEST
 
+/* The rules of test_fanout_deny: politie's signals may go to rvdk and fier,
+ * but a deny rule keeps them from rvdk, and another keeps those for a
+ * criminal investigation from fier. */
+static const char *s_rules_deny =
+    "  - id: politie-signal\n    from: [politie]\n    to: [fier, rvdk]\n    kinds: [signal]\n" S_RULE_REST
+    "  - id: no-rvdk\n    effect: deny\n    from: [politie]\n    to: [rvdk]\n"
+    "  - id: no-fier-ci\n    effect: deny\n    from: [politie]\n    to: [fier]\n"
+    "    purposes: [criminal_investigation]\n";
+
+/* An agency that an allow rule would reach in a fan-out but a deny rule
+ * refuses is a decision too: audited as refused with the deny rule and
+ * the message's digest, and listed in the receipt, as a named recipient
+ * would be. When deny rules refuse every candidate, the message is
+ * refused with the first one's rule. */
+START_TEST(test_fanout_deny)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 4, s_rules_deny, "");
+    kb_chain_start(&s_chain);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *m = kb_test_signal(NULL, "to whoever the rules allow");
+    ketenbus_receipt_t r;
+    ck_assert_int_eq(ketenbus_client_submit(politie, m, &r, 5000), KETENBUS_OK);
+    ck_assert_str_eq(r.recipients, "fier");
+    ck_assert_str_eq(r.reason, "not sent to: rvdk");
+    ketenbus_msg_destroy(&m);
+    m = kb_test_signal(NULL, "for an investigation");
+    ck_assert_int_eq(ketenbus_msg_set(m, "purpose", "criminal_investigation"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_submit(politie, m, &r, 5000), KETENBUS_EREJECTED);
+    ck_assert_int_eq(r.code, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED);
+    ck_assert_str_eq(r.rule_id, "no-rvdk");
+    ck_assert_str_eq(r.reason, "refused by deny rule no-rvdk");
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&politie);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "no-rvdk"), 2);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "no-fier-ci"), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_ROUTED, NULL), 1);
+    Ketenbus__AuditRecord *received =
+        kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED, 0, NULL);
+    Ketenbus__AuditRecord *refused =
+        kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, 0, NULL);
+    ck_assert_ptr_nonnull(received);
+    ck_assert_ptr_nonnull(refused);
+    ck_assert_str_eq(refused->counterpart, "rvdk");
+    ck_assert_str_eq(refused->rule_id, "no-rvdk");
+    ck_assert_int_eq(refused->code, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED);
+    ck_assert_uint_eq(refused->payload_sha256.len, 32);
+    ck_assert(memcmp(refused->payload_sha256.data, received->payload_sha256.data, 32) == 0);
+    ketenbus__audit_record__free_unpacked(received, NULL);
+    ketenbus__audit_record__free_unpacked(refused, NULL);
+    refused = kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, 2, NULL);
+    ck_assert_ptr_nonnull(refused);
+    ck_assert_str_eq(refused->counterpart, "fier");
+    ck_assert_str_eq(refused->rule_id, "no-fier-ci");
+    ketenbus__audit_record__free_unpacked(refused, NULL);
+}
+END_TEST
+
 /* A chain of n agencies, "politie" and a1 .. a(n-1), with one rule that
  * lets politie send signals and referrals to all the others. */
 static void s_wide_chain(kb_chain_t *chain, size_t n)
@@ -700,6 +762,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_outbox_while_broker_down);
     tcase_add_test(tc, test_refused_by_rules);
     tcase_add_test(tc, test_fanout_without_recipients);
+    tcase_add_test(tc, test_fanout_deny);
     tcase_add_test(tc, test_callback_style);
     tcase_add_test(tc, test_send_only_beside_receiver);
     tcase_add_test(tc, test_kept_deliveries_come_again);

@@ -7,7 +7,8 @@
  *   expiry) and a table of decisions over it: allowed or refused, deciding
  *   rule, withheld paths and the exact reason, covering deny-over-allow,
  *   group expansion, handling codes above the maximum, expiry (decided at a
- *   time after valid_until), default deny and unknown agencies; fan-out.
+ *   time after valid_until), default deny and unknown agencies; fan-out,
+ *   and its candidates with those a deny rule takes out of it.
  * - A lint table: every error refuses the file with its exact
  *   "file:LINE:COL: message", every warning is reported with its position.
  * - A property test: for 200 random rules files (random groups, allow and
@@ -457,6 +458,78 @@ START_TEST(test_fanout)
     ck_assert_uint_eq(kb_policy_fanout(NULL, row->from, row->kind, row->purpose, row->handling, S_NOW, out, 16), 0);
     ck_assert_uint_eq(kb_policy_fanout(s_conf->policy, NULL, row->kind, row->purpose, row->handling, S_NOW, out, 16), 0);
     ck_assert_uint_eq(kb_policy_fanout(s_conf->policy, row->from, row->kind, row->purpose, row->handling, S_NOW, NULL, 16), 0);
+}
+END_TEST
+
+/* Fan-out candidates: the allowed recipients and, in configuration order
+ * among them, those an allow rule reaches but a deny rule refuses (the
+ * broker audits their refusal); never one that no allow rule reaches. */
+typedef struct {
+    const char *from;   /* sender */
+    int kind;           /* Ketenbus__Kind */
+    int purpose;        /* Ketenbus__Purpose */
+    int handling;       /* Ketenbus__Handling */
+    const char *expect; /* candidates, comma-separated */
+    const char *denied; /* those of them a deny rule refuses */
+} s_candidates_t;
+
+static const s_candidates_t s_candidates[] = {
+    /* municipalities-signal reaches the police; no-municipal-referrals-to-police refuses them */
+    {"gem-utrecht", REF, CP, H1, "politie,kmar,fier,ldh,rvdk", "politie,kmar"},
+    {"gem-utrecht", SIG, CP, H1, "politie,kmar,fier,ldh,rvdk", ""},
+    /* statistics-dci reaches dci; no-statistics-from-police refuses it */
+    {"politie", SIG, STA, H0, "dci", "dci"},
+    /* above statistics-dci's h0 no allow rule reaches dci: no candidate */
+    {"politie", SIG, STA, H1, "", ""},
+    /* no-police-to-municipalities matches, but no allow rule reaches them */
+    {"politie", SIG, CP, H1, "rvdk", ""},
+    {"politie", SIG, CI, H3, "kmar,om", ""},
+    {"nobody", REF, CP, H1, "", ""},
+    {"gem-utrecht", REF, CP, 0, "", ""},
+};
+
+START_TEST(test_fanout_candidates)
+{
+    const s_candidates_t *row = &s_candidates[_i];
+    const char **out = NULL, **allowed = NULL;
+    size_t n = 99, n_allowed = 0;
+    ck_assert_int_eq(kb_policy_fanout_candidates(s_conf->policy, row->from, row->kind, row->purpose, row->handling,
+                                                 S_NOW, &out, &n),
+                     KB_OK);
+    ck_assert_int_eq(kb_policy_fanout_all(s_conf->policy, row->from, row->kind, row->purpose, row->handling, S_NOW,
+                                          &allowed, &n_allowed),
+                     KB_OK);
+    char got[256], denied[256] = "";
+    s_join((char *const *)out, n, got, sizeof got);
+    ck_assert_str_eq(got, row->expect);
+    size_t used = 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        kb_decision_t d;
+        ck_assert_int_eq(kb_policy_decide(s_conf->policy, row->from, out[i], row->kind, row->purpose, row->handling,
+                                          S_NOW, &d),
+                         KB_OK);
+        if (d.allowed) {
+            /* the allowed ones are the fan-out, in its order */
+            ck_assert_uint_lt(k, n_allowed);
+            ck_assert_str_eq(out[i], allowed[k++]);
+            continue;
+        }
+        ck_assert_ptr_nonnull(d.rule);
+        ck_assert(d.rule->deny);
+        used += (size_t)snprintf(denied + used, sizeof denied - used, "%s%s", used ? "," : "", out[i]);
+    }
+    ck_assert_uint_eq(k, n_allowed);
+    ck_assert_str_eq(denied, row->denied);
+    free(out);
+    free(allowed);
+    ck_assert_int_eq(kb_policy_fanout_candidates(NULL, row->from, row->kind, row->purpose, row->handling, S_NOW,
+                                                 &out, &n),
+                     KB_EINVAL);
+    ck_assert_ptr_null(out);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(kb_policy_fanout_candidates(s_conf->policy, row->from, row->kind, row->purpose, row->handling,
+                                                 S_NOW, NULL, &n),
+                     KB_EINVAL);
 }
 END_TEST
 
@@ -1315,6 +1388,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_decide, 0, (int)(sizeof s_table / sizeof s_table[0]));
     tcase_add_test(tc, test_decide_arguments);
     tcase_add_loop_test(tc, test_fanout, 0, (int)(sizeof s_fanouts / sizeof s_fanouts[0]));
+    tcase_add_loop_test(tc, test_fanout_candidates, 0, (int)(sizeof s_candidates / sizeof s_candidates[0]));
     tcase_add_test(tc, test_lint_fixture);
     tcase_add_loop_test(tc, test_lint, 0, (int)(sizeof s_lints / sizeof s_lints[0]));
     tcase_add_loop_test(tc, test_lint_model, 0, M_RUNS);
