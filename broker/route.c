@@ -238,9 +238,10 @@ static int s_audit_refused(kb_broker_t *b, const Ketenbus__Envelope *e, const ch
 }
 
 /* No candidate is allowed: reject the envelope with the first refused
- * recipient's reason (and deny rule), auditing each refused recipient. */
+ * recipient's reason (and deny rule), auditing each refused recipient with
+ * the envelope's digest, as for a message refused only in part. */
 static int s_refuse_all(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *e, s_result_t *res,
-                        const route_plan_t *plans, size_t n)
+                        const route_plan_t *plans, size_t n, const uint8_t *digest, size_t digest_len)
 {
     const kb_decision_t *first = &plans[0].decision;
     snprintf(res->reason, sizeof res->reason, "%s", first->reason);
@@ -251,7 +252,7 @@ static int s_refuse_all(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelop
     s_rejected(b, s, e, res, code);
     int rc = KB_OK;
     for (size_t i = 0; rc == KB_OK && i < n; i++)
-        rc = s_audit_refused(b, e, res->refused[i], &plans[i], NULL, 0);
+        rc = s_audit_refused(b, e, res->refused[i], &plans[i], digest, digest_len);
     return rc;
 }
 
@@ -400,7 +401,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
             res->entry.n_refused = 0;
             s_reject(b, s, e, S_SIGNED, res, code, "%s", detail);
         } else {
-            rc = s_refuse_all(b, s, e, res, plans, n_cand);
+            rc = s_refuse_all(b, s, e, res, plans, n_cand, digest, sizeof digest);
         }
         for (size_t i = 0; plans && i < n_cand; i++)
             route_plan_clear(&plans[i]);

@@ -374,6 +374,13 @@ START_TEST(test_refused_by_rules)
     ketenbus_client_destroy(&politie);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "no rule allows"), 1);
+    /* the refused message's digest, as for one refused only in part */
+    Ketenbus__AuditRecord *refused =
+        kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, 0, NULL);
+    ck_assert_ptr_nonnull(refused);
+    ck_assert_str_eq(refused->counterpart, "politie");
+    ck_assert_uint_eq(refused->payload_sha256.len, 32);
+    ketenbus__audit_record__free_unpacked(refused, NULL);
 }
 END_TEST
 
@@ -446,6 +453,7 @@ START_TEST(test_fanout_deny)
     ck_assert_ptr_nonnull(refused);
     ck_assert_str_eq(refused->counterpart, "fier");
     ck_assert_str_eq(refused->rule_id, "no-fier-ci");
+    ck_assert_uint_eq(refused->payload_sha256.len, 32);
     ketenbus__audit_record__free_unpacked(refused, NULL);
 }
 END_TEST
