@@ -14,6 +14,7 @@
 #define KB_IDSET_SLOTS0 1024u /* first table size (a power of two) */
 
 typedef struct {
+    uint64_t value;                        /* what the pair was put with */
     uint8_t id[KB_ID_LEN];                 /* message id */
     char sender[KB_AGENCY_ID_MAX + 1];     /* sending agency; "" = free slot */
 } s_slot_t;
@@ -96,7 +97,7 @@ static int s_grow(kb_idset_t *s)
     return KB_OK;
 }
 
-int kb_idset_add(kb_idset_t *s, const char *sender, const uint8_t id[KB_ID_LEN])
+int kb_idset_put(kb_idset_t *s, const char *sender, const uint8_t id[KB_ID_LEN], uint64_t value)
 {
     size_t len = strlen(sender);
     if (len == 0 || len > KB_AGENCY_ID_MAX)
@@ -112,17 +113,33 @@ int kb_idset_add(kb_idset_t *s, const char *sender, const uint8_t id[KB_ID_LEN])
             return rc;
         i = s_find(s, sender, id);
     }
+    s->slots[i].value = value;
     memcpy(s->slots[i].id, id, KB_ID_LEN);
     memcpy(s->slots[i].sender, sender, len + 1);
     s->used[s->n++] = i;
     return KB_OK;
 }
 
-int kb_idset_has(const kb_idset_t *s, const char *sender, const uint8_t id[KB_ID_LEN])
+int kb_idset_add(kb_idset_t *s, const char *sender, const uint8_t id[KB_ID_LEN])
+{
+    return kb_idset_put(s, sender, id, 0);
+}
+
+int kb_idset_get(const kb_idset_t *s, const char *sender, const uint8_t id[KB_ID_LEN], uint64_t *value)
 {
     if (s->n == 0 || strlen(sender) > KB_AGENCY_ID_MAX)
         return 0;
-    return s->slots[s_find(s, sender, id)].sender[0] != '\0';
+    const s_slot_t *slot = &s->slots[s_find(s, sender, id)];
+    if (slot->sender[0] == '\0')
+        return 0;
+    if (value)
+        *value = slot->value;
+    return 1;
+}
+
+int kb_idset_has(const kb_idset_t *s, const char *sender, const uint8_t id[KB_ID_LEN])
+{
+    return kb_idset_get(s, sender, id, NULL);
 }
 
 size_t kb_idset_size(const kb_idset_t *s)

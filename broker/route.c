@@ -140,10 +140,11 @@ static void s_reject(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope *
 }
 
 /* Accepted before, but not in the store yet: staged, or in the batch the
- * committer is writing. */
-static int s_batch_has(kb_broker_t *b, const char *sender, const uint8_t id[16])
+ * committer is writing. *index is the audit index of its "received"
+ * record, as the store's seen index would give it. */
+static int s_batch_get(kb_broker_t *b, const char *sender, const uint8_t id[16], uint64_t *index)
 {
-    return kb_idset_has(b->ids, sender, id) || kb_idset_has(b->ids_flight, sender, id);
+    return kb_idset_get(b->ids, sender, id, index) || kb_idset_get(b->ids_flight, sender, id, index);
 }
 
 static int s_withheld_by(const Ketenbus__Envelope *e, const char *path)
@@ -290,7 +291,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     }
     uint64_t prior = 0;
     int seen = kb_store_seen_get(b->store, e->sender, e->message_id.data, &prior);
-    if (seen == KB_OK || s_batch_has(b, e->sender, e->message_id.data)) {
+    if (seen == KB_OK || s_batch_get(b, e->sender, e->message_id.data, &prior)) {
         res->entry.outcome = KETENBUS__OUTCOME__OUTCOME_DUPLICATE;
         res->entry.audit_index = prior;
         /* answered before its signature is checked: a duplicate costs no
@@ -458,7 +459,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
     if (rc == KB_OK)
         rc = kb_store_seen_put(b->store, b->batch, e->sender, e->message_id.data, res->entry.audit_index);
     if (rc == KB_OK)
-        rc = kb_idset_add(b->ids, e->sender, e->message_id.data);
+        rc = kb_idset_put(b->ids, e->sender, e->message_id.data, res->entry.audit_index);
     for (size_t i = 0; plans && i < n_cand; i++)
         route_plan_clear(&plans[i]);
     free(plans);

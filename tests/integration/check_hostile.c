@@ -16,7 +16,9 @@
  * refused alone and never fails the turn for the others. A notice, which
  * only the broker writes, is refused from an agency. A duplicate or an
  * envelope refused before its signature is checked leaves no officer,
- * purpose, handling code, legal basis or subject in the audit trail.
+ * purpose, handling code, legal basis or subject in the audit trail; a
+ * duplicate's receipt gives the first one's audit index, also within one
+ * SUBMIT.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -1469,6 +1471,49 @@ START_TEST(test_unverified_claims_not_audited)
 }
 END_TEST
 
+/* The same envelope twice in one SUBMIT: the second is a DUPLICATE whose
+ * receipt gives the audit index of the first one's "received" record (the
+ * batch is not in the store yet), as a duplicate found in the store does;
+ * never another record's index. */
+START_TEST(test_duplicate_in_batch_gives_received_index)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    Ketenbus__Envelope *twice[2] = {e, e};
+    Ketenbus__Submit sub;
+    ketenbus__submit__init(&sub);
+    sub.n_envelopes = 2;
+    sub.envelopes = twice;
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_SUBMIT;
+    f.submit = &sub;
+    s_send_frame(s_sock, &f);
+    Ketenbus__Frame *r = s_expect(s_sock, KETENBUS__FRAME__BODY_RECEIPT);
+    ck_assert_uint_eq(r->receipt->n_entries, 2);
+    ck_assert_int_eq(r->receipt->entries[0]->outcome, KETENBUS__OUTCOME__OUTCOME_ACCEPTED);
+    ck_assert_int_eq(r->receipt->entries[1]->outcome, KETENBUS__OUTCOME__OUTCOME_DUPLICATE);
+    uint64_t index = r->receipt->entries[0]->audit_index;
+    ck_assert_uint_eq(r->receipt->entries[1]->audit_index, index);
+    ketenbus__frame__free_unpacked(r, NULL);
+    /* and so does a duplicate in a later SUBMIT */
+    s_send_submit(s_sock, e, 2);
+    r = s_expect(s_sock, KETENBUS__FRAME__BODY_RECEIPT);
+    ck_assert_uint_eq(r->receipt->n_entries, 1);
+    ck_assert_int_eq(r->receipt->entries[0]->outcome, KETENBUS__OUTCOME__OUTCOME_DUPLICATE);
+    ck_assert_uint_eq(r->receipt->entries[0]->audit_index, index);
+    ketenbus__frame__free_unpacked(r, NULL);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    uint64_t at = 0;
+    Ketenbus__AuditRecord *rec = kb_chain_audit_record(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RECEIVED, 0, &at);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_uint_eq(at, index);
+    ketenbus__audit_record__free_unpacked(rec, NULL);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -1502,6 +1547,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_notice_from_agency_rejected, 0,
                         (int)(sizeof s_notice_kinds / sizeof s_notice_kinds[0]));
     tcase_add_test(tc, test_unverified_claims_not_audited);
+    tcase_add_test(tc, test_duplicate_in_batch_gives_received_index);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,8 +1,8 @@
 /*
  * check_idset.c - the set of (sender, message id) pairs (broker/idset.c):
  * exact membership (the same id from another sender, or another id from
- * the same sender, is not in it), growth past the first table, clearing
- * for reuse, and the refusals of its limits.
+ * the same sender, is not in it), the value each pair keeps, growth past
+ * the first table, clearing for reuse, and the refusals of its limits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +50,41 @@ START_TEST(test_exact_membership)
 }
 END_TEST
 
+/* A pair's value: what it was put with, kept when it is put again; a pair
+ * not in the set leaves *value alone; add() puts 0. */
+START_TEST(test_values)
+{
+    kb_idset_t *s = kb_idset_new();
+    ck_assert_ptr_nonnull(s);
+    uint8_t id[KB_ID_LEN], other[KB_ID_LEN];
+    s_id(id, 7);
+    s_id(other, 8);
+    uint64_t value = 99;
+    ck_assert_int_eq(kb_idset_get(s, "politie", id, &value), 0);
+    ck_assert_uint_eq(value, 99);
+    ck_assert_int_eq(kb_idset_put(s, "politie", id, 12345), KB_OK);
+    ck_assert_int_eq(kb_idset_get(s, "politie", id, &value), 1);
+    ck_assert_uint_eq(value, 12345);
+    ck_assert_int_eq(kb_idset_get(s, "politie", id, NULL), 1);
+    ck_assert_int_eq(kb_idset_put(s, "politie", id, 1), KB_OK); /* again: the first value stays */
+    ck_assert_int_eq(kb_idset_get(s, "politie", id, &value), 1);
+    ck_assert_uint_eq(value, 12345);
+    ck_assert_int_eq(kb_idset_put(s, "fier", id, UINT64_MAX), KB_OK);
+    ck_assert_int_eq(kb_idset_get(s, "fier", id, &value), 1);
+    ck_assert_uint_eq(value, UINT64_MAX);
+    ck_assert_int_eq(kb_idset_add(s, "politie", other), KB_OK);
+    ck_assert_int_eq(kb_idset_get(s, "politie", other, &value), 1);
+    ck_assert_uint_eq(value, 0);
+    value = 99;
+    ck_assert_int_eq(kb_idset_get(s, "rvdk", id, &value), 0);
+    ck_assert_uint_eq(value, 99);
+    kb_idset_clear(s);
+    ck_assert_int_eq(kb_idset_get(s, "politie", id, &value), 0);
+    ck_assert_uint_eq(value, 99);
+    kb_idset_destroy(&s);
+}
+END_TEST
+
 /* Many pairs (several growths), all found, none invented; cleared, the set
  * is empty and takes them again. Rows: how many pairs. */
 static const uint32_t s_counts[] = {1, 511, 512, 513, 5000, 40000};
@@ -63,13 +98,17 @@ START_TEST(test_many_and_clear)
     for (int round = 0; round < 2; round++) {
         for (uint32_t k = 0; k < n; k++) {
             s_id(id, k);
-            ck_assert_int_eq(kb_idset_add(s, s_senders[k % 4], id), KB_OK);
+            ck_assert_int_eq(kb_idset_put(s, s_senders[k % 4], id, 1000u + k), KB_OK);
         }
         ck_assert_uint_eq(kb_idset_size(s), n);
         for (uint32_t k = 0; k < n + 100; k++) {
             s_id(id, k);
             for (unsigned j = 0; j < 4; j++)
                 ck_assert_int_eq(kb_idset_has(s, s_senders[j], id), k < n && k % 4 == j);
+            /* every value came through the growths */
+            uint64_t value = 0;
+            ck_assert_int_eq(kb_idset_get(s, s_senders[k % 4], id, &value), k < n);
+            ck_assert_uint_eq(value, k < n ? 1000u + k : 0);
         }
         kb_idset_clear(s);
         ck_assert_uint_eq(kb_idset_size(s), 0);
@@ -118,6 +157,7 @@ int main(void)
     TCase *tc = tcase_create("idset");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_exact_membership);
+    tcase_add_test(tc, test_values);
     tcase_add_loop_test(tc, test_many_and_clear, 0, (int)(sizeof s_counts / sizeof s_counts[0]));
     tcase_add_test(tc, test_limits);
     suite_add_tcase(s, tc);
