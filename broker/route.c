@@ -101,8 +101,11 @@ static void s_rejected(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelope
     char idtext[37] = "-";
     if (e && e->message_id.len == KB_ID_LEN)
         kb_uuid_format(e->message_id.data, idtext);
-    kb_log(KB_LOG_WARN, "refused", "agency=%s message=%s code=%d rule=%s reason=\"%s\"", s->agency, idtext, code,
-           res->rule_id[0] ? res->rule_id : "-", res->reason);
+    /* the reason may repeat what the peer sent: quoted and escaped, it
+     * cannot end its value early and add fields to the line */
+    char reason[2 * sizeof res->reason + 3];
+    kb_log(KB_LOG_WARN, "refused", "agency=%s message=%s code=%d rule=%s reason=%s", s->agency, idtext, code,
+           res->rule_id[0] ? res->rule_id : "-", kb_log_quote(res->reason, reason, sizeof reason));
 }
 
 /* The audit record of event about e, holding what `checked` vouches for.

@@ -18,7 +18,8 @@
  * envelope refused before its signature is checked leaves no officer,
  * purpose, handling code, legal basis or subject in the audit trail; a
  * duplicate's receipt gives the first one's audit index, also within one
- * SUBMIT.
+ * SUBMIT. Text of the peer's that a refusal repeats adds no fields to the
+ * broker's log line.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -1514,6 +1515,89 @@ START_TEST(test_duplicate_in_batch_gives_received_index)
 }
 END_TEST
 
+/* Append to e (signed) a seal whose path, of the sender's choosing, tries
+ * to add fields to a key=value line; its empty salt makes it a withheld
+ * field that is not listed, so verifying fails on it. */
+#define S_FORGED_PATH "zz\" agency=om rule=forged-rule x=\""
+
+static void s_add_forged_seal(Ketenbus__Envelope *e)
+{
+    Ketenbus__FieldSeal **seals = realloc(e->seals, (e->n_seals + 1) * sizeof *seals);
+    ck_assert_ptr_nonnull(seals);
+    e->seals = seals;
+    Ketenbus__FieldSeal *fs = malloc(sizeof *fs);
+    ck_assert_ptr_nonnull(fs);
+    ketenbus__field_seal__init(fs);
+    fs->path = strdup(S_FORGED_PATH);
+    fs->digest.data = calloc(1, KB_DIGEST_LEN);
+    fs->digest.len = KB_DIGEST_LEN;
+    seals[e->n_seals++] = fs;
+}
+
+/* The keys of a key=value log line as a reader splits it (a value runs to
+ * the next space, or is quoted with \" and \\ escaped inside), written
+ * space-separated into keys. */
+static void s_log_keys(const char *line, char *keys, size_t len)
+{
+    size_t o = 0;
+    keys[0] = '\0';
+    for (const char *p = line; *p;) {
+        while (*p == ' ' || *p == '\n')
+            p++;
+        const char *k = p;
+        while (*p && *p != '=' && *p != ' ' && *p != '\n')
+            p++;
+        if (p > k)
+            o += (size_t)snprintf(keys + o, len - o, "%s%.*s", o ? " " : "", (int)(p - k), k);
+        ck_assert_uint_lt(o, len);
+        if (*p != '=')
+            continue;
+        if (*++p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            if (*p == '"')
+                p++;
+        } else {
+            while (*p && *p != ' ' && *p != '\n')
+                p++;
+        }
+    }
+}
+
+/* A refusal's log line has the fields the broker writes and no others,
+ * whatever text of the peer's its reason repeats: a seal path with a quote
+ * and key=value pairs does not add agency, rule or other fields. */
+START_TEST(test_refused_log_line_keeps_its_fields)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    s_add_forged_seal(e);
+    int outcome, code;
+    char reason[512];
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(outcome, KETENBUS__OUTCOME__OUTCOME_REJECTED);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    FILE *f = fopen(s_chain.log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4096], keys[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, " event=refused "))
+            continue;
+        n++;
+        s_log_keys(line, keys, sizeof keys);
+        ck_assert_msg(strcmp(keys, "ts level event agency message code rule reason") == 0, "fields %s in: %s", keys,
+                      line);
+    }
+    fclose(f);
+    ck_assert_int_eq(n, 1);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -1548,6 +1632,7 @@ static Suite *s_suite(void)
                         (int)(sizeof s_notice_kinds / sizeof s_notice_kinds[0]));
     tcase_add_test(tc, test_unverified_claims_not_audited);
     tcase_add_test(tc, test_duplicate_in_batch_gives_received_index);
+    tcase_add_test(tc, test_refused_log_line_keeps_its_fields);
     suite_add_tcase(s, tc);
     return s;
 }
