@@ -42,6 +42,8 @@
 #define KB_SEAL_MAX_DEPTH   8u
 /* First allocation of a growing byte buffer. */
 #define KB_SEAL_BUF_INITIAL 256u
+/* Bytes of a sender's seal path an error quotes (s_path_show). */
+#define KB_SEAL_PATH_SHOW   48u
 
 /* A growing byte buffer; data is wiped when freed (leaf values may be secret). */
 typedef struct {
@@ -747,6 +749,27 @@ static int s_leaf_check(void *arg, const char *path, const uint8_t *value, size_
     return KB_OK;
 }
 
+/* A seal path the sender chose, fit for an error text that ends up in
+ * receipts, audit reasons and log lines: its first KB_SEAL_PATH_SHOW
+ * bytes, each one that cannot occur in a field path ([A-Za-z0-9_.]) shown
+ * as '?', and "..." if cut. The error names the seal by its index too. */
+static const char *s_path_show(const char *path, char buf[KB_SEAL_PATH_SHOW + 4])
+{
+    size_t i = 0;
+    for (; path[i] && i < KB_SEAL_PATH_SHOW; i++) {
+        char c = path[i];
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '.';
+        buf[i] = plain ? c : '?';
+    }
+    if (path[i]) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 static int s_withheld_listed(const Ketenbus__Envelope *e, const char *path)
 {
     for (size_t i = 0; i < e->n_withheld; i++)
@@ -760,6 +783,7 @@ static int s_check_seals(const Ketenbus__Envelope *e)
 {
     if (e->n_seals > KB_MAX_SEALS)
         return kb_error_set(KB_ECRYPTO, "seal: %zu seals, at most %u", e->n_seals, KB_MAX_SEALS);
+    char show[KB_SEAL_PATH_SHOW + 4];
     for (size_t i = 0; i < e->n_seals; i++) {
         const Ketenbus__FieldSeal *s = e->seals[i];
         if (!s || !s->path)
@@ -768,21 +792,22 @@ static int s_check_seals(const Ketenbus__Envelope *e)
             return kb_error_set(KB_ECRYPTO, "seal %zu: path longer than %u bytes", i,
                                 KB_SEAL_PATH_MAX - 1);
         if (s->digest.len != KB_DIGEST_LEN)
-            return kb_error_set(KB_ECRYPTO, "seal %s: digest is %zu bytes, not %u", s->path,
-                                s->digest.len, KB_DIGEST_LEN);
+            return kb_error_set(KB_ECRYPTO, "seal %zu (%s): digest is %zu bytes, not %u", i,
+                                s_path_show(s->path, show), s->digest.len, KB_DIGEST_LEN);
         if (s->salt.len != 0 && s->salt.len != KB_SALT_LEN)
-            return kb_error_set(KB_ECRYPTO, "seal %s: salt is %zu bytes, not %u", s->path,
-                                s->salt.len, KB_SALT_LEN);
+            return kb_error_set(KB_ECRYPTO, "seal %zu (%s): salt is %zu bytes, not %u", i,
+                                s_path_show(s->path, show), s->salt.len, KB_SALT_LEN);
         if (i > 0) {
             int c = strcmp(e->seals[i - 1]->path, s->path);
             if (c == 0)
-                return kb_error_set(KB_ECRYPTO, "seal %s: duplicate path", s->path);
+                return kb_error_set(KB_ECRYPTO, "seal %zu (%s): duplicate path", i, s_path_show(s->path, show));
             if (c > 0)
-                return kb_error_set(KB_ECRYPTO, "seal %s: seals not sorted by path", s->path);
+                return kb_error_set(KB_ECRYPTO, "seal %zu (%s): seals not sorted by path", i,
+                                    s_path_show(s->path, show));
         }
         if (s->salt.len == 0 && !s_withheld_listed(e, s->path))
-            return kb_error_set(KB_ECRYPTO, "seal %s: withheld but not listed in withheld",
-                                s->path);
+            return kb_error_set(KB_ECRYPTO, "seal %zu (%s): withheld but not listed in withheld", i,
+                                s_path_show(s->path, show));
     }
     return KB_OK;
 }
@@ -830,9 +855,11 @@ int kb_seal_verify(const Ketenbus__Envelope *e, EVP_PKEY *public_key)
         rc = s_walk(payload, path, len, 1, &val, s_leaf_check, c);
     if (rc == KB_EPROTO || rc == KB_ETOOBIG)
         rc = KB_ECRYPTO; /* unsealable payload: the detail says why */
+    char show[KB_SEAL_PATH_SHOW + 4];
     for (size_t i = 0; rc == KB_OK && i < e->n_seals; i++)
         if (e->seals[i]->salt.len != 0 && !c->matched[i])
-            rc = kb_error_set(KB_ECRYPTO, "seal %s: sealed field is absent", e->seals[i]->path);
+            rc = kb_error_set(KB_ECRYPTO, "seal %zu (%s): sealed field is absent", i,
+                              s_path_show(e->seals[i]->path, show));
     if (rc == KB_OK)
         rc = s_signed_bytes(e, pf->name, e->seals, e->n_seals, &tbs);
     if (rc == KB_OK)

@@ -19,7 +19,7 @@
  * purpose, handling code, legal basis or subject in the audit trail; a
  * duplicate's receipt gives the first one's audit index, also within one
  * SUBMIT. Text of the peer's that a refusal repeats adds no fields to the
- * broker's log line.
+ * broker's log line, and a seal path is not echoed as the peer wrote it.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -1598,6 +1598,32 @@ START_TEST(test_refused_log_line_keeps_its_fields)
 }
 END_TEST
 
+/* A seal path of the sender's choosing is not echoed: the receipt, the
+ * audit reason and the log name the seal by its index and show its path
+ * in field-path characters only. */
+START_TEST(test_seal_path_not_echoed)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    Ketenbus__Envelope *e = s_envelope("politie", "politie");
+    char want[128];
+    snprintf(want, sizeof want, "seal %zu (zz?\?agency?om?rule?forged?rule?x?\?): withheld but not listed", e->n_seals);
+    s_add_forged_seal(e);
+    int outcome, code;
+    char reason[512];
+    s_submit(s_sock, e, &outcome, &code, reason, sizeof reason);
+    ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE);
+    ck_assert_msg(strstr(reason, want) != NULL, "reason: %s", reason);
+    ck_assert_msg(!strchr(reason, '"') && !strchr(reason, '='), "reason: %s", reason);
+    ketenbus__envelope__free_unpacked(e, NULL);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, want), 1);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, "agency=om"), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, want), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "agency=om"), 0);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("hostile");
@@ -1633,6 +1659,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unverified_claims_not_audited);
     tcase_add_test(tc, test_duplicate_in_batch_gives_received_index);
     tcase_add_test(tc, test_refused_log_line_keeps_its_fields);
+    tcase_add_test(tc, test_seal_path_not_echoed);
     suite_add_tcase(s, tc);
     return s;
 }

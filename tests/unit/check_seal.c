@@ -3,7 +3,8 @@
  * survive redaction (proto/SIGNING.md).
  *
  * Covers every public function of lib/kb_seal.h: sign/verify round trips
- * per payload kind, a table of tamperings that verify must refuse, a table
+ * per payload kind, a table of tamperings that verify must refuse, the
+ * errors about seal paths a sender chose (no quotes, controls or '='), a table
  * of redactions after which verify must still pass and the withheld text
  * must be gone from the packed envelope, path validation, the signed bytes,
  * the fixed test vector of SIGNING.md, and an independent re-implementation
@@ -597,6 +598,58 @@ START_TEST(test_tamper)
 }
 END_TEST
 
+/* A seal path is the sender's text, and the errors about it reach
+ * receipts, audit reasons and log lines: an error names the seal by its
+ * index and shows the path in field-path characters only ('?' for the
+ * rest), cut after 48 bytes. Rows: a seal appended after the real ones
+ * (its path sorts last), what is wrong with it, what the error says. */
+#define Y10 "yyyyyyyyyy"
+static const struct {
+    const char *path;   /* the appended seal's path */
+    size_t salt_len;    /* its salt */
+    size_t digest_len;  /* its digest */
+    const char *expect; /* follows "seal N " in kb_last_error() */
+} s_hostile_path_rows[] = {
+    {"zz\" agency=om rule=forged-rule x=\"", 0, KB_DIGEST_LEN,
+     "(zz?\?agency?om?rule?forged?rule?x?\?): withheld but not listed in withheld"},
+    {"zz\" agency=om", KB_SALT_LEN, KB_DIGEST_LEN, "(zz?\?agency?om): sealed field is absent"},
+    {"zz\x1b[2J\r\nlevel=error", 0, 3, "(zz?\?2J?\?level?error): digest is 3 bytes"},
+    {"zz\xe2\x80\xae=", 5, KB_DIGEST_LEN, "(zz?\?\?\?): salt is 5 bytes"},
+    {"zz" Y10 Y10 Y10 Y10 Y10 Y10 Y10 Y10 Y10 Y10, 0, KB_DIGEST_LEN,
+     "(zz" Y10 Y10 Y10 Y10 "yyyyyy...): withheld"},
+};
+
+START_TEST(test_hostile_seal_path)
+{
+    EVP_PKEY *key = s_keygen(), *pub = s_public_of(key);
+    Ketenbus__Envelope *e = s_make(MK_SIGNAL);
+    ck_assert_int_eq(kb_seal_sign(e, key), KB_OK);
+    Ketenbus__FieldSeal **seals = realloc(e->seals, (e->n_seals + 1) * sizeof *seals);
+    ck_assert_ptr_nonnull(seals);
+    e->seals = seals;
+    Ketenbus__FieldSeal *f = s_alloc(sizeof *f);
+    ketenbus__field_seal__init(f);
+    f->path = s_strdup(s_hostile_path_rows[_i].path);
+    uint8_t zero[KB_DIGEST_LEN] = {0};
+    s_bytes(&f->digest, zero, s_hostile_path_rows[_i].digest_len);
+    if (s_hostile_path_rows[_i].salt_len)
+        s_bytes(&f->salt, zero, s_hostile_path_rows[_i].salt_len);
+    size_t index = e->n_seals;
+    e->seals[e->n_seals++] = f;
+    ck_assert_int_eq(kb_seal_verify(e, pub), KB_ECRYPTO);
+    char want[256];
+    ck_assert_int_eq(kb_fmt(want, sizeof want, "seal %zu %s", index, s_hostile_path_rows[_i].expect), KB_OK);
+    const char *err = kb_last_error();
+    ck_assert_msg(strstr(err, want) == err, "detail \"%s\" is not \"%s...\"", err, want);
+    for (const char *c = err; *c; c++)
+        ck_assert_msg(*c >= ' ' && *c <= '~' && *c != '"' && *c != '=', "detail \"%s\" has byte 0x%02x", err,
+                      (unsigned char)*c);
+    s_free(&e);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(key);
+}
+END_TEST
+
 /* ------------------------------------------------------------ redaction */
 
 static const struct {
@@ -1085,6 +1138,7 @@ static Suite *s_suite(void)
 
     tc = tcase_create("tamper");
     tcase_add_loop_test(tc, test_tamper, 0, ROWS(s_tamper_rows));
+    tcase_add_loop_test(tc, test_hostile_seal_path, 0, ROWS(s_hostile_path_rows));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("redact");
