@@ -272,7 +272,7 @@ deps-fuzz: deps
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/kb_codec.c lib/kb_error.c lib/kb_util.c $(GEN_C) | deps-fuzz
+build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/kb_codec.c lib/kb_error.c lib/kb_seal.c lib/kb_util.c $(GEN_C) | deps-fuzz
 	@mkdir -p build/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -I$(BUILD)/gen \
 	  $(filter %.c,$^) -o $@ $(shell pkg-config --libs libprotobuf-c libcrypto)

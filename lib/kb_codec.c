@@ -36,6 +36,7 @@
 
 #include "kb_codec.h"
 #include "kb_error.h"
+#include "kb_seal.h"
 
 /* Longest field path in a reason ("referral.signal.observed.location"). */
 #define KB_CODEC_PATH_MAX 128u
@@ -485,7 +486,8 @@ static int s_view_string(const kb_cursor_t *v, char *out, size_t max, const char
     return KB_OK;
 }
 
-/* Field numbers of Envelope and LegalBasis read by kb_envelope_view. */
+/* Field numbers of Envelope, LegalBasis and FieldSeal read by kb_envelope_view
+ * and kb_envelope_carries. */
 enum {
     KB_ENV_MESSAGE_ID = 1,
     KB_ENV_SENDER = 2,
@@ -495,7 +497,10 @@ enum {
     KB_ENV_LEGAL_BASIS = 7,
     KB_ENV_SUBJECT_KEYS = 10,
     KB_ENV_OFFICER = 11,
-    KB_BASIS_BASIS = 1
+    KB_ENV_SEALS = 30,
+    KB_BASIS_BASIS = 1,
+    KB_SEAL_PATH = 1,
+    KB_SEAL_SALT = 2
 };
 
 int kb_envelope_view(const uint8_t *buf, size_t len, kb_envelope_view_t *v)
@@ -572,6 +577,76 @@ int kb_envelope_view(const uint8_t *buf, size_t len, kb_envelope_view_t *v)
             return rc;
     }
     return KB_OK;
+}
+
+/* 1 if a field along ids[0..n) occurs in the message bytes c, any
+ * occurrence counted; 0 if none does; KB_EPROTO on malformed bytes. */
+static int s_path_occurs(kb_cursor_t c, const uint32_t *ids, size_t n)
+{
+    while (c.pos < c.len) {
+        uint32_t field;
+        unsigned wire;
+        kb_cursor_t val = {NULL, 0, 0};
+        if (s_read_tag(&c, &field, &wire) != KB_OK || s_skip_value(&c, wire, &val) != KB_OK)
+            return kb_error_set(KB_EPROTO, "envelope carries: field cut off or malformed");
+        if (field != ids[0])
+            continue;
+        if (n == 1 || wire != KB_WIRE_LEN)
+            return 1; /* there, or not what the path says it is: unpacking tells */
+        int rc = s_path_occurs(val, ids + 1, n - 1);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* 1 if the FieldSeal in c keeps its salt and seals path (path_len bytes)
+ * or a field under it; 0 if not; KB_EPROTO on malformed bytes. */
+static int s_seal_salted_under(kb_cursor_t c, const char *path, size_t path_len)
+{
+    kb_cursor_t seal_path = {NULL, 0, 0};
+    size_t salt_len = 0;
+    while (c.pos < c.len) {
+        uint32_t field;
+        unsigned wire;
+        kb_cursor_t val = {NULL, 0, 0};
+        if (s_read_tag(&c, &field, &wire) != KB_OK || s_skip_value(&c, wire, &val) != KB_OK)
+            return kb_error_set(KB_EPROTO, "envelope carries: seal cut off or malformed");
+        if (field == KB_SEAL_PATH && wire == KB_WIRE_LEN)
+            seal_path = val; /* the last one counts, as when unpacking */
+        else if (field == KB_SEAL_SALT && wire == KB_WIRE_LEN)
+            salt_len = val.len;
+    }
+    return salt_len > 0 && seal_path.len >= path_len && memcmp(seal_path.buf, path, path_len) == 0 &&
+           (seal_path.len == path_len || seal_path.buf[path_len] == '.');
+}
+
+int kb_envelope_carries(const uint8_t *buf, size_t len, const char *path)
+{
+    if (!path || (!buf && len > 0))
+        return kb_error_set(KB_EINVAL, "kb_envelope_carries: NULL argument");
+    uint32_t ids[KB_SEAL_MAX_DEPTH];
+    size_t n = kb_seal_path_ids(path, ids);
+    if (n == 0)
+        return kb_error_set(KB_EINVAL, "kb_envelope_carries: %.*s is not a payload field", (int)KB_SHORT_TEXT_MAX,
+                            path);
+    size_t path_len = strlen(path);
+    kb_cursor_t c = {buf, len, 0};
+    while (c.pos < c.len) {
+        uint32_t field;
+        unsigned wire;
+        kb_cursor_t val = {NULL, 0, 0};
+        if (s_read_tag(&c, &field, &wire) != KB_OK || s_skip_value(&c, wire, &val) != KB_OK)
+            return kb_error_set(KB_EPROTO, "envelope carries: field cut off or malformed at offset %zu", c.pos);
+        int rc = 0;
+        if (field == KB_ENV_SEALS && wire == KB_WIRE_LEN)
+            rc = s_seal_salted_under(val, path, path_len);
+        else if (field == ids[0])
+            rc = n == 1 || wire != KB_WIRE_LEN ? 1 : s_path_occurs(val, ids + 1, n - 1);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 static size_t s_varint_len(uint64_t v)

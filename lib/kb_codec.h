@@ -155,6 +155,17 @@ typedef struct {
  * they were received (the broker's queue), not on a peer's. */
 int kb_envelope_view(const uint8_t *buf, size_t len, kb_envelope_view_t *v);
 
+/* 1 if withholding payload path (kb_seal_redact) may change the packed
+ * Envelope of len bytes: a field on the path occurs in them, or a seal of
+ * the path or of a field under it keeps its salt. 0 if it would change
+ * nothing: the field is absent, or withheld already. Reads only the
+ * payload along the path and the seals, so that a delivery can tell
+ * whether its rule withholds more than the queued copy lacks without
+ * unpacking it. KB_EPROTO if the bytes are not well-formed, KB_EINVAL for
+ * NULL arguments or a path that is not a payload field. Like
+ * kb_envelope_view, for bytes validated when they were received. */
+int kb_envelope_carries(const uint8_t *buf, size_t len, const char *path);
+
 /* One delivery whose envelope is already packed. */
 typedef struct {
     uint64_t tag;                   /* delivery tag */

@@ -38,8 +38,6 @@
 #define KB_SEAL_DOMAIN      "ketenbus-envelope-v1\n"
 /* Longest path, NUL included ("referral.signal.observed.location"). */
 #define KB_SEAL_PATH_MAX    KB_SHORT_TEXT_MAX
-/* Most components in a path, i.e. deepest payload nesting walked. */
-#define KB_SEAL_MAX_DEPTH   8u
 /* First allocation of a growing byte buffer. */
 #define KB_SEAL_BUF_INITIAL 256u
 /* Bytes of a sender's seal path an error quotes (s_path_show). */
@@ -1009,4 +1007,16 @@ int kb_seal_path_exists(const char *path)
     const ProtobufCFieldDescriptor *fields[KB_SEAL_MAX_DEPTH];
     size_t n = 0;
     return s_resolve(path, buf, fields, &n);
+}
+
+size_t kb_seal_path_ids(const char *path, uint32_t ids[KB_SEAL_MAX_DEPTH])
+{
+    char buf[KB_SEAL_PATH_MAX];
+    const ProtobufCFieldDescriptor *fields[KB_SEAL_MAX_DEPTH];
+    size_t n = 0;
+    if (!s_resolve(path, buf, fields, &n))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = fields[i]->id;
+    return n;
 }

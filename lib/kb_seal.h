@@ -71,6 +71,15 @@ int kb_seal_redact(Ketenbus__Envelope *e, const char *path);
  * alone ("signal") is not a field path. */
 int kb_seal_path_exists(const char *path);
 
+/* Most components in a path, i.e. deepest payload nesting walked. */
+#define KB_SEAL_MAX_DEPTH 8u
+
+/* The field numbers along path, from the Envelope's payload member down
+ * ("signal.observed.location": 20, 5, 3), into ids: their count, or 0 if
+ * path is not a field under a payload member (kb_seal_path_exists). For
+ * readers of packed envelopes (kb_envelope_carries). */
+size_t kb_seal_path_ids(const char *path, uint32_t ids[KB_SEAL_MAX_DEPTH]);
+
 /* The exact bytes that are signed (SIGNING.md), with the seals as they are
  * in e. On KB_OK *out (malloc'd, *out_len bytes) is the caller's to free().
  * KB_EINVAL (NULL argument, no payload), KB_ETOOBIG, KB_ENOMEM. */

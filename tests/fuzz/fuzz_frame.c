@@ -10,11 +10,13 @@
  * - a refused envelope gets KB_EPROTO and a non-empty, terminated reason;
  * - a valid envelope stays valid after kb_envelope_dup(), and the view
  *   of its packed bytes (kb_envelope_view) agrees with it;
+ * - kb_envelope_carries() says of those bytes and a payload path that
+ *   withholding it changes something whenever kb_seal_redact() does;
  * - a decoded frame encodes, decodes again, and encodes to the same bytes.
  *
  * Build (clang only; the unit tests do not need it):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib -Ibuild/gen \
- *     tests/fuzz/fuzz_frame.c lib/kb_codec.c lib/kb_error.c lib/kb_util.c \
+ *     tests/fuzz/fuzz_frame.c lib/kb_codec.c lib/kb_error.c lib/kb_seal.c lib/kb_util.c \
  *     build/gen/ketenbus.pb-c.c -lprotobuf-c -lcrypto -o fuzz_frame
  *   ./fuzz_frame -max_total_time=60 corpus/
  */
@@ -24,11 +26,45 @@
 
 #include "kb_codec.h"
 #include "kb_error.h"
+#include "kb_seal.h"
 
 /* Room for a reason; shorter than KB_ERROR_MAX to exercise cutting. */
 #define FUZZ_WHY_LEN 96
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Payload paths kb_envelope_carries is asked about: leaves and messages. */
+static const char *const s_paths[] = {"signal.narrative", "signal.observed", "signal.observed.location",
+                                      "signal.indicators", "referral.signal", "referral.reason",
+                                      "referral_update.reason", "notice.text"};
+
+/* Whenever withholding a path changes the envelope packed in bytes,
+ * kb_envelope_carries says it may (the broker unpacks only then). */
+static void s_check_carries(const uint8_t *packed, size_t len)
+{
+    for (size_t k = 0; k < sizeof s_paths / sizeof s_paths[0]; k++) {
+        int carries = kb_envelope_carries(packed, len, s_paths[k]);
+        if (carries < 0)
+            abort();
+        Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, len, packed);
+        if (!e)
+            abort();
+        size_t before = e->n_withheld;
+        int rc = kb_seal_redact(e, s_paths[k]);
+        if (rc != KB_OK && rc != KB_ETOOBIG && rc != KB_ENOMEM)
+            abort();
+        size_t after_len = ketenbus__envelope__get_packed_size(e);
+        uint8_t *after = malloc(after_len ? after_len : 1);
+        if (!after)
+            abort();
+        ketenbus__envelope__pack(e, after);
+        int changed = e->n_withheld != before || after_len != len || memcmp(after, packed, len) != 0;
+        if (changed && !carries)
+            abort();
+        free(after);
+        ketenbus__envelope__free_unpacked(e, NULL);
+    }
+}
 
 static void s_check_envelope(const Ketenbus__Envelope *e)
 {
@@ -60,6 +96,7 @@ static void s_check_envelope(const Ketenbus__Envelope *e)
         v.n_subject_keys != copy->n_subject_keys || v.message_id.len != copy->message_id.len ||
         strcmp(v.basis, copy->legal_basis ? copy->legal_basis->basis : "") != 0)
         abort();
+    s_check_carries(packed, len);
     free(packed);
     ketenbus__envelope__free_unpacked(copy, NULL);
 }

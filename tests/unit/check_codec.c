@@ -19,6 +19,7 @@
 #include "kb_arena.h"
 #include "kb_codec.h"
 #include "kb_error.h"
+#include "kb_seal.h"
 #include "kb_test.h"
 
 /* ------------------------------------------------- fixture: one envelope */
@@ -410,6 +411,91 @@ START_TEST(test_view_limits)
     ck_assert_uint_eq(v.n_subject_keys, KB_MAX_SUBJECT_KEYS);
     ck_assert_int_eq(v.subject_keys[7].data[0], 7);
     ck_assert_int_eq(kb_envelope_view(buf, n, &v), KB_EPROTO);
+}
+END_TEST
+
+/* Paths kb_envelope_carries is asked about on every valid envelope:
+ * leaves and messages of each payload, withheld or sealed in some rows. */
+static const char *const s_carry_paths[] = {
+    "signal.narrative",      "signal.observed",   "signal.observed.location", "signal.observed.municipality",
+    "signal.indicators",     "signal.minor",      "signal.age_band",          "referral.reason",
+    "referral.signal",       "referral.contact",  "referral.signal.narrative", "referral_update.reason",
+    "referral_update.status", "notice.text",      "notice.agencies",
+};
+#define N_CARRY_PATHS (sizeof s_carry_paths / sizeof s_carry_paths[0])
+
+/* The packed bytes of e (malloc'd, *len bytes). */
+static uint8_t *s_packed(const Ketenbus__Envelope *e, size_t *len)
+{
+    *len = ketenbus__envelope__get_packed_size(e);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    ck_assert_ptr_nonnull(buf);
+    ketenbus__envelope__pack(e, buf);
+    return buf;
+}
+
+/* kb_envelope_carries says 1 of every valid envelope's bytes and path
+ * exactly when kb_seal_redact changes the envelope, 0 otherwise. */
+START_TEST(test_carries_matches_redact)
+{
+    ck_assert_int_eq(s_make_good(_i), 1);
+    size_t len = 0;
+    uint8_t *buf = s_packed(&s_fx.env, &len);
+    for (size_t k = 0; k < N_CARRY_PATHS; k++) {
+        const char *path = s_carry_paths[k];
+        Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, len, buf);
+        ck_assert_ptr_nonnull(e);
+        size_t before_len = 0, after_len = 0;
+        uint8_t *before = s_packed(e, &before_len);
+        int rc = kb_seal_redact(e, path);
+        if (rc == KB_ETOOBIG) {
+            /* a list of KB_MAX_SEALS withheld paths takes no other */
+            ck_assert_uint_eq(e->n_withheld, KB_MAX_SEALS);
+            free(before);
+            ketenbus__envelope__free_unpacked(e, NULL);
+            continue;
+        }
+        ck_assert_int_eq(rc, KB_OK);
+        uint8_t *after = s_packed(e, &after_len);
+        int changed = before_len != after_len || memcmp(before, after, before_len) != 0;
+        ck_assert_msg(kb_envelope_carries(buf, len, path) == changed, "row %d, %s: redacting it %s the envelope", _i,
+                      path, changed ? "changes" : "does not change");
+        /* once withheld, nothing is left to withhold */
+        ck_assert_int_eq(kb_envelope_carries(after, after_len, path), 0);
+        free(before);
+        free(after);
+        ketenbus__envelope__free_unpacked(e, NULL);
+    }
+    free(buf);
+}
+END_TEST
+
+/* Bytes and arguments kb_envelope_carries refuses, and what it reads of a
+ * hand-made envelope. */
+START_TEST(test_carries_malformed)
+{
+    /* signal { narrative: "x" }: field 20 { field 12 } */
+    static const uint8_t narrative[] = {0xa2, 0x01, 0x03, 0x62, 0x01, 'x'};
+    /* a seal of signal.observed.location with a salt, and no payload */
+    static const uint8_t seal[] = {0xf2, 0x01, 0x1e, 0x0a, 0x18, 's', 'i', 'g', 'n', 'a', 'l', '.', 'o', 'b', 's', 'e',
+                                   'r', 'v', 'e', 'd', '.', 'l', 'o', 'c', 'a', 't', 'i', 'o', 'n', 0x12, 0x02, 0x01, 0x02};
+    static const uint8_t cut[] = {0xa2, 0x01, 0x05, 0x62, 0x01};       /* signal of 5 bytes, 2 there */
+    static const uint8_t inner_cut[] = {0xa2, 0x01, 0x02, 0x62, 0x05}; /* narrative of 5 bytes, 0 there */
+    static const uint8_t seal_cut[] = {0xf2, 0x01, 0x02, 0x0a, 0x05};  /* seal path of 5 bytes, 0 there */
+    ck_assert_int_eq(kb_envelope_carries(narrative, sizeof narrative, "signal.narrative"), 1);
+    ck_assert_int_eq(kb_envelope_carries(narrative, sizeof narrative, "signal.observed"), 0);
+    ck_assert_int_eq(kb_envelope_carries(narrative, sizeof narrative, "referral.signal.narrative"), 0);
+    ck_assert_int_eq(kb_envelope_carries(seal, sizeof seal, "signal.observed"), 1);
+    ck_assert_int_eq(kb_envelope_carries(seal, sizeof seal, "signal.observed.location"), 1);
+    ck_assert_int_eq(kb_envelope_carries(seal, sizeof seal, "signal.observed.municipality"), 0);
+    ck_assert_int_eq(kb_envelope_carries(cut, sizeof cut, "signal.narrative"), KB_EPROTO);
+    ck_assert_int_eq(kb_envelope_carries(inner_cut, sizeof inner_cut, "signal.narrative"), KB_EPROTO);
+    ck_assert_int_eq(kb_envelope_carries(seal_cut, sizeof seal_cut, "signal.narrative"), KB_EPROTO);
+    ck_assert_int_eq(kb_envelope_carries(NULL, 0, "signal.narrative"), 0);
+    ck_assert_int_eq(kb_envelope_carries(NULL, 1, "signal.narrative"), KB_EINVAL);
+    ck_assert_int_eq(kb_envelope_carries(narrative, sizeof narrative, NULL), KB_EINVAL);
+    ck_assert_int_eq(kb_envelope_carries(narrative, sizeof narrative, "signal"), KB_EINVAL);
+    ck_assert_int_eq(kb_envelope_carries(narrative, sizeof narrative, "signal.no_such_field"), KB_EINVAL);
 }
 END_TEST
 
@@ -1776,6 +1862,8 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_view_matches_unpack, 0, N_GOOD);
     tcase_add_loop_test(tc, test_view_malformed, 0, (int)N_VIEW_ROWS);
     tcase_add_test(tc, test_view_limits);
+    tcase_add_loop_test(tc, test_carries_matches_redact, 0, N_GOOD);
+    tcase_add_test(tc, test_carries_malformed);
     tcase_add_loop_test(tc, test_deliver_encode_same_bytes, 0, 4);
     tcase_add_loop_test(tc, test_submit_encode_same_bytes, 0, 4);
     tcase_add_loop_test(tc, test_receipt_encode_joins, 0, 4);
