@@ -124,6 +124,81 @@ static int s_remove(kb_broker_t *b, const char *agency, uint64_t tag)
     return kb_idset_add(b->dels, agency, id);
 }
 
+/* Tell sender, by an EXPIRY_NOTICE the broker signs, that its message
+ * `about` (of purpose) will not reach recipient: text says why. The
+ * notice is queued for the sender in the staged batch. */
+static int s_notify_sender(kb_broker_t *b, const char *sender, const uint8_t about[KB_ID_LEN], int purpose,
+                           const char *recipient, const char *text, int64_t now_us)
+{
+    Ketenbus__Envelope *n = malloc(sizeof *n);
+    if (!n)
+        return kb_error_set(KB_ENOMEM, "notice: out of memory");
+    ketenbus__envelope__init(n);
+    int rc = KB_ENOMEM;
+    n->message_id.data = malloc(16);
+    n->sender = strdup(b->conf->broker_id);
+    n->recipients = calloc(1, sizeof *n->recipients);
+    n->legal_basis = malloc(sizeof *n->legal_basis);
+    n->notice = malloc(sizeof *n->notice);
+    if (!n->message_id.data || !n->sender || !n->recipients || !n->legal_basis || !n->notice)
+        goto done;
+    n->message_id.len = 16;
+    if ((rc = kb_uuid7(n->message_id.data)) != KB_OK)
+        goto done;
+    rc = KB_ENOMEM;
+    n->recipients[0] = strdup(sender);
+    if (!n->recipients[0])
+        goto done;
+    n->n_recipients = 1;
+    n->kind = KETENBUS__KIND__KIND_EXPIRY_NOTICE;
+    n->purpose = (Ketenbus__Purpose)purpose;
+    n->handling = KETENBUS__HANDLING__HANDLING_H0;
+    ketenbus__legal_basis__init(n->legal_basis);
+    n->legal_basis->basis = strdup("delivery report to the sender");
+    n->legal_basis->consent = KETENBUS__CONSENT__CONSENT_NOT_REQUIRED;
+    n->created_us = now_us;
+    n->correlation_id.data = malloc(16);
+    ketenbus__notice__init(n->notice);
+    n->payload_case = KETENBUS__ENVELOPE__PAYLOAD_NOTICE;
+    n->notice->type = KETENBUS__NOTICE_TYPE__NOTICE_TYPE_EXPIRED;
+    n->notice->about_message_id.data = malloc(16);
+    n->notice->agencies = calloc(1, sizeof *n->notice->agencies);
+    n->notice->text = strdup(text);
+    if (!n->legal_basis->basis || !n->correlation_id.data || !n->notice->about_message_id.data ||
+        !n->notice->agencies || !n->notice->text)
+        goto done;
+    memcpy(n->correlation_id.data, about, 16);
+    n->correlation_id.len = 16;
+    memcpy(n->notice->about_message_id.data, about, 16);
+    n->notice->about_message_id.len = 16;
+    n->notice->agencies[0] = strdup(recipient);
+    if (!n->notice->agencies[0])
+        goto done;
+    n->notice->n_agencies = 1;
+    if ((rc = kb_seal_sign(n, b->sign_key)) != KB_OK)
+        goto done;
+    size_t len = ketenbus__envelope__get_packed_size(n);
+    uint8_t *packed = malloc(len);
+    rc = KB_ENOMEM;
+    if (!packed)
+        goto done;
+    ketenbus__envelope__pack(n, packed);
+    Ketenbus__QueueEntry q;
+    ketenbus__queue_entry__init(&q);
+    q.envelope.data = packed;
+    q.envelope.len = len;
+    q.expires_us = now_us + b->conf->message_ttl_us;
+    q.message_id = n->message_id;
+    q.sender = n->sender;
+    q.kind = n->kind;
+    uint64_t tag;
+    rc = kb_store_queue_put(b->store, b->batch, sender, &q, &tag);
+    free(packed);
+done:
+    ketenbus__envelope__free_unpacked(n, NULL);
+    return rc;
+}
+
 static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 {
     s_pump_t *p = arg;
@@ -323,80 +398,6 @@ typedef struct {
     int rc;                /* first error */
 } s_expire_t;
 
-static int s_notify_sender(kb_broker_t *b, const Ketenbus__Envelope *orig, const char *recipient, int64_t now_us)
-{
-    Ketenbus__Envelope *n = malloc(sizeof *n);
-    if (!n)
-        return kb_error_set(KB_ENOMEM, "expiry: out of memory");
-    ketenbus__envelope__init(n);
-    int rc = KB_ENOMEM;
-    n->message_id.data = malloc(16);
-    n->sender = strdup(b->conf->broker_id);
-    n->recipients = calloc(1, sizeof *n->recipients);
-    n->legal_basis = malloc(sizeof *n->legal_basis);
-    n->notice = malloc(sizeof *n->notice);
-    if (!n->message_id.data || !n->sender || !n->recipients || !n->legal_basis || !n->notice)
-        goto done;
-    n->message_id.len = 16;
-    if ((rc = kb_uuid7(n->message_id.data)) != KB_OK)
-        goto done;
-    rc = KB_ENOMEM;
-    n->recipients[0] = strdup(orig->sender);
-    if (!n->recipients[0])
-        goto done;
-    n->n_recipients = 1;
-    n->kind = KETENBUS__KIND__KIND_EXPIRY_NOTICE;
-    n->purpose = orig->purpose;
-    n->handling = KETENBUS__HANDLING__HANDLING_H0;
-    ketenbus__legal_basis__init(n->legal_basis);
-    n->legal_basis->basis = strdup("delivery report to the sender");
-    n->legal_basis->consent = KETENBUS__CONSENT__CONSENT_NOT_REQUIRED;
-    n->created_us = now_us;
-    n->correlation_id.data = malloc(16);
-    ketenbus__notice__init(n->notice);
-    n->payload_case = KETENBUS__ENVELOPE__PAYLOAD_NOTICE;
-    n->notice->type = KETENBUS__NOTICE_TYPE__NOTICE_TYPE_EXPIRED;
-    n->notice->about_message_id.data = malloc(16);
-    n->notice->agencies = calloc(1, sizeof *n->notice->agencies);
-    char text[256];
-    snprintf(text, sizeof text, "%s was not acknowledged by %s before it expired", kb_kind_name(orig->kind),
-             recipient);
-    n->notice->text = strdup(text);
-    if (!n->legal_basis->basis || !n->correlation_id.data || !n->notice->about_message_id.data ||
-        !n->notice->agencies || !n->notice->text)
-        goto done;
-    memcpy(n->correlation_id.data, orig->message_id.data, 16);
-    n->correlation_id.len = 16;
-    memcpy(n->notice->about_message_id.data, orig->message_id.data, 16);
-    n->notice->about_message_id.len = 16;
-    n->notice->agencies[0] = strdup(recipient);
-    if (!n->notice->agencies[0])
-        goto done;
-    n->notice->n_agencies = 1;
-    if ((rc = kb_seal_sign(n, b->sign_key)) != KB_OK)
-        goto done;
-    size_t len = ketenbus__envelope__get_packed_size(n);
-    uint8_t *packed = malloc(len);
-    rc = KB_ENOMEM;
-    if (!packed)
-        goto done;
-    ketenbus__envelope__pack(n, packed);
-    Ketenbus__QueueEntry q;
-    ketenbus__queue_entry__init(&q);
-    q.envelope.data = packed;
-    q.envelope.len = len;
-    q.expires_us = now_us + b->conf->message_ttl_us;
-    q.message_id = n->message_id;
-    q.sender = n->sender;
-    q.kind = n->kind;
-    uint64_t tag;
-    rc = kb_store_queue_put(b->store, b->batch, orig->sender, &q, &tag);
-    free(packed);
-done:
-    ketenbus__envelope__free_unpacked(n, NULL);
-    return rc;
-}
-
 static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 {
     s_expire_t *x = arg;
@@ -441,8 +442,12 @@ static int s_expire_one(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
                      : (char *)"not acknowledged before its expiry; sender not notified: not in the chain now";
         rc = audit_append(x->b, &r, NULL);
     }
-    if (rc == KB_OK && notify)
-        rc = s_notify_sender(x->b, e, x->agency, x->now_us);
+    if (rc == KB_OK && notify) {
+        char text[256];
+        snprintf(text, sizeof text, "%s was not acknowledged by %s before it expired", kb_kind_name(e->kind),
+                 x->agency);
+        rc = s_notify_sender(x->b, e->sender, e->message_id.data, (int)e->purpose, x->agency, text, x->now_us);
+    }
     if (e)
         ketenbus__envelope__free_unpacked(e, NULL);
     if (rc != KB_OK) {
