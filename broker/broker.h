@@ -215,7 +215,8 @@ void kb_broker_destroy(kb_broker_t **p);
 int kb_broker_start(kb_broker_t *b);
 int kb_broker_run(kb_broker_t *b, kb_signals_t *sig);
 /* Load the configuration file again and put it in force for messages
- * submitted from now on. A file that does not load is refused and the old
+ * submitted from now on, and for those queued as they are delivered
+ * (deliver.c). A file that does not load is refused and the old
  * configuration stays; both outcomes are logged and audited with the file's
  * SHA-256 and who asked (`who`). On failure kb_last_error() says why. */
 int kb_broker_reload(kb_broker_t *b, const char *who);

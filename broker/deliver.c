@@ -1,19 +1,36 @@
 /*
- * deliver.c - deliveries, acknowledgements and expiry.
+ * deliver.c - deliveries under the rules in force, acknowledgements and
+ * expiry.
  *
  * A queue entry leaves the queue only on ACK (from the agency's session that
- * received it) or on expiry. Deliveries go out in queue order, within the
- * credit the adapter granted, and only once the entry is committed: the
- * pump reads written entries from the store; an entry routed to a session
- * that has every older entry already (deliver_direct) goes out from memory
- * with the replies of the batch that writes it. An entry in
+ * received it), on expiry, or when the rules in force no longer allow it
+ * as it is about to go out (below). Deliveries go out in queue order,
+ * within the credit the adapter granted, and only once the entry is
+ * committed: the pump reads written entries from the store; an entry
+ * routed to a session that has every older entry already (deliver_direct)
+ * goes out from memory with the replies of the batch that writes it. An entry in
  * flight is never expired: the adapter may be storing it right now. An
  * entry past its expiry is not handed out again (a new session starts
  * from the first entry), so one that an adapter keeps refusing expires.
  * Expiry tells the sender with an EXPIRY_NOTICE signed by the broker.
  *
- * A removal (ACK or expiry) is staged in a batch that reaches the store
- * later, while the pump and expiry read the store: until it is written,
+ * The pump decides every entry again (policy.h) with the rules in force
+ * when it hands it out, not only those in force when it was routed: a
+ * reload that stops an exchange (a deny rule, an allow rule taken out) or
+ * an allow rule whose valid_until passes stops what is still queued too.
+ * An entry the rules no longer allow leaves the queue as refused, audited
+ * with the reason and the rule that refuses it, and its sender gets an
+ * EXPIRY_NOTICE saying why, as for an expiry: nothing leaves silently. An
+ * entry they still allow loses, before it goes out, the paths its rule
+ * now withholds that its queued copy still carries; a rule that withholds
+ * less gives nothing back. The broker's own notices are not decided (no
+ * rule names them). An entry routing delivers from memory (deliver_direct)
+ * was decided by the rules in force in the same turn: a reload writes the
+ * staged batch and sends those deliveries before it puts the new rules
+ * in force, so none is decided under old rules and sent under new ones.
+ *
+ * A removal (ACK, expiry or refusal) is staged in a batch that reaches the
+ * store later, while the pump and expiry read the store: until it is written,
  * the entry is in the broker's set of removals (b->dels, b->dels_flight)
  * and both pass it by. Otherwise a session that starts again from the
  * first entry (a new HELLO) would get an entry it has acknowledged, and
@@ -27,6 +44,7 @@
 #include "kb_log.h"
 #include "kb_seal.h"
 #include "kb_util.h"
+#include "policy.h"
 
 /* Deliveries collected for one session during a queue scan. */
 typedef struct {
@@ -40,18 +58,36 @@ typedef struct {
     int rc;                         /* first error */
 } s_pump_t;
 
+/* What the rule in force at delivery withholds beyond the queued copy. */
+typedef struct {
+    const kb_rule_t *rule;                /* the rule that allows the delivery now */
+    const char *paths[KB_MAX_SEALS];      /* paths withheld from the copy now (borrowed from the rule) */
+    size_t n_paths;                       /* their count; 0: the copy goes as it is queued */
+    uint8_t *bytes;                       /* the copy without them (owned), or NULL */
+    size_t len;                           /* its length */
+} s_more_t;
+
 /* Hand queue entry q (tag) to session s: a copy of its envelope bytes in
  * *out, the tag in the session's in-flight window, its DELIVERED record,
  * one credit used. The envelope goes out as the queue holds it (packed for
- * this recipient): only the fields of its audit record are read (v). */
+ * this recipient): only the fields of its audit record are read (v). With
+ * more (may be NULL) holding bytes, those go out instead, and the record
+ * names the paths they withhold beyond the queued copy and the rule; its
+ * bytes are taken (cleared), also on failure. */
 static int s_hand_out(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus__QueueEntry *q,
-                      const kb_envelope_view_t *v, kb_delivery_raw_t *out)
+                      const kb_envelope_view_t *v, s_more_t *more, kb_delivery_raw_t *out)
 {
-    uint8_t *bytes = malloc(q->envelope.len ? q->envelope.len : 1);
-    if (!bytes)
-        return kb_error_set(KB_ENOMEM, "deliver: out of memory");
-    if (q->envelope.len > 0)
-        memcpy(bytes, q->envelope.data, q->envelope.len);
+    uint8_t *bytes = more ? more->bytes : NULL;
+    size_t len = more && bytes ? more->len : q->envelope.len;
+    if (more)
+        more->bytes = NULL;
+    if (!bytes) {
+        bytes = malloc(len ? len : 1);
+        if (!bytes)
+            return kb_error_set(KB_ENOMEM, "deliver: out of memory");
+        if (len > 0)
+            memcpy(bytes, q->envelope.data, len);
+    }
     kb_inflight_t d = {.tag = tag, .kind = (int)q->kind};
     if (q->message_id.len == 16)
         memcpy(d.message_id, q->message_id.data, 16);
@@ -62,13 +98,18 @@ static int s_hand_out(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Keten
         audit_record_view(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_DELIVERED, v);
         r.counterpart = s->agency;
         r.tag = tag;
+        if (more && more->n_paths > 0) {
+            r.rule_id = more->rule->id;
+            r.redacted = (char **)more->paths;
+            r.n_redacted = more->n_paths;
+        }
         rc = audit_append(b, &r, NULL);
     }
     if (rc != KB_OK) {
         free(bytes);
         return rc;
     }
-    *out = (kb_delivery_raw_t){tag, bytes, q->envelope.len};
+    *out = (kb_delivery_raw_t){tag, bytes, len};
     s->credit--;
     return KB_OK;
 }
@@ -199,6 +240,92 @@ done:
     return rc;
 }
 
+/* Queue entry tag of agency, which the rules in force no longer allow
+ * (d): it leaves the queue as refused, audited with d's reason and rule,
+ * and its sender, if still in the chain, gets a notice saying why. */
+static int s_refuse(kb_broker_t *b, const char *agency, uint64_t tag, const kb_envelope_view_t *v,
+                    const kb_decision_t *d, int64_t now_us)
+{
+    int rc = s_remove(b, agency, tag);
+    if (rc != KB_OK)
+        return rc;
+    /* as at expiry: an agency out of the chain gets nothing from it */
+    int notify = kb_conf_agency(b->conf, v->sender) && v->message_id.len == KB_ID_LEN;
+    char reason[sizeof d->reason + 96];
+    snprintf(reason, sizeof reason, "%s (decided again at delivery); %s", d->reason,
+             notify ? "sender notified" : "sender not notified: not in the chain now");
+    Ketenbus__AuditRecord r;
+    audit_record_view(&r, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_REFUSED, v);
+    r.counterpart = (char *)agency;
+    r.code = KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED;
+    r.reason = reason;
+    if (d->rule)
+        r.rule_id = d->rule->id;
+    r.tag = tag;
+    rc = audit_append(b, &r, NULL);
+    if (rc == KB_OK && notify) {
+        char text[sizeof d->reason + 160];
+        snprintf(text, sizeof text, "%s for %s left the queue unacknowledged: the sharing rules in force at "
+                 "delivery no longer allow it (%s)", kb_kind_name(v->kind), agency, d->reason);
+        rc = s_notify_sender(b, v->sender, v->message_id.data, v->purpose, agency, text, now_us);
+    }
+    if (rc != KB_OK)
+        return rc;
+    char idtext[37] = "-";
+    if (v->message_id.len == KB_ID_LEN)
+        kb_uuid_format(v->message_id.data, idtext);
+    kb_log(KB_LOG_WARN, "refused_at_delivery", "sender=%s recipient=%s message=%s rule=%s reason=\"%s\"", v->sender,
+           agency, idtext, d->rule ? d->rule->id : "-", d->reason);
+    return KB_OK;
+}
+
+/* The rule that allows q's delivery now (d->rule) withholds paths from a
+ * message of kind: those its queued copy still carries are withheld from
+ * it now, in m. The copy is unpacked only if it still carries one of them
+ * (kb_envelope_carries reads the bytes along the path and the seals),
+ * that is when the rule withholds more than the one it was routed under.
+ * KB_EPROTO if the copy does not decode, KB_ENOMEM, or kb_seal_redact's
+ * error. */
+static int s_redact_more(const kb_decision_t *d, const Ketenbus__QueueEntry *q, int kind, s_more_t *m)
+{
+    const kb_rule_t *rule = d->rule;
+    m->rule = rule;
+    int more = 0;
+    for (size_t i = 0; !more && i < rule->n_redact; i++) {
+        if (!kb_policy_redact_applies(rule->redact[i], kind))
+            continue;
+        more = kb_envelope_carries(q->envelope.data, q->envelope.len, rule->redact[i]);
+        if (more < 0)
+            return more;
+    }
+    if (!more)
+        return KB_OK; /* as usual: it lacks them all already, or never had them */
+    Ketenbus__Envelope *e = ketenbus__envelope__unpack(NULL, q->envelope.len, q->envelope.data);
+    if (!e)
+        return kb_error_set(KB_EPROTO, "deliver: the queued envelope does not decode");
+    int rc = KB_OK;
+    for (size_t i = 0; rc == KB_OK && i < rule->n_redact; i++) {
+        size_t before = e->n_withheld;
+        if (kb_policy_redact_applies(rule->redact[i], kind))
+            rc = kb_seal_redact(e, rule->redact[i]);
+        /* listed only when there was something to withhold (kb_seal_redact) */
+        if (rc == KB_OK && e->n_withheld > before && m->n_paths < KB_MAX_SEALS)
+            m->paths[m->n_paths++] = rule->redact[i];
+    }
+    if (rc == KB_OK && m->n_paths > 0) {
+        m->len = ketenbus__envelope__get_packed_size(e);
+        m->bytes = malloc(m->len ? m->len : 1);
+        if (m->bytes)
+            ketenbus__envelope__pack(e, m->bytes);
+        else
+            rc = kb_error_set(KB_ENOMEM, "deliver: out of memory");
+    }
+    if (rc != KB_OK)
+        m->n_paths = 0;
+    ketenbus__envelope__free_unpacked(e, NULL);
+    return rc;
+}
+
 static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
 {
     s_pump_t *p = arg;
@@ -230,8 +357,38 @@ static int s_collect(uint64_t seq, Ketenbus__QueueEntry *q, void *arg)
         p->s->passed++; /* it lies among the entries in flight now */
         return 0;
     }
-    int rc = s_hand_out(p->b, p->s, seq, q, &v, &p->items[p->n]);
+    s_more_t more;
+    more.n_paths = 0;
+    more.bytes = NULL;
+    int rc = KB_OK;
+    if (!kb_policy_kind_is_notice(v.kind)) {
+        /* decided again: the rules may have changed since it was routed */
+        kb_decision_t d;
+        rc = kb_policy_decide(p->b->conf->policy, v.sender, p->s->agency, v.kind, v.purpose, v.handling, p->now_us,
+                              &d);
+        if (rc == KB_OK && !d.allowed) {
+            rc = s_refuse(p->b, p->s->agency, seq, &v, &d, p->now_us);
+            if (rc != KB_OK) {
+                p->rc = rc;
+                return 1;
+            }
+            return 0;
+        }
+        if (rc == KB_OK && d.rule->n_redact > 0)
+            rc = s_redact_more(&d, q, v.kind, &more);
+        if (rc != KB_OK && rc != KB_ENOMEM) {
+            /* it cannot go out without what its rule withholds: as an
+             * entry whose view does not read, it stays until it expires */
+            kb_log(KB_LOG_ERROR, rc == KB_EPROTO ? "queue_corrupt" : "redact_failed",
+                   "agency=%s tag=%llu detail=\"%s\"", p->s->agency, (unsigned long long)seq, kb_last_error());
+            p->s->passed++;
+            return 0;
+        }
+    }
+    if (rc == KB_OK)
+        rc = s_hand_out(p->b, p->s, seq, q, &v, &more, &p->items[p->n]);
     if (rc != KB_OK) {
+        free(more.bytes);
         p->rc = rc;
         return 1;
     }
@@ -279,7 +436,8 @@ int deliver_direct(kb_broker_t *b, kb_session_t *s, uint64_t tag, const Ketenbus
         s->direct = p;
         s->cap_direct = cap;
     }
-    int rc = s_hand_out(b, s, tag, q, &v, &s->direct[s->n_direct]);
+    /* decided by routing in this very turn (see the top of the file) */
+    int rc = s_hand_out(b, s, tag, q, &v, NULL, &s->direct[s->n_direct]);
     if (rc != KB_OK)
         return rc;
     s->n_direct++;
