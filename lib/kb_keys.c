@@ -606,18 +606,22 @@ EVP_PKEY *kb_keys_load_sign_public(const char *pem_path)
     return s_load_pem(pem_path, 0);
 }
 
-int kb_keys_load_storage(const char *path, uint8_t key[32])
+int kb_keys_load_raw_secret(const char *path, uint8_t *out, size_t want, const char *what)
 {
     char *buf = NULL;
     size_t len = 0;
     int rc = s_read_key(path, 1, &buf, &len);
     if (rc != KB_OK)
         return rc;
-    if (len != KB_KEYS_STORAGE_LEN)
-        rc = kb_error_set(KB_EPROTO, "%s: storage key has %zu bytes, expected %u", path, len,
-                          KB_KEYS_STORAGE_LEN);
+    if (len != want)
+        rc = kb_error_set(KB_EPROTO, "%s: %zu bytes; %s is exactly %zu raw bytes", path, len, what, want);
     else
-        memcpy(key, buf, KB_KEYS_STORAGE_LEN);
+        memcpy(out, buf, want);
     s_free_secret(buf, len);
     return rc;
+}
+
+int kb_keys_load_storage(const char *path, uint8_t key[32])
+{
+    return kb_keys_load_raw_secret(path, key, KB_KEYS_STORAGE_LEN, "a storage key");
 }

@@ -59,4 +59,10 @@ EVP_PKEY *kb_keys_load_sign_public(const char *pem_path);
 /* The 32-byte storage key; a file of any other length is KB_EPROTO. */
 int kb_keys_load_storage(const char *path, uint8_t key[32]);
 
+/* A secret key file of exactly want raw bytes into out, checked as every
+ * key file is (the file opened: regular, owned by this user or root, no
+ * access for group or others); KB_EPROTO naming its size and what (e.g.
+ * "a chain key (ketenbus keygen --chain-key)") when it has another. */
+int kb_keys_load_raw_secret(const char *path, uint8_t *out, size_t want, const char *what);
+
 #endif

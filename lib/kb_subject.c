@@ -30,6 +30,7 @@
 #include <openssl/params.h>
 
 #include "kb_error.h"
+#include "kb_keys.h"
 #include "kb_subject.h"
 #include "kb_util.h"
 
@@ -556,42 +557,5 @@ int kb_subject_load_chain_key(const char *path, uint8_t out[KB_CHAIN_KEY_LEN])
 {
     if (!path || !*path || !out)
         return kb_error_set(KB_EINVAL, "chain key: file path is required");
-    /* O_NONBLOCK: a FIFO in the key's place is refused below, not waited on */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return kb_error_set(errno == ENOENT ? KB_ENOTFOUND : KB_EIO, "open %s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = KB_OK;
-    if (fstat(fd, &st) != 0)
-        rc = kb_error_set(KB_EIO, "stat %s: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = kb_error_set(KB_EIO, "%s: not a regular file", path);
-    else if ((st.st_mode & 077) != 0)
-        rc = kb_error_set(KB_EIO, "%s: group or others may access the chain key (mode %04o); chmod 600 it", path,
-                          (unsigned)(st.st_mode & 07777));
-    else if (st.st_uid != geteuid() && st.st_uid != 0)
-        rc = kb_error_set(KB_EIO, "%s: owned by uid %u, not by this user (uid %u) or root, and its owner could "
-                          "change it; chown it", path, (unsigned)st.st_uid, (unsigned)geteuid());
-    /* Read one byte more than a key, to tell a longer file apart. */
-    uint8_t buf[KB_CHAIN_KEY_LEN + 1];
-    size_t got = 0;
-    while (rc == KB_OK && got < sizeof buf) {
-        ssize_t n = read(fd, buf + got, sizeof buf - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = kb_error_set(KB_EIO, "read %s: %s", path, strerror(errno));
-        else if (n == 0)
-            break;
-        else
-            got += (size_t)n;
-    }
-    close(fd);
-    if (rc == KB_OK && got != KB_CHAIN_KEY_LEN)
-        rc = kb_error_set(KB_EPROTO, "%s: %lld bytes; a chain key is exactly %u raw bytes (ketenbus keygen --chain-key)",
-                          path, (long long)st.st_size, KB_CHAIN_KEY_LEN);
-    if (rc == KB_OK)
-        memcpy(out, buf, KB_CHAIN_KEY_LEN);
-    OPENSSL_cleanse(buf, sizeof buf);
-    return rc;
+    return kb_keys_load_raw_secret(path, out, KB_CHAIN_KEY_LEN, "a chain key (ketenbus keygen --chain-key)");
 }
