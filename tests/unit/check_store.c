@@ -529,6 +529,31 @@ START_TEST(test_audit_times_never_go_down)
 }
 END_TEST
 
+/* A newest record that does not decode does not stop the store from
+ * opening (its time is not known): audit verify names the damage. */
+START_TEST(test_audit_undecodable_newest_record_opens)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    for (uint64_t i = 0; i < 20; i++)
+        s_audit_add(s, b, i);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_store_destroy(&s);
+    kb_ldb_t l;
+    kb_ldb_open(&l, s_dir);
+    kb_ldb_put_record(&l, 19, "\xff\xff\xff", 3);
+    kb_ldb_close(&l);
+    s = kb_store_open_ex(s_dir, NULL, KB_STORE_NO_CREATE);
+    ck_assert_msg(s != NULL, "%s", kb_last_error());
+    ck_assert_uint_eq(kb_store_audit_size(s), 20);
+    kb_store_destroy(&s);
+    s = s_open();
+    ck_assert_uint_eq(kb_store_audit_size(s), 20);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 /* A batch that is never written (a failed commit) takes its records with
  * it: after kb_store_reopen the log goes on from what is on disk, also
  * inside a block the lost batch had added to. */
@@ -888,6 +913,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_audit_blocks_across_batches);
     tcase_add_test(tc, test_audit_times_never_go_down);
+    tcase_add_test(tc, test_audit_undecodable_newest_record_opens);
     tcase_add_test(tc, test_audit_lost_batch_leaves_the_block_as_stored);
     tcase_add_test(tc, test_audit_no_append_after_failed_commit);
     tcase_add_test(tc, test_audit_one_entry_per_record_migrated);
