@@ -10,6 +10,8 @@
 #ifndef KB_CLI_H
 #define KB_CLI_H
 
+#include <stdio.h>
+
 #include "ketenbus.h"
 
 enum { KB_EXIT_OK = 0, KB_EXIT_FAIL = 1, KB_EXIT_USAGE = 2, KB_EXIT_REJECTED = 3, KB_EXIT_PENDING = 4 };
@@ -61,6 +63,14 @@ const char *cli_tty(const char *in, char *out, size_t len);
  * cli_tty() replaces written as \u escapes instead (invalid UTF-8 as
  * \ufffd): the same JSON value, valid UTF-8, safe on a terminal. */
 char *cli_json_safe(const char *json);
+
+/* Write j as one line of JSON (json-c's flags) through cli_json_safe():
+ * json-c escapes C0 but passes DEL, C1 (U+009B is a CSI to a terminal),
+ * bidirectional overrides and invalid UTF-8 through, and agencies write
+ * those texts. KB_OK, or KB_ENOMEM (also for a NULL j) with nothing
+ * written. */
+struct json_object;
+int cli_json_line(FILE *out, struct json_object *j, int flags);
 
 /* Parse seconds (may be fractional) into ms; -1 if malformed. */
 int cli_parse_seconds(const char *text);

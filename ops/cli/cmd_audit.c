@@ -659,22 +659,6 @@ static const char *s_jstr(json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : "";
 }
 
-/* Write j as one line of JSON through cli_json_safe(): json-c escapes C0
- * but passes DEL, C1 (U+009B is a CSI to a terminal), bidirectional
- * overrides and invalid UTF-8 through, and agencies write those texts.
- * They go out as \u escapes, the same values (invalid UTF-8 as \ufffd),
- * so the line is valid UTF-8 and inert on a terminal. KB_OK or KB_ENOMEM. */
-static int s_json_line(FILE *out, json_object *j)
-{
-    const char *text = j ? json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN) : NULL;
-    char *safe = text ? cli_json_safe(text) : NULL;
-    if (!safe)
-        return kb_error_set(KB_ENOMEM, "out of memory");
-    fprintf(out, "%s\n", safe);
-    free(safe);
-    return KB_OK;
-}
-
 /* ------------------------------------------------------------ text from agencies */
 
 /* Replace the string *field of a decoded record (malloc'd by protobuf-c,
@@ -797,7 +781,7 @@ static int s_print_record(uint64_t index, const uint8_t *raw, size_t len, void *
     }
     s_print_header(p);
     if (p->form == S_JSONL) {
-        p->rc = s_json_line(p->out, o);
+        p->rc = cli_json_line(p->out, o, JSON_C_TO_STRING_PLAIN);
         if (p->rc != KB_OK) {
             json_object_put(o);
             return 1;
@@ -1214,7 +1198,7 @@ static int s_cmd_subject(int argc, char **argv)
             json_object_array_add(list, e);
         }
         json_object_object_add(j, "pruned", list);
-        rc = s_json_line(stdout, j);
+        rc = cli_json_line(stdout, j, JSON_C_TO_STRING_PLAIN);
         json_object_put(j);
     }
     if (rc == KB_OK && (o.json || o.csv)) {
@@ -1463,7 +1447,7 @@ static int s_cmd_proof(int argc, char **argv)
         json_object_object_add(j, "checkpoint", json_object_new_string(f.note));
         json_object_object_add(j, "verified", json_object_new_boolean(verified));
         json_object_object_add(j, "signature_checked", json_object_new_boolean(sig_ok >= 0));
-        int jrc = s_json_line(stdout, j);
+        int jrc = cli_json_line(stdout, j, JSON_C_TO_STRING_PLAIN);
         json_object_put(j);
         if (jrc != KB_OK) {
             fprintf(stderr, "ketenbus audit proof: %s\n", kb_last_error());
@@ -1572,7 +1556,7 @@ static int s_cmd_consistency(int argc, char **argv)
         json_object_object_add(j, "verified", json_object_new_boolean(verified));
         json_object_object_add(j, "checked", json_object_new_boolean(checked));
         json_object_object_add(j, "signature_checked", json_object_new_boolean(sig_new >= 0));
-        int jrc = s_json_line(stdout, j);
+        int jrc = cli_json_line(stdout, j, JSON_C_TO_STRING_PLAIN);
         json_object_put(j);
         if (jrc != KB_OK) {
             fprintf(stderr, "ketenbus audit consistency: %s\n", kb_last_error());
@@ -1712,7 +1696,7 @@ static int s_cmd_verify(int argc, char **argv)
         for (size_t i = 0; i < res.n_findings; i++)
             json_object_array_add(f, json_object_new_string(res.findings[i]));
         json_object_object_add(j, "findings", f);
-        int jrc = s_json_line(stdout, j);
+        int jrc = cli_json_line(stdout, j, JSON_C_TO_STRING_PLAIN);
         json_object_put(j);
         if (jrc != KB_OK)
             fprintf(stderr, "ketenbus audit verify: %s\n", kb_last_error());

@@ -71,15 +71,10 @@ static int s_print_json(const kb_quarantined_t *q)
     if (e)
         ketenbus__envelope__free_unpacked(e, NULL);
     json_object_object_add(o, "message", m);
-    char *safe = rc == 0 ? cli_json_safe(json_object_to_json_string_ext(
-                               o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE))
-                         : NULL;
+    if (rc == 0 && cli_json_line(stdout, o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) != KB_OK)
+        rc = -1;
     json_object_put(o);
-    if (!safe)
-        return -1;
-    printf("%s\n", safe);
-    free(safe);
-    return 0;
+    return rc;
 }
 
 int cmd_quarantine(int argc, char **argv)

@@ -15,8 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
 #include "kb_codec.h"
+#include "kb_error.h"
 
 /* The length of the character at p (left bytes remain) in *n, and 1 if
  * it may not reach a terminal as it is: invalid UTF-8 (*n is then 1), a
@@ -83,4 +86,15 @@ char *cli_json_safe(const char *json)
     }
     out[at] = '\0';
     return out;
+}
+
+int cli_json_line(FILE *out, json_object *j, int flags)
+{
+    const char *text = j ? json_object_to_json_string_ext(j, flags) : NULL;
+    char *safe = text ? cli_json_safe(text) : NULL;
+    if (!safe)
+        return kb_error_set(KB_ENOMEM, "out of memory");
+    fprintf(out, "%s\n", safe);
+    free(safe);
+    return KB_OK;
 }
