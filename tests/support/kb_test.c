@@ -322,7 +322,8 @@ int kb_chain_log_count(const kb_chain_t *c, const char *needle)
     return n;
 }
 
-int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part)
+/* The stopped broker's store, opened with its storage key. */
+static kb_store_t *s_chain_store(const kb_chain_t *c)
 {
     ck_assert_msg(c->pid == 0, "stop the broker before reading its store");
     char path[512];
@@ -332,6 +333,12 @@ int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part
     snprintf(path, sizeof path, "%s/data", c->dir);
     kb_store_t *s = kb_store_open(path, key);
     ck_assert_msg(s != NULL, "open store: %s", kb_last_error());
+    return s;
+}
+
+int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part)
+{
+    kb_store_t *s = s_chain_store(c);
     int n = 0;
     for (uint64_t i = 0; i < kb_store_audit_size(s); i++) {
         Ketenbus__AuditRecord *r = NULL;
@@ -346,14 +353,7 @@ int kb_chain_audit_count(const kb_chain_t *c, int event, const char *reason_part
 
 Ketenbus__AuditRecord *kb_chain_audit_record(const kb_chain_t *c, int event, size_t nth, uint64_t *index)
 {
-    ck_assert_msg(c->pid == 0, "stop the broker before reading its store");
-    char path[512];
-    uint8_t key[32];
-    snprintf(path, sizeof path, "%s/broker.storage.key", c->keys);
-    ck_assert_int_eq(kb_keys_load_storage(path, key), KB_OK);
-    snprintf(path, sizeof path, "%s/data", c->dir);
-    kb_store_t *s = kb_store_open(path, key);
-    ck_assert_msg(s != NULL, "open store: %s", kb_last_error());
+    kb_store_t *s = s_chain_store(c);
     Ketenbus__AuditRecord *found = NULL;
     for (uint64_t i = 0; !found && i < kb_store_audit_size(s); i++) {
         Ketenbus__AuditRecord *r = NULL;
@@ -372,17 +372,11 @@ Ketenbus__AuditRecord *kb_chain_audit_record(const kb_chain_t *c, int event, siz
 
 void kb_chain_checkpoint(const kb_chain_t *c, uint64_t *size, uint64_t *audit_size)
 {
-    ck_assert_msg(c->pid == 0, "stop the broker before reading its store");
-    char path[512];
-    uint8_t key[32];
-    snprintf(path, sizeof path, "%s/broker.storage.key", c->keys);
-    ck_assert_int_eq(kb_keys_load_storage(path, key), KB_OK);
-    snprintf(path, sizeof path, "%s/data", c->dir);
-    kb_store_t *s = kb_store_open(path, key);
-    ck_assert_msg(s != NULL, "open store: %s", kb_last_error());
+    kb_store_t *s = s_chain_store(c);
     char *note = NULL;
     size_t len = 0;
     ck_assert_msg(kb_store_checkpoint_latest(s, size, &note, &len) == KB_OK, "no checkpoint: %s", kb_last_error());
+    char path[512];
     snprintf(path, sizeof path, "%s/broker.sign.pub.pem", c->keys);
     EVP_PKEY *pub = kb_keys_load_sign_public(path);
     ck_assert_ptr_nonnull(pub);
