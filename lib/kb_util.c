@@ -241,6 +241,30 @@ int kb_time_parse(const char *text, int64_t *us)
     return KB_OK;
 }
 
+/* Grow b (cap bytes) for at most max_len bytes of data plus the NUL:
+ * one byte more than max_len is room enough to tell a file too large. */
+static int s_read_grow(const char *path, size_t max_len, char **b, size_t *cap)
+{
+    size_t most = max_len > SIZE_MAX - 2 ? SIZE_MAX : max_len + 2;
+    size_t next = *cap > SIZE_MAX / 2 ? SIZE_MAX : *cap * 2;
+    if (next > most)
+        next = most;
+    if (next <= *cap)
+        return kb_error_set(KB_ENOMEM, "read %s: out of memory", path);
+    char *p = realloc(*b, next);
+    if (!p)
+        return kb_error_set(KB_ENOMEM, "read %s: out of memory", path);
+    *b = p;
+    *cap = next;
+    return KB_OK;
+}
+
+static int s_same_stat(const struct stat *a, const struct stat *b)
+{
+    return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 int kb_file_read(const char *path, size_t max_len, char **buf, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -252,34 +276,56 @@ int kb_file_read(const char *path, size_t max_len, char **buf, size_t *len)
         close(fd);
         return kb_error_set(KB_EIO, "stat %s: %s", path, strerror(e));
     }
-    if ((uint64_t)st.st_size > max_len) {
+    int regular = S_ISREG(st.st_mode);
+    if (regular && (uint64_t)st.st_size > max_len) {
         close(fd);
         return kb_error_set(KB_ETOOBIG, "%s: %lld bytes, limit %zu", path, (long long)st.st_size, max_len);
     }
-    size_t cap = (size_t)st.st_size + 1;
+    /* A regular file's size says what to expect, and one byte more shows
+     * its end without growing the buffer; anything else (a pipe, a
+     * terminal, /dev/stdin) is read until its end, whatever it is. */
+    size_t cap = regular ? (size_t)st.st_size + 2 : KB_FILE_READ_CHUNK;
+    if (max_len <= SIZE_MAX - 2 && cap > max_len + 2)
+        cap = max_len + 2;
     char *b = malloc(cap);
     if (!b) {
         close(fd);
         return kb_error_set(KB_ENOMEM, "read %s: out of memory", path);
     }
     size_t got = 0;
+    int rc = KB_OK;
     for (;;) {
-        if (got == cap - 1)
+        if (got > max_len) {
+            rc = kb_error_set(KB_ETOOBIG, "%s: more than %zu bytes, the limit", path, max_len);
+            break;
+        }
+        if (got == cap - 1 && (rc = s_read_grow(path, max_len, &b, &cap)) != KB_OK)
             break;
         ssize_t n = read(fd, b + got, cap - 1 - got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            int e = errno;
-            free(b);
-            close(fd);
-            return kb_error_set(KB_EIO, "read %s: %s", path, strerror(e));
+            rc = kb_error_set(KB_EIO, "read %s: %s", path, strerror(errno));
+            break;
         }
         if (n == 0)
             break;
         got += (size_t)n;
     }
+    /* A file written while it was read gives a mix of old and new bytes,
+     * or only its start: refuse it rather than take either for the file. */
+    struct stat after;
+    if (rc == KB_OK && regular) {
+        if (fstat(fd, &after) != 0)
+            rc = kb_error_set(KB_EIO, "stat %s: %s", path, strerror(errno));
+        else if (!s_same_stat(&st, &after) || (uint64_t)got != (uint64_t)st.st_size)
+            rc = kb_error_set(KB_EIO, "%s changed while it was read; try again", path);
+    }
     close(fd);
+    if (rc != KB_OK) {
+        free(b);
+        return rc;
+    }
     b[got] = '\0';
     *buf = b;
     if (len)

@@ -51,8 +51,15 @@ int kb_time_parse(const char *text, int64_t *us);
  * included); 0 for a month out of range. */
 int kb_days_in_month(int year, int month);
 
-/* Read a whole file (at most max_len bytes, else KB_ETOOBIG); *buf is
- * NUL-terminated and the caller's. */
+/* Bytes a read of something not a regular file (a pipe) starts with. */
+#define KB_FILE_READ_CHUNK 4096u
+
+/* Read a whole file until its end (at most max_len bytes, else KB_ETOOBIG
+ * naming path and limit); a pipe or /dev/stdin too. *buf is NUL-terminated
+ * and the caller's. KB_ENOTFOUND if it does not exist, KB_EIO if it cannot
+ * be read, and also if a regular file changed while it was read (its size
+ * or modification time moved, or it did not hold as many bytes as its size
+ * said): "PATH changed while it was read; try again". */
 int kb_file_read(const char *path, size_t max_len, char **buf, size_t *len);
 
 /* Write a file atomically (temp file, fsync, rename) with the given mode. */

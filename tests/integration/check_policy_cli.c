@@ -247,6 +247,26 @@ START_TEST(test_check_example)
 }
 END_TEST
 
+/* A file given through a pipe (`<(cat chain.yaml)`, /dev/stdin) is read
+ * until its writer is done, not as an empty file. */
+START_TEST(test_check_from_pipe)
+{
+    const char *build = getenv("KB_BUILD");
+    char cmd[PATH_MAX + 1024], outfile[512];
+    snprintf(outfile, sizeof outfile, "%s/cli.out", s_dir);
+    int n = snprintf(cmd, sizeof cmd, "cat '%s' | '%s/ketenbus' policy check /dev/stdin > '%s' 2>&1", s_example,
+                     build ? build : "build", outfile);
+    ck_assert(n > 0 && (size_t)n < sizeof cmd);
+    int st = system(cmd);
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(outfile, sizeof s_out - 1, &text, &len), 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", text);
+    ck_assert_msg(strstr(text, "11 agencies, 3 groups, 15 rules (13 allow, 2 deny): OK\n") != NULL, "%s", text);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_check_usage)
 {
     ck_assert_int_eq(s_policy("check"), 2);
@@ -447,6 +467,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_check_unchecked_signatures);
     tcase_add_test(tc, test_check_example);
     tcase_add_test(tc, test_check_usage);
+    tcase_add_test(tc, test_check_from_pipe);
     tcase_add_loop_test(tc, test_check_broken, 0, (int)(sizeof s_check_cases / sizeof s_check_cases[0]));
     suite_add_tcase(s, tc);
     return s;

@@ -309,11 +309,30 @@ int kb_wait_until(ketenbus_client_t *cl, int (*fn)(void *), void *arg, int timeo
     return v;
 }
 
+/* What a file holds up to now, at most max_len bytes (NULL if it cannot
+ * be opened): the log of a running broker grows while it is read, which
+ * kb_file_read() refuses, and counting lines needs only what was there. */
+static char *s_read_growing(const char *path, size_t max_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct stat st;
+    ck_assert_int_eq(fstat(fileno(f), &st), 0);
+    size_t want = (uint64_t)st.st_size < max_len ? (size_t)st.st_size : max_len;
+    char *text = malloc(want + 1);
+    ck_assert_ptr_nonnull(text);
+    size_t len = fread(text, 1, want, f);
+    ck_assert_msg(!ferror(f), "read %s: %s", path, strerror(errno));
+    fclose(f);
+    text[len] = '\0';
+    return text;
+}
+
 int kb_chain_log_count(const kb_chain_t *c, const char *needle)
 {
-    char *text = NULL;
-    size_t len = 0;
-    if (kb_file_read(c->log, 64u << 20, &text, &len) != KB_OK)
+    char *text = s_read_growing(c->log, 64u << 20);
+    if (!text)
         return 0;
     int n = 0;
     for (char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
