@@ -1089,20 +1089,32 @@ static int s_turn(kb_broker_t *b)
     return KB_OK;
 }
 
+/* A refused reload: logged and audited with who asked and the SHA-256 of
+ * the file offered (sha256; "" when it could not be read whole, which why
+ * then explains). The configuration in force stays. */
+static int s_reload_refused(kb_broker_t *b, const char *who, const char *sha256, const char *why)
+{
+    char detail[KB_ERROR_MAX], file[96], reason[KB_ERROR_MAX + 256];
+    /* why may be the thread's last error, which logging can change */
+    snprintf(detail, sizeof detail, "%s", why);
+    if (sha256[0])
+        snprintf(file, sizeof file, "sha256=%s", sha256);
+    else
+        snprintf(file, sizeof file, "the file could not be read");
+    kb_log(KB_LOG_ERROR, "reload_refused", "by=\"%s\"%s%s detail=\"%s\"", who, sha256[0] ? " sha256=" : "", sha256,
+           detail);
+    snprintf(reason, sizeof reason, "refused reload requested by %s; %s; old rules stay: %s", who, file, detail);
+    audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
+    return kb_error_set(KB_ECONFIG, "%s", detail);
+}
+
 int kb_broker_reload(kb_broker_t *b, const char *who)
 {
     s_read_ahead_recheck(b);
-    kb_conf_t *fresh = kb_conf_load(b->conf_path);
-    char reason[KB_ERROR_MAX + 128];
-    if (!fresh) {
-        char detail[KB_ERROR_MAX];
-        snprintf(detail, sizeof detail, "%s", kb_last_error());
-        kb_log(KB_LOG_ERROR, "reload_refused", "by=\"%s\" detail=\"%s\"", who, detail);
-        snprintf(reason, sizeof reason, "refused reload requested by %s; old rules stay: %s", who, detail);
-        audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
-        kb_error_set(KB_ECONFIG, "%s", detail);
-        return KB_ECONFIG;
-    }
+    char sha256[65];
+    kb_conf_t *fresh = kb_conf_load_ex(b->conf_path, 0, sha256);
+    if (!fresh)
+        return s_reload_refused(b, who, sha256, kb_last_error());
     /* the broker id names the origin of the audit log's signed
      * checkpoints: under another id, every later checkpoint would fail
      * `ketenbus audit verify`, and a restart would refuse it anyway */
@@ -1113,11 +1125,7 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
                  "and the id cannot change for this data_dir",
                  fresh->path, b->conf->broker_id, fresh->broker_id, b->conf->broker_id);
         kb_conf_destroy(&fresh);
-        kb_log(KB_LOG_ERROR, "reload_refused", "by=\"%s\" detail=\"%s\"", who, detail);
-        snprintf(reason, sizeof reason, "refused reload requested by %s; old rules stay: %s", who, detail);
-        audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);
-        kb_error_set(KB_ECONFIG, "%s", detail);
-        return KB_ECONFIG;
+        return s_reload_refused(b, who, sha256, detail);
     }
     /* the socket, store and keys stay as they are until a restart */
     if (strcmp(fresh->listen, b->conf->listen) != 0 || strcmp(fresh->data_dir, b->conf->data_dir) != 0 ||
@@ -1152,6 +1160,7 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     kb_log(KB_LOG_INFO, "rules_loaded", "by=\"%s\" sha256=%s previous=%s agencies=%zu rules=%zu", who,
            fresh->sha256, old->sha256, fresh->n_agencies, fresh->n_rules);
     s_config_notes(b);
+    char reason[KB_ERROR_MAX + 128];
     snprintf(reason, sizeof reason, "sha256=%s previous=%s loaded by %s%s%s", fresh->sha256, old->sha256, who,
              fresh->verify_signatures ? "" : "; ", fresh->verify_signatures ? "" : S_UNCHECKED);
     audit_event(b, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "", NULL, reason);

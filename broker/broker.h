@@ -218,7 +218,8 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig);
  * submitted from now on, and for those queued as they are delivered
  * (deliver.c). A file that does not load is refused and the old
  * configuration stays; both outcomes are logged and audited with the file's
- * SHA-256 and who asked (`who`). On failure kb_last_error() says why. */
+ * SHA-256 (a refused one that could not be read whole: saying so) and who
+ * asked (`who`). On failure kb_last_error() says why. */
 int kb_broker_reload(kb_broker_t *b, const char *who);
 /* Queue an encoded reply frame for rid (sent after the commit). */
 int broker_reply(kb_broker_t *b, const uint8_t *rid, size_t rid_len, Ketenbus__Frame *f);

@@ -1448,11 +1448,13 @@ static int s_dir_of(const char *path, char **out)
 
 kb_conf_t *kb_conf_load(const char *path)
 {
-    return kb_conf_load_ex(path, 0);
+    return kb_conf_load_ex(path, 0, NULL);
 }
 
-kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags)
+kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags, char sha256[65])
 {
+    if (sha256)
+        sha256[0] = '\0';
     if (!path || !*path) {
         kb_error_set(KB_EINVAL, "configuration path is empty");
         return NULL;
@@ -1465,14 +1467,22 @@ kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags)
         kb_error_wrap(rc, "loading configuration");
         return NULL;
     }
+    char hash[65];
+    if ((rc = s_sha256_hex(buf, len, hash)) != KB_OK) {
+        free(buf);
+        return NULL;
+    }
+    if (sha256)
+        memcpy(sha256, hash, sizeof hash);
     ctx.conf = calloc(1, sizeof *ctx.conf);
     if (!ctx.conf) {
         s_nomem();
         free(buf);
         return NULL;
     }
+    memcpy(ctx.conf->sha256, hash, sizeof hash);
     if ((rc = s_strdup(path, &ctx.conf->path)) == KB_OK && (rc = s_dir_of(path, &ctx.dir)) == KB_OK &&
-        (rc = s_sha256_hex(buf, len, ctx.conf->sha256)) == KB_OK && (rc = s_load(&ctx, buf, len)) == KB_OK)
+        (rc = s_load(&ctx, buf, len)) == KB_OK)
         rc = s_policy(&ctx);
 
     if (ctx.have_doc)

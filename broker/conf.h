@@ -158,13 +158,17 @@ typedef struct kb_conf {
 
 /* Load and validate; NULL with kb_last_error() = "file:line:col: message".
  * Fails too when kb_policy_lint() at the current time finds an error in the
- * rules (its first error is the message). Same as kb_conf_load_ex(path, 0). */
+ * rules (its first error is the message). Same as kb_conf_load_ex(path, 0, NULL). */
 kb_conf_t *kb_conf_load(const char *path);
 
 /* As kb_conf_load, with flags: KB_CONF_SKIP_KEYS checks a file without its
  * key files (the curve_cert and signing_key keys must still be given; the
- * agencies then have no keys loaded, so such a conf cannot run a broker). */
-kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags);
+ * agencies then have no keys loaded, so such a conf cannot run a broker).
+ * If sha256 is not NULL, it receives the hex SHA-256 of the bytes read,
+ * also when the file does not load (so that a refused file can be named),
+ * or "" when it could not be read whole (missing, too large, changed while
+ * it was read); on success it equals the conf's sha256. */
+kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags, char sha256[65]);
 
 void kb_conf_destroy(kb_conf_t **p);
 

@@ -196,7 +196,7 @@ static int s_each_record(json_object *ans, kb_asrc_record_fn *fn, void *arg)
 
 static int s_load_config(kb_asrc_t *a, const char *path, const char **data_dir)
 {
-    kb_conf_t *conf = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    kb_conf_t *conf = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
     if (!conf)
         return KB_ECONFIG;
     a->broker_id = strdup(conf->broker_id);

@@ -240,7 +240,7 @@ static int s_enum_option(const ProtobufCEnumDescriptor *ed, const char *option, 
 /* Load path for these commands; prints the file:line:col error. */
 static kb_conf_t *s_load(const char *path, int with_keys)
 {
-    kb_conf_t *conf = with_keys ? kb_conf_load(path) : kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    kb_conf_t *conf = with_keys ? kb_conf_load(path) : kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
     if (!conf)
         fprintf(stderr, "%s\n", kb_last_error());
     return conf;

@@ -189,7 +189,7 @@ static int s_run(const char *dir, size_t n_rules, s_question_t *q, s_result_t *o
         s_write_chain(path, n_rules) != 0)
         return -1;
     int64_t t0 = s_now_ns();
-    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
     int64_t t1 = s_now_ns();
     unlink(path);
     if (!c) {

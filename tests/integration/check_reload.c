@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <openssl/evp.h>
 #include <zmq.h>
 
 #include "kb_error.h"
@@ -133,11 +134,23 @@ START_TEST(test_reload_under_load)
 }
 END_TEST
 
+/* "sha256=" and the hex SHA-256 of text, as the audit names a file. */
+static void s_sha256_of(const char *text, char out[80])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    ck_assert_int_eq(EVP_Digest(text, strlen(text), md, &md_len, EVP_sha256(), NULL), 1);
+    ck_assert_uint_eq(md_len, 32);
+    memcpy(out, "sha256=", 7);
+    kb_hex(md, md_len, out + 7);
+}
+
 START_TEST(test_broken_file_keeps_old_rules)
 {
     ck_assert_int_eq(s_cli("status"), 0);
     ck_assert_msg(strstr(s_out, "politie") && strstr(s_out, "fier") && strstr(s_out, "offline"), "%s", s_out);
-    kb_chain_write_config(&s_chain, "broker:\n  listen: [this is not\n");
+    static const char broken[] = "broker:\n  listen: [this is not\n";
+    kb_chain_write_config(&s_chain, broken);
     ck_assert_int_eq(s_cli("reload"), 1);
     ck_assert_msg(strstr(s_out, "chain.yaml:") != NULL, "no file:line in: %s", s_out);
     kill(s_chain.pid, SIGHUP);
@@ -158,8 +171,22 @@ START_TEST(test_broken_file_keeps_old_rules)
     ketenbus_client_destroy(&politie);
     ck_assert_int_eq(s_cli("status --json"), 0);
     ck_assert_msg(strstr(s_out, "\"queued\":1") != NULL, "%s", s_out);
+    /* a file that is not there is refused too, and audited as unread */
+    char moved[400];
+    snprintf(moved, sizeof moved, "%s.moved", s_chain.config);
+    ck_assert_int_eq(rename(s_chain.config, moved), 0);
+    ck_assert_int_eq(s_cli("reload"), 1);
+    ck_assert_int_eq(rename(moved, s_chain.config), 0);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
-    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "refused reload"), 2);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "refused reload"), 3);
+    /* a refused file is named by its SHA-256, as a loaded one is */
+    char hash[80];
+    s_sha256_of(broken, hash);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, hash), 2);
+    ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED,
+                                          "; the file could not be read; old rules stay: loading configuration: open "),
+                     1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, hash), 2);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED, "loaded by admin socket user"), 1);
 }
 END_TEST

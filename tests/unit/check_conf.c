@@ -30,6 +30,7 @@
 #include "kb_keys.h"
 #include "ketenbus.pb-c.h"
 #include "kb_test.h"
+#include "kb_util.h"
 
 static char s_root[PATH_MAX]; /* temp directory with keys/ and the config files */
 
@@ -447,9 +448,9 @@ START_TEST(test_skip_keys)
     s_write(s_in(path, "nokeys.yaml"), text, sizeof text - 1);
     ck_assert_ptr_null(kb_conf_load(path));
     ck_assert_ptr_nonnull(strstr(kb_last_error(), "nokeys.yaml:7:18: agency 'politie': cannot load CURVE certificate"));
-    ck_assert_ptr_null(kb_conf_load_ex(path, 0));
+    ck_assert_ptr_null(kb_conf_load_ex(path, 0, NULL));
 
-    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
     ck_assert_msg(c != NULL, "%s", kb_last_error());
     ck_assert_uint_eq(c->n_agencies, 2);
     ck_assert_uint_eq(c->agencies[0].n_curve, 0);
@@ -469,7 +470,7 @@ START_TEST(test_skip_keys)
     static const char missing[] = "broker:\n  listen: tcp://127.0.0.1:1\n  data_dir: d\n  key_dir: k\n"
                                   "agencies:\n  - id: politie\n    curve_cert: x.curve\n";
     s_write(s_in(path, "nokeys2.yaml"), missing, sizeof missing - 1);
-    ck_assert_ptr_null(kb_conf_load_ex(path, KB_CONF_SKIP_KEYS));
+    ck_assert_ptr_null(kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL));
     ck_assert_ptr_nonnull(strstr(kb_last_error(), "nokeys2.yaml:6:5: missing key 'signing_key' in agency 'politie'"));
 }
 END_TEST
@@ -514,6 +515,40 @@ START_TEST(test_file_errors)
     ck_assert_ptr_null(kb_conf_load(path));
     ck_assert_ptr_nonnull(strstr(kb_last_error(), "big.yaml"));
     ck_assert_ptr_nonnull(strstr(kb_last_error(), "limit"));
+}
+END_TEST
+
+/* The loader names the bytes it read by their SHA-256 also when they do
+ * not load, so that a refused file can be audited; a file not read whole
+ * has none. */
+START_TEST(test_sha256_of_refused_file)
+{
+    char path[PATH_MAX], sha[65] = "x", hex[65];
+    static const char broken[] = "broker:\n  listen: [this is not\n";
+    s_write(s_in(path, "refused.yaml"), broken, sizeof broken - 1);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    ck_assert_int_eq(EVP_Digest(broken, sizeof broken - 1, md, &md_len, EVP_sha256(), NULL), 1);
+    kb_hex(md, md_len, hex);
+    ck_assert_ptr_null(kb_conf_load_ex(path, 0, sha));
+    ck_assert_str_eq(sha, hex);
+
+    ck_assert_ptr_null(kb_conf_load_ex(s_in(path, "absent.yaml"), 0, sha));
+    ck_assert_str_eq(sha, "");
+    size_t big = KB_CONF_MAX_BYTES + 1;
+    char *text = malloc(big);
+    ck_assert_ptr_nonnull(text);
+    memset(text, '#', big);
+    s_write(s_in(path, "big-hashed.yaml"), text, big);
+    free(text);
+    ck_assert_ptr_null(kb_conf_load_ex(path, 0, sha));
+    ck_assert_str_eq(sha, "");
+
+    s_write_full(path);
+    kb_conf_t *c = kb_conf_load_ex(path, 0, sha);
+    ck_assert_msg(c != NULL, "%s", kb_last_error());
+    ck_assert_str_eq(sha, c->sha256);
+    kb_conf_destroy(&c);
 }
 END_TEST
 
@@ -809,6 +844,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_limits_accepted);
     tcase_add_test(tc, test_skip_keys);
     tcase_add_test(tc, test_file_errors);
+    tcase_add_test(tc, test_sha256_of_refused_file);
     tcase_add_test(tc, test_writable_key_refused);
     tcase_add_loop_test(tc, test_bad, 0, (int)(sizeof s_bad / sizeof s_bad[0]));
     suite_add_tcase(s, tc);

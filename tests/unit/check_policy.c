@@ -222,7 +222,7 @@ static void s_setup(void)
     ck_assert_ptr_nonnull(mkdtemp(s_root));
     char path[PATH_MAX];
     s_write(s_in(path, "chain.yaml"), s_rules);
-    s_conf = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    s_conf = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
     ck_assert_msg(s_conf != NULL, "%s", kb_last_error());
 }
 
@@ -702,7 +702,7 @@ START_TEST(test_lint)
     ck_assert_int_lt(n, (int)sizeof text);
     s_write(s_in(path, name), text);
     kb_error_clear();
-    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
     if (row->is_error) {
         ck_assert_msg(c == NULL, "row %d loaded", _i);
         snprintf(expect, sizeof expect, "%s:%s", path, row->expect);
@@ -1087,7 +1087,7 @@ START_TEST(test_property)
         ck_assert_int_lt(tries, P_TRIES);
         s_random_rules(&rng, text, 65536);
         s_write(path, text);
-        c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+        c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
         /* the only error random rules can have: an allow rule deny rules shadow */
         ck_assert_msg(c || strstr(kb_last_error(), "can never allow anything"), "%s\n%s", kb_last_error(), text);
     }
@@ -1323,7 +1323,7 @@ START_TEST(test_lint_model)
     snprintf(name, sizeof name, "model-%d.yaml", _i);
     s_write(s_in(path, name), text);
     kb_error_clear();
-    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS);
+    kb_conf_t *c = kb_conf_load_ex(path, KB_CONF_SKIP_KEYS, NULL);
     kb_policy_issue_t *issues = NULL;
     size_t n_issues = 0, at = 0;
     if (c)
