@@ -1245,19 +1245,67 @@ static int s_rules(s_ctx_t *ctx, const yaml_node_t *node)
 enum { T_BROKER, T_AGENCIES, T_GROUPS, T_RULES, T_N };
 static const char *const s_top_keys[T_N] = {"broker", "agencies", "groups", "rules"};
 
-/* Position of a byte offset, for reader errors that carry no mark. */
+/* The byte order mark libyaml skips at the start of a UTF-8 file. */
+#define S_UTF8_BOM "\xef\xbb\xbf"
+
+/* Position (0-based) of a byte offset in buf as editors and grep count it:
+ * a line ends at '\n' only, a column is a UTF-8 character (continuation
+ * bytes 0x80-0xBF do not count) and a leading byte order mark is none.
+ * libyaml's marks count characters too, and s_check_breaks() refuses what
+ * libyaml would count as a line break besides '\n' and "\r\n", so
+ * positions of both kinds agree. For reader errors, which carry only the
+ * byte offset, and for s_check_breaks(). */
 static void s_offset_mark(const char *buf, size_t len, size_t offset, size_t *line, size_t *column)
 {
     *line = 0;
     *column = 0;
-    for (size_t i = 0; i < offset && i < len; i++) {
-        if (buf[i] == '\n') {
+    size_t bom = sizeof S_UTF8_BOM - 1;
+    size_t i = len >= bom && memcmp(buf, S_UTF8_BOM, bom) == 0 ? bom : 0;
+    for (; i < offset && i < len; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch == '\n') {
             (*line)++;
             *column = 0;
-        } else {
+        } else if (ch < 0x80 || ch > 0xbf) {
             (*column)++;
         }
     }
+}
+
+/* libyaml takes NEL (U+0085), LINE SEPARATOR (U+2028), PARAGRAPH SEPARATOR
+ * (U+2029) and a carriage return without a line feed after it for line
+ * breaks, anywhere in the file, comments included; editors and grep do
+ * not. After one, every line number of a message would point elsewhere
+ * than where the reader looks: refuse them before parsing, where an editor
+ * shows them. A UTF-16 file (libyaml reads one after its byte order mark)
+ * is refused as well, since positions here count UTF-8. Bytes that are not
+ * valid UTF-8 are left to libyaml's reader; in valid UTF-8 these byte
+ * sequences are these characters only. */
+static int s_check_breaks(const s_ctx_t *ctx, const char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    if (len >= 2 && ((p[0] == 0xff && p[1] == 0xfe) || (p[0] == 0xfe && p[1] == 0xff)))
+        return s_err_at(ctx, 0, 0, "the file is UTF-16; save it as UTF-8");
+    for (size_t i = 0; i < len; i++) {
+        const char *what = NULL;
+        if (p[i] == '\r' && (len - i < 2 || p[i + 1] != '\n'))
+            what = "a carriage return without a line feed after it";
+        else if (p[i] == 0xc2 && len - i >= 2 && p[i + 1] == 0x85)
+            what = "U+0085 (next line)";
+        else if (p[i] == 0xe2 && len - i >= 3 && p[i + 1] == 0x80 && p[i + 2] == 0xa8)
+            what = "U+2028 (line separator)";
+        else if (p[i] == 0xe2 && len - i >= 3 && p[i + 1] == 0x80 && p[i + 2] == 0xa9)
+            what = "U+2029 (paragraph separator)";
+        if (what) {
+            size_t line, column;
+            s_offset_mark(buf, len, i, &line, &column);
+            return s_err_at(ctx, line, column,
+                            "%s: YAML counts it as a line break, editors do not, so the line numbers after it "
+                            "would not match; remove it (comments included)",
+                            what);
+        }
+    }
+    return KB_OK;
 }
 
 static int s_yaml_error(const s_ctx_t *ctx, const yaml_parser_t *parser, const char *buf, size_t len)
@@ -1328,7 +1376,9 @@ static int s_check_depth(const s_ctx_t *ctx, const char *buf, size_t len)
 /* Parse buf into ctx->doc: exactly one document. */
 static int s_parse(s_ctx_t *ctx, const char *buf, size_t len)
 {
-    int rc = s_check_depth(ctx, buf, len);
+    int rc = s_check_breaks(ctx, buf, len);
+    if (rc == KB_OK)
+        rc = s_check_depth(ctx, buf, len);
     if (rc != KB_OK)
         return rc;
     yaml_parser_t parser;

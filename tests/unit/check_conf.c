@@ -594,6 +594,30 @@ static const s_bad_t s_bad[] = {
     {"broker:\n  listen: [tcp://x:1\n", "3:1: YAML syntax error: did not find expected ',' or ']'"},
     {"broker:\n\tlisten: x\n", "2:1: YAML syntax error: found character that cannot start any token"},
     {"broker:\n  listen: \"a\xff\"\n", "2:13: YAML error: invalid leading UTF-8 octet"},
+    /* columns count characters, as libyaml's marks and editors do, not bytes */
+    {B "agencies:\n  - id: fier\n    name: \"\xc3\xa9\xc3\xa9\xe2\x82\xac\xff\"\n",
+     "7:15: YAML error: invalid leading UTF-8 octet"},
+    {B "agencies:\n  - id: fier\n    name: \"\xc3\xa9\xc3\xa9\xe2\x82\xac\x7f\"\n",
+     "7:15: YAML error: control characters are not allowed"},
+    {B "agencies:\n  - id: fier\n    name: \"\xc3\xa9\xc3\xa9\xe2\x82\xac\": x\n",
+     "7:16: YAML syntax error: mapping values are not allowed in this context"},
+    {"\xef\xbb\xbf" "broker: \"\xff\"\n", "1:10: YAML error: invalid leading UTF-8 octet"}, /* after a BOM */
+    /* what YAML counts as a line break and editors do not: refused anywhere,
+     * where an editor shows it, so that later line numbers match */
+    {"# a comment \xe2\x80\xa8 with a line separator\n" B A,
+     "1:13: U+2028 (line separator): YAML counts it as a line break, editors do not, so the line numbers after it "
+     "would not match; remove it (comments included)"},
+    {B "agencies:\n  - id: fier\n    name: \"Fier\xe2\x80\xa9" "Frysl\xc3\xa2n\"\n", "7:16: U+2029 (paragraph separator)"},
+    {B "agencies:\n  - id: fier\n    name: \"Fier\xc2\x85" "Frysl\xc3\xa2n\"\n", "7:16: U+0085 (next line)"},
+    {B "agencies:\n  - id: fier\n    name: \"Fier \xc3\xa2\xc2\x85\"\n", "7:18: U+0085 (next line)"},
+    {"broker:\r  listen: tcp://x:1\n", "1:8: a carriage return without a line feed after it: YAML counts it as a "
+                                      "line break"},
+    {"broker:\r\n  listen: tcp://x:1\r", "2:20: a carriage return without a line feed after it"},
+    /* "\r\n" is one line end, as editors count it */
+    {"broker:\r\n  listen: tcp://x:1\r\n  data_dir: data\r\n  key_dir: keys\r\n  port: 1\r\nagencies: x\r\n",
+     "5:3: unknown key 'port' in broker"},
+    {"\xff\xfe" "b\x00", "1:1: the file is UTF-16; save it as UTF-8"},
+    {"\xfe\xff" "\x00" "b", "1:1: the file is UTF-16; save it as UTF-8"},
     {"broker: x\n  listen: y\n", "2:9: YAML syntax error: mapping values are not allowed in this context"},
     /* broker */
     {"broker:\n  data_dir: data\n  key_dir: keys\n" A, "2:3: missing key 'listen' in broker"},
