@@ -251,8 +251,60 @@ static const char *s_type_name(const yaml_node_t *node)
     }
 }
 
-/* The text of a scalar node; one line of printable text without NUL. */
-static int s_scalar(const s_ctx_t *ctx, const yaml_node_t *node, const char *what, const char **out)
+/* The code point at t[*i] (of len bytes), moving *i past it. libyaml
+ * hands over valid UTF-8 only, but a bad or cut sequence still yields
+ * U+FFFD for one byte, never a read past len. */
+static uint32_t s_utf8_next(const unsigned char *t, size_t len, size_t *i)
+{
+    unsigned char c = t[*i];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+        (*i)++;
+        return c;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1;
+        cp = c & 0x1fu;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        cp = c & 0x0fu;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        cp = c & 0x07u;
+    } else {
+        (*i)++;
+        return 0xfffd;
+    }
+    if (len - *i - 1 < n) {
+        (*i)++;
+        return 0xfffd;
+    }
+    for (size_t k = 1; k <= n; k++) {
+        unsigned char cc = t[*i + k];
+        if ((cc & 0xc0) != 0x80) {
+            (*i)++;
+            return 0xfffd;
+        }
+        cp = (cp << 6) | (cc & 0x3fu);
+    }
+    *i += n + 1;
+    return cp;
+}
+
+/* Characters a value may not hold: C0 and C1 controls and DEL; the line
+ * and paragraph separators; and the bidirectional controls, with which a
+ * name or legal basis shows in a log, `policy explain` or an audit report
+ * as other text than it is (U+202E turns what follows around). */
+static int s_char_refused(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0x200e ||
+           cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x061c;
+}
+
+/* The text of a scalar node without NUL and without characters of
+ * s_char_refused(); lines lets '\n' and '\t' through (a description). */
+static int s_visible(const s_ctx_t *ctx, const yaml_node_t *node, const char *what, int lines, const char **out)
 {
     if (node->type != YAML_SCALAR_NODE)
         return s_err(ctx, node, "%s: expected a single value, not a %s", what, s_type_name(node));
@@ -260,13 +312,19 @@ static int s_scalar(const s_ctx_t *ctx, const yaml_node_t *node, const char *wha
     size_t len = node->data.scalar.length;
     if (strlen(text) != len)
         return s_err(ctx, node, "%s: NUL character in value", what);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)text[i];
-        if (ch < 0x20 || ch == 0x7f)
-            return s_err(ctx, node, "%s: control character in value", what);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = s_utf8_next((const unsigned char *)text, len, &i);
+        if (s_char_refused(cp) && !(lines && (cp == '\n' || cp == '\t')))
+            return s_err(ctx, node, "%s: invisible or control character U+%04X in value", what, (unsigned)cp);
     }
     *out = text;
     return KB_OK;
+}
+
+/* The text of a scalar node; one line of visible text. */
+static int s_scalar(const s_ctx_t *ctx, const yaml_node_t *node, const char *what, const char **out)
+{
+    return s_visible(ctx, node, what, 0, out);
 }
 
 /* As s_scalar, and not empty. */
@@ -1092,19 +1150,12 @@ static int s_rule_until(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
 /* Free text that may span lines (a folded or literal YAML block). */
 static int s_rule_description(s_ctx_t *ctx, kb_rule_t *r, yaml_node_t *node)
 {
-    if (node->type != YAML_SCALAR_NODE)
-        return s_err(ctx, node, "description: expected a single value, not a %s", s_type_name(node));
-    const char *text = (const char *)node->data.scalar.value;
-    size_t len = node->data.scalar.length;
-    if (strlen(text) != len)
-        return s_err(ctx, node, "description: NUL character in value");
-    if (len > KB_CONF_MAX_TEXT)
+    if (node->type == YAML_SCALAR_NODE && node->data.scalar.length > KB_CONF_MAX_TEXT)
         return s_err(ctx, node, "rule '%s' description: longer than %u bytes", r->id, KB_CONF_MAX_TEXT);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)text[i];
-        if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f)
-            return s_err(ctx, node, "description: control character in value");
-    }
+    const char *text;
+    int rc = s_visible(ctx, node, "description", 1, &text);
+    if (rc != KB_OK)
+        return rc;
     return s_strdup(text, &r->description);
 }
 

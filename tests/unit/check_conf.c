@@ -432,6 +432,40 @@ START_TEST(test_limits_accepted)
 }
 END_TEST
 
+/* Names in any script load, right-to-left ones too, and characters next to
+ * the refused ranges; so do a CRLF file and one with a byte order mark. */
+static const struct {
+    const char *name; /* as written in the file */
+    const char *value; /* as loaded */
+} s_names[] = {
+    {"Fier Frysl\xc3\xa2n", "Fier Frysl\xc3\xa2n"},
+    {"\"\\u00A0\\u00FF\"", "\xc2\xa0\xc3\xbf"},                     /* after the C1 controls */
+    {"\xd8\xa7\xd9\x84\xd8\xb4\xd8\xb1\xd8\xb7\xd8\xa9", "\xd8\xa7\xd9\x84\xd8\xb4\xd8\xb1\xd8\xb7\xd8\xa9"}, /* Arabic */
+    {"\"\\u061B\\u061D\\u200D\\u2027\\u202F\\u2065\\u206A\"",
+     "\xd8\x9b\xd8\x9d\xe2\x80\x8d\xe2\x80\xa7\xe2\x80\xaf\xe2\x81\xa5\xe2\x81\xaa"},
+    {"\xf0\x9f\x9a\x93 politie", "\xf0\x9f\x9a\x93 politie"},     /* four bytes */
+};
+
+START_TEST(test_names_accepted)
+{
+    char path[PATH_MAX], text[1024], name[32];
+    const char *bom = _i == 0 ? "\xef\xbb\xbf" : "";
+    const char *eol = _i == 1 ? "\r\n" : "\n";
+    int n = snprintf(text, sizeof text,
+                     "%sbroker:%s  listen: tcp://*:5555%s  data_dir: d%s  key_dir: k%sagencies:%s  - id: om%s"
+                     "    name: %s%s    curve_cert: keys/om.curve%s    signing_key: keys/om.sign.pub.pem%s",
+                     bom, eol, eol, eol, eol, eol, eol, s_names[_i].name, eol, eol, eol);
+    ck_assert(n > 0 && (size_t)n < sizeof text);
+    snprintf(name, sizeof name, "name-%d.yaml", _i);
+    s_write(s_in(path, name), text, (size_t)n);
+    kb_conf_t *c = kb_conf_load(path);
+    ck_assert_msg(c != NULL, "row %d: %s", _i, kb_last_error());
+    ck_assert_str_eq(c->agencies[0].name, s_names[_i].value);
+    ck_assert_int_eq(c->agencies[0].line, 6);
+    kb_conf_destroy(&c);
+}
+END_TEST
+
 /* A rules file checked where the key files are not. */
 START_TEST(test_skip_keys)
 {
@@ -677,10 +711,30 @@ static const s_bad_t s_bad[] = {
      "7:5: unknown key 'curve' in agency (expected id, name, curve_cert, signing_key)"},
     {B "agencies:\n  - id: fier\n    name: \"Fier\\tFryslan\"\n    curve_cert: keys/fier.curve\n"
        "    signing_key: keys/fier.sign.pub.pem\n",
-     "7:11: name: control character in value"},
+     "7:11: name: invisible or control character U+0009 in value"},
     {B "agencies:\n  - id: fier\n    name: \"Fier\\0\"\n    curve_cert: keys/fier.curve\n"
        "    signing_key: keys/fier.sign.pub.pem\n",
      "7:11: name: NUL character in value"},
+    /* C1 controls, line and paragraph separators and bidirectional controls
+     * make a value show as other text than it is: refused, escaped or not */
+#define NAMED(value) \
+    B "agencies:\n  - id: fier\n    name: " value "\n    curve_cert: keys/fier.curve\n    signing_key: keys/fier.sign.pub.pem\n"
+    {NAMED("\"Fier\\x7f\""), "7:11: name: invisible or control character U+007F in value"},
+    {NAMED("\"Fier\\x80\""), "7:11: name: invisible or control character U+0080 in value"},
+    {NAMED("\"Fier\\N\""), "7:11: name: invisible or control character U+0085 in value"},
+    {NAMED("\"Fier\\u009F\""), "7:11: name: invisible or control character U+009F in value"},
+    {NAMED("\"Fier\\L\""), "7:11: name: invisible or control character U+2028 in value"},
+    {NAMED("\"Fier\\P\""), "7:11: name: invisible or control character U+2029 in value"},
+    {NAMED("\"Fier\\u200E\""), "7:11: name: invisible or control character U+200E in value"},
+    {NAMED("\"Fier\\u200f\""), "7:11: name: invisible or control character U+200F in value"},
+    {NAMED("\"Fier\\u202A\""), "7:11: name: invisible or control character U+202A in value"},
+    {NAMED("\"reif\\u202E\""), "7:11: name: invisible or control character U+202E in value"},
+    {NAMED("Fier \xe2\x80\xae" "naslyrF"), "7:11: name: invisible or control character U+202E in value"},
+    {NAMED("\"\\u2066Fier\""), "7:11: name: invisible or control character U+2066 in value"},
+    {NAMED("Fier\xe2\x81\xa9"), "7:11: name: invisible or control character U+2069 in value"},
+    {NAMED("\"Fier\\u061C\""), "7:11: name: invisible or control character U+061C in value"},
+    {B "agencies:\n  - id: \"fi\\u202Eer\"\n", "6:9: agency id: invisible or control character U+202E in value"},
+    {B "agencies:\n  - id: fier\n    \"na\\u200Fme\": x\n", "7:5: key: invisible or control character U+200F in value"},
     {B "agencies:\n  - id: fier\n    curve_cert: keys/nope.curve\n    signing_key: keys/fier.sign.pub.pem\n",
      "7:17: agency 'fier': cannot load CURVE certificate keys/nope.curve: "},
     {B "agencies:\n  - id: fier\n    curve_cert: keys/fier.sign.pub.pem\n    signing_key: keys/fier.sign.pub.pem\n",
@@ -800,13 +854,19 @@ static const s_bad_t s_bad[] = {
     {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h1\n    legal_basis: \"\"\n"),
      "19:18: legal_basis: empty value"},
     {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h1\n    legal_basis: \"a\\nb\"\n"),
-     "19:18: legal_basis: control character in value"},
+     "19:18: legal_basis: invisible or control character U+000A in value"},
     {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h1\n    legal_basis: "
                               "\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234"
                               "5678901234567890123456789012345678901234567890123456789012345678901234567890x\"\n"),
      "19:18: rule 'r1' legal_basis: longer than 160 bytes"},
     {B A "rules:\n" RULE_WITH(REST "    description: [a]\n"), "20:18: description: expected a single value, not a list"},
-    {B A "rules:\n" RULE_WITH(REST "    description: \"a\\x01b\"\n"), "20:18: description: control character in value"},
+    {B A "rules:\n" RULE_WITH(REST "    description: \"a\\x01b\"\n"), "20:18: description: invisible or control character U+0001 in value"},
+    {B A "rules:\n" RULE_WITH(REST "    description: \"Tells \\u202Esnoitseggus\"\n"),
+     "20:18: description: invisible or control character U+202E in value"},
+    {B A "rules:\n" RULE_WITH(REST "    description: \"a\\u0085b\"\n"),
+     "20:18: description: invisible or control character U+0085 in value"},
+    {B A "rules:\n" RULE_WITH("    purposes: analysis\n    max_handling: h1\n    legal_basis: \"Wpg \\u2067art. 19\"\n"),
+     "19:18: legal_basis: invisible or control character U+2067 in value"},
     /* redact */
     {B A "rules:\n" RULE_WITH(REST "    redact: [signal.narative]\n"),
      "20:14: unknown field path 'signal.narative' in rule 'r1' redact"},
@@ -866,6 +926,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_defaults, 0, (int)(sizeof s_minimal / sizeof s_minimal[0]));
     tcase_add_test(tc, test_relative_config_path);
     tcase_add_test(tc, test_limits_accepted);
+    tcase_add_loop_test(tc, test_names_accepted, 0, (int)(sizeof s_names / sizeof s_names[0]));
     tcase_add_test(tc, test_skip_keys);
     tcase_add_test(tc, test_file_errors);
     tcase_add_test(tc, test_sha256_of_refused_file);
