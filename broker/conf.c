@@ -57,6 +57,7 @@
 #define KB_CONF_MAX_ENUM_BIT  31                     /* kinds and purposes are bits of a uint32_t */
 #define KB_CONF_DATE_LEN      10u                    /* "YYYY-MM-DD" */
 #define KB_CONF_MIN_YEAR      1970                   /* earliest year of a valid_until */
+#define KB_CONF_SIGN_KEY_LEN  32u                    /* a raw Ed25519 public key */
 
 #define S_US_PER_S   1000000LL
 #define S_US_PER_DAY (86400LL * S_US_PER_S)
@@ -82,6 +83,8 @@ typedef struct {
     kb_conf_t *conf;       /* the configuration being built */
     s_index_t agency_ids;  /* agency id -> index in conf->agencies */
     s_index_t curve_keys;  /* Z85 public key -> index of the agency owning it */
+    char (*sign_hex)[2 * KB_CONF_SIGN_KEY_LEN + 1]; /* per agency: hex of its signing key, for sign_keys */
+    s_index_t sign_keys;   /* hex signing key -> index of the agency owning it */
     s_index_t rule_ids;    /* rule id -> index in conf->rules */
     s_index_t group_ids;   /* group name -> index in conf->groups */
     uint32_t *stamp;       /* per agency: number of the last list naming it */
@@ -682,6 +685,8 @@ static int s_agency_curve(s_ctx_t *ctx, kb_agency_t *a, size_t index, yaml_node_
         if (rc != KB_OK)
             return s_err(ctx, item, "agency '%s': cannot load CURVE certificate %s: %s", a->id, text, kb_last_error());
         size_t owner;
+        if (s_index_get(&ctx->curve_keys, a->curve[i], &owner) && owner == index)
+            return s_err(ctx, item, "agency '%s': the CURVE key in %s is listed twice for this agency", a->id, text);
         if (s_index_get(&ctx->curve_keys, a->curve[i], &owner))
             return s_err(ctx, item, "agency '%s': the CURVE key in %s is already used by agency '%s'", a->id, text,
                          ctx->conf->agencies[owner].id);
@@ -744,7 +749,21 @@ static int s_agency(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
     a->signing_key = kb_keys_load_sign_public(a->signing_key_path);
     if (!a->signing_key)
         return s_err(ctx, v[A_SIGNING], "agency '%s': cannot load signing key %s: %s", a->id, text, kb_last_error());
-    return KB_OK;
+    /* Compared as raw key bytes, whatever file or encoding holds them. Two
+     * agencies with one key could each sign as the other, and whoever
+     * checks a sender's signature could not tell them apart. */
+    uint8_t raw[KB_CONF_SIGN_KEY_LEN];
+    size_t raw_len = sizeof raw;
+    if (EVP_PKEY_get_raw_public_key(a->signing_key, raw, &raw_len) != 1 || raw_len != sizeof raw)
+        return kb_error_ssl(KB_ECRYPTO, "%s:%zu:%zu: agency '%s': signing key %s", ctx->path,
+                            v[A_SIGNING]->start_mark.line + 1, v[A_SIGNING]->start_mark.column + 1, a->id, text);
+    kb_hex(raw, sizeof raw, ctx->sign_hex[index]);
+    size_t owner;
+    if (s_index_get(&ctx->sign_keys, ctx->sign_hex[index], &owner))
+        return s_err(ctx, v[A_SIGNING], "agency '%s': the signing key in %s is already used by agency '%s' (line %d); "
+                     "each agency signs with a key of its own",
+                     a->id, text, ctx->conf->agencies[owner].id, ctx->conf->agencies[owner].line);
+    return s_index_put(&ctx->sign_keys, ctx->sign_hex[index], index);
 }
 
 static int s_agencies(s_ctx_t *ctx, const yaml_node_t *node)
@@ -761,7 +780,8 @@ static int s_agencies(s_ctx_t *ctx, const yaml_node_t *node)
     ctx->stamp = calloc(n, sizeof *ctx->stamp);
     ctx->added = calloc(n, sizeof *ctx->added);
     ctx->picked = calloc(n, sizeof *ctx->picked);
-    if (!c->agencies || !ctx->stamp || !ctx->added || !ctx->picked)
+    ctx->sign_hex = calloc(n, sizeof *ctx->sign_hex);
+    if (!c->agencies || !ctx->stamp || !ctx->added || !ctx->picked || !ctx->sign_hex)
         return s_nomem();
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *item;
@@ -1593,9 +1613,11 @@ kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags, char sha256[65])
     free(ctx.added);
     free(ctx.group_stamp);
     free(ctx.picked);
+    free(ctx.sign_hex);
     free(ctx.dir);
     s_index_free(&ctx.agency_ids);
     s_index_free(&ctx.curve_keys);
+    s_index_free(&ctx.sign_keys);
     s_index_free(&ctx.rule_ids);
     s_index_free(&ctx.group_ids);
     free(buf);

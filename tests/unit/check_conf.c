@@ -77,6 +77,20 @@ static void s_setup(void)
     ck_assert_int_eq(fclose(f), 0);
     ck_assert_int_eq(chmod(path, 0644), 0); /* a key file others may write is refused, whatever the umask */
     EVP_PKEY_free(x);
+
+    /* fier's signing key again, in a file of another name */
+    char from[PATH_MAX];
+    EVP_PKEY *fier = NULL;
+    f = fopen(s_in(from, "keys/fier.sign.pub.pem"), "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fier = PEM_read_PUBKEY(f, NULL, NULL, NULL));
+    ck_assert_int_eq(fclose(f), 0);
+    f = fopen(s_in(path, "keys/copy-of-fier.sign.pub.pem"), "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_PUBKEY(f, fier), 1);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    EVP_PKEY_free(fier);
 }
 
 static void s_teardown(void)
@@ -757,7 +771,17 @@ static const s_bad_t s_bad[] = {
      "10:33: agency 'om': the CURVE key in keys/politie.curve is already used by agency 'politie'"},
     {B "agencies:\n  - id: om\n    curve_cert: [keys/om.curve, keys/om.curve_secret]\n"
        "    signing_key: keys/om.sign.pub.pem\n",
-     "7:33: agency 'om': the CURVE key in keys/om.curve_secret is already used by agency 'om'"},
+     "7:33: agency 'om': the CURVE key in keys/om.curve_secret is listed twice for this agency"},
+    {B "agencies:\n  - id: om\n    curve_cert: [keys/om.curve, keys/fier.curve, keys/om.curve]\n"
+       "    signing_key: keys/om.sign.pub.pem\n",
+     "7:50: agency 'om': the CURVE key in keys/om.curve is listed twice for this agency"},
+    /* one signing key for two agencies: each could sign as the other */
+    {B "agencies:\n" AG_POLITIE "  - id: om\n    curve_cert: keys/om.curve\n    signing_key: keys/politie.sign.pub.pem\n",
+     "11:18: agency 'om': the signing key in keys/politie.sign.pub.pem is already used by agency 'politie' (line 6); "
+     "each agency signs with a key of its own"},
+    {B "agencies:\n" AG_POLITIE AG_FIER "  - id: om\n    curve_cert: keys/om.curve\n"
+       "    signing_key: keys/copy-of-fier.sign.pub.pem\n",
+     "14:18: agency 'om': the signing key in keys/copy-of-fier.sign.pub.pem is already used by agency 'fier' (line 9)"},
     /* the broker's notices carry its id as sender: no agency may have it */
     {"broker:\n  id: fier\n  listen: tcp://127.0.0.1:5555\n  data_dir: data\n  key_dir: keys\n" A,
      "2:7: broker id 'fier' is also the id of an agency (line 10); the broker's notices would pass for that "
