@@ -1089,6 +1089,45 @@ static int s_turn(kb_broker_t *b)
     return KB_OK;
 }
 
+/* The socket, store and keys stay as they are until a restart: fresh
+ * takes the listen, data_dir and key_dir of the configuration in force, so
+ * that it (and `ketenbus status`) says what is in use, a later reload warns
+ * again while the file still differs, and one that puts the file back does
+ * not. Warns which of them the file changes; a listen naming the endpoint
+ * bound (the port a "*" got) changes nothing. */
+static void s_keep_in_use(const kb_broker_t *b, kb_conf_t *fresh)
+{
+    kb_conf_t *in_use = b->conf;
+    struct {
+        const char *name; /* the key in the file */
+        char **now;       /* the value in use */
+        char **next;      /* the file's */
+        const char *same; /* another value that means the one in use, or NULL */
+    } f[] = {
+        {"listen", &in_use->listen, &fresh->listen, b->endpoint},
+        {"data_dir", &in_use->data_dir, &fresh->data_dir, NULL},
+        {"key_dir", &in_use->key_dir, &fresh->key_dir, NULL},
+    };
+    char changed[64] = "";
+    size_t n = 0, used = 0; /* how many changed; bytes of changed */
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (strcmp(*f[i].now, *f[i].next) == 0 || (f[i].same && strcmp(f[i].same, *f[i].next) == 0))
+            continue;
+        int w = snprintf(changed + used, sizeof changed - used, "%s%s", n ? ", " : "", f[i].name);
+        if (w > 0 && (size_t)w < sizeof changed - used)
+            used += (size_t)w;
+        n++;
+        char *keep = *f[i].next; /* the old configuration frees the file's value */
+        *f[i].next = *f[i].now;
+        *f[i].now = keep;
+    }
+    if (n > 0)
+        kb_log(KB_LOG_WARN, "reload_partial",
+               "changed=\"%s\" detail=\"the file changes %s, which takes a restart; until then the broker keeps "
+               "what it started with\"",
+               changed, changed);
+}
+
 /* A refused reload: logged and audited with who asked and the SHA-256 of
  * the file offered (sha256; "" when it could not be read whole, which why
  * then explains). The configuration in force stays. */
@@ -1127,10 +1166,6 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
         kb_conf_destroy(&fresh);
         return s_reload_refused(b, who, sha256, detail);
     }
-    /* the socket, store and keys stay as they are until a restart */
-    if (strcmp(fresh->listen, b->conf->listen) != 0 || strcmp(fresh->data_dir, b->conf->data_dir) != 0 ||
-        strcmp(fresh->key_dir, b->conf->key_dir) != 0)
-        kb_log(KB_LOG_WARN, "reload_partial", "detail=\"listen, data_dir and key_dir changes need a restart\"");
     if (fresh->max_message_bytes > b->frame_max_start)
         kb_log(KB_LOG_WARN, "reload_partial",
                "detail=\"max_message_bytes above %zu needs a restart: frames stay limited to %zu until then\"",
@@ -1140,6 +1175,7 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
      * flight reaches a connection after its key was revoked below */
     if (broker_write_staged(b) != KB_OK)
         kb_log(KB_LOG_WARN, "reload_flush_failed", "detail=\"%s\"", kb_last_error());
+    s_keep_in_use(b, fresh);
     kb_conf_t *old = b->conf;
     b->conf = fresh;
     /* a shorter checkpoint_interval holds from now, not once the old one has run out */

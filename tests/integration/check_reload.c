@@ -448,19 +448,27 @@ START_TEST(test_replaced_key_ends_its_connections)
 }
 END_TEST
 
+/* Set the value of the broker's key (its first "  key: " line in the
+ * chain's file) to value. */
+static void s_set_broker_key(const char *key, const char *value)
+{
+    char *text = NULL, out[65536], line[64];
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(s_chain.config, sizeof out - 1024, &text, &len), KB_OK);
+    snprintf(line, sizeof line, "\n  %s: ", key);
+    const char *at = strstr(text, line);
+    ck_assert_ptr_nonnull(at);
+    const char *eol = strchr(at + 1, '\n');
+    ck_assert_ptr_nonnull(eol);
+    snprintf(out, sizeof out, "%.*s%s%s%s", (int)(at - text), text, line, value, eol);
+    free(text);
+    kb_chain_write_config(&s_chain, out);
+}
+
 /* Replace the broker id the chain's file gives (test-broker) by id. */
 static void s_set_broker_id(const char *id)
 {
-    char *text = NULL, out[65536];
-    size_t len = 0;
-    ck_assert_int_eq(kb_file_read(s_chain.config, sizeof out - 64, &text, &len), KB_OK);
-    const char *at = strstr(text, "  id: ");
-    ck_assert_ptr_nonnull(at);
-    const char *eol = strchr(at, '\n');
-    ck_assert_ptr_nonnull(eol);
-    snprintf(out, sizeof out, "%.*s  id: %s%s", (int)(at - text), text, id, eol);
-    free(text);
-    kb_chain_write_config(&s_chain, out);
+    s_set_broker_key("id", id);
 }
 
 /* The broker id names the origin of the audit log's signed checkpoints: a
@@ -540,6 +548,39 @@ START_TEST(test_shorter_checkpoint_interval_holds_at_once)
 }
 END_TEST
 
+/* listen, data_dir and key_dir take a restart: a reload that changes one
+ * says so, names it, and says so again at every reload until the file is
+ * put back, while the broker goes on where it is. */
+START_TEST(test_restart_only_changes_warn_until_undone)
+{
+    char endpoint[256];
+    snprintf(endpoint, sizeof endpoint, "%s", s_chain.endpoint);
+    s_set_broker_key("listen", "tcp://127.0.0.1:1");
+    for (int i = 1; i <= 2; i++) {
+        ck_assert_int_eq(s_cli("reload"), 0);
+        ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=reload_partial changed=\"listen\" detail=\"the file "
+                                                      "changes listen, which takes a restart"),
+                         i);
+    }
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_int_eq(s_submit(politie, 1), 1); /* still where it was */
+    ketenbus_client_destroy(&politie);
+    s_set_broker_key("listen", endpoint); /* put back: nothing to restart for */
+    ck_assert_int_eq(s_cli("reload"), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=reload_partial"), 2);
+    s_set_broker_key("data_dir", "data2");
+    s_set_broker_key("key_dir", "keys2");
+    ck_assert_int_eq(s_cli("reload"), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=reload_partial changed=\"data_dir, key_dir\""), 1);
+    s_set_broker_key("data_dir", "data");
+    ck_assert_int_eq(s_cli("reload"), 0);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=reload_partial changed=\"key_dir\""), 1);
+    ck_assert_int_eq(s_cli("status"), 0); /* the admin socket in the data_dir in use */
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=reload_partial"), 4);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+}
+END_TEST
+
 START_TEST(test_admin_without_broker)
 {
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
@@ -565,6 +606,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_removed_agency_queue_expires);
     tcase_add_test(tc, test_replaced_key_ends_its_connections);
     tcase_add_test(tc, test_shorter_checkpoint_interval_holds_at_once);
+    tcase_add_test(tc, test_restart_only_changes_warn_until_undone);
     suite_add_tcase(s, tc);
     return s;
 }
