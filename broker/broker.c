@@ -1178,10 +1178,17 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
     s_keep_in_use(b, fresh);
     kb_conf_t *old = b->conf;
     b->conf = fresh;
-    /* a shorter checkpoint_interval holds from now, not once the old one has run out */
-    int64_t due = kb_mono_ms() + (int64_t)(fresh->checkpoint_interval_us / 1000);
+    /* a shorter checkpoint_interval holds from now, not once the old one
+     * has run out, for checkpoints and for the retention passes it spaces */
+    int64_t now_ms = kb_mono_ms();
+    int64_t due = now_ms + (int64_t)(fresh->checkpoint_interval_us / 1000);
     if (b->cp_next_ms > due)
         b->cp_next_ms = due;
+    if (b->retention_next_ms > due)
+        b->retention_next_ms = due;
+    /* other retention periods take effect at once: a pass starts now */
+    if (memcmp(old->retention_us, fresh->retention_us, sizeof fresh->retention_us) != 0 && b->retention_next_ms > now_ms)
+        b->retention_next_ms = now_ms;
     /* sessions of agencies that left the chain, and of connections whose
      * key left it, end now; their connections get no new one (HELLO) */
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {

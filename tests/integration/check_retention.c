@@ -17,7 +17,9 @@
  *   - a broker with `retention: {signal: 3s}` in its chain file prunes its
  *     signal records by itself once they are old enough and under a
  *     checkpoint, logs and audits it, the subject report says so, and the
- *     log verifies.
+ *     log verifies;
+ *   - a reload that shortens checkpoint_interval, or sets another period,
+ *     brings the next retention pass forward.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,12 @@ static void s_setup(void)
 static void s_setup_retention(void)
 {
     s_setup_with("  checkpoint_records: 20\n  checkpoint_interval: 1s\n  retention:\n    signal: 3s\n");
+}
+
+/* Retention passes a day apart, until a reload. */
+static void s_setup_retention_daily(void)
+{
+    s_setup_with("  checkpoint_records: 20\n  checkpoint_interval: 1d\n  retention:\n    signal: 3s\n");
 }
 
 static void s_teardown(void)
@@ -394,6 +402,59 @@ START_TEST(test_broker_applies_retention)
 }
 END_TEST
 
+/* Rewrite the chain's file with the first `from` under broker: replaced
+ * by `to`, and reload it. */
+static void s_reload_with(const char *from, const char *to)
+{
+    char *text = NULL, out[65536];
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(s_chain.config, sizeof out - 1024, &text, &len), KB_OK);
+    const char *at = strstr(text, from);
+    ck_assert_ptr_nonnull(at);
+    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    free(text);
+    kb_chain_write_config(&s_chain, out);
+    ck_assert_msg(s_cli("reload --data data") == 0, "%s", s_out);
+}
+
+/* The broker waits a checkpoint interval (here a day) between retention
+ * passes; a reload that shortens the interval holds for them at once, as
+ * for checkpoints, not when the day has run out. */
+START_TEST(test_shorter_interval_brings_retention_forward)
+{
+    s_exchange();
+    s_census_t before;
+    s_census(&before, SRC);
+    s_reload_with("  checkpoint_interval: 1d\n", "  checkpoint_interval: 1s\n");
+    int64_t deadline = kb_mono_ms() + S_WAIT_MS;
+    while (!s_pruned_by_broker(before.signals_kept) && kb_mono_ms() < deadline)
+        usleep(200 * 1000);
+    ck_assert_msg(s_pruned_by_broker(before.signals_kept), "retention not applied within %d ms of a reload to "
+                  "checkpoint_interval 1s", S_WAIT_MS);
+    ck_assert_msg(s_cli("audit verify " SRC " " KEY) == 0, "%s", s_out);
+}
+END_TEST
+
+/* A retention period a reload sets holds at once: the pass starts then,
+ * not a checkpoint interval (a day) later. */
+START_TEST(test_new_retention_holds_at_once)
+{
+    s_exchange();
+    s_census_t before;
+    s_census(&before, SRC);
+    usleep(1500 * 1000); /* every signal record is older than the period set below */
+    s_reload_with("  checkpoint_interval: 1d\n  retention:\n    signal: 3s\n",
+                  "  checkpoint_interval: 1d\n  retention:\n    signal: 1s\n");
+    int64_t deadline = kb_mono_ms() + S_WAIT_MS;
+    while (!s_pruned_by_broker(before.signals_kept) && kb_mono_ms() < deadline)
+        usleep(200 * 1000);
+    ck_assert_msg(s_pruned_by_broker(before.signals_kept), "retention not applied within %d ms of a reload to "
+                  "signal: 1s", S_WAIT_MS);
+    ck_assert_msg(s_cli("audit query " SRC " --event pruned --json") == 0, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "retention of signal is 1s") != NULL, "%s", s_out);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("retention");
@@ -407,6 +468,12 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup_retention, s_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_broker_applies_retention);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reloaded");
+    tcase_add_checked_fixture(tc, s_setup_retention_daily, s_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_shorter_interval_brings_retention_forward);
+    tcase_add_test(tc, test_new_retention_holds_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
