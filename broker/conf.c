@@ -6,7 +6,10 @@
  * fixed schema below. A first pass over the parser's events bounds the
  * nesting depth and refuses anchors and aliases, on which libyaml spends
  * time quadratic in their number; the walk consumes every node at most once
- * too, so the work stays proportional to the size of the file.
+ * too, so the work stays proportional to the size of the file. Before
+ * either, a pass over the bytes refuses what libyaml takes for a line
+ * break and editors do not (s_check_breaks), so that every line:column
+ * reported is where an editor shows it.
  *
  * Errors name the file, the 1-based line and column of the offending node
  * and the key or value at fault ("chain.yaml:12:7: unknown key 'sender' in
