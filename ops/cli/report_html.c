@@ -120,6 +120,10 @@ int kb_report_escape(FILE *out, const char *s)
                 if (p[0] < 0x20 || p[0] == 0x7f)
                     rep = "\xef\xbf\xbd";
             }
+        } else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+            /* U+0080-009F, C1 controls: U+009B is an 8-bit CSI to a terminal
+             * a reader may copy the text into. */
+            rep = "\xef\xbf\xbd";
         } else if (n == 3 && p[0] == 0xe2 &&
                    ((p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae) ||
                     (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))) {

@@ -573,6 +573,9 @@ static const struct {
     {"\x1b[31mred\x7f", "\xef\xbf\xbd[31mred\xef\xbf\xbd"},
     {"gem-\xe2\x80\xae" "adsf", "gem-\xef\xbf\xbd" "adsf"},               /* RIGHT-TO-LEFT OVERRIDE */
     {"x\xe2\x81\xa6y\xe2\x81\xa9", "x\xef\xbf\xbdy\xef\xbf\xbd"},         /* isolates */
+    {"a\xc2\x85Z", "a\xef\xbf\xbdZ"},                                   /* C1: NEXT LINE */
+    {"\xc2\x80\xc2\x9b" "31m\xc2\x9f", "\xef\xbf\xbd\xef\xbf\xbd" "31m\xef\xbf\xbd"}, /* C1 bounds, 8-bit CSI */
+    {"\xc2\xa0kept\xc2\xbf", "\xc2\xa0kept\xc2\xbf"},                   /* U+00A0, U+00BF: no controls */
     {"\xff\xfe", "\xef\xbf\xbd\xef\xbf\xbd"},                             /* not UTF-8 */
     {"ab\xc3", "ab\xef\xbf\xbd"},                                         /* cut-off sequence */
     {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},                             /* overlong '/' */
@@ -737,6 +740,39 @@ START_TEST(test_page_text)
     ck_assert_ptr_nonnull(strstr(chart, ">referral_update</text>"));
     ck_assert_ptr_nonnull(strstr(chart, ">day (UTC)</text>"));
     free(chart);
+    free(html);
+}
+END_TEST
+
+/* Names and texts a sender chose, as the broker logs them: a C1 control
+ * (U+0085 NEXT LINE) in a recipient's name, a rule id and a reason becomes
+ * U+FFFD wherever the page shows it (matrix, attributes, refusals, expired
+ * items). */
+#define S_C1_NAME "a\xc2\x85Z"
+#define S_C1_SHOWN "a\xef\xbf\xbdZ"
+
+START_TEST(test_page_sender_chosen_names)
+{
+    s_build();
+    int64_t t = S_SINCE_US + 4 * S_DAY_US + 21 * S_HOUR_US; /* after the last record, inside the period */
+    s_message(t, "politie", S_C1_NAME, K_SIGNAL, S_C1_NAME, 1);
+    Ketenbus__AuditRecord *rf = s_add(E_(REFUSED), t + 2 * S_HOUR_US + S_MIN_US, "politie", S_C1_NAME, K_SIGNAL);
+    s_new_id(rf);
+    rf->rule_id = S_C1_NAME;
+    rf->code = R_(NOT_ALLOWED);
+    rf->reason = "reason " S_C1_NAME;
+    s_log.report.n_records = s_log.n;
+    char *html = s_write("names.html");
+    ck_assert_msg(strstr(html, "\xc2\x85") == NULL, "a raw U+0085 in the page");
+    ck_assert_int_eq(s_page_cell(html, "politie", S_C1_SHOWN), 1);
+    char *ref = s_section(html, "refusals");
+    ck_assert_ptr_nonnull(strstr(ref, ">" S_C1_SHOWN "</td>"));
+    ck_assert_ptr_nonnull(strstr(ref, "reason " S_C1_SHOWN "</td>"));
+    ck_assert_ptr_nonnull(strstr(ref, "politie &#8594; " S_C1_SHOWN " (1)"));
+    free(ref);
+    char *exp = s_section(html, "expired");
+    ck_assert_ptr_nonnull(strstr(exp, "<td>politie</td><td>" S_C1_SHOWN "</td>"));
+    free(exp);
     free(html);
 }
 END_TEST
@@ -969,6 +1005,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(page, s_setup, s_teardown);
     tcase_set_timeout(page, 3 * S_CHROMIUM_SECONDS);
     tcase_add_test(page, test_page_text);
+    tcase_add_test(page, test_page_sender_chosen_names);
     tcase_add_test(page, test_page_failed_and_empty);
     tcase_add_test(page, test_long_period);
     tcase_add_test(page, test_unknown_event);
