@@ -158,6 +158,22 @@ static void s_esc_or(FILE *out, const char *s, const char *placeholder)
         fputs(placeholder, out);
 }
 
+/* Escaped s isolated in <bdi>, or placeholder (static HTML) when s is
+ * empty. Senders choose agency names: one in a right-to-left script next to
+ * another would otherwise join it in one right-to-left run, and "from -> to"
+ * would show the two the other way round under an arrow that still points
+ * right. */
+static void s_bdi_or(FILE *out, const char *s, const char *placeholder)
+{
+    if (s && *s) {
+        fputs("<bdi>", out);
+        kb_report_escape(out, s);
+        fputs("</bdi>", out);
+    } else {
+        fputs(placeholder, out);
+    }
+}
+
 /* ------------------------------------------------------------- names and times */
 
 static int s_kind_slot(int kind)
@@ -907,9 +923,9 @@ static void s_refusal_pairs(FILE *out, s_stats_t *st, const s_group_t *g)
             continue;
         }
         fputs("<li>", out);
-        s_esc_or(out, st->pairs[i].from, "(unknown)");
+        s_bdi_or(out, st->pairs[i].from, "(unknown)");
         fputs(" &#8594; ", out);
-        s_esc_or(out, st->pairs[i].to, "(whole message)");
+        s_bdi_or(out, st->pairs[i].to, "(whole message)");
         fprintf(out, " (%zu)</li>", st->pairs[i].count);
     }
     if (rest > 0)

@@ -26,7 +26,8 @@
  *   id="volume-table"  the same numbers as a table;
  *   id="refusals"      REFUSED records grouped by rule id (empty: default
  *                      deny), reject code and reason, with counts and the
- *                      sender -> recipient pairs concerned;
+ *                      sender -> recipient pairs concerned (each name in a
+ *                      <bdi>, so a right-to-left one cannot swap the two);
  *   id="expired"       EXPIRED records: when, sender, recipient, message id,
  *                      kind;
  *   id="escalated"     that the broker records no escalation yet (no

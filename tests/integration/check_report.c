@@ -689,10 +689,10 @@ START_TEST(test_page_text)
     ck_assert_ptr_nonnull(c1);
     S_IN_ORDER(c1, "criminal_investigation", "purpose analysis");
     ck_assert_ptr_nonnull(strstr(ref, ">default deny</td><td class=\"num\" rowspan=\"2\">6</td>"));
-    ck_assert_ptr_nonnull(strstr(ref, "ldh &#8594; gem-amsterdam (5)"));
+    ck_assert_ptr_nonnull(strstr(ref, "<li><bdi>ldh</bdi> &#8594; <bdi>gem-amsterdam</bdi> (5)</li>"));
     ck_assert_ptr_nonnull(strstr(ref, "checks before the rules</span></td><td class=\"num\" rowspan=\"1\">1</td>"));
     ck_assert_ptr_nonnull(strstr(ref, "<code>bad_signature</code>"));
-    ck_assert_ptr_nonnull(strstr(ref, "ldh &#8594; (whole message) (1)"));
+    ck_assert_ptr_nonnull(strstr(ref, "<li><bdi>ldh</bdi> &#8594; (whole message) (1)</li>"));
     /* named rules, then the default deny, then the checks */
     S_IN_ORDER(ref, "h3-blijft-binnen", "default deny");
     S_IN_ORDER(ref, "default deny", "checks before the rules</span>");
@@ -747,9 +747,12 @@ END_TEST
 /* Names and texts a sender chose, as the broker logs them: a C1 control
  * (U+0085 NEXT LINE) in a recipient's name, a rule id and a reason becomes
  * U+FFFD wherever the page shows it (matrix, attributes, refusals, expired
- * items). */
+ * items); agency names in the refusals' "from -> to" pairs are isolated in
+ * <bdi>, so that two in Arabic script do not swap places. */
 #define S_C1_NAME "a\xc2\x85Z"
 #define S_C1_SHOWN "a\xef\xbf\xbdZ"
+#define S_RTL_FROM "\xd8\xb4\xd8\xb1\xd8\xb7\xd8\xa9" /* U+0634 U+0631 U+0637 U+0629 */
+#define S_RTL_TO   "\xd9\x85\xd8\xa3\xd9\x88\xd9\x89" /* U+0645 U+0623 U+0648 U+0649 */
 
 START_TEST(test_page_sender_chosen_names)
 {
@@ -761,6 +764,10 @@ START_TEST(test_page_sender_chosen_names)
     rf->rule_id = S_C1_NAME;
     rf->code = R_(NOT_ALLOWED);
     rf->reason = "reason " S_C1_NAME;
+    rf = s_add(E_(REFUSED), t + 2 * S_HOUR_US + 2 * S_MIN_US, S_RTL_FROM, S_RTL_TO, K_SIGNAL);
+    s_new_id(rf);
+    rf->code = R_(NOT_ALLOWED);
+    rf->reason = "no sharing rule allows it";
     s_log.report.n_records = s_log.n;
     char *html = s_write("names.html");
     ck_assert_msg(strstr(html, "\xc2\x85") == NULL, "a raw U+0085 in the page");
@@ -768,7 +775,8 @@ START_TEST(test_page_sender_chosen_names)
     char *ref = s_section(html, "refusals");
     ck_assert_ptr_nonnull(strstr(ref, ">" S_C1_SHOWN "</td>"));
     ck_assert_ptr_nonnull(strstr(ref, "reason " S_C1_SHOWN "</td>"));
-    ck_assert_ptr_nonnull(strstr(ref, "politie &#8594; " S_C1_SHOWN " (1)"));
+    ck_assert_ptr_nonnull(strstr(ref, "<li><bdi>politie</bdi> &#8594; <bdi>" S_C1_SHOWN "</bdi> (1)</li>"));
+    ck_assert_ptr_nonnull(strstr(ref, "<li><bdi>" S_RTL_FROM "</bdi> &#8594; <bdi>" S_RTL_TO "</bdi> (1)</li>"));
     free(ref);
     char *exp = s_section(html, "expired");
     ck_assert_ptr_nonnull(strstr(exp, "<td>politie</td><td>" S_C1_SHOWN "</td>"));
