@@ -75,6 +75,12 @@ static int s_stdin(const uint8_t chain_key[KB_CHAIN_KEY_LEN], const char *type, 
     int status = KB_EXIT_OK;
     while ((n = getline(&line, &cap, stdin)) >= 0) {
         line_no++;
+        /* the value would end at the NUL and the rest of the line be lost */
+        if (memchr(line, '\0', (size_t)n)) {
+            fprintf(stderr, "ketenbus subject-key: stdin line %zu contains a NUL byte\n", line_no);
+            status = KB_EXIT_FAIL;
+            break;
+        }
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
         if (s_one(chain_key, type, line, normalised) != KB_OK) {

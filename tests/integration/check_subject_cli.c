@@ -161,6 +161,15 @@ START_TEST(test_subject_key)
     s_file("bsns.txt", "123456782\n123456789\n111222333\n");
     ck_assert_int_eq(s_run("subject-key --chain-key chain.key --type bsn - < bsns.txt"), 1);
     ck_assert_msg(strstr(s_out, "stdin line 2") != NULL, "%s", s_out);
+    /* a line with a NUL byte is refused, not hashed up to the NUL */
+    char nul_path[PATH_MAX + 16];
+    static const char nul_lines[] = "111222333\n123456782\0" "99\n";
+    ck_assert_int_eq(kb_fmt(nul_path, sizeof nul_path, "%s/nul.txt", s_dir), 0);
+    ck_assert_int_eq(kb_file_write(nul_path, nul_lines, sizeof nul_lines - 1, 0600), 0);
+    ck_assert_int_eq(s_run("subject-key --chain-key chain.key --type bsn - < nul.txt"), 1);
+    ck_assert_msg(strstr(s_out, c) != NULL, "%s", s_out); /* line 1 */
+    ck_assert_msg(strstr(s_out, "stdin line 2 contains a NUL byte") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, a) == NULL && strstr(s_out, "123456782") == NULL, "%s", s_out);
 
     /* the chain key from the environment */
     ck_assert_int_eq(s_run_env("KETENBUS_CHAIN_KEY=chain.key", "subject-key --type bsn 123456782"), 0);
