@@ -175,14 +175,23 @@ static size_t s_enum_prefix(const ProtobufCEnumDescriptor *ed)
     return us ? (size_t)(us - first) + 1 : 0;
 }
 
-/* The value for text ("signal", "KIND_SIGNAL", any case), or -1. Value 0
- * (unspecified) is never a valid answer. */
-static int s_enum_parse(const ProtobufCEnumDescriptor *ed, const char *text)
+/* Values of ed a user may not give (NULL: none). */
+typedef int (*s_enum_hidden_fn)(int value);
+
+/* True for value 0 (unspecified), which is never a valid answer, and for
+ * the values hidden leaves out. */
+static int s_enum_is_hidden(int value, s_enum_hidden_fn hidden)
+{
+    return value == 0 || (hidden && hidden(value));
+}
+
+/* The value for text ("signal", "KIND_SIGNAL", any case), or -1. */
+static int s_enum_parse(const ProtobufCEnumDescriptor *ed, s_enum_hidden_fn hidden, const char *text)
 {
     size_t skip = s_enum_prefix(ed);
     for (unsigned i = 0; i < ed->n_values; i++) {
         const ProtobufCEnumValue *v = &ed->values[i];
-        if (v->value == 0)
+        if (s_enum_is_hidden(v->value, hidden))
             continue;
         if (strcasecmp(text, v->name) == 0 || strcasecmp(text, v->name + skip) == 0)
             return v->value;
@@ -203,14 +212,14 @@ static void s_enum_text(const ProtobufCEnumDescriptor *ed, int value, char out[S
 }
 
 /* "a, b or c": the values a user may give for ed, for error messages. */
-static void s_enum_expected(const ProtobufCEnumDescriptor *ed, char out[S_LIST_TEXT])
+static void s_enum_expected(const ProtobufCEnumDescriptor *ed, s_enum_hidden_fn hidden, char out[S_LIST_TEXT])
 {
     size_t used = 0, n = 0, total = 0;
     out[0] = '\0';
     for (unsigned i = 0; i < ed->n_values; i++)
-        total += ed->values[i].value != 0;
+        total += !s_enum_is_hidden(ed->values[i].value, hidden);
     for (unsigned i = 0; i < ed->n_values; i++) {
-        if (ed->values[i].value == 0)
+        if (s_enum_is_hidden(ed->values[i].value, hidden))
             continue;
         char name[S_ENUM_TEXT];
         s_enum_text(ed, ed->values[i].value, name);
@@ -223,13 +232,15 @@ static void s_enum_expected(const ProtobufCEnumDescriptor *ed, char out[S_LIST_T
     }
 }
 
-/* Parse an option naming an enum value; prints why and returns -1. */
-static int s_enum_option(const ProtobufCEnumDescriptor *ed, const char *option, const char *text)
+/* Parse an option naming an enum value other than the hidden ones;
+ * prints why and returns -1. */
+static int s_enum_option(const ProtobufCEnumDescriptor *ed, s_enum_hidden_fn hidden, const char *option,
+                         const char *text)
 {
-    int v = s_enum_parse(ed, text);
+    int v = s_enum_parse(ed, hidden, text);
     if (v < 0) {
         char expected[S_LIST_TEXT];
-        s_enum_expected(ed, expected);
+        s_enum_expected(ed, hidden, expected);
         fprintf(stderr, "ketenbus policy explain: %s: unknown value '%s' (expected %s)\n", option, text, expected);
     }
     return v;
@@ -632,9 +643,11 @@ static int s_explain(int argc, char **argv)
         fprintf(stderr, "ketenbus policy explain: %s is required (see --help)\n", missing);
         return KB_EXIT_USAGE;
     }
-    if ((q.kind = s_enum_option(&ketenbus__kind__descriptor, "--kind", kind)) < 0 ||
-        (q.purpose = s_enum_option(&ketenbus__purpose__descriptor, "--purpose", purpose)) < 0 ||
-        (q.handling = s_enum_option(&ketenbus__handling__descriptor, "--handling", handling)) < 0)
+    /* Notices are the broker's own: no agency may send one and no rule
+     * names them, so there is nothing to explain about them. */
+    if ((q.kind = s_enum_option(&ketenbus__kind__descriptor, kb_policy_kind_is_notice, "--kind", kind)) < 0 ||
+        (q.purpose = s_enum_option(&ketenbus__purpose__descriptor, NULL, "--purpose", purpose)) < 0 ||
+        (q.handling = s_enum_option(&ketenbus__handling__descriptor, NULL, "--handling", handling)) < 0)
         return KB_EXIT_USAGE;
     q.at_us = kb_now_us();
     if (at) {

@@ -177,7 +177,7 @@ static const s_explain_case_t s_explain_cases[] = {
     {"--from politie --to interpol --kind signal --purpose analysis --handling h0", 2,
      {"--to: unknown agency 'interpol'"}, NULL},
     {"--from politie --to emm --kind letter --purpose analysis --handling h0", 2,
-     {"--kind: unknown value 'letter'", "signal, referral"}, NULL},
+     {"--kind: unknown value 'letter' (expected signal, referral or referral_update)\n"}, "notice"},
     {"--from politie --to emm --kind signal --purpose curiosity --handling h0", 2,
      {"--purpose: unknown value 'curiosity'", "victim_care"}, NULL},
     {"--from politie --to emm --kind signal --purpose analysis --handling h4", 2,
@@ -194,6 +194,11 @@ static const s_explain_case_t s_explain_cases[] = {
     /* 29: case-insensitive, with the proto prefix */
     {"--from politie --to emm --kind KIND_SIGNAL --purpose Analysis --handling H1", 0,
      {"ALLOWED by rule analysis-emm"}, NULL},
+    /* 30-31: notices are the broker's own, no agency sends one: not a kind to ask about */
+    {"--from politie --to emm --kind match_notice --purpose analysis --handling h0", 2,
+     {"--kind: unknown value 'match_notice' (expected signal, referral or referral_update)\n"}, "REFUSED"},
+    {"--from politie --kind KIND_EXPIRY_NOTICE --purpose analysis --handling h0 --json", 2,
+     {"--kind: unknown value 'KIND_EXPIRY_NOTICE' (expected signal, referral or referral_update)\n"}, "allowed"},
 };
 
 START_TEST(test_explain)
