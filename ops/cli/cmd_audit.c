@@ -268,7 +268,9 @@ static void s_usage(FILE *out, const char *sub)
                      "and the outcome of `audit verify` with the checkpoint it was checked\n"
                      "against. The broker escalates nothing yet, so the page shows no escalated\n"
                      "items (text in a record is never taken for one), only how many referrals\n"
-                     "expired. Needs the broker's public key (--key or --config).\n"
+                     "expired. Without --since the period starts at its first record,\n"
+                     "without --until it ends after its last (no records: an empty period\n"
+                     "at the one given). Needs the broker's public key (--key or --config).\n"
                      "Exit status 3 when the page was written but the log did not verify.\n\n");
         fputs(s_src_help, out);
     }
@@ -1867,7 +1869,14 @@ static int s_cmd_report(int argc, char **argv)
         kb_report_t r;
         memset(&r, 0, sizeof r);
         r.chain = res.origin[0] ? res.origin : "ketenbus";
-        r.since_us = o.filter.has_since ? o.filter.since_us : c.n ? c.recs[0]->time_us : kb_now_us();
+        /* Without --since the period starts at its first record; with none,
+         * where it ends (an empty period, also before every record), or now. */
+        if (o.filter.has_since)
+            r.since_us = o.filter.since_us;
+        else if (c.n)
+            r.since_us = c.recs[0]->time_us;
+        else
+            r.since_us = o.filter.has_until ? o.filter.until_us : kb_now_us();
         r.until_us = o.filter.has_until ? o.filter.until_us : c.n ? c.recs[c.n - 1]->time_us + 1 : r.since_us;
         /* a clock step back could put a record before the first one's time */
         for (size_t i = 0; !o.filter.has_since && i < c.n; i++)

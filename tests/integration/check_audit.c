@@ -1434,6 +1434,32 @@ START_TEST(test_agency_text_is_made_safe_for_terminals_and_spreadsheets)
 }
 END_TEST
 
+/* A report of a period before every record, given by its end alone, is an
+ * empty page: the period starts where it ends, not now. */
+START_TEST(test_report_of_an_empty_period_before_the_log)
+{
+    s_log_t l;
+    s_log_open(&l);
+    s_log_records(&l, 5, NULL);
+    s_log_checkpoint(&l, NULL);
+    s_log_close(&l);
+    int st = s_cli("audit report --offline --config chain.yaml --until 2020-01-01 --out r.html");
+    ck_assert_msg(st == 0, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "report of 0 records written to r.html; verification: OK") != NULL, "%s", s_out);
+    char path[512], *html = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/r.html", s_chain.dir);
+    ck_assert_int_eq(kb_file_read(path, 16u << 20, &html, &len), KB_OK);
+    ck_assert_msg(strstr(html, "<p>Period <time datetime=\"2020-01-01T00:00:00") != NULL, "%s", html);
+    ck_assert_msg(strstr(html, " to <time datetime=\"2020-01-01T00:00:00") != NULL, "%s", html);
+    ck_assert_msg(strstr(html, "id=\"count-records\">0<") != NULL, "%s", html);
+    free(html);
+    /* and from its start alone, a period after every record */
+    st = s_cli("audit report --offline --config chain.yaml --since 2099-01-01 --out r.html");
+    ck_assert_msg(st == 0 && strstr(s_out, "report of 0 records") != NULL, "exit %d: %s", st, s_out);
+}
+END_TEST
+
 /* A spreadsheet in a Dutch locale (nl-NL) splits a .csv on ';', not ','.
  * A cell holding a ';' is quoted, and neither a cell nor any part of it
  * after a ';' (lists are joined with ';') starts a formula, whichever of
@@ -1610,6 +1636,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_csv_opens_no_formula_in_a_dutch_spreadsheet);
     tcase_add_test(tc, test_json_escapes_every_control_character);
     tcase_add_test(tc, test_csv_on_a_terminal_has_no_control_characters);
+    tcase_add_test(tc, test_report_of_an_empty_period_before_the_log);
     suite_add_tcase(s, tc);
     return s;
 }
