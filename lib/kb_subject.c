@@ -343,6 +343,63 @@ static uint32_t s_lower_greek_cyrillic(uint32_t cp)
     }
 }
 
+/* Code points beyond Latin-1 and General Punctuation that are no letter of
+ * any name: digits of other scripts, punctuation and symbols, private use.
+ * A name holding one is refused rather than keyed with it. No range may
+ * catch a letter of a script names are written in: the letters of CJK
+ * Symbols and Punctuation (々 U+3005 of 佐々木, 〆, 〱-〵, 〻, 〼) are left
+ * out, and U+3000 and U+2212 are separators, decided before this table. */
+static const struct {
+    uint32_t first; /* first code point of the range */
+    uint32_t last;  /* last code point, inclusive */
+} s_no_letters[] = {
+    /* decimal digits: Arabic-Indic, Extended Arabic-Indic, NKo, Devanagari,
+     * Bengali, Gurmukhi, Gujarati, Oriya, Tamil, Telugu, Kannada,
+     * Malayalam, Sinhala, Thai, Lao, Tibetan, Myanmar (two), Khmer,
+     * Mongolian, fullwidth */
+    {0x0660, 0x0669}, {0x06F0, 0x06F9}, {0x07C0, 0x07C9}, {0x0966, 0x096F}, {0x09E6, 0x09EF},
+    {0x0A66, 0x0A6F}, {0x0AE6, 0x0AEF}, {0x0B66, 0x0B6F}, {0x0BE6, 0x0BEF}, {0x0C66, 0x0C6F},
+    {0x0CE6, 0x0CEF}, {0x0D66, 0x0D6F}, {0x0DE6, 0x0DEF}, {0x0E50, 0x0E59}, {0x0ED0, 0x0ED9},
+    {0x0F20, 0x0F29}, {0x1040, 0x1049}, {0x1090, 0x1099}, {0x17E0, 0x17E9}, {0x1810, 0x1819},
+    {0xFF10, 0xFF19},
+    /* Arabic comma, semicolon, question mark, percent sign, decimal and
+     * thousands separators, five pointed star, full stop */
+    {0x060C, 0x060C}, {0x061B, 0x061B}, {0x061F, 0x061F}, {0x066A, 0x066D}, {0x06D4, 0x06D4},
+    /* superscripts and subscripts up to Miscellaneous Symbols and Arrows:
+     * currency, letterlike symbols, number forms, arrows, mathematics,
+     * technical, enclosed alphanumerics, box drawing, shapes, dingbats,
+     * Braille (U+2C00 on, Glagolitic and Latin Extended-C, are letters) */
+    {0x2070, 0x2BFF},
+    /* CJK Symbols and Punctuation but its letters */
+    {0x3001, 0x3004}, {0x3007, 0x3030}, {0x3036, 0x303A}, {0x303D, 0x303F},
+    /* private use */
+    {0xE000, 0xF8FF},
+    /* noncharacters */
+    {0xFDD0, 0xFDEF},
+    /* vertical forms, combining half marks, CJK compatibility forms, small
+     * form variants */
+    {0xFE10, 0xFE6F},
+    /* fullwidth ASCII punctuation and symbols, halfwidth CJK punctuation */
+    {0xFF01, 0xFF0F}, {0xFF1A, 0xFF20}, {0xFF3B, 0xFF40}, {0xFF5B, 0xFF65},
+    /* specials, U+FFFD included */
+    {0xFFF0, 0xFFFF},
+    /* Mahjong tiles up to Symbols for Legacy Computing: emoji and other
+     * symbols */
+    {0x1F000, 0x1FBFF},
+    /* private use planes 15 and 16 */
+    {0xF0000, 0x10FFFF},
+};
+
+static int s_no_letter(uint32_t cp)
+{
+    if ((cp & 0xFFFEu) == 0xFFFEu) /* the two noncharacters at the end of every plane */
+        return 1;
+    for (size_t i = 0; i < sizeof s_no_letters / sizeof s_no_letters[0]; i++)
+        if (cp >= s_no_letters[i].first && cp <= s_no_letters[i].last)
+            return 1;
+    return 0;
+}
+
 /* What one code point of a name becomes. */
 typedef enum {
     S_CH_TEXT, /* the text in out */
@@ -388,6 +445,8 @@ static s_ch_t s_name_char(uint32_t cp, char out[S_UTF8_MAX], size_t *out_len)
             }
         return S_CH_BAD; /* × and ÷ */
     }
+    if (s_no_letter(cp))
+        return S_CH_BAD;
     if (cp >= 0x0370 && cp <= 0x052F)
         cp = s_lower_greek_cyrillic(cp);
     *out_len = s_utf8_put(cp, out);

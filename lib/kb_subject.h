@@ -24,8 +24,13 @@
  *                Extended-A letters: é -> e, ß -> ss, ĳ -> ij, ł -> l; Greek
  *                and Cyrillic are lower-cased and kept, other letters kept),
  *                apostrophes dropped, runs of spaces, '-' and '.' collapsed
- *                to one space, trimmed; digits and other punctuation refused;
- *                the family name must not be empty; the date must exist
+ *                to one space, trimmed; digits, punctuation, symbols and
+ *                controls refused: those of ASCII, Latin-1 and General
+ *                Punctuation, and the digits of other scripts, symbol and
+ *                punctuation blocks, private use and noncharacters that
+ *                docs/SUBJECT_KEYS.md lists (other code points are kept as
+ *                letters); the family name must not be empty; the date
+ *                must exist
  *   phone        E.164: '+' and 8 to 15 digits; spaces, '-', '.', '(' and ')'
  *                removed, "(0)" after a country code dropped, "00" becomes
  *                '+', a leading single '0' becomes "+31", "+310" becomes "+31"

@@ -148,6 +148,13 @@ START_TEST(test_subject_key)
     ck_assert_int_eq(s_run("subject-key --chain-key chain.key --type bsn 12345678"), 1);
     ck_assert_msg(strstr(s_out, "8 digits, expected 9") != NULL, "%s", s_out);
 
+    /* a symbol is no letter of a name, whatever its block */
+    ck_assert_int_eq(s_run("subject-key --chain-key chain.key --type name_birth --normalised "
+                           "'Jansen\xe2\x82\xac|Jan|1990-01-01'"),
+                     1);
+    ck_assert_msg(strstr(s_out, "family name contains U+20AC, which is not a letter") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "Jansen") == NULL && strstr(s_out, "jansen") == NULL, "%s", s_out);
+
     /* --normalised shows what was hashed */
     ck_assert_int_eq(s_run("subject-key --chain-key chain.key --type phone --normalised '06-12 34 56 78'"), 0);
     ck_assert_msg(strstr(s_out, "\t+31612345678") != NULL, "%s", s_out);

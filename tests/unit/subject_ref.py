@@ -103,6 +103,33 @@ DROPPED = set("'`\u00ad\u00b4\u02bc\u2018\u2019\u200b\u200c\u200d\u2060\ufeff")
 DROPPED |= {chr(c) for c in range(0x0300, 0x0370)}  # combining accents
 
 
+# Code points beyond Latin-1 and General Punctuation that are no letter of a
+# name (step 6), refused: the digits of other scripts by the zero of each run
+# of ten, fullwidth punctuation as ASCII punctuation moved to U+FF00, the
+# letters of CJK Symbols and Punctuation and private use by category.
+DIGIT_ZEROS = [0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
+               0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0xFF10]
+for zero in DIGIT_ZEROS:
+    assert [unicodedata.decimal(chr(zero + d)) for d in range(10)] == list(range(10)), hex(zero)
+ARABIC_PUNCTUATION = set("\u060c\u061b\u061f\u066a\u066b\u066c\u066d\u06d4")
+FULLWIDTH_PUNCTUATION = {chr(ord(c) + 0xFEE0) for c in map(chr, range(0x21, 0x7F)) if not c.isalnum()}
+FULLWIDTH_PUNCTUATION |= {chr(c) for c in range(0xFF5F, 0xFF66)}  # white parentheses, halfwidth CJK
+
+
+def no_letter(ch):
+    cp = ord(ch)
+    return (any(zero <= cp <= zero + 9 for zero in DIGIT_ZEROS)
+            or ch in ARABIC_PUNCTUATION
+            or 0x2070 <= cp <= 0x2BFF
+            or (0x3001 <= cp <= 0x303F and not unicodedata.category(ch).startswith("L"))
+            or 0xFE10 <= cp <= 0xFE6F
+            or ch in FULLWIDTH_PUNCTUATION
+            or 0xFFF0 <= cp <= 0xFFFF
+            or 0x1F000 <= cp <= 0x1FBFF
+            or unicodedata.category(ch) == "Co"
+            or 0xFDD0 <= cp <= 0xFDEF or cp & 0xFFFE == 0xFFFE)
+
+
 def latin(ch):
     if not unicodedata.category(ch).startswith("L"):
         raise Invalid("symbol")
@@ -120,7 +147,7 @@ def letter(ch):
         if re.fullmatch(r"[A-Za-z]", ch):
             return ch.lower()
         raise Invalid("ASCII")
-    if cp < 0xC0 or 0x2000 <= cp < 0x2070:
+    if cp < 0xC0 or 0x2000 <= cp < 0x2070 or no_letter(ch):
         raise Invalid("symbol or control")
     if cp < 0x180 or 0x218 <= cp <= 0x21B:
         return latin(ch)
@@ -194,7 +221,15 @@ def rows(path):
 
 
 def codepoints():
-    blocks = [range(0x01, 0x530), range(0x2000, 0x2070), [0x2212, 0x3000, 0xFEFF, 0x0627, 0x4E2D, 0x1F600]]
+    blocks = [range(0x01, 0x800),  # Latin to NKo: Greek, Cyrillic, Arabic and its digits
+              range(0x0900, 0x1100),  # Indic scripts, Thai, Lao, Tibetan, Myanmar
+              range(0x1780, 0x1900),  # Khmer, Mongolian
+              range(0x2000, 0x2C80),  # General Punctuation to Glagolitic and Latin Extended-C
+              range(0x3000, 0x3100),  # CJK Symbols and Punctuation, kana
+              range(0xD7F0, 0xD800), range(0xE000, 0xE010), range(0xF8F0, 0xF910), range(0xFDC0, 0x10000),
+              range(0x1EFF0, 0x1FC10),  # emoji and their neighbours
+              [0x4E2D, 0x1FFFD, 0x1FFFE, 0x1FFFF, 0x2FFFE, 0x3FFFF, 0xEFFFD, 0xEFFFF, 0xF0000, 0xFFFFD,
+               0x100000, 0x10FFFD, 0x10FFFF]]
     for block in blocks:
         for cp in block:
             try:
