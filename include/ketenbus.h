@@ -276,7 +276,9 @@ int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char 
  * session does not replace the agency's receiving client (a newer client
  * with credit does: one receiving client per agency). */
 int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit);
-/* Optional: liveness ping interval in milliseconds (default 1000). */
+/* Optional: liveness ping interval in milliseconds (default 1000). A
+ * broker that asks for a shorter one when it opens a session gets it, for
+ * that session. */
 int ketenbus_client_opts_set_ping_interval(ketenbus_client_opts_t *o, unsigned ms);
 /* Optional: log callback (default: silent). */
 int ketenbus_client_opts_set_log(ketenbus_client_opts_t *o, ketenbus_log_fn *fn, void *arg);

@@ -984,8 +984,12 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         c->resend_seq = 0; /* all of it: the broker may have lost what went before */
         c->last_ping_ms = c->last_rx_ms;
         c->max_frame = f->welcome->max_message_bytes; /* 0 from an older broker: its default */
-        if (f->welcome->ping_interval_ms > 0 && f->welcome->ping_interval_ms < c->o.ping_ms)
-            c->ping_ms = f->welcome->ping_interval_ms;
+        /* each session's own: the shorter of this client's interval and
+         * the one this WELCOME asks for, never one an earlier WELCOME asked
+         * for (the broker's may have grown since, e.g. after a reload) */
+        c->ping_ms = f->welcome->ping_interval_ms > 0 && f->welcome->ping_interval_ms < c->o.ping_ms
+                         ? f->welcome->ping_interval_ms
+                         : c->o.ping_ms;
         s_log(c, 2, "event=welcome broker=%s agency=%s policy=%.16s", f->welcome->broker_id, f->welcome->agency,
               f->welcome->policy_version);
         /* the broker knows this client by its CURVE key; deliveries are

@@ -14,6 +14,8 @@
  * since the last session ended. Frames of a connection that went can still
  * be read after the SDK learnt that it went; a WELCOME among them must not
  * make it skip the HELLO that the new connection needs.
+ * Each WELCOME sets the ping interval of its session (within the
+ * client's own): a longer one than an earlier session's is taken too.
  *
  * Size: a frame from the broker larger than the SDK takes (64 MiB) is not
  * buffered whole before it is refused: the connection is dropped and made
@@ -147,6 +149,96 @@ START_TEST(test_stale_welcome_opens_nothing)
 }
 END_TEST
 
+/* Answer cl's HELLOs with a WELCOME that asks for a PING every
+ * ping_ms, until it is welcomed. */
+static void s_open_with_ping(ketenbus_client_t *cl, uint32_t ping_ms)
+{
+    for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(cl) && kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_HELLO, 200);
+        if (f) {
+            Ketenbus__Welcome w;
+            ketenbus__welcome__init(&w);
+            w.broker_id = (char *)"scripted";
+            w.agency = (char *)"politie";
+            w.ping_interval_ms = ping_ms;
+            w.max_message_bytes = 1u << 20;
+            Ketenbus__Frame fr;
+            ketenbus__frame__init(&fr);
+            fr.request_id = f->request_id;
+            fr.body_case = KETENBUS__FRAME__BODY_WELCOME;
+            fr.welcome = &w;
+            ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+            ketenbus__frame__free_unpacked(f, NULL);
+        }
+        ketenbus_client_poll(cl, 10);
+    }
+    ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
+}
+
+/* PINGs cl sends within ms, each answered. */
+static int s_count_pings(ketenbus_client_t *cl, int ms)
+{
+    int n = 0;
+    for (int64_t end = kb_mono_ms() + ms; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_recv(&s_fake, cl, 20);
+        if (f && f->body_case == KETENBUS__FRAME__BODY_PING) {
+            ck_assert_int_eq(kb_fake_pong(&s_fake, f), KB_OK);
+            n++;
+        }
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+    return n;
+}
+
+/* A client of politie that pings once a second, unless the broker asks
+ * for more (kb_chain_client's ping five times a second). */
+static ketenbus_client_t *s_client_ping_1s(void)
+{
+    char state[512];
+    snprintf(state, sizeof state, "%s/state-politie", s_chain.dir);
+    ketenbus_client_opts_t *o = ketenbus_client_opts_new();
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(ketenbus_client_opts_set_agency(o, "politie", s_chain.keys), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_broker(o, s_chain.endpoint, s_chain.broker_cert), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_state_dir(o, state), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_opts_set_ping_interval(o, 1000), KETENBUS_OK);
+    ketenbus_client_t *cl = ketenbus_client_new(o);
+    ketenbus_client_opts_destroy(&o);
+    ck_assert_msg(cl != NULL, "client: %s", ketenbus_last_error());
+    return cl;
+}
+
+/* A session whose WELCOME asks for a PING every 100 ms, then one whose
+ * WELCOME asks for one every 5 s: the second session pings at the
+ * client's own interval, once a second, not ten times. */
+START_TEST(test_each_welcome_sets_the_ping_interval)
+{
+    ketenbus_client_t *cl = s_client_ping_1s();
+    s_open_with_ping(cl, 100);
+    int fast = s_count_pings(cl, 1000);
+    ck_assert_msg(fast >= 5, "%d PINGs in a second at an interval of 100 ms", fast);
+    Ketenbus__Error err;
+    ketenbus__error__init(&err);
+    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION;
+    err.message = (char *)"no session: say HELLO";
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_ERROR;
+    fr.error = &err;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    for (int64_t end = kb_mono_ms() + 5000; ketenbus_client_is_connected(cl) && kb_mono_ms() < end;)
+        ketenbus_client_poll(cl, 10);
+    ck_assert(!ketenbus_client_is_connected(cl));
+    s_open_with_ping(cl, 5000);
+    int slow = s_count_pings(cl, 2500);
+    ck_assert_msg(slow <= 4, "%d PINGs in 2.5 s at an interval of 1 s", slow);
+    ck_assert(ketenbus_client_is_connected(cl));
+    ketenbus_client_destroy(&cl);
+}
+END_TEST
+
 #define S_HUGE_FRAME    (100u << 20) /* one frame the scripted broker sends, over the SDK's 64 MiB */
 #define S_GROWTH_MAX_KB (32 * 1024)  /* how much the client's peak memory may grow meanwhile */
 
@@ -266,6 +358,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_two_clients_differ);
     tcase_add_test(tc, test_new_socket_new_id);
     tcase_add_test(tc, test_stale_welcome_opens_nothing);
+    tcase_add_test(tc, test_each_welcome_sets_the_ping_interval);
     suite_add_tcase(s, tc);
     TCase *size = tcase_create("size");
     tcase_add_checked_fixture(size, s_setup_keys, s_teardown_keys);
