@@ -178,6 +178,42 @@ START_TEST(test_send_takes_no_deliveries)
 }
 END_TEST
 
+/* `send --help` names the fields of the receipt lines, and those are the
+ * fields printed: recipients a rule kept the message from are named in
+ * reason (the receipt of the SDK has no field of its own for them). */
+START_TEST(test_send_help_names_the_fields_printed)
+{
+    static const char *fields[] = {"message_id", "outcome", "audit_index", "recipients", "reason", "rule_id"};
+    size_t n_fields = sizeof fields / sizeof fields[0];
+    ck_assert_int_eq(s_run(NULL, "send --help"), 0);
+    char help[sizeof s_out];
+    memcpy(help, s_out, sizeof help);
+    for (size_t i = 0; i < n_fields; i++)
+        ck_assert_msg(strstr(help, fields[i]) != NULL, "send --help does not name %s", fields[i]);
+    ck_assert_msg(strstr(help, "refused") == NULL, "send --help names a field it does not print:\n%s", help);
+    /* accepted for rvdk; politie, the sender itself, is refused */
+    s_file("two-recipients.json",
+           "{\"recipients\":[\"rvdk\",\"politie\"],\"purpose\":\"child_protection\",\"handling\":\"h1\","
+           "\"legal_basis\":{\"basis\":\"b\",\"consent\":\"not_required\"},\"signal\":{\"exploitation\":\"labour\"}}\n");
+    ck_assert_int_eq(s_run("politie", "send two-recipients.json"), 0);
+    json_object *o = json_tokener_parse(s_out);
+    ck_assert_msg(o != NULL, "not one JSON line: %s", s_out);
+    json_object *reason = NULL;
+    ck_assert_msg(json_object_object_get_ex(o, "reason", &reason) &&
+                      strstr(json_object_get_string(reason), "not sent to: politie"),
+                  "%s", s_out);
+    json_object_object_foreach(o, key, value)
+    {
+        (void)value;
+        size_t i = 0;
+        while (i < n_fields && strcmp(key, fields[i]) != 0)
+            i++;
+        ck_assert_msg(i < n_fields, "send printed %s, which its help does not name", key);
+    }
+    json_object_put(o);
+}
+END_TEST
+
 START_TEST(test_send_errors)
 {
     s_file("bad.json", "{\"purpose\":\"child_protection\",\n \"signl\":{}}\n");
@@ -367,6 +403,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_send_recv);
     tcase_add_test(tc, test_recv_without_sender_key);
     tcase_add_test(tc, test_send_takes_no_deliveries);
+    tcase_add_test(tc, test_send_help_names_the_fields_printed);
     tcase_add_test(tc, test_send_errors);
     tcase_add_test(tc, test_pending_then_sent);
     tcase_add_test(tc, test_quarantine_list);
