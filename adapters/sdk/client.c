@@ -154,6 +154,8 @@ struct ketenbus_client {
     uint64_t *ack_tags;               /* tags the handler took in this poll, to acknowledge */
     kb_seen_key_t *ack_keys;          /* their senders and ids, to record as seen first */
     size_t n_ack;                     /* count */
+    size_t n_ack_untagged;            /* ack_keys[0..this) were taken on a session that ended before
+                                       * they were recorded: no tag to send, only to record */
     size_t cap_ack;                   /* allocated */
     uint64_t *dup_tags;               /* tags to acknowledge whose messages are recorded as seen */
     size_t n_dup;                     /* count */
@@ -495,14 +497,17 @@ static int s_grow(void **p, size_t *cap, size_t need, size_t item)
 static int s_flush_acks(ketenbus_client_t *c)
 {
     if (c->n_ack > 0) {
+        size_t tagged = c->n_ack - c->n_ack_untagged;
         int rc = kb_outbox_mark_seen(c->outbox, c->ack_keys, c->n_ack);
         if (rc == KB_OK)
-            rc = s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + c->n_ack, sizeof *c->dup_tags);
+            rc = s_grow((void **)&c->dup_tags, &c->cap_dup, c->n_dup + tagged, sizeof *c->dup_tags);
         if (rc != KB_OK)
             return rc; /* kept: recorded again (the same keys) at the next flush */
-        memcpy(c->dup_tags + c->n_dup, c->ack_tags, c->n_ack * sizeof *c->dup_tags);
-        c->n_dup += c->n_ack;
+        if (tagged > 0) /* none when all were taken on a session that ended */
+            memcpy(c->dup_tags + c->n_dup, c->ack_tags + c->n_ack_untagged, tagged * sizeof *c->dup_tags);
+        c->n_dup += tagged;
         c->n_ack = 0;
+        c->n_ack_untagged = 0;
     }
     if (!c->welcomed)
         return KB_OK;
@@ -725,7 +730,9 @@ static int s_inbox_has(const ketenbus_client_t *c, const kb_seen_key_t *key)
     return 0;
 }
 
-/* Did the handler take this message in this poll (its ACK not sent yet)? */
+/* Did the handler take this message, and is it not recorded as seen yet
+ * (in this poll, or on a session that ended before the record could be
+ * written)? */
 static int s_ack_pending(const ketenbus_client_t *c, const kb_seen_key_t *key)
 {
     for (size_t i = 0; i < c->n_ack; i++)
@@ -901,13 +908,21 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
     c->hello_floor = c->next_request + 1; /* an answer to an earlier HELLO opens nothing */
     /* deliveries not yet acknowledged come again in the next session; the
      * ones the handler took are recorded as seen first, so their
-     * redelivery is acknowledged and dropped, not handled twice */
-    if (c->n_ack > 0 && kb_outbox_mark_seen(c->outbox, c->ack_keys, c->n_ack) != KB_OK)
+     * redelivery is acknowledged and dropped, not handled twice. If that
+     * write fails, their keys stay without their tags (which were this
+     * session's): the next flush records them (s_flush_acks), and until
+     * then a copy the broker delivers again counts as taken
+     * (s_ack_pending), its tag acknowledged only once they are recorded */
+    if (c->n_ack > 0 && kb_outbox_mark_seen(c->outbox, c->ack_keys, c->n_ack) != KB_OK) {
         s_log(c, 0, "event=seen_not_recorded count=%zu detail=\"%s\"", c->n_ack, kb_last_error());
+        c->n_ack_untagged = c->n_ack;
+    } else {
+        c->n_ack = 0;
+        c->n_ack_untagged = 0;
+    }
     for (size_t i = 0; i < c->n_inbox; i++)
         ketenbus_msg_destroy(&c->inbox[i]);
     c->n_inbox = 0;
-    c->n_ack = 0;
     c->n_held = 0; /* their messages come again in the next session */
     /* tags and credit are the ended session's: the next HELLO grants the
      * whole credit again, and what was in flight comes again */
@@ -1339,7 +1354,9 @@ void ketenbus_client_destroy(ketenbus_client_t **p)
     if (!p || !*p)
         return;
     ketenbus_client_t *c = *p;
-    if (c->dealer && c->outbox && c->welcomed)
+    /* also without a session: deliveries the handler took are recorded
+     * as seen even if their tags can no longer go */
+    if (c->dealer && c->outbox && (c->welcomed || c->n_ack > 0))
         s_flush_acks(c);
     if (c->monitor) {
         int zero = 0;

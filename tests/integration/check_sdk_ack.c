@@ -54,8 +54,8 @@ static void s_teardown(void)
     kb_chain_cleanup(&s_chain);
 }
 
-/* The broker ends the session (as after its restart); cl notices. */
-static void s_end_session(ketenbus_client_t *cl)
+/* The broker says the session is gone (as after its restart). */
+static void s_send_no_session(void)
 {
     Ketenbus__Error err;
     ketenbus__error__init(&err);
@@ -67,6 +67,12 @@ static void s_end_session(ketenbus_client_t *cl)
     fr.body_case = KETENBUS__FRAME__BODY_ERROR;
     fr.error = &err;
     ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+}
+
+/* The broker ends the session; cl notices. */
+static void s_end_session(ketenbus_client_t *cl)
+{
+    s_send_no_session();
     for (int64_t end = kb_mono_ms() + 5000; ketenbus_client_is_connected(cl) && kb_mono_ms() < end;)
         ketenbus_client_poll(cl, 10);
     ck_assert(!ketenbus_client_is_connected(cl));
@@ -430,6 +436,59 @@ START_TEST(test_failed_ack_comes_again)
 }
 END_TEST
 
+/* Seen records the SDK could not write as a session ended (its log). */
+static int s_not_recorded;
+
+static void s_count_not_recorded(int level, const char *line, void *arg)
+{
+    (void)level;
+    (void)arg;
+    s_not_recorded += strstr(line, "event=seen_not_recorded") != NULL;
+}
+
+/* The handler takes a delivery, and the session ends in the same read,
+ * before the acknowledgement goes: the SDK records the message as seen
+ * as the session ends. When that write fails (a full disk), the record
+ * is written at the next poll that can, and the copy the broker delivers
+ * on the next session is acknowledged, not handed to the handler again. */
+START_TEST(test_taken_delivery_kept_when_its_record_fails_at_session_end)
+{
+    s_chain.client_log = s_count_not_recorded;
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", "/data");
+    int taken = 0;
+    ketenbus_client_set_handler(fier, s_take, &taken);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    s_drain();
+    char fault[600];
+    s_fail_seen_write("politie", fault, sizeof fault);
+    s_deliver_tag(7);
+    s_send_no_session();
+    /* both frames wait before the client reads, so one read takes both */
+    usleep(300 * 1000);
+    for (int64_t end = kb_mono_ms() + 5000; taken == 0 && kb_mono_ms() < end;)
+        ketenbus_client_poll(fier, 10);
+    ck_assert_int_eq(taken, 1);
+    ck_assert_msg(access(fault, F_OK) != 0, "the seen record was written before the session ended");
+    ck_assert_int_eq(s_not_recorded, 1);
+    ck_assert(!ketenbus_client_is_connected(fier));
+    /* the broker delivers it again on the next session */
+    kb_fake_open_session(&s_fake, fier, "fier");
+    s_deliver_tag(8);
+    s_expect_ack_tag(fier, 8);
+    ck_assert_int_eq(taken, 1);
+    ketenbus_client_destroy(&fier);
+    /* recorded: not handed over after a restart either */
+    s_drain();
+    fier = kb_chain_client(&s_chain, "fier", "/data");
+    ketenbus_client_set_handler(fier, s_take, &taken);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    s_deliver_tag(9);
+    s_expect_ack_tag(fier, 9);
+    ck_assert_int_eq(taken, 1);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -444,6 +503,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_old_copy_acknowledged_first);
     tcase_add_test(tc, test_submit_stored_then_poll_fails);
     tcase_add_test(tc, test_failed_ack_comes_again);
+    tcase_add_test(tc, test_taken_delivery_kept_when_its_record_fails_at_session_end);
     suite_add_tcase(s, tc);
     return s;
 }
