@@ -358,13 +358,17 @@ int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, si
 void ketenbus_client_set_handler(ketenbus_client_t *c, ketenbus_handler_fn *fn, void *arg);
 
 /* Do network work for up to timeout_ms: (re)connect, send outbox entries,
- * read receipts and deliveries, call the handler. Returns KETENBUS_OK or a
- * transport error. */
+ * read receipts and deliveries, call the handler. Returns KETENBUS_OK, or
+ * the error of work that failed, which the next poll tries again:
+ * KETENBUS_ENET (a transport failure), KETENBUS_EIO (a delivery the
+ * handler took could not be recorded as acknowledged in the state
+ * directory; it is not handed out again meanwhile) or KETENBUS_ENOMEM. */
 int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms);
 
 /* Take the next delivered message, waiting up to timeout_ms. On
  * KETENBUS_OK *out is the caller's; acknowledge it with ketenbus_client_ack()
- * once stored. Returns KETENBUS_ETIMEDOUT if none arrived. Redelivered
+ * once stored. Returns KETENBUS_ETIMEDOUT if none arrived, or an error of
+ * ketenbus_client_poll() that ended the wait. Redelivered
  * messages that were acknowledged before are dropped silently; a message is
  * known by its sender and id together, since senders may choose ids. */
 int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout_ms);
@@ -395,7 +399,11 @@ size_t ketenbus_client_outbox_size(const ketenbus_client_t *c);
 
 /* Wait up to timeout_ms until every outbox entry has a receipt (a refusal
  * for now is none: such entries are sent again meanwhile). Returns
- * KETENBUS_OK or KETENBUS_ETIMEDOUT. */
+ * KETENBUS_OK or KETENBUS_ETIMEDOUT, nothing else: work of the poll that
+ * fails meanwhile (see ketenbus_client_poll) does not end the wait, since
+ * it is tried again and the receipts may still come; it is logged (level
+ * 0, event=poll_failed) and, if the wait ends without all receipts, named
+ * in ketenbus_last_error(). */
 int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms);
 
 /* Receipt of the last outbox entry that got one during poll (for scripts that

@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -89,6 +90,7 @@ _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within th
 #define KB_PRUNE_STEP         1000u  /* seen records looked at per pruning step */
 #define KB_PRUNE_STEP_MS      100    /* pause between steps of one pass (at most 10,000 records/s) */
 #define KB_PRUNE_PASS_MS      (3600 * 1000) /* pause between passes */
+#define KB_FLUSH_PAUSE_MS     100    /* flush waits this long after a poll that failed */
 
 struct ketenbus_client_opts {
     char *agency;            /* agency id */
@@ -1709,19 +1711,41 @@ size_t ketenbus_client_outbox_size(const ketenbus_client_t *c)
     return c ? kb_outbox_size(c->outbox) : 0;
 }
 
+/* Sleep for ms milliseconds (0 or less: not at all). */
+static void s_pause_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a signal may end it early: the caller looks at the clock */
+}
+
+/* A poll that fails while flush waits is not the end of the wait: the
+ * failed work (e.g. recording a delivery the handler took, on a full disk)
+ * is tried again by the next poll, and the receipts may still come. It is
+ * logged once per flush and named in the ETIMEDOUT that ends a wait that
+ * stays unsuccessful; between polls that fail the wait pauses this long,
+ * since a poll that fails returns at once. */
 int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms)
 {
     if (!c)
         return kb_error_set(KB_EINVAL, "flush: NULL");
     int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    char failed[KB_ERROR_MAX] = "";
     while (kb_outbox_size(c->outbox) > 0) {
         int64_t left = deadline - kb_mono_ms();
         if (left <= 0)
-            return kb_error_set(KB_ETIMEDOUT, "flush: %zu messages still without receipt",
-                                kb_outbox_size(c->outbox));
+            return kb_error_set(KB_ETIMEDOUT, "flush: %zu messages still without receipt%s%s%s",
+                                kb_outbox_size(c->outbox), failed[0] ? " (a poll failed: " : "", failed,
+                                failed[0] ? ")" : "");
         int rc = ketenbus_client_poll(c, (int)left);
-        if (rc != KB_OK)
-            return rc;
+        if (rc != KB_OK) {
+            if (!failed[0])
+                s_log(c, 0, "event=poll_failed rc=%d detail=\"%s\" while=flush", rc, kb_last_error());
+            snprintf(failed, sizeof failed, "%s", kb_last_error());
+            left = deadline - kb_mono_ms();
+            s_pause_ms(left < KB_FLUSH_PAUSE_MS ? left : KB_FLUSH_PAUSE_MS);
+        }
     }
     return KB_OK;
 }

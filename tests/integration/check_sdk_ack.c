@@ -489,6 +489,41 @@ START_TEST(test_taken_delivery_kept_when_its_record_fails_at_session_end)
 }
 END_TEST
 
+/* ketenbus_client_flush() returns KETENBUS_OK or KETENBUS_ETIMEDOUT only:
+ * a poll that fails while it waits, for other work (the seen record of a
+ * delivery the handler took cannot be written: a full disk), does not end
+ * the wait. Here the receipt came in the same read: flush succeeds, and
+ * the failed record is written by a later poll. */
+START_TEST(test_flush_waits_through_a_failed_poll)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", "/data");
+    int taken = 0;
+    ketenbus_client_set_handler(fier, s_take, &taken);
+    ketenbus_msg_t *m = kb_test_signal("politie", "from fier");
+    ck_assert_int_eq(ketenbus_client_submit(fier, m, NULL, 0), KETENBUS_EPENDING);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    Ketenbus__Frame *sub = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_SUBMIT, 5000);
+    ck_assert_ptr_nonnull(sub);
+    char fault[600];
+    s_fail_seen_write("politie", fault, sizeof fault);
+    s_deliver();
+    ck_assert_int_eq(kb_fake_receipt(&s_fake, sub->submit, KETENBUS__OUTCOME__OUTCOME_ACCEPTED,
+                                     KETENBUS__REJECT_CODE__REJECT_NONE, ""),
+                     KB_OK);
+    ketenbus__frame__free_unpacked(sub, NULL);
+    usleep(300 * 1000); /* both wait before the client reads */
+    int rc = ketenbus_client_flush(fier, 5000);
+    ck_assert_msg(rc == KETENBUS_OK, "flush returned %d: %s", rc, ketenbus_last_error());
+    ck_assert_int_eq(taken, 1);
+    ck_assert_msg(access(fault, F_OK) != 0, "the seen record was never written");
+    ck_assert_uint_eq(ketenbus_client_outbox_size(fier), 0);
+    s_expect_ack(fier);
+    ck_assert_int_eq(taken, 1);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -504,6 +539,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_submit_stored_then_poll_fails);
     tcase_add_test(tc, test_failed_ack_comes_again);
     tcase_add_test(tc, test_taken_delivery_kept_when_its_record_fails_at_session_end);
+    tcase_add_test(tc, test_flush_waits_through_a_failed_poll);
     suite_add_tcase(s, tc);
     return s;
 }
