@@ -407,8 +407,9 @@ size_t ketenbus_client_outbox_size(const ketenbus_client_t *c);
 int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms);
 
 /* Receipt of the last outbox entry that got one during poll (for scripts that
- * submit with timeout 0 and flush later); NULL if none yet. Refusals for now
- * are not receipts and do not show here. */
+ * submit with timeout 0 and flush later); NULL if none yet. Borrowed: the
+ * client writes the next receipt over it. Refusals for now are not
+ * receipts and do not show here. */
 const ketenbus_receipt_t *ketenbus_client_last_receipt(const ketenbus_client_t *c);
 
 /* True once the broker has welcomed this client on the current connection.

@@ -77,7 +77,6 @@
 #define KB_DROPPED_CALM_MS    120000 /* and HELLO goes at once again after this long without one */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
 _Static_assert(KB_RESEND_BATCH <= KB_MAX_BATCH, "a resent SUBMIT stays within the broker's batch limit");
-#define KB_RECEIPT_RING       1024u  /* receipts remembered for waiting submitters */
 #define KB_SILENCE_PINGS      3      /* missed pings before the session is presumed gone */
 #define KB_CLOSE_LINGER_MS    500    /* how long closing waits for queued frames */
 #define KB_FRAME_MAX          (64u * 1024u * 1024u) /* largest frame accepted from the broker */
@@ -104,6 +103,21 @@ struct ketenbus_client_opts {
     ketenbus_log_fn *log;    /* log callback */
     void *log_arg;           /* its argument */
 };
+
+/* The submissions one submit call waits for. Their receipts are taken as
+ * each RECEIPT frame is handled (s_on_receipt), not looked up afterwards,
+ * so that none is missed however many other receipts come in the same
+ * read. A handler may submit (with timeout 0) while a submit of the
+ * adapter waits: waits nest, the innermost first. */
+typedef struct kb_await {
+    ketenbus_msg_t **msgs;               /* the messages waited for, in submission order */
+    size_t n;                            /* count, at most KETENBUS_BATCH_MAX */
+    ketenbus_receipt_t *receipts;        /* their receipts as they come (n entries; may be NULL) */
+    uint8_t decided[KETENBUS_BATCH_MAX]; /* 1: msgs[i] got its (final) receipt */
+    size_t n_decided;                    /* how many did */
+    size_t n_rejected;                   /* how many of those were refused for good */
+    struct kb_await *outer;              /* the wait this one started within, or NULL */
+} kb_await_t;
 
 /* A delivery of the open session whose message the adapter holds (recv),
  * or a copy of it: its tag goes when the message is acknowledged. */
@@ -167,12 +181,9 @@ struct ketenbus_client {
     size_t n_held;                    /* count */
     size_t cap_held;                  /* allocated */
     uint64_t credit_owed;             /* acknowledged deliveries whose CREDIT is not sent yet */
-    ketenbus_receipt_t ring[KB_RECEIPT_RING]; /* recent receipts */
-    uint8_t ring_ids[KB_RECEIPT_RING][16];    /* their ids */
-    size_t ring_next;                 /* next slot */
-    size_t ring_count;                /* filled slots */
-    uint64_t ring_total;              /* receipts stored since the client was made */
-    const ketenbus_receipt_t *last_receipt; /* most recent */
+    kb_await_t *await;                /* the innermost submit waiting for receipts, or NULL */
+    ketenbus_receipt_t last_receipt;  /* the most recent receipt */
+    int has_last_receipt;             /* 1 once there is one */
     ketenbus_handler_fn *handler;     /* delivery callback */
     void *handler_arg;                /* its argument */
 };
@@ -675,6 +686,23 @@ static void s_retry_later(ketenbus_client_t *c, const Ketenbus__ReceiptEntry *e)
           (int)e->outcome, (int)e->code, e->reason ? e->reason : "", (long long)(c->retry_at_ms - kb_mono_ms()));
 }
 
+/* Give w the receipt r of the message id if w waits for it: to the first
+ * of its messages with that id still without one (an adapter may submit
+ * one id twice; the broker answers them in order). */
+static void s_await_take(kb_await_t *w, const ketenbus_receipt_t *r, const uint8_t id[16])
+{
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->decided[i] || memcmp(w->msgs[i]->env->message_id.data, id, 16) != 0)
+            continue;
+        w->decided[i] = 1;
+        w->n_decided++;
+        w->n_rejected += r->outcome == KETENBUS_OUTCOME_REJECTED;
+        if (w->receipts)
+            w->receipts[i] = *r;
+        return;
+    }
+}
+
 static void s_on_receipt(ketenbus_client_t *c, const Ketenbus__Receipt *rc)
 {
     for (size_t i = 0; i < rc->n_entries; i++) {
@@ -689,31 +717,14 @@ static void s_on_receipt(ketenbus_client_t *c, const Ketenbus__Receipt *rc)
             continue; /* a receipt for something already answered */
         if (e->outcome == KETENBUS__OUTCOME__OUTCOME_ACCEPTED || e->outcome == KETENBUS__OUTCOME__OUTCOME_DUPLICATE)
             c->retry_ms = KB_RETRY_MIN_MS;
-        size_t slot = c->ring_next;
-        s_fill_receipt(&c->ring[slot], e);
-        memcpy(c->ring_ids[slot], e->message_id.data, 16);
-        c->last_receipt = &c->ring[slot];
-        c->ring_next = (slot + 1) % KB_RECEIPT_RING;
-        if (c->ring_count < KB_RECEIPT_RING)
-            c->ring_count++;
-        c->ring_total++;
+        s_fill_receipt(&c->last_receipt, e);
+        c->has_last_receipt = 1;
+        for (kb_await_t *w = c->await; w; w = w->outer)
+            s_await_take(w, &c->last_receipt, e->message_id.data);
         s_log(c, e->outcome == KETENBUS__OUTCOME__OUTCOME_REJECTED ? 1 : 3,
-              "event=receipt message=%s outcome=%d audit=%llu reason=\"%s\"", c->ring[slot].message_id,
-              (int)e->outcome, (unsigned long long)e->audit_index, c->ring[slot].reason);
+              "event=receipt message=%s outcome=%d audit=%llu reason=\"%s\"", c->last_receipt.message_id,
+              (int)e->outcome, (unsigned long long)e->audit_index, c->last_receipt.reason);
     }
-}
-
-/* The receipt for id among those stored after the first `since` (so a
- * message submitted again is not answered by its earlier receipt). */
-static const ketenbus_receipt_t *s_find_receipt(const ketenbus_client_t *c, const uint8_t id[16], uint64_t since)
-{
-    size_t newer = c->ring_total - since < c->ring_count ? (size_t)(c->ring_total - since) : c->ring_count;
-    for (size_t k = 0; k < newer; k++) {
-        size_t slot = (c->ring_next + KB_RECEIPT_RING - 1 - k) % KB_RECEIPT_RING;
-        if (memcmp(c->ring_ids[slot], id, 16) == 0)
-            return &c->ring[slot];
-    }
-    return NULL;
 }
 
 static int s_same_key(const kb_seen_key_t *a, const kb_seen_key_t *b)
@@ -1518,34 +1529,41 @@ static int s_store_and_send(ketenbus_client_t *c, kb_outbox_entry_t *in, size_t 
     return KB_OK;
 }
 
-/* Wait up to timeout_ms for the receipts of msgs[0..n) (stored after the
- * first `since` receipts) and copy them to
- * receipts (may be NULL). KB_OK when all were accepted or duplicates,
- * KB_EREJECTED when one was refused, KB_EPENDING when one has no receipt;
- * nothing else, since the messages are stored: a poll that fails
- * meanwhile (e.g. the seen record of a delivery the handler took could not
- * be written) ends the wait, and its error is logged and described in
- * failed (failed_len bytes; "" if none), but is not returned. Whatever
- * failed is tried again by the next poll. */
-static int s_await(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, uint64_t since,
-                   ketenbus_receipt_t *receipts, int timeout_ms, char *failed, size_t failed_len)
+/* Start waiting for the receipts of msgs[0..n), before they are stored:
+ * one may be answered as they are sent (s_reject_too_large). */
+static void s_await_begin(ketenbus_client_t *c, kb_await_t *w, ketenbus_msg_t **msgs, size_t n,
+                          ketenbus_receipt_t *receipts)
+{
+    memset(w, 0, sizeof *w);
+    w->msgs = msgs;
+    w->n = n;
+    w->receipts = receipts;
+    w->outer = c->await;
+    c->await = w;
+}
+
+/* Stop waiting: w is the innermost wait (waits nest). */
+static void s_await_end(ketenbus_client_t *c, kb_await_t *w)
+{
+    c->await = w->outer;
+}
+
+/* Wait up to timeout_ms for the receipts w waits for (stored meanwhile),
+ * then stop waiting; the receipts of messages that got none say outcome
+ * NONE. KB_OK when all were accepted or duplicates, KB_EREJECTED when one
+ * was refused, KB_EPENDING when one has no receipt; nothing else, since
+ * the messages are stored: a poll that fails meanwhile (e.g. the seen
+ * record of a delivery the handler took could not be written) ends the
+ * wait, and its error is logged and described in failed (failed_len
+ * bytes; "" if none), but is not returned. Whatever failed is tried again
+ * by the next poll. */
+static int s_await(ketenbus_client_t *c, kb_await_t *w, int timeout_ms, char *failed, size_t failed_len)
 {
     int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-    size_t first = 0; /* msgs[0..first) have their receipt (they come in order) */
-    size_t rejected = 0;
     failed[0] = '\0';
     for (;;) {
-        while (first < n) {
-            const ketenbus_receipt_t *r = s_find_receipt(c, msgs[first]->env->message_id.data, since);
-            if (!r)
-                break;
-            if (receipts)
-                receipts[first] = *r;
-            rejected += r->outcome == KETENBUS_OUTCOME_REJECTED;
-            first++;
-        }
         int64_t left = deadline - kb_mono_ms();
-        if (first == n || left <= 0)
+        if (w->n_decided == w->n || left <= 0)
             break;
         int rc = ketenbus_client_poll(c, (int)left);
         if (rc != KB_OK) {
@@ -1554,24 +1572,19 @@ static int s_await(ketenbus_client_t *c, ketenbus_msg_t **msgs, size_t n, uint64
             break;
         }
     }
-    /* receipts out of order (or one forgotten by the ring): look again */
-    size_t pending = 0;
-    for (size_t i = first; i < n; i++) {
-        const ketenbus_receipt_t *r = s_find_receipt(c, msgs[i]->env->message_id.data, since);
-        if (receipts && r)
-            receipts[i] = *r;
-        else if (receipts) {
-            memset(&receipts[i], 0, sizeof receipts[i]);
-            snprintf(receipts[i].message_id, sizeof receipts[i].message_id, "%s", msgs[i]->id);
-        }
-        pending += r == NULL;
-        rejected += r && r->outcome == KETENBUS_OUTCOME_REJECTED;
+    s_await_end(c, w);
+    for (size_t i = 0; w->receipts && i < w->n; i++) {
+        if (w->decided[i])
+            continue;
+        memset(&w->receipts[i], 0, sizeof w->receipts[i]);
+        snprintf(w->receipts[i].message_id, sizeof w->receipts[i].message_id, "%s", w->msgs[i]->id);
     }
-    if (rejected > 0)
-        return kb_error_set(KB_EREJECTED, "submit: %zu of %zu rejected; the receipts say why", rejected, n);
+    size_t pending = w->n - w->n_decided;
+    if (w->n_rejected > 0)
+        return kb_error_set(KB_EREJECTED, "submit: %zu of %zu rejected; the receipts say why", w->n_rejected, w->n);
     if (pending > 0)
         return kb_error_set(KB_EPENDING, "submit: no receipt yet for %zu of %zu; they stay in the outbox%s", pending,
-                            n, failed);
+                            w->n, failed);
     return KB_OK;
 }
 
@@ -1585,13 +1598,16 @@ int ketenbus_client_submit(ketenbus_client_t *c, ketenbus_msg_t *msg, ketenbus_r
         free(in.bytes);
         return rc;
     }
-    uint64_t since = c->ring_total;
-    rc = s_store_and_send(c, &in, 1);
-    if (rc != KB_OK)
-        return rc;
     ketenbus_receipt_t r;
+    kb_await_t w;
+    s_await_begin(c, &w, &msg, 1, &r);
+    rc = s_store_and_send(c, &in, 1);
+    if (rc != KB_OK) {
+        s_await_end(c, &w);
+        return rc;
+    }
     char failed[KB_ERROR_MAX];
-    rc = s_await(c, &msg, 1, since, &r, timeout_ms, failed, sizeof failed);
+    rc = s_await(c, &w, timeout_ms, failed, sizeof failed);
     if (receipt)
         *receipt = r;
     if (rc == KB_EPENDING)
@@ -1620,12 +1636,15 @@ int ketenbus_client_submit_batch(ketenbus_client_t *c, ketenbus_msg_t **msgs, si
             return kb_error_set(rc, "submit_batch: message %zu: %s; nothing was stored", i, why);
         }
     }
-    uint64_t since = c->ring_total;
+    kb_await_t w;
+    s_await_begin(c, &w, msgs, n, receipts);
     int rc = s_store_and_send(c, in, n);
-    if (rc != KB_OK)
+    if (rc != KB_OK) {
+        s_await_end(c, &w);
         return rc;
+    }
     char failed[KB_ERROR_MAX];
-    return s_await(c, msgs, n, since, receipts, timeout_ms, failed, sizeof failed);
+    return s_await(c, &w, timeout_ms, failed, sizeof failed);
 }
 
 /* Acknowledge and drop the messages at the front of the inbox that are
@@ -1752,7 +1771,7 @@ int ketenbus_client_flush(ketenbus_client_t *c, int timeout_ms)
 
 const ketenbus_receipt_t *ketenbus_client_last_receipt(const ketenbus_client_t *c)
 {
-    return c ? c->last_receipt : NULL;
+    return c && c->has_last_receipt ? &c->last_receipt : NULL;
 }
 
 int ketenbus_client_is_connected(const ketenbus_client_t *c)

@@ -13,10 +13,13 @@
  * ketenbus_client_submit(). A SUBMIT frame the broker drops unread (too
  * large after a reload lowered its limit) ends the session, so that the
  * outbox goes again within the limit in force, but never in a fast loop.
+ * A final receipt reaches the submit that waits for it, however many
+ * receipts for other messages the same read brings.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <check.h>
 
@@ -340,6 +343,112 @@ START_TEST(test_dropped_frame_restarts_with_backoff)
 }
 END_TEST
 
+#define S_BACKLOG 1100 /* receipts of other messages around the awaited ones: more than 1024 */
+
+/* Submit S_BACKLOG messages without waiting (in batches); their ids go
+ * to ids. The SUBMITs are read and not answered. */
+static void s_backlog(ketenbus_client_t *cl, uint8_t (*ids)[16])
+{
+    ketenbus_msg_t *batch[KETENBUS_BATCH_MAX];
+    for (size_t at = 0; at < S_BACKLOG; at += KETENBUS_BATCH_MAX) {
+        size_t n = S_BACKLOG - at < KETENBUS_BATCH_MAX ? S_BACKLOG - at : KETENBUS_BATCH_MAX;
+        for (size_t i = 0; i < n; i++)
+            batch[i] = kb_test_signal("fier", "backlog");
+        ck_assert_int_eq(ketenbus_client_submit_batch(cl, batch, n, NULL, 0), KETENBUS_EPENDING);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_eq(kb_uuid_parse(ketenbus_msg_id(batch[i]), ids[at + i]), KB_OK);
+            ketenbus_msg_destroy(&batch[i]);
+        }
+    }
+    Ketenbus__Frame *f;
+    while ((f = kb_fake_recv(&s_fake, cl, 300)) != NULL)
+        ketenbus__frame__free_unpacked(f, NULL);
+}
+
+/* Send receipts for ids[0..n): REJECTED (not allowed) where rejected[i],
+ * else ACCEPTED; in frames of KETENBUS_BATCH_MAX entries, as the broker
+ * answers SUBMITs. */
+static void s_receipts(uint8_t (*ids)[16], const int *rejected, size_t n)
+{
+    for (size_t at = 0; at < n; at += KETENBUS_BATCH_MAX) {
+        size_t k = n - at < KETENBUS_BATCH_MAX ? n - at : KETENBUS_BATCH_MAX;
+        Ketenbus__ReceiptEntry e[KETENBUS_BATCH_MAX], *ep[KETENBUS_BATCH_MAX];
+        for (size_t i = 0; i < k; i++) {
+            ketenbus__receipt_entry__init(&e[i]);
+            e[i].message_id.data = ids[at + i];
+            e[i].message_id.len = 16;
+            int no = rejected && rejected[at + i];
+            e[i].outcome = no ? KETENBUS__OUTCOME__OUTCOME_REJECTED : KETENBUS__OUTCOME__OUTCOME_ACCEPTED;
+            e[i].code = no ? KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED : KETENBUS__REJECT_CODE__REJECT_NONE;
+            e[i].reason = (char *)(no ? "no rule allows it" : "");
+            ep[i] = &e[i];
+        }
+        Ketenbus__Receipt r;
+        ketenbus__receipt__init(&r);
+        r.n_entries = k;
+        r.entries = ep;
+        Ketenbus__Frame fr;
+        ketenbus__frame__init(&fr);
+        fr.version = 1;
+        fr.body_case = KETENBUS__FRAME__BODY_RECEIPT;
+        fr.receipt = &r;
+        ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    }
+}
+
+/* The final refusal of a submitted message comes first in a read that
+ * brings more than a thousand receipts of a backlog after it: submit
+ * returns it (not "pending", which would say the message stays in the
+ * outbox, which it left), and so does submit_batch, for the first of its
+ * messages, with the second's acceptance after the backlog. */
+START_TEST(test_final_refusal_among_many_receipts)
+{
+    static uint8_t ids[S_BACKLOG + 2][16];
+    static int rejected[S_BACKLOG + 2];
+    ketenbus_client_t *cl = s_welcomed_client();
+
+    /* submit: its receipt, then the backlog's */
+    s_backlog(cl, ids + 1);
+    ketenbus_msg_t *m = kb_test_signal("fier", "refused for good");
+    ck_assert_int_eq(ketenbus_msg_set(m, "message_id", "019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d13"), KETENBUS_OK);
+    ck_assert_int_eq(kb_uuid_parse("019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d13", ids[0]), KB_OK);
+    memset(rejected, 0, sizeof rejected);
+    rejected[0] = 1;
+    s_receipts(ids, rejected, S_BACKLOG + 1);
+    usleep(300 * 1000); /* all of them wait before the client reads */
+    ketenbus_receipt_t r;
+    int rc = ketenbus_client_submit(cl, m, &r, 5000);
+    ck_assert_msg(rc == KETENBUS_EREJECTED, "submit returned %d: %s", rc, ketenbus_last_error());
+    ck_assert_int_eq(r.outcome, KETENBUS_OUTCOME_REJECTED);
+    ck_assert_int_eq(r.code, KETENBUS__REJECT_CODE__REJECT_NOT_ALLOWED);
+    ck_assert_str_eq(r.message_id, "019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d13");
+    ck_assert_uint_eq(ketenbus_client_outbox_size(cl), 0);
+    ketenbus_msg_destroy(&m);
+
+    /* submit_batch: the first one's receipt, the backlog's, the second one's */
+    s_backlog(cl, ids + 1);
+    ketenbus_msg_t *two[2] = {kb_test_signal("fier", "refused for good"), kb_test_signal("fier", "accepted")};
+    ck_assert_int_eq(ketenbus_msg_set(two[0], "message_id", "019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d14"), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_msg_set(two[1], "message_id", "019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d15"), KETENBUS_OK);
+    ck_assert_int_eq(kb_uuid_parse("019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d14", ids[0]), KB_OK);
+    ck_assert_int_eq(kb_uuid_parse("019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d15", ids[S_BACKLOG + 1]), KB_OK);
+    s_receipts(ids, rejected, S_BACKLOG + 2);
+    usleep(300 * 1000);
+    ketenbus_receipt_t rs[2];
+    rc = ketenbus_client_submit_batch(cl, two, 2, rs, 5000);
+    ck_assert_msg(rc == KETENBUS_EREJECTED, "submit_batch returned %d: %s", rc, ketenbus_last_error());
+    ck_assert_int_eq(rs[0].outcome, KETENBUS_OUTCOME_REJECTED);
+    ck_assert_int_eq(rs[1].outcome, KETENBUS_OUTCOME_ACCEPTED);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(cl), 0);
+    const ketenbus_receipt_t *last = ketenbus_client_last_receipt(cl);
+    ck_assert_ptr_nonnull(last);
+    ck_assert_str_eq(last->message_id, "019ab4f1-2c80-7a3e-8d41-6f0b2c9e5d15");
+    ketenbus_msg_destroy(&two[0]);
+    ketenbus_msg_destroy(&two[1]);
+    ketenbus_client_destroy(&cl);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_retry");
@@ -352,6 +461,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_blocking_submit_gets_final_receipt);
     tcase_add_test(tc, test_blocking_submit_pending_while_refused);
     tcase_add_test(tc, test_dropped_frame_restarts_with_backoff);
+    tcase_add_test(tc, test_final_refusal_among_many_receipts);
     suite_add_tcase(s, tc);
     return s;
 }
