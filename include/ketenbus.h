@@ -274,7 +274,12 @@ int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char 
  * messages waiting for the agency stay queued for its receiving client
  * instead of being handed to this one and delivered again later, and its
  * session does not replace the agency's receiving client (a newer client
- * with credit does: one receiving client per agency). */
+ * with credit does: one receiving client per agency). What the client
+ * keeps of a session's deliveries is bounded by this credit: a broker
+ * that delivers more than it was granted breaks the protocol, and the
+ * session ends (logged, level 0, event=protocol_violation; the client says
+ * HELLO again at once; if that repeats within two minutes, after 1 s,
+ * then twice as long each time, up to a minute). */
 int ketenbus_client_opts_set_credit(ketenbus_client_opts_t *o, unsigned credit);
 /* Optional: liveness ping interval in milliseconds (default 1000). A
  * broker that asks for a shorter one when it opens a session gets it, for

@@ -35,7 +35,9 @@
  * sender and id, since senders may choose ids. ketenbus_client_ack()
  * records a message as seen before it returns, with or without a session;
  * ACK and CREDIT go on the session that delivered the message, and stay
- * owed across EAGAIN until a poll can send them. The broker delivers a
+ * owed across EAGAIN until a poll can send them. What the SDK keeps of a
+ * session's deliveries is bounded by the credit it granted, since a
+ * broker that delivers beyond it ends the session (s_over_credit). The broker delivers a
  * message again only until its TTL, which WELCOME tells, and a genuine one
  * is at most twice that old: seen records older than that (and a margin)
  * are deleted, a bounded step per poll, and a delivery created before the
@@ -72,7 +74,8 @@
 #define KB_KEEP_CALM_MS       120000 /* and back to the first wait once no restart was needed this long */
 #define KB_REFUSED_MAX_MS     600000 /* when only refused deliveries wait (for a key): up to this, */
 #define KB_KEYS_LOOK_MS       1000   /* or at once when the key directory changed (looked at this often) */
-#define KB_DROPPED_FIRST_MS   1000   /* a session ended again for a frame the broker dropped waits this long, */
+#define KB_DROPPED_FIRST_MS   1000   /* a session ended again for a frame the broker dropped (or deliveries
+                                      * beyond the credit) waits this long, */
 #define KB_DROPPED_MAX_MS     60000  /* twice as long each time, up to this, */
 #define KB_DROPPED_CALM_MS    120000 /* and HELLO goes at once again after this long without one */
 #define KB_RESEND_BATCH       256u   /* envelopes per SUBMIT when resending */
@@ -143,7 +146,8 @@ struct ketenbus_client {
     int64_t last_hello_ms;            /* when HELLO was last sent */
     int64_t revoked_ms;               /* HELLO interval while the broker refuses this key; 0: not refused */
     uint64_t hello_floor;             /* a WELCOME answers a HELLO only from this request id up */
-    int64_t hello_at_ms;              /* no HELLO before this (after frames the broker dropped) */
+    int64_t hello_at_ms;              /* no HELLO before this (after frames the broker dropped, or
+                                       * deliveries beyond the credit) */
     int64_t dropped_ms;               /* the wait before HELLO when that happens again (backoff) */
     int64_t dropped_restart_ms;       /* when a session last ended for it (0: never) */
     int64_t reconnect_at_ms;          /* when to connect again if libzmq does not (0: not needed) */
@@ -181,6 +185,10 @@ struct ketenbus_client {
     size_t n_held;                    /* count */
     size_t cap_held;                  /* allocated */
     uint64_t credit_owed;             /* acknowledged deliveries whose CREDIT is not sent yet */
+    uint64_t credit_granted;          /* deliveries the broker may send on this session: the credit of
+                                       * its HELLO and of the CREDIT frames since (s_on_deliver) */
+    uint64_t delivered;               /* deliveries it sent on this session */
+    uint64_t credit_since_hello;      /* credit sent in CREDIT frames since the last HELLO went out */
     kb_await_t *await;                /* the innermost submit waiting for receipts, or NULL */
     ketenbus_receipt_t last_receipt;  /* the most recent receipt */
     int has_last_receipt;             /* 1 once there is one */
@@ -357,7 +365,10 @@ static int s_send_hello(ketenbus_client_t *c)
     f.body_case = KETENBUS__FRAME__BODY_HELLO;
     f.hello = &h;
     c->last_hello_ms = kb_mono_ms();
-    return s_send(c, &f);
+    int rc = s_send(c, &f);
+    if (rc == KB_OK)
+        c->credit_since_hello = 0;
+    return rc;
 }
 
 static int s_send_submit(ketenbus_client_t *c, const kb_packed_t *envs, size_t n)
@@ -561,6 +572,8 @@ static int s_flush_acks(ketenbus_client_t *c)
         if (rc != KB_OK)
             return rc == KB_EPENDING ? KB_OK : rc;
         c->credit_owed -= cr.credit;
+        c->credit_granted += cr.credit;
+        c->credit_since_hello += cr.credit;
     }
     return KB_OK;
 }
@@ -804,9 +817,34 @@ static int s_check_created(ketenbus_client_t *c, const Ketenbus__Envelope *e)
     return KB_OK;
 }
 
+static int64_t s_restart_later(ketenbus_client_t *c, const char *why);
+
+/* The broker sent more deliveries than the credit granted on this session
+ * (HELLO and CREDIT frames since). The lists that hold a session's
+ * deliveries (inbox, held tags, tags to acknowledge) are bounded by that
+ * credit only while the broker keeps to it: one that sends, say, copies of
+ * a message the adapter holds under ever new tags would make them grow
+ * without bound. The SDK does not trust it to: the session ends, which
+ * empties them, and the rest of the frame is not looked at. */
+static void s_over_credit(ketenbus_client_t *c, size_t dropped)
+{
+    unsigned long long granted = (unsigned long long)c->credit_granted;
+    unsigned long long delivered = (unsigned long long)c->delivered + 1;
+    int64_t wait = s_restart_later(c, "the broker sent deliveries beyond the credit granted");
+    s_log(c, 0,
+          "event=protocol_violation reason=\"deliveries beyond the credit granted\" credit=%u granted=%llu "
+          "delivered=%llu dropped=%zu hello_in_ms=%lld",
+          c->o.credit, granted, delivered, dropped, (long long)wait);
+}
+
 static int s_on_deliver(ketenbus_client_t *c, Ketenbus__Deliver *d)
 {
     for (size_t i = 0; i < d->n_deliveries; i++) {
+        if (c->delivered >= c->credit_granted) {
+            s_over_credit(c, d->n_deliveries - i);
+            return KB_OK;
+        }
+        c->delivered++;
         Ketenbus__Delivery *dl = d->deliveries[i];
         Ketenbus__Envelope *e = dl->envelope;
         kb_seen_key_t key;
@@ -941,24 +979,17 @@ static void s_unwelcome(ketenbus_client_t *c, const char *why)
      * whole credit again, and what was in flight comes again */
     c->n_dup = 0;
     c->credit_owed = 0;
+    c->credit_granted = 0;
+    c->delivered = 0;
 }
 
-/* The broker dropped a frame of this session without reading it (too
- * large, or not one it could decode), answering with request id 0: if it
- * was a SUBMIT, its messages get no receipt while the session lasts. The
- * likely cause is a reload that lowered max_message_bytes below what the
- * last WELCOME told, so the session ends: the next WELCOME tells the limit
- * in force, and the outbox goes again in frames within it (a message too
- * large alone is then answered REJECT_TOO_LARGE here). The first such
- * restart says HELLO at once; one that follows within KB_DROPPED_CALM_MS
- * waits, twice as long each time, so that a broker that keeps dropping
- * what is sent is not asked again in a fast loop. Errors that come while
- * no session is open answer frames of the one that ended, which go again
- * anyway. */
-static void s_frame_dropped(ketenbus_client_t *c, const char *why)
+/* End the session for something the broker did wrong (s_frame_dropped,
+ * s_over_credit) and say HELLO again: at once the first time, and after a
+ * wait, twice as long each time, when it happens again within
+ * KB_DROPPED_CALM_MS, so that a broker that keeps doing it is not asked
+ * again in a fast loop. Returns that wait. */
+static int64_t s_restart_later(ketenbus_client_t *c, const char *why)
 {
-    if (!c->welcomed)
-        return;
     int64_t now = kb_mono_ms();
     int64_t wait = 0;
     if (c->dropped_restart_ms != 0 && now - c->dropped_restart_ms <= KB_DROPPED_CALM_MS) {
@@ -970,6 +1001,23 @@ static void s_frame_dropped(ketenbus_client_t *c, const char *why)
     c->dropped_restart_ms = now;
     s_unwelcome(c, why);
     c->hello_at_ms = now + wait;
+    return wait;
+}
+
+/* The broker dropped a frame of this session without reading it (too
+ * large, or not one it could decode), answering with request id 0: if it
+ * was a SUBMIT, its messages get no receipt while the session lasts. The
+ * likely cause is a reload that lowered max_message_bytes below what the
+ * last WELCOME told, so the session ends (s_restart_later): the next
+ * WELCOME tells the limit in force, and the outbox goes again in frames
+ * within it (a message too large alone is then answered REJECT_TOO_LARGE
+ * here). Errors that come while no session is open answer frames of the
+ * one that ended, which go again anyway. */
+static void s_frame_dropped(ketenbus_client_t *c, const char *why)
+{
+    if (!c->welcomed)
+        return;
+    int64_t wait = s_restart_later(c, why);
     s_log(c, 1, "event=frame_dropped_by_broker hello_in_ms=%lld", (long long)wait);
 }
 
@@ -1008,6 +1056,17 @@ static int s_handle(ketenbus_client_t *c, const uint8_t *buf, size_t len)
         c->keep_kept = 0;
         snprintf(c->broker_id, sizeof c->broker_id, "%s", f->welcome->broker_id);
         c->welcomed = 1;
+        /* the session's credit: its HELLO's, and that of the CREDIT frames
+         * sent after that HELLO, which the broker adds to it. Those went
+         * on a session this WELCOME replaces (HELLOs go out only while no
+         * session is open, so a later HELLO may be answered after an
+         * earlier one opened a session), which the broker gave its HELLO's
+         * credit only: no more than that is carried over, so that a chain
+         * of such WELCOMEs cannot raise the bound (at worst a chain whose
+         * every session had deliveries ends in one restart more) */
+        c->delivered = 0;
+        c->credit_granted = (uint64_t)c->o.credit +
+                            (c->credit_since_hello < c->o.credit ? c->credit_since_hello : c->o.credit);
         c->resend = 1;
         c->resend_seq = 0; /* all of it: the broker may have lost what went before */
         c->last_ping_ms = c->last_rx_ms;

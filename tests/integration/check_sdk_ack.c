@@ -9,7 +9,9 @@
  * copy and drops it. A copy delivered again before the adapter acknowledged
  * the first one may wait in the inbox; recv must not hand it out once the
  * first is acknowledged. Every tag of the open session goes once, with
- * whichever copy of the message the adapter acknowledges. The real broker
+ * whichever copy of the message the adapter acknowledges. Copies beyond
+ * the credit the client granted end the session, so what the SDK keeps of
+ * a session stays bounded whatever the broker sends. The real broker
  * cannot be made to end a session on cue, so a scripted broker (kb_fake.h)
  * does.
  *
@@ -524,6 +526,170 @@ START_TEST(test_flush_waits_through_a_failed_poll)
 }
 END_TEST
 
+/* Deliver s_msg under tags first .. first + n - 1, in one frame (n at
+ * most KB_MAX_BATCH). */
+static void s_deliver_copies(uint64_t first, size_t n)
+{
+    Ketenbus__Delivery *d = calloc(n, sizeof *d);
+    Ketenbus__Delivery **dp = calloc(n, sizeof *dp);
+    ck_assert(d && dp);
+    for (size_t i = 0; i < n; i++) {
+        ketenbus__delivery__init(&d[i]);
+        d[i].tag = first + i;
+        d[i].envelope = s_msg->env;
+        dp[i] = &d[i];
+    }
+    Ketenbus__Deliver del;
+    ketenbus__deliver__init(&del);
+    del.n_deliveries = n;
+    del.deliveries = dp;
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_DELIVER;
+    fr.deliver = &del;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    free(dp);
+    free(d);
+}
+
+/* Answer the outbox entry of m as accepted, and poll cl until it has the
+ * receipt: frames keep their order, so cl has then read what was sent
+ * before. */
+static void s_barrier(ketenbus_client_t *cl, const ketenbus_msg_t *m)
+{
+    uint8_t id[16];
+    ck_assert_int_eq(kb_uuid_parse(ketenbus_msg_id(m), id), KB_OK);
+    Ketenbus__ReceiptEntry e;
+    ketenbus__receipt_entry__init(&e);
+    e.message_id.data = id;
+    e.message_id.len = 16;
+    e.outcome = KETENBUS__OUTCOME__OUTCOME_ACCEPTED;
+    Ketenbus__ReceiptEntry *ep = &e;
+    Ketenbus__Receipt r;
+    ketenbus__receipt__init(&r);
+    r.n_entries = 1;
+    r.entries = &ep;
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_RECEIPT;
+    fr.receipt = &r;
+    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    size_t before = ketenbus_client_outbox_size(cl);
+    for (int64_t end = kb_mono_ms() + 5000; ketenbus_client_outbox_size(cl) == before && kb_mono_ms() < end;)
+        ketenbus_client_poll(cl, 10);
+    ck_assert_uint_eq(ketenbus_client_outbox_size(cl), before - 1);
+}
+
+/* Protocol violations the SDK logged, and the last one's line. */
+static int s_violations;
+static char s_violation[1024];
+
+static void s_count_violations(int level, const char *line, void *arg)
+{
+    (void)arg;
+    if (strstr(line, "event=protocol_violation")) {
+        ck_assert_int_eq(level, 0);
+        s_violations++;
+        snprintf(s_violation, sizeof s_violation, "%s", line);
+    }
+}
+
+/* A broker sends copies of a message the adapter holds under ever new
+ * tags, beyond the credit the client granted (4): the session ends at the
+ * first delivery over it, so the copies the SDK keeps (to acknowledge with
+ * the message) never number more than the credit, and none of the flood is
+ * kept or acknowledged. Copies within the credit are no violation. */
+START_TEST(test_copies_beyond_credit_end_the_session)
+{
+    s_chain.client_log = s_count_violations;
+    ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, 4);
+    /* outbox entries whose receipts show what the client has read */
+    ketenbus_msg_t *marks[2] = {kb_test_signal("politie", "mark 1"), kb_test_signal("politie", "mark 2")};
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(ketenbus_client_submit(fier, marks[i], NULL, 0), KETENBUS_EPENDING);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    s_drain();
+    s_deliver_tag(1);
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    s_deliver_copies(2, 3);
+    s_barrier(fier, marks[0]);
+    ck_assert_int_eq(s_violations, 0);
+    ck_assert(ketenbus_client_is_connected(fier));
+
+    for (uint64_t tag = 5; tag < 10005; tag += 1000)
+        s_deliver_copies(tag, 1000);
+    s_barrier(fier, marks[1]);
+    ck_assert_int_eq(s_violations, 1);
+    ck_assert_msg(strstr(s_violation, "credit=4 granted=4 delivered=5 dropped=1000"), "%s", s_violation);
+    ck_assert(!ketenbus_client_is_connected(fier));
+
+    /* a new session; what the adapter held comes again and is acknowledged
+     * with the message, under its new tag only */
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    s_deliver_tag(20000);
+    size_t tags = 0;
+    for (int64_t end = kb_mono_ms() + 1500; kb_mono_ms() < end;) {
+        Ketenbus__Frame *f = kb_fake_recv(&s_fake, fier, 100);
+        if (f && f->body_case == KETENBUS__FRAME__BODY_ACK)
+            for (size_t i = 0; i < f->ack->n_tags; i++) {
+                ck_assert_uint_eq(f->ack->tags[i], 20000);
+                tags++;
+            }
+        if (f)
+            ketenbus__frame__free_unpacked(f, NULL);
+    }
+    ck_assert_uint_eq(tags, 1);
+    ck_assert_int_eq(s_violations, 1);
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 100), KETENBUS_ETIMEDOUT);
+    for (int i = 0; i < 2; i++)
+        ketenbus_msg_destroy(&marks[i]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* The session a second HELLO opens gets the credit the client returned
+ * after that HELLO went, on the session of the first: the broker counts
+ * it there. With a credit of 4, the first session's one delivery is
+ * acknowledged and its credit returned; the second session may then take
+ * five deliveries at once, and that is no violation. */
+START_TEST(test_credit_returned_before_a_second_welcome_counts)
+{
+    s_chain.client_log = s_count_violations;
+    ketenbus_client_t *fier = kb_chain_client_credit(&s_chain, "fier", NULL, 4);
+    ketenbus_msg_t *mark = kb_test_signal("politie", "mark");
+    ck_assert_int_eq(ketenbus_client_submit(fier, mark, NULL, 0), KETENBUS_EPENDING);
+    Ketenbus__Frame *h1 = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_HELLO, 5000);
+    ck_assert_ptr_nonnull(h1);
+    Ketenbus__Frame *h2 = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_HELLO, 5000); /* 0.5 s later */
+    ck_assert_ptr_nonnull(h2);
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", h1->request_id), KB_OK);
+    s_deliver_tag(7);
+    ketenbus_msg_t *got = NULL;
+    ck_assert_int_eq(ketenbus_client_recv(fier, &got, 5000), KETENBUS_OK);
+    ck_assert_int_eq(ketenbus_client_ack(fier, got), KETENBUS_OK);
+    ketenbus_msg_destroy(&got);
+    Ketenbus__Frame *cr = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_CREDIT, 5000);
+    ck_assert_ptr_nonnull(cr);
+    ck_assert_uint_eq(cr->credit->credit, 1);
+    ketenbus__frame__free_unpacked(cr, NULL);
+    /* the broker read the second HELLO before that CREDIT: 4 + 1 */
+    ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", h2->request_id), KB_OK);
+    ketenbus__frame__free_unpacked(h1, NULL);
+    ketenbus__frame__free_unpacked(h2, NULL);
+    s_deliver_copies(8, 5);
+    s_barrier(fier, mark);
+    ck_assert_msg(s_violations == 0, "%s", s_violation);
+    ck_assert(ketenbus_client_is_connected(fier));
+    ketenbus_msg_destroy(&mark);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("sdk_ack");
@@ -540,6 +706,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_failed_ack_comes_again);
     tcase_add_test(tc, test_taken_delivery_kept_when_its_record_fails_at_session_end);
     tcase_add_test(tc, test_flush_waits_through_a_failed_poll);
+    tcase_add_test(tc, test_copies_beyond_credit_end_the_session);
+    tcase_add_test(tc, test_credit_returned_before_a_second_welcome_counts);
     suite_add_tcase(s, tc);
     return s;
 }
