@@ -370,7 +370,10 @@ void ketenbus_client_set_handler(ketenbus_client_t *c, ketenbus_handler_fn *fn, 
  * directory; it is not handed out again meanwhile) or KETENBUS_ENOMEM. */
 int ketenbus_client_poll(ketenbus_client_t *c, int timeout_ms);
 
-/* Take the next delivered message, waiting up to timeout_ms. On
+/* Take the next delivered message, waiting up to timeout_ms. With
+ * timeout_ms 0 it does not wait, but reads what has arrived on the
+ * connection (the network work of ketenbus_client_poll(c, 0)) before it
+ * says none is there. On
  * KETENBUS_OK *out is the caller's; acknowledge it with ketenbus_client_ack()
  * once stored. Returns KETENBUS_ETIMEDOUT if none arrived, or an error of
  * ketenbus_client_poll() that ended the wait. Redelivered

@@ -1737,6 +1737,7 @@ int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout
     if (!c || !out)
         return kb_error_set(KB_EINVAL, "recv: NULL argument");
     int64_t deadline = kb_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int polled = 0; /* the connection is read at least once, also with timeout 0 */
     for (;;) {
         int rc = s_inbox_drop_seen(c);
         if (rc != KB_OK)
@@ -1751,9 +1752,10 @@ int ketenbus_client_recv(ketenbus_client_t *c, ketenbus_msg_t **out, int timeout
             return KB_OK;
         }
         int64_t left = deadline - kb_mono_ms();
-        if (left <= 0)
+        if (left <= 0 && polled)
             return kb_error_set(KB_ETIMEDOUT, "recv: nothing arrived within %d ms", timeout_ms);
-        rc = ketenbus_client_poll(c, (int)left);
+        rc = ketenbus_client_poll(c, left > 0 ? (int)left : 0);
+        polled = 1;
         if (rc != KB_OK)
             return rc;
     }

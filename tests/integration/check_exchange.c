@@ -11,11 +11,13 @@
  * handler that keeps messages for a while (they come again on the same
  * connection), a fan-out to more agencies than an envelope may name, one
  * that deny rules narrow (audited), and the bound on what one SUBMIT's
- * fan-outs may stage.
+ * fan-outs may stage; and recv that does not wait still reads the
+ * connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <check.h>
 
@@ -136,6 +138,33 @@ START_TEST(test_signal_referral_update)
     kb_chain_checkpoint(&s_chain, &cp_size, &audit_size);
     ck_assert_uint_eq(cp_size + 1, audit_size);
     ck_assert_int_ge(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_CHECKPOINT, "size="), 1);
+}
+END_TEST
+
+/* recv with timeout 0 waits for nothing, but reads what has arrived on
+ * the connection: an adapter that only ever calls it so, from a loop of
+ * its own, receives what the broker delivers. */
+START_TEST(test_recv_without_waiting_reads_the_connection)
+{
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ketenbus_msg_t *m = kb_test_signal("fier", "taken without waiting");
+    ck_assert_int_eq(ketenbus_client_submit(politie, m, NULL, 5000), KETENBUS_OK);
+    char id[37];
+    snprintf(id, sizeof id, "%s", ketenbus_msg_id(m));
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    int rc = KETENBUS_ETIMEDOUT;
+    for (int64_t end = kb_mono_ms() + 10000; rc == KETENBUS_ETIMEDOUT && kb_mono_ms() < end;) {
+        rc = ketenbus_client_recv(fier, &m, 0);
+        if (rc == KETENBUS_ETIMEDOUT)
+            usleep(10 * 1000); /* the adapter's own loop */
+    }
+    ck_assert_msg(rc == KETENBUS_OK, "recv(0) returned %d: %s", rc, ketenbus_last_error());
+    ck_assert_str_eq(ketenbus_msg_id(m), id);
+    ck_assert_int_eq(ketenbus_client_ack(fier, m), KETENBUS_OK);
+    ketenbus_msg_destroy(&m);
+    ketenbus_client_destroy(&fier);
+    ketenbus_client_destroy(&politie);
 }
 END_TEST
 
@@ -764,6 +793,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_signal_referral_update);
     tcase_add_test(tc, test_offline_recipient);
+    tcase_add_test(tc, test_recv_without_waiting_reads_the_connection);
     tcase_add_test(tc, test_kill9_after_accept);
     tcase_add_test(tc, test_kill9_with_many_in_flight);
     tcase_add_test(tc, test_small_credit_in_order);
