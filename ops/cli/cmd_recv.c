@@ -4,6 +4,13 @@
  * Each message is written to stdout and flushed before it is acknowledged,
  * so a pipeline that stores the lines durably loses nothing: a message whose
  * line was not written is delivered again.
+ *
+ * --timeout 0 takes what waits for the agency now. Only the broker knows
+ * that, and it says so only by delivering it once a session is open: so
+ * recv connects, waits for the session (bounded), and takes deliveries
+ * until none came for a while (the broker hands out what waits as soon as
+ * the session opens, and more as acknowledgements return credit), bounded
+ * too, so that a steady stream does not keep it running.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -12,6 +19,11 @@
 
 #include "cli.h"
 #include "kb_util.h"
+
+#define CLI_NOW_SESSION_MS 10000 /* --timeout 0: how long the broker may take to open the session */
+#define CLI_NOW_QUIET_MS   1000  /* --timeout 0: no new message this long after the last (or the
+                                  * session's start): what waited has been handed out */
+#define CLI_NOW_MAX_MS     10000 /* --timeout 0: stop this long after the session opened in any case */
 
 static void s_usage(FILE *out)
 {
@@ -29,7 +41,9 @@ static void s_usage(FILE *out)
             "with --no-ack ('ketenbus quarantine' lists them).\n"
             "\n"
             "  --count N     stop after N messages (default: until the timeout)\n"
-            "  --timeout S   stop after S seconds (default 10; 0 = only what is there)\n"
+            "  --timeout S   stop after S seconds (default 10). 0: only what waits at the\n"
+            "                broker now: wait up to 10 s for the session, then stop once\n"
+            "                1 s passed without a new message (after 10 s at most)\n"
             "  --no-ack      print without acknowledging (they are delivered again)\n"
             "  --signing-keys DIR  the senders' public keys, SENDER.sign.pub.pem (and\n"
             "                SENDER.previous.sign.pub.pem after a key change), and the\n"
@@ -39,7 +53,8 @@ static void s_usage(FILE *out)
             "%s"
             "\n"
             "Exit status: 0 when --count messages arrived (or, without --count, at the\n"
-            "timeout), 1 error, 2 usage, 4 fewer than --count arrived in time.\n",
+            "timeout), 1 error, 2 usage, 4 fewer than --count arrived in time (with\n"
+            "--timeout 0 also when the broker opened no session within 10 s).\n",
             cli_conn_help);
 }
 
@@ -101,9 +116,28 @@ int cmd_recv(int argc, char **argv)
     if (!client)
         return KB_EXIT_FAIL;
     int64_t deadline = kb_mono_ms() + timeout_ms;
+    int64_t limit = 0; /* --timeout 0: the latest the quiet deadline may move to */
     long got = 0;
     rc = KB_EXIT_OK;
-    while (count < 0 || got < count) {
+    if (timeout_ms == 0) {
+        /* ask the broker: what waits comes once a session is open */
+        int64_t give_up = kb_mono_ms() + CLI_NOW_SESSION_MS;
+        while (rc == KB_EXIT_OK && !ketenbus_client_is_connected(client) && kb_mono_ms() < give_up) {
+            if (ketenbus_client_poll(client, 100) != KETENBUS_OK) {
+                fprintf(stderr, "ketenbus recv: %s\n", ketenbus_last_error());
+                rc = KB_EXIT_FAIL;
+            }
+        }
+        if (rc == KB_EXIT_OK && !ketenbus_client_is_connected(client)) {
+            fprintf(stderr, "ketenbus recv: the broker opened no session within %d s; nothing was received\n",
+                    CLI_NOW_SESSION_MS / 1000);
+            rc = KB_EXIT_PENDING;
+        }
+        int64_t opened = kb_mono_ms();
+        deadline = opened + CLI_NOW_QUIET_MS;
+        limit = opened + CLI_NOW_MAX_MS;
+    }
+    while (rc == KB_EXIT_OK && (count < 0 || got < count)) {
         int64_t left = deadline - kb_mono_ms();
         ketenbus_msg_t *m = NULL;
         int r = ketenbus_client_recv(client, &m, left > 0 ? (int)left : 0);
@@ -131,6 +165,8 @@ int cmd_recv(int argc, char **argv)
         }
         ketenbus_msg_destroy(&m);
         got++;
+        if (limit != 0) /* more may follow as the acknowledgements return credit */
+            deadline = kb_mono_ms() + CLI_NOW_QUIET_MS < limit ? kb_mono_ms() + CLI_NOW_QUIET_MS : limit;
     }
     /* give the acknowledgements a moment to leave before closing */
     if (rc == KB_EXIT_OK)

@@ -139,6 +139,32 @@ END_TEST
 /* `recv` prints only what is proven to be its sender's: without the
  * sender's public key the message is refused, said on stderr, and stays
  * queued; with the key it is printed. */
+/* `recv --timeout 0` takes what waits at the broker now and stops: it
+ * connects and waits for the session (the broker delivers only then),
+ * prints what came, and ends once no more comes. Run again, it finds
+ * nothing; with --count it says that fewer arrived. */
+START_TEST(test_recv_timeout_zero_takes_what_waits)
+{
+    s_file("signal.json", s_signal);
+    ck_assert_int_eq(s_run("politie", "send signal.json"), 0);
+    ck_assert_int_eq(s_run("politie", "send signal.json"), 0);
+    int64_t start = kb_mono_ms();
+    ck_assert_int_eq(s_run("rvdk", "recv --timeout 0"), 0);
+    int lines = 0;
+    for (char *p = s_out; (p = strstr(p, "\"narrative\":\"seen at the station\"")) != NULL; p++)
+        lines++;
+    ck_assert_msg(lines == 2, "want both messages: %s", s_out);
+    ck_assert_msg(kb_mono_ms() - start < 15000, "recv --timeout 0 took %lld ms", (long long)(kb_mono_ms() - start));
+    ck_assert_int_eq(s_run("rvdk", "recv --timeout 0"), 0);
+    ck_assert_msg(s_out[0] == '\0', "acknowledged, yet: %s", s_out);
+    ck_assert_int_eq(s_run("rvdk", "recv --count 1 --timeout 0"), 4);
+    /* no broker: said, and no message */
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(s_run("rvdk", "recv --timeout 0"), 4);
+    ck_assert_msg(strstr(s_out, "opened no session") != NULL, "%s", s_out);
+}
+END_TEST
+
 START_TEST(test_recv_without_sender_key)
 {
     s_file("signal.json", s_signal);
@@ -401,6 +427,7 @@ static Suite *s_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_keygen);
     tcase_add_test(tc, test_send_recv);
+    tcase_add_test(tc, test_recv_timeout_zero_takes_what_waits);
     tcase_add_test(tc, test_recv_without_sender_key);
     tcase_add_test(tc, test_send_takes_no_deliveries);
     tcase_add_test(tc, test_send_help_names_the_fields_printed);
