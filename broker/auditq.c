@@ -578,9 +578,14 @@ json_object *kb_auditq_filter_to_json(const kb_auditq_filter_t *f)
 
 static int s_json_agency(json_object *v, const char *key, char out[KB_AUDITQ_AGENCY_MAX + 1])
 {
+    /* The type first: a JSON null has no string at all. The length is
+     * json-c's, so an escaped NUL inside the id cannot shorten it. */
+    if (!json_object_is_type(v, json_type_string))
+        return kb_error_set(KB_EPROTO, "filter.%s: expected an agency id of at most %u bytes", key,
+                            KB_AUDITQ_AGENCY_MAX);
     const char *t = json_object_get_string(v);
-    size_t n = strlen(t);
-    if (!json_object_is_type(v, json_type_string) || n > KB_AUDITQ_AGENCY_MAX)
+    size_t n = (size_t)json_object_get_string_len(v);
+    if (n > KB_AUDITQ_AGENCY_MAX || memchr(t, '\0', n) != NULL)
         return kb_error_set(KB_EPROTO, "filter.%s: expected an agency id of at most %u bytes", key,
                             KB_AUDITQ_AGENCY_MAX);
     memcpy(out, t, n + 1);
