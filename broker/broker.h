@@ -189,6 +189,7 @@ typedef struct kb_broker {
     kb_refusals_t refused[KB_REFUSED_KINDS]; /* refused connections and frames, by kind */
     char endpoint[256];             /* bound endpoint, after start */
     EVP_PKEY *sign_key;             /* broker's Ed25519 key, signs notices */
+    char curve_pub[KB_Z85_KEY_LEN + 1]; /* broker's CURVE public key (once started) */
     EVP_MD *sha256;                 /* SHA-256, fetched once: a fetch per digest costs more than the digest */
     EVP_MD_CTX *sha_ctx;            /* reused for the payload digest of every accepted envelope */
     kb_session_t *sessions;         /* session table, KB_MAX_SESSIONS slots */

@@ -60,7 +60,6 @@
 #define KB_CONF_MAX_ENUM_BIT  31                     /* kinds and purposes are bits of a uint32_t */
 #define KB_CONF_DATE_LEN      10u                    /* "YYYY-MM-DD" */
 #define KB_CONF_MIN_YEAR      1970                   /* earliest year of a valid_until */
-#define KB_CONF_SIGN_KEY_LEN  32u                    /* a raw Ed25519 public key */
 
 #define S_US_PER_S   1000000LL
 #define S_US_PER_DAY (86400LL * S_US_PER_S)

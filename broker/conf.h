@@ -74,6 +74,7 @@
 #define KB_CONF_MAX_KEYS     16u   /* CURVE keys per agency */
 #define KB_CONF_MAX_GROUPS   1024u
 #define KB_CONF_MAX_PAIRS    (1u << 20) /* sender/recipient pairs summed over all rules */
+#define KB_CONF_SIGN_KEY_LEN 32u     /* a raw Ed25519 public key */
 
 /* Flags of kb_conf_load_ex(). */
 #define KB_CONF_SKIP_KEYS    1u    /* do not read curve_cert and signing_key files */
