@@ -162,8 +162,10 @@ static int s_one(kb_broker_t *b)
         json_tokener *tok = json_tokener_new_ex(8);
         json_object *req = tok ? json_tokener_parse_ex(tok, zmq_msg_data(&body), (int)len) : NULL;
         json_object *cmd = NULL;
+        /* a command with an escaped NUL would compare as its first part */
         if (!json_object_is_type(req, json_type_object) || !json_object_object_get_ex(req, "command", &cmd) ||
-            !json_object_is_type(cmd, json_type_string))
+            !json_object_is_type(cmd, json_type_string) ||
+            strlen(json_object_get_string(cmd)) != (size_t)json_object_get_string_len(cmd))
             reply = s_error("expected {\"command\": \"status\" | \"reload\"}");
         else if (strcmp(json_object_get_string(cmd), "status") == 0)
             reply = s_status(b);
