@@ -236,8 +236,10 @@ int broker_reply_raw(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint8_t
 int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t request_id,
                    const Ketenbus__Receipt *r);
 
-/* checkpoint.c: sign a checkpoint of the audit tree when due (force: now,
- * if anything is new). Never fails traffic: a failure is logged as an
+/* checkpoint.c: sign a checkpoint of the audit tree when due: once records
+ * were logged since the last checkpoint's own CHECKPOINT record, after
+ * checkpoint_interval or checkpoint_records of them (force: now, if
+ * anything is unsigned). Never fails traffic: a failure is logged as an
  * alert and tried again next time. */
 void checkpoint_maybe(kb_broker_t *b, int force);
 /* retention.c: apply the chain file's retention periods to the audit log,

@@ -8,7 +8,11 @@
  * announced by a CHECKPOINT audit record (which is itself the next leaf, so
  * the following checkpoint covers it). Agencies keep checkpoints as
  * witnesses; `ketenbus audit verify` checks every stored one. With each
- * checkpoint the partial leaf tile is stored as well (store.h).
+ * checkpoint the partial leaf tile is stored as well (store.h). Only
+ * records logged since the last checkpoint's own CHECKPOINT record count as
+ * new: a broker with nothing to log signs nothing more (else each
+ * checkpoint's record would call for the next one, every turn with
+ * checkpoint_records 1, and every interval when idle).
  *
  * Checkpointing never stops traffic: a failure is logged at error level
  * (event=checkpoint_failed, for the operators' alerting) and tried again on
@@ -87,13 +91,22 @@ int checkpoint_sign(kb_store_t *s, kb_batch_t *b, kb_merkle_t *tree, const char 
     return rc;
 }
 
+/* Records logged since the last checkpoint, not counting the CHECKPOINT
+ * record that announced it (leaf cp_size, written with the note). */
+static uint64_t s_new_records(const kb_broker_t *b, uint64_t size)
+{
+    uint64_t announced = b->cp_size > 0 ? b->cp_size + 1 : 0;
+    return size > announced ? size - announced : 0;
+}
+
 void checkpoint_maybe(kb_broker_t *b, int force)
 {
     uint64_t size = kb_merkle_size(b->tree);
     if (size <= b->cp_size || kb_batch_size(b->batch) != 0)
         return; /* nothing new (a checkpoint never goes back), or changes of this turn not committed yet */
     int64_t now = kb_mono_ms();
-    if (!force && size - b->cp_size < b->conf->checkpoint_records && now < b->cp_next_ms)
+    uint64_t fresh = s_new_records(b, size);
+    if (!force && (fresh == 0 || (fresh < b->conf->checkpoint_records && now < b->cp_next_ms)))
         return;
     /* the checkpoint is written here, after every batch handed over */
     if (broker_settle(b) != KB_OK || kb_batch_size(b->batch) != 0)

@@ -21,6 +21,7 @@
  *     session_timeout: 10s             # no frame from an adapter for this long: session ends
  *     checkpoint_interval: 60s         # sign an audit checkpoint at least this often...
  *     checkpoint_records: 100000       # ...or after this many new audit records
+ *                                      # (either: only once records were logged since the last)
  *     verify_signatures: true          # false only for benchmarks: senders are then
  *                                      # authenticated by their CURVE key alone
  *     retention:                       # optional: audit records older than this lose their

@@ -11,6 +11,8 @@
  *     consistency and inclusion proofs show the log extends it; the note's
  *     signature checks with plain `openssl pkeyutl -verify`;
  *   - pruning through the admin socket and offline keeps the log verifiable;
+ *   - with checkpoint_records 1, what is logged is signed at once, and a
+ *     broker with nothing more to log signs nothing more;
  *   - malformed audit requests on the admin socket are refused, one by one;
  *   - tampering with a copy of a stopped broker's data directory through
  *     LevelDB's C API (a changed byte, a deleted record, swapped records, a
@@ -826,6 +828,50 @@ START_TEST(test_broker_refuses_a_log_shorter_than_its_checkpoint)
 }
 END_TEST
 
+/* Poll the broker's log until it holds more than n checkpoint lines or
+ * timeout_ms passes; the count then. */
+static int s_checkpoints_past(int n, int timeout_ms)
+{
+    int64_t deadline = kb_mono_ms() + timeout_ms;
+    int got = kb_chain_log_count(&s_chain, "event=checkpoint ");
+    while (got <= n && kb_mono_ms() < deadline) {
+        usleep(20 * 1000);
+        got = kb_chain_log_count(&s_chain, "event=checkpoint ");
+    }
+    return got;
+}
+
+/* With checkpoint_records 1 a checkpoint follows every record logged, but
+ * not its own CHECKPOINT record: a broker with nothing to log signs
+ * nothing more, however many turns its loop makes. */
+START_TEST(test_idle_broker_signs_no_more_checkpoints)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 5, s_rules, "  checkpoint_records: 1\n");
+    kb_chain_start(&s_chain);
+    /* the start's rules_loaded record is signed at once */
+    int signed_at_start = s_checkpoints_past(0, 5000);
+    ck_assert_int_ge(signed_at_start, 1);
+    /* each admin request is answered in a turn of the loop */
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(s_cli("status --data data") == 0, "%s", s_out);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=checkpoint "), signed_at_start);
+    /* records logged are signed at once, and then nothing more: the
+     * receipt leaves in the turn that signs them, so the status answered
+     * after it finds them signed */
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    ck_assert_int_eq(s_send(politie, kb_test_signal("fier", "seen at the station"), NULL), 1);
+    ck_assert_msg(s_cli("status --data data") == 0, "%s", s_out);
+    int after_send = kb_chain_log_count(&s_chain, "event=checkpoint ");
+    ck_assert_int_gt(after_send, signed_at_start);
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(s_cli("status --data data") == 0, "%s", s_out);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=checkpoint "), after_send);
+    ketenbus_client_destroy(&politie);
+}
+END_TEST
+
 
 /* ------------------------------------------------------------ logs made in the store */
 
@@ -1613,6 +1659,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_prune_then_verify);
     tcase_add_test(tc, test_admin_requests_are_checked);
     tcase_add_test(tc, test_broker_refuses_a_log_shorter_than_its_checkpoint);
+    tcase_add_test(tc, test_idle_broker_signs_no_more_checkpoints);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("tamper");
