@@ -153,7 +153,7 @@ $(BUILD)/tests/%: tests/integration/%.c $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -Iops/cli -o $@ $< $(TEST_HELP) $(BUILD)/libkbcli.a $(BUILD)/libkbinternal.a $(ALL_LDFLAGS) $(PC_LIBS) $(CHECK_LIBS)
 
-# disk faults that some integration tests preload into the broker
+# disk faults that some tests preload into the broker or into themselves
 # (tests/support/faults/kb_faults.c); built without sanitizers
 FAULTS_SO := $(BUILD)/tests/libkbfaults.so
 $(FAULTS_SO): tests/support/faults/kb_faults.c
@@ -185,7 +185,7 @@ $(BUILD)/ketenbus.pc: Makefile
 test: all $(UNIT_BIN) $(INTEG_BIN) $(FAULTS_SO)
 	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN) $(INTEG_BIN)
 
-unit: all $(UNIT_BIN)
+unit: all $(UNIT_BIN) $(FAULTS_SO)
 	@KB_BUILD=$(abspath $(BUILD)) tests/run-tests.sh $(UNIT_BIN)
 
 integration: all $(INTEG_BIN) $(FAULTS_SO)

@@ -52,6 +52,7 @@
 #define KB_RECEIPT_JOIN_LOOKBACK 32u   /* queued replies searched for the peer's open RECEIPT */
 #define KB_DELIVER_FRAMES_MAX 8u   /* DELIVER frames per session per turn */
 #define KB_EXPIRY_PERIOD_MS 1000   /* how often queues are checked for expiry */
+#define KB_CHECKPOINT_RETRY_MS 1000 /* a failed checkpoint is tried again this soon, not an interval later */
 #define KB_CLOCK_SKEW_US    (300LL * 1000000) /* created_us may be this far ahead */
 #define KB_REFUSED_WINDOW_MS 60000 /* refused connections are recorded one by one ... */
 #define KB_REFUSED_PER_WINDOW 60u  /* ... up to this many per window and kind, the rest counted */
@@ -180,6 +181,7 @@ typedef struct kb_broker {
     uint64_t cp_size;               /* tree size of the last signed checkpoint */
     int cp_origin_ok;               /* 1 once the stored checkpoints are known to be under this broker id */
     int64_t cp_next_ms;             /* when the next checkpoint is due at the latest */
+    int64_t cp_retry_ms;            /* after a failed checkpoint: no new try before this (unless forced) */
     int64_t retention_next_ms;      /* when the next retention pass starts */
     int retention_kind;             /* the kind the pass is at (KB_CONF_RETENTION_KINDS: done) */
     void *zctx;                     /* ZeroMQ context */
@@ -240,7 +242,7 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
  * were logged since the last checkpoint's own CHECKPOINT record, after
  * checkpoint_interval or checkpoint_records of them (force: now, if
  * anything is unsigned). Never fails traffic: a failure is logged as an
- * alert and tried again next time. */
+ * alert and tried again KB_CHECKPOINT_RETRY_MS later. */
 void checkpoint_maybe(kb_broker_t *b, int force);
 /* retention.c: apply the chain file's retention periods to the audit log,
  * a chunk per turn (never fails traffic: failures are logged and tried

@@ -15,8 +15,10 @@
  * checkpoint_records 1, and every interval when idle).
  *
  * Checkpointing never stops traffic: a failure is logged at error level
- * (event=checkpoint_failed, for the operators' alerting) and tried again on
- * the next turn.
+ * (event=checkpoint_failed, for the operators' alerting) and tried again
+ * KB_CHECKPOINT_RETRY_MS later (not a whole checkpoint_interval, which may
+ * be a day, nor on every turn, which would reopen the store each time);
+ * a forced checkpoint (a prune, the stop) does not wait for that.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +108,8 @@ void checkpoint_maybe(kb_broker_t *b, int force)
         return; /* nothing new (a checkpoint never goes back), or changes of this turn not committed yet */
     int64_t now = kb_mono_ms();
     uint64_t fresh = s_new_records(b, size);
-    if (!force && (fresh == 0 || (fresh < b->conf->checkpoint_records && now < b->cp_next_ms)))
+    if (!force && (fresh == 0 || now < b->cp_retry_ms ||
+                   (fresh < b->conf->checkpoint_records && now < b->cp_next_ms)))
         return;
     /* the checkpoint is written here, after every batch handed over */
     if (broker_settle(b) != KB_OK || kb_batch_size(b->batch) != 0)
@@ -114,13 +117,18 @@ void checkpoint_maybe(kb_broker_t *b, int force)
     int rc = checkpoint_sign(b->store, b->batch, b->tree, b->conf->broker_id, b->sign_key, NULL);
     if (rc == KB_OK)
         rc = kb_store_commit(b->store, b->batch, 1);
-    b->cp_next_ms = now + b->conf->checkpoint_interval_us / 1000;
     if (rc != KB_OK) {
-        kb_log(KB_LOG_ERROR, "checkpoint_failed", "size=%llu detail=\"%s\"", (unsigned long long)size,
-               kb_last_error());
+        /* still due: soon again, whatever made it due */
+        b->cp_retry_ms = now + KB_CHECKPOINT_RETRY_MS;
+        if (b->cp_next_ms > b->cp_retry_ms)
+            b->cp_next_ms = b->cp_retry_ms;
+        kb_log(KB_LOG_ERROR, "checkpoint_failed", "size=%llu retry_in_ms=%d detail=\"%s\"",
+               (unsigned long long)size, KB_CHECKPOINT_RETRY_MS, kb_last_error());
         broker_resync(b);
         return;
     }
     kb_log(KB_LOG_INFO, "checkpoint", "size=%llu origin=ketenbus/%s", (unsigned long long)size, b->conf->broker_id);
     b->cp_size = size;
+    b->cp_retry_ms = 0;
+    b->cp_next_ms = now + b->conf->checkpoint_interval_us / 1000;
 }
