@@ -132,25 +132,54 @@ static void s_replies_clear(kb_replies_t *r)
 
 _Static_assert(KB_IDSET_MAX == KB_DRAIN_MAX * KB_MAX_BATCH, "an id set holds what one turn can accept");
 
+/* A write of the stop failed: what it held is lost (adapters send again
+ * what was not confirmed to them, but the audit records are gone). Logged
+ * at error level naming what was lost; the error makes the exit status 1. */
+static int s_stop_lost(const char *what)
+{
+    char detail[KB_ERROR_MAX];
+    snprintf(detail, sizeof detail, "%s", kb_last_error());
+    kb_log(KB_LOG_ERROR, "stop_write_failed", "lost=\"%s\" detail=\"%s\"", what, detail);
+    return kb_error_set(KB_EIO, "the stop could not write %s: %s", what, detail);
+}
+
+int kb_broker_finish(kb_broker_t *b)
+{
+    if (b->finished)
+        return KB_OK;
+    b->finished = 1;
+    if (b->commit && b->tree && b->batch)
+        broker_settle(b); /* what is in flight is written, and answered */
+    kb_commit_destroy(&b->commit);
+    if (!b->sessions || !b->store || !b->batch || !b->tree)
+        return KB_OK;
+    size_t ended = b->n_sessions;
+    for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
+        session_close(b, &b->sessions[i], "broker stopping");
+    char what[160];
+    /* no checkpoint over records that may not be on disk */
+    if (kb_store_commit(b->store, b->batch, 1) != KB_OK) {
+        snprintf(what, sizeof what, "the DISCONNECTED records of the %zu session%s it ended and the final checkpoint",
+                 ended, ended == 1 ? "" : "s");
+        return s_stop_lost(what);
+    }
+    if (!b->sign_key || !b->cp_origin_ok) /* never under another broker's origin */
+        return KB_OK;
+    if (checkpoint_maybe(b, 1) != KB_OK) {
+        uint64_t n = kb_merkle_size(b->tree);
+        snprintf(what, sizeof what, "the final checkpoint (over %llu audit record%s)", (unsigned long long)n,
+                 n == 1 ? "" : "s");
+        return s_stop_lost(what);
+    }
+    return KB_OK;
+}
+
 void kb_broker_destroy(kb_broker_t **p)
 {
     if (!p || !*p)
         return;
     kb_broker_t *b = *p;
-    if (b->commit && b->tree && b->batch)
-        broker_settle(b); /* what is in flight is written, and answered */
-    kb_commit_destroy(&b->commit);
-    if (b->sessions && b->store && b->batch) {
-        if (b->tree) {
-            for (size_t i = 0; i < KB_MAX_SESSIONS; i++)
-                session_close(b, &b->sessions[i], "broker stopping");
-            /* no checkpoint over records that may not be on disk */
-            if (kb_store_commit(b->store, b->batch, 1) != KB_OK)
-                kb_log(KB_LOG_ERROR, "commit_failed", "detail=\"%s\"", kb_last_error());
-            else if (b->sign_key && b->cp_origin_ok) /* never under another broker's origin */
-                checkpoint_maybe(b, 1);
-        }
-    }
+    kb_broker_finish(b); /* unless done: a failure is logged */
     kb_merkle_destroy(&b->tree);
     if (b->router)
         zmq_close(b->router);
@@ -1289,9 +1318,11 @@ int kb_broker_run(kb_broker_t *b, kb_signals_t *sig)
     }
     zap_refusals_flush(b, 1);
     /* what was staged while the last batch was written goes out too */
-    broker_write_staged(b);
+    int rc = broker_write_staged(b);
     kb_log(KB_LOG_INFO, "stopping", "accepted=%llu rejected=%llu delivered=%llu",
            (unsigned long long)b->stat_accepted, (unsigned long long)b->stat_rejected,
            (unsigned long long)b->stat_delivered);
+    if (rc != KB_OK)
+        return s_stop_lost("the audit records it staged");
     return KB_OK;
 }

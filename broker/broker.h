@@ -182,6 +182,7 @@ typedef struct kb_broker {
     int cp_origin_ok;               /* 1 once the stored checkpoints are known to be under this broker id */
     int64_t cp_next_ms;             /* when the next checkpoint is due at the latest */
     int64_t cp_retry_ms;            /* after a failed checkpoint: no new try before this (unless forced) */
+    int finished;                   /* 1 once kb_broker_finish() ran: nothing more is written */
     int64_t retention_next_ms;      /* when the next retention pass starts */
     int retention_kind;             /* the kind the pass is at (KB_CONF_RETENTION_KINDS: done) */
     void *zctx;                     /* ZeroMQ context */
@@ -214,9 +215,20 @@ typedef struct kb_broker {
 
 /* broker.c */
 kb_broker_t *kb_broker_new(const char *conf_path);
+/* Writes what kb_broker_finish() writes, unless it was called (a failure
+ * is then only logged), and frees everything. */
 void kb_broker_destroy(kb_broker_t **p);
 int kb_broker_start(kb_broker_t *b);
+/* Serve until sig->stop, then write what was staged. KB_OK; KB_EIO when
+ * that last write failed (logged as stop_write_failed: its audit records
+ * are lost); other errors of the loop. */
 int kb_broker_run(kb_broker_t *b, kb_signals_t *sig);
+/* The last writes of a stop: waits for the batch in flight, ends every
+ * session (a DISCONNECTED record each), writes them and signs a final
+ * checkpoint. KB_OK; KB_EIO when a write failed, with kb_last_error()
+ * naming what was not written (also logged at error level as
+ * stop_write_failed). Writes nothing when called again. */
+int kb_broker_finish(kb_broker_t *b);
 /* Load the configuration file again and put it in force for messages
  * submitted from now on, and for those queued as they are delivered
  * (deliver.c). A file that does not load is refused and the old
@@ -242,8 +254,9 @@ int broker_receipt(kb_broker_t *b, const uint8_t *rid, size_t rid_len, uint64_t 
  * were logged since the last checkpoint's own CHECKPOINT record, after
  * checkpoint_interval or checkpoint_records of them (force: now, if
  * anything is unsigned). Never fails traffic: a failure is logged as an
- * alert and tried again KB_CHECKPOINT_RETRY_MS later. */
-void checkpoint_maybe(kb_broker_t *b, int force);
+ * alert and tried again KB_CHECKPOINT_RETRY_MS later. KB_OK when signed
+ * or not due; the error of a checkpoint that failed (kb_last_error()). */
+int checkpoint_maybe(kb_broker_t *b, int force);
 /* retention.c: apply the chain file's retention periods to the audit log,
  * a chunk per turn (never fails traffic: failures are logged and tried
  * again later); retention_describe logs the periods in force. */

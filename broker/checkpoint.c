@@ -101,19 +101,19 @@ static uint64_t s_new_records(const kb_broker_t *b, uint64_t size)
     return size > announced ? size - announced : 0;
 }
 
-void checkpoint_maybe(kb_broker_t *b, int force)
+int checkpoint_maybe(kb_broker_t *b, int force)
 {
     uint64_t size = kb_merkle_size(b->tree);
     if (size <= b->cp_size || kb_batch_size(b->batch) != 0)
-        return; /* nothing new (a checkpoint never goes back), or changes of this turn not committed yet */
+        return KB_OK; /* nothing new (a checkpoint never goes back), or changes of this turn not committed yet */
     int64_t now = kb_mono_ms();
     uint64_t fresh = s_new_records(b, size);
     if (!force && (fresh == 0 || now < b->cp_retry_ms ||
                    (fresh < b->conf->checkpoint_records && now < b->cp_next_ms)))
-        return;
+        return KB_OK;
     /* the checkpoint is written here, after every batch handed over */
     if (broker_settle(b) != KB_OK || kb_batch_size(b->batch) != 0)
-        return;
+        return KB_OK; /* the failed batch is reported as such; this is tried on a later turn */
     int rc = checkpoint_sign(b->store, b->batch, b->tree, b->conf->broker_id, b->sign_key, NULL);
     if (rc == KB_OK)
         rc = kb_store_commit(b->store, b->batch, 1);
@@ -122,13 +122,16 @@ void checkpoint_maybe(kb_broker_t *b, int force)
         b->cp_retry_ms = now + KB_CHECKPOINT_RETRY_MS;
         if (b->cp_next_ms > b->cp_retry_ms)
             b->cp_next_ms = b->cp_retry_ms;
+        char detail[KB_ERROR_MAX];
+        snprintf(detail, sizeof detail, "%s", kb_last_error());
         kb_log(KB_LOG_ERROR, "checkpoint_failed", "size=%llu retry_in_ms=%d detail=\"%s\"",
-               (unsigned long long)size, KB_CHECKPOINT_RETRY_MS, kb_last_error());
+               (unsigned long long)size, KB_CHECKPOINT_RETRY_MS, detail);
         broker_resync(b);
-        return;
+        return kb_error_set(rc, "checkpoint at size %llu: %s", (unsigned long long)size, detail);
     }
     kb_log(KB_LOG_INFO, "checkpoint", "size=%llu origin=ketenbus/%s", (unsigned long long)size, b->conf->broker_id);
     b->cp_size = size;
     b->cp_retry_ms = 0;
     b->cp_next_ms = now + b->conf->checkpoint_interval_us / 1000;
+    return KB_OK;
 }

@@ -4,7 +4,8 @@
  *   ketenbusd --config chain.yaml [--ready-file PATH] [--log-level LEVEL]
  *
  * Loads the chain configuration, opens the store, binds the CURVE ROUTER and
- * serves until SIGTERM or SIGINT, then closes sessions, commits and exits 0.
+ * serves until SIGTERM or SIGINT, then closes sessions, commits, signs a
+ * final checkpoint and exits 0 (1 when one of those last writes failed).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -58,7 +59,9 @@ static void s_usage(FILE *out)
             "creates every file with umask 077. Who asked for a reload or an audit prune is\n"
             "audited as the kernel names the connecting process (user, uid, pid). SIGTERM or\n"
             "SIGINT stops the broker cleanly. Exit status: 0 after a clean stop, 1 on a\n"
-            "startup or fatal error (the message names what was wrong), 2 on bad usage.\n");
+            "startup or fatal error, or when the stop could not write its last audit\n"
+            "records or final checkpoint (the message names what was wrong, or lost), 2 on\n"
+            "bad usage.\n");
 }
 
 int main(int argc, char **argv)
@@ -125,6 +128,11 @@ int main(int argc, char **argv)
         rc = kb_broker_run(b, &s_sig);
     if (rc != KB_OK)
         fprintf(stderr, "ketenbusd: %s\n", kb_last_error());
+    /* a stop that loses audit records is no clean stop */
+    if (kb_broker_finish(b) != KB_OK) {
+        fprintf(stderr, "ketenbusd: %s\n", kb_last_error());
+        rc = KB_EIO;
+    }
     kb_broker_destroy(&b);
     return rc == KB_OK ? 0 : 1;
 }

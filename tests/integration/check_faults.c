@@ -6,6 +6,8 @@
  * slow, when a test switches the fault on. Whatever fails, no sender is
  * told ACCEPTED for a message the store does not hold, and every message
  * the adapters submitted reaches its recipient once the disk works again.
+ * A stop whose last writes fail (the sessions' DISCONNECTED records, the
+ * final checkpoint) says what was lost and exits with status 1.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +224,47 @@ START_TEST(test_disk_stays_full_broker_exits)
 }
 END_TEST
 
+/* What the stop writes, and which of its writes fails. */
+typedef struct {
+    const char *fails;   /* text of the write that fails */
+    int session;         /* 1: an adapter is connected at the stop */
+    const char *lost;    /* what the broker then says it lost */
+} s_stop_row_t;
+
+static const s_stop_row_t s_stop_rows[] = {
+    /* the DISCONNECTED record of the session the stop ends */
+    {"broker stopping", 1, "the DISCONNECTED records of the 1 session it ended and the final checkpoint"},
+    /* the CHECKPOINT record of the final checkpoint */
+    {"root=", 0, "the final checkpoint (over 1 audit record)"},
+};
+
+/* The disk fills up as the broker stops: its last writes fail, and with
+ * them audit records or the final checkpoint. That is no clean stop: the
+ * broker names what it lost and exits with status 1. Started again, it
+ * opens the store and stops cleanly. */
+START_TEST(test_failed_write_at_stop_exits_1)
+{
+    const s_stop_row_t *row = &s_stop_rows[_i];
+    ketenbus_client_t *pol = NULL;
+    if (row->session) {
+        pol = kb_chain_client_credit(&s_chain, "politie", "", 0);
+        ketenbus_receipt_t r;
+        ketenbus_msg_t *m = kb_test_signal("fier", "before the stop");
+        ck_assert_msg(ketenbus_client_submit(pol, m, &r, 5000) == KETENBUS_OK, "%s", ketenbus_last_error());
+        ketenbus_msg_destroy(&m);
+    }
+    kb_chain_fault_text(&s_chain, "log-write-enospc", row->fails);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 1);
+    ketenbus_client_destroy(&pol);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=stop_write_failed"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, row->lost), 2); /* the log line and the exit message */
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "ketenbusd: the stop could not write"), 1);
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "No space left on device"), 1);
+    kb_chain_start(&s_chain);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+}
+END_TEST
+
 static Suite *s_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -231,6 +274,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_prune_on_full_disk_confirms_nothing_unwritten);
     tcase_add_test(tc, test_failed_commit_leaves_a_store_that_opens_again);
     tcase_add_test(tc, test_disk_stays_full_broker_exits);
+    tcase_add_loop_test(tc, test_failed_write_at_stop_exits_1, 0, (int)(sizeof s_stop_rows / sizeof s_stop_rows[0]));
     suite_add_tcase(s, tc);
     return s;
 }
