@@ -12,7 +12,9 @@
  *   audit_info                          size, pruned end (every kind, and per kind: pruned_kinds,
  *                                       indexed by kind), broker id, latest checkpoint
  *   audit_query {filter, from, limit}   {records: [{index, bytes}], next, done}
- *   audit_records {from, count}         {records: [{index, bytes}], next, done}
+ *   audit_records {from, count, end?}   {records: [{index, bytes}], size, next, done}
+ *                                       (end: none at or past it, so that a reader's pass keeps
+ *                                       to the records there were when it began)
  *   audit_leaves {from, count}          {hashes: base64 of n*32 bytes, n}
  *   audit_checkpoints {from, limit}     {checkpoints: [{size, note}], next, done}
  *   audit_proof {index, size}           {leaf: hex, proof: [hex]}
@@ -193,19 +195,21 @@ static int s_raw_fn(uint64_t index, const uint8_t *val, size_t len, void *arg)
 
 static json_object *s_records(kb_broker_t *b, json_object *req)
 {
-    uint64_t from = 0, count = 0;
+    uint64_t from = 0, count = 0, end = 0;
     if (s_uint(req, "from", 0, INT64_MAX, &from) != 0 ||
-        s_uint(req, "count", KB_ADMIN_RECORDS_MAX, KB_ADMIN_RECORDS_MAX, &count) != 0 || count == 0)
-        return s_fail("audit_records: from and count (1..%u) must be integers", KB_ADMIN_RECORDS_MAX);
+        s_uint(req, "count", KB_ADMIN_RECORDS_MAX, KB_ADMIN_RECORDS_MAX, &count) != 0 || count == 0 ||
+        s_uint(req, "end", UINT64_MAX, INT64_MAX, &end) != 0)
+        return s_fail("audit_records: from, count (1..%u) and end must be integers", KB_ADMIN_RECORDS_MAX);
     uint64_t size = kb_store_audit_size(b->store);
+    uint64_t stop = end < size ? end : size;
     s_list_t l = {json_object_new_array()};
-    int rc = kb_store_audit_scan(b->store, from, size, (size_t)count, s_raw_fn, &l);
+    int rc = kb_store_audit_scan(b->store, from, stop, (size_t)count, s_raw_fn, &l);
     if (rc != KB_OK) {
         json_object_put(l.list);
         return s_fail_read(rc, "audit_records");
     }
     size_t n = json_object_array_length(l.list);
-    uint64_t next = size;
+    uint64_t next = stop;
     if (n == count) {
         json_object *last = json_object_array_get_idx(l.list, n - 1), *ix = NULL;
         json_object_object_get_ex(last, "index", &ix);
@@ -215,7 +219,7 @@ static json_object *s_records(kb_broker_t *b, json_object *req)
     json_object_object_add(o, "records", l.list);
     s_add_u64(o, "size", size);
     s_add_u64(o, "next", next);
-    json_object_object_add(o, "done", json_object_new_boolean(next >= size));
+    json_object_object_add(o, "done", json_object_new_boolean(next >= stop));
     return o;
 }
 

@@ -167,8 +167,9 @@ static void s_add_u64(json_object *o, const char *key, uint64_t v)
     json_object_object_add(o, key, json_object_new_int64((int64_t)v));
 }
 
-/* Hand the [{index, bytes}] of ans to fn. */
-static int s_each_record(json_object *ans, kb_asrc_record_fn *fn, void *arg)
+/* Hand the [{index, bytes}] of ans below end to fn (a broker that knows
+ * no end answers past it). */
+static int s_each_record(json_object *ans, uint64_t end, kb_asrc_record_fn *fn, void *arg)
 {
     json_object *list = NULL;
     if (!json_object_object_get_ex(ans, "records", &list) || !json_object_is_type(list, json_type_array))
@@ -179,6 +180,8 @@ static int s_each_record(json_object *ans, kb_asrc_record_fn *fn, void *arg)
         if (s_get_u64(r, "index", &index) != KB_OK || !json_object_object_get_ex(r, "bytes", &b) ||
             !json_object_is_type(b, json_type_string))
             return kb_error_set(KB_EPROTO, "malformed record in the answer");
+        if (index >= end)
+            break;
         uint8_t *raw;
         size_t len;
         int rc = s_b64_decode(json_object_get_string(b), &raw, &len);
@@ -409,7 +412,7 @@ int kb_asrc_query(kb_asrc_t *a, const kb_auditq_filter_t *f, uint64_t from, size
         rc = kb_error_set(KB_EPROTO, "the broker's page goes backwards");
     *done = s_get_bool(ans, "done");
     if (rc == KB_OK)
-        rc = s_each_record(ans, fn, arg);
+        rc = s_each_record(ans, KB_ASRC_END, fn, arg);
     json_object_put(ans);
     return rc;
 }
@@ -429,12 +432,14 @@ static int s_raw_fn(uint64_t index, const uint8_t *val, size_t len, void *arg)
     return r->stopped;
 }
 
-int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn *fn, void *arg, uint64_t *next,
-                    int *done)
+int kb_asrc_records(kb_asrc_t *a, uint64_t from, uint64_t end, size_t count, kb_asrc_record_fn *fn, void *arg,
+                    uint64_t *next, int *done)
 {
     if (a->offline) {
         s_raw_t r = {fn, arg, from, 0};
         uint64_t size = kb_store_audit_size(a->store);
+        if (size > end)
+            size = end;
         int rc = kb_store_audit_scan(a->store, from, size, count, s_raw_fn, &r);
         if (rc != KB_OK)
             return rc;
@@ -448,6 +453,8 @@ int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn
     json_object *req = s_request("audit_records");
     s_add_u64(req, "from", from);
     s_add_u64(req, "count", count);
+    if (end != KB_ASRC_END)
+        s_add_u64(req, "end", end);
     json_object *ans = s_call(a, req);
     if (!ans)
         return a->call_rc;
@@ -455,8 +462,12 @@ int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn
     if (rc == KB_OK && *next < from)
         rc = kb_error_set(KB_EPROTO, "the broker's page goes backwards");
     *done = s_get_bool(ans, "done");
+    if (rc == KB_OK && *next >= end) {
+        *next = end;
+        *done = 1;
+    }
     if (rc == KB_OK)
-        rc = s_each_record(ans, fn, arg);
+        rc = s_each_record(ans, end, fn, arg);
     json_object_put(ans);
     return rc;
 }

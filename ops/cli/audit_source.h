@@ -26,6 +26,7 @@
 #include "store.h"
 
 #define KB_ASRC_ID_MAX 64u /* broker id bytes */
+#define KB_ASRC_END UINT64_MAX /* the end of kb_asrc_records(): wherever the log ends */
 
 typedef struct kb_asrc kb_asrc_t;
 
@@ -72,11 +73,13 @@ typedef int (kb_asrc_record_fn)(uint64_t index, const uint8_t *raw, size_t len, 
 int kb_asrc_query(kb_asrc_t *a, const kb_auditq_filter_t *f, uint64_t from, size_t limit, kb_asrc_record_fn *fn,
                   void *arg, uint64_t *next, int *done);
 
-/* Stored values of records [from, ...), at most count, in index order
- * (gaps show as jumps); *next and *done (no stored record at or after
- * next). */
-int kb_asrc_records(kb_asrc_t *a, uint64_t from, size_t count, kb_asrc_record_fn *fn, void *arg, uint64_t *next,
-                    int *done);
+/* Stored values of records [from, end) (end KB_ASRC_END: to the end of
+ * the log), at most count, in index order (gaps show as jumps); *next and
+ * *done (no stored record at or after next, below end). A running broker
+ * goes on logging: end keeps a pass to the records there were when it
+ * began (audit verify). */
+int kb_asrc_records(kb_asrc_t *a, uint64_t from, uint64_t end, size_t count, kb_asrc_record_fn *fn, void *arg,
+                    uint64_t *next, int *done);
 
 /* Whether rc, from one of the reads below, means that the stored log
  * could not be read or decoded (a damaged block, a malformed value, a

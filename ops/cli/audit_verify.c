@@ -6,6 +6,17 @@
  * broker stored in its tiles. At each signed size both roots are compared
  * with the signature's root. Findings are collected as failures with the
  * index they concern; the outcome names the lowest.
+ *
+ * A running broker goes on logging, signing and pruning while the pass
+ * reads. The notes are read after the log's size, and the pass reads no
+ * further than that size or the largest verified note, whichever is
+ * larger: every CHECKPOINT record it meets was written with its note,
+ * before the notes were read, so a checkpoint signed meanwhile is never
+ * taken for a deleted one; and no note is left out, so a log cut short
+ * below a signed size still fails. A prune meanwhile can turn records the
+ * pass has yet to read into tombstones whose PRUNED record lies past its
+ * end; a run that failed while the pruned ends moved is done again, over
+ * the pruned log (at most S_RUNS times).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -25,6 +36,7 @@
 #define S_PROGRESS   1000000u  /* records between progress lines */
 #define S_NO_INDEX   UINT64_MAX
 #define S_ARENA      65536u    /* bytes for decoding one record without malloc */
+#define S_RUNS       3         /* runs, when the broker prunes during them */
 
 /* One checkpoint note, stored or kept. */
 typedef struct {
@@ -41,6 +53,8 @@ typedef struct {
     EVP_PKEY *pub;                 /* the broker's public key */
     const char *want_origin;       /* expected origin, or NULL */
     kb_verify_result_t *out;       /* the outcome */
+    uint64_t end;                  /* the pass reads records below this: the log's size when the run began,
+                                    * or the largest verified note's, if larger */
     s_cp_t *cps;                   /* checkpoints */
     size_t n_cps;                  /* their number */
     size_t cap_cps;                /* allocated */
@@ -530,10 +544,13 @@ static void s_conclude(s_verify_t *v, uint64_t size)
     }
 }
 
-int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_verify_kept_t *kept, size_t n_kept,
-                    FILE *progress, kb_verify_result_t *out)
+/* One run of kb_audit_verify; *info gets the log as the run found it
+ * (the caller clears it, also on failure). */
+static int s_run(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_verify_kept_t *kept, size_t n_kept,
+                 FILE *progress, kb_verify_result_t *out, kb_asrc_info_t *info)
 {
     memset(out, 0, sizeof *out);
+    memset(info, 0, sizeof *info);
     out->ok = 1;
     s_verify_t *v = calloc(1, sizeof *v);
     if (!v)
@@ -555,10 +572,9 @@ int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_
     v->alloc.free = s_arena_free;
     v->alloc.allocator_data = v;
     v->pruned = kb_pruned_check_new();
-    kb_asrc_info_t info;
     int rc = v->acc && v->acc_stored && v->stored && v->arena && v->pruned ? KB_OK : kb_error_set(KB_ENOMEM, "out of memory");
     if (rc == KB_OK)
-        rc = kb_asrc_info(src, &info);
+        rc = kb_asrc_info(src, info);
     if (rc != KB_OK)
         goto done;
     /* 1. the notes */
@@ -570,7 +586,13 @@ int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_
     if (rc == KB_OK)
         rc = v->rc;
     if (rc != KB_OK)
-        goto info_done;
+        goto done;
+    /* what the notes read cover: the records of the log's size then, and
+     * those under a checkpoint signed since (none may be missing) */
+    v->end = info->size;
+    for (size_t i = 0; i < v->n_cps; i++)
+        if (v->cps[i].valid && v->cps[i].size > v->end)
+            v->end = v->cps[i].size;
     if (v->n_cps > 1)
         qsort(v->cps, v->n_cps, sizeof *v->cps, s_cmp_cp);
     for (size_t i = 1; i < v->n_cps; i++)
@@ -589,7 +611,7 @@ int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_
             rc = kb_asrc_leaves(src, from, S_PAGE, v->stored, &v->n_stored);
         uint64_t next = from;
         if (rc == KB_OK)
-            rc = kb_asrc_records(src, from, S_PAGE, s_record, v, &next, &done_all);
+            rc = kb_asrc_records(src, from, v->end, S_PAGE, s_record, v, &next, &done_all);
         if (rc == KB_OK)
             rc = v->rc;
         if (rc != KB_OK && v->rc == KB_OK && kb_asrc_is_damage(rc)) {
@@ -607,14 +629,12 @@ int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_
         from = next;
     }
     if (rc != KB_OK)
-        goto info_done;
+        goto done;
     /* 4. conclusions */
-    s_conclude(v, info.size);
+    s_conclude(v, info->size);
     for (size_t i = 0; i < v->n_cps; i++)
         if (v->cps[i].kept && v->cps[i].valid && v->cps[i].matched)
             out->kept_ok++;
-info_done:
-    kb_asrc_info_clear(&info);
 done:
     kb_merkle_acc_destroy(&v->acc);
     kb_merkle_acc_destroy(&v->acc_stored);
@@ -625,6 +645,34 @@ done:
     free(v->signed_at);
     free(v);
     return rc;
+}
+
+/* Whether the pruned ends of the log differ from those of before. */
+static int s_pruned_moved(kb_asrc_t *src, const kb_asrc_info_t *before)
+{
+    kb_asrc_info_t now;
+    if (kb_asrc_info(src, &now) != KB_OK)
+        return 0; /* the failed run's outcome stands */
+    int moved = now.pruned != before->pruned ||
+                memcmp(now.pruned_kind, before->pruned_kind, sizeof now.pruned_kind) != 0;
+    kb_asrc_info_clear(&now);
+    return moved;
+}
+
+int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_verify_kept_t *kept, size_t n_kept,
+                    FILE *progress, kb_verify_result_t *out)
+{
+    for (int run = 1;; run++) {
+        kb_asrc_info_t info;
+        int rc = s_run(src, pub, origin, kept, n_kept, progress, out, &info);
+        int again = rc == KB_OK && !out->ok && run < S_RUNS && s_pruned_moved(src, &info);
+        kb_asrc_info_clear(&info);
+        if (!again)
+            return rc;
+        kb_verify_result_clear(out);
+        if (progress)
+            fprintf(progress, "the broker pruned records while they were read: verifying again\n");
+    }
 }
 
 void kb_verify_result_clear(kb_verify_result_t *r)

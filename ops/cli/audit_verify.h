@@ -35,6 +35,14 @@
  * reported (unverified, unverified_from), not failed: every log ends with
  * some, at least the CHECKPOINT record that follows each signing. A log
  * with records but no signed checkpoint at all fails (nothing is proven).
+ *
+ * Through a running broker, verification reads the log as it was when it
+ * began: its size then (or the largest verified checkpoint, if larger)
+ * bounds the records read, so that what the broker logs and signs
+ * meanwhile is left to the next run rather than taken for a deleted note.
+ * A run that fails while the broker pruned records is done again (a few
+ * times at most): records it had yet to read may have become tombstones
+ * declared past that size.
  */
 #ifndef KB_AUDIT_VERIFY_H
 #define KB_AUDIT_VERIFY_H
@@ -86,9 +94,10 @@ typedef struct {
 
 /* Verify the log of src with the broker's Ed25519 public key pub. origin,
  * if not NULL, is the expected "ketenbus/<broker id>". progress, if not
- * NULL, gets a line per million records. KB_OK when verification ran (the
- * outcome is in *out, ok or not; a damaged store is an outcome); an error
- * when it could not (the source failed: kb_last_error()). */
+ * NULL, gets a line per million records (and one when it verifies again).
+ * KB_OK when verification ran (the outcome is in *out, ok or not; a
+ * damaged store is an outcome); an error when it could not (the source
+ * failed: kb_last_error()). */
 int kb_audit_verify(kb_asrc_t *src, EVP_PKEY *pub, const char *origin, const kb_verify_kept_t *kept, size_t n_kept,
                     FILE *progress, kb_verify_result_t *out);
 

@@ -237,8 +237,11 @@ static void s_usage(FILE *out, const char *sub)
                      "checkpoint are covered by no signature and not verified: it says how many,\n"
                      "from which index, and still exits 0 (every log ends with some, at least\n"
                      "the checkpoint record that follows each signing). A log with records but\n"
-                     "no signed checkpoint at all is not verified (exit 3). Exit status 0:\n"
-                     "everything a signed checkpoint covers verified; 3: not; 1: could not run.\n"
+                     "no signed checkpoint at all is not verified (exit 3). Through a running\n"
+                     "broker it checks the log as it was when it began (what is logged and signed\n"
+                     "meanwhile is left for the next run), and verifies again when the broker\n"
+                     "pruned records while they were read. Exit status 0: everything a signed\n"
+                     "checkpoint covers verified; 3: not; 1: could not run.\n"
                      "Runs here, trusting nothing the broker says: it needs the broker's public\n"
                      "signing key, --key FILE or the chain file's key_dir/broker.sign.pub.pem\n"
                      "(--config).\n\n");
@@ -1044,7 +1047,7 @@ static int s_pruned_kinds(kb_asrc_t *a, const s_opts_t *o, const kb_asrc_info_t 
         s_pruned_kind_t p = {k, end, 0, 0};
         uint64_t next;
         int done;
-        int rc = kb_asrc_records(a, end - 1, 1, s_time_fn, &p, &next, &done);
+        int rc = kb_asrc_records(a, end - 1, KB_ASRC_END, 1, s_time_fn, &p, &next, &done);
         if (rc != KB_OK)
             return rc;
         if (o->filter.has_since && p.has_time && p.until_us < o->filter.since_us)
@@ -1363,7 +1366,7 @@ static int s_leaf_of_record(kb_asrc_t *a, uint64_t index, uint8_t leaf[KB_MERKLE
     s_leaf_t l = {index, 0, 0, {0}};
     uint64_t next;
     int done;
-    int rc = kb_asrc_records(a, index, 1, s_leaf_fn, &l, &next, &done);
+    int rc = kb_asrc_records(a, index, KB_ASRC_END, 1, s_leaf_fn, &l, &next, &done);
     *found = l.found;
     *pruned = l.pruned;
     memcpy(leaf, l.leaf, sizeof l.leaf);

@@ -13,6 +13,10 @@
  *   - pruning through the admin socket and offline keeps the log verifiable;
  *   - with checkpoint_records 1, what is logged is signed at once, and a
  *     broker with nothing more to log signs nothing more;
+ *   - verify through the admin socket of a broker that signs a checkpoint
+ *     between any two of its requests, or prunes between two of them,
+ *     still verifies (a relay in front of the admin socket has the broker
+ *     do so at those moments);
  *   - malformed audit requests on the admin socket are refused, one by one;
  *   - tampering with a copy of a stopped broker's data directory through
  *     LevelDB's C API (a changed byte, a deleted record, swapped records, a
@@ -38,6 +42,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,6 +566,7 @@ static const char *s_bad_requests[] = {
     "{\"command\":\"audit_query\",\"filter\":[]}",
     "{\"command\":\"audit_records\",\"count\":\"many\"}",
     "{\"command\":\"audit_records\",\"count\":5000}",
+    "{\"command\":\"audit_records\",\"end\":-1}",
     "{\"command\":\"audit_leaves\",\"count\":0}",
     "{\"command\":\"audit_checkpoints\",\"limit\":-5}",
     "{\"command\":\"audit_proof\"}",
@@ -869,6 +876,161 @@ START_TEST(test_idle_broker_signs_no_more_checkpoints)
         ck_assert_msg(s_cli("status --data data") == 0, "%s", s_out);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=checkpoint "), after_send);
     ketenbus_client_destroy(&politie);
+}
+END_TEST
+
+/* A relay between `ketenbus audit` (--admin) and the broker's admin
+ * socket that has the broker handle the request inject first: before
+ * every request it passes on (every), or before the first audit_records
+ * request only, which verify sends once it has read the log's size and
+ * its checkpoints. What a busy broker does between two requests then
+ * happens there every time. Failures are kept for the test's thread. */
+typedef struct {
+    void *ctx;                  /* the relay's ZeroMQ context */
+    void *front;                /* ROUTER the CLI connects to */
+    void *back;                 /* DEALER to the broker's admin socket */
+    char endpoint[512];         /* the front's endpoint */
+    const char *inject;         /* request (JSON) the broker gets first */
+    int every;                  /* 1: before every request; 0: before the first audit_records */
+    int injected;               /* injected requests the broker answered with ok */
+    char failed[1024];          /* "" or what went wrong */
+    atomic_int stop;            /* set by the test: the thread ends */
+    pthread_t thread;           /* the relay */
+} s_relay_t;
+
+#define S_RELAY_WAIT_MS 10000 /* longest wait for the broker's answer */
+
+static void s_relay_inject(s_relay_t *r)
+{
+    char ans[4096];
+    int n = -1;
+    if (zmq_send(r->back, r->inject, strlen(r->inject), 0) >= 0)
+        n = zmq_recv(r->back, ans, sizeof ans - 1, 0);
+    if (n < 0) {
+        snprintf(r->failed, sizeof r->failed, "%.200s: %s", r->inject, zmq_strerror(zmq_errno()));
+        return;
+    }
+    ans[n < (int)sizeof ans - 1 ? n : (int)sizeof ans - 1] = '\0';
+    if (!strstr(ans, "\"ok\":true"))
+        snprintf(r->failed, sizeof r->failed, "%.200s: %.800s", r->inject, ans);
+    else
+        r->injected++;
+}
+
+static void *s_relay_run(void *arg)
+{
+    s_relay_t *r = arg;
+    while (!atomic_load(&r->stop) && !r->failed[0]) {
+        zmq_pollitem_t it = {r->front, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        zmq_msg_t rid, body, ans;
+        zmq_msg_init(&rid);
+        zmq_msg_init(&body);
+        zmq_msg_init(&ans);
+        if (zmq_msg_recv(&rid, r->front, 0) >= 0 && zmq_msg_more(&rid) && zmq_msg_recv(&body, r->front, 0) >= 0) {
+            int records = memmem(zmq_msg_data(&body), zmq_msg_size(&body), "\"audit_records\"", 15) != NULL;
+            if (r->every || (records && r->injected == 0))
+                s_relay_inject(r);
+            if (zmq_msg_send(&body, r->back, 0) < 0 || zmq_msg_recv(&ans, r->back, 0) < 0 ||
+                zmq_msg_send(&rid, r->front, ZMQ_SNDMORE) < 0 || zmq_msg_send(&ans, r->front, 0) < 0)
+                snprintf(r->failed, sizeof r->failed, "relaying: %s", zmq_strerror(zmq_errno()));
+        }
+        zmq_msg_close(&rid);
+        zmq_msg_close(&body);
+        zmq_msg_close(&ans);
+    }
+    return NULL;
+}
+
+static void s_relay_start(s_relay_t *r, const char *inject, int every)
+{
+    memset(r, 0, sizeof *r);
+    r->inject = inject;
+    r->every = every;
+    atomic_init(&r->stop, 0);
+    snprintf(r->endpoint, sizeof r->endpoint, "ipc://%s/relay.sock", s_chain.dir);
+    char target[512];
+    snprintf(target, sizeof target, "ipc://%s/data/admin.sock", s_chain.dir);
+    int zero = 0, wait = S_RELAY_WAIT_MS;
+    r->ctx = zmq_ctx_new();
+    ck_assert_ptr_nonnull(r->ctx);
+    r->front = zmq_socket(r->ctx, ZMQ_ROUTER);
+    r->back = zmq_socket(r->ctx, ZMQ_DEALER);
+    ck_assert(r->front && r->back);
+    ck_assert_int_eq(zmq_setsockopt(r->front, ZMQ_LINGER, &zero, sizeof zero), 0);
+    ck_assert_int_eq(zmq_setsockopt(r->back, ZMQ_LINGER, &zero, sizeof zero), 0);
+    ck_assert_int_eq(zmq_setsockopt(r->back, ZMQ_RCVTIMEO, &wait, sizeof wait), 0);
+    ck_assert_int_eq(zmq_bind(r->front, r->endpoint), 0);
+    ck_assert_int_eq(zmq_connect(r->back, target), 0);
+    /* the sockets move to the relay's thread now, and back once it ended */
+    ck_assert_int_eq(pthread_create(&r->thread, NULL, s_relay_run, r), 0);
+}
+
+static void s_relay_stop(s_relay_t *r)
+{
+    atomic_store(&r->stop, 1);
+    ck_assert_int_eq(pthread_join(r->thread, NULL), 0);
+    zmq_close(r->front);
+    zmq_close(r->back);
+    zmq_ctx_term(r->ctx);
+}
+
+/* A broker that signs a checkpoint after every record logged logs one
+ * (a reload) before each request of verify: the checkpoints it signs
+ * meanwhile are announced by records past the size verify began with,
+ * which verify neither reads nor expects the notes of. It verifies what
+ * there was, and leaves the rest to the next run. */
+START_TEST(test_verify_while_the_broker_signs)
+{
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    kb_chain_cleanup(&s_chain);
+    kb_chain_init(&s_chain, s_agencies, 5, s_rules, "  checkpoint_records: 1\n");
+    kb_chain_start(&s_chain);
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(s_send(politie, kb_test_signal("fier", "seen at the station"), NULL), 1);
+    ketenbus_client_destroy(&politie);
+    int before = kb_chain_log_count(&s_chain, "event=checkpoint ");
+    s_relay_t r;
+    s_relay_start(&r, "{\"command\":\"reload\"}", 1);
+    int st = s_cli("audit verify --admin %s --key keys/broker.sign.pub.pem", r.endpoint);
+    s_relay_stop(&r);
+    ck_assert_msg(r.failed[0] == '\0', "%s", r.failed);
+    ck_assert_int_ge(r.injected, 4); /* info, checkpoints, leaves, records */
+    ck_assert_int_ge(kb_chain_log_count(&s_chain, "event=checkpoint "), before + r.injected);
+    ck_assert_msg(st == 0 && strstr(s_out, "OK verified") != NULL, "exit %d: %s", st, s_out);
+    /* and once the broker stops, the whole log */
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_msg(s_cli("audit verify --offline --config chain.yaml") == 0, "%s", s_out);
+}
+END_TEST
+
+/* An operator prunes once verify has read the log's size and its
+ * checkpoints, before it reads a record: the records it reads are
+ * tombstones whose PRUNED record lies past that size. verify sees the
+ * pruned end move, verifies again over the pruned log, and says so. */
+START_TEST(test_verify_while_the_broker_prunes)
+{
+    /* enough records for full leaf tiles: 80 messages, 4 records each */
+    ketenbus_client_t *politie = kb_chain_client(&s_chain, "politie", NULL);
+    for (int i = 0; i < 80; i++)
+        ck_assert_int_eq(s_send(politie, s_signal("fier", i % 2 ? PERSON_A : PERSON_B), NULL), 1);
+    ketenbus_client_destroy(&politie);
+    s_drain("fier", 80);
+    char prune[128];
+    snprintf(prune, sizeof prune, "{\"command\":\"audit_prune\",\"before_us\":%lld}",
+             (long long)(kb_now_us() + 1000000));
+    s_relay_t r;
+    s_relay_start(&r, prune, 0);
+    int st = s_cli("audit verify --admin %s --key keys/broker.sign.pub.pem", r.endpoint);
+    s_relay_stop(&r);
+    ck_assert_msg(r.failed[0] == '\0', "%s", r.failed);
+    ck_assert_int_eq(r.injected, 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "event=audit_pruned"), 1);
+    ck_assert_msg(st == 0 && strstr(s_out, "OK verified") != NULL, "exit %d: %s", st, s_out);
+    ck_assert_msg(strstr(s_out, "verifying again") != NULL, "%s", s_out);
+    ck_assert_msg(strstr(s_out, "pruned by retention") != NULL, "%s", s_out);
 }
 END_TEST
 
@@ -1660,6 +1822,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_admin_requests_are_checked);
     tcase_add_test(tc, test_broker_refuses_a_log_shorter_than_its_checkpoint);
     tcase_add_test(tc, test_idle_broker_signs_no_more_checkpoints);
+    tcase_add_test(tc, test_verify_while_the_broker_signs);
+    tcase_add_test(tc, test_verify_while_the_broker_prunes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("tamper");
