@@ -107,7 +107,7 @@ static const struct {
     {"status", {"verbose"}},
     {"audit_info", {"from"}},
     {"audit_query", {"from", "limit", "filter"}},
-    {"audit_records", {"from", "count"}},
+    {"audit_records", {"from", "count", "end"}},
     {"audit_leaves", {"from", "count"}},
     {"audit_checkpoints", {"from", "limit"}},
     {"audit_proof", {"index", "size"}},
