@@ -1173,8 +1173,16 @@ static void s_keep_in_use(const kb_broker_t *b, kb_conf_t *fresh)
     char changed[64] = "";
     size_t n = 0, used = 0; /* how many changed; bytes of changed */
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        if (strcmp(*f[i].now, *f[i].next) == 0 || (f[i].same && strcmp(f[i].same, *f[i].next) == 0))
+        if (strcmp(*f[i].now, *f[i].next) == 0)
             continue;
+        if (f[i].same && strcmp(f[i].same, *f[i].next) == 0) {
+            /* the same endpoint, spelt otherwise: keep the spelling in
+             * use, so that the file's first spelling still matches it */
+            char *keep = *f[i].next;
+            *f[i].next = *f[i].now;
+            *f[i].now = keep;
+            continue;
+        }
         int w = snprintf(changed + used, sizeof changed - used, "%s%s", n ? ", " : "", f[i].name);
         if (w > 0 && (size_t)w < sizeof changed - used)
             used += (size_t)w;
