@@ -1262,9 +1262,14 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
         b->cp_next_ms = due;
     if (b->retention_next_ms > due)
         b->retention_next_ms = due;
-    /* other retention periods take effect at once: a pass starts now */
-    if (memcmp(old->retention_us, fresh->retention_us, sizeof fresh->retention_us) != 0 && b->retention_next_ms > now_ms)
-        b->retention_next_ms = now_ms;
+    /* other retention periods take effect at once: a pass starts now, and
+     * one under way starts over, so that kinds it has done are pruned
+     * under their new periods too (pruning what is pruned changes nothing) */
+    if (memcmp(old->retention_us, fresh->retention_us, sizeof fresh->retention_us) != 0) {
+        b->retention_kind = 0;
+        if (b->retention_next_ms > now_ms)
+            b->retention_next_ms = now_ms;
+    }
     /* sessions of agencies that left the chain, and of connections whose
      * key left it, end now; their connections get no new one (HELLO) */
     for (size_t i = 0; i < KB_MAX_SESSIONS; i++) {

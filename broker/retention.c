@@ -7,8 +7,8 @@
  * keep the tree verifiable, and a PRUNED record saying which), and a
  * checkpoint is signed at once so the PRUNED record is covered. Passes
  * start once per checkpoint interval (a reload that shortens it brings the
- * next one forward, and one that changes a period starts one at once,
- * kb_broker_reload): only records under a signed
+ * next one forward, and one that changes a period starts one at once, or
+ * starts the one under way over, kb_broker_reload): only records under a signed
  * checkpoint and outside the newest leaf tile can go, so what is due but
  * not yet covered goes in a later pass. A pass prunes at most
  * KB_RETENTION_CHUNK records per loop turn, one kind at a time, and goes
