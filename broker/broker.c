@@ -270,34 +270,6 @@ static int s_origin_check(const kb_broker_t *b, const char *note, size_t note_le
     return KB_OK;
 }
 
-/* No agency may be listed with one of the broker's own public keys. With
- * its signing key, what the broker signs (notices, checkpoints) would pass
- * for that agency's, and what the agency signs for the broker's; with its
- * CURVE key, an adapter would hold the broker's own key pair. A copied key
- * file is the likely cause: name the agency and its line. */
-static int s_keys_not_brokers(const kb_broker_t *b, const kb_conf_t *c)
-{
-    uint8_t mine[KB_CONF_SIGN_KEY_LEN], theirs[KB_CONF_SIGN_KEY_LEN];
-    size_t len = sizeof mine;
-    if (EVP_PKEY_get_raw_public_key(b->sign_key, mine, &len) != 1 || len != sizeof mine)
-        return kb_error_ssl(KB_ECRYPTO, "broker: its own signing key has no Ed25519 public key");
-    for (size_t i = 0; i < c->n_agencies; i++) {
-        const kb_agency_t *a = &c->agencies[i];
-        len = sizeof theirs;
-        if (a->signing_key && EVP_PKEY_get_raw_public_key(a->signing_key, theirs, &len) == 1 &&
-            len == sizeof theirs && CRYPTO_memcmp(mine, theirs, sizeof mine) == 0)
-            return kb_error_set(KB_ECONFIG, "%s:%d: agency '%s': its signing_key %s is the broker's own "
-                                "(%s/broker.sign.pem); each agency signs with a key of its own",
-                                c->path, a->line, a->id, a->signing_key_path, c->key_dir);
-        for (size_t k = 0; k < a->n_curve; k++)
-            if (strcmp(a->curve[k], b->curve_pub) == 0)
-                return kb_error_set(KB_ECONFIG, "%s:%d: agency '%s': CURVE key %s is the broker's own "
-                                    "(%s/broker.curve_secret); an adapter connects with a key pair of its own",
-                                    c->path, a->line, a->id, a->curve[k], c->key_dir);
-    }
-    return KB_OK;
-}
-
 int kb_broker_start(kb_broker_t *b)
 {
     char path[4096], pub[KB_Z85_KEY_LEN + 1], sec[KB_Z85_KEY_LEN + 1];
@@ -305,7 +277,7 @@ int kb_broker_start(kb_broker_t *b)
         kb_keys_load_curve_secret(path, pub, sec) != KB_OK)
         return KB_ECRYPTO;
     memcpy(b->curve_pub, pub, sizeof b->curve_pub);
-    if (s_keys_not_brokers(b, b->conf) != KB_OK) {
+    if (kb_conf_check_broker_keys(b->conf, b->sign_key, b->curve_pub, b->conf->key_dir) != KB_OK) {
         OPENSSL_cleanse(sec, sizeof sec);
         return KB_ECONFIG;
     }
@@ -1236,7 +1208,7 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
         kb_conf_destroy(&fresh);
         return s_reload_refused(b, who, sha256, detail);
     }
-    if (s_keys_not_brokers(b, fresh) != KB_OK) {
+    if (kb_conf_check_broker_keys(fresh, b->sign_key, b->curve_pub, b->conf->key_dir) != KB_OK) {
         char detail[KB_ERROR_MAX];
         snprintf(detail, sizeof detail, "%s", kb_last_error());
         kb_conf_destroy(&fresh);

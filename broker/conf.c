@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <yaml.h>
 
@@ -1626,6 +1627,30 @@ kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags, char sha256[65])
     if (rc != KB_OK)
         kb_conf_destroy(&ctx.conf);
     return ctx.conf;
+}
+
+int kb_conf_check_broker_keys(const kb_conf_t *c, EVP_PKEY *sign, const char *curve, const char *key_dir)
+{
+    uint8_t mine[KB_CONF_SIGN_KEY_LEN], theirs[KB_CONF_SIGN_KEY_LEN];
+    size_t len = sizeof mine;
+    if (sign && (EVP_PKEY_get_raw_public_key(sign, mine, &len) != 1 || len != sizeof mine))
+        return kb_error_ssl(KB_ECRYPTO, "the broker's signing key in %s is no Ed25519 key", key_dir);
+    /* a copied key file is the likely cause: name the agency and its line */
+    for (size_t i = 0; i < c->n_agencies; i++) {
+        const kb_agency_t *a = &c->agencies[i];
+        len = sizeof theirs;
+        if (sign && a->signing_key && EVP_PKEY_get_raw_public_key(a->signing_key, theirs, &len) == 1 &&
+            len == sizeof theirs && CRYPTO_memcmp(mine, theirs, sizeof mine) == 0)
+            return kb_error_set(KB_ECONFIG, "%s:%d: agency '%s': its signing_key %s is the broker's own "
+                                "(%s/broker.sign.pem); each agency signs with a key of its own",
+                                c->path, a->line, a->id, a->signing_key_path, key_dir);
+        for (size_t k = 0; curve && k < a->n_curve; k++)
+            if (strcmp(a->curve[k], curve) == 0)
+                return kb_error_set(KB_ECONFIG, "%s:%d: agency '%s': CURVE key %s is the broker's own "
+                                    "(%s/broker.curve_secret); an adapter connects with a key pair of its own",
+                                    c->path, a->line, a->id, a->curve[k], key_dir);
+    }
+    return KB_OK;
 }
 
 void kb_conf_destroy(kb_conf_t **p)

@@ -172,6 +172,17 @@ kb_conf_t *kb_conf_load(const char *path);
  * it was read); on success it equals the conf's sha256. */
 kb_conf_t *kb_conf_load_ex(const char *path, unsigned flags, char sha256[65]);
 
+/* Refuse an agency of c listed with one of the broker's own public keys:
+ * with its signing key, what the broker signs (notices, checkpoints) would
+ * pass for that agency's, and what the agency signs for the broker's; with
+ * its CURVE key, an adapter would hold the broker's own key pair. sign is
+ * the broker's Ed25519 key (private or public) and curve its Z85 CURVE
+ * public key; either may be NULL (not checked). key_dir names where the
+ * broker's keys are, for the message. KB_ECONFIG with "file:line: agency
+ * 'x': ..." naming the agency's entry, or KB_OK. Needs a conf loaded with
+ * its keys (not KB_CONF_SKIP_KEYS). */
+int kb_conf_check_broker_keys(const kb_conf_t *c, EVP_PKEY *sign, const char *curve, const char *key_dir);
+
 void kb_conf_destroy(kb_conf_t **p);
 
 /* The agency with this id, or NULL. */

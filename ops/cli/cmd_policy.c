@@ -20,12 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "cli.h"
 #include "conf.h"
 #include "kb_error.h"
+#include "kb_keys.h"
 #include "kb_util.h"
 #include "ketenbus.pb-c.h"
 #include "policy.h"
@@ -93,7 +95,9 @@ static void s_usage_check(FILE *out)
             "\n"
             "OPTIONS\n"
             "    --keys     also load every key file the file names (agency certificates\n"
-            "               and signing keys), as the broker does at start; without it the\n"
+            "               and signing keys), as the broker does at start, and refuse an\n"
+            "               agency listed with the broker's own public keys where key_dir\n"
+            "               holds them (broker.sign.pub.pem, broker.curve); without it the\n"
             "               key files need not exist\n"
             "    --strict   treat warnings as errors (exit 1)\n"
             "    --help     this text\n"
@@ -257,6 +261,29 @@ static kb_conf_t *s_load(const char *path, int with_keys)
     return conf;
 }
 
+/* The broker's public keys in the file's key_dir, where they are (a
+ * machine that checks a file need not hold them): no agency may be listed
+ * with one, as the broker checks at start. */
+static int s_check_broker_keys(const kb_conf_t *conf)
+{
+    char path[4096], curve[KB_Z85_KEY_LEN + 1];
+    EVP_PKEY *sign = NULL;
+    int have_curve = 0;
+    if (kb_fmt(path, sizeof path, "%s/broker.sign.pub.pem", conf->key_dir) == KB_OK && access(path, F_OK) == 0 &&
+        !(sign = kb_keys_load_sign_public(path)))
+        return KB_ECRYPTO;
+    if (kb_fmt(path, sizeof path, "%s/broker.curve", conf->key_dir) == KB_OK && access(path, F_OK) == 0) {
+        if (kb_keys_load_curve_public(path, curve) != KB_OK) {
+            EVP_PKEY_free(sign);
+            return KB_ECRYPTO;
+        }
+        have_curve = 1;
+    }
+    int rc = kb_conf_check_broker_keys(conf, sign, have_curve ? curve : NULL, conf->key_dir);
+    EVP_PKEY_free(sign);
+    return rc;
+}
+
 static int s_has_agency(const kb_conf_t *conf, const char *id)
 {
     for (size_t i = 0; i < conf->n_agencies; i++)
@@ -316,6 +343,11 @@ static int s_check(int argc, char **argv)
     kb_conf_t *conf = s_load(path, with_keys);
     if (!conf)
         return KB_EXIT_FAIL;
+    if (with_keys && s_check_broker_keys(conf) != KB_OK) {
+        fprintf(stderr, "%s\n", kb_last_error());
+        kb_conf_destroy(&conf);
+        return KB_EXIT_FAIL;
+    }
 
     /* the load linted the file: an error refused it, its warnings are kept */
     const kb_policy_issue_t *issues = conf->lint;

@@ -600,7 +600,8 @@ static void s_config_replace(const char *from, const char *to)
 
 /* An agency listed with the broker's own signing key or CURVE key (a
  * copied key file) is refused at reload, the old configuration staying,
- * and at start; the error names the file, line and agency. */
+ * and at start, and by policy check --keys; the error names the file,
+ * line and agency. */
 START_TEST(test_brokers_own_keys_are_no_agencys)
 {
     s_config_replace("keys/fier.sign.pub.pem", "keys/broker.sign.pub.pem");
@@ -608,6 +609,11 @@ START_TEST(test_brokers_own_keys_are_no_agencys)
     ck_assert_msg(strstr(s_out, "chain.yaml:") && strstr(s_out, ": agency 'fier': its signing_key ") &&
                       strstr(s_out, "is the broker's own"),
                   "%s", s_out);
+    /* policy check --keys says so too, from the broker's keys in key_dir */
+    char out[4096];
+    ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 1);
+    ck_assert_msg(strstr(out, ": agency 'fier': its signing_key ") != NULL, "%s", out);
+    ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check chain.yaml"), 0); /* keys not read */
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
     ketenbus_client_destroy(&fier); /* fier's own keys still hold */
     s_config_replace("keys/broker.sign.pub.pem", "keys/fier.sign.pub.pem");
@@ -621,7 +627,10 @@ START_TEST(test_brokers_own_keys_are_no_agencys)
     /* nor does a broker start with such a file */
     ck_assert_int_ne(kb_chain_try_start(&s_chain), 0);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, ": agency 'fier': CURVE key "), 2); /* reload and start */
+    ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 1);
+    ck_assert_msg(strstr(out, ": agency 'fier': CURVE key ") != NULL, "%s", out);
     s_config_replace("keys/broker.curve", "keys/fier.curve");
+    ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 0);
     kb_chain_start(&s_chain);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
 }
