@@ -313,12 +313,14 @@ int kb_file_read(const char *path, size_t max_len, char **buf, size_t *len)
         got += (size_t)n;
     }
     /* A file written while it was read gives a mix of old and new bytes,
-     * or only its start: refuse it rather than take either for the file. */
+     * or only its start: refuse it rather than take either for the file.
+     * A size of 0 that stays 0 is a file of /proc or /sys, whose content
+     * is made as it is read: what was read is it. */
     struct stat after;
     if (rc == KB_OK && regular) {
         if (fstat(fd, &after) != 0)
             rc = kb_error_set(KB_EIO, "stat %s: %s", path, strerror(errno));
-        else if (!s_same_stat(&st, &after) || (uint64_t)got != (uint64_t)st.st_size)
+        else if (!s_same_stat(&st, &after) || (st.st_size != 0 && (uint64_t)got != (uint64_t)st.st_size))
             rc = kb_error_set(KB_EIO, "%s changed while it was read; try again", path);
     }
     close(fd);

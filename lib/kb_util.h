@@ -59,7 +59,8 @@ int kb_days_in_month(int year, int month);
  * and the caller's. KB_ENOTFOUND if it does not exist, KB_EIO if it cannot
  * be read, and also if a regular file changed while it was read (its size
  * or modification time moved, or it did not hold as many bytes as its size
- * said): "PATH changed while it was read; try again". */
+ * said, unless that size is 0, as of a file in /proc): "PATH changed
+ * while it was read; try again". */
 int kb_file_read(const char *path, size_t max_len, char **buf, size_t *len);
 
 /* Write a file atomically (temp file, fsync, rename) with the given mode. */

@@ -203,7 +203,6 @@ START_TEST(test_file_growing_while_read)
     size_t start = 1u << 20;
     char *bytes = s_pattern(start);
     s_write_file(path, bytes, start);
-    free(bytes);
     int64_t deadline = kb_mono_ms() + S_GROW_MS;
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -217,14 +216,18 @@ START_TEST(test_file_growing_while_read)
         _exit(0);
     }
     /* no assertion until the writer is reaped */
-    int refused = 0, read_ok = 0;
+    int refused = 0, read_ok = 0, cut = 0;
     char error[KB_ERROR_MAX] = "";
     while (!refused && !error[0] && kb_mono_ms() < deadline) {
         char *got = NULL;
         size_t got_len = 0;
         int rc = kb_file_read(path, 64u << 20, &got, &got_len);
         if (rc == KB_OK) {
+            /* a read let through is the file as it was at some moment:
+             * the pattern, then what was appended, nothing cut or mixed */
             read_ok++;
+            cut += got_len < start || memcmp(got, bytes, start) != 0 ||
+                   strspn(got + start, "x") != got_len - start;
             free(got);
         } else if (rc == KB_EIO && strstr(kb_last_error(), " changed while it was read; try again")) {
             snprintf(error, sizeof error, "%s", kb_last_error());
@@ -236,9 +239,25 @@ START_TEST(test_file_growing_while_read)
     kill(pid, SIGKILL);
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    free(bytes);
+    ck_assert_msg(cut == 0, "%d of %d reads let through were not the file", cut, read_ok);
     ck_assert_msg(refused, "never refused in %d ms (%d reads passed): %s", S_GROW_MS, read_ok, error);
     ck_assert_msg(strncmp(error, path, strlen(path)) == 0, "%s", error);
     ck_assert_str_eq(error + strlen(path), " changed while it was read; try again");
+}
+END_TEST
+
+/* A file of /proc says its size is 0 and has content: it is read to its
+ * end, not refused as a file that changed. */
+START_TEST(test_pseudo_file)
+{
+    char *got = NULL;
+    size_t len = 0;
+    ck_assert_msg(kb_file_read("/proc/self/status", 1u << 20, &got, &len) == KB_OK, "%s", kb_last_error());
+    ck_assert_uint_gt(len, 0);
+    ck_assert_uint_eq(strlen(got), len);
+    ck_assert_ptr_nonnull(strstr(got, "\nPid:"));
+    free(got);
 }
 END_TEST
 
@@ -252,6 +271,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_missing_file);
     tcase_add_loop_test(tc, test_pipe, 0, ROWS(s_pipes));
     tcase_add_test(tc, test_file_growing_while_read);
+    tcase_add_test(tc, test_pseudo_file);
     suite_add_tcase(s, tc);
     return s;
 }
