@@ -299,13 +299,21 @@ static uint32_t s_utf8_next(const unsigned char *t, size_t len, size_t *i)
 }
 
 /* Characters a value may not hold: C0 and C1 controls and DEL; the line
- * and paragraph separators; and the bidirectional controls, with which a
- * name or legal basis shows in a log, `policy explain` or an audit report
- * as other text than it is (U+202E turns what follows around). */
+ * and paragraph separators; the bidirectional controls, with which a name
+ * or legal basis shows in a log, `policy explain` or an audit report as
+ * other text than it is (U+202E turns what follows around); and the
+ * characters that show as nothing at all, with which two names that look
+ * the same are not (soft hyphen, zero width space, word joiner and the
+ * invisible operators, byte order mark, Hangul fillers, interlinear
+ * annotation marks, tags). The zero width (non-)joiners U+200C and U+200D
+ * stay allowed: some scripts need them within words. */
 static int s_char_refused(uint32_t cp)
 {
     return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0x200e ||
-           cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x061c;
+           cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x061c ||
+           cp == 0x00ad || cp == 0x180e || cp == 0x200b || (cp >= 0x2060 && cp <= 0x2064) || cp == 0xfeff ||
+           cp == 0x115f || cp == 0x1160 || cp == 0x3164 || cp == 0xffa0 || (cp >= 0xfff9 && cp <= 0xfffb) ||
+           (cp >= 0xe0000 && cp <= 0xe007f);
 }
 
 /* The text of a scalar node without NUL and without characters of
