@@ -136,9 +136,6 @@ START_TEST(test_send_recv)
 }
 END_TEST
 
-/* `recv` prints only what is proven to be its sender's: without the
- * sender's public key the message is refused, said on stderr, and stays
- * queued; with the key it is printed. */
 /* `recv --timeout 0` takes what waits at the broker now and stops: it
  * connects and waits for the session (the broker delivers only then),
  * prints what came, and ends once no more comes. Run again, it finds
@@ -165,6 +162,9 @@ START_TEST(test_recv_timeout_zero_takes_what_waits)
 }
 END_TEST
 
+/* `recv` prints only what is proven to be its sender's: without the
+ * sender's public key the message is refused, said on stderr, and stays
+ * queued; with the key it is printed. */
 START_TEST(test_recv_without_sender_key)
 {
     s_file("signal.json", s_signal);

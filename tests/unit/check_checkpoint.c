@@ -68,6 +68,7 @@ START_TEST(test_failed_checkpoint_is_tried_again_soon)
     ck_assert_int_le(b->cp_next_ms, failed_at + KB_CHECKPOINT_RETRY_MS);
     ck_assert_int_le(b->cp_retry_ms, failed_at + KB_CHECKPOINT_RETRY_MS);
     /* and not tried again on the next turn, before that */
+    ck_assert_int_gt(b->cp_retry_ms, failed_at); /* set at the failure, a second on */
     checkpoint_maybe(b, 0);
     if (kb_mono_ms() < b->cp_retry_ms)
         ck_assert_uint_eq(b->cp_size, 0);
