@@ -345,9 +345,14 @@ int kb_broker_start(kb_broker_t *b)
     uint64_t cp_size = 0;
     char *note = NULL;
     size_t note_len = 0;
-    if (kb_store_checkpoint_latest(b->store, &cp_size, &note, &note_len) == KB_OK) {
+    /* none yet is KB_ENOTFOUND; a store that cannot say is no store
+     * without checkpoints, whose records could then be renumbered */
+    rc = kb_store_checkpoint_latest(b->store, &cp_size, &note, &note_len);
+    if (rc == KB_OK) {
         b->cp_size = cp_size;
         rc = s_origin_check(b, note, note_len, cp_size);
+    } else if (rc == KB_ENOTFOUND) {
+        rc = KB_OK;
     }
     free(note);
     if (rc != KB_OK)
