@@ -585,26 +585,13 @@ START_TEST(test_restart_only_changes_warn_until_undone)
 }
 END_TEST
 
-/* Replace the first `from` in the chain's file by `to`. */
-static void s_config_replace(const char *from, const char *to)
-{
-    char *text = NULL, out[65536];
-    size_t len = 0;
-    ck_assert_int_eq(kb_file_read(s_chain.config, sizeof out - 1024, &text, &len), KB_OK);
-    const char *at = strstr(text, from);
-    ck_assert_ptr_nonnull(at);
-    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-    free(text);
-    kb_chain_write_config(&s_chain, out);
-}
-
 /* An agency listed with the broker's own signing key or CURVE key (a
  * copied key file) is refused at reload, the old configuration staying,
  * and at start, and by policy check --keys; the error names the file,
  * line and agency. */
 START_TEST(test_brokers_own_keys_are_no_agencys)
 {
-    s_config_replace("keys/fier.sign.pub.pem", "keys/broker.sign.pub.pem");
+    kb_chain_config_replace(&s_chain, "keys/fier.sign.pub.pem", "keys/broker.sign.pub.pem");
     ck_assert_int_eq(s_cli("reload"), 1);
     ck_assert_msg(strstr(s_out, "chain.yaml:") && strstr(s_out, ": agency 'fier': its signing_key ") &&
                       strstr(s_out, "is the broker's own"),
@@ -616,8 +603,8 @@ START_TEST(test_brokers_own_keys_are_no_agencys)
     ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check chain.yaml"), 0); /* keys not read */
     ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
     ketenbus_client_destroy(&fier); /* fier's own keys still hold */
-    s_config_replace("keys/broker.sign.pub.pem", "keys/fier.sign.pub.pem");
-    s_config_replace("keys/fier.curve", "keys/broker.curve");
+    kb_chain_config_replace(&s_chain, "keys/broker.sign.pub.pem", "keys/fier.sign.pub.pem");
+    kb_chain_config_replace(&s_chain, "keys/fier.curve", "keys/broker.curve");
     ck_assert_int_eq(s_cli("reload"), 1);
     ck_assert_msg(strstr(s_out, ": agency 'fier': CURVE key ") && strstr(s_out, "is the broker's own"), "%s", s_out);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
@@ -629,7 +616,7 @@ START_TEST(test_brokers_own_keys_are_no_agencys)
     ck_assert_int_eq(kb_chain_log_count(&s_chain, ": agency 'fier': CURVE key "), 2); /* reload and start */
     ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 1);
     ck_assert_msg(strstr(out, ": agency 'fier': CURVE key ") != NULL, "%s", out);
-    s_config_replace("keys/broker.curve", "keys/fier.curve");
+    kb_chain_config_replace(&s_chain, "keys/broker.curve", "keys/fier.curve");
     ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 0);
     kb_chain_start(&s_chain);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);

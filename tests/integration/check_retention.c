@@ -402,18 +402,11 @@ START_TEST(test_broker_applies_retention)
 }
 END_TEST
 
-/* Rewrite the chain's file with the first `from` under broker: replaced
- * by `to`, and reload it. */
+/* Rewrite the chain's file with the first `from` replaced by `to`, and
+ * reload it. */
 static void s_reload_with(const char *from, const char *to)
 {
-    char *text = NULL, out[65536];
-    size_t len = 0;
-    ck_assert_int_eq(kb_file_read(s_chain.config, sizeof out - 1024, &text, &len), KB_OK);
-    const char *at = strstr(text, from);
-    ck_assert_ptr_nonnull(at);
-    snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-    free(text);
-    kb_chain_write_config(&s_chain, out);
+    kb_chain_config_replace(&s_chain, from, to);
     ck_assert_msg(s_cli("reload --data data") == 0, "%s", s_out);
 }
 

@@ -95,6 +95,22 @@ void kb_chain_write_config(kb_chain_t *c, const char *text)
     s_write(c->config, text);
 }
 
+void kb_chain_config_replace(kb_chain_t *c, const char *from, const char *to)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(c->config, 1u << 20, &text, &len), KB_OK);
+    const char *at = strstr(text, from);
+    ck_assert_msg(at != NULL, "'%s' is not in %s", from, c->config);
+    size_t n = len - strlen(from) + strlen(to) + 1;
+    char *out = malloc(n);
+    ck_assert_ptr_nonnull(out);
+    snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    free(text);
+    s_write(c->config, out);
+    free(out);
+}
+
 void kb_chain_fault(const kb_chain_t *c, const char *name, int on)
 {
     char path[600];

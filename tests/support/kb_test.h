@@ -67,6 +67,10 @@ void kb_chain_set_rules(kb_chain_t *c, const char *rules);
 /* Write text as the config file (to test broken files). */
 void kb_chain_write_config(kb_chain_t *c, const char *text);
 
+/* Replace the first `from` in the config file by `to` (fails the test
+ * when the file does not hold `from`). */
+void kb_chain_config_replace(kb_chain_t *c, const char *from, const char *to);
+
 /* SIGTERM and wait (SIGKILL after a timeout); returns the exit status
  * (under valgrind: 9 when it found errors or leaks). */
 int kb_chain_stop(kb_chain_t *c);

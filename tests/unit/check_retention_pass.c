@@ -49,13 +49,7 @@ START_TEST(test_changed_period_starts_the_pass_over)
     ck_assert_int_gt(b->retention_next_ms, kb_mono_ms() + S_DAY_MS / 2);
 
     /* a shorter period for signals: a pass now, from the first kind */
-    char *text = NULL;
-    ck_assert_int_eq(kb_file_read(c.config, 1u << 20, &text, NULL), KB_OK);
-    char *at = strstr(text, "signal: 30d");
-    ck_assert_ptr_nonnull(at);
-    memcpy(at, "signal: 20d", 11);
-    kb_chain_write_config(&c, text);
-    free(text);
+    kb_chain_config_replace(&c, "signal: 30d", "signal: 20d");
     ck_assert_int_eq(kb_broker_reload(b, "test"), KB_OK);
     ck_assert_int_eq(b->retention_kind, 0);
     ck_assert_int_le(b->retention_next_ms, kb_mono_ms());
