@@ -258,8 +258,10 @@ $(BUILD)/bench/bench_policy: tests/bench/bench_policy.c $(BUILD)/libkbinternal.a
 bench-policy: all $(BUILD)/bench/bench_policy
 	@$(BUILD)/bench/bench_policy
 
-# Coverage-guided fuzzing of the frame decoder and envelope validator with
-# libFuzzer (clang). FUZZ_SECONDS per run; the corpus is kept in build/fuzz/.
+# Coverage-guided fuzzing with libFuzzer (clang) of the frame decoder and
+# envelope validator, and of the chain file parser. FUZZ_SECONDS per
+# target; the corpora are kept in build/fuzz/ (the chain file's starts from
+# the example).
 FUZZ_SECONDS ?= 60
 FUZZ_PKGS := clang libclang-rt-14-dev
 
@@ -277,8 +279,15 @@ build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c lib/kb_codec.c lib/kb_error.c lib
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -I$(BUILD)/gen \
 	  $(filter %.c,$^) -o $@ $(shell pkg-config --libs libprotobuf-c libcrypto)
 
-fuzz: build/fuzz/fuzz_frame
+build/fuzz/fuzz_conf: tests/fuzz/fuzz_conf.c broker/conf.c broker/policy.c $(LIB_SRC) $(GEN_C) | deps-fuzz
+	@mkdir -p build/fuzz/corpus-conf
+	@cp -n ops/examples/chain.yaml build/fuzz/corpus-conf/
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -Ibroker -I$(BUILD)/gen \
+	  $(filter %.c,$^) -o $@ $(shell pkg-config --libs libprotobuf-c libcrypto yaml-0.1 json-c libzmq)
+
+fuzz: build/fuzz/fuzz_frame build/fuzz/fuzz_conf
 	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus
+	build/fuzz/fuzz_conf -max_total_time=$(FUZZ_SECONDS) -max_len=16384 build/fuzz/corpus-conf
 
 # A long run of the real broker under load with kill -9, reloads and agencies
 # going offline (tests/soak/check_soak.c); SOAK_SECONDS of load at SOAK_RATE
