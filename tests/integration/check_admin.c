@@ -9,7 +9,8 @@
  * past the limits), and requests that are not JSON objects at all. Every
  * request gets an answer, a JSON object whose "ok" says whether it was
  * done; the broker is still running afterwards and stops cleanly.
- * audit_prune is sent no integer before_us: that would prune for real.
+ * audit_prune gets no integer before_us but 1, a time before every
+ * record: a later one would prune for real.
  */
 #include <signal.h>
 #include <stdio.h>
