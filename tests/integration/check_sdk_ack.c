@@ -83,21 +83,7 @@ static void s_end_session(ketenbus_client_t *cl)
 /* Deliver s_msg under tag. */
 static void s_deliver_tag(uint64_t tag)
 {
-    Ketenbus__Delivery d;
-    ketenbus__delivery__init(&d);
-    d.tag = tag;
-    d.envelope = s_msg->env;
-    Ketenbus__Delivery *dp = &d;
-    Ketenbus__Deliver del;
-    ketenbus__deliver__init(&del);
-    del.n_deliveries = 1;
-    del.deliveries = &dp;
-    Ketenbus__Frame fr;
-    ketenbus__frame__init(&fr);
-    fr.version = 1;
-    fr.body_case = KETENBUS__FRAME__BODY_DELIVER;
-    fr.deliver = &del;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    ck_assert_int_eq(kb_fake_deliver(&s_fake, &s_msg->env, &tag, 1), KB_OK);
 }
 
 static void s_deliver(void)
@@ -530,27 +516,16 @@ END_TEST
  * most KB_MAX_BATCH). */
 static void s_deliver_copies(uint64_t first, size_t n)
 {
-    Ketenbus__Delivery *d = calloc(n, sizeof *d);
-    Ketenbus__Delivery **dp = calloc(n, sizeof *dp);
-    ck_assert(d && dp);
+    Ketenbus__Envelope **envs = calloc(n, sizeof *envs);
+    uint64_t *tags = calloc(n, sizeof *tags);
+    ck_assert(envs && tags);
     for (size_t i = 0; i < n; i++) {
-        ketenbus__delivery__init(&d[i]);
-        d[i].tag = first + i;
-        d[i].envelope = s_msg->env;
-        dp[i] = &d[i];
+        envs[i] = s_msg->env;
+        tags[i] = first + i;
     }
-    Ketenbus__Deliver del;
-    ketenbus__deliver__init(&del);
-    del.n_deliveries = n;
-    del.deliveries = dp;
-    Ketenbus__Frame fr;
-    ketenbus__frame__init(&fr);
-    fr.version = 1;
-    fr.body_case = KETENBUS__FRAME__BODY_DELIVER;
-    fr.deliver = &del;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
-    free(dp);
-    free(d);
+    ck_assert_int_eq(kb_fake_deliver(&s_fake, envs, tags, n), KB_OK);
+    free(tags);
+    free(envs);
 }
 
 /* Answer the outbox entry of m as accepted, and poll cl until it has the

@@ -247,20 +247,7 @@ static void s_redeliver(ketenbus_client_t *cl, uint8_t a, uint8_t b, const char 
     s_id(id, a, b);
     ketenbus_msg_t *m = kb_test_signal("fier", narrative);
     kb_test_sign_as(&s_chain, m, "politie", id);
-    Ketenbus__Delivery d, *dp = &d;
-    ketenbus__delivery__init(&d);
-    d.tag = tag;
-    d.envelope = m->env;
-    Ketenbus__Deliver del;
-    ketenbus__deliver__init(&del);
-    del.n_deliveries = 1;
-    del.deliveries = &dp;
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.version = 1;
-    f.body_case = KETENBUS__FRAME__BODY_DELIVER;
-    f.deliver = &del;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &f), KB_OK);
+    ck_assert_int_eq(kb_fake_deliver(&s_fake, &m->env, &tag, 1), KB_OK);
     Ketenbus__Frame *ack = kb_fake_expect(&s_fake, cl, KETENBUS__FRAME__BODY_ACK, 5000);
     ck_assert_ptr_nonnull(ack);
     ck_assert_uint_eq(ack->ack->n_tags, 1);
@@ -283,20 +270,7 @@ static void s_deliver_created(uint8_t a, uint8_t b, const char *narrative, uint6
     ck_assert_ptr_nonnull(key);
     ck_assert_int_eq(kb_seal_sign(m->env, key), KB_OK);
     EVP_PKEY_free(key);
-    Ketenbus__Delivery d, *dp = &d;
-    ketenbus__delivery__init(&d);
-    d.tag = tag;
-    d.envelope = m->env;
-    Ketenbus__Deliver del;
-    ketenbus__deliver__init(&del);
-    del.n_deliveries = 1;
-    del.deliveries = &dp;
-    Ketenbus__Frame f;
-    ketenbus__frame__init(&f);
-    f.version = 1;
-    f.body_case = KETENBUS__FRAME__BODY_DELIVER;
-    f.deliver = &del;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &f), KB_OK);
+    ck_assert_int_eq(kb_fake_deliver(&s_fake, &m->env, &tag, 1), KB_OK);
     ketenbus_msg_destroy(&m);
 }
 

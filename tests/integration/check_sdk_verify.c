@@ -151,24 +151,11 @@ static ketenbus_msg_t *s_notice(uint8_t n, const char *sender, const char *signe
 /* Deliver msgs[i] under tags[i], all in one DELIVER frame. */
 static void s_deliver(ketenbus_msg_t **msgs, const uint64_t *tags, size_t n)
 {
-    Ketenbus__Delivery d[8], *dp[8];
+    Ketenbus__Envelope *envs[8];
     ck_assert_uint_le(n, 8);
-    for (size_t i = 0; i < n; i++) {
-        ketenbus__delivery__init(&d[i]);
-        d[i].tag = tags[i];
-        d[i].envelope = msgs[i]->env;
-        dp[i] = &d[i];
-    }
-    Ketenbus__Deliver del;
-    ketenbus__deliver__init(&del);
-    del.n_deliveries = n;
-    del.deliveries = dp;
-    Ketenbus__Frame fr;
-    ketenbus__frame__init(&fr);
-    fr.version = 1;
-    fr.body_case = KETENBUS__FRAME__BODY_DELIVER;
-    fr.deliver = &del;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    for (size_t i = 0; i < n; i++)
+        envs[i] = msgs[i]->env;
+    ck_assert_int_eq(kb_fake_deliver(&s_fake, envs, tags, n), KB_OK);
 }
 
 /* Collect the tags cl acknowledges until tag `until` is among them (within

@@ -155,6 +155,34 @@ void kb_fake_open_session(kb_fake_t *f, ketenbus_client_t *cl, const char *agenc
     ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
 }
 
+int kb_fake_deliver(kb_fake_t *f, Ketenbus__Envelope *const *envs, const uint64_t *tags, size_t n)
+{
+    Ketenbus__Delivery *d = calloc(n ? n : 1, sizeof *d);
+    Ketenbus__Delivery **dp = calloc(n ? n : 1, sizeof *dp);
+    int rc = d && dp ? KB_OK : KB_ENOMEM;
+    for (size_t i = 0; rc == KB_OK && i < n; i++) {
+        ketenbus__delivery__init(&d[i]);
+        d[i].tag = tags[i];
+        d[i].envelope = envs[i];
+        dp[i] = &d[i];
+    }
+    if (rc == KB_OK) {
+        Ketenbus__Deliver del;
+        ketenbus__deliver__init(&del);
+        del.n_deliveries = n;
+        del.deliveries = dp;
+        Ketenbus__Frame fr;
+        ketenbus__frame__init(&fr);
+        fr.version = 1;
+        fr.body_case = KETENBUS__FRAME__BODY_DELIVER;
+        fr.deliver = &del;
+        rc = kb_fake_send(f, &fr);
+    }
+    free(dp);
+    free(d);
+    return rc;
+}
+
 int kb_fake_receipt(kb_fake_t *f, const Ketenbus__Submit *sub, Ketenbus__Outcome outcome, Ketenbus__RejectCode code,
                     const char *reason)
 {

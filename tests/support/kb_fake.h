@@ -47,6 +47,10 @@ Ketenbus__Frame *kb_fake_expect(kb_fake_t *f, ketenbus_client_t *cl, int body_ca
 /* Send fr to the client with routing id f->rid; KB_OK or KB_ENET. */
 int kb_fake_send(kb_fake_t *f, Ketenbus__Frame *fr);
 
+/* Send one DELIVER frame with envs[i] under tags[i], i < n; KB_OK, or
+ * KB_ENOMEM or KB_ENET. */
+int kb_fake_deliver(kb_fake_t *f, Ketenbus__Envelope *const *envs, const uint64_t *tags, size_t n);
+
 /* Answer a HELLO from f->rid (its request id echoed, as the SDK checks)
  * with a WELCOME for agency. */
 int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id);
