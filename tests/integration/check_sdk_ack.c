@@ -56,25 +56,10 @@ static void s_teardown(void)
     kb_chain_cleanup(&s_chain);
 }
 
-/* The broker says the session is gone (as after its restart). */
-static void s_send_no_session(void)
-{
-    Ketenbus__Error err;
-    ketenbus__error__init(&err);
-    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION;
-    err.message = (char *)"no session: say HELLO";
-    Ketenbus__Frame fr;
-    ketenbus__frame__init(&fr);
-    fr.version = 1;
-    fr.body_case = KETENBUS__FRAME__BODY_ERROR;
-    fr.error = &err;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
-}
-
 /* The broker ends the session; cl notices. */
 static void s_end_session(ketenbus_client_t *cl)
 {
-    s_send_no_session();
+    ck_assert_int_eq(kb_fake_no_session(&s_fake), KB_OK); /* the broker says the session is gone */
     for (int64_t end = kb_mono_ms() + 5000; ketenbus_client_is_connected(cl) && kb_mono_ms() < end;)
         ketenbus_client_poll(cl, 10);
     ck_assert(!ketenbus_client_is_connected(cl));
@@ -450,7 +435,7 @@ START_TEST(test_taken_delivery_kept_when_its_record_fails_at_session_end)
     char fault[600];
     s_fail_seen_write("politie", fault, sizeof fault);
     s_deliver_tag(7);
-    s_send_no_session();
+    ck_assert_int_eq(kb_fake_no_session(&s_fake), KB_OK); /* the broker says the session is gone */
     /* both frames wait before the client reads, so one read takes both */
     usleep(300 * 1000);
     for (int64_t end = kb_mono_ms() + 5000; taken == 0 && kb_mono_ms() < end;)

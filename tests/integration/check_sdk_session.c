@@ -121,16 +121,7 @@ START_TEST(test_stale_welcome_opens_nothing)
     ketenbus__frame__free_unpacked(f, NULL);
     /* the session ends before the answer comes (here the broker says so),
      * then the answer to that first HELLO arrives */
-    Ketenbus__Error err;
-    ketenbus__error__init(&err);
-    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION;
-    err.message = (char *)"no session: say HELLO";
-    Ketenbus__Frame fr;
-    ketenbus__frame__init(&fr);
-    fr.version = 1;
-    fr.body_case = KETENBUS__FRAME__BODY_ERROR;
-    fr.error = &err;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    ck_assert_int_eq(kb_fake_no_session(&s_fake), KB_OK);
     ck_assert_int_eq(kb_fake_welcome(&s_fake, "politie", first), KB_OK);
     s_poll_for(cl, 300);
     ck_assert_msg(!ketenbus_client_is_connected(cl), "a WELCOME for a HELLO of an ended session opened one");
@@ -218,16 +209,7 @@ START_TEST(test_each_welcome_sets_the_ping_interval)
     s_open_with_ping(cl, 100);
     int fast = s_count_pings(cl, 1000);
     ck_assert_msg(fast >= 5, "%d PINGs in a second at an interval of 100 ms", fast);
-    Ketenbus__Error err;
-    ketenbus__error__init(&err);
-    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION;
-    err.message = (char *)"no session: say HELLO";
-    Ketenbus__Frame fr;
-    ketenbus__frame__init(&fr);
-    fr.version = 1;
-    fr.body_case = KETENBUS__FRAME__BODY_ERROR;
-    fr.error = &err;
-    ck_assert_int_eq(kb_fake_send(&s_fake, &fr), KB_OK);
+    ck_assert_int_eq(kb_fake_no_session(&s_fake), KB_OK);
     for (int64_t end = kb_mono_ms() + 5000; ketenbus_client_is_connected(cl) && kb_mono_ms() < end;)
         ketenbus_client_poll(cl, 10);
     ck_assert(!ketenbus_client_is_connected(cl));

@@ -155,6 +155,20 @@ void kb_fake_open_session(kb_fake_t *f, ketenbus_client_t *cl, const char *agenc
     ck_assert_msg(ketenbus_client_is_connected(cl), "no session within 5 s");
 }
 
+int kb_fake_no_session(kb_fake_t *f)
+{
+    Ketenbus__Error err;
+    ketenbus__error__init(&err);
+    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_NO_SESSION;
+    err.message = (char *)"no session: say HELLO";
+    Ketenbus__Frame fr;
+    ketenbus__frame__init(&fr);
+    fr.version = 1;
+    fr.body_case = KETENBUS__FRAME__BODY_ERROR;
+    fr.error = &err;
+    return kb_fake_send(f, &fr);
+}
+
 int kb_fake_deliver(kb_fake_t *f, Ketenbus__Envelope *const *envs, const uint64_t *tags, size_t n)
 {
     Ketenbus__Delivery *d = calloc(n ? n : 1, sizeof *d);

@@ -51,6 +51,10 @@ int kb_fake_send(kb_fake_t *f, Ketenbus__Frame *fr);
  * KB_ENOMEM or KB_ENET. */
 int kb_fake_deliver(kb_fake_t *f, Ketenbus__Envelope *const *envs, const uint64_t *tags, size_t n);
 
+/* Tell f->rid that it has no session (ERROR NO_SESSION), as a broker
+ * does after its restart; KB_OK or KB_ENET. */
+int kb_fake_no_session(kb_fake_t *f);
+
 /* Answer a HELLO from f->rid (its request id echoed, as the SDK checks)
  * with a WELCOME for agency. */
 int kb_fake_welcome(kb_fake_t *f, const char *agency, uint64_t request_id);
