@@ -1152,18 +1152,14 @@ static void s_keep_in_use(const kb_broker_t *b, kb_conf_t *fresh)
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         if (strcmp(*f[i].now, *f[i].next) == 0)
             continue;
-        if (f[i].same && strcmp(f[i].same, *f[i].next) == 0) {
-            /* the same endpoint, spelt otherwise: keep the spelling in
-             * use, so that the file's first spelling still matches it */
-            char *keep = *f[i].next;
-            *f[i].next = *f[i].now;
-            *f[i].now = keep;
-            continue;
+        /* the same endpoint spelt otherwise is no change, but its spelling
+         * in use is kept too, so that the file's first spelling matches */
+        if (!f[i].same || strcmp(f[i].same, *f[i].next) != 0) {
+            int w = snprintf(changed + used, sizeof changed - used, "%s%s", n ? ", " : "", f[i].name);
+            if (w > 0 && (size_t)w < sizeof changed - used)
+                used += (size_t)w;
+            n++;
         }
-        int w = snprintf(changed + used, sizeof changed - used, "%s%s", n ? ", " : "", f[i].name);
-        if (w > 0 && (size_t)w < sizeof changed - used)
-            used += (size_t)w;
-        n++;
         char *keep = *f[i].next; /* the old configuration frees the file's value */
         *f[i].next = *f[i].now;
         *f[i].now = keep;
@@ -1214,10 +1210,9 @@ int kb_broker_reload(kb_broker_t *b, const char *who)
         return s_reload_refused(b, who, sha256, detail);
     }
     if (kb_conf_check_broker_keys(fresh, b->sign_key, b->curve_pub, b->conf->key_dir) != KB_OK) {
-        char detail[KB_ERROR_MAX];
-        snprintf(detail, sizeof detail, "%s", kb_last_error());
+        int rc = s_reload_refused(b, who, sha256, kb_last_error());
         kb_conf_destroy(&fresh);
-        return s_reload_refused(b, who, sha256, detail);
+        return rc;
     }
     if (fresh->max_message_bytes > b->frame_max_start)
         kb_log(KB_LOG_WARN, "reload_partial",
