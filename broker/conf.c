@@ -257,47 +257,6 @@ static const char *s_type_name(const yaml_node_t *node)
     }
 }
 
-/* The code point at t[*i] (of len bytes), moving *i past it. libyaml
- * hands over valid UTF-8 only, but a bad or cut sequence still yields
- * U+FFFD for one byte, never a read past len. */
-static uint32_t s_utf8_next(const unsigned char *t, size_t len, size_t *i)
-{
-    unsigned char c = t[*i];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-        (*i)++;
-        return c;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 1;
-        cp = c & 0x1fu;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2;
-        cp = c & 0x0fu;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3;
-        cp = c & 0x07u;
-    } else {
-        (*i)++;
-        return 0xfffd;
-    }
-    if (len - *i - 1 < n) {
-        (*i)++;
-        return 0xfffd;
-    }
-    for (size_t k = 1; k <= n; k++) {
-        unsigned char cc = t[*i + k];
-        if ((cc & 0xc0) != 0x80) {
-            (*i)++;
-            return 0xfffd;
-        }
-        cp = (cp << 6) | (cc & 0x3fu);
-    }
-    *i += n + 1;
-    return cp;
-}
-
 /* Characters a value may not hold: C0 and C1 controls and DEL; the line
  * and paragraph separators; the bidirectional controls, with which a name
  * or legal basis shows in a log, `policy explain` or an audit report as
@@ -327,7 +286,11 @@ static int s_visible(const s_ctx_t *ctx, const yaml_node_t *node, const char *wh
     if (strlen(text) != len)
         return s_err(ctx, node, "%s: NUL character in value", what);
     for (size_t i = 0; i < len;) {
-        uint32_t cp = s_utf8_next((const unsigned char *)text, len, &i);
+        /* libyaml hands over valid UTF-8 only; a byte that is not is
+         * taken for U+FFFD */
+        uint32_t cp = 0xfffd;
+        if (kb_utf8_next(text, len, &i, &cp) != KB_OK)
+            i++;
         if (s_char_refused(cp) && !(lines && (cp == '\n' || cp == '\t')))
             return s_err(ctx, node, "%s: invisible or control character U+%04X in value", what, (unsigned)cp);
     }

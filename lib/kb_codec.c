@@ -1359,6 +1359,40 @@ const char *kb_kind_name(int kind)
     }
 }
 
+int kb_utf8_next(const char *s, size_t len, size_t *pos, uint32_t *cp)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = *pos;
+    unsigned char b = p[i];
+    size_t n;
+    uint32_t v, min;
+    if (b < 0x80) {
+        *cp = b;
+        *pos = i + 1;
+        return KB_OK;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+        n = 2, v = b & 0x1Fu, min = 0x80;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        n = 3, v = b & 0x0Fu, min = 0x800;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        n = 4, v = b & 0x07u, min = 0x10000;
+    } else {
+        return KB_EPROTO;
+    }
+    if (len - i < n)
+        return KB_EPROTO;
+    for (size_t k = 1; k < n; k++) {
+        if ((p[i + k] & 0xC0) != 0x80)
+            return KB_EPROTO;
+        v = (v << 6) | (p[i + k] & 0x3Fu);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return KB_EPROTO;
+    *cp = v;
+    *pos = i + n;
+    return KB_OK;
+}
+
 int kb_utf8_valid(const char *s, size_t len)
 {
     if (!s)

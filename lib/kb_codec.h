@@ -216,4 +216,10 @@ const char *kb_kind_name(int kind);
  * surrogates, code points above U+10FFFF or cut-off sequences. */
 int kb_utf8_valid(const char *s, size_t len);
 
+/* Decode the code point at s[*pos] (s has len bytes) as strict UTF-8, as
+ * kb_utf8_valid() accepts it (a NUL byte is U+0000 here), into *cp and
+ * move *pos past it; KB_OK, or KB_EPROTO (nothing moved) for a byte that
+ * starts no valid sequence there. */
+int kb_utf8_next(const char *s, size_t len, size_t *pos, uint32_t *cp);
+
 #endif

@@ -102,26 +102,6 @@ static long s_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 
 /* ------------------------------------------------------------ text rules */
 
-/* Decode one UTF-8 code point at s[*i] (already validated). */
-static uint32_t s_utf8_next(const char *s, size_t *i)
-{
-    const uint8_t *p = (const uint8_t *)s + *i;
-    if (p[0] < 0x80) {
-        *i += 1;
-        return p[0];
-    }
-    if ((p[0] & 0xe0) == 0xc0) {
-        *i += 2;
-        return (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
-    }
-    if ((p[0] & 0xf0) == 0xe0) {
-        *i += 3;
-        return (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
-    }
-    *i += 4;
-    return (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 | (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
-}
-
 /* Unicode White_Space, as Go's unicode.IsSpace (which signed-note names). */
 static int s_is_space(uint32_t c)
 {
@@ -133,11 +113,11 @@ static int s_is_space(uint32_t c)
  * control characters. */
 static int s_name_ok(const char *s, size_t len, size_t max)
 {
-    if (len == 0 || len > max || !kb_utf8_valid(s, len))
+    if (len == 0 || len > max)
         return 0;
     for (size_t i = 0; i < len;) {
-        uint32_t c = s_utf8_next(s, &i);
-        if (c < 0x20 || c == 0x7f || c == '+' || s_is_space(c))
+        uint32_t c;
+        if (kb_utf8_next(s, len, &i, &c) != KB_OK || c < 0x20 || c == 0x7f || c == '+' || s_is_space(c))
             return 0;
     }
     return 1;

@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "kb_codec.h"
 #include "kb_error.h"
 #include "kb_keys.h"
 #include "kb_subject.h"
@@ -227,41 +228,6 @@ static int s_norm_phone(const char *value, s_out_t *o)
 
 /* ------------------------------------------------------------ name_birth */
 
-/* Decode one code point of strict UTF-8 (no overlong forms, surrogates or
- * values above U+10FFFF) at s[*pos], advancing *pos. */
-static int s_utf8_next(const unsigned char *s, size_t len, size_t *pos, uint32_t *cp)
-{
-    size_t i = *pos;
-    unsigned char b = s[i];
-    size_t n;
-    uint32_t v, min;
-    if (b < 0x80) {
-        *cp = b;
-        *pos = i + 1;
-        return KB_OK;
-    } else if (b >= 0xC2 && b <= 0xDF) {
-        n = 2, v = b & 0x1Fu, min = 0x80;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        n = 3, v = b & 0x0Fu, min = 0x800;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        n = 4, v = b & 0x07u, min = 0x10000;
-    } else {
-        return KB_EPROTO;
-    }
-    if (len - i < n)
-        return KB_EPROTO;
-    for (size_t k = 1; k < n; k++) {
-        if ((s[i + k] & 0xC0) != 0x80)
-            return KB_EPROTO;
-        v = (v << 6) | (s[i + k] & 0x3Fu);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return KB_EPROTO;
-    *cp = v;
-    *pos = i + n;
-    return KB_OK;
-}
-
 static size_t s_utf8_put(uint32_t cp, char out[S_UTF8_MAX])
 {
     if (cp < 0x80) {
@@ -457,12 +423,11 @@ static s_ch_t s_name_char(uint32_t cp, char out[S_UTF8_MAX], size_t *out_len)
  * separated by one space, no leading or trailing space. */
 static int s_name_part(const char *what, const char *text, size_t len, s_out_t *o)
 {
-    const unsigned char *s = (const unsigned char *)text;
     size_t pos = 0, start = o->len;
     int pending_space = 0;
     while (pos < len) {
         uint32_t cp;
-        if (s_utf8_next(s, len, &pos, &cp) != KB_OK)
+        if (kb_utf8_next(text, len, &pos, &cp) != KB_OK)
             return kb_error_set(KB_EPROTO, "name_birth: %s is not valid UTF-8", what);
         char ch[S_UTF8_MAX];
         size_t ch_len = 0;
