@@ -220,6 +220,11 @@ static int s_err_at(const s_ctx_t *ctx, size_t line, size_t column, const char *
     return rc;
 }
 
+static kb_conf_pos_t s_pos(const yaml_node_t *node)
+{
+    return (kb_conf_pos_t){(int)node->start_mark.line + 1, (int)node->start_mark.column + 1};
+}
+
 static int s_nomem(void)
 {
     return kb_error_set(KB_ENOMEM, "loading configuration: out of memory");
@@ -645,7 +650,8 @@ static int s_agency_curve(s_ctx_t *ctx, kb_agency_t *a, size_t index, yaml_node_
         return KB_OK;
     }
     a->curve = calloc(list.n, sizeof *a->curve);
-    if (!a->curve)
+    a->curve_at = calloc(list.n, sizeof *a->curve_at);
+    if (!a->curve || !a->curve_at)
         return s_nomem();
     for (size_t i = 0; i < list.n; i++) {
         yaml_node_t *item;
@@ -666,6 +672,7 @@ static int s_agency_curve(s_ctx_t *ctx, kb_agency_t *a, size_t index, yaml_node_
                          ctx->conf->agencies[owner].id);
         if ((rc = s_index_put(&ctx->curve_keys, a->curve[i], index)) != KB_OK)
             return rc;
+        a->curve_at[i] = s_pos(item);
         a->n_curve++;
     }
     return KB_OK;
@@ -718,6 +725,7 @@ static int s_agency(s_ctx_t *ctx, size_t index, const yaml_node_t *node)
     if ((rc = s_text(ctx, v[A_SIGNING], "signing_key", &text)) != KB_OK ||
         (rc = s_path(ctx, v[A_SIGNING], "signing_key", &a->signing_key_path)) != KB_OK)
         return rc;
+    a->signing_key_at = s_pos(v[A_SIGNING]);
     if (ctx->flags & KB_CONF_SKIP_KEYS)
         return KB_OK;
     a->signing_key = kb_keys_load_sign_public(a->signing_key_path);
@@ -1612,14 +1620,16 @@ int kb_conf_check_broker_keys(const kb_conf_t *c, EVP_PKEY *sign, const char *cu
         len = sizeof theirs;
         if (sign && a->signing_key && EVP_PKEY_get_raw_public_key(a->signing_key, theirs, &len) == 1 &&
             len == sizeof theirs && CRYPTO_memcmp(mine, theirs, sizeof mine) == 0)
-            return kb_error_set(KB_ECONFIG, "%s:%d: agency '%s': its signing_key %s is the broker's own "
+            return kb_error_set(KB_ECONFIG, "%s:%d:%d: agency '%s': its signing_key %s is the broker's own "
                                 "(%s/broker.sign.pem); each agency signs with a key of its own",
-                                c->path, a->line, a->id, a->signing_key_path, key_dir);
+                                c->path, a->signing_key_at.line, a->signing_key_at.column, a->id,
+                                a->signing_key_path, key_dir);
         for (size_t k = 0; curve && k < a->n_curve; k++)
             if (strcmp(a->curve[k], curve) == 0)
-                return kb_error_set(KB_ECONFIG, "%s:%d: agency '%s': CURVE key %s is the broker's own "
+                return kb_error_set(KB_ECONFIG, "%s:%d:%d: agency '%s': CURVE key %s is the broker's own "
                                     "(%s/broker.curve_secret); an adapter connects with a key pair of its own",
-                                    c->path, a->line, a->id, a->curve[k], key_dir);
+                                    c->path, a->curve_at[k].line, a->curve_at[k].column, a->id, a->curve[k],
+                                    key_dir);
     }
     return KB_OK;
 }
@@ -1636,6 +1646,7 @@ void kb_conf_destroy(kb_conf_t **p)
         free(a->id);
         free(a->name);
         free(a->curve);
+        free(a->curve_at);
         free(a->signing_key_path);
         EVP_PKEY_free(a->signing_key);
     }

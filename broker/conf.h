@@ -80,13 +80,21 @@
 /* Flags of kb_conf_load_ex(). */
 #define KB_CONF_SKIP_KEYS    1u    /* do not read curve_cert and signing_key files */
 
+/* Where a value stands in the file, both counted from 1. */
+typedef struct kb_conf_pos {
+    int line;
+    int column;
+} kb_conf_pos_t;
+
 typedef struct kb_agency {
     char *id;                     /* short id, [a-z0-9-], 1..32 chars */
     char *name;                   /* display name */
     size_t n_curve;               /* number of CURVE public keys (0 with KB_CONF_SKIP_KEYS) */
     char (*curve)[KB_Z85_KEY_LEN + 1]; /* Z85 public keys of its adapters */
+    kb_conf_pos_t *curve_at;      /* where each key's certificate is named */
     char *signing_key_path;       /* resolved path of its Ed25519 public key */
     EVP_PKEY *signing_key;        /* loaded Ed25519 public key (NULL with KB_CONF_SKIP_KEYS) */
+    kb_conf_pos_t signing_key_at; /* where signing_key is named */
     int line;                     /* line of the entry in the file */
 } kb_agency_t;
 

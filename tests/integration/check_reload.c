@@ -585,17 +585,37 @@ START_TEST(test_restart_only_changes_warn_until_undone)
 }
 END_TEST
 
+/* "chain.yaml:<line>:<column>: " of the first `text` in the chain file. */
+static void s_where(const char *text, char *out, size_t size)
+{
+    char *conf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(s_chain.config, 1u << 20, &conf, &len), KB_OK);
+    const char *at = strstr(conf, text);
+    ck_assert_msg(at != NULL, "'%s' is not in %s", text, s_chain.config);
+    int line = 1;
+    const char *bol = conf;
+    for (const char *p = conf; p < at; p++)
+        if (*p == '\n') {
+            line++;
+            bol = p + 1;
+        }
+    snprintf(out, size, "chain.yaml:%d:%d: ", line, (int)(at - bol) + 1);
+    free(conf);
+}
+
 /* An agency listed with the broker's own signing key or CURVE key (a
  * copied key file) is refused at reload, the old configuration staying,
  * and at start, and by policy check --keys; the error names the file,
- * line and agency. */
+ * the key's line and column, and the agency. */
 START_TEST(test_brokers_own_keys_are_no_agencys)
 {
+    char where[64], what[160];
     kb_chain_config_replace(&s_chain, "keys/fier.sign.pub.pem", "keys/broker.sign.pub.pem");
+    s_where("keys/broker.sign.pub.pem", where, sizeof where);
+    snprintf(what, sizeof what, "%sagency 'fier': its signing_key ", where);
     ck_assert_int_eq(s_cli("reload"), 1);
-    ck_assert_msg(strstr(s_out, "chain.yaml:") && strstr(s_out, ": agency 'fier': its signing_key ") &&
-                      strstr(s_out, "is the broker's own"),
-                  "%s", s_out);
+    ck_assert_msg(strstr(s_out, what) && strstr(s_out, "is the broker's own"), "%s lacks %s", s_out, what);
     /* policy check --keys says so too, from the broker's keys in key_dir */
     char out[4096];
     ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 1);
@@ -605,8 +625,10 @@ START_TEST(test_brokers_own_keys_are_no_agencys)
     ketenbus_client_destroy(&fier); /* fier's own keys still hold */
     kb_chain_config_replace(&s_chain, "keys/broker.sign.pub.pem", "keys/fier.sign.pub.pem");
     kb_chain_config_replace(&s_chain, "keys/fier.curve", "keys/broker.curve");
+    s_where("keys/broker.curve", where, sizeof where);
+    snprintf(what, sizeof what, "%sagency 'fier': CURVE key ", where);
     ck_assert_int_eq(s_cli("reload"), 1);
-    ck_assert_msg(strstr(s_out, ": agency 'fier': CURVE key ") && strstr(s_out, "is the broker's own"), "%s", s_out);
+    ck_assert_msg(strstr(s_out, what) && strstr(s_out, "is the broker's own"), "%s lacks %s", s_out, what);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
     ck_assert_int_eq(kb_chain_audit_count(&s_chain, KETENBUS__AUDIT_EVENT__AUDIT_EVENT_RULES_LOADED,
                                           "is the broker's own"),
@@ -615,7 +637,7 @@ START_TEST(test_brokers_own_keys_are_no_agencys)
     ck_assert_int_ne(kb_chain_try_start(&s_chain), 0);
     ck_assert_int_eq(kb_chain_log_count(&s_chain, ": agency 'fier': CURVE key "), 2); /* reload and start */
     ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 1);
-    ck_assert_msg(strstr(out, ": agency 'fier': CURVE key ") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, what) != NULL, "%s lacks %s", out, what);
     kb_chain_config_replace(&s_chain, "keys/broker.curve", "keys/fier.curve");
     ck_assert_int_eq(kb_chain_cli(&s_chain, out, sizeof out, "policy check --keys chain.yaml"), 0);
     kb_chain_start(&s_chain);
