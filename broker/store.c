@@ -1067,7 +1067,7 @@ static int s_queue_open(kb_store_t *s, const char *ik, size_t ikl, const uint8_t
     uint8_t *plain = malloc(pl ? pl : 1);
     if (!plain)
         return kb_error_set(KB_ENOMEM, "store: scan: out of memory");
-    if (kb_aead_open_with(s->aead, ik, ikl, iv, ivl, plain) != KB_OK) {
+    if (kb_aead_open_with(s->aead, ik, ikl, iv, ivl, plain) != KB_OK) { /* plain wiped */
         free(plain);
         return kb_error_set(KB_ECRYPTO, "store: %s entry %llu does not decrypt (altered, or another storage key)",
                             agency, (unsigned long long)seq);

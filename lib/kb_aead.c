@@ -20,9 +20,14 @@
 
 /* Nonces drawn from the DRBG per call to RAND_bytes: a call costs about as
  * much as sealing a small entry, so a kb_aead_t draws this many at once and
- * hands them out one by one. They are as random as one draw each (and as
- * unique: 96 random bits per seal, far below the 2^32 seals per key that
- * random GCM nonces allow). */
+ * hands them out one by one. They are as random as one draw each.
+ *
+ * With random 96-bit nonces NIST SP 800-38D (8.3) allows 2^32 seals per
+ * key. The broker seals one queue entry per recipient, under one storage
+ * key that is never rotated, and nothing counts the seals: at ten
+ * thousand entries a day that bound is a thousand years away, at a million
+ * a day twelve years, and a broker kept saturated as in `make bench`
+ * (about 50,000 a second) would pass it within a day. */
 #define KB_AEAD_NONCE_POOL 64u
 
 struct kb_aead {
@@ -124,6 +129,9 @@ int kb_aead_open_with(kb_aead_t *a, const void *aad, size_t aad_len, const uint8
         EVP_DecryptUpdate(a->dec, out, &n, ct, (int)ct_len) != 1 ||
         EVP_CIPHER_CTX_ctrl(a->dec, EVP_CTRL_GCM_SET_TAG, KB_AEAD_TAG_LEN, (void *)(ct + ct_len)) != 1 ||
         EVP_DecryptFinal_ex(a->dec, out + n, &fin) != 1) {
+        /* GCM decrypts before it checks the tag: what it wrote is not to
+         * be trusted, and may be the personal data itself */
+        OPENSSL_cleanse(out, ct_len);
         a->dec_ready = 0;
         return kb_error_ssl(KB_ECRYPTO, "aead: authentication failed (data altered or wrong key)");
     }

@@ -35,8 +35,9 @@ void kb_aead_destroy(kb_aead_t **p);
 int kb_aead_seal_with(kb_aead_t *a, const void *aad, size_t aad_len, const void *pt, size_t pt_len, uint8_t *out);
 
 /* Decrypt in (in_len >= KB_AEAD_OVERHEAD) into out, which must hold
- * in_len - KB_AEAD_OVERHEAD bytes. KB_ECRYPTO if the tag does not verify or
- * in is too short, KB_ETOOBIG. */
+ * in_len - KB_AEAD_OVERHEAD bytes. KB_ECRYPTO if the tag does not verify
+ * (out is then wiped: nothing unauthenticated is left in it) or in is too
+ * short, KB_ETOOBIG. */
 int kb_aead_open_with(kb_aead_t *a, const void *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                       uint8_t *out);
 

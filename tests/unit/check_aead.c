@@ -3,7 +3,8 @@
  * used for many seals and opens in a row gives what the one-shot calls
  * give, a NIST test vector decrypts, and every kind of damage (altered
  * nonce, ciphertext, tag or associated data, wrong key, short input) is
- * refused, also when it comes between good calls on the same object.
+ * refused, with nothing decrypted left behind, also when it comes between
+ * good calls on the same object.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,8 +120,9 @@ START_TEST(test_nonces_unique)
 }
 END_TEST
 
-/* Damage rows: each must be refused with KB_ECRYPTO, and a good open on
- * the same object must still work right after. */
+/* Damage rows: each must be refused with KB_ECRYPTO, leaving nothing it
+ * decrypted in the output (GCM decrypts before it checks the tag), and a
+ * good open on the same object must still work right after. */
 enum { D_NONCE, D_CT, D_TAG, D_AAD, D_AAD_LEN, D_KEY, D_SHORT, D_EMPTY, N_DAMAGE };
 
 START_TEST(test_damage_refused)
@@ -168,8 +170,11 @@ START_TEST(test_damage_refused)
         bad_len = 0;
         break;
     }
+    memset(out, 0xAA, sizeof out);
     ck_assert_int_eq(kb_aead_open_with(use, other_aad, aad_len, bad, bad_len, out), KB_ECRYPTO);
     ck_assert_ptr_nonnull(kb_last_error());
+    for (size_t i = 0; i < sizeof out; i++) /* wiped, or not written */
+        ck_assert_msg(out[i] == 0 || out[i] == 0xAA, "byte %zu of a refused open is 0x%02x", i, out[i]);
     ck_assert_int_eq(kb_aead_open_with(a, aad, strlen(aad), sealed, sizeof sealed, out), KB_OK);
     ck_assert_int_eq(memcmp(out, pt, sizeof pt), 0);
     /* and the object still seals what it opens */
