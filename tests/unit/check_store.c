@@ -348,6 +348,38 @@ START_TEST(test_encrypted_at_rest)
 }
 END_TEST
 
+/* A queue value too short to hold a nonce and a tag (a damaged disk) is
+ * reported as such, like any entry that does not open, and the entries
+ * after it are still read. */
+START_TEST(test_short_queue_value_refused)
+{
+    kb_store_t *s = s_open();
+    kb_batch_t *b = kb_batch_new();
+    s_put(s, b, "politie", "fier", 1);
+    s_put(s, b, "politie", "fier", 2);
+    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
+    kb_batch_destroy(&b);
+    kb_store_destroy(&s);
+
+    kb_ldb_t l;
+    kb_ldb_open(&l, s_dir);
+    const uint8_t k[1 + 7 + 1 + 8] = {'q', 'p', 'o', 'l', 'i', 't', 'i', 'e', 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    char *err = NULL;
+    leveldb_put(l.db, l.wo, (const char *)k, sizeof k, "0123456789", 10, &err);
+    ck_assert_ptr_null(err);
+    kb_ldb_close(&l);
+
+    s = s_open();
+    s_seen_t seen = {0};
+    ck_assert_int_eq(kb_store_queue_scan(s, "politie", 0, 64, s_collect, &seen), KB_ECRYPTO);
+    ck_assert_msg(strstr(kb_last_error(), "politie entry 0 is truncated") != NULL, "%s", kb_last_error());
+    ck_assert_int_eq(seen.bad, 1);
+    ck_assert_int_eq(seen.n, 1);
+    ck_assert_int_eq(seen.ids[0], 2);
+    kb_store_destroy(&s);
+}
+END_TEST
+
 START_TEST(test_seen_and_audit)
 {
     kb_store_t *s = s_open();
@@ -909,6 +941,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_failed_commit_rolls_back_counters);
     tcase_add_test(tc, test_zero_depth_with_entries_repaired_at_open);
     tcase_add_test(tc, test_encrypted_at_rest);
+    tcase_add_test(tc, test_short_queue_value_refused);
     tcase_add_test(tc, test_seen_and_audit);
     tcase_add_test(tc, test_open_errors);
     tcase_add_test(tc, test_audit_blocks_across_batches);
