@@ -857,10 +857,14 @@ static int s_dispatch(kb_broker_t *b, const uint8_t *rid, size_t rid_len, const 
             rc = broker_reply(b, rid, rid_len, &pf);
         }
         break;
-    case KETENBUS__FRAME__BODY_ERROR:
-        kb_log(KB_LOG_WARN, "peer_error", "agency=%s code=%d message=\"%.200s\"", agency, f->error->code,
-               f->error->message);
+    case KETENBUS__FRAME__BODY_ERROR: {
+        /* the peer's own text: quoted, so that it cannot add fields */
+        char cut[201], quoted[2 * sizeof cut + 3];
+        snprintf(cut, sizeof cut, "%s", f->error->message ? f->error->message : "");
+        kb_log(KB_LOG_WARN, "peer_error", "agency=%s code=%d message=%s", agency, f->error->code,
+               kb_log_quote(cut, quoted, sizeof quoted));
         break;
+    }
     default:
         rc = s_error(b, rid, rid_len, req, KETENBUS__ERROR_CODE__ERROR_CODE_UNEXPECTED,
                      "adapters may not send this command");

@@ -1565,6 +1565,27 @@ static void s_log_keys(const char *line, char *keys, size_t len)
     }
 }
 
+/* How many lines of the stopped broker's log have the event, each with
+ * exactly the fields `keys` (space-separated, in order) as a reader splits
+ * them. */
+static int s_log_lines_with_keys(const char *event, const char *keys)
+{
+    FILE *f = fopen(s_chain.log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4096], got[512], tag[64];
+    snprintf(tag, sizeof tag, " event=%s ", event);
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, tag))
+            continue;
+        n++;
+        s_log_keys(line, got, sizeof got);
+        ck_assert_msg(strcmp(got, keys) == 0, "fields %s in: %s", got, line);
+    }
+    fclose(f);
+    return n;
+}
+
 /* A refusal's log line has the fields the broker writes and no others,
  * whatever text of the peer's its reason repeats: a seal path with a quote
  * and key=value pairs does not add agency, rule or other fields. */
@@ -1581,20 +1602,31 @@ START_TEST(test_refused_log_line_keeps_its_fields)
     ck_assert_int_eq(code, KETENBUS__REJECT_CODE__REJECT_BAD_SIGNATURE);
     ketenbus__envelope__free_unpacked(e, NULL);
     ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
-    FILE *f = fopen(s_chain.log, "r");
-    ck_assert_ptr_nonnull(f);
-    char line[4096], keys[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (!strstr(line, " event=refused "))
-            continue;
-        n++;
-        s_log_keys(line, keys, sizeof keys);
-        ck_assert_msg(strcmp(keys, "ts level event agency message code rule reason") == 0, "fields %s in: %s", keys,
-                      line);
-    }
-    fclose(f);
-    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(s_log_lines_with_keys("refused", "ts level event agency message code rule reason"), 1);
+}
+END_TEST
+
+/* An adapter's ERROR frame is logged with its text quoted: a quote and
+ * key=value pairs in it add no fields to the broker's line. */
+START_TEST(test_peer_error_log_line_keeps_its_fields)
+{
+    s_sock = s_raw(s_chain.keys, "politie");
+    s_hello(s_sock);
+    Ketenbus__Error err;
+    ketenbus__error__init(&err);
+    err.code = KETENBUS__ERROR_CODE__ERROR_CODE_INTERNAL;
+    err.message = (char *)"disk full\" agency=om code=0 forged=\"yes";
+    Ketenbus__Frame f;
+    ketenbus__frame__init(&f);
+    f.body_case = KETENBUS__FRAME__BODY_ERROR;
+    f.error = &err;
+    s_send_frame(s_sock, &f);
+    s_send_ping(s_sock); /* answered after the ERROR was handled */
+    Ketenbus__Frame *pong = s_expect(s_sock, KETENBUS__FRAME__BODY_PONG);
+    ketenbus__frame__free_unpacked(pong, NULL);
+    ck_assert_int_eq(kb_chain_stop(&s_chain), 0);
+    ck_assert_int_eq(s_log_lines_with_keys("peer_error", "ts level event agency code message"), 1);
+    ck_assert_int_eq(kb_chain_log_count(&s_chain, "message=\"disk full\\\" agency=om"), 1);
 }
 END_TEST
 
@@ -1659,6 +1691,7 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_unverified_claims_not_audited);
     tcase_add_test(tc, test_duplicate_in_batch_gives_received_index);
     tcase_add_test(tc, test_refused_log_line_keeps_its_fields);
+    tcase_add_test(tc, test_peer_error_log_line_keeps_its_fields);
     tcase_add_test(tc, test_seal_path_not_echoed);
     suite_add_tcase(s, tc);
     return s;
