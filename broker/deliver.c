@@ -179,8 +179,14 @@ static int s_notify_sender(kb_broker_t *b, const char *sender, const uint8_t abo
     n->message_id.data = malloc(16);
     n->sender = strdup(b->conf->broker_id);
     n->recipients = calloc(1, sizeof *n->recipients);
+    /* initialised at once: on the way out free_unpacked walks them */
     n->legal_basis = malloc(sizeof *n->legal_basis);
+    if (n->legal_basis)
+        ketenbus__legal_basis__init(n->legal_basis);
     n->notice = malloc(sizeof *n->notice);
+    if (n->notice)
+        ketenbus__notice__init(n->notice);
+    n->payload_case = KETENBUS__ENVELOPE__PAYLOAD_NOTICE;
     if (!n->message_id.data || !n->sender || !n->recipients || !n->legal_basis || !n->notice)
         goto done;
     n->message_id.len = 16;
@@ -194,13 +200,10 @@ static int s_notify_sender(kb_broker_t *b, const char *sender, const uint8_t abo
     n->kind = KETENBUS__KIND__KIND_EXPIRY_NOTICE;
     n->purpose = (Ketenbus__Purpose)purpose;
     n->handling = KETENBUS__HANDLING__HANDLING_H0;
-    ketenbus__legal_basis__init(n->legal_basis);
     n->legal_basis->basis = strdup("delivery report to the sender");
     n->legal_basis->consent = KETENBUS__CONSENT__CONSENT_NOT_REQUIRED;
     n->created_us = now_us;
     n->correlation_id.data = malloc(16);
-    ketenbus__notice__init(n->notice);
-    n->payload_case = KETENBUS__ENVELOPE__PAYLOAD_NOTICE;
     n->notice->type = KETENBUS__NOTICE_TYPE__NOTICE_TYPE_EXPIRED;
     n->notice->about_message_id.data = malloc(16);
     n->notice->agencies = calloc(1, sizeof *n->notice->agencies);
