@@ -566,6 +566,7 @@ static void s_abort_turn(kb_broker_t *b)
     kb_idset_clear(b->dels); /* the entries are still queued: sessions start again from the first */
     kb_idset_clear(b->dels_flight);
     b->turn_sync = 0;
+    b->staged_cost = 0;
     kb_batch_clear(b->batch); /* drop the disconnect records staged above */
     /* each session that ends here is audited as ended, in the next batch
      * (the ones that went with the failed write are gone) */
@@ -606,6 +607,7 @@ int broker_settle(kb_broker_t *b)
  * flight (settle first). */
 static void s_submit(kb_broker_t *b)
 {
+    b->staged_cost = 0; /* written here, or handed to the committer */
     if (kb_batch_size(b->batch) == 0) {
         s_flush(b);
         b->turn_sync = 0;
@@ -641,11 +643,13 @@ static void s_submit(kb_broker_t *b)
     b->turn_sync = 0;
 }
 
-int broker_write_staged(kb_broker_t *b)
+/* Hand what is staged to the committer once the batch in flight is
+ * written, and go on: routing stages into the other batch meanwhile. */
+static int s_write_behind(kb_broker_t *b)
 {
     int rc = broker_settle(b);
     if (rc != KB_OK)
-        return rc;
+        return rc; /* settling refused everything */
     rc = deliver_send_direct(b);
     if (rc != KB_OK) {
         s_abort_turn(b);
@@ -653,7 +657,13 @@ int broker_write_staged(kb_broker_t *b)
         return rc;
     }
     s_submit(b);
-    return broker_settle(b);
+    return KB_OK;
+}
+
+int broker_write_staged(kb_broker_t *b)
+{
+    int rc = s_write_behind(b);
+    return rc != KB_OK ? rc : broker_settle(b);
 }
 
 /* The store cannot be used after a failed write, nor trusted to match
@@ -1052,11 +1062,12 @@ static int s_drain(kb_broker_t *b)
             kb_arena_reset(b->arena_next);
         }
     }
+    int aborted = 0;
     for (size_t i = 0; i < n; i++) {
         kb_incoming_t *in = &b->in[i];
         const uint8_t *rid = zmq_msg_data(&in->rid);
         size_t rid_len = zmq_msg_size(&in->rid);
-        if (rc != KB_OK) {
+        if (rc != KB_OK || aborted) {
             /* nothing more is handled this turn; peers resend */
         } else if (!in->agency || !*in->agency || rid_len == 0 || rid_len > KB_ROUTING_ID_MAX) {
             kb_log(KB_LOG_WARN, "frame_dropped", "reason=\"no authenticated agency\"");
@@ -1067,6 +1078,11 @@ static int s_drain(kb_broker_t *b)
         } else {
             rc = s_dispatch(b, rid, rid_len, in->agency, in->key, zmq_msg_size(&in->body), in->frame, in->decode_rc,
                             (const kb_verify_job_t *const *)in->jobs);
+            /* a turn's frames may fan out to many agencies each: past the
+             * bound, write what they staged before routing more. A failed
+             * write has already refused the turn and reset the sessions. */
+            if (rc == KB_OK && b->staged_cost >= KB_STAGE_COST_MAX)
+                aborted = s_write_behind(b) != KB_OK;
         }
         s_incoming_clear(in);
     }
@@ -1112,11 +1128,12 @@ static int s_turn(kb_broker_t *b)
     /* While a batch is being written, what arrives is routed into the
      * staged batch, which goes next with everything that came meanwhile:
      * the loop does not wait for the disk, only the replies do. Past
-     * KB_STAGE_OPS_MAX staged operations, or KB_REPLIES_BYTES_MAX bytes of
-     * replies waiting, it waits after all: it reads no frames meanwhile,
+     * KB_STAGE_OPS_MAX staged operations, KB_STAGE_COST_MAX of staged
+     * copies, or KB_REPLIES_BYTES_MAX bytes of replies waiting, it waits
+     * after all: it reads no frames meanwhile,
      * so libzmq's ZMQ_RCVHWM holds the senders back. */
     if (kb_commit_busy(b->commit) && !kb_commit_ready(b->commit) && kb_batch_size(b->batch) < KB_STAGE_OPS_MAX &&
-        b->out.bytes < KB_REPLIES_BYTES_MAX)
+        b->staged_cost < KB_STAGE_COST_MAX && b->out.bytes < KB_REPLIES_BYTES_MAX)
         return KB_OK; /* the committer's pipe wakes the loop */
     /* deliveries come from what is written, and one batch at a time is */
     if (broker_settle(b) != KB_OK)

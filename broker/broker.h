@@ -34,6 +34,18 @@
                                          * at most (its decoding is bounded by the codec), so a
                                          * turn's memory is bounded whatever peers send */
 #define KB_STAGE_OPS_MAX    65536u /* staged store operations before the loop waits for the disk */
+/* What accepted envelopes staged for their recipients (route.c's cost: a
+ * queue copy and S_COPY_COST per recipient) before the loop hands the
+ * staged batch to the committer, waiting for the batch in flight if need
+ * be; checked after every frame, also within a turn. An envelope fanned
+ * out to many agencies is copied once per recipient (and once more for
+ * each one online), so the bound on what a turn reads does not bound what
+ * it stages: 4 MiB of signals fanned out to 64 agencies grew the broker
+ * by 480 MiB in one turn before this bound, and longer floods without
+ * limit. One SUBMIT stages at most this much, or one envelope's fan-out
+ * when that alone is larger (route.c). Ordinary traffic stays far below
+ * it: a batch of small messages reaches KB_STAGE_OPS_MAX first. */
+#define KB_STAGE_COST_MAX   (16u << 20)
 /* Bytes of replies (slots and frames) queued while a batch is written
  * before the loop waits for the disk: frames that stage nothing (PING,
  * refusals) still queue a reply, so without a bound a peer that keeps
@@ -176,6 +188,7 @@ typedef struct kb_broker {
     size_t n_jobs_next;             /* their count */
     size_t cap_jobs_next;           /* allocated */
     int turn_sync;                  /* 1 if the staged batch must be synced (it answers SUBMITs) */
+    size_t staged_cost;             /* route.c's cost of the envelopes the staged batch accepts */
     kb_merkle_t *tree;              /* the audit log's Merkle tree (leaves = audit records) */
     kb_store_tiles_t tiles;         /* binds the tree to the store and the turn's batch */
     uint64_t cp_size;               /* tree size of the last signed checkpoint */

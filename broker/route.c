@@ -31,14 +31,17 @@
  * KB_MAX_RECIPIENTS bounds only the recipients an envelope names. An agency
  * that an allow rule would reach but a deny rule refuses is a candidate
  * too (kb_policy_fanout_candidates): refused, listed and audited with that
- * rule, as a named recipient would be. What one SUBMIT stages is bounded
- * by its cost (a queue copy plus S_COPY_COST per recipient) against
- * s_budget(): KB_MAX_RECIPIENTS copies of a full frame, what any SUBMIT
- * could stage when fan-outs were capped.
- * An envelope whose fan-out alone costs more is refused for good
- * (REJECT_TOO_LARGE, saying so); one that does not fit in what earlier
- * envelopes of the same SUBMIT left is refused for now (REJECT_INTERNAL,
+ * rule, as a named recipient would be. What an envelope stages is its
+ * cost: a queue copy plus S_COPY_COST per recipient. One envelope may cost
+ * up to s_budget(), KB_MAX_RECIPIENTS copies of a full frame (what any
+ * envelope could stage when fan-outs were capped); one that costs more is
+ * refused for good (REJECT_TOO_LARGE, saying so). A SUBMIT stages at most
+ * KB_STAGE_COST_MAX, or its first accepted envelope when that alone costs
+ * more: the envelopes past it are refused for now (REJECT_INTERNAL,
  * "retry later"), which the SDK sends again. Nothing is dropped silently.
+ * The loop writes what is staged once it reaches KB_STAGE_COST_MAX
+ * (broker.c), so the broker's memory follows what it stages, not how
+ * widely the rules fan out what it reads.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -261,7 +264,7 @@ static int s_refuse_all(kb_broker_t *b, kb_session_t *s, const Ketenbus__Envelop
 }
 
 /* *spent: what earlier envelopes of this SUBMIT staged for their
- * recipients (s_budget); this one adds its own when accepted. */
+ * recipients (their cost); this one adds its own when accepted. */
 static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, const kb_verify_job_t *job,
                        s_result_t *res, size_t *spent)
 {
@@ -394,7 +397,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
                  "a message of %zu bytes to %zu agencies needs %zu bytes of queue copies, more than the broker's "
                  "limit of %zu; send it smaller or name its recipients",
                  len, res->entry.n_recipients, cost, s_budget(b));
-    } else if (res->entry.n_recipients > 0 && cost > s_budget(b) - *spent) {
+    } else if (res->entry.n_recipients > 0 && *spent > 0 && *spent + cost > KB_STAGE_COST_MAX) {
         code = KETENBUS__REJECT_CODE__REJECT_INTERNAL;
         snprintf(detail, sizeof detail,
                  "the fan-out of the messages before it in this batch fills what one batch may stage; retry later");
@@ -417,6 +420,7 @@ static int s_route_one(kb_broker_t *b, kb_session_t *s, Ketenbus__Envelope *e, c
         return code != 0 ? KB_OK : rc;
     }
     *spent += cost;
+    b->staged_cost += cost;
 
     /* accepted: audit, queue per recipient with its own bytes */
     Ketenbus__AuditRecord r;
