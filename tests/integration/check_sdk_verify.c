@@ -425,43 +425,43 @@ static ketenbus_client_t *s_fier_with_senders(char *senders, size_t len)
     return fier;
 }
 
-/* Deliver m under tag 1 and see it refused and not acknowledged. */
-static void s_refused_unacked(ketenbus_client_t *fier, ketenbus_msg_t *m)
+/* Deliver m under tag and see it refused and not acknowledged. */
+static void s_refused_unacked(ketenbus_client_t *fier, ketenbus_msg_t *m, uint64_t tag)
 {
-    const uint64_t first = 1;
-    s_deliver(&m, &first, 1);
-    for (int64_t end = kb_mono_ms() + 5000; s_refused == 0 && kb_mono_ms() < end;)
+    int refused = s_refused, handled = s_handled;
+    s_deliver(&m, &tag, 1);
+    for (int64_t end = kb_mono_ms() + 5000; s_refused == refused && kb_mono_ms() < end;)
         ketenbus_client_poll(fier, 10);
-    ck_assert_int_eq(s_refused, 1);
-    ck_assert_int_eq(s_handled, 0);
+    ck_assert_int_eq(s_refused, refused + 1);
+    ck_assert_int_eq(s_handled, handled);
     /* an acknowledgement would come with the next poll: none for half a second */
     for (int64_t end = kb_mono_ms() + 500; kb_mono_ms() < end;) {
         Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_ACK, 100);
         for (size_t i = 0; f && i < f->ack->n_tags; i++)
-            ck_assert_msg(f->ack->tags[i] != 1, "the refused delivery was acknowledged: it would be lost");
+            ck_assert_msg(f->ack->tags[i] != tag, "the refused delivery was acknowledged: it would be lost");
         if (f)
             ketenbus__frame__free_unpacked(f, NULL);
     }
 }
 
 /* The SDK starts its session again (after 1 s), and the broker delivers
- * m, not acknowledged before, under tag 2: it is handed out now, and only
- * the new tag is acknowledged. */
-static void s_taken_in_next_session(ketenbus_client_t *fier, ketenbus_msg_t *m, const char *narrative)
+ * m under tag: it is handed out now, and only that tag is acknowledged
+ * (never one of a refused delivery of the session before). */
+static void s_taken_in_next_session(ketenbus_client_t *fier, ketenbus_msg_t *m, const char *narrative, uint64_t tag)
 {
+    int handled = s_handled;
     Ketenbus__Frame *f = kb_fake_expect(&s_fake, fier, KETENBUS__FRAME__BODY_HELLO, 5000);
     ck_assert_msg(f != NULL, "no new session asked for within 5 s");
     ck_assert_int_eq(kb_fake_welcome(&s_fake, "fier", f->request_id), KB_OK);
     ketenbus__frame__free_unpacked(f, NULL);
     for (int64_t end = kb_mono_ms() + 5000; !ketenbus_client_is_connected(fier) && kb_mono_ms() < end;)
         ketenbus_client_poll(fier, 10);
-    const uint64_t second = 2;
-    s_deliver(&m, &second, 1);
+    s_deliver(&m, &tag, 1);
     uint64_t acked[4];
-    size_t n = s_acks_until(fier, 2, acked, 4);
+    size_t n = s_acks_until(fier, tag, acked, 4);
     for (size_t i = 0; i < n; i++)
-        ck_assert_uint_eq(acked[i], 2); /* never the first session's tag */
-    ck_assert_int_eq(s_handled, 1);
+        ck_assert_uint_eq(acked[i], tag);
+    ck_assert_int_eq(s_handled, handled + 1);
     ck_assert_str_eq(s_last, narrative);
 }
 
@@ -472,9 +472,9 @@ START_TEST(test_missing_key_delivery_comes_again)
     char senders[512];
     ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
     ketenbus_msg_t *m = s_signal(1, "politie", "politie", "waits for the key");
-    s_refused_unacked(fier, m);
+    s_refused_unacked(fier, m, 1);
     s_copy_key(s_chain.keys, "politie", senders, "politie"); /* the adapter's operator adds the key */
-    s_taken_in_next_session(fier, m, "waits for the key");
+    s_taken_in_next_session(fier, m, "waits for the key", 2);
     ketenbus_msg_destroy(&m);
     ketenbus_client_destroy(&fier);
 }
@@ -492,10 +492,10 @@ START_TEST(test_writable_sender_key_refused)
     snprintf(path, sizeof path, "%s/politie.sign.pub.pem", senders);
     ck_assert_int_eq(chmod(path, 0666), 0);
     ketenbus_msg_t *m = s_signal(1, "politie", "politie", "waits for a safe key file");
-    s_refused_unacked(fier, m);
+    s_refused_unacked(fier, m, 1);
     ck_assert_msg(strstr(s_why, "politie.sign.pub.pem") && strstr(s_why, "chmod go-w"), "%s", s_why);
     ck_assert_int_eq(chmod(path, 0644), 0);
-    s_taken_in_next_session(fier, m, "waits for a safe key file");
+    s_taken_in_next_session(fier, m, "waits for a safe key file", 2);
     ketenbus_msg_destroy(&m);
     ketenbus_client_destroy(&fier);
 }
@@ -513,9 +513,9 @@ START_TEST(test_previous_key_accepted)
     ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
     s_copy_key(fresh, "politie", senders, "politie");
     ketenbus_msg_t *m = s_signal(1, "politie", "politie", "signed with the old key");
-    s_refused_unacked(fier, m);
+    s_refused_unacked(fier, m, 1);
     s_copy_key(s_chain.keys, "politie", senders, "politie.previous");
-    s_taken_in_next_session(fier, m, "signed with the old key");
+    s_taken_in_next_session(fier, m, "signed with the old key", 2);
     ketenbus_msg_destroy(&m);
     ketenbus_client_destroy(&fier);
 }
