@@ -175,7 +175,9 @@ int64_t kb_sender_keys_stamp(const kb_sender_keys_t *k);
  * KB_ECRYPTO (not what the sender signed with the installed key),
  * KB_ENOTFOUND or KB_EIO (no readable key for its sender): refused, but a
  * newer ketenbus.proto or a key not yet installed here could make it pass.
- * The reason is in kb_last_error(). */
+ * The installed key is the one the sender's file holds at the call: a key
+ * kept from an earlier call is used only while stat() shows its file
+ * unchanged. The reason is in kb_last_error(). */
 int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const char *broker_id, const char *agency);
 
 /* ------------------------------------------------------------ quarantine (quarantine.c) */

@@ -12,10 +12,23 @@
  * Keys are read from DIR/SENDER.sign.pub.pem as `ketenbus keygen` writes
  * them; notices (expiry and match notices) are written by the broker, carry
  * its id as sender and are checked with DIR/broker.sign.pub.pem. A key is
- * read once and kept; when a signature fails with a kept key, the file is
- * read again once (the sender may have been given a new key), and then
- * DIR/SENDER.previous.sign.pub.pem is tried if it is there: messages signed
- * before a key change may still be queued for this agency.
+ * kept once read, with what stat() said of its file then; before each
+ * use the file is looked at again, and one that was replaced, rewritten
+ * or removed since is read again, or its key forgotten (the sender is then
+ * unknown until a file is there). Waiting for a signature to fail before
+ * reading the file again would not do: after a key leaked and its file
+ * was replaced, the broker this check guards against chooses which
+ * deliveries come, and could keep the old key trusted as long as it liked
+ * by holding back those signed with the new one. When a signature fails,
+ * DIR/SENDER.previous.sign.pub.pem is tried if it is there (read at each
+ * try, never kept): messages signed before a key change may still be
+ * queued for this agency.
+ *
+ * A file is taken to be unchanged while its device, inode, size and
+ * modification and change times (in nanoseconds) are: a rename over it, a
+ * rewrite in place and a chmod all change the change time. Only a rewrite
+ * in place with a key of the same length, within the same tick of the file
+ * system's clock as the write before it, could look unchanged.
  *
  * A delivery must also be meant for this agency: an envelope that names
  * its recipients reaches at most those (they are signed, and the broker
@@ -46,6 +59,7 @@
 typedef struct {
     char id[KB_AGENCY_ID_MAX + 1]; /* sender id ("" for the broker's key) */
     EVP_PKEY *key;                 /* its public signing key */
+    struct stat st;                /* its file, as stat() saw it just before it was read */
 } s_key_t;
 
 struct kb_sender_keys {
@@ -87,32 +101,76 @@ int64_t kb_sender_keys_stamp(const kb_sender_keys_t *k)
     return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-/* Read the key of id ("" = the broker) from its file into *key, or with
- * previous its key before the last change (ID.previous.sign.pub.pem; no
- * agency id has a dot): KB_ENOTFOUND when there is no such file, else the
- * loader's error. */
-static int s_read(const kb_sender_keys_t *k, const char *id, int previous, EVP_PKEY **key)
+/* The path of id's key file ("" = the broker), or with previous of its
+ * key before the last change (ID.previous.sign.pub.pem; no agency id has a
+ * dot). */
+static int s_path(const kb_sender_keys_t *k, const char *id, int previous, char path[PATH_MAX])
 {
-    char path[PATH_MAX];
-    *key = NULL;
-    if (kb_fmt(path, sizeof path, "%s/%s%s.sign.pub.pem", k->dir, id[0] ? id : "broker",
-               previous ? ".previous" : "") != KB_OK)
+    if (kb_fmt(path, PATH_MAX, "%s/%s%s.sign.pub.pem", k->dir, id[0] ? id : "broker", previous ? ".previous" : "") !=
+        KB_OK)
         return kb_error_set(KB_ETOOBIG, "sender keys: path of %s's key too long", id[0] ? id : "the broker");
-    struct stat st;
-    if (stat(path, &st) != 0 && errno == ENOENT)
-        return kb_error_set(KB_ENOTFOUND, "no file %s", path);
-    *key = kb_keys_load_sign_public(path);
-    return *key ? KB_OK : KB_EIO;
+    return KB_OK;
 }
 
-/* The kept key of id, read from its file the first time. */
+/* Read the key of id from its file (s_path) into *key, and what stat()
+ * said of the file into *st (may be NULL): KB_ENOTFOUND when there is no
+ * such file, else the loader's error. stat() comes first: a file replaced
+ * in between is then read again at its next use, where the other order
+ * would keep the old key with the new file's stamp. */
+static int s_read(const kb_sender_keys_t *k, const char *id, int previous, EVP_PKEY **key, struct stat *st)
+{
+    char path[PATH_MAX];
+    struct stat seen;
+    *key = NULL;
+    int rc = s_path(k, id, previous, path);
+    if (rc != KB_OK)
+        return rc;
+    if (stat(path, &seen) != 0) {
+        if (errno == ENOENT)
+            return kb_error_set(KB_ENOTFOUND, "no file %s", path);
+        memset(&seen, 0, sizeof seen); /* the loader names the file and why */
+    }
+    *key = kb_keys_load_sign_public(path);
+    if (!*key)
+        return KB_EIO;
+    if (st)
+        *st = seen;
+    return KB_OK;
+}
+
+static int s_same_time(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* Is s's file still the one its key was read from? */
+static int s_unchanged(const kb_sender_keys_t *k, const s_key_t *s)
+{
+    char path[PATH_MAX];
+    struct stat now;
+    if (s_path(k, s->id, 0, path) != KB_OK || stat(path, &now) != 0)
+        return 0;
+    return now.st_dev == s->st.st_dev && now.st_ino == s->st.st_ino && now.st_size == s->st.st_size &&
+           s_same_time(&now.st_mtim, &s->st.st_mtim) && s_same_time(&now.st_ctim, &s->st.st_ctim);
+}
+
+/* The key of id, as its file holds it now: the kept one while the file is
+ * unchanged, else read from the file (and kept); a kept key whose file
+ * changed is forgotten first, so it is never used once the file is gone,
+ * replaced or unreadable. */
 static int s_key(kb_sender_keys_t *k, const char *id, s_key_t **out)
 {
-    for (size_t i = 0; i < k->n; i++)
-        if (strcmp(k->keys[i].id, id) == 0) {
+    for (size_t i = 0; i < k->n; i++) {
+        if (strcmp(k->keys[i].id, id) != 0)
+            continue;
+        if (s_unchanged(k, &k->keys[i])) {
             *out = &k->keys[i];
             return KB_OK;
         }
+        EVP_PKEY_free(k->keys[i].key);
+        k->keys[i] = k->keys[--k->n];
+        break;
+    }
     if (k->n == k->cap) {
         size_t cap = k->cap ? 2 * k->cap : 8;
         s_key_t *keys = realloc(k->keys, cap * sizeof *keys);
@@ -122,12 +180,14 @@ static int s_key(kb_sender_keys_t *k, const char *id, s_key_t **out)
         k->cap = cap;
     }
     EVP_PKEY *key = NULL;
-    int rc = s_read(k, id, 0, &key);
+    struct stat st;
+    int rc = s_read(k, id, 0, &key, &st);
     if (rc != KB_OK)
         return rc;
     s_key_t *s = &k->keys[k->n++];
     snprintf(s->id, sizeof s->id, "%s", id);
     s->key = key;
+    s->st = st;
     *out = s;
     return KB_OK;
 }
@@ -176,23 +236,11 @@ int kb_sender_keys_check(kb_sender_keys_t *k, const Ketenbus__Envelope *e, const
     rc = kb_seal_verify(e, s->key);
     if (rc != KB_ECRYPTO)
         return rc;
-    /* a kept key may be an old one: read the file again, once */
     char detail[KB_ERROR_MAX];
     snprintf(detail, sizeof detail, "%s", kb_last_error());
-    EVP_PKEY *fresh = NULL;
-    if (s_read(k, id, 0, &fresh) == KB_OK && EVP_PKEY_eq(fresh, s->key) != 1) {
-        EVP_PKEY_free(s->key);
-        s->key = fresh;
-        fresh = NULL;
-        rc = kb_seal_verify(e, s->key);
-        if (rc != KB_ECRYPTO)
-            return rc;
-        snprintf(detail, sizeof detail, "%s", kb_last_error());
-    }
-    EVP_PKEY_free(fresh);
     /* signed before the sender's key was replaced, and still queued */
     EVP_PKEY *previous = NULL;
-    if (s_read(k, id, 1, &previous) == KB_OK) {
+    if (s_read(k, id, 1, &previous, NULL) == KB_OK) {
         rc = kb_seal_verify(e, previous);
         EVP_PKEY_free(previous);
         if (rc != KB_ECRYPTO)

@@ -14,11 +14,14 @@
  * is handed out, and so is a message signed with the sender's previous
  * key. A delivery whose sender's key the adapter lacks comes again in a
  * later session and is handed out once the key file is there, or once
- * the file is no longer one that others may write. Against a
+ * the file is no longer one that others may write. A key file replaced,
+ * rewritten in place or removed stops the old key from passing in the
+ * running client, from the next delivery on. Against a
  * real broker: refused deliveries do not hold up the ones behind them, and
  * they expire.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -521,6 +524,124 @@ START_TEST(test_previous_key_accepted)
 }
 END_TEST
 
+/* Deliver m under tag in the open session and see it handed out and
+ * acknowledged. */
+static void s_handed_out(ketenbus_client_t *fier, ketenbus_msg_t *m, uint64_t tag, const char *narrative)
+{
+    int handled = s_handled;
+    s_deliver(&m, &tag, 1);
+    uint64_t acked[4];
+    s_acks_until(fier, tag, acked, 4);
+    ck_assert_int_eq(s_handled, handled + 1);
+    ck_assert_str_eq(s_last, narrative);
+}
+
+/* politie's key leaked, and the operator put its new key in place of the
+ * old one (renamed over it, with no politie.previous). fier's running
+ * client, which had checked a delivery with the old key, trusts the old
+ * key no more from the next delivery on, and takes the new one. It must
+ * not wait for a delivery to fail before it reads the file again: a
+ * broker that was broken into chooses what it delivers, and would keep
+ * the leaked key trusted. */
+START_TEST(test_replaced_key_not_trusted)
+{
+    char senders[512];
+    ck_assert_int_eq(kb_keys_generate(s_chain.keys, "politie-new", 0), KB_OK);
+    ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
+    s_copy_key(s_chain.keys, "politie", senders, "politie");
+    ketenbus_msg_t *m[3];
+    m[0] = s_signal(1, "politie", "politie", "before the key leaked");
+    s_handed_out(fier, m[0], 1, "before the key leaked");
+    s_copy_key(s_chain.keys, "politie-new", senders, "politie");
+    m[1] = s_signal(2, "politie", "politie", "signed with the leaked key");
+    s_refused_unacked(fier, m[1], 2);
+    ck_assert_msg(strstr(s_why, "not what politie signed"), "%s", s_why);
+    m[2] = s_signal(3, "politie", "politie-new", "signed with the new key");
+    s_taken_in_next_session(fier, m[2], "signed with the new key", 3);
+    for (size_t i = 0; i < 3; i++)
+        ketenbus_msg_destroy(&m[i]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* Write NAME.sign.pub.pem of directory from over the file path in place,
+ * as an editor that does not rename does: the same inode, and the same
+ * length (every Ed25519 key's PEM has it), so only the file's times tell
+ * that it changed. Written again until its change time moved, which it
+ * does unless the file system's clock has not ticked since the file was
+ * last written. */
+static void s_rewrite_key(const char *from, const char *name, const char *path)
+{
+    char src[600];
+    snprintf(src, sizeof src, "%s/%s.sign.pub.pem", from, name);
+    char *pem = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kb_file_read(src, 1 << 16, &pem, &len), KB_OK);
+    struct stat before, after;
+    ck_assert_int_eq(stat(path, &before), 0);
+    int64_t end = kb_mono_ms() + 1000;
+    do {
+        int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, pem, len), (ssize_t)len);
+        ck_assert_int_eq(fstat(fd, &after), 0);
+        ck_assert_int_eq(close(fd), 0);
+    } while (after.st_ctim.tv_sec == before.st_ctim.tv_sec && after.st_ctim.tv_nsec == before.st_ctim.tv_nsec &&
+             kb_mono_ms() < end);
+    ck_assert_uint_eq(after.st_ino, before.st_ino);
+    ck_assert_uint_eq(after.st_dev, before.st_dev);
+    ck_assert_int_eq(after.st_size, before.st_size);
+    free(pem);
+}
+
+/* The same when the key file is rewritten in place rather than replaced. */
+START_TEST(test_key_rewritten_in_place_not_trusted)
+{
+    char senders[512], path[600];
+    ck_assert_int_eq(kb_keys_generate(s_chain.keys, "politie-new", 0), KB_OK);
+    ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
+    s_copy_key(s_chain.keys, "politie", senders, "politie");
+    snprintf(path, sizeof path, "%s/politie.sign.pub.pem", senders);
+    ketenbus_msg_t *m[3];
+    m[0] = s_signal(1, "politie", "politie", "before the key leaked");
+    s_handed_out(fier, m[0], 1, "before the key leaked");
+    s_rewrite_key(s_chain.keys, "politie-new", path);
+    m[1] = s_signal(2, "politie", "politie", "signed with the leaked key");
+    s_refused_unacked(fier, m[1], 2);
+    ck_assert_msg(strstr(s_why, "not what politie signed"), "%s", s_why);
+    m[2] = s_signal(3, "politie", "politie-new", "signed with the new key");
+    s_taken_in_next_session(fier, m[2], "signed with the new key", 3);
+    for (size_t i = 0; i < 3; i++)
+        ketenbus_msg_destroy(&m[i]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
+/* With politie's key file removed, the running client no longer has a
+ * key for politie, though it had checked a delivery with it: politie's
+ * deliveries are refused (and stay queued) as for a sender whose key was
+ * never installed, and pass again once the file is back. */
+START_TEST(test_removed_key_not_trusted)
+{
+    char senders[512], path[600];
+    ketenbus_client_t *fier = s_fier_with_senders(senders, sizeof senders);
+    s_copy_key(s_chain.keys, "politie", senders, "politie");
+    snprintf(path, sizeof path, "%s/politie.sign.pub.pem", senders);
+    ketenbus_msg_t *m[2];
+    m[0] = s_signal(1, "politie", "politie", "before the key was removed");
+    s_handed_out(fier, m[0], 1, "before the key was removed");
+    ck_assert_int_eq(unlink(path), 0);
+    m[1] = s_signal(2, "politie", "politie", "after the key was removed");
+    s_refused_unacked(fier, m[1], 2);
+    ck_assert_msg(strstr(s_why, "no file") && strstr(s_why, "politie.sign.pub.pem"), "%s", s_why);
+    s_copy_key(s_chain.keys, "politie", senders, "politie");
+    s_taken_in_next_session(fier, m[1], "after the key was removed", 3);
+    for (size_t i = 0; i < 2; i++)
+        ketenbus_msg_destroy(&m[i]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 /* The next HELLO of cl within timeout_ms, answering its PINGs meanwhile
  * (a broker that does not would make it give the session up), or NULL. */
 static Ketenbus__Frame *s_next_hello(ketenbus_client_t *cl, int timeout_ms)
@@ -846,6 +967,9 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_missing_key_delivery_comes_again);
     tcase_add_test(tc, test_writable_sender_key_refused);
     tcase_add_test(tc, test_previous_key_accepted);
+    tcase_add_test(tc, test_replaced_key_not_trusted);
+    tcase_add_test(tc, test_key_rewritten_in_place_not_trusted);
+    tcase_add_test(tc, test_removed_key_not_trusted);
     tcase_add_test(tc, test_refusal_restarts_back_off);
     tcase_add_test(tc, test_key_installed_restarts_at_once);
     tcase_add_test(tc, test_malformed_delivery_gives_credit_back);
