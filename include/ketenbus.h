@@ -260,12 +260,19 @@ int ketenbus_client_opts_set_state_dir(ketenbus_client_opts_t *o, const char *di
  *   at once, so refused deliveries, which come first in every session, do
  *   not stop the ones behind them (the broker bounds a session's
  *   unacknowledged deliveries plus credit at 100,000).
- * A key file is read once; when a signature fails, the sender's file is
- * read again, so a replaced key takes effect without a restart, and then
- * SENDER.previous.sign.pub.pem is tried if present, for messages signed
- * before the change and still queued. While that file is there the old
- * key is trusted: remove it once twice message_ttl has passed since the
- * change, at once if the old key leaked. */
+ * A key file is read when first needed and its key kept, but before each
+ * delivery is checked its sender's file is looked at (stat: device, inode,
+ * size, modification and change time): once it was replaced (renamed
+ * over), rewritten in place or removed, the kept key is no longer used,
+ * without a restart. A replaced or rewritten file is read again, so from
+ * the next delivery on the new key passes and the old one does not; after
+ * a removal the sender's deliveries are refused like those of a sender
+ * without a key file (action=left_queued) until one is installed. When a
+ * signature fails, SENDER.previous.sign.pub.pem is tried if present (read
+ * each time, never kept), for messages signed before the change and still
+ * queued. While that file is there the old key is trusted: remove it once
+ * twice message_ttl has passed since the change, at once if the old key
+ * leaked. */
 int ketenbus_client_opts_set_signing_keys(ketenbus_client_opts_t *o, const char *dir);
 /* Optional: deliveries the broker may send ahead of acknowledgement
  * (default 64); ones refused by the check above give their credit back,
