@@ -935,6 +935,25 @@ static void s_clear(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
         *(protobuf_c_boolean *)s_member(m, f->quantifier_offset) = 0;
 }
 
+/* True if message m holds a value: a present leaf at any depth, or
+ * anything it cannot tell about (unknown fields, nesting past the limit). */
+static int s_holds_value(const ProtobufCMessage *m, unsigned depth)
+{
+    if (m->n_unknown_fields || depth >= KB_SEAL_MAX_DEPTH)
+        return 1;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (!s_present(m, f))
+            continue;
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
+            return 1;
+        if (s_holds_value(*(const ProtobufCMessage *const *)s_cmember(m, f->offset), depth + 1))
+            return 1;
+    }
+    return 0;
+}
+
 int kb_seal_redact(Ketenbus__Envelope *e, const char *path)
 {
     if (!e || !path)
@@ -958,6 +977,11 @@ int kb_seal_redact(Ketenbus__Envelope *e, const char *path)
     const ProtobufCFieldDescriptor *f = fields[n - 1];
     if (present)
         present = s_present(m, f);
+    /* A set message field without a value under it (an empty sub-message)
+     * has no seal and nothing to withhold: listing it would claim that a
+     * signed field was withheld where none was (SIGNING.md, Withholding). */
+    if (present && f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED)
+        present = s_holds_value(*(const ProtobufCMessage *const *)s_cmember(m, f->offset), (unsigned)n);
 
     int salted = 0;
     for (size_t i = 0; i < e->n_seals; i++)

@@ -61,7 +61,8 @@ int kb_seal_verify(const Ketenbus__Envelope *e, EVP_PKEY *public_key);
  * proto3 default, the salts of the seals at or under the path are dropped
  * and the path is added to e->withheld (once). Withholding an absent field
  * (also a path under another payload member, e.g. "referral.reason" on a
- * signal) is a no-op that returns KB_OK. KB_ENOTFOUND if the path is not a
+ * signal, or a message field that holds no value, e.g. an empty
+ * "signal.observed") is a no-op that returns KB_OK. KB_ENOTFOUND if the path is not a
  * field under any payload member (kb_seal_path_exists); KB_ENOMEM or
  * KB_ETOOBIG (over KB_MAX_SEALS withheld paths) leave e unchanged. */
 int kb_seal_redact(Ketenbus__Envelope *e, const char *path);

@@ -777,6 +777,41 @@ START_TEST(test_redact_twice_and_nested)
 }
 END_TEST
 
+/* A set but empty sub-message has no seal: withholding it withholds
+ * nothing signed, so nothing is listed and the copy stays as it was (a
+ * listed path that covers no seal would be refused by verify). */
+START_TEST(test_redact_empty_submessage)
+{
+    EVP_PKEY *key = s_keygen();
+    Ketenbus__Envelope *e = s_make(MK_SIGNAL);
+    protobuf_c_message_free_unpacked(&e->signal->observed->base, NULL);
+    e->signal->observed = s_alloc(sizeof *e->signal->observed);
+    ketenbus__observation__init(e->signal->observed);
+    ck_assert_int_eq(kb_seal_sign(e, key), KB_OK);
+    ck_assert_int_lt(s_seal_index(e, "signal.observed.location"), 0);
+    size_t before_len, after_len;
+    uint8_t *before = s_pack(e, &before_len);
+
+    ck_assert_int_eq(kb_seal_redact(e, "signal.observed"), KB_OK);
+    ck_assert_uint_eq(e->n_withheld, 0);
+    uint8_t *after = s_pack(e, &after_len);
+    ck_assert_uint_eq(after_len, before_len);
+    ck_assert_int_eq(memcmp(after, before, before_len), 0);
+    ck_assert_int_eq(kb_seal_verify(e, key), KB_OK);
+
+    /* with a value under it, it is withheld and listed as usual */
+    e->signal->observed->time_us = OBSERVED_US;
+    ck_assert_int_eq(kb_seal_sign(e, key), KB_OK);
+    ck_assert_int_eq(kb_seal_redact(e, "signal.observed"), KB_OK);
+    ck_assert_uint_eq(e->n_withheld, 1);
+    ck_assert_int_eq(kb_seal_verify(e, key), KB_OK);
+    free(after);
+    free(before);
+    s_free(&e);
+    EVP_PKEY_free(key);
+}
+END_TEST
+
 /* ------------------------------------------------------------ paths */
 
 static const struct {
@@ -1144,6 +1179,7 @@ static Suite *s_suite(void)
     tc = tcase_create("redact");
     tcase_add_loop_test(tc, test_redact, 0, ROWS(s_redact_rows));
     tcase_add_test(tc, test_redact_twice_and_nested);
+    tcase_add_test(tc, test_redact_empty_submessage);
     tcase_add_loop_test(tc, test_path_exists, 0, ROWS(s_path_rows));
     suite_add_tcase(s, tc);
 
