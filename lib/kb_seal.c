@@ -810,6 +810,52 @@ static int s_check_seals(const Ketenbus__Envelope *e)
     return KB_OK;
 }
 
+/* The withheld list is unsigned (the broker writes it), so each entry must
+ * explain seals that really lost their salt: a field path under the
+ * envelope's payload member pf, listed once, covering at least one seal and
+ * only seals without salt. Otherwise it could claim that a field was
+ * withheld which never existed, or which is still there and verified.
+ * Seals are already checked by s_check_seals. */
+static int s_check_withheld(const Ketenbus__Envelope *e, const ProtobufCFieldDescriptor *pf)
+{
+    if (e->n_withheld > KB_MAX_SEALS)
+        return kb_error_set(KB_ECRYPTO, "withheld: %zu entries, at most %u", e->n_withheld, KB_MAX_SEALS);
+    if (e->n_withheld > 0 && !e->withheld)
+        return kb_error_set(KB_ECRYPTO, "withheld: %zu entries but no array", e->n_withheld);
+    char show[KB_SEAL_PATH_SHOW + 4], show_seal[KB_SEAL_PATH_SHOW + 4];
+    char buf[KB_SEAL_PATH_MAX];
+    const ProtobufCFieldDescriptor *fields[KB_SEAL_MAX_DEPTH];
+    for (size_t i = 0; i < e->n_withheld; i++) {
+        const char *w = e->withheld[i];
+        if (!w)
+            return kb_error_set(KB_ECRYPTO, "withheld %zu: no path", i);
+        size_t n = 0;
+        if (!s_resolve(w, buf, fields, &n))
+            return kb_error_set(KB_ECRYPTO, "withheld %zu (%s): not a payload field path", i,
+                                s_path_show(w, show));
+        if (fields[0] != pf)
+            return kb_error_set(KB_ECRYPTO, "withheld %zu (%s): not a field of the %s payload", i,
+                                s_path_show(w, show), pf->name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(e->withheld[j], w) == 0)
+                return kb_error_set(KB_ECRYPTO, "withheld %zu (%s): listed twice", i, s_path_show(w, show));
+        size_t covered = 0;
+        for (size_t k = 0; k < e->n_seals; k++) {
+            const Ketenbus__FieldSeal *s = e->seals[k];
+            if (!s_covers(w, s->path))
+                continue;
+            if (s->salt.len != 0)
+                return kb_error_set(KB_ECRYPTO, "withheld %zu (%s): seal %zu (%s) has its salt, it was not withheld",
+                                    i, s_path_show(w, show), k, s_path_show(s->path, show_seal));
+            covered++;
+        }
+        if (covered == 0)
+            return kb_error_set(KB_ECRYPTO, "withheld %zu (%s): covers no seal, nothing signed was withheld there", i,
+                                s_path_show(w, show));
+    }
+    return KB_OK;
+}
+
 static int s_ed25519_verify(EVP_PKEY *key, const uint8_t *msg, size_t len, const uint8_t *sig)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -838,6 +884,8 @@ int kb_seal_verify(const Ketenbus__Envelope *e, EVP_PKEY *public_key)
         return kb_error_set(KB_ECRYPTO, "seal: signature is %zu bytes, not %u", e->signature.len,
                             KB_SIGNATURE_LEN);
     int rc = s_check_seals(e);
+    if (rc == KB_OK)
+        rc = s_check_withheld(e, pf);
     if (rc)
         return rc;
 

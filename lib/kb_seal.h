@@ -49,11 +49,14 @@ int kb_seal_sign_with_salts(Ketenbus__Envelope *e, EVP_PKEY *private_key,
 
 /* Verify: the signature over the signed bytes with the sender's public key,
  * every visible leaf against its seal, every seal without salt against an
- * absent field listed in e->withheld, and no visible leaf without a seal.
+ * absent field listed in e->withheld, every e->withheld entry against the
+ * seals (a field path of the payload, listed once, covering at least one
+ * seal and only seals without salt), and no visible leaf without a seal.
  * KB_OK, or KB_ECRYPTO with the first failing path in kb_last_error() (a
- * seal's own path as "seal N (path)", its bytes outside [A-Za-z0-9_.] as
- * '?' and cut after 48: the text is the sender's); KB_EINVAL for NULL
- * arguments, KB_ENOMEM. */
+ * seal's own path as "seal N (path)", a withheld entry as "withheld N
+ * (path)", bytes outside [A-Za-z0-9_.] as '?' and cut after 48: the text
+ * is the sender's or the broker's); KB_EINVAL for NULL arguments,
+ * KB_ENOMEM. */
 int kb_seal_verify(const Ketenbus__Envelope *e, EVP_PKEY *public_key);
 
 /* Withhold one payload path (a leaf, or a message field to withhold all its

@@ -298,6 +298,43 @@ START_TEST(test_only_genuine_deliveries_handed_out)
 }
 END_TEST
 
+/* The withheld list is the broker's, unsigned: an entry that explains no
+ * withheld seal (a field the sender never wrote, or one still there and
+ * verified) is refused like any other change on the way, and the delivery
+ * is not acknowledged. The same message without it is handed out. */
+START_TEST(test_phantom_withheld_not_handed_out)
+{
+    ketenbus_client_t *fier = kb_chain_client(&s_chain, "fier", NULL);
+    ketenbus_client_set_handler(fier, s_handler, NULL);
+    kb_fake_open_session(&s_fake, fier, "fier");
+    static const char *const claims[] = {"signal.cross_border", "signal.narrative"};
+    ketenbus_msg_t *m[3];
+    for (size_t i = 0; i < 2; i++) {
+        m[i] = s_signal((uint8_t)(i + 1), "politie", "politie", "phantom");
+        Ketenbus__Envelope *e = m[i]->env;
+        e->withheld = calloc(1, sizeof *e->withheld);
+        ck_assert_ptr_nonnull(e->withheld);
+        e->withheld[0] = strdup(claims[i]);
+        ck_assert_ptr_nonnull(e->withheld[0]);
+        e->n_withheld = 1;
+    }
+    m[2] = s_signal(3, "politie", "politie", "genuine");
+    const uint64_t tags[] = {1, 2, 3};
+    s_deliver(m, tags, 3);
+    uint64_t acked[16];
+    size_t n = s_acks_until(fier, 3, acked, 16);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(acked[i] == 3, "delivery %llu was acknowledged", (unsigned long long)acked[i]);
+    ck_assert_int_eq(s_handled, 1);
+    ck_assert_str_eq(s_last, "genuine");
+    ck_assert_int_eq(s_refused, 2);
+    ck_assert_msg(strstr(s_why, "withheld 0 (signal.narrative)") != NULL, "reason: %s", s_why);
+    for (size_t i = 0; i < 3; i++)
+        ketenbus_msg_destroy(&m[i]);
+    ketenbus_client_destroy(&fier);
+}
+END_TEST
+
 /* The broker's own notice, signed with its key, is handed out. */
 START_TEST(test_broker_notice_handed_out)
 {
@@ -961,6 +998,7 @@ static Suite *s_suite(void)
     tcase_add_checked_fixture(tc, s_setup, s_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_only_genuine_deliveries_handed_out);
+    tcase_add_test(tc, test_phantom_withheld_not_handed_out);
     tcase_add_test(tc, test_quarantine_bounded);
     tcase_add_test(tc, test_broker_notice_handed_out);
     tcase_add_test(tc, test_delivery_for_others_quarantined);

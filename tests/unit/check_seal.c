@@ -490,6 +490,47 @@ static void s_tm_redacted_seal_dropped(Ketenbus__Envelope *e)
     e->n_seals--;
 }
 
+static void s_add_withheld(Ketenbus__Envelope *e, const char *path)
+{
+    char **list = realloc(e->withheld, (e->n_withheld + 1) * sizeof *list);
+    ck_assert_ptr_nonnull(list);
+    e->withheld = list;
+    e->withheld[e->n_withheld++] = s_strdup(path);
+}
+
+/* Entries of withheld that explain no withheld seal: the broker's list is
+ * unsigned, so each is checked against the seals. */
+static void s_tm_wh_never_sealed(Ketenbus__Envelope *e) { s_add_withheld(e, "signal.cross_border"); }
+static void s_tm_wh_visible(Ketenbus__Envelope *e) { s_add_withheld(e, "signal.minor"); }
+static void s_tm_wh_member(Ketenbus__Envelope *e) { s_add_withheld(e, "signal"); }
+static void s_tm_wh_not_a_path(Ketenbus__Envelope *e) { s_add_withheld(e, "everything"); }
+static void s_tm_wh_empty(Ketenbus__Envelope *e) { s_add_withheld(e, ""); }
+static void s_tm_wh_under_leaf(Ketenbus__Envelope *e) { s_add_withheld(e, "signal.narrative.text"); }
+static void s_tm_wh_other_payload(Ketenbus__Envelope *e) { s_add_withheld(e, "referral.reason"); }
+static void s_tm_wh_hostile(Ketenbus__Envelope *e) { s_add_withheld(e, "signal.minor\" agency=om"); }
+static void s_tm_wh_prefix(Ketenbus__Envelope *e) { s_add_withheld(e, "signal.narr"); }
+
+static void s_tm_wh_twice(Ketenbus__Envelope *e)
+{
+    ck_assert_int_eq(kb_seal_redact(e, "signal.narrative"), KB_OK);
+    s_add_withheld(e, "signal.narrative");
+}
+
+/* one leaf withheld, the message around it claimed too while its other
+ * leaves are still there */
+static void s_tm_wh_partly(Ketenbus__Envelope *e)
+{
+    ck_assert_int_eq(kb_seal_redact(e, "signal.observed.location"), KB_OK);
+    s_add_withheld(e, "signal.observed");
+}
+
+static void s_tm_wh_too_many(Ketenbus__Envelope *e)
+{
+    ck_assert_int_eq(kb_seal_redact(e, "signal.narrative"), KB_OK);
+    while (e->n_withheld <= KB_MAX_SEALS)
+        s_add_withheld(e, "signal.narrative");
+}
+
 static void s_tm_too_many(Ketenbus__Envelope *e)
 {
     size_t n = KB_MAX_SEALS + 1;
@@ -559,7 +600,29 @@ static const struct {
     {"withheld path not listed", MK_SIGNAL, s_tm_unlisted, "signal.narrative"},
     {"value dropped, salt kept", MK_SIGNAL, s_tm_value_dropped, "signal.narrative"},
     {"withheld but present", MK_SIGNAL, s_tm_withheld_present, "signal.narrative"},
-    {"withheld seal dropped", MK_SIGNAL, s_tm_redacted_seal_dropped, "signature"},
+    {"withheld seal dropped", MK_SIGNAL, s_tm_redacted_seal_dropped,
+     "withheld 0 (signal.narrative): covers no seal"},
+    {"withheld lists a field never sealed", MK_SIGNAL, s_tm_wh_never_sealed,
+     "withheld 0 (signal.cross_border): covers no seal"},
+    {"withheld lists a visible field", MK_SIGNAL, s_tm_wh_visible,
+     "withheld 0 (signal.minor): seal 4 (signal.minor) has its salt"},
+    {"withheld lists the payload member", MK_SIGNAL, s_tm_wh_member,
+     "withheld 0 (signal): not a payload field path"},
+    {"withheld lists a non-path", MK_SIGNAL, s_tm_wh_not_a_path,
+     "withheld 0 (everything): not a payload field path"},
+    {"withheld lists an empty path", MK_SIGNAL, s_tm_wh_empty, "withheld 0 (): not a payload field path"},
+    {"withheld lists a path under a leaf", MK_SIGNAL, s_tm_wh_under_leaf,
+     "withheld 0 (signal.narrative.text): not a payload field path"},
+    {"withheld lists another payload", MK_SIGNAL, s_tm_wh_other_payload,
+     "withheld 0 (referral.reason): not a field of the signal payload"},
+    {"withheld lists a hostile text", MK_SIGNAL, s_tm_wh_hostile,
+     "withheld 0 (signal.minor??agency?om): not a payload field path"},
+    {"withheld lists a prefix of a path", MK_SIGNAL, s_tm_wh_prefix,
+     "withheld 0 (signal.narr): not a payload field path"},
+    {"withheld lists a path twice", MK_SIGNAL, s_tm_wh_twice, "withheld 1 (signal.narrative): listed twice"},
+    {"withheld claims a partly withheld message", MK_SIGNAL, s_tm_wh_partly,
+     "withheld 1 (signal.observed): seal 7 (signal.observed.municipality) has its salt"},
+    {"withheld lists more than 64", MK_SIGNAL, s_tm_wh_too_many, "withheld: 65 entries, at most 64"},
     {"changed digest", MK_SIGNAL, s_tm_digest, "signal.narrative"},
     {"changed salt", MK_SIGNAL, s_tm_salt, "signal.age_band"},
     {"salt of 15 bytes", MK_SIGNAL, s_tm_salt_len, "signal.urgency"},
@@ -773,6 +836,43 @@ START_TEST(test_redact_twice_and_nested)
     ck_assert_int_eq(copy->signal->minor, 0);
     s_free(&copy);
     s_free(&e);
+    EVP_PKEY_free(key);
+}
+END_TEST
+
+/* What the broker's withholding produces always verifies: leaves, lists,
+ * messages, a message after a leaf inside it, a whole nested signal, on
+ * the envelope and on the copy that went over the wire. */
+static const struct {
+    make_kind_t what;         /* envelope to sign */
+    const char *paths[5];     /* withheld in this order, NULL-terminated */
+    size_t n_withheld;        /* entries of withheld afterwards */
+} s_genuine_rows[] = {
+    {MK_SIGNAL, {"signal.indicators", "signal.minor", NULL}, 2},
+    {MK_SIGNAL, {"signal.observed.location", "signal.observed", "signal.narrative", NULL}, 3},
+    {MK_SIGNAL, {"signal.observed", "signal.observed.location", "signal.cross_border", NULL}, 1},
+    {MK_REFERRAL, {"referral.signal.narrative", "referral.signal", "referral.contact", NULL}, 3},
+    {MK_REFERRAL, {"referral.signal", "referral.signal.observed", "referral.signal.minor", NULL}, 1},
+    {MK_UPDATE, {"referral_update.reason", "referral_update.handled_by", "referral_update.status", NULL}, 3},
+    {MK_NOTICE, {"notice.agencies", "notice.text", NULL}, 2},
+};
+
+START_TEST(test_withheld_genuine)
+{
+    EVP_PKEY *key = s_keygen(), *pub = s_public_of(key);
+    Ketenbus__Envelope *e = s_make(s_genuine_rows[_i].what);
+    ck_assert_int_eq(kb_seal_sign(e, key), KB_OK);
+    for (size_t i = 0; s_genuine_rows[_i].paths[i]; i++) {
+        ck_assert_int_eq(kb_seal_redact(e, s_genuine_rows[_i].paths[i]), KB_OK);
+        ck_assert_msg(kb_seal_verify(e, pub) == KB_OK, "after %s: %s", s_genuine_rows[_i].paths[i],
+                      kb_last_error());
+    }
+    ck_assert_uint_eq(e->n_withheld, s_genuine_rows[_i].n_withheld);
+    Ketenbus__Envelope *copy = s_repack(e);
+    ck_assert_msg(kb_seal_verify(copy, pub) == KB_OK, "copy: %s", kb_last_error());
+    s_free(&copy);
+    s_free(&e);
+    EVP_PKEY_free(pub);
     EVP_PKEY_free(key);
 }
 END_TEST
@@ -993,6 +1093,16 @@ START_TEST(test_vector)
     kb_hex(e->signature.data, e->signature.len, hex);
     ck_assert_str_eq(hex, s_vec_signature);
     ck_assert_int_eq(kb_seal_verify(e, key), KB_OK);
+
+    /* The redacted vector: narrative withheld, same signed bytes. */
+    ck_assert_int_eq(kb_seal_redact(e, "signal.narrative"), KB_OK);
+    ck_assert_uint_eq(e->n_seals, VEC_SEALS);
+    ck_assert_uint_eq(e->n_withheld, 1);
+    ck_assert_str_eq(e->withheld[0], "signal.narrative");
+    ck_assert_uint_eq(s_seal(e, "signal.narrative")->salt.len, 0);
+    s_signed_hash(e, sha);
+    ck_assert_str_eq(sha, s_vec_signed_sha256);
+    ck_assert_int_eq(kb_seal_verify(e, key), KB_OK);
     s_free(&e);
     EVP_PKEY_free(key);
 }
@@ -1180,6 +1290,7 @@ static Suite *s_suite(void)
     tcase_add_loop_test(tc, test_redact, 0, ROWS(s_redact_rows));
     tcase_add_test(tc, test_redact_twice_and_nested);
     tcase_add_test(tc, test_redact_empty_submessage);
+    tcase_add_loop_test(tc, test_withheld_genuine, 0, ROWS(s_genuine_rows));
     tcase_add_loop_test(tc, test_path_exists, 0, ROWS(s_path_rows));
     suite_add_tcase(s, tc);
 
