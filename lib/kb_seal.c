@@ -365,6 +365,52 @@ static int s_walk(const ProtobufCMessage *m, char *path, size_t len, unsigned de
     return KB_OK;
 }
 
+/* Presence of a message field is not signed in version 1: a set message is
+ * only descended into, so an empty one gives no seal and can be added or
+ * removed unnoticed. That is harmless while a message field's presence
+ * means nothing. A oneof member or a field with explicit presence
+ * (proto3 `optional`; protobuf-c gives it LABEL_OPTIONAL, and LABEL_NONE
+ * to a plain proto3 message field) of message type exists for its
+ * presence, so a payload type that has one anywhere is refused
+ * (SIGNING.md, "Paths and leaves"). The schema is checked, not the
+ * message: such a field is refused also when it is not set. Envelope's own
+ * payload oneof is outside the payload types: its member name is signed.
+ * Types nested deeper than a path can reach are not looked into. */
+static int s_schema_walk(const ProtobufCMessageDescriptor *d, char *path, size_t len, unsigned depth)
+{
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
+            continue;
+        size_t sub_len;
+        int rc = s_path_push(path, len, f->name, &sub_len);
+        if (rc)
+            return rc;
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+            rc = kb_error_set(KB_EPROTO, "seal: %s: a oneof member of message type is not sealable in "
+                              "version 1 (its presence would not be signed)", path);
+        else if (f->label != PROTOBUF_C_LABEL_NONE)
+            rc = kb_error_set(KB_EPROTO, "seal: %s: a message field with explicit presence (optional) is not "
+                              "sealable in version 1 (its presence would not be signed)", path);
+        else if (depth + 1 < KB_SEAL_MAX_DEPTH)
+            rc = s_schema_walk(f->descriptor, path, sub_len, depth + 1);
+        path[len] = '\0';
+        if (rc)
+            return rc;
+    }
+    return KB_OK;
+}
+
+int kb_seal_schema_check(const ProtobufCMessageDescriptor *d, const char *member)
+{
+    if (!d || !member)
+        return kb_error_set(KB_EINVAL, "seal: schema check: NULL argument");
+    char path[KB_SEAL_PATH_MAX];
+    size_t len = 0;
+    int rc = s_path_push(path, 0, member, &len);
+    return rc ? rc : s_schema_walk(d, path, len, 1);
+}
+
 /* The set member of Envelope's `payload` oneof and its message, or NULL. */
 static const ProtobufCFieldDescriptor *s_payload(const Ketenbus__Envelope *e, ProtobufCMessage **msg)
 {
@@ -647,7 +693,9 @@ static int s_sign(Ketenbus__Envelope *e, EVP_PKEY *key, const uint8_t *salts, si
     kb_seal_buf_t val = {0}, tbs = {0};
     Ketenbus__FieldSeal **seals = NULL;
     uint8_t *sig = NULL;
-    int rc = s_path_push(path, 0, pf->name, &len);
+    int rc = kb_seal_schema_check(pf->descriptor, pf->name);
+    if (rc == KB_OK)
+        rc = s_path_push(path, 0, pf->name, &len);
     if (rc == KB_OK)
         rc = s_walk(payload, path, len, 1, &val, s_leaf_collect, c);
     if (rc == KB_OK && salts && n_salts != c->n)
@@ -896,7 +944,9 @@ int kb_seal_verify(const Ketenbus__Envelope *e, EVP_PKEY *public_key)
     char path[KB_SEAL_PATH_MAX];
     size_t len = 0;
     kb_seal_buf_t val = {0}, tbs = {0};
-    rc = s_path_push(path, 0, pf->name, &len);
+    rc = kb_seal_schema_check(pf->descriptor, pf->name);
+    if (rc == KB_OK)
+        rc = s_path_push(path, 0, pf->name, &len);
     if (rc == KB_OK)
         rc = s_walk(payload, path, len, 1, &val, s_leaf_check, c);
     if (rc == KB_EPROTO || rc == KB_ETOOBIG)

@@ -84,6 +84,15 @@ int kb_seal_path_exists(const char *path);
  * readers of packed envelopes (kb_envelope_carries). */
 size_t kb_seal_path_ids(const char *path, uint32_t ids[KB_SEAL_MAX_DEPTH]);
 
+/* Check that payload message type d, reached as payload member `member`
+ * ("signal"), has no field whose presence version 1 cannot sign: a oneof
+ * member or an explicit-presence (proto3 `optional`) field of message
+ * type, at any depth a path reaches. kb_seal_sign and kb_seal_verify do
+ * this for the payload they walk. KB_OK, KB_EPROTO naming the field
+ * ("seal: signal.outcome: a oneof member of message type ..."), KB_ETOOBIG
+ * (path too long), KB_EINVAL for NULL arguments. */
+int kb_seal_schema_check(const ProtobufCMessageDescriptor *d, const char *member);
+
 /* The exact bytes that are signed (SIGNING.md), with the seals as they are
  * in e. On KB_OK *out (malloc'd, *out_len bytes) is the caller's to free().
  * KB_EINVAL (NULL argument, no payload), KB_ETOOBIG, KB_ENOMEM. */

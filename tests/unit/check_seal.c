@@ -912,6 +912,83 @@ START_TEST(test_redact_empty_submessage)
 }
 END_TEST
 
+/* ------------------------------------------------------------ schema */
+
+/* Every payload member of today's Envelope passes the schema check. */
+START_TEST(test_schema_today)
+{
+    const ProtobufCMessageDescriptor *d = &ketenbus__envelope__descriptor;
+    size_t members = 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        ck_assert_msg(kb_seal_schema_check(f->descriptor, f->name) == KB_OK, "%s: %s", f->name, kb_last_error());
+        members++;
+    }
+    ck_assert_uint_eq(members, 4);
+    ck_assert_int_eq(kb_seal_schema_check(NULL, "signal"), KB_EINVAL);
+    ck_assert_int_eq(kb_seal_schema_check(&ketenbus__signal__descriptor, NULL), KB_EINVAL);
+}
+END_TEST
+
+/* Payload types a later ketenbus.proto could bring, as descriptors written
+ * by hand (only what the check reads): a oneof of message members, an
+ * `optional` message field, the same one level down, and what stays
+ * sealable (a oneof of scalars, a plain message field). */
+#define SCHEMA_FIELD(n, lab, typ, desc, fl) \
+    {.name = (n), .id = 1, .label = (lab), .type = (typ), .descriptor = (desc), .flags = (fl)}
+#define SCHEMA_MESSAGE(n, fs) \
+    {.magic = PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC, .name = "test." n, .short_name = n, .c_name = "Test__" n, \
+     .package_name = "test", .n_fields = sizeof(fs) / sizeof((fs)[0]), .fields = (fs)}
+
+static const ProtobufCFieldDescriptor s_oneof_fields[] = {
+    SCHEMA_FIELD("note", PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, NULL, 0),
+    SCHEMA_FIELD("accepted", PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_MESSAGE, &ketenbus__observation__descriptor,
+                 PROTOBUF_C_FIELD_FLAG_ONEOF),
+};
+static const ProtobufCMessageDescriptor s_oneof_msg = SCHEMA_MESSAGE("Outcome", s_oneof_fields);
+
+static const ProtobufCFieldDescriptor s_optional_fields[] = {
+    SCHEMA_FIELD("seen", PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE, &ketenbus__observation__descriptor, 0),
+};
+static const ProtobufCMessageDescriptor s_optional_msg = SCHEMA_MESSAGE("Optional", s_optional_fields);
+
+static const ProtobufCFieldDescriptor s_nested_fields[] = {
+    SCHEMA_FIELD("observed", PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_MESSAGE, &ketenbus__observation__descriptor, 0),
+    SCHEMA_FIELD("outcome", PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_MESSAGE, &s_oneof_msg, 0),
+};
+static const ProtobufCMessageDescriptor s_nested_msg = SCHEMA_MESSAGE("Nested", s_nested_fields);
+
+static const ProtobufCFieldDescriptor s_fine_fields[] = {
+    SCHEMA_FIELD("count", PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_INT32, NULL, PROTOBUF_C_FIELD_FLAG_ONEOF),
+    SCHEMA_FIELD("text", PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, NULL, PROTOBUF_C_FIELD_FLAG_ONEOF),
+    SCHEMA_FIELD("maybe", PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL, NULL, 0),
+    SCHEMA_FIELD("observed", PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_MESSAGE, &ketenbus__observation__descriptor, 0),
+};
+static const ProtobufCMessageDescriptor s_fine_msg = SCHEMA_MESSAGE("Fine", s_fine_fields);
+
+static const struct {
+    const ProtobufCMessageDescriptor *d; /* payload type */
+    int rc;                              /* expected result */
+    const char *expect;                  /* must occur in kb_last_error(), or NULL */
+} s_schema_rows[] = {
+    {&s_oneof_msg, KB_EPROTO, "seal: signal.accepted: a oneof member of message type is not sealable"},
+    {&s_optional_msg, KB_EPROTO, "seal: signal.seen: a message field with explicit presence (optional)"},
+    {&s_nested_msg, KB_EPROTO, "seal: signal.outcome.accepted: a oneof member of message type"},
+    {&s_fine_msg, KB_OK, NULL},
+};
+
+START_TEST(test_schema_refused)
+{
+    kb_error_clear();
+    ck_assert_int_eq(kb_seal_schema_check(s_schema_rows[_i].d, "signal"), s_schema_rows[_i].rc);
+    if (s_schema_rows[_i].expect)
+        ck_assert_msg(strstr(kb_last_error(), s_schema_rows[_i].expect) != NULL, "detail \"%s\" lacks \"%s\"",
+                      kb_last_error(), s_schema_rows[_i].expect);
+}
+END_TEST
+
 /* ------------------------------------------------------------ paths */
 
 static const struct {
@@ -1292,6 +1369,8 @@ static Suite *s_suite(void)
     tcase_add_test(tc, test_redact_empty_submessage);
     tcase_add_loop_test(tc, test_withheld_genuine, 0, ROWS(s_genuine_rows));
     tcase_add_loop_test(tc, test_path_exists, 0, ROWS(s_path_rows));
+    tcase_add_test(tc, test_schema_today);
+    tcase_add_loop_test(tc, test_schema_refused, 0, ROWS(s_schema_rows));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("independent");
