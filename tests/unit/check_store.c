@@ -296,7 +296,9 @@ START_TEST(test_failed_commit_rolls_back_counters)
 }
 END_TEST
 
-START_TEST(test_encrypted_at_rest)
+/* Two entries queued for politie (1 and 2), committed, the store closed:
+ * the start of the tests that damage entry 0 on disk. */
+static void s_queue_two_for_politie(void)
 {
     kb_store_t *s = s_open();
     kb_batch_t *b = kb_batch_new();
@@ -305,6 +307,17 @@ START_TEST(test_encrypted_at_rest)
     ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
     kb_batch_destroy(&b);
     kb_store_destroy(&s);
+}
+
+/* The LevelDB key of politie's queue entry 0: 'q', the agency, NUL, the
+ * sequence number big-endian. */
+static const uint8_t s_politie_entry0[1 + 7 + 1 + 8] = {'q', 'p', 'o', 'l', 'i', 't', 'i', 'e', 0,
+                                                        0,   0,   0,   0,   0,   0,   0,   0};
+
+START_TEST(test_encrypted_at_rest)
+{
+    s_queue_two_for_politie();
+    kb_store_t *s;
 
     /* the plaintext sender name never appears in the queue values; flip a
      * byte of entry 0 and it no longer opens */
@@ -314,13 +327,12 @@ START_TEST(test_encrypted_at_rest)
     ck_assert_ptr_null(err);
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
-    uint8_t k[1 + 7 + 1 + 8] = {'q', 'p', 'o', 'l', 'i', 't', 'i', 'e', 0, 0, 0, 0, 0, 0, 0, 0, 0};
     size_t vl;
-    char *v = leveldb_get(db, ro, (const char *)k, sizeof k, &vl, &err);
+    char *v = leveldb_get(db, ro, (const char *)s_politie_entry0, sizeof s_politie_entry0, &vl, &err);
     ck_assert_ptr_nonnull(v);
     ck_assert_ptr_null(memmem(v, vl, "fier", 4));
     v[vl / 2] ^= 1;
-    leveldb_put(db, wo, (const char *)k, sizeof k, v, vl, &err);
+    leveldb_put(db, wo, (const char *)s_politie_entry0, sizeof s_politie_entry0, v, vl, &err);
     ck_assert_ptr_null(err);
     leveldb_free(v);
     leveldb_readoptions_destroy(ro);
@@ -353,19 +365,13 @@ END_TEST
  * after it are still read. */
 START_TEST(test_short_queue_value_refused)
 {
-    kb_store_t *s = s_open();
-    kb_batch_t *b = kb_batch_new();
-    s_put(s, b, "politie", "fier", 1);
-    s_put(s, b, "politie", "fier", 2);
-    ck_assert_int_eq(kb_store_commit(s, b, 1), KB_OK);
-    kb_batch_destroy(&b);
-    kb_store_destroy(&s);
+    s_queue_two_for_politie();
+    kb_store_t *s;
 
     kb_ldb_t l;
     kb_ldb_open(&l, s_dir);
-    const uint8_t k[1 + 7 + 1 + 8] = {'q', 'p', 'o', 'l', 'i', 't', 'i', 'e', 0, 0, 0, 0, 0, 0, 0, 0, 0};
     char *err = NULL;
-    leveldb_put(l.db, l.wo, (const char *)k, sizeof k, "0123456789", 10, &err);
+    leveldb_put(l.db, l.wo, (const char *)s_politie_entry0, sizeof s_politie_entry0, "0123456789", 10, &err);
     ck_assert_ptr_null(err);
     kb_ldb_close(&l);
 
